@@ -1,0 +1,80 @@
+"""The Python API; it mirrors the CLI one function per command.
+
+    from pad_data import api
+    with api.Store("pad.duckdb") as store:
+        api.ingest(store, "gsm8k/train.jsonl", dataset="gsm8k")
+        api.import_programs(store, "programs.jsonl", dataset="gsm8k")
+        api.execute(store)
+        api.sql(store, "SELECT label, count(*) FROM labeled_programs GROUP BY 1")
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pandas as pd
+
+from .execute import execute
+from .generate import generate_offline, ingest_embedded
+from .ingest import IngestError, import_programs, ingest
+from .labels import LABELS
+from .pipeline import Execute, ImportPrograms, Ingest, IngestEmbedded, OfflineTeacher, Step, run_pipeline
+from .sandbox.pool import ExecResult, SandboxPool, execute_programs
+from .store import Store, StoreError
+
+__all__ = ["Store", "StoreError", "IngestError", "ingest", "import_programs", "execute", "sql",
+           "stats", "label_counts", "default_steps", "run_pipeline", "execute_programs",
+           "SandboxPool", "ExecResult", "generate_offline", "ingest_embedded", "LABELS"]
+
+
+def sql(store: Store, query: str) -> pd.DataFrame:
+    """Run SQL against the store; a DataFrame of the result."""
+    return store.df(query)
+
+
+def label_counts(store: Store, dataset: str | None = None) -> dict[str, int]:
+    """``{label: programs}`` over the latest execution of each program."""
+    q = "SELECT label, count(*) FROM labeled_programs WHERE label IS NOT NULL"
+    params = []
+    if dataset:
+        q += " AND dataset = ?"
+        params.append(dataset)
+    return dict(store.con.execute(q + " GROUP BY label", params).fetchall())
+
+
+def stats(store: Store) -> dict:
+    """Per dataset: problems, problems with gold, programs, executed, and programs per label."""
+    labels = [l for l in LABELS]
+    pivot = ", ".join(f"count(*) FILTER (WHERE lp.label = '{l}')" for l in labels)
+    rows = store.con.execute(f"""
+        WITH pr AS (SELECT dataset, count(*) n, count(answer) + count(*) FILTER
+                       (WHERE answer IS NULL AND answer_text IS NOT NULL) gold
+                    FROM problems GROUP BY dataset),
+             lp AS (SELECT * FROM labeled_programs)
+        SELECT pr.dataset, any_value(pr.n), any_value(pr.gold), count(lp.program_id),
+               count(lp.label), {pivot}
+        FROM pr LEFT JOIN lp USING (dataset) GROUP BY pr.dataset ORDER BY pr.dataset""").fetchall()
+    used = [i for i, _ in enumerate(labels) if any(r[5 + i] for r in rows)]
+    return {"labels": [labels[i] for i in used],
+            "rows": [list(r[:5]) + [r[5 + i] for i in used] for r in rows]}
+
+
+def default_steps(source: str | None = None, dataset: str | None = None, programs: str | None = None,
+                  samples: int = 4, seed: int = 0, timeout: float = 2.0, memory_mb: int = 512,
+                  workers: int = 2, progress: Callable[[int, int], None] | None = None) -> list[Step]:
+    """The steps of ``pad run``: embedded problems + offline teacher, or the given files."""
+    steps: list[Step] = []
+    if source or programs:
+        if not dataset:
+            raise ValueError("--dataset is required with --source or --programs")
+        if source:
+            steps.append(Ingest(source, dataset))
+        if programs:
+            steps.append(ImportPrograms(programs, dataset))
+        else:
+            raise ValueError("the offline teacher only writes programs for pad's embedded problems; "
+                             "pass --programs FILE for your own data")
+    else:
+        steps += [IngestEmbedded(seed=seed), OfflineTeacher(samples=samples, seed=seed)]
+    steps.append(Execute(timeout=timeout, memory_mb=memory_mb, workers=workers, progress=progress))
+    return steps

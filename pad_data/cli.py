@@ -1,0 +1,231 @@
+"""``pad``: the command line. Each command is a thin wrapper over the Python API.
+
+Errors the user can fix (bad input, busy store, bad SQL) print one line ``error: ...`` and
+exit 1; nothing already stored is touched by a failed command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Iterator, Optional
+
+import duckdb
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import api
+from .labels import LABELS
+from .store import Store, StoreError, resolve_path
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="pad: curate synthetic program datasets for Program-aided Distillation.")
+console = Console()
+err_console = Console(stderr=True)
+_state: dict = {"db": None}
+
+
+@app.callback()
+def _global(db: Optional[str] = typer.Option(None, "--db", envvar="PAD_DB",
+                                             help="DuckDB store file [default: ./pad.duckdb]")) -> None:
+    _state["db"] = db
+
+
+@contextlib.contextmanager
+def _cli_errors() -> Iterator[None]:
+    try:
+        yield
+    except (api.IngestError, StoreError, ValueError, RuntimeError, duckdb.Error) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        err_console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: committed work is kept; rerun to continue")
+        raise typer.Exit(130) from None
+
+
+def _store(read_only: bool = False) -> Store:
+    return Store(resolve_path(_state["db"]), read_only=read_only)
+
+
+@contextlib.contextmanager
+def _progress(description: str) -> Iterator:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                  console=err_console, transient=True) as prog:
+        task = prog.add_task(description, total=None, rate="")
+        start = [None]
+
+        def update(done: int, total: int) -> None:
+            import time
+
+            now = time.perf_counter()
+            start[0] = start[0] or now
+            rate = done / (now - start[0]) if now > start[0] else 0
+            prog.update(task, completed=done, total=total, rate=f"{rate:,.0f}/s" if rate else "")
+
+        yield update
+
+
+# ---------------------------------------------------------------------- commands
+@app.command()
+def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv file, a dataset "
+                                                  "directory, or a Hugging Face dataset name"),
+           dataset: str = typer.Option(..., "--dataset", help="dataset name in the store"),
+           split: Optional[str] = typer.Option(None, help="train/validation/test [default: from the file name]"),
+           fmt: str = typer.Option("auto", "--format", help="auto|gsm8k|pal|jsonl"),
+           question_field: Optional[str] = typer.Option(None, help="field holding the question"),
+           answer_field: Optional[str] = typer.Option(None, help="field holding the gold answer"),
+           config: Optional[str] = typer.Option(None, help="Hugging Face dataset config (e.g. main)"),
+           limit: Optional[int] = typer.Option(None, help="read at most N records")) -> None:
+    """Add problems (questions with gold answers) to the store."""
+    with _cli_errors(), _store() as store:
+        r = api.ingest(store, source, dataset, split=split, fmt=fmt, question_field=question_field,
+                       answer_field=answer_field, limit=limit, config=config)
+        console.print(f"{dataset}/{r['split']}: read {r['read']} problems, added {r['added']} "
+                      f"({r['read'] - r['added']} already stored)")
+
+
+@app.command("import-programs")
+def import_programs(file: str = typer.Argument(..., help="records with a question, a program and a gold answer"),
+                    dataset: str = typer.Option(..., "--dataset"),
+                    split: Optional[str] = typer.Option(None),
+                    question_field: Optional[str] = typer.Option(None, help="[default: question or input]"),
+                    program_field: Optional[str] = typer.Option(None, help="[default: program or code]"),
+                    answer_field: Optional[str] = typer.Option(None, help="[default: answer or target]"),
+                    teacher: Optional[str] = typer.Option(None, help="teacher/model name to record"),
+                    limit: Optional[int] = typer.Option(None)) -> None:
+    """Import programs generated elsewhere (fences and prose around the code are stripped)."""
+    with _cli_errors(), _store() as store:
+        r = api.import_programs(store, file, dataset, split=split, question_field=question_field,
+                                program_field=program_field, answer_field=answer_field,
+                                teacher=teacher, limit=limit)
+        console.print(f"{dataset}: read {r['read']} programs, added {r['added']} "
+                      f"(new problems: {r['problems_added']})")
+
+
+@app.command()
+def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"),
+            timeout: float = typer.Option(2.0, help="seconds per program"),
+            memory_mb: int = typer.Option(512, help="memory a program may use (MiB)"),
+            workers: int = typer.Option(2, help="sandbox worker processes"),
+            rerun: bool = typer.Option(False, help="execute again programs that already have a result"),
+            limit: Optional[int] = typer.Option(None, help="at most N programs"),
+            isolation: str = typer.Option("auto", help="auto|bwrap|unshare|process")) -> None:
+    """Run programs that have no execution yet in the sandbox, and label them."""
+    with _cli_errors(), _store() as store, _progress("executing") as progress:
+        r = api.execute(store, dataset=dataset, timeout=timeout, memory_mb=memory_mb, workers=workers,
+                        rerun=rerun, limit=limit, isolation_level=isolation, progress=progress)
+    _print_labels(r["labels"], title=f"executed {r['executed']} programs in {r['seconds']:.2f} s "
+                                     f"({r['programs_per_s']:,.0f}/s, {r['executor']})")
+
+
+@app.command()
+def sql(query: str = typer.Argument(..., help="SQL over problems, programs, executions, labeled_programs"),
+        fmt: str = typer.Option("table", "--format", help="table|csv|json"),
+        max_rows: int = typer.Option(200, help="rows shown in table format")) -> None:
+    """Run a read-only SQL query against the store."""
+    if fmt not in ("table", "csv", "json"):
+        err_console.print(f"[red]error:[/red] unknown format {fmt!r}; choose table, csv or json")
+        raise typer.Exit(1)
+    with _cli_errors(), _store(read_only=True) as store:
+        df = store.df(query)
+    if fmt == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == "json":
+        sys.stdout.write(json.dumps(json.loads(df.to_json(orient="records", date_format="iso")),
+                                    ensure_ascii=False) + "\n")
+    else:
+        table = Table(*[str(c) for c in df.columns])
+        for row in df.head(max_rows).itertuples(index=False):
+            table.add_row(*["" if _missing(v) else str(v) for v in row])
+        console.print(table)
+        if len(df) > max_rows:
+            console.print(f"... {len(df) - max_rows} more rows (use --format csv or json)")
+
+
+@app.command()
+def stats() -> None:
+    """Counts of problems and programs per dataset, and labels."""
+    with _cli_errors(), _store(read_only=True) as store:
+        s = api.stats(store)
+    table = Table("dataset", "problems", "with gold", "programs", "executed",
+                  title=f"{resolve_path(_state['db'])}")
+    for row in s["rows"]:
+        table.add_row(*[str(v) for v in row[:5]])
+    console.print(table)
+    by_label = Table("dataset", "label", "programs", "share", title="labels (latest execution)")
+    for row in s["rows"]:
+        executed = row[4] or 1
+        for label, n in zip(s["labels"], row[5:]):
+            if n:
+                by_label.add_row(row[0], label, str(n), f"{100 * n / executed:.1f}%")
+    console.print(by_label)
+
+
+@app.command()
+def labels() -> None:
+    """The label vocabulary."""
+    table = Table("label", "meaning")
+    for k, v in LABELS.items():
+        table.add_row(k, v)
+    console.print(table)
+
+
+@app.command()
+def run(source: Optional[str] = typer.Option(None, help="ingest this problem file instead of the embedded set"),
+        dataset: Optional[str] = typer.Option(None, help="dataset name for --source"),
+        programs: Optional[str] = typer.Option(None, help="import programs from this file"),
+        samples: int = typer.Option(4, help="programs per problem from the offline teacher"),
+        seed: int = typer.Option(0),
+        timeout: float = typer.Option(2.0),
+        memory_mb: int = typer.Option(512),
+        workers: int = typer.Option(2)) -> None:
+    """The whole pipeline: problems -> programs -> sandboxed execution -> labels -> summary.
+
+    With no options: pad's embedded problems and the offline template teacher (no network).
+    """
+    with _cli_errors(), _store() as store, _progress("executing") as progress:
+        steps = api.default_steps(source=source, dataset=dataset, programs=programs, samples=samples,
+                                  seed=seed, timeout=timeout, memory_mb=memory_mb, workers=workers,
+                                  progress=progress)
+
+        def report(step, result, seconds):
+            brief = {k: v for k, v in result.items() if k not in ("labels", "pool")}
+            console.print(f"[green]✓[/green] {step.name} ({seconds:.2f} s): {brief}", highlight=False)
+
+        results = api.run_pipeline(store, steps, on_step=report)
+        summary = api.label_counts(store)
+    exec_result = dict(results)[steps[-1].name]
+    _print_labels(summary, title=f"labels in {store.path} (this run executed "
+                                 f"{exec_result['executed']} programs at "
+                                 f"{exec_result['programs_per_s']:,.0f}/s)")
+
+
+def _missing(v: object) -> bool:
+    try:
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _print_labels(counts: dict, title: str) -> None:
+    total = sum(counts.values()) or 1
+    table = Table("label", "programs", "share", title=title)
+    for label in LABELS:
+        if counts.get(label):
+            table.add_row(label, str(counts[label]), f"{100 * counts[label] / total:.1f}%")
+    table.add_row("total", str(sum(counts.values())), "", style="bold")
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Pull the program out of an LLM completion or an imported record.
+
+Completions arrive as bare code, as markdown fences (```python ... ```), with prose before
+and after, or with several fenced blocks. The rule, in order:
+1. among fenced blocks, the first that defines ``solution`` (else the first that parses,
+   else the first block);
+2. without fences, the lines from the first ``def``/``import``/``from`` line up to the first
+   prose line after the code (a non-indented line that does not parse as Python);
+3. otherwise the whole text, stripped.
+The raw completion is always stored too, so nothing is lost by extraction.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_CODE_START = re.compile(r"^(def |import |from |class |@)")
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+        return True
+    except (SyntaxError, ValueError):
+        return False
+
+
+def extract_program(text: str, entry: str = "solution") -> str:
+    """The code in ``text`` (see module docstring for the rules)."""
+    if text is None:
+        return ""
+    blocks = [m.group(2) for m in _FENCE.finditer(text)
+              if m.group(1).lower() in ("", "python", "py", "python3")]
+    if blocks:
+        defines = [b for b in blocks if re.search(rf"^\s*def {entry}\s*\(", b, re.M)]
+        for candidates in (defines, [b for b in blocks if _parses(b)], blocks):
+            if candidates:
+                return candidates[0].strip("\n").rstrip() + "\n"
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), None)
+    if start is None:
+        return text.strip() + "\n" if text.strip() else ""
+    end = len(lines)
+    for j in range(start + 1, len(lines)):
+        line = lines[j]
+        if line and not line[0].isspace() and not _CODE_START.match(line) and not line.startswith("#"):
+            if not _parses(line):
+                end = j
+                break
+    return "\n".join(lines[start:end]).strip("\n").rstrip() + "\n"

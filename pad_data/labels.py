@@ -1,0 +1,83 @@
+"""The fixed label vocabulary and how an execution result becomes a label.
+
+Numeric answers match PAL-style: ``|value - gold| <= 1e-3 * max(1, |gold|)``.
+Deliberate choices (documented in the README):
+- a ``bool`` returned for a numeric question is ``non_numeric`` (True == 1 would be luck);
+- a ``str`` that parses as a number ("1,234", "$12.50", "75%", "3/4") is compared as that
+  number; any other string is ``non_numeric``;
+- NaN and infinities are ``non_numeric``; a huge int compares as its float value;
+- text gold answers (coin flip "yes"/"no", last letters "ab") compare case-insensitively
+  after trimming whitespace; ``True``/``False`` count as "yes"/"no".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+LABELS: dict[str, str] = {
+    "correct": "ran and returned the gold answer",
+    "wrong_answer": "ran and returned a different answer",
+    "no_answer": "no solution() defined, or it returned None",
+    "non_numeric": "returned something that is not a number where the gold answer is one",
+    "syntax_error": "does not compile",
+    "runtime_error": "raised an exception (see error_type, e.g. NameError)",
+    "timeout": "still running at the time limit (killed)",
+    "memory_limit": "exceeded the memory limit",
+    "forbidden": "tried something outside the sandbox policy (files, network, processes, imports...)",
+    "crashed": "the interpreter died (segfault, abort)",
+    "unverifiable": "ran and returned a value, but the problem has no gold answer",
+}
+ERROR_STATUSES = ("no_answer", "syntax_error", "runtime_error", "timeout", "memory_limit",
+                  "forbidden", "crashed")
+REL_TOL = 1e-3
+
+_NUM_RE = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+
+
+def parse_number(text: Any) -> float | None:
+    """A float from numeric text such as ``"1,234"``, ``"$12.50"``, ``"75%"``, ``"3/4"``; else None."""
+    if isinstance(text, bool) or text is None:
+        return None
+    if isinstance(text, (int, float)):
+        return float(text) if math.isfinite(float(text)) else None
+    s = str(text).strip().replace(",", "").replace("$", "").replace(" ", "")
+    s = s.rstrip(".").removesuffix("%")
+    if _NUM_RE.match(s):
+        value = float(s)
+        return value if math.isfinite(value) else None
+    if s.count("/") == 1:
+        num, den = s.split("/")
+        if _NUM_RE.match(num) and _NUM_RE.match(den) and float(den) != 0:
+            return float(num) / float(den)
+    return None
+
+
+def numbers_match(value: float, gold: float) -> bool:
+    return abs(value - gold) <= REL_TOL * max(1.0, abs(gold))
+
+
+def _normalize_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return " ".join(str(value).split()).lower()
+
+
+def label_for(status: str, value_type: str | None, value: Any, gold: float | None,
+              gold_text: str | None) -> tuple[str, float | None]:
+    """``(label, numeric value or None)`` for one execution against its problem's gold answer."""
+    if status != "ok":
+        return (status if status in ERROR_STATUSES else "crashed"), None
+    num = None if value_type == "bool" else parse_number(value)
+    if gold is not None:
+        if value_type == "int" and value is None:  # an int too large for a float: a number, and wrong
+            return "wrong_answer", None
+        if num is None:
+            return "non_numeric", None
+        return ("correct" if numbers_match(num, gold) else "wrong_answer"), num
+    if gold_text is not None and gold_text.strip() != "":
+        if value is None:
+            return "non_numeric", num
+        return ("correct" if _normalize_text(value) == _normalize_text(gold_text) else "wrong_answer"), num
+    return "unverifiable", num

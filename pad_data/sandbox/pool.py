@@ -1,0 +1,361 @@
+"""A pool of pre-started sandbox workers that runs many untrusted programs fast.
+
+The parent owns its worker processes (no multiprocessing/ProcessPoolExecutor, which lose
+in-flight tasks silently when a worker dies). It streams batches of programs to each
+worker over a pipe; the worker reports every program's result the moment it finishes,
+so the parent always knows which program a worker is on. The parent:
+
+- kills a worker whose current program overran the timeout (SIGKILL, so nothing a program
+  does, catching signals or BaseException included, keeps it alive), labels that program
+  ``timeout`` and hands the rest of the worker's batch to the others: a timeout costs its
+  own timeout, never a whole batch's;
+- labels the in-flight program ``crashed`` when a worker dies (segfault, abort, OOM kill)
+  and likewise re-queues the rest;
+- starts a fresh worker whenever one is gone (timeout, crash, or a worker retiring itself
+  after it was harmed).
+Worker output is untrusted: it is parsed as JSON with size limits, never unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Iterable, Iterator
+
+from . import isolation
+
+EXECUTOR_VERSION = "pad-sandbox/1"
+MAX_LINE = 1 << 20  # a result line longer than this is a protocol violation
+READY_TIMEOUT_S = 60.0
+STATUSES = ("ok", "no_answer", "syntax_error", "runtime_error", "timeout", "memory_limit",
+            "forbidden", "crashed")
+
+
+@dataclass
+class ExecResult:
+    """What happened when one program ran."""
+
+    status: str
+    value: Any = None
+    value_type: str | None = None
+    value_repr: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_line: int | None = None
+    stdout: str = ""
+    duration_ms: float = 0.0
+
+    @classmethod
+    def from_worker(cls, msg: dict) -> "ExecResult":
+        status = msg.get("status")
+        if status not in STATUSES:
+            return cls("crashed", error_type="ProtocolError", error_message=f"bad status {status!r}")
+        line = msg.get("error_line")
+        return cls(
+            status=status,
+            value=msg.get("value"),
+            value_type=_opt_str(msg.get("value_type")),
+            value_repr=_opt_str(msg.get("value_repr")),
+            error_type=_opt_str(msg.get("error_type")),
+            error_message=_opt_str(msg.get("error_message")),
+            error_line=line if isinstance(line, int) else None,
+            stdout=_opt_str(msg.get("stdout")) or "",
+            duration_ms=float(msg.get("duration_ms") or 0.0),
+        )
+
+
+def _describe_exit(rc: int | None, level: str) -> str:
+    """'SIGSEGV' for a worker killed by a signal (bwrap reports those as 128 + N)."""
+    sig = -rc if rc is not None and rc < 0 else (rc - 128 if level == "bwrap" and rc and rc > 128 else 0)
+    try:
+        return signal.Signals(sig).name if sig else f"exit code {rc}"
+    except ValueError:
+        return f"exit code {rc}"
+
+
+def _opt_str(v: Any) -> str | None:
+    return None if v is None else str(v)[:10_000]
+
+
+@dataclass
+class _Worker:
+    proc: subprocess.Popen
+    fd_out: int
+    fd_in: int
+    started_at: float
+    ready: bool = False
+    retiring: bool = False
+    since: float = 0.0  # when the program at pending[0] started (approximately)
+    pending: deque = field(default_factory=deque)  # (seq, source) sent, not yet reported
+    rbuf: bytes = b""
+    wbuf: bytes = b""
+    writing: bool = False  # fd_in registered for EVENT_WRITE
+
+
+class SandboxPool:
+    """Run untrusted ``def solution(): ...`` programs in reusable, isolated workers.
+
+    >>> with SandboxPool(workers=2, timeout=2.0) as pool:
+    ...     for key, result in pool.map([("a", "def solution():\\n    return 1+1")]):
+    ...         print(key, result.status, result.value)
+    a ok 2
+    """
+
+    def __init__(self, workers: int = 2, timeout: float = 2.0, memory_mb: int = 512,
+                 isolation_level: str = "auto", batch_size: int = 32, stdout_limit: int = 8192,
+                 max_programs_per_worker: int = 20000, entry: str = "solution"):
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        if memory_mb < 16:
+            raise ValueError("memory_mb must be >= 16")
+        self.n_workers = workers
+        self.timeout = float(timeout)
+        self.memory_mb = int(memory_mb)
+        self.batch_size = batch_size
+        self.isolation = isolation.resolve(isolation_level)
+        self._config = json.dumps({"memory_mb": self.memory_mb, "stdout_limit": stdout_limit,
+                                   "max_programs": max_programs_per_worker, "entry": entry})
+        self._cmd = isolation.worker_command(self.isolation, self._config)
+        self._tmp = tempfile.TemporaryDirectory(prefix="pad-sandbox-")
+        self._env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        self._sel = selectors.DefaultSelector()
+        self._workers: dict[int, _Worker] = {}
+        self._failed_starts = 0
+        self.stats = {"spawned": 0, "timeouts": 0, "crashes": 0, "recycled": 0}
+
+    @property
+    def executor_version(self) -> str:
+        return f"{EXECUTOR_VERSION}+{self.isolation}"
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "SandboxPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for w in list(self._workers.values()):
+            self._kill(w)
+        self._sel.close()
+        self._tmp.cleanup()
+
+    def _spawn(self) -> _Worker:
+        cwd = tempfile.mkdtemp(dir=self._tmp.name)
+        proc = subprocess.Popen(self._cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, close_fds=True, env=self._env, cwd=cwd,
+                                start_new_session=True)
+        w = _Worker(proc, proc.stdout.fileno(), proc.stdin.fileno(), time.monotonic())
+        os.set_blocking(w.fd_in, False)
+        self._sel.register(w.fd_out, selectors.EVENT_READ, w)
+        self._workers[w.fd_out] = w
+        self.stats["spawned"] += 1
+        return w
+
+    def _kill(self, w: _Worker) -> None:
+        try:
+            os.killpg(w.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._forget(w)
+
+    def _forget(self, w: _Worker) -> None:
+        if self._workers.pop(w.fd_out, None) is not None:
+            for fd in (w.fd_out, w.fd_in) if w.writing else (w.fd_out,):
+                try:
+                    self._sel.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+            w.writing = False
+        for f in (w.proc.stdin, w.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            w.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    # ------------------------------------------------------------------ I/O
+    def _send(self, w: _Worker, items: list[tuple[int, str]]) -> None:
+        w.pending.extend(items)
+        w.wbuf += json.dumps({"batch": items}).encode() + b"\n"
+        self._flush(w)
+
+    def _flush(self, w: _Worker) -> None:
+        if w.wbuf:
+            try:
+                n = os.write(w.fd_in, w.wbuf)
+                w.wbuf = w.wbuf[n:]
+            except BlockingIOError:
+                pass
+            except OSError:
+                w.wbuf = b""  # the worker is gone; its EOF is handled on the read side
+        want = bool(w.wbuf)
+        if want != w.writing and w.fd_out in self._workers:
+            if want:
+                self._sel.register(w.fd_in, selectors.EVENT_WRITE, w)
+            else:
+                self._sel.unregister(w.fd_in)
+            w.writing = want
+
+    # ------------------------------------------------------------------ main loop
+    def map(self, items: Iterable[tuple[Hashable, str]]) -> Iterator[tuple[Hashable, ExecResult]]:
+        """Run each ``(key, source)``; yield ``(key, ExecResult)`` as programs finish (any order)."""
+        source_iter = iter(items)
+        keys: dict[int, Hashable] = {}
+        queue: deque[tuple[int, str]] = deque()
+        seq = 0
+        exhausted = False
+        while len(self._workers) < self.n_workers:
+            self._spawn()
+
+        while True:
+            # keep enough work queued to feed every worker two batches
+            while not exhausted and len(queue) < 2 * self.batch_size * self.n_workers:
+                try:
+                    key, src = next(source_iter)
+                except StopIteration:
+                    exhausted = True
+                    break
+                keys[seq] = key
+                queue.append((seq, src))
+                seq += 1
+            while len(self._workers) < self.n_workers:
+                self._spawn()
+            for w in list(self._workers.values()):
+                if w.ready and not w.retiring and queue and len(w.pending) <= self.batch_size // 2:
+                    batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
+                    if not w.pending:
+                        w.since = time.monotonic()
+                    self._send(w, batch)
+            if exhausted and not queue and not any(w.pending for w in self._workers.values()):
+                return
+
+            now = time.monotonic()
+            wait = 1.0
+            for w in self._workers.values():
+                if w.ready and w.pending:
+                    wait = min(wait, w.since + self.timeout - now)
+                elif not w.ready:
+                    wait = min(wait, w.started_at + READY_TIMEOUT_S - now)
+            out: list[tuple[int, ExecResult]] = []
+            for key, mask in self._sel.select(max(wait, 0.0)):
+                w = key.data
+                if w.fd_out not in self._workers:
+                    continue
+                if key.fd == w.fd_in:
+                    self._flush(w)
+                    continue
+                self._on_readable(w, queue, out)
+            self._check_deadlines(queue, out)
+            for s, result in out:
+                yield keys.pop(s), result
+
+    def _on_readable(self, w: _Worker, queue: deque, out: list) -> None:
+        try:
+            data = os.read(w.fd_out, 1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            self._on_exit(w, queue, out)
+            return
+        w.rbuf += data
+        if b"\n" not in data:
+            if len(w.rbuf) > MAX_LINE:
+                self._fail_current(w, queue, out, "ProtocolError", "result line too long")
+            return
+        *lines, w.rbuf = w.rbuf.split(b"\n")
+        now = time.monotonic()
+        for line in lines:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                self._fail_current(w, queue, out, "ProtocolError", "unparsable result")
+                return
+            if not isinstance(msg, dict):
+                self._fail_current(w, queue, out, "ProtocolError", "unexpected result")
+                return
+            if msg.get("ready"):
+                w.ready = True
+                w.since = now
+                self._failed_starts = 0
+                continue
+            if not w.pending or msg.get("key") != w.pending[0][0]:
+                self._fail_current(w, queue, out, "ProtocolError", "result out of order")
+                return
+            s, _ = w.pending.popleft()
+            out.append((s, ExecResult.from_worker(msg)))
+            w.since = now
+            if msg.get("recycle"):
+                w.retiring = True
+
+    def _on_exit(self, w: _Worker, queue: deque, out: list) -> None:
+        self._forget(w)
+        if not w.ready:
+            self._failed_starts += 1
+            if self._failed_starts >= 3:
+                raise RuntimeError(f"sandbox workers fail to start (isolation={self.isolation}, "
+                                   f"exit code {w.proc.returncode})")
+            queue.extendleft(reversed(w.pending))
+            return
+        if w.retiring:
+            self.stats["recycled"] += 1
+            queue.extendleft(reversed(w.pending))
+            return
+        how = _describe_exit(w.proc.returncode, self.isolation)
+        self.stats["crashes"] += 1
+        if w.pending:
+            s, _ = w.pending.popleft()
+            out.append((s, ExecResult("crashed", error_type="WorkerDied",
+                                      error_message=f"the interpreter died ({how})",
+                                      duration_ms=(time.monotonic() - w.since) * 1000)))
+        queue.extendleft(reversed(w.pending))
+
+    def _fail_current(self, w: _Worker, queue: deque, out: list, etype: str, msg: str) -> None:
+        self._kill(w)
+        self.stats["crashes"] += 1
+        if w.pending:
+            s, _ = w.pending.popleft()
+            out.append((s, ExecResult("crashed", error_type=etype, error_message=msg)))
+        queue.extendleft(reversed(w.pending))
+
+    def _check_deadlines(self, queue: deque, out: list) -> None:
+        now = time.monotonic()
+        for w in list(self._workers.values()):
+            if w.ready and w.pending and now - w.since > self.timeout:
+                self._kill(w)
+                self.stats["timeouts"] += 1
+                s, _ = w.pending.popleft()
+                out.append((s, ExecResult("timeout", error_type="Timeout",
+                                          error_message=f"exceeded {self.timeout:g} s",
+                                          duration_ms=(now - w.since) * 1000)))
+                queue.extendleft(reversed(w.pending))
+            elif not w.ready and now - w.started_at > READY_TIMEOUT_S:
+                self._kill(w)
+                raise RuntimeError(f"sandbox worker did not start within {READY_TIMEOUT_S:g} s "
+                                   f"(isolation={self.isolation})")
+
+
+def execute_programs(sources: list[str], timeout: float = 2.0, memory_mb: int = 512,
+                     workers: int = 2, isolation_level: str = "auto") -> list[ExecResult]:
+    """Run each program in the sandbox; results in the same order as ``sources``.
+
+    No store needed: ``execute_programs(["def solution():\\n    return 6*7"])[0].value == 42``.
+    """
+    results: list[ExecResult | None] = [None] * len(sources)
+    with SandboxPool(workers=workers, timeout=timeout, memory_mb=memory_mb,
+                     isolation_level=isolation_level) as pool:
+        for i, res in pool.map(enumerate(sources)):
+            results[i] = res
+    return results  # type: ignore[return-value]

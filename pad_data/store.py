@@ -1,0 +1,220 @@
+"""The DuckDB store: one file, the single source of truth, with a versioned schema.
+
+``Store(path)`` opens (creating or upgrading) the file. Every stage writes through
+``store.transaction()`` so a batch is committed whole or not at all. IDs are content
+hashes (``problem_id``, ``program_id``), and inserts skip rows that already exist, so
+re-running any stage never duplicates rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+
+DEFAULT_DB = "pad.duckdb"
+ORIGINS = ("teacher", "import", "injected", "student", "human")
+
+
+class StoreError(Exception):
+    """A store that cannot be used: newer schema, locked by another process, not DuckDB."""
+
+
+# Each migration brings the schema from version i to i + 1. Never edit a released one:
+# append a new migration instead.
+MIGRATIONS: list[list[str]] = [
+    # v1: problems, programs, executions, and the labeled view
+    [
+        """CREATE TABLE problems (
+            problem_id VARCHAR PRIMARY KEY,
+            dataset VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            question VARCHAR NOT NULL,
+            answer DOUBLE,
+            answer_text VARCHAR,
+            rationale VARCHAR,
+            source VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        """CREATE TABLE programs (
+            program_id VARCHAR PRIMARY KEY,
+            problem_id VARCHAR NOT NULL,
+            origin VARCHAR NOT NULL,
+            teacher VARCHAR,
+            sample_idx INTEGER NOT NULL DEFAULT 0,
+            program VARCHAR NOT NULL,
+            completion VARCHAR,
+            parent_program_id VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        """CREATE TABLE executions (
+            program_id VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            label VARCHAR NOT NULL,
+            value VARCHAR,
+            value_num DOUBLE,
+            value_type VARCHAR,
+            error_type VARCHAR,
+            error_message VARCHAR,
+            error_line INTEGER,
+            stdout VARCHAR,
+            duration_ms DOUBLE,
+            timeout_s DOUBLE,
+            memory_mb INTEGER,
+            executor VARCHAR NOT NULL,
+            executed_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        "CREATE INDEX executions_program ON executions (program_id)",
+        "CREATE INDEX programs_problem ON programs (problem_id)",
+    ],
+]
+
+LABELED_VIEW = """CREATE OR REPLACE VIEW labeled_programs AS
+WITH latest AS (
+    SELECT * FROM executions
+    QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY executed_at DESC) = 1)
+SELECT p.program_id, p.problem_id, pr.dataset, pr.split, pr.question, pr.answer AS gold,
+       pr.answer_text AS gold_text, p.origin, p.teacher, p.sample_idx, p.program,
+       p.parent_program_id, e.label, e.status, e.value, e.value_num, e.value_type, e.error_type,
+       e.error_message, e.error_line, e.stdout, e.duration_ms, e.timeout_s, e.memory_mb,
+       e.executor, e.executed_at
+FROM programs p
+JOIN problems pr USING (problem_id)
+LEFT JOIN latest e USING (program_id)"""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def content_id(*parts: object) -> str:
+    """A stable 16-hex-digit id from the given parts (sha256 of their \\x1f-joined text)."""
+    text = "\x1f".join("" if p is None else str(p) for p in parts)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def normalize_question(question: str) -> str:
+    """Whitespace-collapsed question text (what problem ids hash)."""
+    return " ".join(question.split())
+
+
+def problem_id(dataset: str, question: str) -> str:
+    return content_id("problem", dataset, normalize_question(question))
+
+
+def program_id(problem: str, program: str, teacher: str | None = None, sample_idx: int = 0,
+               origin: str = "import") -> str:
+    return content_id("program", problem, origin, teacher, sample_idx, program)
+
+
+def resolve_path(path: str | os.PathLike | None = None) -> Path:
+    """``path``, else ``$PAD_DB``, else ``./pad.duckdb``."""
+    return Path(path or os.environ.get("PAD_DB") or DEFAULT_DB)
+
+
+class Store:
+    """An open pad store. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, path: str | os.PathLike | None = None, read_only: bool = False,
+                 migrate_to: int | None = None):
+        self.path = resolve_path(path)
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise StoreError(f"{self.path}: no such store (run `pad ingest` or `pad run` first)")
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            msg = str(exc).splitlines()[0]
+            if "lock" in msg.lower():
+                raise StoreError(f"{self.path}: the store is busy (another process is writing it); "
+                                 "try again when it finishes") from None
+            raise StoreError(f"{self.path}: cannot open store: {msg}") from None
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.path}: not a pad store: {str(exc).splitlines()[0]}") from None
+        try:
+            self._migrate(migrate_to if migrate_to is not None else SCHEMA_VERSION)
+        except BaseException:
+            self.con.close()
+            raise
+
+    # ------------------------------------------------------------------ schema
+    @property
+    def version(self) -> int:
+        return _current_version(self.con)
+
+    def _migrate(self, target: int) -> None:
+        current = _current_version(self.con)
+        if current > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {current} is newer than this pad "
+                             f"supports ({SCHEMA_VERSION}); upgrade pad")
+        if current >= target:
+            return
+        if self.read_only:
+            raise StoreError(f"{self.path}: schema version {current} needs an upgrade to "
+                             f"{SCHEMA_VERSION}; open it once without read-only")
+        with self.transaction():
+            self.con.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                             "version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
+            for version in range(current + 1, target + 1):
+                for stmt in MIGRATIONS[version - 1]:
+                    self.con.execute(stmt)
+                self.con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+            self.con.execute(LABELED_VIEW)
+
+    # ------------------------------------------------------------------ access
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Commit everything done inside, or nothing (also on Ctrl-C)."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+
+    def sql(self, query: str, params: list | None = None) -> duckdb.DuckDBPyRelation | None:
+        return self.con.sql(query, params=params) if params else self.con.sql(query)
+
+    def scalar(self, query: str, params: list | None = None):
+        """The single value a query returns (fully fetched, as DuckDB 2 requires)."""
+        rows = self.con.execute(query, params or []).fetchall()
+        return rows[0][0] if rows else None
+
+    def df(self, query: str, params: list | None = None) -> pd.DataFrame:
+        return self.con.execute(query, params or []).df()
+
+    def insert_new(self, table: str, df: pd.DataFrame, key: str) -> int:
+        """Insert rows of ``df`` whose ``key`` is not in ``table`` yet; returns rows added."""
+        if df.empty:
+            return 0
+        df = df.drop_duplicates(subset=[key])
+        cols = ", ".join(df.columns)
+        self.con.register("_pad_new_rows", df)
+        try:
+            before = self.scalar(f"SELECT count(*) FROM {table}")
+            self.con.execute(
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _pad_new_rows n "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{key} = n.{key})")
+            after = self.scalar(f"SELECT count(*) FROM {table}")
+        finally:
+            self.con.unregister("_pad_new_rows")
+        return after - before
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _current_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute("SELECT count(*) FROM information_schema.tables "
+                         "WHERE table_name = 'schema_version'").fetchall()[0][0]
+    if not exists:
+        return 0
+    return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]

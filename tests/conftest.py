@@ -1,0 +1,38 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def pytest_configure(config):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture
+def db(tmp_path):
+    """Path of a fresh DuckDB store file in a temp dir."""
+    return tmp_path / "pad.duckdb"
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED.exists():
+        pytest.skip("../shared/data is not beside this checkout")
+    return SHARED
+
+
+def pad_cli(*args, cwd=None, env=None, check=False):
+    """Run the real `pad` console script in a subprocess."""
+    exe = Path(sys.executable).with_name("pad")
+    full_env = dict(os.environ, **(env or {}))
+    res = subprocess.run([str(exe), *map(str, args)], cwd=cwd, env=full_env, capture_output=True,
+                         text=True, timeout=300)
+    if check and res.returncode != 0:
+        raise AssertionError(f"pad {args} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res
