@@ -314,3 +314,16 @@ def test_the_pool_survives_a_mixed_batch_and_labels_everything_once():
             assert (r.status, r.value) == ("ok", i)
         else:
             assert r.status == ["timeout", "crashed", "memory_limit", "forbidden"][(i // 25) % 4]
+
+
+def test_plain_loops_are_stopped_in_the_worker_and_stubborn_ones_killed():
+    loop = "def solution():\n    while True:\n        pass"
+    stubborn = ("def solution():\n    while True:\n        try:\n            while True:\n                pass\n"
+                "        except BaseException:\n            pass")
+    with SandboxPool(workers=1, timeout=0.3) as pool:
+        res = dict(pool.map([(0, loop), (1, OK), (2, loop), (3, OK)]))
+        assert [res[i].status for i in range(4)] == ["timeout", "ok", "timeout", "ok"]
+        assert pool.stats["spawned"] == 1  # no restart: the worker's own timer stopped both
+        res = dict(pool.map([(0, stubborn), (1, OK)]))
+        assert res[0].status == "timeout" and res[1].value == 42
+        assert pool.stats["spawned"] == 2 and pool.stats["timeouts"] == 1

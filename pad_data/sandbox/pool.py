@@ -5,10 +5,12 @@ in-flight tasks silently when a worker dies). It streams batches of programs to 
 worker over a pipe; the worker reports every program's result the moment it finishes,
 so the parent always knows which program a worker is on. The parent:
 
-- kills a worker whose current program overran the timeout (SIGKILL, so nothing a program
-  does, catching signals or BaseException included, keeps it alive), labels that program
-  ``timeout`` and hands the rest of the worker's batch to the others: a timeout costs its
-  own timeout, never a whole batch's;
+- lets the worker stop a program at the timeout itself (an in-process timer; the worker
+  goes on with its batch, no restart), and kills a worker whose program is still running
+  ``grace`` seconds later (SIGKILL, so nothing a program does, catching signals or
+  BaseException included, keeps it alive), labels that program ``timeout`` and hands the
+  rest of the worker's batch to the others: a timeout costs its own timeout, never a
+  whole batch's;
 - labels the in-flight program ``crashed`` when a worker dies (segfault, abort, OOM kill)
   and likewise re-queues the rest;
 - starts a fresh worker whenever one is gone (timeout, crash, or a worker retiring itself
@@ -122,7 +124,9 @@ class SandboxPool:
         self.memory_mb = int(memory_mb)
         self.batch_size = batch_size
         self.isolation = isolation.resolve(isolation_level)
+        self.grace = max(0.2, min(1.0, self.timeout))
         self._config = json.dumps({"memory_mb": self.memory_mb, "stdout_limit": stdout_limit,
+                                   "timeout": self.timeout,
                                    "max_programs": max_programs_per_worker, "entry": entry})
         self._cmd = isolation.worker_command(self.isolation, self._config)
         self._tmp = tempfile.TemporaryDirectory(prefix="pad-sandbox-")
@@ -246,7 +250,7 @@ class SandboxPool:
             wait = 1.0
             for w in self._workers.values():
                 if w.ready and w.pending:
-                    wait = min(wait, w.since + self.timeout - now)
+                    wait = min(wait, w.since + self.timeout + self.grace - now)
                 elif not w.ready:
                     wait = min(wait, w.started_at + READY_TIMEOUT_S - now)
             out: list[tuple[int, ExecResult]] = []
@@ -333,7 +337,7 @@ class SandboxPool:
     def _check_deadlines(self, queue: deque, out: list) -> None:
         now = time.monotonic()
         for w in list(self._workers.values()):
-            if w.ready and w.pending and now - w.since > self.timeout:
+            if w.ready and w.pending and now - w.since > self.timeout + self.grace:
                 self._kill(w)
                 self.stats["timeouts"] += 1
                 s, _ = w.pending.popleft()

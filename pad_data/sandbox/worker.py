@@ -22,6 +22,7 @@ import builtins
 import json
 import math
 import os
+import signal as _signal
 import sys
 import time
 import types
@@ -30,6 +31,7 @@ CONFIG = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
 MEMORY_MB = int(CONFIG.get("memory_mb", 512))
 STDOUT_LIMIT = int(CONFIG.get("stdout_limit", 8192))
 MAX_PROGRAMS = int(CONFIG.get("max_programs", 20000))
+TIMEOUT = float(CONFIG.get("timeout", 2.0))
 ENTRY = CONFIG.get("entry", "solution")
 ALLOWED_MODULES = tuple(
     CONFIG.get(
@@ -74,6 +76,15 @@ SAFE_BUILTIN_NAMES = (
 
 class Forbidden(Exception):
     """Raised when a program tries something outside the policy."""
+
+
+class ProgramTimeout(BaseException):
+    """Raised into a program by the worker's own timer (the parent's SIGKILL is the backstop)."""
+
+
+def _on_alarm(signum, frame):
+    if _state["running"]:
+        raise ProgramTimeout(f"exceeded {TIMEOUT:g} s")
 
 
 def _allowed_name(name):
@@ -345,6 +356,7 @@ def run_program(source, builtins_template):
         old_stdout = sys.stdout
         sys.stdout = out
         _state["running"] = True
+        _signal.setitimer(_signal.ITIMER_REAL, TIMEOUT)
         try:
             exec(code, g)
             fn = g.get(ENTRY)
@@ -358,7 +370,9 @@ def run_program(source, builtins_template):
                 else:
                     res = {"status": "ok", "value_type": vtype, "value": vjson, "value_repr": vrepr}
         except BaseException as exc:  # noqa: BLE001 - everything a program raises is a result
-            if isinstance(exc, Forbidden) or _state["violation"]:
+            if isinstance(exc, ProgramTimeout):
+                res = {"status": "timeout", "error_type": "Timeout", "error_message": _short(exc)}
+            elif isinstance(exc, Forbidden) or _state["violation"]:
                 res = {"status": "forbidden", "error_type": "Forbidden", "error_message": _short(exc)}
             elif isinstance(exc, MemoryError):
                 res = {"status": "memory_limit", "error_type": "MemoryError",
@@ -370,6 +384,7 @@ def run_program(source, builtins_template):
             res["error_line"] = _error_line(exc.__traceback__)
             exc = None
         finally:
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
             _state["running"] = False
             sys.stdout = old_stdout
         if _state["violation"]:
@@ -449,6 +464,7 @@ def main():
     bt.update({n: _blocked(n) for n in BLOCKED_BUILTINS})
     bt.update(getattr=_safe_getattr, setattr=_safe_setattr, delattr=_safe_delattr,
               __import__=_safe_import, exit=_exit, quit=_exit)
+    _signal.signal(_signal.SIGALRM, _on_alarm)
     _set_limits()
     sys.addaudithook(_audit)
     sys.setrecursionlimit(1000)
