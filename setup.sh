@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up pad on a fresh machine: bubblewrap (the sandbox's strongest isolation layer, when it
-# can be installed), a virtual environment in .venv, and pad with its test extras.
+# can be installed), a virtual environment in .venv, torch (CPU build), and pad with its
+# test and train extras.
 set -euo pipefail
 cd "$(dirname "$0")"
 if ! command -v bwrap >/dev/null 2>&1; then
@@ -13,4 +14,6 @@ if ! command -v bwrap >/dev/null 2>&1; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null
-.venv/bin/pip install -q -e ".[test]"
+# torch first, pinned: the CPU build (an unpinned torch pulls several GB of CUDA packages)
+.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -e ".[test,train]"

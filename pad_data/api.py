@@ -15,16 +15,18 @@ from typing import Callable
 import pandas as pd
 
 from .execute import execute
-from .generate import generate_offline, ingest_embedded
+from .generate import generate, generate_offline, ingest_embedded, make_teacher
 from .ingest import IngestError, import_programs, ingest
 from .labels import LABELS
 from .pipeline import Execute, ImportPrograms, Ingest, IngestEmbedded, OfflineTeacher, Step, run_pipeline
 from .sandbox.pool import ExecResult, SandboxPool, execute_programs
 from .store import Store, StoreError
+from .teachers.base import TeacherError
 
 __all__ = ["Store", "StoreError", "IngestError", "ingest", "import_programs", "execute", "sql",
            "stats", "label_counts", "default_steps", "run_pipeline", "execute_programs",
-           "SandboxPool", "ExecResult", "generate_offline", "ingest_embedded", "LABELS"]
+           "SandboxPool", "ExecResult", "generate_offline", "ingest_embedded", "LABELS", "generate",
+           "make_teacher", "TeacherError"]
 
 
 def sql(store: Store, query: str) -> pd.DataFrame:
@@ -55,8 +57,16 @@ def stats(store: Store) -> dict:
                count(lp.label), {pivot}
         FROM pr LEFT JOIN lp USING (dataset) GROUP BY pr.dataset ORDER BY pr.dataset""").fetchall()
     used = [i for i, _ in enumerate(labels) if any(r[5 + i] for r in rows)]
+    teachers = store.con.execute("""
+        SELECT coalesce(teacher, '?'), origin, count(*), coalesce(sum(prompt_tokens), 0),
+               coalesce(sum(completion_tokens), 0), sum(cost_usd),
+               (SELECT count(DISTINCT gen_key) FROM generation_failures f
+                WHERE f.model = p.teacher AND f.gen_key NOT IN (SELECT gen_key FROM programs
+                                                               WHERE gen_key IS NOT NULL))
+        FROM programs p GROUP BY ALL ORDER BY 1, 2""").fetchall()
     return {"labels": [labels[i] for i in used],
-            "rows": [list(r[:5]) + [r[5 + i] for i in used] for r in rows]}
+            "rows": [list(r[:5]) + [r[5 + i] for i in used] for r in rows],
+            "teachers": teachers}
 
 
 def default_steps(source: str | None = None, dataset: str | None = None, programs: str | None = None,

@@ -125,6 +125,47 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
 
 
 @app.command()
+def generate(dataset: str = typer.Option(..., "--dataset", help="problems to write programs for"),
+             model: str = typer.Option(..., "--model", help="model name (openai) or path/Hub name (hf)"),
+             base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server, e.g. "
+                                                    "http://localhost:8000/v1 [env OPENAI_BASE_URL]"),
+             backend: str = typer.Option("openai", help="openai (any compatible server) | hf (local transformers)"),
+             samples: int = typer.Option(4, help="programs per question"),
+             temperature: float = typer.Option(0.7),
+             max_tokens: int = typer.Option(512),
+             concurrency: int = typer.Option(16, help="requests in flight"),
+             max_retries: int = typer.Option(6, help="retries per request on 429/5xx/timeouts/bad responses"),
+             timeout: float = typer.Option(120.0, help="seconds per request"),
+             prompt: Optional[str] = typer.Option(None, help="arithmetic | coin_flip | last_letters | a file with {question}"),
+             split: Optional[str] = typer.Option(None),
+             limit: Optional[int] = typer.Option(None, help="at most N questions"),
+             price_in: Optional[float] = typer.Option(None, help="USD per 1M prompt tokens (cost estimate)"),
+             price_out: Optional[float] = typer.Option(None, help="USD per 1M completion tokens")) -> None:
+    """Ask a teacher LLM for programs (cached, resumable: a rerun only asks for what is missing).
+
+    The API key comes from OPENAI_API_KEY.
+    """
+    from .generate import generate as run_generate, make_teacher
+
+    prices = (price_in or 0.0, price_out or 0.0) if (price_in is not None or price_out is not None) else None
+    with _cli_errors(), _store() as store, _progress("generating") as progress:
+        try:
+            teacher = make_teacher(backend, model, base_url=base_url, max_retries=max_retries, timeout=timeout)
+        except api.TeacherError as exc:
+            raise RuntimeError(str(exc)) from None
+        r = run_generate(store, teacher, dataset, samples=samples, temperature=temperature,
+                         max_tokens=max_tokens, concurrency=concurrency, prompt=prompt, split=split,
+                         limit=limit, prices=prices, progress=progress)
+    console.print(f"{r['teacher']} ({r['prompt']} prompt): {r['added']} programs added, "
+                  f"{r['cached']} already stored, {r['failed']} failed (retried next run), "
+                  f"{r['requests']} requests, {r['prompt_tokens'] + r['completion_tokens']:,} tokens, "
+                  f"{r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)")
+    if r["failed"]:
+        err_console.print(f"last error: {r['last_error']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
+
+
+@app.command()
 def sql(query: str = typer.Argument(..., help="SQL over problems, programs, executions, labeled_programs"),
         fmt: str = typer.Option("table", "--format", help="table|csv|json"),
         max_rows: int = typer.Option(200, help="rows shown in table format")) -> None:
@@ -165,6 +206,13 @@ def stats() -> None:
             if n:
                 by_label.add_row(row[0], label, str(n), f"{100 * n / executed:.1f}%")
     console.print(by_label)
+    if s["teachers"]:
+        teachers = Table("teacher", "origin", "programs", "prompt tokens", "completion tokens",
+                         "est. cost (USD)", "failed, to retry", title="teachers")
+        for t in s["teachers"]:
+            teachers.add_row(str(t[0]), str(t[1]), str(t[2]), f"{t[3]:,.0f}", f"{t[4]:,.0f}",
+                             "" if t[5] is None else f"{t[5]:.4f}", str(t[6]))
+        console.print(teachers)
 
 
 @app.command()

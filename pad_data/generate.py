@@ -1,17 +1,29 @@
 """The generate stage: programs from a teacher, stored with their raw completions.
 
-This module holds what every teacher shares (turning completions into ``programs`` rows);
-the teachers themselves live in :mod:`pad_data.teachers`.
+Every sample has a cache key, ``gen_key = hash(problem, prompt, model, temperature,
+max_tokens, sample_idx)``, stored on its program. A run asks the teacher only for samples
+whose key is not in the store yet, so a rerun makes zero requests, and an interrupted run
+(Ctrl-C, kill -9) loses nothing: every response is committed the moment it arrives.
+Requests that still fail after retries go to ``generation_failures`` and are retried by the
+next run. The teachers themselves live in :mod:`pad_data.teachers`.
 """
 
 from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from typing import Callable
 
 import pandas as pd
 
 from .embedded import embedded_problems
 from .extract import extract_program
-from .store import Store, problem_id, program_id
+from .prompts import Prompt, load_prompt
+from .store import Store, content_id, problem_id, program_id
 from .teachers import offline
+from .teachers.base import Teacher, TeacherError, estimate_cost
 
 
 def program_rows(pid: str, teacher: str, completions: list[tuple[int, str]],
@@ -56,3 +68,186 @@ def ingest_embedded(store: Store, seed: int = 0) -> dict:
     with store.transaction():
         added = store.insert_new("problems", pd.DataFrame(rows), "problem_id")
     return {"read": len(rows), "added": added}
+
+
+def gen_key(pid: str, prompt_id: str, model: str, temperature: float, max_tokens: int, idx: int) -> str:
+    return content_id("gen", pid, prompt_id, model, repr(float(temperature)), max_tokens, idx)
+
+
+def make_teacher(backend: str, model: str, base_url: str | None = None, max_retries: int = 6,
+                 timeout: float = 120.0, backoff_base: float = 0.5) -> Teacher:
+    """A teacher for ``backend`` (``openai``: any OpenAI-compatible server; ``hf``: local model)."""
+    if backend == "openai":
+        from .teachers.openai_teacher import OpenAITeacher
+
+        return OpenAITeacher(model, base_url=base_url, max_retries=max_retries, timeout=timeout,
+                             backoff_base=backoff_base)
+    if backend == "hf":
+        from .teachers.hf_teacher import HFTeacher
+
+        return HFTeacher(model)
+    raise ValueError(f"unknown backend {backend!r}; choose openai or hf")
+
+
+def generate(store: Store, teacher: Teacher, dataset: str, samples: int = 4, temperature: float = 0.7,
+             max_tokens: int = 512, concurrency: int = 8, prompt: str | None = None,
+             split: str | None = None, limit: int | None = None,
+             prices: tuple[float, float] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> dict:
+    """Ask ``teacher`` for ``samples`` programs per problem of ``dataset``; store each as it arrives."""
+    if samples < 1 or concurrency < 1:
+        raise ValueError("--samples and --concurrency must be >= 1")
+    p = load_prompt(prompt, dataset)
+    where, params = "dataset = ?", [dataset]
+    if split:
+        where += " AND split = ?"
+        params.append(split)
+    problems = store.con.execute(f"SELECT problem_id, question FROM problems WHERE {where} "
+                                 f"ORDER BY problem_id" + (f" LIMIT {int(limit)}" if limit else ""),
+                                 params).fetchall()
+    if not problems:
+        raise ValueError(f"no problems in dataset {dataset!r}" + (f" split {split!r}" if split else "")
+                         + "; run `pad ingest` first")
+    with store.transaction():
+        store.insert_new("prompts", pd.DataFrame([{"prompt_id": p.prompt_id, "name": p.name,
+                                                   "text": p.text}]), "prompt_id")
+    keys = {pid: [gen_key(pid, p.prompt_id, teacher.name, temperature, max_tokens, i)
+                  for i in range(samples)] for pid, _ in problems}
+    store.con.register("_pad_keys", pd.DataFrame({"k": [k for ks in keys.values() for k in ks]}))
+    try:
+        have = {r[0] for r in store.con.execute(
+            "SELECT gen_key FROM programs WHERE gen_key IN (SELECT k FROM _pad_keys)").fetchall()}
+    finally:
+        store.con.unregister("_pad_keys")
+    todo = [(pid, q, [i for i in range(samples) if keys[pid][i] not in have]) for pid, q in problems]
+    todo = [t for t in todo if t[2]]
+    total = sum(len(t[2]) for t in todo)
+    return asyncio.run(_run(store, teacher, p, todo, keys, samples, temperature, max_tokens,
+                            concurrency, prices, progress, total, cached=len(have)))
+
+
+class _Writer(threading.Thread):
+    """Commits responses as they arrive, on its own thread (group commit).
+
+    Each batch holds everything that arrived while the previous commit ran, so no response
+    waits longer than one commit, and requests keep flowing while the disk syncs.
+    """
+
+    def __init__(self, store: Store, stats: dict, progress, total: int, failed_keys: set[str]):
+        super().__init__(daemon=True)
+        self.store, self.stats, self.progress, self.total = store, stats, progress, total
+        self.failed_keys = failed_keys
+        self.queue: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        done = False
+        while not done:
+            items = [self.queue.get()]
+            while True:
+                try:
+                    items.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            done = any(i is None for i in items)
+            items = [i for i in items if i is not None]
+            if items and self.error is None:
+                try:
+                    self._commit(items)
+                except BaseException as exc:  # surfaced by close()
+                    self.error = exc
+
+    def _commit(self, items: list[tuple[str, list[dict]]]) -> None:
+        ok = [r for kind, rows in items if kind == "ok" for r in rows]
+        failed = [r for kind, rows in items if kind == "fail" for r in rows]
+        st = self.store
+        with st.transaction():
+            if ok:
+                self.stats["added"] += st.insert_new("programs", pd.DataFrame(ok), "program_id")
+                healed = [r["gen_key"] for r in ok if r["gen_key"] in self.failed_keys]
+                if healed:
+                    st.con.execute("DELETE FROM generation_failures WHERE gen_key IN "
+                                   f"({', '.join('?' * len(healed))})", healed)
+            if failed:
+                st.con.register("_pad_fail", pd.DataFrame(failed))
+                try:
+                    st.con.execute("INSERT INTO generation_failures (gen_key, problem_id, sample_idx, "
+                                   "model, error, attempts) SELECT gen_key, problem_id, sample_idx, "
+                                   "model, error, attempts FROM _pad_fail")
+                finally:
+                    st.con.unregister("_pad_fail")
+                self.stats["failed"] += len(failed)
+        if self.progress:
+            self.progress(self.stats["added"] + self.stats["failed"], self.total)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+async def _run(store, teacher, prompt: Prompt, todo, keys, samples, temperature, max_tokens,
+               concurrency, prices, progress, total, cached) -> dict:
+    sem = asyncio.Semaphore(concurrency)
+    stats = {"requested_samples": total, "cached": cached, "added": 0, "failed": 0, "requests": 0,
+             "prompt_tokens": 0, "completion_tokens": 0}
+    failed_keys = {r[0] for r in store.con.execute("SELECT gen_key FROM generation_failures").fetchall()}
+    writer = _Writer(store, stats, progress, total, failed_keys)
+    writer.start()
+    t0 = time.perf_counter()
+
+    def store_completion(pid: str, idxs: list[int], comp) -> None:
+        k = len(idxs)
+        pt = comp.prompt_tokens / k if comp.prompt_tokens is not None else None
+        ct = comp.completion_tokens / k if comp.completion_tokens is not None else None
+        cost = estimate_cost(teacher.name, pt, ct, prices)
+        rows = []
+        for idx, text in zip(idxs, comp.texts):
+            code = extract_program(text)
+            key = keys[pid][idx]
+            rows.append({"program_id": content_id("program", pid, "teacher", key, code),
+                         "problem_id": pid, "origin": "teacher", "teacher": teacher.name,
+                         "sample_idx": idx, "program": code, "completion": text,
+                         "prompt_id": prompt.prompt_id, "gen_key": key, "prompt_tokens": pt,
+                         "completion_tokens": ct, "cost_usd": cost})
+        writer.queue.put(("ok", rows))
+        stats["prompt_tokens"] += comp.prompt_tokens or 0
+        stats["completion_tokens"] += comp.completion_tokens or 0
+
+    def record_failure(pid: str, idxs: list[int], error: str, attempts: int) -> None:
+        writer.queue.put(("fail", [{"gen_key": keys[pid][i], "problem_id": pid, "sample_idx": i,
+                                    "model": teacher.name, "error": error[:500], "attempts": attempts}
+                                   for i in idxs]))
+        stats["last_error"] = error
+
+    async def one_problem(pid: str, question: str, missing: list[int]) -> None:
+        text = prompt.render(question)
+        while missing:
+            n = len(missing) if teacher.supports_n else 1
+            async with sem:
+                try:
+                    comp = await teacher.complete(text, n, temperature, max_tokens)
+                except TeacherError as exc:
+                    record_failure(pid, missing, str(exc), getattr(teacher, "max_retries", 0) + 1)
+                    return
+            got = comp.texts[: len(missing)]
+            if not got:
+                record_failure(pid, missing, "empty response", comp.attempts)
+                return
+            if n > 1 and len(got) == 1:
+                teacher.supports_n = False  # the server ignores n: one sample per request from now on
+            comp.texts = got
+            store_completion(pid, missing[: len(got)], comp)
+            missing = missing[len(got):]
+
+    try:
+        await asyncio.gather(*(one_problem(pid, q, m) for pid, q, m in todo))
+    finally:
+        writer.close()  # everything received is committed, also on Ctrl-C
+        await teacher.aclose()
+    seconds = time.perf_counter() - t0
+    stats["requests"] = getattr(teacher, "requests", stats["requests"])
+    stats.update(seconds=seconds, teacher=teacher.name, prompt=prompt.name,
+                 programs_per_s=stats["added"] / seconds if seconds > 0 else 0.0)
+    return stats

@@ -69,6 +69,28 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX executions_program ON executions (program_id)",
         "CREATE INDEX programs_problem ON programs (problem_id)",
     ],
+    # v2: teacher generation: prompts, the response cache key, usage and cost, failures
+    [
+        """CREATE TABLE prompts (
+            prompt_id VARCHAR PRIMARY KEY,
+            name VARCHAR,
+            text VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        "ALTER TABLE programs ADD COLUMN prompt_id VARCHAR",
+        "ALTER TABLE programs ADD COLUMN gen_key VARCHAR",
+        "ALTER TABLE programs ADD COLUMN prompt_tokens DOUBLE",
+        "ALTER TABLE programs ADD COLUMN completion_tokens DOUBLE",
+        "ALTER TABLE programs ADD COLUMN cost_usd DOUBLE",
+        "CREATE INDEX programs_gen_key ON programs (gen_key)",
+        """CREATE TABLE generation_failures (
+            gen_key VARCHAR NOT NULL,
+            problem_id VARCHAR NOT NULL,
+            sample_idx INTEGER NOT NULL,
+            model VARCHAR NOT NULL,
+            error VARCHAR,
+            attempts INTEGER,
+            failed_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    ],
 ]
 
 LABELED_VIEW = """CREATE OR REPLACE VIEW labeled_programs AS
@@ -186,21 +208,17 @@ class Store:
         return self.con.execute(query, params or []).df()
 
     def insert_new(self, table: str, df: pd.DataFrame, key: str) -> int:
-        """Insert rows of ``df`` whose ``key`` is not in ``table`` yet; returns rows added."""
+        """Insert rows of ``df`` whose ``key`` (the primary key) is not in ``table`` yet; returns rows added."""
         if df.empty:
             return 0
         df = df.drop_duplicates(subset=[key])
         cols = ", ".join(df.columns)
         self.con.register("_pad_new_rows", df)
         try:
-            before = self.scalar(f"SELECT count(*) FROM {table}")
-            self.con.execute(
-                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _pad_new_rows n "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{key} = n.{key})")
-            after = self.scalar(f"SELECT count(*) FROM {table}")
+            return self.con.execute(f"INSERT OR IGNORE INTO {table} ({cols}) "
+                                    f"SELECT {cols} FROM _pad_new_rows").fetchall()[0][0]
         finally:
             self.con.unregister("_pad_new_rows")
-        return after - before
 
     def close(self) -> None:
         self.con.close()

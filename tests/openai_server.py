@@ -1,0 +1,127 @@
+"""A small OpenAI-compatible chat completions server for tests and benchmarks (127.0.0.1 only).
+
+It answers ``POST /v1/chat/completions`` with PaL-style programs for the last ``Q:`` in the
+prompt and injects faults at a given rate: 429 with ``retry-after``, 500, slow answers
+(past the client's timeout), and truncated JSON bodies. Faults are drawn from a seeded RNG,
+so a run is reproducible. ``questions_seen`` counts successful answers per question.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+FAULTS = ("429", "500", "slow", "truncated")
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the stdlib default of 5 resets connections under concurrency
+
+
+class FakeTeacherServer:
+    def __init__(self, fault_rate: float = 0.0, seed: int = 0, support_n: bool = True,
+                 slow_s: float = 2.0, delay_s: float = 0.0, fail_if: str | None = None):
+        self.fault_rate = fault_rate
+        self.support_n = support_n
+        self.slow_s = slow_s
+        self.delay_s = delay_s
+        self.fail_if = fail_if  # questions containing this always get a 500
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.faults: Counter = Counter()
+        self.questions_seen: Counter = Counter()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave together: no 40 ms delayed-ACK stalls
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                    data = b""
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            break
+                        data += self.rfile.read(size)
+                        self.rfile.readline()
+                else:
+                    data = self.rfile.read(int(self.headers.get("content-length", 0)))
+                server.handle(self, json.loads(data))
+
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # ------------------------------------------------------------------
+    def _send(self, h, status: int, payload: bytes, headers: dict | None = None) -> None:
+        h.send_response(status)
+        h.send_header("content-type", "application/json")
+        h.send_header("content-length", str(len(payload)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        try:
+            h.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def handle(self, h, body: dict) -> None:
+        prompt = body["messages"][-1]["content"]
+        question = re.findall(r"Q: (.*)", prompt)[-1].strip()
+        with self.lock:
+            self.requests += 1
+            fault = self.rng.choice(FAULTS) if self.rng.random() < self.fault_rate else None
+        if self.fail_if and self.fail_if in question:
+            fault = "500"
+        if fault:
+            self.faults[fault] += 1
+        if fault == "429":
+            return self._send(h, 429, b'{"error": {"message": "rate limited"}}', {"retry-after": "0.01"})
+        if fault == "500":
+            return self._send(h, 500, b'{"error": {"message": "boom"}}')
+        if fault == "slow":
+            time.sleep(self.slow_s)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        n = int(body.get("n") or 1) if self.support_n else 1
+        choices = []
+        for i in range(n):
+            seed = int(hashlib.sha256(f"{question}:{i}:{body.get('temperature')}".encode()).hexdigest()[:8], 16)
+            value = seed % 1000
+            code = f'def solution():\n    """{question}"""\n    answer = {value}\n    return answer\n'
+            text = f"```python\n{code}```" if i % 2 == 0 else f"Here is the program:\n\n{code}\nIt returns {value}."
+            choices.append({"index": i, "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": text}})
+        payload = json.dumps({
+            "id": f"chatcmpl-{self.requests}", "object": "chat.completion", "created": int(time.time()),
+            "model": body["model"], "choices": choices,
+            "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 30 * n,
+                      "total_tokens": len(prompt) // 4 + 30 * n}}).encode()
+        if fault == "truncated":
+            payload = payload[: len(payload) // 2]
+            return self._send(h, 200, payload)
+        with self.lock:
+            self.questions_seen[question] += len(choices)
+        return self._send(h, 200, payload)

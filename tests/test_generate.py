@@ -1,0 +1,197 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from pad_data.generate import generate, make_teacher
+from pad_data.ingest import ingest
+from pad_data.prompts import BUILTIN, load_prompt
+from pad_data.store import Store, problem_id
+
+from conftest import pad_cli
+from openai_server import FakeTeacherServer
+
+
+def _problems(db, n=30, dataset="toy"):
+    with Store(db) as st:
+        df = pd.DataFrame([{"problem_id": problem_id(dataset, f"What is {i} plus {i}?"), "dataset": dataset,
+                            "split": "test", "question": f"What is {i} plus {i}?", "answer": 2.0 * i,
+                            "answer_text": str(2 * i)} for i in range(n)])
+        with st.transaction():
+            st.insert_new("problems", df, "problem_id")
+
+
+def _teacher(server, **kw):
+    return make_teacher("openai", "fake-teacher", base_url=server.base_url, timeout=kw.pop("timeout", 1.0),
+                        backoff_base=0.01, **kw)
+
+
+def _check_complete(db, n, k, store=None):
+    con = store.con if store else duckdb.connect(str(db), read_only=True)
+    try:
+        total, keys, pairs = con.execute(
+            "SELECT count(*), count(DISTINCT gen_key), count(DISTINCT (problem_id, sample_idx)) FROM programs").fetchall()[0]
+        per = con.execute("SELECT min(c), max(c) FROM (SELECT count(*) c FROM programs GROUP BY problem_id)").fetchall()[0]
+    finally:
+        if not store:
+            con.close()
+    assert total == keys == pairs == n * k
+    assert per == (k, k)
+
+
+def test_every_question_gets_k_programs_despite_faults_and_rerun_makes_no_request(db):
+    _problems(db, 30)
+    with FakeTeacherServer(fault_rate=0.3, slow_s=1.5) as srv, Store(db) as st:
+        r = generate(st, _teacher(srv), "toy", samples=4, concurrency=8)
+        assert r["added"] == 120 and r["failed"] == 0
+        assert sum(srv.faults.values()) > 0 and set(srv.faults) >= {"429", "500", "truncated"}
+        _check_complete(db, 30, 4, st)
+        prog = st.df("SELECT program, completion, prompt_id, prompt_tokens, teacher FROM programs LIMIT 1").iloc[0]
+        assert prog.program.startswith("def solution():") and "```" not in prog.program
+        assert prog.teacher == "fake-teacher" and prog.prompt_tokens > 0
+        assert st.scalar("SELECT count(*) FROM prompts WHERE prompt_id = ?", [prog.prompt_id]) == 1
+        before = srv.requests
+        r2 = generate(st, _teacher(srv), "toy", samples=4, concurrency=8)
+        assert r2["added"] == 0 and r2["cached"] == 120 and srv.requests == before
+        # asking for more samples only requests the missing ones
+        r3 = generate(st, _teacher(srv), "toy", samples=5, concurrency=8)
+        assert r3["added"] == 30
+        _check_complete(db, 30, 5, st)
+
+
+def test_server_without_n_support_gets_one_request_per_sample(db):
+    _problems(db, 5)
+    with FakeTeacherServer(support_n=False) as srv, Store(db) as st:
+        r = generate(st, _teacher(srv), "toy", samples=3, concurrency=2)
+        assert r["added"] == 15
+        assert srv.requests >= 15
+    _check_complete(db, 5, 3)
+
+
+def test_failed_requests_are_recorded_and_retried_next_run(db):
+    _problems(db, 6)
+    with Store(db) as st:
+        with FakeTeacherServer(fail_if="What is 3 plus") as srv:
+            r = generate(st, _teacher(srv, max_retries=2), "toy", samples=2)
+            assert (r["added"], r["failed"]) == (10, 2)
+            assert srv.faults["500"] == 3  # one request + two retries
+        assert st.scalar("SELECT count(*) FROM generation_failures") == 2
+        with FakeTeacherServer() as srv:
+            r = generate(st, _teacher(srv), "toy", samples=2)
+            assert (r["added"], r["failed"]) == (2, 0) and srv.requests == 1
+        assert st.scalar("SELECT count(*) FROM generation_failures") == 0
+    _check_complete(db, 6, 2)
+
+
+def test_killed_mid_run_then_rerun_completes_the_set(db, tmp_path):
+    _problems(db, 40)
+    exe = Path(sys.executable).with_name("pad")
+    with FakeTeacherServer(delay_s=0.05) as srv:
+        cmd = [str(exe), "--db", str(db), "generate", "--dataset", "toy", "--model", "fake-teacher",
+               "--base-url", srv.base_url, "--samples", "2", "--concurrency", "2"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=dict(os.environ, OPENAI_API_KEY="test"))
+        deadline = time.monotonic() + 60
+        while srv.requests < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        first = srv.requests
+        assert 10 <= first < 40
+        res = pad_cli("--db", db, "generate", "--dataset", "toy", "--model", "fake-teacher",
+                      "--base-url", srv.base_url, "--samples", "2", env={"OPENAI_API_KEY": "test"})
+        assert res.returncode == 0, res.stderr
+        second = srv.requests - first
+        assert second <= 40 - first + 2  # at most the requests in flight at the kill are repeated
+    _check_complete(db, 40, 2)
+
+
+def test_gsm8k_test_1319_questions_4_samples_20pct_faults(db, shared_data):
+    with Store(db) as st:
+        ingest(st, shared_data / "gsm8k" / "test.jsonl", "gsm8k")
+        with FakeTeacherServer(fault_rate=0.2, slow_s=1.2) as srv:
+            r = generate(st, _teacher(srv, timeout=1.0), "gsm8k", samples=4, concurrency=32)
+            assert (r["added"], r["failed"]) == (5276, 0)
+            before = srv.requests
+            assert generate(st, _teacher(srv), "gsm8k", samples=4, concurrency=32)["added"] == 0
+            assert srv.requests == before
+        assert st.scalar("SELECT count(*) FROM programs") == 5276
+        assert st.scalar("SELECT count(DISTINCT (problem_id, sample_idx)) FROM programs") == 5276
+
+
+def test_prompt_library_and_user_prompt_file(tmp_path):
+    assert set(BUILTIN) == {"arithmetic", "coin_flip", "last_letters"}
+    for name in BUILTIN:
+        p = load_prompt(name)
+        assert "{question}" in p.text and "def solution():" in p.text
+        assert p.render("What is 2?").rstrip().endswith("Q: What is 2?")
+    assert load_prompt(None, "pad-coin").name == "coin_flip"
+    f = tmp_path / "mine.txt"
+    f.write_text("Write solution() for: {question}")
+    assert load_prompt(str(f)).render("x") == "Write solution() for: x"
+    f.write_text("no placeholder")
+    with pytest.raises(ValueError, match="placeholder"):
+        load_prompt(str(f))
+
+
+def test_cli_generate_bad_server_fails_clearly(db):
+    _problems(db, 2)
+    res = pad_cli("--db", db, "generate", "--dataset", "toy", "--model", "m", "--base-url",
+                  "http://127.0.0.1:9/v1", "--max-retries", "0", "--timeout", "2")
+    out = " ".join(res.stdout.split())
+    assert res.returncode == 3 and "8 failed" in out and "2 requests" in out
+    assert "APIConnectionError" in res.stderr
+    res = pad_cli("--db", db, "generate", "--dataset", "nope", "--model", "m")
+    assert res.returncode == 1 and "no problems in dataset 'nope'" in res.stderr
+
+
+def tiny_causal_lm(path: Path) -> Path:
+    """A 2-layer GPT-2 with a byte-level BPE trained here: real weights on disk, no download."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    corpus = ["def solution():\n    result = 1 + 2\n    return result\n", "Q: What is 2 plus 2?"] * 20
+    bpe.train_from_iterator(corpus, vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=32, n_layer=2, n_head=2,
+                                       bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_local_hf_teacher_behind_the_same_interface(db, tmp_path):
+    pytest.importorskip("torch")
+    model_dir = tiny_causal_lm(tmp_path / "tiny")
+    prompt = tmp_path / "short.txt"
+    prompt.write_text("Q: {question}\ndef solution():\n")
+    _problems(db, 3)
+    with Store(db) as st:
+        # the built-in few-shot prompt does not fit a 256-position model: a clear, recorded failure
+        r = generate(st, make_teacher("hf", str(model_dir)), "toy", samples=2, max_tokens=8)
+        assert r["failed"] == 6 and "exceeds the model's 256 positions" in r["last_error"]
+        teacher = make_teacher("hf", str(model_dir))
+        r = generate(st, teacher, "toy", samples=2, max_tokens=8, temperature=0.8, concurrency=2,
+                     prompt=str(prompt))
+        assert (r["added"], r["failed"]) == (6, 0)
+        rows = st.df("SELECT teacher, completion, completion_tokens FROM programs")
+        assert set(rows.teacher) == {str(model_dir)}
+        assert all(isinstance(c, str) for c in rows.completion) and rows.completion_tokens.max() > 0
+        assert generate(st, make_teacher("hf", str(model_dir)), "toy", samples=2, max_tokens=8,
+                        temperature=0.8, prompt=str(prompt))["added"] == 0
+
+
+def test_hf_teacher_missing_model_fails_clearly(db):
+    pytest.importorskip("torch")
+    _problems(db, 1)
+    res = pad_cli("--db", db, "generate", "--dataset", "toy", "--backend", "hf", "--model", "/nonexistent/model",
+                  env={"HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 1 and "cannot load model '/nonexistent/model'" in res.stderr
