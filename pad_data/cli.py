@@ -24,8 +24,9 @@ from .store import Store, StoreError, resolve_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pad: curate synthetic program datasets for Program-aided Distillation.")
-console = Console()
-err_console = Console(stderr=True)
+# Piped output is not wrapped at 80 columns, so tables stay one row per line for grep/scripts.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 _state: dict = {"db": None}
 
 
@@ -213,6 +214,94 @@ def stats() -> None:
             teachers.add_row(str(t[0]), str(t[1]), str(t[2]), f"{t[3]:,.0f}", f"{t[4]:,.0f}",
                              "" if t[5] is None else f"{t[5]:.4f}", str(t[6]))
         console.print(teachers)
+
+
+@app.command()
+def check(reference: Optional[str] = typer.Option(None, help="benchmark file whose questions must not be in "
+                                                             "a train split (e.g. gsm8k/test.jsonl)"),
+          expectations: Optional[str] = typer.Option(None, help="YAML/JSON file with more expectations"),
+          docs: Optional[str] = typer.Option(None, help="write Great Expectations Data Docs HTML here"),
+          min_correct: float = typer.Option(0.05, help="warning when the share of correct programs is lower"),
+          contamination: float = typer.Option(0.8, help="max share of a train question's words covered by "
+                                                        "reference 8-grams")) -> None:
+    """Run the data quality suite (Great Expectations); exit 1 when a critical check fails."""
+    from .check import Bounds, CheckError, run_checks
+
+    with _cli_errors(), _store() as store:
+        try:
+            r = run_checks(store, reference=reference, expectations_file=expectations, docs_dir=docs,
+                           bounds=Bounds(min_correct=min_correct, contamination=contamination))
+        except CheckError as exc:
+            raise ValueError(str(exc)) from None
+    table = Table("table", "expectation", "column", "observed", "result", title=f"pad check {r['run_id']}")
+    for res in r["results"]:
+        verdict = "[green]pass[/green]" if res.success else ("[red]FAIL[/red]" if res.check.critical
+                                                             else "[yellow]warn[/yellow]")
+        table.add_row(res.check.table, res.check.expectation.removeprefix("expect_"),
+                      str(res.check.kwargs.get("column", "")), res.observed, verdict)
+    console.print(table)
+    if r["docs"]:
+        console.print(f"Data Docs: {r['docs']}")
+    if not r["success"]:
+        err_console.print(f"[red]error:[/red] {r['critical_failures']} critical check(s) failed")
+        raise typer.Exit(1)
+
+
+@app.command()
+def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immutable)"),
+           labels_: str = typer.Option("correct", "--labels", help="comma-separated labels to keep"),
+           datasets: Optional[str] = typer.Option(None, help="comma-separated datasets [default: all]"),
+           origins: Optional[str] = typer.Option(None, help="comma-separated origins [default: all]"),
+           dedup: str = typer.Option("ast", help="none | exact | ast"),
+           max_per_problem: int = typer.Option(4, help="at most K programs per problem (shortest first)"),
+           validation: float = typer.Option(0.05, help="share of train problems for validation"),
+           test: float = typer.Option(0.05, help="share of train problems for test"),
+           seed: int = typer.Option(0),
+           list_: bool = typer.Option(False, "--list", help="list snapshots")) -> None:
+    """Build a named, immutable, reproducible snapshot of train/validation/test splits."""
+    from .curate import CurateError, CurateParams, curate as run_curate, list_curations
+
+    with _cli_errors(), _store(read_only=list_) as store:
+        if list_:
+            df = list_curations(store)
+            table = Table("name", "hash", "created", "counts")
+            for row in df.itertuples(index=False):
+                table.add_row(row.name, row.content_hash, str(row.created_at), row.counts)
+            console.print(table)
+            return
+        if not name:
+            raise ValueError("give a snapshot NAME (or --list)")
+        split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
+        params = CurateParams(labels=split(labels_), datasets=split(datasets), origins=split(origins), dedup=dedup,
+                              max_per_problem=max_per_problem, validation_fraction=validation,
+                              test_fraction=test, seed=seed)
+        try:
+            r = run_curate(store, name, params)
+        except CurateError as exc:
+            raise ValueError(str(exc)) from None
+    state = "created" if r["created"] else "unchanged (same parameters and data)"
+    console.print(f"snapshot {r['name']} {state}: hash {r['content_hash']}, {r['programs']} programs over "
+                  f"{r['problems']} problems, splits {r['splits']}")
+
+
+@app.command()
+def export(name: str = typer.Argument(..., help="curated snapshot"),
+           out: str = typer.Option(..., "--out", help="output directory"),
+           fmt: str = typer.Option("hf", "--format", help="hf (DatasetDict.save_to_disk) | parquet | jsonl"),
+           license_: str = typer.Option("other", "--license", help="license field of the dataset card"),
+           push_to_hub: Optional[str] = typer.Option(None, help="also upload to this Hub dataset repo"),
+           overwrite: bool = typer.Option(False, help="replace a non-empty --out")) -> None:
+    """Export a curated snapshot with a generated dataset card."""
+    from .export import ExportError, export as run_export
+
+    with _cli_errors(), _store() as store:
+        try:
+            r = run_export(store, name, out, fmt=fmt, license=license_, push_to_hub=push_to_hub,
+                           overwrite=overwrite)
+        except ExportError as exc:
+            raise ValueError(str(exc)) from None
+    console.print(f"exported {name} to {r['out']} ({fmt}): {r['counts']}"
+                  + (f"; pushed {r['pushed']}" if r["pushed"] else ""))
 
 
 @app.command()

@@ -91,6 +91,55 @@ MIGRATIONS: list[list[str]] = [
             attempts INTEGER,
             failed_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     ],
+    # v3: quality checks, curated snapshots
+    [
+        """CREATE TABLE check_runs (
+            run_id VARCHAR PRIMARY KEY,
+            success BOOLEAN NOT NULL,
+            critical_failures INTEGER NOT NULL,
+            checks INTEGER NOT NULL,
+            reference VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        """CREATE TABLE check_results (
+            run_id VARCHAR NOT NULL,
+            table_name VARCHAR NOT NULL,
+            expectation VARCHAR NOT NULL,
+            column_name VARCHAR,
+            kwargs VARCHAR,
+            observed VARCHAR,
+            success BOOLEAN NOT NULL,
+            critical BOOLEAN NOT NULL)""",
+        """CREATE TABLE curations (
+            name VARCHAR PRIMARY KEY,
+            params VARCHAR NOT NULL,
+            content_hash VARCHAR NOT NULL,
+            counts VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        """CREATE TABLE curated_examples (
+            name VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            problem_id VARCHAR NOT NULL,
+            program_id VARCHAR NOT NULL,
+            dataset VARCHAR,
+            question VARCHAR,
+            program VARCHAR,
+            answer DOUBLE,
+            answer_text VARCHAR,
+            label VARCHAR,
+            teacher VARCHAR,
+            origin VARCHAR,
+            PRIMARY KEY (name, program_id))""",
+    ],
+    # v4: reviewer verdicts from the review app
+    [
+        """CREATE TABLE reviews (
+            review_id VARCHAR PRIMARY KEY,
+            program_id VARCHAR NOT NULL,
+            verdict VARCHAR NOT NULL,
+            note VARCHAR,
+            reviewer VARCHAR,
+            reviewed_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    ],
 ]
 
 LABELED_VIEW = """CREATE OR REPLACE VIEW labeled_programs AS

@@ -222,7 +222,7 @@ def test_a_crash_is_labeled_and_the_next_program_runs():
     crash = prog("""
     def solution():
         x = iter([1])
-        for _ in range(10**6):
+        for _ in range(10**5):
             x = map(abs, x)
         return next(x)
     """)
@@ -302,12 +302,12 @@ def test_programs_cannot_change_what_later_programs_see():
 def test_the_pool_survives_a_mixed_batch_and_labels_everything_once():
     bad = [
         "def solution():\n    while True:\n        pass",
-        "def solution():\n    x = iter([1])\n    for _ in range(10**6):\n        x = map(abs, x)\n    return next(x)",
+        "def solution():\n    x = iter([1])\n    for _ in range(10**5):\n        x = map(abs, x)\n    return next(x)",
         "def solution():\n    x = []\n    while True:\n        x.append(' ' * 10**6)",
         "import os\ndef solution():\n    os.fork()",
     ]
     programs = [f"def solution():\n    return {i}" if i % 25 else bad[(i // 25) % 4] for i in range(400)]
-    res = execute_programs(programs, timeout=0.5, memory_mb=256, workers=2)
+    res = execute_programs(programs, timeout=1.0, memory_mb=256, workers=2)
     assert len(res) == 400 and all(r is not None for r in res)
     for i, r in enumerate(res):
         if i % 25:

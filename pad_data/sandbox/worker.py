@@ -208,6 +208,13 @@ def _restore_modules():
 
 
 # ---------------------------------------------------------------- per-program state
+MEMORY_RESULT = {"status": "memory_limit", "error_type": "MemoryError",
+                 "error_message": "memory limit reached", "stdout": "", "duration_ms": 0.0}
+INTERNAL_ERROR_RESULT = {"status": "crashed", "error_type": "WorkerError",
+                         "error_message": "the worker failed while reporting this program",
+                         "stdout": "", "duration_ms": 0.0}
+
+
 class CappedWriter:
     """Stands in for sys.stdout: keeps the first ``limit`` characters, counts the rest."""
 
@@ -370,6 +377,11 @@ def run_program(source, builtins_template):
                 else:
                     res = {"status": "ok", "value_type": vtype, "value": vjson, "value_repr": vrepr}
         except BaseException as exc:  # noqa: BLE001 - everything a program raises is a result
+            line = _error_line(exc.__traceback__)
+            if isinstance(exc, MemoryError):
+                # free the program's frames (and what they hold) before building the result
+                exc.__traceback__ = None
+                g.clear()
             if isinstance(exc, ProgramTimeout):
                 res = {"status": "timeout", "error_type": "Timeout", "error_message": _short(exc)}
             elif isinstance(exc, Forbidden) or _state["violation"]:
@@ -381,7 +393,7 @@ def run_program(source, builtins_template):
             else:
                 res = {"status": "runtime_error", "error_type": type(exc).__name__,
                        "error_message": _short(exc)}
-            res["error_line"] = _error_line(exc.__traceback__)
+            res["error_line"] = line
             exc = None
         finally:
             _signal.setitimer(_signal.ITIMER_REAL, 0)
@@ -475,7 +487,13 @@ def main():
     for line in proto_in:
         msg = json.loads(line)
         for key, source in msg["batch"]:
-            res, harmed = run_program(source, bt)
+            try:
+                res, harmed = run_program(source, bt)
+            except MemoryError:  # even our own bookkeeping ran out: no allocation until it is freed
+                res, harmed = MEMORY_RESULT, True
+            except BaseException:  # noqa: BLE001 - never let a program take the worker down silently
+                res, harmed = INTERNAL_ERROR_RESULT, True
+            res = dict(res)
             res["key"] = key
             done += 1
             recycle = harmed or done >= MAX_PROGRAMS

@@ -1,0 +1,147 @@
+"""``pad export NAME``: a curated snapshot as a Hugging Face dataset, parquet or jsonl files.
+
+Rows never pass through Python lists: DuckDB ``COPY``s each split straight to parquet/jsonl,
+and the ``hf`` format loads those parquet files with ``datasets`` (memory-mapped Arrow) and
+``save_to_disk``s a ``DatasetDict`` (train/validation/test). Memory stays flat as rows grow.
+Columns fit training directly: question, program, answer, answer_text, plus ids and labels.
+A dataset card (README.md) records provenance, teachers, label counts before/after
+filtering, the latest check results, and the license.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from .store import Store
+
+FORMATS = ("hf", "parquet", "jsonl")
+SPLITS = ("train", "validation", "test")
+COLUMNS = ("question", "program", "answer", "answer_text", "problem_id", "program_id", "dataset",
+           "label", "teacher", "origin")
+
+
+class ExportError(ValueError):
+    pass
+
+
+def _copy(store: Store, name: str, split: str, path: Path, fmt: str) -> int:
+    n = store.scalar("SELECT count(*) FROM curated_examples WHERE name = ? AND split = ?", [name, split])
+    lit = name.replace("'", "''")
+    opts = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT json"
+    store.con.execute(f"COPY (SELECT {', '.join(COLUMNS)} FROM curated_examples WHERE name = '{lit}' "
+                      f"AND split = '{split}' ORDER BY program_id) TO '{str(path).replace(chr(39), chr(39) * 2)}' ({opts})")
+    return n
+
+
+def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, license: str) -> str:
+    info = store.con.execute("SELECT params, content_hash, created_at, counts FROM curations WHERE name = ?",
+                             [name]).fetchall()[0]
+    params = json.loads(info[0])
+    datasets = [r[0] for r in store.con.execute(
+        "SELECT DISTINCT dataset FROM curated_examples WHERE name = ? ORDER BY 1", [name]).fetchall()]
+    teachers = store.con.execute("SELECT teacher, origin, count(*) FROM curated_examples WHERE name = ? "
+                                 "GROUP BY ALL ORDER BY 3 DESC", [name]).fetchall()
+    marks = ", ".join("?" * len(datasets)) or "NULL"
+    before = store.con.execute(f"SELECT coalesce(label, '(not executed)'), count(*) FROM labeled_programs "
+                               f"WHERE dataset IN ({marks}) GROUP BY 1 ORDER BY 2 DESC", datasets).fetchall()
+    after = store.con.execute("SELECT label, count(*) FROM curated_examples WHERE name = ? GROUP BY 1 "
+                              "ORDER BY 2 DESC", [name]).fetchall()
+    run = store.con.execute("SELECT run_id, success, critical_failures, checks, created_at FROM check_runs "
+                            "ORDER BY created_at DESC LIMIT 1").fetchall()
+    lines = [
+        "---", f"license: {license}", "task_categories:", "- text-generation", "tags:", "- pad",
+        "- program-aided-distillation", "- synthetic", "- math-word-problems", "configs:", "- config_name: default",
+        "  data_files:"]
+    ext = {"hf": "arrow", "parquet": "parquet", "jsonl": "jsonl"}[fmt]
+    for split in SPLITS:
+        if counts.get(split) and fmt != "hf":
+            lines += [f"  - split: {split}", f"    path: {split}.{ext}"]
+    lines += ["---", "", f"# {name}", "",
+              "Question -> Python program pairs curated with [pad](https://example.invalid/pad) for "
+              "Program-aided Distillation: every program was executed in pad's sandbox and labeled by "
+              "its outcome.", "",
+              "## Provenance", "",
+              f"- snapshot `{name}`, content hash `{info[1]}`, created {info[2]}",
+              f"- source datasets: {', '.join(datasets) or '-'}",
+              f"- curation parameters: `{json.dumps(params, sort_keys=True)}`", "",
+              "## Teachers", "", "| teacher | origin | programs |", "|---|---|---|"]
+    lines += [f"| {t} | {o} | {n} |" for t, o, n in teachers]
+    lines += ["", "## Splits", "", "| split | programs |", "|---|---|"]
+    lines += [f"| {s} | {counts.get(s, 0)} |" for s in SPLITS]
+    lines += ["", "## Labels before and after filtering", "",
+              "Before: every program of the source datasets (latest execution). After: this snapshot.", "",
+              "| label | before | after |", "|---|---|---|"]
+    after_d = dict(after)
+    lines += [f"| {label} | {n} | {after_d.get(label, 0)} |" for label, n in before]
+    lines += ["", "## Quality checks", ""]
+    if run:
+        rid, ok, crit, n, at = run[0]
+        lines.append(f"Latest `pad check` run `{rid}` ({at}): {'passed' if ok else 'FAILED'}, "
+                     f"{n} expectations, {crit} critical failures.")
+        failed = store.con.execute("SELECT table_name, expectation, column_name, observed FROM check_results "
+                                   "WHERE run_id = ? AND NOT success", [rid]).fetchall()
+        if failed:
+            lines += ["", "| table | expectation | column | observed |", "|---|---|---|---|"]
+            lines += [f"| {t} | {e} | {c or ''} | {o} |" for t, e, c, o in failed]
+    else:
+        lines.append("No `pad check` run recorded for this store.")
+    lines += ["", "## Columns", "",
+              "`question`, `program` (a Python `def solution(): ... return result`), `answer` (gold, float or "
+              "null), `answer_text` (gold as text), `problem_id`, `program_id`, `dataset`, `label`, `teacher`, "
+              "`origin`.", "", "## License", "",
+              f"`{license}`. Check the licenses of the source datasets and the teacher's terms of use.", ""]
+    return "\n".join(lines)
+
+
+def export(store: Store, name: str, out: str | Path, fmt: str = "hf", license: str = "other",
+           push_to_hub: str | None = None, overwrite: bool = False) -> dict:
+    """Write snapshot ``name`` to ``out``; returns ``{"counts", "out", "pushed"}``."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if not store.con.execute("SELECT 1 FROM curations WHERE name = ?", [name]).fetchall():
+        raise ExportError(f"no curated snapshot named {name!r} (see `pad curate --list`)")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out}: exists and is not empty (pass --overwrite)")
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    if fmt in ("parquet", "jsonl"):
+        for split in SPLITS:
+            counts[split] = _copy(store, name, split, out / f"{split}.{fmt}", fmt)
+    else:
+        import datasets
+
+        datasets.disable_progress_bars()
+        with tempfile.TemporaryDirectory(prefix="pad-export-") as tmp:
+            parts = {}
+            for split in SPLITS:
+                path = Path(tmp) / f"{split}.parquet"
+                counts[split] = _copy(store, name, split, path, "parquet")
+                parts[split] = datasets.Dataset.from_parquet(str(path), cache_dir=str(Path(tmp) / "cache"),
+                                                             keep_in_memory=False)
+            datasets.DatasetDict(parts).save_to_disk(str(out))
+    (out / "README.md").write_text(dataset_card(store, name, counts, fmt, license))
+    pushed = None
+    if push_to_hub:
+        pushed = _push(out, push_to_hub)
+    return {"counts": counts, "out": str(out), "pushed": pushed}
+
+
+def _push(folder: Path, repo: str) -> str:
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    try:
+        api.create_repo(repo, repo_type="dataset", exist_ok=True)
+        info = api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="dataset",
+                                 commit_message="pad export")
+    except Exception as exc:  # noqa: BLE001 - offline, auth, network: one clear line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"push to the Hugging Face Hub ({repo}) failed: {type(exc).__name__}: {first[:200]} "
+                          f"(the export itself is complete in {folder})") from None
+    return str(getattr(info, "commit_url", repo))

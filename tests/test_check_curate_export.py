@@ -1,0 +1,183 @@
+import json
+
+import datasets
+import duckdb
+import pandas as pd
+import pytest
+
+from pad_data.curate import CurateError, CurateParams, curate, dedup_key
+from pad_data.execute import execute
+from pad_data.export import export
+from pad_data.ingest import ingest, import_programs
+from pad_data.store import Store, problem_id, program_id
+
+from conftest import pad_cli
+
+
+def _gsm8k_with_programs(db, shared_data, n=None):
+    """GSM8K train with one executed program per problem (correct, except every 10th)."""
+    with Store(db) as st:
+        ingest(st, shared_data / "gsm8k" / "train.jsonl", "gsm8k", limit=n)
+        probs = st.df("SELECT problem_id, answer FROM problems")
+        rows = []
+        for i, (pid, gold) in enumerate(zip(probs.problem_id, probs.answer)):
+            prog = f"def solution():\n    half = {gold} / 2\n    result = half * 2\n    return result\n"
+            if i % 10 == 0:
+                prog = prog.replace("half * 2", "half * 3")
+            rows.append({"program_id": program_id(pid, prog), "problem_id": pid, "origin": "import",
+                         "teacher": "t", "sample_idx": 0, "program": prog})
+        with st.transaction():
+            st.insert_new("programs", pd.DataFrame(rows), "program_id")
+        execute(st)
+
+
+def test_check_passes_a_clean_gsm8k_store_and_fails_a_planted_leak(db, shared_data, tmp_path):
+    _gsm8k_with_programs(db, shared_data)
+    ref = shared_data / "gsm8k" / "test.jsonl"
+    ok = pad_cli("--db", db, "check", "--reference", ref, "--docs", tmp_path / "docs")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "FAIL" not in ok.stdout and "pass" in ok.stdout
+    assert (tmp_path / "docs" / "index.html").exists()
+    # plant a GSM8K test question, one number changed, in the train split
+    test_q = json.loads(ref.read_text().splitlines()[5])["question"]
+    planted = test_q.replace("3", "4", 1) if "3" in test_q else test_q + " "
+    with Store(db) as st, st.transaction():
+        st.con.execute("INSERT INTO problems (problem_id, dataset, split, question, answer) VALUES (?, 'gsm8k', 'train', ?, 1)",
+                       [problem_id("gsm8k", planted + " planted"), planted])
+    bad = pad_cli("--db", db, "check", "--reference", ref)
+    assert bad.returncode == 1
+    assert "reference_coverage" in bad.stdout and "FAIL" in bad.stdout
+    with Store(db) as st:
+        runs = st.df("SELECT success FROM check_runs ORDER BY created_at")
+        assert list(runs.success) == [True, False]
+        failed = st.df("SELECT column_name FROM check_results WHERE NOT success AND critical").column_name
+        assert "reference_coverage" in set(failed)
+
+
+def test_check_catches_a_curated_test_question_in_train_and_broken_rows(db, tmp_path):
+    pad_cli("--db", db, "run", "--samples", "2", check=True)
+    pad_cli("--db", db, "curate", "snap", "--test", "0.3", check=True)
+    assert pad_cli("--db", db, "check").returncode == 0
+    with Store(db) as st, st.transaction():
+        q = st.scalar("SELECT question FROM curated_examples WHERE name = 'snap' AND split = 'test' LIMIT 1")
+        st.con.execute("INSERT INTO curated_examples (name, split, problem_id, program_id, question) "
+                       "VALUES ('snap', 'train', 'leak', 'leak', ?)", [q.upper() + "!"])
+        st.con.execute("INSERT INTO programs (program_id, problem_id, origin, program) VALUES ('orphan', 'nope', 'alien', 'x')")
+    res = pad_cli("--db", db, "check")
+    assert res.returncode == 1
+    failed = [line for line in res.stdout.splitlines() if "FAIL" in line]
+    text = " ".join(failed)
+    assert "leaked_from_test" in text and "has_problem" in text and "origin" in text
+
+
+def test_user_expectations_file(db, tmp_path):
+    pad_cli("--db", db, "run", "--samples", "1", check=True)
+    f = tmp_path / "more.yaml"
+    f.write_text("- table: executions\n  expectation: expect_column_max_to_be_between\n"
+                 "  kwargs: {column: stdout_length, max_value: -1}\n  critical: true\n")
+    res = pad_cli("--db", db, "check", "--expectations", f)
+    assert res.returncode == 1 and "column_max_to_be_between" in res.stdout
+    f.write_text("- table: nowhere\n  expectation: expect_column_values_to_be_unique\n")
+    res = pad_cli("--db", db, "check", "--expectations", f)
+    assert res.returncode == 1 and "item 1: unknown table 'nowhere'" in res.stderr
+
+
+def test_ast_dedup_collapses_renamed_and_reformatted_copies():
+    a = "def solution():\n    apples = 3\n    pears = apples * 2\n    return pears\n"
+    renamed = "def solution():\n    '''Count fruit.'''\n    x=3\n    y = (x*2)\n    return y"
+    different = "def solution():\n    apples = 3\n    pears = apples * 3\n    return pears\n"
+    assert dedup_key(a, "ast") == dedup_key(renamed, "ast") != dedup_key(different, "ast")
+    assert dedup_key(a, "exact") != dedup_key(renamed, "exact")
+    assert dedup_key(a, "exact") == dedup_key(a + "\n\n", "exact")
+
+
+def test_curate_filters_dedups_prefers_shortest_and_splits_by_problem(db, tmp_path):
+    recs = []
+    for i in range(1, 41):
+        q = f"What is {i} times 2?"
+        recs.append({"question": q, "answer": 2 * i, "program": f"def solution():\n    n = {i}\n    d = n * 2\n    return d"})
+        recs.append({"question": q, "answer": 2 * i, "program": f"def solution():\n    value = {i}\n    doubled = value*2\n    return doubled"})
+        recs.append({"question": q, "answer": 2 * i, "program": f"def solution():\n    return {i} * 2"})
+        recs.append({"question": q, "answer": 2 * i, "program": f"def solution():\n    return {i} * 3"})
+    f = tmp_path / "p.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in recs))
+    with Store(db) as st:
+        import_programs(st, f, "dbl", split="train")
+        ingest(st, _test_file(tmp_path), "dbl", split="test")
+        import_programs(st, _test_programs(tmp_path), "dbl", split="test")
+        execute(st)
+        exact = curate(st, "exact", CurateParams(dedup="exact", max_per_problem=10))
+        ast_ = curate(st, "ast", CurateParams(dedup="ast", max_per_problem=10))
+        # 40 train problems with 3 correct programs (two are renamed copies) + 5 test problems with 1
+        assert exact["programs"] == 40 * 3 + 5 and ast_["programs"] == 40 * 2 + 5
+        one = curate(st, "one", CurateParams(max_per_problem=1, test_fraction=0.2, validation_fraction=0.2))
+        assert one["programs"] == 45
+        progs = st.df("SELECT program FROM curated_examples WHERE name = 'one'").program
+        assert all(len(p.strip().splitlines()) == 2 for p in progs)  # the shortest correct program was kept
+        # no problem in two splits; source test problems stay in test
+        assert st.scalar("SELECT max(n) FROM (SELECT count(DISTINCT split) n FROM curated_examples GROUP BY name, problem_id)") == 1
+        assert st.scalar("SELECT count(*) FROM curated_examples c JOIN problems p USING (problem_id) "
+                         "WHERE p.split = 'test' AND c.split <> 'test'") == 0
+        assert set(st.df("SELECT DISTINCT split FROM curated_examples WHERE name = 'one'").split) == {"train", "validation", "test"}
+        # reproducible and immutable
+        assert curate(st, "one", CurateParams(max_per_problem=1, test_fraction=0.2, validation_fraction=0.2)) == {**one, "created": False}
+        with pytest.raises(CurateError, match="immutable"):
+            curate(st, "one", CurateParams(max_per_problem=2))
+        assert curate(st, "one-again", CurateParams(max_per_problem=1, test_fraction=0.2,
+                                                   validation_fraction=0.2))["content_hash"] == one["content_hash"]
+    listing = pad_cli("--db", db, "curate", "--list", check=True).stdout
+    assert "one-again" in listing and one["content_hash"] in listing
+    res = pad_cli("--db", db, "sql", "SELECT name, content_hash FROM curations ORDER BY name", "--format", "json", check=True)
+    assert len(json.loads(res.stdout)) == 4
+
+
+def _test_file(tmp_path):
+    f = tmp_path / "t.jsonl"
+    f.write_text("\n".join(json.dumps({"question": f"Test: what is {i} times 2?", "answer": 2 * i}) for i in range(5)))
+    return f
+
+
+def _test_programs(tmp_path):
+    f = tmp_path / "tp.jsonl"
+    f.write_text("\n".join(json.dumps({"question": f"Test: what is {i} times 2?", "answer": 2 * i,
+                                       "program": f"def solution():\n    return {i} * 2"}) for i in range(5)))
+    return f
+
+
+@pytest.mark.parametrize("fmt", ["hf", "parquet", "jsonl"])
+def test_export_formats_read_back_with_expected_counts(db, tmp_path, fmt):
+    pad_cli("--db", db, "run", check=True)
+    pad_cli("--db", db, "check", check=True)
+    created = pad_cli("--db", db, "curate", "v1", check=True).stdout
+    with Store(db) as st:
+        counts = dict(st.con.execute("SELECT split, count(*) FROM curated_examples WHERE name = 'v1' GROUP BY 1").fetchall())
+    out = tmp_path / f"out-{fmt}"
+    pad_cli("--db", db, "export", "v1", "--out", out, "--format", fmt, "--license", "apache-2.0", check=True)
+    if fmt == "hf":
+        dd = datasets.load_from_disk(str(out))
+        got = {k: len(v) for k, v in dd.items()}
+        assert set(dd["train"].column_names) >= {"question", "program", "answer", "problem_id", "program_id", "label"}
+        assert all(l == "correct" for l in dd["train"]["label"])
+    else:
+        loader = "parquet" if fmt == "parquet" else "json"
+        dd = datasets.load_dataset(loader, data_files={s: str(out / f"{s}.{fmt}") for s in counts})
+        got = {k: len(v) for k, v in dd.items()}
+    assert got == counts
+    card = (out / "README.md").read_text()
+    assert "license: apache-2.0" in card and "## Labels before and after filtering" in card
+    assert "offline-template-v1" in card and "passed" in card
+    again = pad_cli("--db", db, "export", "v1", "--out", out, "--format", fmt)
+    assert again.returncode == 1 and "not empty" in again.stderr
+
+
+def test_push_to_hub_offline_fails_clearly_after_building_the_export(db, tmp_path):
+    pad_cli("--db", db, "run", "--samples", "1", check=True)
+    pad_cli("--db", db, "curate", "v1", check=True)
+    res = pad_cli("--db", db, "export", "v1", "--out", tmp_path / "o", "--push-to-hub", "someone/pad-test",
+                  env={"HF_HUB_OFFLINE": "1", "HF_TOKEN": ""})
+    assert res.returncode == 1
+    err = res.stderr.strip()
+    assert err.startswith("error: push to the Hugging Face Hub (someone/pad-test) failed") and "\n" not in err
+    assert (tmp_path / "o" / "dataset_dict.json").exists() and (tmp_path / "o" / "README.md").exists()
+    with pytest.raises(Exception):
+        pad_cli("--db", db, "export", "nope", "--out", tmp_path / "p", check=True)
