@@ -4,12 +4,17 @@
 # test and train extras.
 set -euo pipefail
 cd "$(dirname "$0")"
-if ! command -v bwrap >/dev/null 2>&1; then
+# Debian packages: bubblewrap (the sandbox's OS isolation layer) and chromium (the review
+# app's browser test). Without them pad still works: weaker isolation, browser test skipped.
+missing=""
+command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
-      || echo "setup: could not install bubblewrap; the sandbox will use a weaker isolation level" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null) \
+      || echo "setup: could not install$missing" >&2
   else
-    echo "setup: bubblewrap is not installed (apt-get install bubblewrap); the sandbox will use a weaker isolation level" >&2
+    echo "setup: please install$missing (apt-get install$missing)" >&2
   fi
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv

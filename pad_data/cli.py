@@ -305,6 +305,32 @@ def export(name: str = typer.Argument(..., help="curated snapshot"),
 
 
 @app.command()
+def review(port: int = typer.Option(8501, help="port to serve on"),
+           host: str = typer.Option("127.0.0.1", help="address to bind (127.0.0.1: this machine only)")) -> None:
+    """Open the review app (Streamlit) on the store: find, read, annotate and fix faulty programs."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    app_file = Path(__file__).resolve().parents[1] / "apps" / "review.py"
+    if not app_file.exists():
+        err_console.print(f"[red]error:[/red] {app_file}: the review app ships with pad's source tree")
+        raise typer.Exit(1)
+    db = resolve_path(_state["db"]).resolve()
+    if not db.exists():
+        err_console.print(f"[red]error:[/red] {db}: no such store (run `pad run` first)")
+        raise typer.Exit(1)
+    console.print(f"pad review on http://{host}:{port} (store {db}); Ctrl-C to stop")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.port", str(port),
+           "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--", "--db", str(db)]
+    try:
+        raise typer.Exit(subprocess.call(cmd, env=dict(os.environ, PAD_DB=str(db))))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@app.command()
 def labels() -> None:
     """The label vocabulary."""
     table = Table("label", "meaning")

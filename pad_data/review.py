@@ -1,0 +1,181 @@
+"""Data access for the review app (``apps/review.py``): paginated reads, reviews, fixes.
+
+Every call opens a short-lived connection, so the app never holds the store: reads use a
+read-only connection, writes a read-write one inside a transaction. When another ``pad``
+command is writing, DuckDB's file lock refuses the connection and these functions raise
+:class:`~pad_data.store.StoreError` ("the store is busy"), which the app shows instead of
+crashing. Nothing here loads a whole table: lists are paginated in SQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import uuid
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+
+from .execute import result_row
+from .sandbox.pool import SandboxPool, execute_programs
+from .store import Store, StoreError, program_id
+
+VERDICTS = ("accept", "reject", "needs-fix")
+FILTER_COLUMNS = ("dataset", "label", "error_type", "origin", "teacher")
+
+
+@contextlib.contextmanager
+def reading(path: str) -> Iterator[Store]:
+    with Store(path, read_only=True) as store:
+        yield store
+
+
+@contextlib.contextmanager
+def writing(path: str) -> Iterator[Store]:
+    with Store(path) as store:
+        yield store
+
+
+@dataclass
+class Filters:
+    dataset: list[str] = field(default_factory=list)
+    label: list[str] = field(default_factory=list)
+    error_type: list[str] = field(default_factory=list)
+    origin: list[str] = field(default_factory=list)
+    teacher: list[str] = field(default_factory=list)
+    text: str = ""
+
+    def where(self) -> tuple[str, list]:
+        clauses, params = [], []
+        for col in FILTER_COLUMNS:
+            values = getattr(self, col)
+            if values:
+                clauses.append(f"{col} IN ({', '.join('?' * len(values))})")
+                params += list(values)
+        if self.text.strip():
+            clauses.append("(question ILIKE ? OR program ILIKE ?)")
+            params += [f"%{self.text.strip()}%"] * 2
+        return (" AND ".join(clauses) or "TRUE"), params
+
+
+def overview(store: Store) -> dict[str, pd.DataFrame]:
+    return {
+        "labels": store.df("SELECT coalesce(label, '(not executed)') AS label, count(*) AS programs "
+                           "FROM labeled_programs GROUP BY 1 ORDER BY 2 DESC"),
+        "by_dataset": store.df("SELECT dataset, teacher, coalesce(label, '(not executed)') AS label, "
+                               "count(*) AS programs FROM labeled_programs GROUP BY ALL ORDER BY 1, 2, 4 DESC"),
+        "error_types": store.df("SELECT error_type, count(*) AS programs, any_value(error_message) AS example "
+                                "FROM labeled_programs WHERE error_type IS NOT NULL GROUP BY 1 ORDER BY 2 DESC"),
+        "durations": store.df("""
+            SELECT CASE WHEN duration_ms < 0.1 THEN 'a < 0.1 ms' WHEN duration_ms < 1 THEN 'b 0.1-1 ms'
+                        WHEN duration_ms < 10 THEN 'c 1-10 ms' WHEN duration_ms < 100 THEN 'd 10-100 ms'
+                        WHEN duration_ms < 1000 THEN 'e 0.1-1 s' ELSE 'f >= 1 s' END AS duration,
+                   count(*) AS programs
+            FROM labeled_programs WHERE duration_ms IS NOT NULL GROUP BY 1 ORDER BY 1"""),
+        "totals": store.df("SELECT (SELECT count(*) FROM problems) AS problems, (SELECT count(*) FROM programs) "
+                           "AS programs, (SELECT count(*) FROM reviews) AS reviews"),
+    }
+
+
+def choices(store: Store) -> dict[str, list[str]]:
+    """Distinct values for each filter (small: these columns have few values)."""
+    out = {}
+    for col in FILTER_COLUMNS:
+        rows = store.con.execute(f"SELECT DISTINCT {col} FROM labeled_programs WHERE {col} IS NOT NULL "
+                                 f"ORDER BY 1 LIMIT 500").fetchall()
+        out[col] = [r[0] for r in rows]
+    return out
+
+
+def count(store: Store, f: Filters) -> int:
+    where, params = f.where()
+    return store.scalar(f"SELECT count(*) FROM labeled_programs WHERE {where}", params)
+
+
+def page(store: Store, f: Filters, offset: int, limit: int = 50) -> pd.DataFrame:
+    where, params = f.where()
+    return store.df(f"""SELECT program_id, dataset, label, error_type, origin, teacher,
+                               left(question, 120) AS question
+                        FROM labeled_programs WHERE {where}
+                        ORDER BY dataset, problem_id, sample_idx, program_id
+                        LIMIT {int(limit)} OFFSET {int(offset)}""", params)
+
+
+def program_detail(store: Store, pid: str) -> dict | None:
+    rows = store.df("SELECT lp.*, p.completion, p.parent_program_id AS parent FROM labeled_programs lp "
+                    "JOIN programs p USING (program_id) WHERE program_id = ?", [pid])
+    if rows.empty:
+        return None
+    d = rows.iloc[0].to_dict()
+    d["siblings"] = store.df("SELECT program_id, teacher, origin, sample_idx, label, error_type, value "
+                             "FROM labeled_programs WHERE problem_id = ? ORDER BY teacher, sample_idx",
+                             [d["problem_id"]])
+    d["reviews"] = store.df("SELECT verdict, note, reviewer, reviewed_at FROM reviews WHERE program_id = ? "
+                            "ORDER BY reviewed_at DESC", [pid])
+    d["parent_program"] = None
+    if d.get("parent"):
+        d["parent_program"] = store.scalar("SELECT program FROM programs WHERE program_id = ?", [d["parent"]])
+    return d
+
+
+def diff(parent: str, child: str) -> str:
+    return "".join(difflib.unified_diff(parent.splitlines(True), child.splitlines(True), "parent", "this"))
+
+
+def add_review(path: str, pid: str, verdict: str, note: str, reviewer: str) -> str:
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}")
+    rid = uuid.uuid4().hex[:16]
+    with writing(path) as st, st.transaction():
+        st.con.execute("INSERT INTO reviews (review_id, program_id, verdict, note, reviewer) VALUES (?, ?, ?, ?, ?)",
+                       [rid, pid, verdict, note or None, reviewer or None])
+    return rid
+
+
+def try_program(source: str, timeout: float = 2.0, memory_mb: int = 512):
+    """Run an edited program in the sandbox without storing it."""
+    return execute_programs([source], timeout=timeout, memory_mb=memory_mb, workers=1)[0]
+
+
+def save_fix(path: str, parent_id: str, source: str, reviewer: str, timeout: float = 2.0,
+             memory_mb: int = 512) -> dict:
+    """Store an edited program (origin ``human``, linked to its parent) with its own execution."""
+    with writing(path) as st:
+        parent = st.df("SELECT p.problem_id, pr.answer, pr.answer_text FROM programs p "
+                       "JOIN problems pr USING (problem_id) WHERE program_id = ?", [parent_id])
+        if parent.empty:
+            raise ValueError(f"no program {parent_id}")
+        problem, gold, gold_text = parent.iloc[0]
+        gold = None if pd.isna(gold) else float(gold)
+        new_id = program_id(problem, source, reviewer or "human", 0, "human")
+        with SandboxPool(workers=1, timeout=timeout, memory_mb=memory_mb) as pool:
+            (_, res), = list(pool.map([(new_id, source)]))
+            executor = pool.executor_version
+        row = result_row(new_id, res, gold, gold_text, timeout, memory_mb, executor, pd.Timestamp.now())
+        with st.transaction():
+            added = st.insert_new("programs", pd.DataFrame([{
+                "program_id": new_id, "problem_id": problem, "origin": "human", "teacher": reviewer or "human",
+                "sample_idx": 0, "program": source, "completion": source, "parent_program_id": parent_id}]),
+                "program_id")
+            if added:
+                st.con.register("_pad_exec_rows", pd.DataFrame([row]))
+                try:
+                    st.con.execute(f"INSERT INTO executions ({', '.join(row)}) SELECT {', '.join(row)} "
+                                   "FROM _pad_exec_rows")
+                finally:
+                    st.con.unregister("_pad_exec_rows")
+    return {"program_id": new_id, "label": row["label"], "added": bool(added), "result": res}
+
+
+def run_sql(path: str, query: str, limit: int = 1000) -> pd.DataFrame:
+    """A read-only query for the SQL tab: no writes, no files, at most ``limit`` rows."""
+    try:
+        con = duckdb.connect(path, read_only=True, config={"enable_external_access": False})
+    except duckdb.IOException as exc:
+        raise StoreError(f"{path}: the store is busy (another process is writing it); try again") from exc
+    try:
+        return con.execute(f"SELECT * FROM ({query.strip().rstrip(';')}) LIMIT {int(limit)}").df()
+    finally:
+        con.close()
