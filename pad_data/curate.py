@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import itertools
 import json
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -82,25 +84,35 @@ def _drop_docstrings(tree: ast.AST) -> None:
 
 def dedup_key(program: str, mode: str) -> str:
     """The key programs are deduplicated on (see module docstring)."""
-    if mode == "none":
-        return program
+    return program if mode == "none" else analyze(program, mode)[2]
+
+
+def analyze(program: str, mode: str) -> tuple[int, int, str]:
+    """``(statements, characters, dedup key)`` from one parse of ``program``."""
     exact = "\n".join(line.rstrip() for line in program.strip().splitlines())
-    if mode == "exact":
-        return hashlib.sha256(exact.encode()).hexdigest()
     try:
         tree = ast.parse(program)
     except (SyntaxError, ValueError):
-        return hashlib.sha256(exact.encode()).hexdigest()
-    _drop_docstrings(tree)
-    tree = _Canon().visit(tree)
-    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
+        return 10**9, len(program), hashlib.sha256(exact.encode()).hexdigest()
+    stmts = sum(isinstance(n, ast.stmt) for n in ast.walk(tree))
+    if mode == "ast":
+        _drop_docstrings(tree)
+        key = hashlib.sha256(ast.dump(_Canon().visit(tree), annotate_fields=False).encode()).hexdigest()
+    elif mode == "exact":
+        key = hashlib.sha256(exact.encode()).hexdigest()
+    else:
+        key = ""
+    return stmts, len(program), key
 
 
-def _size(program: str) -> tuple[int, int]:
-    try:
-        return sum(isinstance(n, ast.stmt) for n in ast.walk(ast.parse(program))), len(program)
-    except (SyntaxError, ValueError):
-        return 10**9, len(program)
+def _analyze_all(programs: list[str], mode: str) -> list[tuple[int, int, str]]:
+    """``analyze`` over many programs; in worker processes when there are many."""
+    if len(programs) < 20_000 or (os.cpu_count() or 1) < 2:
+        return [analyze(p, mode) for p in programs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as ex:
+        return list(ex.map(analyze, programs, itertools.repeat(mode), chunksize=2000))
 
 
 def _split_for(problem_id: str, source_split: str, p: CurateParams) -> str:
@@ -141,12 +153,12 @@ def build(store: Store, p: CurateParams) -> pd.DataFrame:
     df = _candidates(store, p)
     if df.empty:
         return df.assign(split=pd.Series(dtype=str))
-    sizes = [_size(prog) for prog in df["program"]]
-    df["_stmts"] = [s[0] for s in sizes]
-    df["_chars"] = [s[1] for s in sizes]
+    info = _analyze_all(df["program"].tolist(), p.dedup)
+    df["_stmts"] = [i[0] for i in info]
+    df["_chars"] = [i[1] for i in info]
+    df["_key"] = [i[2] for i in info]
     df = df.sort_values(["problem_id", "_stmts", "_chars", "program_id"], kind="stable")
     if p.dedup != "none":
-        df["_key"] = [dedup_key(prog, p.dedup) for prog in df["program"]]
         df = df.drop_duplicates(subset=["problem_id", "_key"], keep="first")
     df = df.groupby("problem_id", sort=False).head(p.max_per_problem)
     df["split"] = [_split_for(pid, src, p) for pid, src in zip(df["problem_id"], df["source_split"])]
