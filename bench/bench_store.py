@@ -66,18 +66,33 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def child_peak_mb(code: str) -> tuple[float, float]:
-    """(seconds, peak RSS MiB) of ``python -c code`` in a child process.
+SAMPLER = """
+import threading, time
+_peak = [0]
+def _sample():
+    while True:
+        for line in open('/proc/self/status'):
+            if line.startswith('RssAnon:'):
+                _peak[0] = max(_peak[0], int(line.split()[1]))
+        time.sleep(0.02)
+threading.Thread(target=_sample, daemon=True).start()
+"""
 
-    The child reports its own VmHWM: ``wait4``'s ru_maxrss would include the parent's RSS,
-    which a forked child inherits.
+
+def child_peak_mb(code: str) -> tuple[float, float]:
+    """(seconds, peak anonymous RSS MiB) of ``code`` run in a child process.
+
+    Anonymous memory (heap), sampled every 20 ms: VmHWM would also count the pages of
+    memory-mapped Arrow files, which are file-backed and reclaimable, and ``wait4``'s
+    ru_maxrss would include the parent's RSS, which a forked child inherits.
     """
     t = time.perf_counter()
-    report = "; print('VMHWM', open('/proc/self/status').read().split('VmHWM:')[1].split()[0])"
-    out = subprocess.run([sys.executable, "-c", code + report], cwd=str(ROOT), capture_output=True, text=True)
+    report = "\ntime.sleep(0.05); print('PEAK_ANON_KB', _peak[0])"
+    out = subprocess.run([sys.executable, "-c", SAMPLER + code + report], cwd=str(ROOT), capture_output=True,
+                         text=True)
     if out.returncode != 0:
         raise RuntimeError(f"child failed: {out.stderr[-500:]}")
-    kb = int(out.stdout.split("VMHWM")[-1].split()[0])
+    kb = int(out.stdout.split("PEAK_ANON_KB")[-1].split()[0])
     return time.perf_counter() - t, kb / 1024
 
 

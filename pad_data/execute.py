@@ -77,16 +77,21 @@ def result_row(program_id: str, res: ExecResult, gold: float | None, gold_text: 
             "memory_mb": memory_mb, "executor": executor, "executed_at": now}
 
 
-def _write(store: Store, rows: list[dict]) -> None:
+def insert_executions(store: Store, rows: list[dict]) -> None:
+    """Append ``executions`` rows (from :func:`result_row`); the caller owns the transaction."""
     df = pd.DataFrame(rows, columns=EXEC_COLUMNS)
     df["error_line"] = df["error_line"].astype("Int32")
     store.con.register("_pad_exec_rows", df)
     try:
-        with store.transaction():
-            store.con.execute(f"INSERT INTO executions ({', '.join(EXEC_COLUMNS)}) "
-                              f"SELECT {', '.join(EXEC_COLUMNS)} FROM _pad_exec_rows")
+        store.con.execute(f"INSERT INTO executions ({', '.join(EXEC_COLUMNS)}) "
+                          f"SELECT {', '.join(EXEC_COLUMNS)} FROM _pad_exec_rows")
     finally:
         store.con.unregister("_pad_exec_rows")
+
+
+def _write(store: Store, rows: list[dict]) -> None:
+    with store.transaction():
+        insert_executions(store, rows)
 
 
 def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memory_mb: int = 512,

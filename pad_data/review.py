@@ -18,7 +18,7 @@ from typing import Iterator
 import duckdb
 import pandas as pd
 
-from .execute import result_row
+from .execute import insert_executions, result_row
 from .sandbox.pool import SandboxPool, execute_programs
 from .store import Store, StoreError, program_id
 
@@ -160,12 +160,7 @@ def save_fix(path: str, parent_id: str, source: str, reviewer: str, timeout: flo
                 "sample_idx": 0, "program": source, "completion": source, "parent_program_id": parent_id}]),
                 "program_id")
             if added:
-                st.con.register("_pad_exec_rows", pd.DataFrame([row]))
-                try:
-                    st.con.execute(f"INSERT INTO executions ({', '.join(row)}) SELECT {', '.join(row)} "
-                                   "FROM _pad_exec_rows")
-                finally:
-                    st.con.unregister("_pad_exec_rows")
+                insert_executions(st, [row])
     return {"program_id": new_id, "label": row["label"], "added": bool(added), "result": res}
 
 

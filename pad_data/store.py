@@ -140,6 +140,21 @@ MIGRATIONS: list[list[str]] = [
             reviewer VARCHAR,
             reviewed_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     ],
+    # v5: student evaluation runs
+    [
+        """CREATE TABLE eval_runs (
+            run_id VARCHAR PRIMARY KEY,
+            model VARCHAR NOT NULL,
+            dataset VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            questions INTEGER NOT NULL,
+            correct INTEGER NOT NULL,
+            accuracy DOUBLE NOT NULL,
+            settings VARCHAR NOT NULL,
+            programs_per_s DOUBLE,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        "ALTER TABLE programs ADD COLUMN eval_run_id VARCHAR",
+    ],
 ]
 
 LABELED_VIEW = """CREATE OR REPLACE VIEW labeled_programs AS

@@ -1,32 +1,114 @@
-"""``pad-train``: the training side. Not implemented yet (see the pad-train issue).
-
-The commands exist so the interface is visible, but each one exits non-zero and says that
-it is not implemented: nothing here pretends to train or evaluate.
-"""
+"""``pad-train``: fine-tune a student on curated splits and evaluate it by executing what it writes."""
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator, Optional
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pad_data.store import Store, StoreError, resolve_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="pad-train: fine-tune a student on curated splits (not implemented yet).")
+                  help="pad-train: fine-tune a student on curated splits and evaluate it in the sandbox.")
+from pad_data.cli import console, err_console as err  # noqa: E402  (one place for output settings)
+_state: dict = {"db": None}
 
 
-def _not_yet(what: str) -> None:
-    typer.echo(f"error: `pad-train {what}` is not implemented yet in this version of pad", err=True)
-    raise typer.Exit(2)
+@app.callback()
+def _global(db: Optional[str] = typer.Option(None, "--db", envvar="PAD_DB", help="DuckDB store [default: ./pad.duckdb]")):
+    _state["db"] = db
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except (ValueError, StoreError, RuntimeError) as exc:
+        err.print(f"[red]error:[/red] {str(exc).splitlines()[0]}", highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: checkpoints are kept; rerun with --resume")
+        raise typer.Exit(130) from None
+
+
+def _bar(desc: str):
+    return Progress(TextColumn(f"[bold]{desc}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeRemainingColumn(), console=err, transient=True)
 
 
 @app.command()
-def sft() -> None:
-    """Fine-tune a student on a curated split (not implemented yet)."""
-    _not_yet("sft")
+def sft(split: str = typer.Option(..., "--split", help="curated snapshot name, or an exported dataset directory"),
+        model: str = typer.Option(..., "--model", help="base model: local directory or Hub name"),
+        out: str = typer.Option(..., "--out", help="output directory"),
+        epochs: float = typer.Option(3.0), lr: float = typer.Option(5e-5), batch_size: int = typer.Option(8),
+        max_length: int = typer.Option(512), bf16: bool = typer.Option(False),
+        cot: bool = typer.Option(False, help="chain-of-thought baseline: train on the problems' rationales"),
+        resume: bool = typer.Option(False, help="continue from the latest checkpoint in --out"),
+        seed: int = typer.Option(0), save_every: int = typer.Option(0, help="checkpoint every N steps (0: each epoch)")):
+    """Fine-tune a student: question -> program (or -> rationale with --cot)."""
+    from .data import load_examples
+    from .sft import SFTConfig, train
+
+    with _errors():
+        store = Store(resolve_path(_state["db"]), read_only=True) if not _is_dir(split) or cot else None
+        try:
+            examples = load_examples(split, "train", store, cot=cot)
+        finally:
+            if store:
+                store.close()
+        cfg = SFTConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, bf16=bf16, seed=seed,
+                        save_every=save_every)
+        with _bar("training") as bar:
+            task = bar.add_task("train", total=None, info="")
+            r = train(model, examples, out, cfg, resume=resume,
+                      progress=lambda s, t, rec: bar.update(task, completed=s, total=t,
+                                                            info=f"loss {rec['loss']:.3f} {rec['tokens_per_s']:,.0f} tok/s"))
+    console.print(f"trained {r['steps']} steps on {len(examples)} examples: loss {r['first_loss']:.3f} -> "
+                  f"{r['last_loss']:.3f}, {r['tokens_per_s']:,.0f} tokens/s; model in {r['out']}")
+
+
+def _is_dir(path: str) -> bool:
+    from pathlib import Path
+
+    return Path(path).is_dir()
 
 
 @app.command("eval")
-def eval_() -> None:
-    """Evaluate a student by executing its programs (not implemented yet)."""
-    _not_yet("eval")
+def eval_(model: str = typer.Option(..., "--model", help="trained model directory"),
+          dataset: str = typer.Option(..., "--dataset", help="dataset in the store (e.g. gsm8k, svamp)"),
+          split: str = typer.Option("test"), samples: int = typer.Option(1, help=">1: self-consistency vote"),
+          temperature: float = typer.Option(0.0), batch_size: int = typer.Option(16),
+          max_new_tokens: int = typer.Option(256), limit: Optional[int] = typer.Option(None),
+          timeout: float = typer.Option(2.0)):
+    """Generate a program per question, execute it in the sandbox, score it, store it."""
+    from .evaluate import EvalConfig, evaluate
+
+    if samples > 1 and temperature == 0:
+        temperature = 0.7
+    with _errors(), Store(resolve_path(_state["db"])) as store, _bar("generating") as bar:
+        task = bar.add_task("gen", total=None, info="")
+        r = evaluate(store, model, dataset, split, EvalConfig(samples=samples, temperature=temperature,
+                                                              batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                                              limit=limit, timeout=timeout),
+                     progress=lambda d, t: bar.update(task, completed=d, total=t))
+    console.print(f"{dataset}/{split}: accuracy {100 * r['accuracy']:.1f}% ({r['correct']}/{r['questions']}), "
+                  f"{r['settings']['decode']}, labels {r['labels']}, {r['programs_per_s']:.1f} programs/s, run {r['run_id']}")
+
+
+@app.command()
+def report():
+    """Compare evaluation runs (accuracy per dataset, model and decoding)."""
+    from .evaluate import report as get_report
+
+    with _errors(), Store(resolve_path(_state["db"]), read_only=True) as store:
+        df = get_report(store)
+    table = Table(*df.columns)
+    for row in df.itertuples(index=False):
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
 
 
 def main() -> None:

@@ -121,11 +121,3 @@ def test_execute_programs_api_without_a_store():
     res = execute_programs(["def solution():\n    return 6 * 7", "def solution():\n    return 'x' + 1"])
     assert [r.status for r in res] == ["ok", "runtime_error"]
     assert res[0].value == 42 and res[1].error_type == "TypeError"
-
-
-def test_pad_train_does_not_pretend():
-    import subprocess, sys
-    from pathlib import Path
-    exe = Path(sys.executable).with_name("pad-train")
-    res = subprocess.run([str(exe), "sft"], capture_output=True, text=True)
-    assert res.returncode != 0 and "not implemented" in res.stderr
