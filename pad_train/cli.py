@@ -82,7 +82,8 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
           split: str = typer.Option("test"), samples: int = typer.Option(1, help=">1: self-consistency vote"),
           temperature: float = typer.Option(0.0), batch_size: int = typer.Option(16),
           max_new_tokens: int = typer.Option(256), limit: Optional[int] = typer.Option(None),
-          timeout: float = typer.Option(2.0)):
+          timeout: float = typer.Option(2.0),
+          cot: bool = typer.Option(False, help="evaluate a CoT-baseline model (scores 'The answer is X')")):
     """Generate a program per question, execute it in the sandbox, score it, store it."""
     from .evaluate import EvalConfig, evaluate
 
@@ -90,7 +91,7 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
         temperature = 0.7
     with _errors(), Store(resolve_path(_state["db"])) as store, _bar("generating") as bar:
         task = bar.add_task("gen", total=None, info="")
-        r = evaluate(store, model, dataset, split, EvalConfig(samples=samples, temperature=temperature,
+        r = evaluate(store, model, dataset, split, EvalConfig(cot=cot, samples=samples, temperature=temperature,
                                                               batch_size=batch_size, max_new_tokens=max_new_tokens,
                                                               limit=limit, timeout=timeout),
                      progress=lambda d, t: bar.update(task, completed=d, total=t))

@@ -11,6 +11,7 @@ errors exactly like a teacher's. ``eval_runs`` keeps accuracy per model/dataset/
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -21,16 +22,25 @@ import pandas as pd
 
 from pad_data.execute import insert_executions, result_row
 from pad_data.extract import extract_program
-from pad_data.labels import label_for
+from pad_data.labels import label_for, numbers_match, parse_number
 from pad_data.sandbox.pool import SandboxPool
 from pad_data.store import Store, content_id
 
-from .data import prompt_for
+from .data import cot_prompt_for, prompt_for
+
+_ANSWER = re.compile(r"answer is\s*\$?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)
+
+
+def cot_answer(text: str) -> float | None:
+    """The final answer of a rationale: "... The answer is 42." (else the last number in it)."""
+    m = _ANSWER.findall(text) or re.findall(r"-?[\d,]*\.?\d+", text)
+    return parse_number(m[-1]) if m else None
 from .sft import load_model
 
 
 @dataclass
 class EvalConfig:
+    cot: bool = False  # the chain-of-thought baseline: score the final answer of a rationale
     samples: int = 1
     temperature: float = 0.0
     batch_size: int = 16
@@ -49,9 +59,15 @@ def generate_programs(model, tok, seq2seq: bool, questions: list[str], cfg: Eval
     tok.padding_side = "left" if not seq2seq else "right"
     out: list[list[str]] = []
     sample = cfg.samples > 1 or cfg.temperature > 0
+    make_prompt = cot_prompt_for if cfg.cot else prompt_for
+    window = None if seq2seq else getattr(model.config, "max_position_embeddings", None)
+    if window is not None and window <= cfg.max_new_tokens:
+        raise ValueError(f"--max-new-tokens {cfg.max_new_tokens} does not fit the model's {window} positions")
+    tok.truncation_side = "left"  # a prompt too long for the window keeps its end (the question)
     for k in range(0, len(questions), cfg.batch_size):
-        prompts = [prompt_for(q) for q in questions[k:k + cfg.batch_size]]
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=seq2seq).to(device)
+        prompts = [make_prompt(q) for q in questions[k:k + cfg.batch_size]]
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=seq2seq,
+                  truncation=window is not None, max_length=window - cfg.max_new_tokens if window else None).to(device)
         with torch.no_grad():
             gen = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=sample,
                                  temperature=cfg.temperature if sample else None, top_p=None, top_k=None,
@@ -90,6 +106,8 @@ def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cf
     t0 = time.perf_counter()
     completions = generate_programs(model, tok, seq2seq, rows.question.tolist(), cfg, progress)
     gen_s = time.perf_counter() - t0
+    if cfg.cot:
+        return _score_cot(store, model_dir, dataset, split, rows, completions, cfg, run_id, gen_s)
     items, meta = [], {}
     for (pid, q, gold, gold_text), texts in zip(rows.itertuples(index=False), completions):
         for i, text in enumerate(texts):
@@ -130,6 +148,27 @@ def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cf
     labels = Counter(r["label"] for r in executions)
     return {"run_id": run_id, "questions": n, "correct": correct, "accuracy": accuracy, "labels": dict(labels),
             "generate_s": gen_s, "execute_s": exec_s, "programs_per_s": pps, "settings": settings}
+
+
+def _score_cot(store: Store, model_dir: str, dataset: str, split: str, rows: pd.DataFrame,
+               completions: list[list[str]], cfg: EvalConfig, run_id: str, gen_s: float) -> dict:
+    """Score the CoT baseline: the final number of each rationale against the gold answer."""
+    correct = 0
+    for (_, _, gold, _), texts in zip(rows.itertuples(index=False), completions):
+        answers = [cot_answer(t) for t in texts]
+        votes = Counter(a for a in answers if a is not None)
+        answer = votes.most_common(1)[0][0] if votes else None
+        correct += answer is not None and not pd.isna(gold) and numbers_match(answer, float(gold))
+    n = len(rows)
+    settings = {**asdict(cfg), "decode": "cot" + ("-self-consistency" if cfg.samples > 1 else "")}
+    with store.transaction():
+        store.con.execute("INSERT INTO eval_runs (run_id, model, dataset, split, questions, correct, accuracy, "
+                          "settings, programs_per_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          [run_id, model_dir, dataset, split, n, correct, correct / n, json.dumps(settings),
+                           n * cfg.samples / gen_s if gen_s else 0.0])
+    return {"run_id": run_id, "questions": n, "correct": correct, "accuracy": correct / n, "labels": {},
+            "generate_s": gen_s, "execute_s": 0.0, "programs_per_s": n * cfg.samples / gen_s if gen_s else 0.0,
+            "settings": settings}
 
 
 def report(store: Store) -> pd.DataFrame:

@@ -117,3 +117,19 @@ def test_cot_baseline_trains_on_gsm8k_rationales(db, shared_data, tmp_path):
     tok_model = tiny_gpt2(tmp_path / "base")
     r = train(str(tok_model), cot, tmp_path / "cot", SFTConfig(epochs=3, lr=3e-3, batch_size=8, max_length=128))
     assert r["last_loss"] < r["first_loss"]
+    from pad_train.evaluate import EvalConfig, evaluate, report
+
+    with Store(db) as st:
+        ev = evaluate(st, str(tmp_path / "cot"), "gsm8k", "train", EvalConfig(cot=True, max_new_tokens=16, limit=3))
+        assert ev["questions"] == 3 and ev["settings"]["decode"] == "cot"
+        assert list(report(st).decode) == ["cot"]
+        assert st.scalar("SELECT count(*) FROM programs WHERE origin = 'student'") == 0  # rationales are not programs
+
+
+def test_cot_answers_are_extracted_and_scored(tmp_path):
+    from pad_train.evaluate import cot_answer
+
+    assert cot_answer("He has 3 + 4 = 7 apples.\nThe answer is 7.") == 7.0
+    assert cot_answer("Total: 1,200 dollars. The answer is $1,250") == 1250.0
+    assert cot_answer("so 12 / 4 = 3") == 3.0
+    assert cot_answer("no numbers here") is None
