@@ -18,7 +18,8 @@ from .execute import execute
 from .generate import generate, generate_offline, ingest_embedded, make_teacher
 from .ingest import IngestError, import_programs, ingest
 from .labels import LABELS
-from .pipeline import Execute, ImportPrograms, Ingest, IngestEmbedded, OfflineTeacher, Step, run_pipeline
+from .pipeline import (Execute, Generate, ImportPrograms, Ingest, IngestEmbedded, OfflineTeacher, Step,
+                       run_pipeline)
 from .sandbox.pool import ExecResult, SandboxPool, execute_programs
 from .store import Store, StoreError
 from .teachers.base import TeacherError
@@ -69,22 +70,32 @@ def stats(store: Store) -> dict:
             "teachers": teachers}
 
 
+EMBEDDED_DATASETS = ["pad-arith", "pad-coin", "pad-letters"]
+
+
 def default_steps(source: str | None = None, dataset: str | None = None, programs: str | None = None,
                   samples: int = 4, seed: int = 0, timeout: float = 2.0, memory_mb: int = 512,
-                  workers: int = 2, progress: Callable[[int, int], None] | None = None) -> list[Step]:
-    """The steps of ``pad run``: embedded problems + offline teacher, or the given files."""
+                  workers: int = 2, progress: Callable[[int, int], None] | None = None,
+                  model: str | None = None, base_url: str | None = None, backend: str = "openai",
+                  concurrency: int = 16) -> list[Step]:
+    """The steps of ``pad run``.
+
+    Problems: pad's embedded set, or ``source``. Programs: the offline template teacher
+    (embedded problems only), a real teacher (``model``), or a file (``programs``).
+    """
     steps: list[Step] = []
-    if source or programs:
-        if not dataset:
-            raise ValueError("--dataset is required with --source or --programs")
-        if source:
-            steps.append(Ingest(source, dataset))
-        if programs:
-            steps.append(ImportPrograms(programs, dataset))
-        else:
-            raise ValueError("the offline teacher only writes programs for pad's embedded problems; "
-                             "pass --programs FILE for your own data")
+    if (source or programs) and not dataset:
+        raise ValueError("--dataset is required with --source or --programs")
+    steps.append(Ingest(source, dataset) if source else IngestEmbedded(seed=seed))
+    if programs:
+        steps.append(ImportPrograms(programs, dataset))
+    elif model:
+        steps.append(Generate([dataset] if source else EMBEDDED_DATASETS, model, base_url=base_url,
+                              backend=backend, samples=samples, concurrency=concurrency))
+    elif source:
+        raise ValueError("the offline teacher only writes programs for pad's embedded problems; "
+                         "pass --model (a real teacher) or --programs FILE for your own data")
     else:
-        steps += [IngestEmbedded(seed=seed), OfflineTeacher(samples=samples, seed=seed)]
+        steps.append(OfflineTeacher(samples=samples, seed=seed))
     steps.append(Execute(timeout=timeout, memory_mb=memory_mb, workers=workers, progress=progress))
     return steps

@@ -343,7 +343,11 @@ def labels() -> None:
 def run(source: Optional[str] = typer.Option(None, help="ingest this problem file instead of the embedded set"),
         dataset: Optional[str] = typer.Option(None, help="dataset name for --source"),
         programs: Optional[str] = typer.Option(None, help="import programs from this file"),
-        samples: int = typer.Option(4, help="programs per problem from the offline teacher"),
+        model: Optional[str] = typer.Option(None, help="a real teacher instead of the offline one "
+                                                       "(see `pad generate`; key from OPENAI_API_KEY)"),
+        base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for --model"),
+        backend: str = typer.Option("openai", help="openai | hf (with --model)"),
+        samples: int = typer.Option(4, help="programs per problem"),
         seed: int = typer.Option(0),
         timeout: float = typer.Option(2.0),
         memory_mb: int = typer.Option(512),
@@ -351,11 +355,13 @@ def run(source: Optional[str] = typer.Option(None, help="ingest this problem fil
     """The whole pipeline: problems -> programs -> sandboxed execution -> labels -> summary.
 
     With no options: pad's embedded problems and the offline template teacher (no network).
+    `--source FILE --dataset NAME` uses your problems; `--model M [--base-url URL]` a real teacher;
+    `--programs FILE` programs made elsewhere.
     """
     with _cli_errors(), _store() as store, _progress("executing") as progress:
         steps = api.default_steps(source=source, dataset=dataset, programs=programs, samples=samples,
                                   seed=seed, timeout=timeout, memory_mb=memory_mb, workers=workers,
-                                  progress=progress)
+                                  progress=progress, model=model, base_url=base_url, backend=backend)
 
         def report(step, result, seconds):
             brief = {k: v for k, v in result.items() if k not in ("labels", "pool")}

@@ -67,6 +67,27 @@ class OfflineTeacher:
 
 
 @dataclass
+class Generate:
+    """Programs from a real teacher (OpenAI-compatible server or local model) for ``datasets``."""
+
+    datasets: list[str]
+    model: str
+    base_url: str | None = None
+    backend: str = "openai"
+    samples: int = 4
+    concurrency: int = 16
+    name: str = "generate (teacher)"
+
+    def run(self, store: Store) -> dict:
+        added = cached = failed = 0
+        for dataset in self.datasets:
+            teacher = generate.make_teacher(self.backend, self.model, base_url=self.base_url)
+            r = generate.generate(store, teacher, dataset, samples=self.samples, concurrency=self.concurrency)
+            added, cached, failed = added + r["added"], cached + r["cached"], failed + r["failed"]
+        return {"teacher": self.model, "added": added, "cached": cached, "failed": failed}
+
+
+@dataclass
 class Execute:
     timeout: float = 2.0
     memory_mb: int = 512

@@ -201,3 +201,20 @@ def test_hf_teacher_missing_model_fails_clearly(db):
     res = pad_cli("--db", db, "generate", "--dataset", "toy", "--backend", "hf", "--model", "/nonexistent/model",
                   env={"HF_HUB_OFFLINE": "1"})
     assert res.returncode == 1 and "cannot load model '/nonexistent/model'" in res.stderr
+
+
+def test_pad_run_with_real_data_and_a_real_teacher(tmp_path):
+    data = tmp_path / "q.jsonl"
+    data.write_text("\n".join(json.dumps({"question": f"What is {i} plus {i}?", "answer": f"#### {2 * i}"})
+                              for i in range(6)))
+    with FakeTeacherServer() as srv:
+        res = pad_cli("run", "--source", data, "--dataset", "toy", "--model", "fake-teacher", "--base-url",
+                      srv.base_url, "--samples", "2", cwd=tmp_path, env={"OPENAI_API_KEY": "test"})
+        assert res.returncode == 0, res.stderr
+        assert srv.requests == 6
+    con = duckdb.connect(str(tmp_path / "pad.duckdb"), read_only=True)
+    rows = con.execute("SELECT teacher, count(*), count(label) FROM labeled_programs GROUP BY 1").fetchall()
+    con.close()
+    assert rows == [("fake-teacher", 12, 12)]
+    bad = pad_cli("run", "--source", data, "--dataset", "toy", cwd=tmp_path)
+    assert bad.returncode == 1 and "--model" in bad.stderr
