@@ -150,7 +150,7 @@ def _gx_class(name: str, where: str = ""):
 
 
 # ---------------------------------------------------------------------- frames
-def _frames(store: Store, reference: list[str] | None, bounds: Bounds) -> dict[str, pd.DataFrame]:
+def _frames(store: Store, reference: list[str] | None) -> dict[str, pd.DataFrame]:
     f: dict[str, pd.DataFrame] = {}
     f["problems"] = store.df("""
         SELECT problem_id, dataset, split, answer, answer_text,
@@ -256,7 +256,7 @@ def run_checks(store: Store, reference: str | os.PathLike | None = None,
     checks = builtin_checks(bounds, bool(ref))
     if expectations_file:
         checks += load_user_checks(expectations_file)
-    frames = _frames(store, ref, bounds)
+    frames = _frames(store, ref)
 
     ctx = gx.get_context(mode="ephemeral")
     if docs_dir:

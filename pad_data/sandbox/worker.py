@@ -17,7 +17,6 @@ copies of an allowlist of pure modules; shared state those modules keep (random,
 decimal contexts) is reset before every program. See ``docs``/README "Threat model".
 """
 
-import ast as _ast_unused  # noqa: F401  (kept out of programs' reach; warms the import cache)
 import builtins
 import json
 import math
