@@ -37,15 +37,17 @@ def _global(db: Optional[str] = typer.Option(None, "--db", envvar="PAD_DB",
 
 
 @contextlib.contextmanager
-def _cli_errors() -> Iterator[None]:
+def _cli_errors(interrupted: str = "interrupted: committed work is kept; rerun to continue") -> Iterator[None]:
+    """Errors a user can fix (ValueError covers IngestError, CheckError, CurateError, ExportError)
+    become one line ``error: ...`` and exit 1; Ctrl-C prints ``interrupted`` and exits 130."""
     try:
         yield
-    except (api.IngestError, StoreError, ValueError, RuntimeError, duckdb.Error) as exc:
+    except (ValueError, RuntimeError, StoreError, api.TeacherError, duckdb.Error) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         err_console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted: committed work is kept; rerun to continue")
+        err_console.print(interrupted)
         raise typer.Exit(130) from None
 
 
@@ -150,10 +152,7 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
 
     prices = (price_in or 0.0, price_out or 0.0) if (price_in is not None or price_out is not None) else None
     with _cli_errors(), _store() as store, _progress("generating") as progress:
-        try:
-            teacher = make_teacher(backend, model, base_url=base_url, max_retries=max_retries, timeout=timeout)
-        except api.TeacherError as exc:
-            raise RuntimeError(str(exc)) from None
+        teacher = make_teacher(backend, model, base_url=base_url, max_retries=max_retries, timeout=timeout)
         r = run_generate(store, teacher, dataset, samples=samples, temperature=temperature,
                          max_tokens=max_tokens, concurrency=concurrency, prompt=prompt, split=split,
                          limit=limit, prices=prices, progress=progress)
@@ -225,14 +224,11 @@ def check(reference: Optional[str] = typer.Option(None, help="benchmark file who
           contamination: float = typer.Option(0.8, help="max share of a train question's words covered by "
                                                         "reference 8-grams")) -> None:
     """Run the data quality suite (Great Expectations); exit 1 when a critical check fails."""
-    from .check import Bounds, CheckError, run_checks
+    from .check import Bounds, run_checks
 
     with _cli_errors(), _store() as store:
-        try:
-            r = run_checks(store, reference=reference, expectations_file=expectations, docs_dir=docs,
-                           bounds=Bounds(min_correct=min_correct, contamination=contamination))
-        except CheckError as exc:
-            raise ValueError(str(exc)) from None
+        r = run_checks(store, reference=reference, expectations_file=expectations, docs_dir=docs,
+                       bounds=Bounds(min_correct=min_correct, contamination=contamination))
     table = Table("table", "expectation", "column", "observed", "result", title=f"pad check {r['run_id']}")
     for res in r["results"]:
         verdict = "[green]pass[/green]" if res.success else ("[red]FAIL[/red]" if res.check.critical
@@ -259,7 +255,7 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
            seed: int = typer.Option(0),
            list_: bool = typer.Option(False, "--list", help="list snapshots")) -> None:
     """Build a named, immutable, reproducible snapshot of train/validation/test splits."""
-    from .curate import CurateError, CurateParams, curate as run_curate, list_curations
+    from .curate import CurateParams, curate as run_curate, list_curations
 
     with _cli_errors(), _store(read_only=list_) as store:
         if list_:
@@ -275,10 +271,7 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
         params = CurateParams(labels=split(labels_), datasets=split(datasets), origins=split(origins), dedup=dedup,
                               max_per_problem=max_per_problem, validation_fraction=validation,
                               test_fraction=test, seed=seed)
-        try:
-            r = run_curate(store, name, params)
-        except CurateError as exc:
-            raise ValueError(str(exc)) from None
+        r = run_curate(store, name, params)
     state = "created" if r["created"] else "unchanged (same parameters and data)"
     console.print(f"snapshot {r['name']} {state}: hash {r['content_hash']}, {r['programs']} programs over "
                   f"{r['problems']} problems, splits {r['splits']}")
@@ -292,14 +285,11 @@ def export(name: str = typer.Argument(..., help="curated snapshot"),
            push_to_hub: Optional[str] = typer.Option(None, help="also upload to this Hub dataset repo"),
            overwrite: bool = typer.Option(False, help="replace a non-empty --out")) -> None:
     """Export a curated snapshot with a generated dataset card."""
-    from .export import ExportError, export as run_export
+    from .export import export as run_export
 
     with _cli_errors(), _store() as store:
-        try:
-            r = run_export(store, name, out, fmt=fmt, license=license_, push_to_hub=push_to_hub,
-                           overwrite=overwrite)
-        except ExportError as exc:
-            raise ValueError(str(exc)) from None
+        r = run_export(store, name, out, fmt=fmt, license=license_, push_to_hub=push_to_hub,
+                       overwrite=overwrite)
     console.print(f"exported {name} to {r['out']} ({fmt}): {r['counts']}"
                   + (f"; pushed {r['pushed']}" if r["pushed"] else ""))
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pad_data.store import Store, StoreError, resolve_path
+from pad_data.store import Store, resolve_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pad-train: fine-tune a student on curated splits and evaluate it in the sandbox.")
-from pad_data.cli import console, err_console as err  # noqa: E402  (one place for output settings)
+from pad_data.cli import _cli_errors, console, err_console as err  # noqa: E402  (one place for output and errors)
 _state: dict = {"db": None}
 
 
@@ -22,16 +21,8 @@ def _global(db: Optional[str] = typer.Option(None, "--db", envvar="PAD_DB", help
     _state["db"] = db
 
 
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except (ValueError, StoreError, RuntimeError) as exc:
-        err.print(f"[red]error:[/red] {str(exc).splitlines()[0]}", highlight=False)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        err.print("interrupted: checkpoints are kept; rerun with --resume")
-        raise typer.Exit(130) from None
+def _errors():
+    return _cli_errors(interrupted="interrupted: checkpoints are kept; rerun with --resume")
 
 
 def _bar(desc: str):

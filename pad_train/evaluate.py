@@ -22,7 +22,7 @@ import pandas as pd
 
 from pad_data.execute import insert_executions, result_row
 from pad_data.extract import extract_program
-from pad_data.labels import label_for, numbers_match, parse_number
+from pad_data.labels import numbers_match, parse_number
 from pad_data.sandbox.pool import SandboxPool
 from pad_data.store import Store, content_id
 

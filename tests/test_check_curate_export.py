@@ -1,13 +1,11 @@
 import json
 
 import datasets
-import duckdb
 import pandas as pd
 import pytest
 
 from pad_data.curate import CurateError, CurateParams, curate, dedup_key
 from pad_data.execute import execute
-from pad_data.export import export
 from pad_data.ingest import ingest, import_programs
 from pad_data.store import Store, problem_id, program_id
 
@@ -148,7 +146,7 @@ def _test_programs(tmp_path):
 def test_export_formats_read_back_with_expected_counts(db, tmp_path, fmt):
     pad_cli("--db", db, "run", check=True)
     pad_cli("--db", db, "check", check=True)
-    created = pad_cli("--db", db, "curate", "v1", check=True).stdout
+    pad_cli("--db", db, "curate", "v1", check=True)
     with Store(db) as st:
         counts = dict(st.con.execute("SELECT split, count(*) FROM curated_examples WHERE name = 'v1' GROUP BY 1").fetchall())
     out = tmp_path / f"out-{fmt}"

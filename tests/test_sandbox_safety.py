@@ -1,6 +1,5 @@
 """Every attempt to misbehave is a real program run in the real sandbox, and gets a label."""
 
-import os
 import socket
 import subprocess
 import textwrap
