@@ -15,8 +15,10 @@ from typing import Callable
 import pandas as pd
 
 from .execute import execute
+from .curate import CurateParams, curate
 from .generate import generate, generate_offline, ingest_embedded, make_teacher
 from .ingest import IngestError, import_programs, ingest
+from .inject import inject_errors
 from .labels import LABELS
 from .pipeline import (Execute, Generate, ImportPrograms, Ingest, IngestEmbedded, OfflineTeacher, Step,
                        run_pipeline)
@@ -27,7 +29,7 @@ from .teachers.base import TeacherError
 __all__ = ["Store", "StoreError", "IngestError", "ingest", "import_programs", "execute", "sql",
            "stats", "label_counts", "default_steps", "run_pipeline", "execute_programs",
            "SandboxPool", "ExecResult", "generate_offline", "ingest_embedded", "LABELS", "generate",
-           "make_teacher", "TeacherError"]
+           "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams"]
 
 
 def sql(store: Store, query: str) -> pd.DataFrame:

@@ -118,11 +118,12 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
             workers: int = typer.Option(2, help="sandbox worker processes"),
             rerun: bool = typer.Option(False, help="execute again programs that already have a result"),
             limit: Optional[int] = typer.Option(None, help="at most N programs"),
-            isolation: str = typer.Option("auto", help="auto|bwrap|unshare|process")) -> None:
+            isolation: str = typer.Option("auto", help="auto|bwrap|unshare|process"),
+            origin: Optional[str] = typer.Option(None, help="only programs of this origin (teacher, injected, ...)")) -> None:
     """Run programs that have no execution yet in the sandbox, and label them."""
     with _cli_errors(), _store() as store, _progress("executing") as progress:
         r = api.execute(store, dataset=dataset, timeout=timeout, memory_mb=memory_mb, workers=workers,
-                        rerun=rerun, limit=limit, isolation_level=isolation, progress=progress)
+                        rerun=rerun, limit=limit, isolation_level=isolation, origin=origin, progress=progress)
     _print_labels(r["labels"], title=f"executed {r['executed']} programs in {r['seconds']:.2f} s "
                                      f"({r['programs_per_s']:,.0f}/s, {r['executor']})")
 
@@ -243,9 +244,47 @@ def check(reference: Optional[str] = typer.Option(None, help="benchmark file who
         raise typer.Exit(1)
 
 
+@app.command("inject-errors")
+def inject_errors(per_program: int = typer.Option(2, help="variants per correct program"),
+                  kinds: Optional[str] = typer.Option(None, help="comma-separated kinds [default: all; see --list]"),
+                  seed: int = typer.Option(0),
+                  dataset: Optional[str] = typer.Option(None, help="only programs of this dataset"),
+                  limit: Optional[int] = typer.Option(None, help="at most N source programs"),
+                  timeout: float = typer.Option(2.0, help="seconds per program when executing the variants"),
+                  workers: int = typer.Option(2, help="sandbox worker processes"),
+                  list_: bool = typer.Option(False, "--list", help="list the injection kinds")) -> None:
+    """Make faulty variants of correct programs (AST edits), then execute and label them."""
+    from .inject import KINDS, inject_errors as run_inject
+
+    if list_:
+        table = Table("kind", "what it does")
+        for kind, what in KINDS.items():
+            table.add_row(kind, what)
+        console.print(table)
+        return
+    with _cli_errors(), _store() as store, _progress("injecting") as progress:
+        r = run_inject(store, per_program=per_program, kinds=_csv(kinds), seed=seed, dataset=dataset, limit=limit,
+                       timeout=timeout, workers=workers, progress=progress)
+    console.print(f"{r['sources']} correct programs -> {r['variants']} variants, {r['added']} new "
+                  f"({r['variants'] - r['added']} already stored); executed {r['executed']}")
+    table = Table("injection kind", "variants", "loud (raise)", "silent (wrong answer)", "unchanged (correct)",
+                  "not executed", title="every injected program in the store (view injection_outcomes)")
+    for row in r["outcomes"].itertuples(index=False):
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
+
+
+def _csv(value: Optional[str]) -> Optional[list[str]]:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
 @app.command()
 def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immutable)"),
-           labels_: str = typer.Option("correct", "--labels", help="comma-separated labels to keep"),
+           task: str = typer.Option("program", help="program: question -> program; refine: question + faulty "
+                                                    "program + feedback -> correct program"),
+           labels_: Optional[str] = typer.Option(None, "--labels", help="comma-separated labels to keep "
+                                                 "[default: correct; for refine, every faulty label]"),
+           siblings: bool = typer.Option(False, help="refine: also pair faulty programs with a correct sibling"),
            datasets: Optional[str] = typer.Option(None, help="comma-separated datasets [default: all]"),
            origins: Optional[str] = typer.Option(None, help="comma-separated origins [default: all]"),
            dedup: str = typer.Option("ast", help="none | exact | ast"),
@@ -267,13 +306,13 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
             return
         if not name:
             raise ValueError("give a snapshot NAME (or --list)")
-        split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
-        params = CurateParams(labels=split(labels_), datasets=split(datasets), origins=split(origins), dedup=dedup,
+        params = CurateParams(labels=_csv(labels_), datasets=_csv(datasets), origins=_csv(origins), dedup=dedup,
                               max_per_problem=max_per_problem, validation_fraction=validation,
-                              test_fraction=test, seed=seed)
+                              test_fraction=test, seed=seed, task=task, siblings=siblings)
         r = run_curate(store, name, params)
     state = "created" if r["created"] else "unchanged (same parameters and data)"
-    console.print(f"snapshot {r['name']} {state}: hash {r['content_hash']}, {r['programs']} programs over "
+    what = "refinement pairs" if task == "refine" else "programs"
+    console.print(f"snapshot {r['name']} {state}: hash {r['content_hash']}, {r['programs']} {what} over "
                   f"{r['problems']} problems, splits {r['splits']}")
 
 

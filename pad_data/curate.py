@@ -16,6 +16,15 @@ Steps, all deterministic for the same store and parameters:
 The snapshot (parameters, counts, content hash) is stored in ``curations``, its rows in
 ``curated_examples``. A name is never overwritten: recreating it with the same parameters
 on the same data gives the same hash and changes nothing.
+
+``task="refine"`` builds *refinement pairs* instead (rows in ``refine_examples``): input =
+question + a faulty program + its execution feedback (:mod:`pad_data.feedback`), target =
+a correct program for the same problem. Pairs come from parent links in either direction
+(an injected variant and its correct parent; a faulty program and the correct fix a
+reviewer or a student's refinement round made of it) and, with ``siblings``, from a faulty
+program and the shortest correct program of its problem. Steps 1-4 apply to the faulty
+side (labels default to every faulty label), with splits by problem as above, so a problem
+is in the same split in a program snapshot and a refine snapshot with the same seed.
 """
 
 from __future__ import annotations
@@ -26,13 +35,19 @@ import itertools
 import json
 import os
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import pandas as pd
 
 from .store import Store, content_id
 
+from .feedback import feedback
+
 DEDUP = ("none", "exact", "ast")
+TASKS = ("program", "refine")
+# the faulty labels refinement pairs are built from by default
+REFINE_LABELS = ["wrong_answer", "no_answer", "non_numeric", "syntax_error", "runtime_error", "timeout",
+                 "memory_limit"]
 
 
 class CurateError(ValueError):
@@ -41,7 +56,7 @@ class CurateError(ValueError):
 
 @dataclass
 class CurateParams:
-    labels: list[str] = field(default_factory=lambda: ["correct"])
+    labels: list[str] | None = None  # None: ["correct"], or REFINE_LABELS for task "refine"
     datasets: list[str] | None = None
     origins: list[str] | None = None
     dedup: str = "ast"
@@ -50,6 +65,19 @@ class CurateParams:
     test_fraction: float = 0.05
     seed: int = 0
     exclude_rejected: bool = True
+    task: str = "program"
+    siblings: bool = False  # refine: also pair faulty programs with a correct sibling
+
+    def resolved_labels(self) -> list[str]:
+        return list(self.labels) if self.labels else (REFINE_LABELS if self.task == "refine" else ["correct"])
+
+    def to_json(self) -> str:
+        """The parameters as stored and hashed (labels resolved; refine-only fields only when set)."""
+        d = {**asdict(self), "labels": self.resolved_labels()}
+        for key, default in (("task", "program"), ("siblings", False)):
+            if d[key] == default:
+                del d[key]
+        return json.dumps(d, sort_keys=True)
 
 
 class _Canon(ast.NodeTransformer):
@@ -115,6 +143,15 @@ def _analyze_all(programs: list[str], mode: str) -> list[tuple[int, int, str]]:
         return list(ex.map(analyze, programs, itertools.repeat(mode), chunksize=2000))
 
 
+TASK_TABLES = {"program": "curated_examples", "refine": "refine_examples"}
+TASK_COLUMNS = {
+    "program": ["split", "problem_id", "program_id", "dataset", "question", "program", "answer", "answer_text",
+                "label", "teacher", "origin"],
+    "refine": ["split", "problem_id", "faulty_program_id", "program_id", "dataset", "question", "faulty_program",
+               "feedback", "program", "answer", "answer_text", "label", "injection_kind", "teacher", "origin"],
+}
+
+
 def _split_for(problem_id: str, source_split: str, p: CurateParams) -> str:
     if source_split in ("test", "validation"):
         return source_split
@@ -126,52 +163,114 @@ def _split_for(problem_id: str, source_split: str, p: CurateParams) -> str:
     return "train"
 
 
+_NOT_REJECTED = ("{col} NOT IN (SELECT program_id FROM reviews "
+                 "QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY reviewed_at DESC) = 1 "
+                 "AND verdict = 'reject')")
+
+
 def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
-    where, params = [f"label IN ({', '.join('?' * len(p.labels))})"], list(p.labels)
+    labels = p.resolved_labels()
+    where, params = [f"label IN ({', '.join('?' * len(labels))})"], list(labels)
     for col, values in (("dataset", p.datasets), ("origin", p.origins)):
         if values:
             where.append(f"{col} IN ({', '.join('?' * len(values))})")
             params += list(values)
-    has_reviews = store.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'reviews'")
-    if p.exclude_rejected and has_reviews:
-        where.append("program_id NOT IN (SELECT program_id FROM reviews "
-                     "QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY reviewed_at DESC) = 1 "
-                     "AND verdict = 'reject')")
+    if p.exclude_rejected:
+        where.append(_NOT_REJECTED.format(col="program_id"))
     return store.df(f"""SELECT program_id, problem_id, dataset, split AS source_split, question, program,
-                               gold AS answer, gold_text AS answer_text, label, teacher, origin
+                               gold AS answer, gold_text AS answer_text, label, teacher, origin, parent_program_id,
+                               status, value, error_type, error_message, error_line, timeout_s, injection_kind
                         FROM labeled_programs WHERE {' AND '.join(where)} ORDER BY program_id""", params)
 
 
-def build(store: Store, p: CurateParams) -> pd.DataFrame:
-    """The snapshot rows for ``p`` (not stored)."""
+def _check(p: CurateParams) -> None:
+    if p.task not in TASKS:
+        raise CurateError(f"unknown --task {p.task!r}; choose from {', '.join(TASKS)}")
     if p.dedup not in DEDUP:
         raise CurateError(f"unknown --dedup {p.dedup!r}; choose from {', '.join(DEDUP)}")
     if p.max_per_problem < 1:
         raise CurateError("--max-per-problem must be >= 1")
     if not 0 <= p.validation_fraction + p.test_fraction < 1:
         raise CurateError("validation + test fractions must be in [0, 1)")
-    df = _candidates(store, p)
-    if df.empty:
-        return df.assign(split=pd.Series(dtype=str))
-    info = _analyze_all(df["program"].tolist(), p.dedup)
-    df["_stmts"] = [i[0] for i in info]
+
+
+def _select(df: pd.DataFrame, p: CurateParams, program_col: str, id_col: str, shortest: bool = True) -> pd.DataFrame:
+    """Steps 2-4 on ``df``: dedup within problems, keep K per problem (the shortest, or a seeded
+    random K when ``shortest`` is False), assign splits."""
+    info = _analyze_all(df[program_col].tolist(), p.dedup)
+    df["_stmts"] = [i[0] for i in info] if shortest else [
+        hashlib.sha256(f"{p.seed}:{i}".encode()).hexdigest() for i in df[id_col]]
     df["_chars"] = [i[1] for i in info]
     df["_key"] = [i[2] for i in info]
-    df = df.sort_values(["problem_id", "_stmts", "_chars", "program_id"], kind="stable")
+    df = df.sort_values(["problem_id", "_stmts", "_chars", id_col], kind="stable")
     if p.dedup != "none":
         df = df.drop_duplicates(subset=["problem_id", "_key"], keep="first")
     df = df.groupby("problem_id", sort=False).head(p.max_per_problem)
     df["split"] = [_split_for(pid, src, p) for pid, src in zip(df["problem_id"], df["source_split"])]
-    cols = ["split", "problem_id", "program_id", "dataset", "question", "program", "answer",
-            "answer_text", "label", "teacher", "origin"]
-    return df[cols].sort_values(["split", "program_id"]).reset_index(drop=True)
+    return df
+
+
+def build(store: Store, p: CurateParams) -> pd.DataFrame:
+    """The snapshot rows for ``p`` (not stored)."""
+    _check(p)
+    if p.task == "refine":
+        return build_refine(store, p)
+    df = _candidates(store, p)
+    if df.empty:
+        return df.assign(split=pd.Series(dtype=str))[TASK_COLUMNS["program"]]
+    df = _select(df, p, "program", "program_id")
+    return df[TASK_COLUMNS["program"]].sort_values(["split", "program_id"]).reset_index(drop=True)
+
+
+def build_refine(store: Store, p: CurateParams) -> pd.DataFrame:
+    """Refinement pairs (faulty program + feedback -> correct program) for ``p``."""
+    faulty = _candidates(store, p)
+    good = _candidates(store, CurateParams(labels=["correct"], datasets=p.datasets,
+                                           exclude_rejected=p.exclude_rejected))
+    cols = TASK_COLUMNS["refine"]
+    if faulty.empty or good.empty:
+        return pd.DataFrame(columns=cols)
+    info = _analyze_all(good["program"].tolist(), "none")
+    good = good.assign(_size=[i[0] * 10**6 + i[1] for i in info])[["program_id", "problem_id", "program",
+                                                                    "parent_program_id", "teacher", "_size"]]
+    f = faulty.rename(columns={"program_id": "faulty_program_id", "program": "faulty_program"})
+    f = f.drop(columns=["teacher"])
+    parent = f.merge(good.drop(columns=["problem_id", "parent_program_id"]),
+                     left_on="parent_program_id", right_on="program_id")  # injected / student variant -> its parent
+    child = f.drop(columns=["parent_program_id"]).merge(  # a fix made from the faulty program
+        good.drop(columns=["problem_id"]), left_on="faulty_program_id", right_on="parent_program_id")
+    pairs = [parent.assign(_rank=0), child.assign(_rank=1)]
+    if p.siblings:
+        sib = f.merge(good.drop(columns=["parent_program_id"]), on="problem_id")
+        pairs.append(sib.assign(_rank=2))
+    df = pd.concat(pairs, ignore_index=True)
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    # one target per faulty program: a linked one first, then the shortest correct program
+    df = df.sort_values(["faulty_program_id", "_rank", "_size", "program_id"], kind="stable")
+    df = df.drop_duplicates(subset=["faulty_program_id"], keep="first").reset_index(drop=True)
+    df["feedback"] = [feedback(r.status, r.value, r.error_type, r.error_message, r.error_line, r.timeout_s)
+                      for r in df.itertuples(index=False)]
+    # faulty programs: a seeded random K per problem, so every kind of error is represented
+    # (shortest-first would always leave out programs that do not parse)
+    df = _select(df, p, "faulty_program", "faulty_program_id", shortest=False)
+    return df[cols].sort_values(["split", "faulty_program_id"]).reset_index(drop=True)
 
 
 def content_hash(rows: pd.DataFrame, p: CurateParams) -> str:
-    h = hashlib.sha256(json.dumps(asdict(p), sort_keys=True).encode())
-    for split, pid, prog in zip(rows["split"], rows["program_id"], rows["program"]):
-        h.update(f"{split}\x1f{pid}\x1f{content_id(prog)}\n".encode())
+    h = hashlib.sha256(p.to_json().encode())
+    faulty = rows["faulty_program_id"] if "faulty_program_id" in rows else [""] * len(rows)
+    for split, fid, pid, prog in zip(rows["split"], faulty, rows["program_id"], rows["program"]):
+        h.update(f"{split}\x1f{fid + chr(31) if fid else ''}{pid}\x1f{content_id(prog)}\n".encode())
     return h.hexdigest()[:16]
+
+
+def snapshot_task(store: Store, name: str) -> str:
+    """``program`` or ``refine``: what snapshot ``name`` holds (CurateError if there is none)."""
+    rows = store.con.execute("SELECT params FROM curations WHERE name = ?", [name]).fetchall()
+    if not rows:
+        raise CurateError(f"no curated snapshot named {name!r} (see `pad curate --list`)")
+    return json.loads(rows[0][0]).get("task", "program")
 
 
 def curate(store: Store, name: str, p: CurateParams | None = None) -> dict:
@@ -183,21 +282,21 @@ def curate(store: Store, name: str, p: CurateParams | None = None) -> dict:
     digest = content_hash(rows, p)
     counts = {"splits": dict(Counter(rows["split"])), "problems": int(rows["problem_id"].nunique()),
               "programs": len(rows), "labels": dict(Counter(rows["label"]))}
+    if p.task == "refine":
+        counts["injection_kinds"] = dict(Counter(k for k in rows["injection_kind"] if isinstance(k, str)))
     existing = store.con.execute("SELECT content_hash FROM curations WHERE name = ?", [name]).fetchall()
     if existing:
         if existing[0][0] == digest:
             return {"name": name, "created": False, "content_hash": digest, **counts}
         raise CurateError(f"snapshot {name!r} exists with different content (hash {existing[0][0]}, "
                           f"now {digest}); snapshots are immutable: choose a new name")
+    table, cols = TASK_TABLES[p.task], ", ".join(["name"] + TASK_COLUMNS[p.task])
     with store.transaction():
         store.con.execute("INSERT INTO curations (name, params, content_hash, counts) VALUES (?, ?, ?, ?)",
-                          [name, json.dumps(asdict(p), sort_keys=True), digest, json.dumps(counts)])
+                          [name, p.to_json(), digest, json.dumps(counts)])
         store.con.register("_pad_cur", rows.assign(name=name))
         try:
-            store.con.execute("INSERT INTO curated_examples (name, split, problem_id, program_id, dataset, "
-                              "question, program, answer, answer_text, label, teacher, origin) "
-                              "SELECT name, split, problem_id, program_id, dataset, question, program, "
-                              "answer, answer_text, label, teacher, origin FROM _pad_cur")
+            store.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _pad_cur")
         finally:
             store.con.unregister("_pad_cur")
     return {"name": name, "created": True, "content_hash": digest, **counts}

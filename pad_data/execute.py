@@ -26,26 +26,28 @@ EXEC_COLUMNS = ["program_id", "status", "label", "value", "value_num", "value_ty
                 "executor", "executed_at"]
 
 
-def _selection(dataset: str | None, rerun: bool, program_ids_table: str | None) -> tuple[str, list]:
+def _selection(dataset: str | None, rerun: bool, origin: str | None) -> tuple[str, list]:
     where, params = [], []
     if dataset:
         where.append("pr.dataset = ?")
         params.append(dataset)
+    if origin:
+        where.append("p.origin = ?")
+        params.append(origin)
     if not rerun:
         where.append("NOT EXISTS (SELECT 1 FROM executions e WHERE e.program_id = p.program_id)")
-    if program_ids_table:
-        where.append(f"p.program_id IN (SELECT program_id FROM {program_ids_table})")
     return " AND ".join(where) or "TRUE", params
 
 
-def pending_count(store: Store, dataset: str | None = None, rerun: bool = False) -> int:
-    cond, params = _selection(dataset, rerun, None)
+def pending_count(store: Store, dataset: str | None = None, rerun: bool = False, origin: str | None = None) -> int:
+    cond, params = _selection(dataset, rerun, origin)
     return store.scalar(
         f"SELECT count(*) FROM programs p JOIN problems pr USING (problem_id) WHERE {cond}", params)
 
 
-def _pages(store: Store, dataset: str | None, rerun: bool, limit: int | None) -> Iterator[tuple]:
-    cond, params = _selection(dataset, rerun, None)
+def _pages(store: Store, dataset: str | None, rerun: bool, limit: int | None,
+           origin: str | None = None) -> Iterator[tuple]:
+    cond, params = _selection(dataset, rerun, origin)
     last, served = "", 0
     while limit is None or served < limit:
         n = PAGE if limit is None else min(PAGE, limit - served)
@@ -96,10 +98,11 @@ def _write(store: Store, rows: list[dict]) -> None:
 
 def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memory_mb: int = 512,
             workers: int = 2, rerun: bool = False, limit: int | None = None,
-            isolation_level: str = "auto", commit_every: int = 10_000,
+            isolation_level: str = "auto", commit_every: int = 10_000, origin: str | None = None,
             progress: Callable[[int, int], None] | None = None) -> dict:
-    """Execute and label pending programs; returns counts per label, seconds and programs/s."""
-    total = pending_count(store, dataset, rerun)
+    """Execute and label pending programs (of ``dataset``/``origin`` when given); returns
+    counts per label, seconds and programs/s."""
+    total = pending_count(store, dataset, rerun, origin)
     if limit is not None:
         total = min(total, limit)
     labels: Counter = Counter()
@@ -111,7 +114,7 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
         executor = pool.executor_version
 
         def items():
-            for pid, program, gold, gold_text in _pages(store, dataset, rerun, limit):
+            for pid, program, gold, gold_text in _pages(store, dataset, rerun, limit, origin):
                 meta[pid] = (gold, gold_text)
                 yield pid, program
 

@@ -17,29 +17,36 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .curate import TASK_TABLES, snapshot_task
 from .store import Store
 
 FORMATS = ("hf", "parquet", "jsonl")
 SPLITS = ("train", "validation", "test")
-COLUMNS = ("question", "program", "answer", "answer_text", "problem_id", "program_id", "dataset",
-           "label", "teacher", "origin")
+COLUMNS = {
+    "program": ("question", "program", "answer", "answer_text", "problem_id", "program_id", "dataset",
+                "label", "teacher", "origin"),
+    # refinement pairs: input = question + faulty_program + feedback, target = program
+    "refine": ("question", "faulty_program", "feedback", "program", "answer", "answer_text", "problem_id",
+               "faulty_program_id", "program_id", "dataset", "label", "injection_kind", "teacher", "origin"),
+}
 
 
 class ExportError(ValueError):
     pass
 
 
-def _copy(store: Store, name: str, split: str, path: Path, fmt: str) -> int:
+def _copy(store: Store, name: str, split: str, path: Path, fmt: str, task: str = "program") -> int:
     """COPY one split to a file, streaming: memory stays flat however many rows there are.
 
     Runs under :func:`_bounded` (one thread: parallel writers buffer batches to keep the
     insertion order, 435 MiB at 1M rows vs 99 MiB) with 20k-row groups. No ORDER BY either (a sort holds every row): rows come out in insertion order, which
     `pad curate` made (split, program_id), so exports stay deterministic.
     """
-    n = store.scalar("SELECT count(*) FROM curated_examples WHERE name = ? AND split = ?", [name, split])
+    table = TASK_TABLES[task]
+    n = store.scalar(f"SELECT count(*) FROM {table} WHERE name = ? AND split = ?", [name, split])
     lit = name.replace("'", "''")
     opts = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 20000" if fmt == "parquet" else "FORMAT json"
-    store.con.execute(f"COPY (SELECT {', '.join(COLUMNS)} FROM curated_examples WHERE name = '{lit}' "
+    store.con.execute(f"COPY (SELECT {', '.join(COLUMNS[task])} FROM {table} WHERE name = '{lit}' "
                       f"AND split = '{split}') TO '{str(path).replace(chr(39), chr(39) * 2)}' ({opts})")
     return n
 
@@ -67,14 +74,16 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
     info = store.con.execute("SELECT params, content_hash, created_at, counts FROM curations WHERE name = ?",
                              [name]).fetchall()[0]
     params = json.loads(info[0])
+    task = params.get("task", "program")
+    table = TASK_TABLES[task]
     datasets = [r[0] for r in store.con.execute(
-        "SELECT DISTINCT dataset FROM curated_examples WHERE name = ? ORDER BY 1", [name]).fetchall()]
-    teachers = store.con.execute("SELECT teacher, origin, count(*) FROM curated_examples WHERE name = ? "
+        f"SELECT DISTINCT dataset FROM {table} WHERE name = ? ORDER BY 1", [name]).fetchall()]
+    teachers = store.con.execute(f"SELECT teacher, origin, count(*) FROM {table} WHERE name = ? "
                                  "GROUP BY ALL ORDER BY 3 DESC", [name]).fetchall()
     marks = ", ".join("?" * len(datasets)) or "NULL"
     before = store.con.execute(f"SELECT coalesce(label, '(not executed)'), count(*) FROM labeled_programs "
                                f"WHERE dataset IN ({marks}) GROUP BY 1 ORDER BY 2 DESC", datasets).fetchall()
-    after = store.con.execute("SELECT label, count(*) FROM curated_examples WHERE name = ? GROUP BY 1 "
+    after = store.con.execute(f"SELECT label, count(*) FROM {table} WHERE name = ? GROUP BY 1 "
                               "ORDER BY 2 DESC", [name]).fetchall()
     run = store.con.execute("SELECT run_id, success, critical_failures, checks, created_at FROM check_runs "
                             "ORDER BY created_at DESC LIMIT 1").fetchall()
@@ -87,7 +96,9 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
         if counts.get(split) and fmt != "hf":
             lines += [f"  - split: {split}", f"    path: {split}.{ext}"]
     lines += ["---", "", f"# {name}", "",
-              "Question -> Python program pairs curated with [pad](https://example.invalid/pad) for "
+              ("Question -> Python program pairs" if task == "program" else
+               "Self-refinement pairs (question + faulty program + execution feedback -> correct program)")
+              + " curated with [pad](https://example.invalid/pad) for "
               "Program-aided Distillation: every program was executed in pad's sandbox and labeled by "
               "its outcome.", "",
               "## Provenance", "",
@@ -115,10 +126,15 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
             lines += [f"| {t} | {e} | {c or ''} | {o} |" for t, e, c, o in failed]
     else:
         lines.append("No `pad check` run recorded for this store.")
-    lines += ["", "## Columns", "",
-              "`question`, `program` (a Python `def solution(): ... return result`), `answer` (gold, float or "
-              "null), `answer_text` (gold as text), `problem_id`, `program_id`, `dataset`, `label`, `teacher`, "
-              "`origin`.", "", "## License", "",
+    columns = ("`question`, `program` (a Python `def solution(): ... return result`), `answer` (gold, float or "
+               "null), `answer_text` (gold as text), `problem_id`, `program_id`, `dataset`, `label`, `teacher`, "
+               "`origin`.")
+    if task == "refine":
+        columns = ("`question`, `faulty_program`, `feedback` (what executing it said: error type, message and "
+                   "line, or `returned X`), `program` (the correct target), `answer`, `answer_text`, `problem_id`, "
+                   "`faulty_program_id`, `program_id`, `dataset`, `label` (of the faulty program), "
+                   "`injection_kind` (for injected errors), `teacher`, `origin` (of the faulty program).")
+    lines += ["", "## Columns", "", columns, "", "## License", "",
               f"`{license}`. Check the licenses of the source datasets and the teacher's terms of use.", ""]
     return "\n".join(lines)
 
@@ -148,9 +164,10 @@ def export(store: Store, name: str, out: str | Path, fmt: str = "hf", license: s
 
 def _write_splits(store: Store, name: str, out: Path, fmt: str) -> dict[str, int]:
     counts: dict[str, int] = {}
+    task = snapshot_task(store, name)
     if fmt in ("parquet", "jsonl"):
         for split in SPLITS:
-            counts[split] = _copy(store, name, split, out / f"{split}.{fmt}", fmt)
+            counts[split] = _copy(store, name, split, out / f"{split}.{fmt}", fmt, task)
     else:
         import datasets
 
@@ -159,7 +176,7 @@ def _write_splits(store: Store, name: str, out: Path, fmt: str) -> dict[str, int
             parts = {}
             for split in SPLITS:
                 path = Path(tmp) / f"{split}.parquet"
-                counts[split] = _copy(store, name, split, path, "parquet")
+                counts[split] = _copy(store, name, split, path, "parquet", task)
                 parts[split] = datasets.Dataset.from_parquet(str(path), cache_dir=str(Path(tmp) / "cache"),
                                                              keep_in_memory=False)
             datasets.DatasetDict(parts).save_to_disk(str(out))

@@ -155,6 +155,30 @@ MIGRATIONS: list[list[str]] = [
             created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
         "ALTER TABLE programs ADD COLUMN eval_run_id VARCHAR",
     ],
+    # v6: error injection, refinement pairs, self-refinement rounds
+    [
+        "ALTER TABLE programs ADD COLUMN injection_kind VARCHAR",
+        "ALTER TABLE programs ADD COLUMN refine_round INTEGER",
+        "ALTER TABLE eval_runs ADD COLUMN accuracy_by_round VARCHAR",
+        """CREATE TABLE refine_examples (
+            name VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            problem_id VARCHAR NOT NULL,
+            faulty_program_id VARCHAR NOT NULL,
+            program_id VARCHAR NOT NULL,
+            dataset VARCHAR,
+            question VARCHAR,
+            faulty_program VARCHAR,
+            feedback VARCHAR,
+            program VARCHAR,
+            answer DOUBLE,
+            answer_text VARCHAR,
+            label VARCHAR,
+            injection_kind VARCHAR,
+            teacher VARCHAR,
+            origin VARCHAR,
+            PRIMARY KEY (name, faulty_program_id, program_id))""",
+    ],
 ]
 
 LABELED_VIEW = """CREATE OR REPLACE VIEW labeled_programs AS
@@ -165,10 +189,19 @@ SELECT p.program_id, p.problem_id, pr.dataset, pr.split, pr.question, pr.answer 
        pr.answer_text AS gold_text, p.origin, p.teacher, p.sample_idx, p.program,
        p.parent_program_id, e.label, e.status, e.value, e.value_num, e.value_type, e.error_type,
        e.error_message, e.error_line, e.stdout, e.duration_ms, e.timeout_s, e.memory_mb,
-       e.executor, e.executed_at
+       e.executor, e.executed_at, p.injection_kind, p.refine_round
 FROM programs p
 JOIN problems pr USING (problem_id)
 LEFT JOIN latest e USING (program_id)"""
+
+# loud: raised, did not compile, timed out...; silent: ran to the end but the answer is wrong (or None);
+# unchanged: still correct
+INJECTION_VIEW = """CREATE OR REPLACE VIEW injection_outcomes AS
+SELECT program_id, parent_program_id, problem_id, dataset, injection_kind, label, status, error_type,
+       CASE WHEN label IS NULL THEN NULL WHEN label = 'correct' THEN 'unchanged'
+            WHEN status IN ('ok', 'no_answer') THEN 'silent' ELSE 'loud' END AS outcome
+FROM labeled_programs WHERE origin = 'injected'"""
+VIEWS = (LABELED_VIEW, INJECTION_VIEW)
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -245,7 +278,9 @@ class Store:
                 for stmt in MIGRATIONS[version - 1]:
                     self.con.execute(stmt)
                 self.con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
-            self.con.execute(LABELED_VIEW)
+            if target == SCHEMA_VERSION:  # views describe the current schema
+                for view in VIEWS:
+                    self.con.execute(view)
 
     # ------------------------------------------------------------------ access
     @contextlib.contextmanager

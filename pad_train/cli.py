@@ -37,16 +37,27 @@ def sft(split: str = typer.Option(..., "--split", help="curated snapshot name, o
         epochs: float = typer.Option(3.0), lr: float = typer.Option(5e-5), batch_size: int = typer.Option(8),
         max_length: int = typer.Option(512), bf16: bool = typer.Option(False),
         cot: bool = typer.Option(False, help="chain-of-thought baseline: train on the problems' rationales"),
+        task: str = typer.Option("program", help="program: question -> program; refine: question + faulty program "
+                                                 "+ feedback -> fixed program (a `pad curate --task refine` snapshot)"),
+        mix: float = typer.Option(0.0, help="refine: add MIX x (refinement examples) question -> program examples"),
+        mix_split: Optional[str] = typer.Option(None, help="refine: take the --mix examples from this program "
+                                                           "snapshot [default: the pairs' own targets]"),
         resume: bool = typer.Option(False, help="continue from the latest checkpoint in --out"),
         seed: int = typer.Option(0), save_every: int = typer.Option(0, help="checkpoint every N steps (0: each epoch)")):
-    """Fine-tune a student: question -> program (or -> rationale with --cot)."""
-    from .data import load_examples
+    """Fine-tune a student: question -> program (or -> rationale with --cot, or refinement with --task refine)."""
+    from .data import load_examples, load_refine_examples
     from .sft import SFTConfig, train
 
     with _errors():
-        store = Store(resolve_path(_state["db"]), read_only=True) if not _is_dir(split) or cot else None
+        if task not in ("program", "refine"):
+            raise ValueError(f"unknown --task {task!r}; choose program or refine")
+        if (mix or mix_split) and task != "refine":
+            raise ValueError("--mix and --mix-split go with --task refine")
+        need_store = not _is_dir(split) or cot or bool(mix_split and not _is_dir(mix_split))
+        store = Store(resolve_path(_state["db"]), read_only=True) if need_store else None
         try:
-            examples = load_examples(split, "train", store, cot=cot)
+            examples = (load_refine_examples(split, "train", store, mix=mix, mix_split=mix_split, seed=seed)
+                        if task == "refine" else load_examples(split, "train", store, cot=cot))
         finally:
             if store:
                 store.close()
@@ -74,7 +85,13 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
           temperature: float = typer.Option(0.0), batch_size: int = typer.Option(16),
           max_new_tokens: int = typer.Option(256), limit: Optional[int] = typer.Option(None),
           timeout: float = typer.Option(2.0),
-          cot: bool = typer.Option(False, help="evaluate a CoT-baseline model (scores 'The answer is X')")):
+          cot: bool = typer.Option(False, help="evaluate a CoT-baseline model (scores 'The answer is X')"),
+          decode: str = typer.Option("auto", help="greedy | sample | stepwise (verified step-wise beam search) "
+                                                  "[auto: greedy, or sample when --samples > 1]"),
+          beams: int = typer.Option(4, help="stepwise: partial programs kept per step"),
+          candidates: int = typer.Option(4, help="stepwise: next lines proposed per partial program"),
+          refine_rounds: int = typer.Option(0, help="let the student fix its failing programs from the "
+                                                    "execution feedback, up to R rounds")):
     """Generate a program per question, execute it in the sandbox, score it, store it."""
     from .evaluate import EvalConfig, evaluate
 
@@ -84,9 +101,13 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
         task = bar.add_task("gen", total=None, info="")
         r = evaluate(store, model, dataset, split, EvalConfig(cot=cot, samples=samples, temperature=temperature,
                                                               batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                                              limit=limit, timeout=timeout),
+                                                              limit=limit, timeout=timeout, decode=decode, beams=beams,
+                                                              candidates=candidates, refine_rounds=refine_rounds),
                      progress=lambda d, t: bar.update(task, completed=d, total=t))
-    console.print(f"{dataset}/{split}: accuracy {100 * r['accuracy']:.1f}% ({r['correct']}/{r['questions']}), "
+    rounds = r.get("accuracy_by_round") or []
+    after = (" (after each refinement round: " + " -> ".join(f"{100 * a:.1f}%" for a in rounds) + ")"
+             if len(rounds) > 1 else "")
+    console.print(f"{dataset}/{split}: accuracy {100 * r['accuracy']:.1f}% ({r['correct']}/{r['questions']}){after}, "
                   f"{r['settings']['decode']}, labels {r['labels']}, {r['programs_per_s']:.1f} programs/s, run {r['run_id']}")
 
 

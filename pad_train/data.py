@@ -6,6 +6,7 @@ exactly what it was trained on.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,13 @@ from pad_data.store import Store
 
 def prompt_for(question: str) -> str:
     return f"Question: {' '.join(question.split())}\n# Python program:\n"
+
+
+def refine_prompt_for(question: str, program: str, feedback: str) -> str:
+    """The self-refinement prompt: the question and a faulty program (as :func:`prompt_for`
+    would have led to it), what running it said, then the request for a fixed program."""
+    return (f"{prompt_for(question)}{program.rstrip()}\n# Feedback: {' '.join(feedback.split())}\n"
+            f"# Fixed program:\n")
 
 
 def cot_prompt_for(question: str) -> str:
@@ -32,29 +40,77 @@ def load_examples(split_name: str, part: str = "train", store: Store | None = No
     ``cot``: the chain-of-thought baseline, trained on the problems' natural-language
     rationales (GSM8K's worked solutions) instead of programs.
     """
+    if cot:
+        if Path(split_name).is_dir() or store is None:
+            raise ValueError("--cot needs the store (rationales are not in exported datasets)")
+        from pad_data.curate import snapshot_task
+
+        snapshot_task(store, split_name)  # says so when there is no such snapshot
+        rows = store.df("SELECT DISTINCT c.problem_id, c.question, p.rationale, p.answer_text "
+                        "FROM curated_examples c JOIN problems p USING (problem_id) "
+                        "WHERE c.name = ? AND c.split = ? AND p.rationale IS NOT NULL ORDER BY 1",
+                        [split_name, part]).to_dict("records")
+        if not rows:
+            raise ValueError(f"{split_name}/{part}: no rationales (the CoT baseline needs GSM8K-style data)")
+        return [Example(cot_prompt_for(r["question"]), f"{r['rationale'].strip()}\nThe answer is {r['answer_text']}.")
+                for r in rows]
+    rows = _rows(split_name, part, store)
+    if rows and "faulty_program" in rows[0]:
+        raise ValueError(f"{split_name} holds refinement pairs: train on it with --task refine")
+    if not rows:
+        raise ValueError(f"{split_name}: no examples in split {part!r}")
+    return [Example(prompt_for(r["question"]), r["program"].rstrip() + "\n") for r in rows]
+
+
+def _rows(split_name: str, part: str, store: Store | None) -> list[dict]:
+    """Rows of a snapshot (program or refine) or an exported dataset directory, for ``part``."""
     path = Path(split_name)
     if path.is_dir():
         import datasets
 
-        rows = datasets.load_from_disk(str(path))[part].to_list()
-        if cot:
-            raise ValueError("--cot needs the store (rationales are not in exported datasets)")
-    else:
-        if store is None:
-            raise ValueError(f"{split_name}: not a directory; pass the store to read a curated split")
-        if not store.con.execute("SELECT 1 FROM curations WHERE name = ?", [split_name]).fetchall():
-            raise ValueError(f"no curated snapshot named {split_name!r} (see `pad curate --list`)")
-        if cot:
-            rows = store.df("SELECT DISTINCT c.problem_id, c.question, p.rationale, p.answer_text "
-                            "FROM curated_examples c JOIN problems p USING (problem_id) "
-                            "WHERE c.name = ? AND c.split = ? AND p.rationale IS NOT NULL ORDER BY 1",
-                            [split_name, part]).to_dict("records")
-            if not rows:
-                raise ValueError(f"{split_name}/{part}: no rationales (the CoT baseline needs GSM8K-style data)")
-            return [Example(cot_prompt_for(r["question"]), f"{r['rationale'].strip()}\nThe answer is {r['answer_text']}.")
-                    for r in rows]
-        rows = store.df("SELECT question, program FROM curated_examples WHERE name = ? AND split = ? "
-                        "ORDER BY program_id", [split_name, part]).to_dict("records")
+        return datasets.load_from_disk(str(path))[part].to_list()
+    if store is None:
+        raise ValueError(f"{split_name}: not a directory; pass the store to read a curated split")
+    from pad_data.curate import TASK_COLUMNS, TASK_TABLES, snapshot_task
+
+    task = snapshot_task(store, split_name)
+    id_col = "faulty_program_id" if task == "refine" else "program_id"
+    cols = ", ".join(c for c in TASK_COLUMNS[task] if c != "split")
+    return store.df(f"SELECT {cols} FROM {TASK_TABLES[task]} WHERE name = ? AND split = ? ORDER BY {id_col}",
+                    [split_name, part]).to_dict("records")
+
+
+def load_refine_examples(split_name: str, part: str = "train", store: Store | None = None, mix: float = 0.0,
+                         mix_split: str | None = None, seed: int = 0) -> list[Example]:
+    """Refinement examples (question + faulty program + feedback -> correct program).
+
+    ``mix`` > 0 adds ``round(mix * n)`` question -> program examples (n = refinement
+    examples), drawn with ``seed`` from snapshot ``mix_split`` or, without one, from the
+    refinement pairs' own targets, so one student learns to write and to fix programs.
+    """
+    rows = _rows(split_name, part, store)
+    if rows and "faulty_program" not in rows[0]:
+        raise ValueError(f"{split_name} holds question -> program examples, not refinement pairs "
+                         f"(build one with `pad curate NAME --task refine`)")
     if not rows:
-        raise ValueError(f"{split_name}: no examples in split {part!r}")
-    return [Example(prompt_for(r["question"]), r["program"].rstrip() + "\n") for r in rows]
+        raise ValueError(f"{split_name}: no refinement pairs in split {part!r}")
+    out = [Example(refine_prompt_for(r["question"], r["faulty_program"], r["feedback"]),
+                   r["program"].rstrip() + "\n") for r in rows]
+    if mix < 0:
+        raise ValueError("--mix must be >= 0")
+    if mix > 0:
+        if mix_split:
+            plain = load_examples(mix_split, part, store)
+        else:
+            seen: dict[tuple[str, str], Example] = {}
+            for r in rows:
+                seen.setdefault((r["question"], r["program"]), Example(prompt_for(r["question"]),
+                                                                       r["program"].rstrip() + "\n"))
+            plain = list(seen.values())
+        want = round(mix * len(out))
+        rng = random.Random(seed)
+        # sample without replacement while there are enough, then cycle
+        picks = [plain[i % len(plain)] for i in range(want // len(plain) * len(plain))] + \
+            rng.sample(plain, want % len(plain))
+        out += picks
+    return out

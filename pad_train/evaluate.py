@@ -1,11 +1,22 @@
 """Evaluate a student by running what it writes.
 
-For each question of a dataset in the store: generate a program (greedy, or K samples with
-temperature and a majority vote over the executed answers, i.e. self-consistency), execute
-it in pad's sandbox, and score it against the gold answer with pad's labels. Every student
-program is written back to the store (origin ``student``, teacher = the model, with its
-execution and label, and ``eval_run_id``), so the review app and SQL show the student's
-errors exactly like a teacher's. ``eval_runs`` keeps accuracy per model/dataset/settings.
+For each question of a dataset in the store: write a program, execute it in pad's sandbox
+and score it against the gold answer with pad's labels. Decoding (``decode``):
+
+- ``greedy``; ``sample`` (K samples with temperature and a majority vote over the executed
+  answers, i.e. self-consistency, when ``samples`` > 1);
+- ``stepwise``: step-wise verified beam search (:mod:`pad_train.stepwise`).
+
+``refine_rounds`` R > 0 adds the paper's iterative self-refinement: a program that raised,
+did not compile, returned nothing or returned a non-number for a numeric question goes
+back to the student with its execution feedback (the refinement prompt it was trained on
+with ``sft --task refine``), up to R times. The gold answer is never used to decide.
+
+Every student program is written back to the store (origin ``student``, teacher = the
+model, ``eval_run_id``, ``refine_round`` and a parent link to the program it fixes), with
+its execution and label, so the review app and SQL show the student's errors exactly like a
+teacher's. ``eval_runs`` keeps accuracy (after the last round), the accuracy after each
+round, and programs/s per model/dataset/settings.
 """
 
 from __future__ import annotations
@@ -22,20 +33,22 @@ import pandas as pd
 
 from pad_data.execute import insert_executions, result_row
 from pad_data.extract import extract_program
+from pad_data.feedback import feedback
 from pad_data.labels import numbers_match, parse_number
 from pad_data.sandbox.pool import SandboxPool
 from pad_data.store import Store, content_id
 
-from .data import cot_prompt_for, prompt_for
+from .data import cot_prompt_for, prompt_for, refine_prompt_for
 
 _ANSWER = re.compile(r"answer is\s*\$?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)
+DECODES = ("auto", "greedy", "sample", "stepwise")
 
 
 def cot_answer(text: str) -> float | None:
     """The final answer of a rationale: "... The answer is 42." (else the last number in it)."""
     m = _ANSWER.findall(text) or re.findall(r"-?[\d,]*\.?\d+", text)
     return parse_number(m[-1]) if m else None
-from .sft import load_model
+from .sft import load_model  # noqa: E402
 
 
 @dataclass
@@ -48,36 +61,55 @@ class EvalConfig:
     timeout: float = 2.0
     memory_mb: int = 512
     limit: int | None = None
+    decode: str = "auto"  # auto: greedy, or sample when samples > 1 or temperature > 0
+    beams: int = 4  # stepwise
+    candidates: int = 4  # stepwise
+    refine_rounds: int = 0
+
+    def decode_name(self) -> str:
+        if self.cot:
+            return "cot" + ("-self-consistency" if self.samples > 1 else "")
+        if self.decode == "stepwise":
+            return f"stepwise(B={self.beams},C={self.candidates})"
+        if self.decode == "greedy" or (self.decode == "auto" and self.samples == 1 and self.temperature == 0):
+            return "greedy"
+        return "self-consistency" if self.samples > 1 else "sampling"
 
 
-def generate_programs(model, tok, seq2seq: bool, questions: list[str], cfg: EvalConfig,
-                      progress: Callable[[int, int], None] | None = None) -> list[list[str]]:
-    """``samples`` completions per question, batched, left-padded for causal LMs."""
+def generate_texts(model, tok, seq2seq: bool, prompts: list[str], cfg: EvalConfig, samples: int = 1,
+                   sample: bool = False, progress: Callable[[int, int], None] | None = None) -> list[list[str]]:
+    """``samples`` completions per prompt, batched, left-padded for causal LMs."""
     import torch
 
     device = next(model.parameters()).device
     tok.padding_side = "left" if not seq2seq else "right"
     out: list[list[str]] = []
-    sample = cfg.samples > 1 or cfg.temperature > 0
-    make_prompt = cot_prompt_for if cfg.cot else prompt_for
     window = None if seq2seq else getattr(model.config, "max_position_embeddings", None)
     if window is not None and window <= cfg.max_new_tokens:
         raise ValueError(f"--max-new-tokens {cfg.max_new_tokens} does not fit the model's {window} positions")
-    tok.truncation_side = "left"  # a prompt too long for the window keeps its end (the question)
-    for k in range(0, len(questions), cfg.batch_size):
-        prompts = [make_prompt(q) for q in questions[k:k + cfg.batch_size]]
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=seq2seq,
+    tok.truncation_side = "left"  # a prompt too long for the window keeps its end
+    for k in range(0, len(prompts), cfg.batch_size):
+        enc = tok(prompts[k:k + cfg.batch_size], return_tensors="pt", padding=True, add_special_tokens=seq2seq,
                   truncation=window is not None, max_length=window - cfg.max_new_tokens if window else None).to(device)
         with torch.no_grad():
             gen = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=sample,
                                  temperature=cfg.temperature if sample else None, top_p=None, top_k=None,
-                                 num_return_sequences=cfg.samples, pad_token_id=tok.pad_token_id)
+                                 num_return_sequences=samples, pad_token_id=tok.pad_token_id)
         new = gen if seq2seq else gen[:, enc["input_ids"].shape[1]:]
         texts = tok.batch_decode(new, skip_special_tokens=True)
-        out += [texts[i:i + cfg.samples] for i in range(0, len(texts), cfg.samples)]
+        out += [texts[i:i + samples] for i in range(0, len(texts), samples)]
         if progress:
-            progress(len(out), len(questions))
+            progress(len(out), len(prompts))
     return out
+
+
+def generate_programs(model, tok, seq2seq: bool, questions: list[str], cfg: EvalConfig,
+                      progress: Callable[[int, int], None] | None = None) -> list[list[str]]:
+    """``samples`` completions per question (a program, or a rationale with ``cot``)."""
+    make_prompt = cot_prompt_for if cfg.cot else prompt_for
+    sample = cfg.decode == "sample" or (cfg.decode == "auto" and (cfg.samples > 1 or cfg.temperature > 0))
+    return generate_texts(model, tok, seq2seq, [make_prompt(q) for q in questions], cfg, cfg.samples, sample,
+                          progress)
 
 
 def _vote(labels_values: list[tuple[str, object]]) -> int:
@@ -90,9 +122,44 @@ def _vote(labels_values: list[tuple[str, object]]) -> int:
     return answers.index(best)
 
 
+def _needs_fix(execution: dict) -> bool:
+    """Refine when running it said so: an error, no answer, or a non-number for a numeric question."""
+    return execution["status"] != "ok" or execution["label"] == "non_numeric"
+
+
+def _accuracy(chains: dict[tuple[str, int], list[dict]], upto: int, vote: bool) -> tuple[int, int]:
+    """``(correct, questions)`` using each chain's latest program at or before round ``upto``."""
+    by_problem: dict[str, list] = {}
+    for (pid, i), steps in chains.items():
+        last = [s for s in steps if s["round"] <= upto][-1]["execution"]
+        by_problem.setdefault(pid, []).append((i, last["label"], last["value"] if last["status"] == "ok" else None))
+    correct = 0
+    for samples in by_problem.values():
+        samples.sort()
+        chosen = samples[_vote([(lab, val) for _, lab, val in samples])] if vote else samples[0]
+        correct += chosen[1] == "correct"
+    return correct, len(by_problem)
+
+
+def _check_config(cfg: EvalConfig, seq2seq: bool) -> None:
+    if cfg.decode not in DECODES:
+        raise ValueError(f"unknown --decode {cfg.decode!r}; choose from {', '.join(DECODES)}")
+    if cfg.refine_rounds < 0:
+        raise ValueError("--refine-rounds must be >= 0")
+    if cfg.cot and (cfg.decode == "stepwise" or cfg.refine_rounds):
+        raise ValueError("--cot scores rationales: it does not combine with --decode stepwise or --refine-rounds")
+    if cfg.decode == "stepwise":
+        if seq2seq:
+            raise ValueError("--decode stepwise needs a causal LM (this model is seq2seq)")
+        if cfg.samples > 1:
+            raise ValueError("--decode stepwise returns one program per question: use --beams, not --samples")
+        if cfg.beams < 1 or cfg.candidates < 1:
+            raise ValueError("--beams and --candidates must be >= 1")
+
+
 def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cfg: EvalConfig | None = None,
              progress: Callable[[int, int], None] | None = None) -> dict:
-    """Generate, execute, score; store the programs and an ``eval_runs`` row; return the summary."""
+    """Generate, execute, (refine,) score; store the programs and an ``eval_runs`` row; return the summary."""
     import torch
 
     cfg = cfg or EvalConfig()
@@ -101,53 +168,81 @@ def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cf
     if rows.empty:
         raise ValueError(f"no problems in {dataset}/{split}; ingest them first")
     model, tok, seq2seq = load_model(model_dir)
+    _check_config(cfg, seq2seq)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
-    completions = generate_programs(model, tok, seq2seq, rows.question.tolist(), cfg, progress)
-    gen_s = time.perf_counter() - t0
     if cfg.cot:
-        return _score_cot(store, model_dir, dataset, split, rows, completions, cfg, run_id, gen_s)
-    items, meta = [], {}
-    for (pid, q, gold, gold_text), texts in zip(rows.itertuples(index=False), completions):
-        for i, text in enumerate(texts):
-            code = extract_program(text)
-            prog_id = content_id("program", pid, "student", model_dir, run_id, i, code)
-            items.append((prog_id, code))
-            meta[prog_id] = (pid, i, text, code, None if pd.isna(gold) else float(gold), gold_text)
-    t1 = time.perf_counter()
+        completions = generate_programs(model, tok, seq2seq, rows.question.tolist(), cfg, progress)
+        return _score_cot(store, model_dir, dataset, split, rows, completions, cfg, run_id, time.perf_counter() - t0)
+    problems = {r.problem_id: r for r in rows.itertuples(index=False)}
+    chains: dict[tuple[str, int], list[dict]] = {}
     with SandboxPool(workers=2, timeout=cfg.timeout, memory_mb=cfg.memory_mb) as pool:
-        results = dict(pool.map(items))
         executor = pool.executor_version
-    exec_s = time.perf_counter() - t1
-    now = pd.Timestamp.now()
-    programs, executions = [], []
-    by_problem: dict[str, list] = {}
-    for prog_id, (pid, i, text, code, gold, gold_text) in meta.items():
-        row = result_row(prog_id, results[prog_id], gold, gold_text, cfg.timeout, cfg.memory_mb, executor, now)
-        executions.append(row)
-        programs.append({"program_id": prog_id, "problem_id": pid, "origin": "student", "teacher": model_dir,
-                         "sample_idx": i, "program": code, "completion": text, "eval_run_id": run_id})
-        by_problem.setdefault(pid, []).append((i, row["label"], row["value"] if row["status"] == "ok" else None))
-    correct = 0
-    for pid, samples in by_problem.items():
-        samples.sort()
-        chosen = samples[_vote([(lab, val) for _, lab, val in samples])] if cfg.samples > 1 else samples[0]
-        correct += chosen[1] == "correct"
-    n = len(by_problem)
+
+        def run(items: list[tuple[str, int, int, str, str | None]]) -> None:
+            """Execute ``(problem_id, sample, round, completion, parent)`` items and append them to their chains."""
+            now = pd.Timestamp.now()
+            progs = {}
+            for pid, i, rnd, text, parent in items:
+                code = extract_program(text)
+                key = (pid, "student", model_dir, run_id, i) + ((rnd,) if rnd else ()) + (code,)
+                progs[content_id("program", *key)] = (pid, i, rnd, text, code, parent)
+            results = dict(pool.map((k, v[4]) for k, v in progs.items()))
+            for prog_id, (pid, i, rnd, text, code, parent) in progs.items():
+                gold = problems[pid].answer
+                execution = result_row(prog_id, results[prog_id], None if pd.isna(gold) else float(gold),
+                                       problems[pid].answer_text, cfg.timeout, cfg.memory_mb, executor, now)
+                chains.setdefault((pid, i), []).append({
+                    "round": rnd, "execution": execution,
+                    "program": {"program_id": prog_id, "problem_id": pid, "origin": "student", "teacher": model_dir,
+                                "sample_idx": i, "program": code, "completion": text, "eval_run_id": run_id,
+                                "parent_program_id": parent, "refine_round": rnd}})
+
+        if cfg.decode == "stepwise":
+            from .stepwise import StepwiseConfig, StepwiseSearch
+
+            search = StepwiseSearch(model, tok, StepwiseConfig(beams=cfg.beams, candidates=cfg.candidates,
+                                                               temperature=cfg.temperature or 0.8,
+                                                               max_line_tokens=min(64, cfg.max_new_tokens)), pool)
+            first = []
+            for n, q in enumerate(rows.question, 1):
+                first.append([search.search(q).text])
+                if progress:
+                    progress(n, len(rows))
+        else:
+            first = generate_programs(model, tok, seq2seq, rows.question.tolist(), cfg, progress)
+        run([(pid, i, 0, text, None) for pid, texts in zip(rows.problem_id, first) for i, text in enumerate(texts)])
+        for rnd in range(1, cfg.refine_rounds + 1):
+            todo = [(key, steps[-1]) for key, steps in chains.items() if _needs_fix(steps[-1]["execution"])]
+            if not todo:
+                break
+            prompts = [refine_prompt_for(problems[pid].question, last["program"]["program"],
+                                         feedback(last["execution"]["status"], last["execution"]["value"],
+                                                  last["execution"]["error_type"], last["execution"]["error_message"],
+                                                  last["execution"]["error_line"], cfg.timeout))
+                       for (pid, _), last in todo]
+            fixes = generate_texts(model, tok, seq2seq, prompts, cfg)
+            run([(pid, i, rnd, texts[0], last["program"]["program_id"]) for ((pid, i), last), texts in zip(todo, fixes)])
+    seconds = time.perf_counter() - t0
+    vote = cfg.samples > 1
+    by_round = [_accuracy(chains, r, vote) for r in range(cfg.refine_rounds + 1)]
+    correct, n = by_round[-1]
     accuracy = correct / n
-    settings = {**asdict(cfg), "decode": "greedy" if cfg.samples == 1 and cfg.temperature == 0 else
-                ("self-consistency" if cfg.samples > 1 else "sampling")}
-    pps = len(items) / (gen_s + exec_s) if gen_s + exec_s > 0 else 0.0
+    steps = [s for chain in chains.values() for s in chain]
+    settings = {**asdict(cfg), "decode": cfg.decode_name()}
+    pps = len(steps) / seconds if seconds > 0 else 0.0
     with store.transaction():
-        store.insert_new("programs", pd.DataFrame(programs), "program_id")
-        insert_executions(store, executions)
+        store.insert_new("programs", pd.DataFrame([s["program"] for s in steps]), "program_id")
+        insert_executions(store, [s["execution"] for s in steps])
         store.con.execute("INSERT INTO eval_runs (run_id, model, dataset, split, questions, correct, accuracy, "
-                          "settings, programs_per_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          [run_id, model_dir, dataset, split, n, correct, accuracy, json.dumps(settings), pps])
-    labels = Counter(r["label"] for r in executions)
+                          "settings, programs_per_s, accuracy_by_round) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          [run_id, model_dir, dataset, split, n, correct, accuracy, json.dumps(settings), pps,
+                           json.dumps([c / q for c, q in by_round])])
+    labels = Counter(s["execution"]["label"] for s in steps if s["round"] == 0)
     return {"run_id": run_id, "questions": n, "correct": correct, "accuracy": accuracy, "labels": dict(labels),
-            "generate_s": gen_s, "execute_s": exec_s, "programs_per_s": pps, "settings": settings}
+            "accuracy_by_round": [c / q for c, q in by_round], "programs": len(steps), "seconds": seconds,
+            "programs_per_s": pps, "settings": settings}
 
 
 def _score_cot(store: Store, model_dir: str, dataset: str, split: str, rows: pd.DataFrame,
@@ -160,7 +255,7 @@ def _score_cot(store: Store, model_dir: str, dataset: str, split: str, rows: pd.
         answer = votes.most_common(1)[0][0] if votes else None
         correct += answer is not None and not pd.isna(gold) and numbers_match(answer, float(gold))
     n = len(rows)
-    settings = {**asdict(cfg), "decode": "cot" + ("-self-consistency" if cfg.samples > 1 else "")}
+    settings = {**asdict(cfg), "decode": cfg.decode_name()}
     with store.transaction():
         store.con.execute("INSERT INTO eval_runs (run_id, model, dataset, split, questions, correct, accuracy, "
                           "settings, programs_per_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -174,9 +269,13 @@ def _score_cot(store: Store, model_dir: str, dataset: str, split: str, rows: pd.
 def report(store: Store) -> pd.DataFrame:
     """Every eval run, best first per dataset, with its decoding settings."""
     df = store.df("SELECT model, dataset, split, settings, questions, correct, round(100 * accuracy, 1) "
-                  "AS accuracy_pct, round(programs_per_s, 1) AS programs_per_s, created_at, run_id "
+                  "AS accuracy_pct, accuracy_by_round, round(programs_per_s, 1) AS programs_per_s, created_at, run_id "
                   "FROM eval_runs ORDER BY dataset, accuracy DESC, created_at")
     settings = [json.loads(s) for s in df.pop("settings")]
     df.insert(3, "decode", [s.get("decode") for s in settings])
     df.insert(4, "samples", [s.get("samples") for s in settings])
+    df.insert(5, "refine_rounds", [s.get("refine_rounds", 0) for s in settings])
+    # accuracy after each self-refinement round: "40.0 -> 55.0 -> 60.0"
+    df["accuracy_by_round"] = [" -> ".join(f"{100 * a:.1f}" for a in json.loads(r)) if isinstance(r, str) else ""
+                               for r in df["accuracy_by_round"]]
     return df

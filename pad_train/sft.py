@@ -41,7 +41,9 @@ class SFTConfig:
 def load_model(name: str):
     """``(model, tokenizer, is_seq2seq)`` for a local directory or a Hub name."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # pad-train shows its own progress
     try:
         config = AutoConfig.from_pretrained(name)
         tok = AutoTokenizer.from_pretrained(name)

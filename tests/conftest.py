@@ -36,3 +36,21 @@ def pad_cli(*args, cwd=None, env=None, check=False):
     if check and res.returncode != 0:
         raise AssertionError(f"pad {args} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
     return res
+
+
+def tiny_gpt2(path: Path, positions: int = 128) -> Path:
+    """A 2-layer GPT-2 with a byte-level tokenizer (no merges): built and saved locally."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["x"], vocab_size=257, min_frequency=1, special_tokens=["<|endoftext|>"])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=positions, n_embd=96, n_layer=2, n_head=4,
+                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    import torch
+
+    torch.manual_seed(0)
+    GPT2LMHeadModel(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

@@ -13,24 +13,7 @@ from pad_data.execute import execute  # noqa: E402
 from pad_data.ingest import import_programs, ingest  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
-from conftest import pad_cli  # noqa: E402
-
-
-def tiny_gpt2(path: Path) -> Path:
-    """A 2-layer GPT-2 with a byte-level tokenizer (no merges): built and saved locally."""
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(["x"], vocab_size=257, min_frequency=1, special_tokens=["<|endoftext|>"])
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=96, n_layer=2, n_head=4,
-                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    GPT2LMHeadModel(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+from conftest import pad_cli, tiny_gpt2  # noqa: E402
 
 
 @pytest.fixture
