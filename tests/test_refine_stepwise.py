@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 
 from pad_data.execute import execute  # noqa: E402
 from pad_data.ingest import import_programs  # noqa: E402
-from pad_data.inject import KINDS, inject, inject_errors, variants  # noqa: E402
+from pad_data.inject import KINDS, inject, variants  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
 from conftest import pad_cli, tiny_gpt2  # noqa: E402
