@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up pad on a fresh machine: bubblewrap (the sandbox's strongest isolation layer, when it
 # can be installed), a virtual environment in .venv, torch (CPU build), and pad with its
-# test and train extras.
+# test, train and ray extras.
 set -euo pipefail
 cd "$(dirname "$0")"
 # Debian packages: bubblewrap (the sandbox's OS isolation layer) and chromium (the review
@@ -21,4 +21,4 @@ fi
 .venv/bin/pip install -q --upgrade pip >/dev/null
 # torch first, pinned: the CPU build (an unpinned torch pulls several GB of CUDA packages)
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e ".[test,train]"
+.venv/bin/pip install -q -e ".[test,train,ray]"

@@ -1,6 +1,6 @@
 """Run every pad benchmark and print one summary: ``.venv/bin/python bench/run_all.py``.
 
-About 12 minutes on the 2-core reference machine. Each script prints its own table with its
+About 10 minutes on the 2-core reference machine. Each script prints its own table with its
 baselines and writes bench/results/<name>.json; this one runs them in turn and stops at the
 first failure. Pass ``--quick`` for a smaller run (minutes, not for quoting).
 """
@@ -16,6 +16,7 @@ RUNS = [
     ("execute", ["bench_execute.py"] + (["--n", "5000", "--repeats", "1", "--baseline-n", "100"] if QUICK else [])),
     ("generate", ["bench_generate.py"] + (["--questions", "200", "--repeats", "1"] if QUICK else [])),
     ("store", ["bench_store.py"] + (["--sizes", "10000,100000", "--repeats", "1"] if QUICK else [])),
+    ("ray", ["bench_ray.py"] + (["--n", "5000", "--repeats", "1"] if QUICK else [])),
 ]
 
 for name, cmd in RUNS:

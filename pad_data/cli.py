@@ -15,6 +15,7 @@ import duckdb
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -44,7 +45,7 @@ def _cli_errors(interrupted: str = "interrupted: committed work is kept; rerun t
         yield
     except (ValueError, RuntimeError, StoreError, api.TeacherError, duckdb.Error) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        err_console.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print(interrupted)
@@ -119,11 +120,27 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
             rerun: bool = typer.Option(False, help="execute again programs that already have a result"),
             limit: Optional[int] = typer.Option(None, help="at most N programs"),
             isolation: str = typer.Option("auto", help="auto|bwrap|unshare|process"),
-            origin: Optional[str] = typer.Option(None, help="only programs of this origin (teacher, injected, ...)")) -> None:
+            origin: Optional[str] = typer.Option(None, help="only programs of this origin (teacher, injected, ...)"),
+            engine: str = typer.Option("local", help="local (this machine) | ray (Ray Data over Parquet shards)"),
+            address: Optional[str] = typer.Option(None, help="ray: cluster address [default: start a local Ray]"),
+            shards: Optional[str] = typer.Option(None, help="ray: shard folder, shared by all nodes "
+                                                            "[default: beside the store, STORE.shards/]"),
+            shard_size: int = typer.Option(5000, help="ray: programs per shard")) -> None:
     """Run programs that have no execution yet in the sandbox, and label them."""
     with _cli_errors(), _store() as store, _progress("executing") as progress:
-        r = api.execute(store, dataset=dataset, timeout=timeout, memory_mb=memory_mb, workers=workers,
-                        rerun=rerun, limit=limit, isolation_level=isolation, origin=origin, progress=progress)
+        if engine == "ray":
+            if rerun:
+                raise ValueError("--rerun runs on --engine local only")
+            from .ray_engine import execute_ray
+
+            r = execute_ray(store, shards=shards, address=address, shard_size=shard_size, dataset=dataset,
+                            origin=origin, limit=limit, timeout=timeout, memory_mb=memory_mb,
+                            isolation_level=isolation, progress=progress)
+        elif engine == "local":
+            r = api.execute(store, dataset=dataset, timeout=timeout, memory_mb=memory_mb, workers=workers,
+                            rerun=rerun, limit=limit, isolation_level=isolation, origin=origin, progress=progress)
+        else:
+            raise ValueError(f"unknown --engine {engine!r}; choose local or ray")
     _print_labels(r["labels"], title=f"executed {r['executed']} programs in {r['seconds']:.2f} s "
                                      f"({r['programs_per_s']:,.0f}/s, {r['executor']})")
 
@@ -144,7 +161,12 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
              split: Optional[str] = typer.Option(None),
              limit: Optional[int] = typer.Option(None, help="at most N questions"),
              price_in: Optional[float] = typer.Option(None, help="USD per 1M prompt tokens (cost estimate)"),
-             price_out: Optional[float] = typer.Option(None, help="USD per 1M completion tokens")) -> None:
+             price_out: Optional[float] = typer.Option(None, help="USD per 1M completion tokens"),
+             engine: str = typer.Option("local", help="local | ray (Ray Data tasks over Parquet shards)"),
+             address: Optional[str] = typer.Option(None, help="ray: cluster address [default: start a local Ray]"),
+             shards: Optional[str] = typer.Option(None, help="ray: shard folder shared by all nodes "
+                                                            "[default: STORE.shards/]"),
+             shard_size: int = typer.Option(500, help="ray: problems per shard")) -> None:
     """Ask a teacher LLM for programs (cached, resumable: a rerun only asks for what is missing).
 
     The API key comes from OPENAI_API_KEY.
@@ -152,7 +174,23 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
     from .generate import generate as run_generate, make_teacher
 
     prices = (price_in or 0.0, price_out or 0.0) if (price_in is not None or price_out is not None) else None
+    if engine == "ray":
+        from .ray_engine import generate_ray
+
+        with _cli_errors(), _store() as store, _progress("generating") as progress:
+            r = generate_ray(store, backend, model, dataset, base_url=base_url, samples=samples,
+                             temperature=temperature, max_tokens=max_tokens, concurrency=concurrency, prompt=prompt,
+                             split=split, limit=limit, prices=prices, max_retries=max_retries, timeout=timeout,
+                             shards=shards, address=address, shard_size=shard_size, progress=progress)
+        console.print(f"{r['teacher']} ({r['prompt']} prompt, ray, {r['shards']} shards): {r['added']} programs "
+                      f"added, {r['cached']} already stored, {r['failed']} failed (retried next run), "
+                      f"{r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)")
+        if r["failed"]:
+            raise typer.Exit(3)
+        return
     with _cli_errors(), _store() as store, _progress("generating") as progress:
+        if engine != "local":
+            raise ValueError(f"unknown --engine {engine!r}; choose local or ray")
         teacher = make_teacher(backend, model, base_url=base_url, max_retries=max_retries, timeout=timeout)
         r = run_generate(store, teacher, dataset, samples=samples, temperature=temperature,
                          max_tokens=max_tokens, concurrency=concurrency, prompt=prompt, split=split,
@@ -317,18 +355,31 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
 
 
 @app.command()
-def export(name: str = typer.Argument(..., help="curated snapshot"),
+def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
            out: str = typer.Option(..., "--out", help="output directory"),
            fmt: str = typer.Option("hf", "--format", help="hf (DatasetDict.save_to_disk) | parquet | jsonl"),
            license_: str = typer.Option("other", "--license", help="license field of the dataset card"),
            push_to_hub: Optional[str] = typer.Option(None, help="also upload to this Hub dataset repo"),
-           overwrite: bool = typer.Option(False, help="replace a non-empty --out")) -> None:
-    """Export a curated snapshot with a generated dataset card."""
-    from .export import export as run_export
+           overwrite: bool = typer.Option(False, help="replace a non-empty --out"),
+           from_parquet: Optional[str] = typer.Option(None, help="instead of a snapshot: a folder of Parquet "
+                                                      "shards (train*.parquet, validation*, test*) to stream "
+                                                      "into a Hugging Face dataset")) -> None:
+    """Export a curated snapshot with a generated dataset card (or Parquet shards as an HF dataset)."""
+    from .export import export as run_export, export_parquet_shards
 
-    with _cli_errors(), _store() as store:
-        r = run_export(store, name, out, fmt=fmt, license=license_, push_to_hub=push_to_hub,
-                       overwrite=overwrite)
+    with _cli_errors():
+        if from_parquet:
+            if name or fmt != "hf":
+                raise ValueError("--from-parquet takes no snapshot NAME and writes --format hf")
+            r = export_parquet_shards(from_parquet, out, overwrite=overwrite, push_to_hub=push_to_hub)
+            console.print(f"exported {from_parquet} to {r['out']} (hf): {r['counts']}"
+                          + (f"; pushed {r['pushed']}" if r["pushed"] else ""))
+            return
+        if not name:
+            raise ValueError("give a snapshot NAME (or --from-parquet DIR)")
+        with _store() as store:
+            r = run_export(store, name, out, fmt=fmt, license=license_, push_to_hub=push_to_hub,
+                           overwrite=overwrite)
     console.print(f"exported {name} to {r['out']} ({fmt}): {r['counts']}"
                   + (f"; pushed {r['pushed']}" if r["pushed"] else ""))
 

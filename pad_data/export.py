@@ -139,6 +139,16 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
     return "\n".join(lines)
 
 
+def _fresh(out: str | Path, overwrite: bool) -> Path:
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out}: exists and is not empty (pass --overwrite)")
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def export(store: Store, name: str, out: str | Path, fmt: str = "hf", license: str = "other",
            push_to_hub: str | None = None, overwrite: bool = False) -> dict:
     """Write snapshot ``name`` to ``out``; returns ``{"counts", "out", "pushed"}``."""
@@ -146,12 +156,7 @@ def export(store: Store, name: str, out: str | Path, fmt: str = "hf", license: s
         raise ExportError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if not store.con.execute("SELECT 1 FROM curations WHERE name = ?", [name]).fetchall():
         raise ExportError(f"no curated snapshot named {name!r} (see `pad curate --list`)")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out}: exists and is not empty (pass --overwrite)")
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _fresh(out, overwrite)
     with _bounded(store):
         counts = _write_splits(store, name, out, fmt)
         card = dataset_card(store, name, counts, fmt, license)
@@ -181,6 +186,39 @@ def _write_splits(store: Store, name: str, out: Path, fmt: str) -> dict[str, int
                                                              keep_in_memory=False)
             datasets.DatasetDict(parts).save_to_disk(str(out))
     return counts
+
+
+def export_parquet_shards(src: str | Path, out: str | Path, overwrite: bool = False,
+                          push_to_hub: str | None = None) -> dict:
+    """``pad export --from-parquet DIR``: Parquet shards straight into a ``DatasetDict``.
+
+    Files are assigned to splits by name (``train*.parquet``, ``validation*``/``val*``,
+    ``test*``; any other name is train). ``datasets`` converts them record batch by record
+    batch into memory-mapped Arrow files, so no split is ever held in memory whole.
+    """
+    import datasets
+
+    src = Path(src)
+    files = sorted(src.glob("*.parquet")) if src.is_dir() else []
+    if not files:
+        raise ExportError(f"{src}: no .parquet files")
+    by_split: dict[str, list[str]] = {}
+    for f in files:
+        split = next((s for s, prefixes in (("validation", ("validation", "val")), ("test", ("test",)))
+                      if f.name.startswith(prefixes)), "train")
+        by_split.setdefault(split, []).append(str(f))
+    out = _fresh(out, overwrite)
+    datasets.disable_progress_bars()
+    with tempfile.TemporaryDirectory(prefix="pad-export-") as tmp:
+        try:
+            parts = {split: datasets.Dataset.from_parquet(paths, cache_dir=str(Path(tmp) / "cache"),
+                                                          keep_in_memory=False)
+                     for split, paths in by_split.items()}
+        except Exception as exc:  # noqa: BLE001 - schema mismatch between shards, a corrupt file: one line
+            raise ExportError(f"{src}: cannot read the shards: {str(exc).splitlines()[0][:300]}") from None
+        datasets.DatasetDict(parts).save_to_disk(str(out))
+        counts = {split: len(d) for split, d in parts.items()}
+    return {"counts": counts, "out": str(out), "pushed": _push(out, push_to_hub) if push_to_hub else None}
 
 
 def _push(folder: Path, repo: str) -> str:

@@ -95,35 +95,22 @@ def generate(store: Store, teacher: Teacher, dataset: str, samples: int = 4, tem
              prices: tuple[float, float] | None = None,
              progress: Callable[[int, int], None] | None = None) -> dict:
     """Ask ``teacher`` for ``samples`` programs per problem of ``dataset``; store each as it arrives."""
-    if samples < 1 or concurrency < 1:
+    if concurrency < 1:
         raise ValueError("--samples and --concurrency must be >= 1")
-    p = load_prompt(prompt, dataset)
-    where, params = "dataset = ?", [dataset]
-    if split:
-        where += " AND split = ?"
-        params.append(split)
-    problems = store.con.execute(f"SELECT problem_id, question FROM problems WHERE {where} "
-                                 f"ORDER BY problem_id" + (f" LIMIT {int(limit)}" if limit else ""),
-                                 params).fetchall()
-    if not problems:
-        raise ValueError(f"no problems in dataset {dataset!r}" + (f" split {split!r}" if split else "")
-                         + "; run `pad ingest` first")
-    with store.transaction():
-        store.insert_new("prompts", pd.DataFrame([{"prompt_id": p.prompt_id, "name": p.name,
-                                                   "text": p.text}]), "prompt_id")
-    keys = {pid: [gen_key(pid, p.prompt_id, teacher.name, temperature, max_tokens, i)
-                  for i in range(samples)] for pid, _ in problems}
-    store.con.register("_pad_keys", pd.DataFrame({"k": [k for ks in keys.values() for k in ks]}))
-    try:
-        have = {r[0] for r in store.con.execute(
-            "SELECT gen_key FROM programs WHERE gen_key IN (SELECT k FROM _pad_keys)").fetchall()}
-    finally:
-        store.con.unregister("_pad_keys")
-    todo = [(pid, q, [i for i in range(samples) if keys[pid][i] not in have]) for pid, q in problems]
-    todo = [t for t in todo if t[2]]
+    p, todo, keys, cached = plan(store, teacher.name, dataset, samples, temperature, max_tokens, prompt,
+                                 split, limit)
     total = sum(len(t[2]) for t in todo)
-    return asyncio.run(_run(store, teacher, p, todo, keys, samples, temperature, max_tokens,
-                            concurrency, prices, progress, total, cached=len(have)))
+    stats = new_stats(total, cached=cached)
+    failed_keys = {r[0] for r in store.con.execute("SELECT gen_key FROM generation_failures").fetchall()}
+    writer = _Writer(store, stats, progress, total, failed_keys)
+    writer.start()
+    t0 = time.perf_counter()
+    try:
+        asyncio.run(run_requests(teacher, p, todo, keys, temperature, max_tokens, concurrency, prices,
+                                 lambda kind, rows: writer.queue.put((kind, rows)), stats))
+    finally:
+        writer.close()  # everything received is committed, also on Ctrl-C
+    return finish_stats(stats, teacher, p, time.perf_counter() - t0)
 
 
 class _Writer(threading.Thread):
@@ -187,15 +174,63 @@ class _Writer(threading.Thread):
             raise self.error
 
 
-async def _run(store, teacher, prompt: Prompt, todo, keys, samples, temperature, max_tokens,
-               concurrency, prices, progress, total, cached) -> dict:
+def plan(store: Store, model: str, dataset: str, samples: int, temperature: float, max_tokens: int,
+         prompt: str | None = None, split: str | None = None, limit: int | None = None
+         ) -> tuple[Prompt, list[tuple[str, str, list[int]]], dict[str, list[str]], int]:
+    """What a generation run must ask for: ``(prompt, todo, keys, cached)``, where ``todo`` is
+    ``[(problem_id, question, [missing sample_idx])]`` and ``keys`` the samples' cache keys."""
+    if samples < 1:
+        raise ValueError("--samples and --concurrency must be >= 1")
+    p = load_prompt(prompt, dataset)
+    where, params = "dataset = ?", [dataset]
+    if split:
+        where += " AND split = ?"
+        params.append(split)
+    problems = store.con.execute(f"SELECT problem_id, question FROM problems WHERE {where} "
+                                 f"ORDER BY problem_id" + (f" LIMIT {int(limit)}" if limit else ""),
+                                 params).fetchall()
+    if not problems:
+        raise ValueError(f"no problems in dataset {dataset!r}" + (f" split {split!r}" if split else "")
+                         + "; run `pad ingest` first")
+    with store.transaction():
+        store.insert_new("prompts", pd.DataFrame([{"prompt_id": p.prompt_id, "name": p.name,
+                                                   "text": p.text}]), "prompt_id")
+    keys = {pid: [gen_key(pid, p.prompt_id, model, temperature, max_tokens, i)
+                  for i in range(samples)] for pid, _ in problems}
+    store.con.register("_pad_keys", pd.DataFrame({"k": [k for ks in keys.values() for k in ks]}))
+    try:
+        have = {r[0] for r in store.con.execute(
+            "SELECT gen_key FROM programs WHERE gen_key IN (SELECT k FROM _pad_keys)").fetchall()}
+    finally:
+        store.con.unregister("_pad_keys")
+    todo = [(pid, q, [i for i in range(samples) if keys[pid][i] not in have]) for pid, q in problems]
+    return p, [t for t in todo if t[2]], keys, len(have)
+
+
+def new_stats(total: int, cached: int = 0) -> dict:
+    return {"requested_samples": total, "cached": cached, "added": 0, "failed": 0, "requests": 0,
+            "prompt_tokens": 0, "completion_tokens": 0}
+
+
+def finish_stats(stats: dict, teacher: Teacher, prompt: Prompt, seconds: float) -> dict:
+    stats["requests"] = getattr(teacher, "requests", stats["requests"])
+    stats.update(seconds=seconds, teacher=teacher.name, prompt=prompt.name,
+                 programs_per_s=stats["added"] / seconds if seconds > 0 else 0.0)
+    return stats
+
+
+async def run_requests(teacher: Teacher, prompt: Prompt, todo: list[tuple[str, str, list[int]]],
+                       keys: dict[str, list[str]], temperature: float, max_tokens: int, concurrency: int,
+                       prices: tuple[float, float] | None, put: Callable[[str, list[dict]], None],
+                       stats: dict) -> None:
+    """Ask ``teacher`` for the missing samples ``todo`` = ``[(problem_id, question, [sample_idx])]``.
+
+    Each response becomes ``programs`` rows handed to ``put("ok", rows)`` the moment it
+    arrives; requests that fail for good go to ``put("fail", rows)`` (``generation_failures``
+    rows). Used by ``pad generate`` (``put`` feeds the store's group-commit writer) and by the
+    Ray engine (``put`` collects a shard's rows).
+    """
     sem = asyncio.Semaphore(concurrency)
-    stats = {"requested_samples": total, "cached": cached, "added": 0, "failed": 0, "requests": 0,
-             "prompt_tokens": 0, "completion_tokens": 0}
-    failed_keys = {r[0] for r in store.con.execute("SELECT gen_key FROM generation_failures").fetchall()}
-    writer = _Writer(store, stats, progress, total, failed_keys)
-    writer.start()
-    t0 = time.perf_counter()
 
     def store_completion(pid: str, idxs: list[int], comp) -> None:
         k = len(idxs)
@@ -211,14 +246,13 @@ async def _run(store, teacher, prompt: Prompt, todo, keys, samples, temperature,
                          "sample_idx": idx, "program": code, "completion": text,
                          "prompt_id": prompt.prompt_id, "gen_key": key, "prompt_tokens": pt,
                          "completion_tokens": ct, "cost_usd": cost})
-        writer.queue.put(("ok", rows))
+        put("ok", rows)
         stats["prompt_tokens"] += comp.prompt_tokens or 0
         stats["completion_tokens"] += comp.completion_tokens or 0
 
     def record_failure(pid: str, idxs: list[int], error: str, attempts: int) -> None:
-        writer.queue.put(("fail", [{"gen_key": keys[pid][i], "problem_id": pid, "sample_idx": i,
-                                    "model": teacher.name, "error": error[:500], "attempts": attempts}
-                                   for i in idxs]))
+        put("fail", [{"gen_key": keys[pid][i], "problem_id": pid, "sample_idx": i,
+                      "model": teacher.name, "error": error[:500], "attempts": attempts} for i in idxs])
         stats["last_error"] = error
 
     async def one_problem(pid: str, question: str, missing: list[int]) -> None:
@@ -244,10 +278,4 @@ async def _run(store, teacher, prompt: Prompt, todo, keys, samples, temperature,
     try:
         await asyncio.gather(*(one_problem(pid, q, m) for pid, q, m in todo))
     finally:
-        writer.close()  # everything received is committed, also on Ctrl-C
         await teacher.aclose()
-    seconds = time.perf_counter() - t0
-    stats["requests"] = getattr(teacher, "requests", stats["requests"])
-    stats.update(seconds=seconds, teacher=teacher.name, prompt=prompt.name,
-                 programs_per_s=stats["added"] / seconds if seconds > 0 else 0.0)
-    return stats

@@ -179,6 +179,19 @@ MIGRATIONS: list[list[str]] = [
             origin VARCHAR,
             PRIMARY KEY (name, faulty_program_id, program_id))""",
     ],
+    # v7: Parquet shards of distributed (Ray) runs: the store stays the catalog
+    [
+        """CREATE TABLE shards (
+            shard_id VARCHAR PRIMARY KEY,
+            stage VARCHAR NOT NULL,
+            input_path VARCHAR NOT NULL,
+            output_path VARCHAR NOT NULL,
+            rows_in INTEGER NOT NULL,
+            rows_out INTEGER,
+            settings VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            ingested_at TIMESTAMP)""",
+    ],
 ]
 
 LABELED_VIEW = """CREATE OR REPLACE VIEW labeled_programs AS
