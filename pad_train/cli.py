@@ -90,6 +90,8 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
                                                   "[auto: greedy, or sample when --samples > 1]"),
           beams: int = typer.Option(4, help="stepwise: partial programs kept per step"),
           candidates: int = typer.Option(4, help="stepwise: next lines proposed per partial program"),
+          verifier: Optional[str] = typer.Option(None, help="stepwise: a step verifier (`pad-train verifier`)"),
+          verifier_weight: float = typer.Option(0.5, help="stepwise: weight of the verifier's log P(correct)"),
           refine_rounds: int = typer.Option(0, help="let the student fix its failing programs from the "
                                                     "execution feedback, up to R rounds")):
     """Generate a program per question, execute it in the sandbox, score it, store it."""
@@ -102,13 +104,35 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
         r = evaluate(store, model, dataset, split, EvalConfig(cot=cot, samples=samples, temperature=temperature,
                                                               batch_size=batch_size, max_new_tokens=max_new_tokens,
                                                               limit=limit, timeout=timeout, decode=decode, beams=beams,
-                                                              candidates=candidates, refine_rounds=refine_rounds),
+                                                              candidates=candidates, refine_rounds=refine_rounds,
+                                                              verifier=verifier, verifier_weight=verifier_weight),
                      progress=lambda d, t: bar.update(task, completed=d, total=t))
     rounds = r.get("accuracy_by_round") or []
     after = (" (after each refinement round: " + " -> ".join(f"{100 * a:.1f}%" for a in rounds) + ")"
              if len(rounds) > 1 else "")
     console.print(f"{dataset}/{split}: accuracy {100 * r['accuracy']:.1f}% ({r['correct']}/{r['questions']}){after}, "
                   f"{r['settings']['decode']}, labels {r['labels']}, {r['programs_per_s']:.1f} programs/s, run {r['run_id']}")
+
+
+@app.command("verifier")
+def verifier_(model: str = typer.Option(..., "--model", help="base model for the classifier (local dir or Hub name)"),
+              out: str = typer.Option(..., "--out", help="output directory"),
+              dataset: Optional[str] = typer.Option(None, help="only programs of this dataset"),
+              limit: Optional[int] = typer.Option(None, help="at most N programs"),
+              epochs: float = typer.Option(2.0), lr: float = typer.Option(5e-5), batch_size: int = typer.Option(16),
+              max_length: int = typer.Option(512), seed: int = typer.Option(0)):
+    """Train a step verifier (correct vs faulty program prefixes, from the store's labels) for stepwise search."""
+    from .verifier import VerifierConfig, step_examples, train_verifier
+
+    with _errors():
+        with Store(resolve_path(_state["db"]), read_only=True) as store:
+            examples = step_examples(store, dataset, limit)
+        if not examples:
+            raise ValueError("no labeled programs in the store: run `pad execute` first")
+        r = train_verifier(model, examples, out, VerifierConfig(epochs=epochs, lr=lr, batch_size=batch_size,
+                                                                max_length=max_length, seed=seed))
+    console.print(f"verifier: {r['steps']} steps on {r['examples']} prefixes ({r['correct_steps']} correct steps): "
+                  f"loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}; model in {r['out']}")
 
 
 @app.command()

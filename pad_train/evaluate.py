@@ -64,13 +64,16 @@ class EvalConfig:
     decode: str = "auto"  # auto: greedy, or sample when samples > 1 or temperature > 0
     beams: int = 4  # stepwise
     candidates: int = 4  # stepwise
+    verifier: str | None = None  # stepwise: a `pad-train verifier` model directory
+    verifier_weight: float = 0.5
+    exec_penalty: float = 10.0  # stepwise: subtracted per step whose check failed
     refine_rounds: int = 0
 
     def decode_name(self) -> str:
         if self.cot:
             return "cot" + ("-self-consistency" if self.samples > 1 else "")
         if self.decode == "stepwise":
-            return f"stepwise(B={self.beams},C={self.candidates})"
+            return f"stepwise(B={self.beams},C={self.candidates}{',verifier' if self.verifier else ''})"
         if self.decode == "greedy" or (self.decode == "auto" and self.samples == 1 and self.temperature == 0):
             return "greedy"
         return "self-consistency" if self.samples > 1 else "sampling"
@@ -155,6 +158,8 @@ def _check_config(cfg: EvalConfig, seq2seq: bool) -> None:
             raise ValueError("--decode stepwise returns one program per question: use --beams, not --samples")
         if cfg.beams < 1 or cfg.candidates < 1:
             raise ValueError("--beams and --candidates must be >= 1")
+    elif cfg.verifier:
+        raise ValueError("--verifier scores the steps of --decode stepwise")
 
 
 def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cfg: EvalConfig | None = None,
@@ -202,9 +207,14 @@ def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cf
         if cfg.decode == "stepwise":
             from .stepwise import StepwiseConfig, StepwiseSearch
 
+            from .verifier import Verifier
+
             search = StepwiseSearch(model, tok, StepwiseConfig(beams=cfg.beams, candidates=cfg.candidates,
                                                                temperature=cfg.temperature or 0.8,
-                                                               max_line_tokens=min(64, cfg.max_new_tokens)), pool)
+                                                               max_line_tokens=min(64, cfg.max_new_tokens),
+                                                               exec_penalty=cfg.exec_penalty,
+                                                               w_verifier=cfg.verifier_weight),
+                                    pool, Verifier(cfg.verifier) if cfg.verifier else None)
             first = []
             for n, q in enumerate(rows.question, 1):
                 first.append([search.search(q).text])

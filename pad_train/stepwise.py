@@ -6,12 +6,15 @@ always in the search space). Every extended prefix is scored by
 
     score = w_logprob * (mean log-probability of the program's tokens under the student)
             - exec_penalty * (number of steps whose check failed)
+            + w_verifier * (log P(correct step) of the prefix, from a step verifier, when given)
 
 The step check runs the prefix in pad's sandbox, completed into a function that returns
 (``pass`` under an open block, then ``return 0``): it must run without an error, and every
 name it reads must be defined somewhere in it (so a typo in a branch not taken still
 fails). With the default ``exec_penalty`` of 10 nats a prefix that fails is ranked below
-any prefix that runs, yet the search still returns something when all fail. The best
+any prefix that runs, yet the search still returns something when all fail. The optional
+verifier (:mod:`pad_train.verifier`, weight 0.5 by default) also ranks prefixes that run but
+look wrong to a classifier trained on the store's labeled programs. The best
 ``beams`` prefixes go on; a prefix ends at a ``return`` at the function's top level (or
 the end of the model's output) and is then checked as a whole program: it must return a
 value. The result is the best finished program, with each step's check in its trace.
@@ -41,6 +44,7 @@ class StepwiseConfig:
     max_line_tokens: int = 64
     w_logprob: float = 1.0
     exec_penalty: float = 10.0
+    w_verifier: float = 0.5  # used only with a verifier
 
 
 @dataclass
@@ -49,11 +53,13 @@ class Partial:
     logprob: float = 0.0  # sum over the program's tokens
     tokens: int = 0
     failed_steps: int = 0
+    verifier: float = 0.0  # log P(correct step) of this prefix, when a verifier is used
     done: bool = False
     trace: list[tuple[str, str]] = field(default_factory=list)  # (line, check result: "ok" or the error)
 
     def score(self, cfg: StepwiseConfig) -> float:
-        return cfg.w_logprob * self.logprob / max(1, self.tokens) - cfg.exec_penalty * self.failed_steps
+        return (cfg.w_logprob * self.logprob / max(1, self.tokens) - cfg.exec_penalty * self.failed_steps
+                + cfg.w_verifier * self.verifier)
 
 
 def _indent(line: str) -> int:
@@ -103,8 +109,8 @@ def _finished(line: str, text: str) -> bool:
 class StepwiseSearch:
     """Runs the search for one question at a time with a shared sandbox pool."""
 
-    def __init__(self, model, tok, cfg: StepwiseConfig, pool: SandboxPool):
-        self.model, self.tok, self.cfg, self.pool = model, tok, cfg, pool
+    def __init__(self, model, tok, cfg: StepwiseConfig, pool: SandboxPool, verifier=None):
+        self.model, self.tok, self.cfg, self.pool, self.verifier = model, tok, cfg, pool, verifier
         self.device = next(model.parameters()).device
         self.checks = 0
 
@@ -203,8 +209,9 @@ class StepwiseSearch:
                     done = ended or _finished(line, text)
                     ext.append(Partial(text=text, failed_steps=parent.failed_steps, done=done,
                                        trace=parent.trace + [(line, "")]))
-            for p, (lp, n), verdict in zip(ext, self.logprobs(prompt, [p.text for p in ext]), self.check(ext)):
-                p.logprob, p.tokens = lp, n
+            vs = self.verifier.score([prompt + p.text for p in ext]) if self.verifier else [0.0] * len(ext)
+            for p, (lp, n), verdict, v in zip(ext, self.logprobs(prompt, [p.text for p in ext]), self.check(ext), vs):
+                p.logprob, p.tokens, p.verifier = lp, n, v
                 p.failed_steps += verdict != "ok"
                 p.trace[-1] = (p.trace[-1][0], verdict)
             ext.sort(key=lambda p: p.score(cfg), reverse=True)

@@ -275,6 +275,37 @@ def test_stepwise_search_beats_greedy_when_greedys_first_step_fails(tmp_path):
             assert _run(best.text).value == n
         assert search.checks > 4 * 3
 
+    # the optional verifier: a classifier trained on the store's labeled programs. With the step
+    # check's penalty off, the verifier alone steers the search away from the failing step.
+    from pad_train.verifier import VerifierConfig, step_examples, train_verifier
+
+    progs = tmp_path / "programs.jsonl"
+    progs.write_text("\n".join(json.dumps({"question": e.prompt.split("\n")[0].removeprefix("Question: "),
+                                           "answer": int(e.target.split("return ")[1]), "program": e.target})
+                               for e in examples))
+    with Store(db) as st:
+        import_programs(st, progs, "whatis-train", split="train")
+        execute(st)
+        steps = step_examples(st, "whatis-train")
+    faulty = [t for t, y in steps if y == 0]
+    assert faulty and all("1 / 0" in t for t in faulty)  # the step that raised, and what follows it
+    assert any(t.endswith("def solution():\n") and y == 1 for t, y in steps)
+    ver = tmp_path / "verifier"
+    r = train_verifier(str(tiny_gpt2(tmp_path / "vbase")), steps, ver, VerifierConfig(epochs=6, lr=1e-3))
+    assert r["last_loss"] < r["first_loss"]
+    cli = subprocess.run([PAD_TRAIN, "--db", str(db), "verifier", "--model", str(tmp_path / "vbase"), "--out",
+                          str(tmp_path / "v2"), "--dataset", "whatis-train", "--epochs", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0 and f"{len(steps)} prefixes" in cli.stdout, cli.stderr
+    with Store(db) as st:
+        blind = evaluate(st, str(out), "whatis", "test", EvalConfig(max_new_tokens=40, decode="stepwise", beams=2,
+                                                                    candidates=6, temperature=1.0, exec_penalty=0))
+        guided = evaluate(st, str(out), "whatis", "test", EvalConfig(
+            max_new_tokens=40, decode="stepwise", beams=2, candidates=6, temperature=1.0, exec_penalty=0,
+            verifier=str(ver), verifier_weight=3.0))
+    assert guided["accuracy"] >= 0.75 and guided["accuracy"] > blind["accuracy"], (blind, guided)
+    assert guided["settings"]["decode"] == "stepwise(B=2,C=6,verifier)"
+
 
 def test_stepwise_prefix_checks(tmp_path):
     """The step check completes a prefix into a runnable function and finds undefined names."""
