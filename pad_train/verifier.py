@@ -92,7 +92,12 @@ def train_verifier(base_model: str, examples: list[tuple[str, int]], out: str | 
     tok = AutoTokenizer.from_pretrained(base_model)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=2)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the new classification head is "missing" from the base: expected
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=2)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     model.config.pad_token_id = tok.pad_token_id
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).train()
