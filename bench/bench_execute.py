@@ -124,20 +124,25 @@ def process_per_program(programs: list[str], workers: int) -> float:
 
 
 # ------------------------------------------------------------------ pad
+def fill_store(st: Store, triples: list[tuple[str, float, str]]) -> None:
+    """Store ``(question, gold, program)`` triples as problems and programs (dataset ``bench``)."""
+    probs = {}
+    rows = []
+    for i, (q, gold, prog) in enumerate(triples):
+        pid = problem_id("bench", q)
+        probs[pid] = {"problem_id": pid, "dataset": "bench", "split": "train", "question": q,
+                      "answer": gold, "answer_text": str(gold)}
+        rows.append({"program_id": program_id(pid, prog, "bench", i), "problem_id": pid,
+                     "origin": "import", "teacher": "bench", "sample_idx": i, "program": prog})
+    with st.transaction():
+        st.insert_new("problems", pd.DataFrame(list(probs.values())), "problem_id")
+        st.insert_new("programs", pd.DataFrame(rows), "program_id")
+
+
 def pad_end_to_end(triples: list[tuple[str, float, str]], workers: int, timeout: float) -> tuple[float, dict]:
     with tempfile.TemporaryDirectory() as d:
         with Store(Path(d) / "bench.duckdb") as st:
-            probs = {}
-            rows = []
-            for i, (q, gold, prog) in enumerate(triples):
-                pid = problem_id("bench", q)
-                probs[pid] = {"problem_id": pid, "dataset": "bench", "split": "train", "question": q,
-                              "answer": gold, "answer_text": str(gold)}
-                rows.append({"program_id": program_id(pid, prog, "bench", i), "problem_id": pid,
-                             "origin": "import", "teacher": "bench", "sample_idx": i, "program": prog})
-            with st.transaction():
-                st.insert_new("problems", pd.DataFrame(list(probs.values())), "problem_id")
-                st.insert_new("programs", pd.DataFrame(rows), "program_id")
+            fill_store(st, triples)
             t = time.perf_counter()
             r = execute(st, workers=workers, timeout=timeout)
             rate = r["executed"] / (time.perf_counter() - t)

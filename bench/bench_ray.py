@@ -22,23 +22,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_execute import make_programs  # noqa: E402
+from bench_execute import fill_store, make_programs  # noqa: E402
 
 from pad_data.execute import execute  # noqa: E402
-from pad_data.store import Store, problem_id, program_id  # noqa: E402
-
-
-def fill(db: Path, triples) -> None:
-    probs, rows = {}, []
-    for i, (q, gold, prog) in enumerate(triples):
-        pid = problem_id("bench", q)
-        probs[pid] = {"problem_id": pid, "dataset": "bench", "split": "train", "question": q, "answer": gold,
-                      "answer_text": str(gold)}
-        rows.append({"program_id": program_id(pid, prog, "bench", i), "problem_id": pid, "origin": "import",
-                     "teacher": "bench", "sample_idx": i, "program": prog})
-    with Store(db) as st, st.transaction():
-        st.insert_new("problems", pd.DataFrame(list(probs.values())), "problem_id")
-        st.insert_new("programs", pd.DataFrame(rows), "program_id")
+from pad_data.store import Store  # noqa: E402
 
 
 def labels(db: Path) -> pd.DataFrame:
@@ -63,8 +50,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         def run(name: str, engine) -> float:
             db = Path(d) / f"{name}-{len(rows)}.duckdb"
-            fill(db, triples)
             with Store(db) as st:
+                fill_store(st, triples)
                 t = time.perf_counter()
                 r = engine(st)
                 rate = r["executed"] / (time.perf_counter() - t)

@@ -39,9 +39,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from .store import Store, content_id
-
 from .feedback import feedback
+from .store import Store, content_id
 
 DEDUP = ("none", "exact", "ast")
 TASKS = ("program", "refine")
@@ -133,6 +132,11 @@ def analyze(program: str, mode: str) -> tuple[int, int, str]:
     return stmts, len(program), key
 
 
+def _size(info: tuple[int, int, str]) -> int:
+    """One sortable number from ``analyze``: fewest statements first, then fewest characters."""
+    return info[0] * 10**9 + min(info[1], 10**9 - 1)
+
+
 def _analyze_all(programs: list[str], mode: str) -> list[tuple[int, int, str]]:
     """``analyze`` over many programs; in worker processes when there are many."""
     if len(programs) < 20_000 or (os.cpu_count() or 1) < 2:
@@ -177,9 +181,11 @@ def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
             params += list(values)
     if p.exclude_rejected:
         where.append(_NOT_REJECTED.format(col="program_id"))
+    # the faulty side of refinement pairs also needs its links and what running it said
+    extra = (", parent_program_id, status, value, error_type, error_message, error_line, timeout_s, injection_kind"
+             if p.task == "refine" else ", parent_program_id")
     return store.df(f"""SELECT program_id, problem_id, dataset, split AS source_split, question, program,
-                               gold AS answer, gold_text AS answer_text, label, teacher, origin, parent_program_id,
-                               status, value, error_type, error_message, error_line, timeout_s, injection_kind
+                               gold AS answer, gold_text AS answer_text, label, teacher, origin{extra}
                         FROM labeled_programs WHERE {' AND '.join(where)} ORDER BY program_id""", params)
 
 
@@ -198,11 +204,12 @@ def _select(df: pd.DataFrame, p: CurateParams, program_col: str, id_col: str, sh
     """Steps 2-4 on ``df``: dedup within problems, keep K per problem (the shortest, or a seeded
     random K when ``shortest`` is False), assign splits."""
     info = _analyze_all(df[program_col].tolist(), p.dedup)
-    df["_stmts"] = [i[0] for i in info] if shortest else [
-        hashlib.sha256(f"{p.seed}:{i}".encode()).hexdigest() for i in df[id_col]]
-    df["_chars"] = [i[1] for i in info]
     df["_key"] = [i[2] for i in info]
-    df = df.sort_values(["problem_id", "_stmts", "_chars", id_col], kind="stable")
+    if shortest:
+        df["_order"] = [_size(i) for i in info]
+    else:
+        df["_order"] = [int(hashlib.sha256(f"{p.seed}:{i}".encode()).hexdigest()[:15], 16) for i in df[id_col]]
+    df = df.sort_values(["problem_id", "_order", id_col], kind="stable")
     if p.dedup != "none":
         df = df.drop_duplicates(subset=["problem_id", "_key"], keep="first")
     df = df.groupby("problem_id", sort=False).head(p.max_per_problem)
@@ -230,9 +237,8 @@ def build_refine(store: Store, p: CurateParams) -> pd.DataFrame:
     cols = TASK_COLUMNS["refine"]
     if faulty.empty or good.empty:
         return pd.DataFrame(columns=cols)
-    info = _analyze_all(good["program"].tolist(), "none")
-    good = good.assign(_size=[i[0] * 10**6 + i[1] for i in info])[["program_id", "problem_id", "program",
-                                                                    "parent_program_id", "teacher", "_size"]]
+    good = good.assign(_size=[_size(i) for i in _analyze_all(good["program"].tolist(), "none")])
+    good = good[["program_id", "problem_id", "program", "parent_program_id", "teacher", "_size"]]
     f = faulty.rename(columns={"program_id": "faulty_program_id", "program": "faulty_program"})
     f = f.drop(columns=["teacher"])
     parent = f.merge(good.drop(columns=["problem_id", "parent_program_id"]),

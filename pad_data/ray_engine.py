@@ -79,7 +79,6 @@ def execute_shards(batch: dict[str, Any], timeout: float, memory_mb: int, isolat
     """Ray Data ``map_batches`` function: execute and label the programs of each input shard."""
     from .sandbox.pool import SandboxPool
 
-    rows_out = []
     for inp, outp in zip(batch["input_path"], batch["output_path"]):
         if not os.path.exists(outp):
             _mark_running(outp)
@@ -95,8 +94,7 @@ def execute_shards(batch: dict[str, Any], timeout: float, memory_mb: int, isolat
                                columns=EXEC_COLUMNS)
             out["error_line"] = out["error_line"].astype("Int32")
             _atomic_parquet(out, outp)
-        rows_out.append(len(pd.read_parquet(outp, columns=["program_id"])))
-    return {"shard_id": list(batch["shard_id"]), "rows_out": rows_out}
+    return {"shard_id": list(batch["shard_id"])}
 
 
 def generate_shards(batch: dict[str, Any], settings: str) -> dict[str, list]:
@@ -105,7 +103,6 @@ def generate_shards(batch: dict[str, Any], settings: str) -> dict[str, list]:
     from .prompts import Prompt
 
     s = json.loads(settings)
-    rows_out = []
     for inp, outp in zip(batch["input_path"], batch["output_path"]):
         if not os.path.exists(outp):
             _mark_running(outp)
@@ -122,8 +119,7 @@ def generate_shards(batch: dict[str, Any], settings: str) -> dict[str, list]:
                                      lambda kind, rows: got[kind].extend(rows), new_stats(0)))
             _atomic_parquet(pd.DataFrame(got["fail"], columns=FAILURE_COLUMNS), f"{outp}.failures")
             _atomic_parquet(pd.DataFrame(got["ok"], columns=PROGRAM_COLUMNS), outp)
-        rows_out.append(len(pd.read_parquet(outp, columns=["program_id"])))
-    return {"shard_id": list(batch["shard_id"]), "rows_out": rows_out}
+    return {"shard_id": list(batch["shard_id"])}
 
 
 # ------------------------------------------------------------------ the driver

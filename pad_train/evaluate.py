@@ -39,6 +39,7 @@ from pad_data.sandbox.pool import SandboxPool
 from pad_data.store import Store, content_id
 
 from .data import cot_prompt_for, prompt_for, refine_prompt_for
+from .sft import load_model
 
 _ANSWER = re.compile(r"answer is\s*\$?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)
 DECODES = ("auto", "greedy", "sample", "stepwise")
@@ -48,7 +49,6 @@ def cot_answer(text: str) -> float | None:
     """The final answer of a rationale: "... The answer is 42." (else the last number in it)."""
     m = _ANSWER.findall(text) or re.findall(r"-?[\d,]*\.?\d+", text)
     return parse_number(m[-1]) if m else None
-from .sft import load_model  # noqa: E402
 
 
 @dataclass
