@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 # Debian packages: bubblewrap (the sandbox's OS isolation layer) and chromium (the review
-# app's browser test). Without them pad still works: weaker isolation, browser test skipped.
+# app's browser test). Without bubblewrap, pad execute refuses to run unless given --isolation
+# unshare|process.
 missing=""
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"

@@ -10,7 +10,10 @@ one per GSM8K train question when ``../shared/data`` is present. Figures are med
   ``multiprocessing.Process`` per program with a Manager list, run from a thread pool of
   ``--workers`` threads), on a subset because it is slow;
 - ``pad execute`` end to end: read from DuckDB, run in the sandbox pool, label, write back;
-- the same with 1% infinite loops and with 10% runtime errors.
+- the same with 1% infinite loops and with 10% runtime errors;
+- every slower path, sandbox only (no store): the fast path alone, the same programs forced
+  through the forked path (a child per program), and PoT's real zero-shot programs (numpy,
+  always forked) when ``../shared/data/pot`` is present.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pad_data.execute import execute  # noqa: E402
+from pad_data.sandbox.pool import SandboxPool  # noqa: E402
 from pad_data.sandbox.isolation import resolve  # noqa: E402
 from pad_data.store import Store, problem_id, program_id  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
+POT_ZS = SHARED.parents[1] / "pot" / "multiarith_zs.jsonl"
 LOOP = "def solution():\n    x = 0\n    while True:\n        x += 1\n    return x\n"
 
 
@@ -150,6 +155,21 @@ def pad_end_to_end(triples: list[tuple[str, float, str]], workers: int, timeout:
             return rate, r["labels"]
 
 
+def pool_rate(programs: list[str], workers: int, **kw) -> float:
+    """Programs/s through the sandbox pool alone (workers already started)."""
+    with SandboxPool(workers=workers, timeout=2.0, **kw) as pool:
+        list(pool.map(enumerate(programs[:workers])))
+        t = time.perf_counter()
+        n = sum(1 for _ in pool.map(enumerate(programs)))
+        return n / (time.perf_counter() - t)
+
+
+def pot_programs() -> list[str]:
+    if not POT_ZS.exists():
+        return []
+    return [json.loads(line)["generated"] for line in POT_ZS.read_text().splitlines()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20000)
@@ -190,13 +210,21 @@ def main() -> None:
     med(lambda: pad_end_to_end(loops, args.workers, args.loop_timeout),
         f"pad execute, 1% infinite loops (timeout {args.loop_timeout:g} s)", len(loops),
         loops=n_loops, bound_if_each_loop_costs_its_timeout=round(ideal, 1))
+    fast = med(lambda: pool_rate(progs, args.workers), "sandbox only: fast path (in the zygote)", len(progs))
+    forked_n = min(len(progs), 2000)
+    forked = med(lambda: pool_rate(progs[:forked_n], args.workers, fast_path=False),
+                 "sandbox only: same programs, each forked", forked_n)
+    pot = pot_programs()
+    if pot:
+        med(lambda: pool_rate(pot, args.workers), "sandbox only: PoT zero-shot programs (numpy, forked)", len(pot))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                     "isolation": resolve("auto")},
         "rows": rows,
         "ratios": {"pad_vs_inprocess": pad["programs_per_s"] / ceiling["programs_per_s"],
-                   "pad_vs_process_per_program": pad["programs_per_s"] / he["programs_per_s"]},
+                   "pad_vs_process_per_program": pad["programs_per_s"] / he["programs_per_s"],
+                   "fast_vs_forked": fast["programs_per_s"] / forked["programs_per_s"]},
         "peak_parent_rss_mb": round(peak_mb, 1),
         "loop_model": f"each loop costs its timeout on one of {args.workers} workers: "
                       f"bound {ideal:,.0f}/s",

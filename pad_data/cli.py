@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 import duckdb
 import pandas as pd
@@ -98,18 +98,30 @@ def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv 
 def import_programs(file: str = typer.Argument(..., help="records with a question, a program and a gold answer"),
                     dataset: str = typer.Option(..., "--dataset"),
                     split: Optional[str] = typer.Option(None),
-                    question_field: Optional[str] = typer.Option(None, help="[default: question or input]"),
-                    program_field: Optional[str] = typer.Option(None, help="[default: program or code]"),
+                    question_field: Optional[List[str]] = typer.Option(
+                        None, help="field holding the question; several (repeat the option, or F1,F2) are "
+                                   "joined with a space in that order (default: question or input)"),
+                    program_field: Optional[str] = typer.Option(
+                        None, help="field holding the program: a string, or a list of strings (one sample "
+                                   "each) (default: program or code)"),
                     answer_field: Optional[str] = typer.Option(None, help="[default: answer or target]"),
                     teacher: Optional[str] = typer.Option(None, help="teacher/model name to record"),
-                    limit: Optional[int] = typer.Option(None)) -> None:
+                    limit: Optional[int] = typer.Option(None),
+                    skip_invalid: bool = typer.Option(False, "--skip-invalid",
+                                                      help="import the valid records and list each skipped one "
+                                                           "on stderr (default: the first bad record is an "
+                                                           "error and nothing is written)")) -> None:
     """Import programs generated elsewhere (fences and prose around the code are stripped)."""
+    fields = [f.strip() for value in question_field or [] for f in value.split(",") if f.strip()]
     with _cli_errors(), _store() as store:
-        r = api.import_programs(store, file, dataset, split=split, question_field=question_field,
+        r = api.import_programs(store, file, dataset, split=split, question_field=fields or None,
                                 program_field=program_field, answer_field=answer_field,
-                                teacher=teacher, limit=limit)
-        console.print(f"{dataset}: read {r['read']} programs, added {r['added']} "
-                      f"(new problems: {r['problems_added']})")
+                                teacher=teacher, limit=limit, skip_invalid=skip_invalid)
+    for message in r["skipped_records"]:
+        err_console.print(f"skipped {message}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"{dataset}: read {r['read']} programs from {r['records']} records, added {r['added']} "
+                  f"(new problems: {r['problems_added']})"
+                  + (f", skipped {r['skipped']} invalid records" if skip_invalid else ""), highlight=False)
 
 
 @app.command()
@@ -125,8 +137,17 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
             address: Optional[str] = typer.Option(None, help="ray: cluster address [default: start a local Ray]"),
             shards: Optional[str] = typer.Option(None, help="ray: shard folder, shared by all nodes "
                                                             "[default: beside the store, STORE.shards/]"),
-            shard_size: int = typer.Option(5000, help="ray: programs per shard")) -> None:
+            shard_size: int = typer.Option(5000, help="ray: programs per shard"),
+            entry: Optional[str] = typer.Option(None, help="function to call or variable to read for the "
+                                                           "answer [default: solution(), else ans]")) -> None:
     """Run programs that have no execution yet in the sandbox, and label them."""
+    from .sandbox.isolation import WEAK_WARNING, resolve
+
+    with _cli_errors():
+        level = resolve(isolation)
+    warning = None if level == "bwrap" else WEAK_WARNING.format(level=level)
+    if warning:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     with _cli_errors(), _store() as store, _progress("executing") as progress:
         if engine == "ray":
             if rerun:
@@ -135,14 +156,18 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
 
             r = execute_ray(store, shards=shards, address=address, shard_size=shard_size, dataset=dataset,
                             origin=origin, limit=limit, timeout=timeout, memory_mb=memory_mb,
-                            isolation_level=isolation, progress=progress)
+                            isolation_level=level, entry=entry, progress=progress)
         elif engine == "local":
             r = api.execute(store, dataset=dataset, timeout=timeout, memory_mb=memory_mb, workers=workers,
-                            rerun=rerun, limit=limit, isolation_level=isolation, origin=origin, progress=progress)
+                            rerun=rerun, limit=limit, isolation_level=level, origin=origin, entry=entry,
+                            progress=progress)
         else:
             raise ValueError(f"unknown --engine {engine!r}; choose local or ray")
     _print_labels(r["labels"], title=f"executed {r['executed']} programs in {r['seconds']:.2f} s "
                                      f"({r['programs_per_s']:,.0f}/s, {r['executor']})")
+    if warning:
+        err_console.print(f"[yellow]warning:[/yellow] these labels were made with isolation {level!r}, "
+                          "below the OS sandbox (see README, threat model)", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -99,9 +99,11 @@ def _write(store: Store, rows: list[dict]) -> None:
 def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memory_mb: int = 512,
             workers: int = 2, rerun: bool = False, limit: int | None = None,
             isolation_level: str = "auto", commit_every: int = 10_000, origin: str | None = None,
-            progress: Callable[[int, int], None] | None = None) -> dict:
+            entry: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Execute and label pending programs (of ``dataset``/``origin`` when given); returns
-    counts per label, seconds and programs/s."""
+    counts per label, seconds, programs/s, the isolation level and, below the OS sandbox, a
+    warning. ``entry``: function or variable holding the answer [default: ``solution()``, else
+    ``ans``]."""
     total = pending_count(store, dataset, rerun, origin)
     if limit is not None:
         total = min(total, limit)
@@ -110,8 +112,7 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
     done = 0
     t0 = time.perf_counter()
     with SandboxPool(workers=workers, timeout=timeout, memory_mb=memory_mb,
-                     isolation_level=isolation_level) as pool:
-        executor = pool.executor_version
+                     isolation_level=isolation_level, entry=entry) as pool:
 
         def items():
             for pid, program, gold, gold_text in _pages(store, dataset, rerun, limit, origin):
@@ -121,6 +122,7 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
         buf: list[dict] = []
         now = pd.Timestamp.now()
         for pid, res in pool.map(items()):
+            executor = pool.executor_version  # known once a worker is ready (seccomp or not)
             gold, gold_text = meta.pop(pid)
             row = result_row(pid, res, gold, gold_text, timeout, memory_mb, executor, now)
             labels[row["label"]] += 1
@@ -138,7 +140,9 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
         if progress:
             progress(done, total)
         stats = dict(pool.stats)
+        executor, isolation, warning = pool.executor_version, pool.isolation, pool.warning
     seconds = time.perf_counter() - t0
     return {"executed": done, "labels": dict(labels), "seconds": seconds,
             "programs_per_s": done / seconds if seconds > 0 and done else 0.0,
-            "executor": executor if done else None, "pool": stats}
+            "executor": executor if done else None, "isolation": isolation, "warning": warning,
+            "pool": stats}

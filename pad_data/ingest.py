@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,13 @@ class Record:
 
 # ---------------------------------------------------------------------- reading
 def read_records(source: str | os.PathLike, limit: int | None = None, config: str | None = None,
-                 hf_split: str | None = None) -> list[Record]:
-    """All records of ``source`` (a file, a dataset dir, or a Hub name), each with its location."""
+                 hf_split: str | None = None, skipped: list[str] | None = None) -> list[Record]:
+    """All records of ``source`` (a file, a dataset dir, or a Hub name), each with its location.
+
+    With a ``skipped`` list, JSONL lines that are not valid UTF-8, not valid JSON or not an
+    object (and such items of a JSON array) are appended to it as ``"file:line: reason"``
+    instead of raising; without one, the first of them raises an IngestError.
+    """
     path = Path(source)
     if path.is_dir():
         return _read_hf(str(path), config, hf_split, limit, local=True)
@@ -52,9 +58,9 @@ def read_records(source: str | os.PathLike, limit: int | None = None, config: st
         return _read_hf(str(source), config, hf_split, limit, local=False)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        records = _read_jsonl(path, limit)
+        records = _read_jsonl(path, limit, skipped)
     elif suffix == ".json":
-        records = _read_json(path, limit)
+        records = _read_json(path, limit, skipped)
     elif suffix in (".parquet", ".csv"):
         try:
             df = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path, encoding="utf-8")
@@ -70,6 +76,8 @@ def read_records(source: str | os.PathLike, limit: int | None = None, config: st
         raise IngestError(f"{path}: unsupported file type {suffix or '(none)'}; "
                           "use .jsonl, .json, .parquet or .csv")
     if not records:
+        if skipped:
+            raise IngestError(f"{path}: no valid records ({len(skipped)} skipped; first: {skipped[0]})")
         raise IngestError(f"{path}: empty, no records")
     return records
 
@@ -77,32 +85,48 @@ def read_records(source: str | os.PathLike, limit: int | None = None, config: st
 def _py(v: Any) -> Any:
     if isinstance(v, float) and math.isnan(v):
         return None
+    if type(v).__name__ == "ndarray":  # a list column of a Parquet file (e.g. several samples)
+        return [_py(x) for x in v.tolist()]
     return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
 
 
-def _read_jsonl(path: Path, limit: int | None) -> list[Record]:
+def _read_jsonl(path: Path, limit: int | None, skipped: list[str] | None = None) -> list[Record]:
     out = []
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise IngestError(f"{path}:{lineno}: not valid UTF-8 (byte {exc.start})") from None
-            if not line.strip():
+                rec = _jsonl_record(path, lineno, raw)
+            except IngestError as exc:
+                if skipped is None:
+                    raise
+                skipped.append(str(exc))
                 continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise IngestError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-            if not isinstance(data, dict):
-                raise IngestError(f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}")
-            out.append(Record(f"{path}:{lineno}", data))
+            if rec is None:  # a blank line
+                continue
+            out.append(rec)
             if limit is not None and len(out) >= limit:
                 break
     return out
 
 
-def _read_json(path: Path, limit: int | None) -> list[Record]:
+def _jsonl_record(path: Path, lineno: int, raw: bytes) -> Record | None:
+    """The record on one JSONL line, None for a blank line, or an IngestError."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path}:{lineno}: not valid UTF-8 (byte {exc.start})") from None
+    if not line.strip():
+        return None
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise IngestError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise IngestError(f"{path}:{lineno}: expected a JSON object, got {type(data).__name__}")
+    return Record(f"{path}:{lineno}", data)
+
+
+def _read_json(path: Path, limit: int | None, skipped: list[str] | None = None) -> list[Record]:
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -114,9 +138,15 @@ def _read_json(path: Path, limit: int | None) -> list[Record]:
     if not isinstance(data, list):
         raise IngestError(f"{path}: expected a JSON array of objects (or an object holding one)")
     out = []
-    for i, item in enumerate(data[:limit] if limit else data):
+    for i, item in enumerate(data):
+        if limit and len(out) >= limit:
+            break
         if not isinstance(item, dict):
-            raise IngestError(f"{path}:item {i + 1}: expected a JSON object, got {type(item).__name__}")
+            msg = f"{path}:item {i + 1}: expected a JSON object, got {type(item).__name__}"
+            if skipped is None:
+                raise IngestError(msg)
+            skipped.append(msg)
+            continue
         out.append(Record(f"{path}:item {i + 1}", item))
     return out
 
@@ -164,6 +194,43 @@ def _text_field(rec: Record, name: str) -> str:
     return value
 
 
+def _question_text(rec: Record, fields: str | list[str]) -> str:
+    """The question: one field as is, or several fields' values, each trimmed, joined with a space."""
+    if isinstance(fields, str):
+        fields = [fields]
+    if len(fields) == 1:
+        return _text_field(rec, fields[0])
+    parts = []
+    for name in fields:
+        value = _field(rec, name)
+        if not isinstance(value, str):
+            raise IngestError(f"{rec.where}: field '{name}' must be a string, got {type(value).__name__}")
+        parts.append(value.strip())
+    question = " ".join(p for p in parts if p)
+    if not question:
+        raise IngestError(f"{rec.where}: fields {', '.join(repr(f) for f in fields)} are all empty")
+    return question
+
+
+def _program_samples(rec: Record, name: str) -> list[str]:
+    """The completions in field ``name``: a string is one sample, a list of strings one per element."""
+    value = _field(rec, name)
+    if isinstance(value, str):
+        return [_text_field(rec, name)]
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise IngestError(f"{rec.where}: field '{name}' is an empty list")
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise IngestError(f"{rec.where}: field '{name}' element {i}: must be a string, "
+                                  f"got {type(item).__name__}")
+            if not item.strip():
+                raise IngestError(f"{rec.where}: field '{name}' element {i} is empty")
+        return list(value)
+    raise IngestError(f"{rec.where}: field '{name}' must be a string or a list of strings, "
+                      f"got {type(value).__name__}")
+
+
 def _pick(rec: Record, explicit: str | None, aliases: tuple[str, ...]) -> str:
     if explicit:
         return explicit
@@ -200,13 +267,16 @@ def _fmt_number(v: float | int) -> str:
 
 
 def problem_row(rec: Record, fmt: str, dataset: str, split: str, source: str,
-                question_field: str | None, answer_field: str | None) -> dict:
-    """One ``problems`` row from a record, or an IngestError naming what is wrong."""
+                question_field: str | list[str] | None, answer_field: str | None) -> dict:
+    """One ``problems`` row from a record, or an IngestError naming what is wrong.
+
+    ``question_field`` may name several fields: their trimmed values joined with one space.
+    """
     if fmt == "auto":
         fmt = detect_format(rec)
     qf = question_field or {"gsm8k": "question", "pal": "input"}.get(fmt) or _pick(rec, None, QUESTION_ALIASES)
     af = answer_field or {"gsm8k": "answer", "pal": "target"}.get(fmt) or _pick(rec, None, ANSWER_ALIASES)
-    question = _text_field(rec, qf)
+    question = _question_text(rec, qf)
     rationale = None
     if fmt == "gsm8k":
         raw = _text_field(rec, af)
@@ -254,31 +324,62 @@ def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | N
 
 
 def import_programs(store: Store, source: str | os.PathLike, dataset: str, split: str | None = None,
-                    question_field: str | None = None, program_field: str | None = None,
+                    question_field: str | list[str] | None = None, program_field: str | None = None,
                     answer_field: str | None = None, teacher: str | None = None,
-                    limit: int | None = None) -> dict:
-    """Add programs made elsewhere (creating their problems); returns counts read/added."""
-    records = read_records(source, limit=limit)
+                    limit: int | None = None, skip_invalid: bool = False) -> dict:
+    """Add programs made elsewhere (creating their problems).
+
+    ``question_field``: a field name, or a list of them whose values are joined with a space
+    (e.g. ``["Body", "Question"]``). ``program_field`` holds a string (one sample) or a list
+    of strings (one sample each); ``sample_idx`` counts up per problem across the file.
+    Strict by default: the first bad record raises an IngestError naming file:line and field,
+    and nothing is written. With ``skip_invalid`` the valid records are imported and every bad
+    one (including lines that are not JSON) is listed in ``skipped_records`` as
+    ``"file:line: reason"``, in file order.
+
+    Returns ``read`` (programs), ``records`` (records imported), ``added`` (new programs),
+    ``problems_added``, ``skipped`` (records skipped), ``skipped_records`` and ``split``.
+    """
+    skipped: list[str] | None = [] if skip_invalid else None
+    records = read_records(source, limit=limit, skipped=skipped)
     split = split or records[0].split or default_split(source, detect_format(records[0]))
     problems, programs = [], []
     seen: dict[str, int] = {}
+    imported = 0
     for rec in records:
-        qf = _pick(rec, question_field, QUESTION_ALIASES)
-        pf = _pick(rec, program_field, PROGRAM_ALIASES)
-        af = _pick(rec, answer_field, ANSWER_ALIASES)
-        raw = _text_field(rec, pf)
-        prob = problem_row(rec, "jsonl", dataset, split, str(source), qf, af)
+        try:
+            pf = _pick(rec, program_field, PROGRAM_ALIASES)
+            samples = _program_samples(rec, pf)
+            qf = question_field or _pick(rec, None, QUESTION_ALIASES)
+            af = _pick(rec, answer_field, ANSWER_ALIASES)
+            prob = problem_row(rec, "jsonl", dataset, split, str(source), qf, af)
+        except IngestError as exc:
+            if skipped is None:
+                raise
+            skipped.append(str(exc))
+            continue
+        imported += 1
         problems.append(prob)
         pid = prob["problem_id"]
-        idx = seen.get(pid, 0)
-        seen[pid] = idx + 1
-        code = extract_program(raw)
-        t = teacher or rec.data.get("teacher") or rec.data.get("model") or "import"
-        programs.append({"program_id": program_id(pid, code, str(t), idx, "import"),
-                         "problem_id": pid, "origin": "import", "teacher": str(t),
-                         "sample_idx": idx, "program": code, "completion": raw})
+        first = seen.get(pid, 0)
+        seen[pid] = first + len(samples)
+        t = str(teacher or rec.data.get("teacher") or rec.data.get("model") or "import")
+        for idx, raw in enumerate(samples, first):
+            code = extract_program(raw)
+            programs.append({"program_id": program_id(pid, code, t, idx, "import"),
+                             "problem_id": pid, "origin": "import", "teacher": t,
+                             "sample_idx": idx, "program": code, "completion": raw})
+    bad = sorted(skipped or [], key=_line_of)
+    if not programs:
+        raise IngestError(f"{source}: no valid records ({len(bad)} skipped; first: {bad[0]})")
     with store.transaction():
         added_problems = store.insert_new("problems", pd.DataFrame(problems), "problem_id")
         added = store.insert_new("programs", pd.DataFrame(programs), "program_id")
-    return {"read": len(programs), "added": added, "problems_added": added_problems, "split": split}
+    return {"read": len(programs), "records": imported, "added": added, "problems_added": added_problems,
+            "skipped": len(bad), "skipped_records": bad, "split": split}
 
+
+def _line_of(message: str) -> int:
+    """The line (or item/row) number in a ``"file:line: reason"`` message, for file order."""
+    m = re.search(r":(?:item |row )?(\d+): ", message)
+    return int(m.group(1)) if m else 0

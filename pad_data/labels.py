@@ -1,6 +1,10 @@
 """The fixed label vocabulary and how an execution result becomes a label.
 
-Numeric answers match PAL-style: ``|value - gold| <= 1e-3 * max(1, |gold|)``.
+Numeric answers match with PAL's absolute rule: ``correct`` iff ``|value - gold| < 1e-3``
+(strictly less; no relative tolerance, so 1001 for a gold of 1000 is a wrong answer).
+Values are compared as doubles: from ``|gold| >= 2**43`` (about 8.8e12) neighbouring doubles
+are more than 1e-3 apart, so there the rule means "rounds to the same double"; an int beyond
+``2**53`` is compared as its nearest double.
 Deliberate choices (documented in the README):
 - a ``bool`` returned for a numeric question is ``non_numeric`` (True == 1 would be luck);
 - a ``str`` that parses as a number ("1,234", "$12.50", "75%", "3/4") is compared as that
@@ -19,7 +23,7 @@ from typing import Any
 LABELS: dict[str, str] = {
     "correct": "ran and returned the gold answer",
     "wrong_answer": "ran and returned a different answer",
-    "no_answer": "no solution() defined, or it returned None",
+    "no_answer": "no solution() defined and no ans variable set, or the answer is None",
     "non_numeric": "returned something that is not a number where the gold answer is one",
     "syntax_error": "does not compile",
     "runtime_error": "raised an exception (see error_type, e.g. NameError)",
@@ -31,7 +35,7 @@ LABELS: dict[str, str] = {
 }
 ERROR_STATUSES = ("no_answer", "syntax_error", "runtime_error", "timeout", "memory_limit",
                   "forbidden", "crashed")
-REL_TOL = 1e-3
+ABS_TOL = 1e-3  # PAL: abs(value - gold) < 1e-3
 
 _NUM_RE = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 
@@ -55,7 +59,8 @@ def parse_number(text: Any) -> float | None:
 
 
 def numbers_match(value: float, gold: float) -> bool:
-    return abs(value - gold) <= REL_TOL * max(1.0, abs(gold))
+    """PAL's rule: ``abs(value - gold) < 1e-3``, absolute and strict (see the module docstring)."""
+    return abs(value - gold) < ABS_TOL
 
 
 def _normalize_text(value: Any) -> str:

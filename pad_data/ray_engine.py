@@ -75,7 +75,7 @@ def _mark_running(output_path: str) -> None:
 
 # ------------------------------------------------------------------ the Ray tasks
 def execute_shards(batch: dict[str, Any], timeout: float, memory_mb: int, isolation_level: str,
-                   workers: int) -> dict[str, list]:
+                   workers: int, entry: str | None = None) -> dict[str, list]:
     """Ray Data ``map_batches`` function: execute and label the programs of each input shard."""
     from .sandbox.pool import SandboxPool
 
@@ -84,7 +84,7 @@ def execute_shards(batch: dict[str, Any], timeout: float, memory_mb: int, isolat
             _mark_running(outp)
             df = pd.read_parquet(inp)
             with SandboxPool(workers=workers, timeout=timeout, memory_mb=memory_mb,
-                             isolation_level=isolation_level) as pool:
+                             isolation_level=isolation_level, entry=entry) as pool:
                 results = dict(pool.map(zip(df["program_id"], df["program"])))
                 executor = pool.executor_version
             now = pd.Timestamp.now()
@@ -197,7 +197,7 @@ def _ingest_execute(store: Store, shard_id: str, path: str) -> int:
 def execute_ray(store: Store, shards: str | os.PathLike | None = None, address: str | None = None,
                 shard_size: int = SHARD_SIZE, dataset: str | None = None, origin: str | None = None,
                 limit: int | None = None, timeout: float = 2.0, memory_mb: int = 512, workers: int = 1,
-                isolation_level: str = "auto", num_cpus: int | None = None,
+                isolation_level: str = "auto", num_cpus: int | None = None, entry: str | None = None,
                 progress: Callable[[int, int], None] | None = None) -> dict:
     """``pad execute --engine ray``: execute and label pending programs on Ray; same labels as local."""
     if shard_size < 1:
@@ -229,11 +229,12 @@ def execute_ray(store: Store, shards: str | os.PathLike | None = None, address: 
                           f"TO '{inp.replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
         planned.append((shard_id, inp, outp, n))
     store.con.execute("DROP TABLE _pad_pending")
-    settings = json.dumps({"timeout": timeout, "memory_mb": memory_mb})
+    settings = json.dumps({"timeout": timeout, "memory_mb": memory_mb, "entry": entry})
     _register(store, "execute", planned, settings)
     todo += [(s, i, o, settings) for s, i, o, _ in planned]
     added += _run(store, "execute", execute_shards, todo,
                   lambda s: {"timeout": json.loads(s)["timeout"], "memory_mb": json.loads(s)["memory_mb"],
+                             "entry": json.loads(s).get("entry"),
                              "isolation_level": isolation_level, "workers": workers},
                   ingest, progress, address, num_cpus)
     seconds = time.perf_counter() - t0

@@ -122,3 +122,158 @@ def test_import_programs_missing_program_field(db, tmp_path):
     f.write_text('{"question": "q", "answer": 1}\n')
     with Store(db) as st, pytest.raises(IngestError, match=r"p.jsonl:1: missing field 'program'"):
         import_programs(st, f, "x")
+
+
+def _write_jsonl(path, records):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def _programs(db):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT p.question, g.sample_idx, g.program, g.completion FROM programs g "
+                           "JOIN problems p USING (problem_id) ORDER BY p.question, g.sample_idx").fetchall()
+    finally:
+        con.close()
+
+
+WHOLE = 'RATES = {\n    "pen": 3,\n    "book": 4,\n}\n\n\nif __name__ == "__main__":\n    ans = RATES["pen"] + RATES["book"]\n'
+
+
+def test_import_programs_a_list_of_samples_per_record(db, tmp_path):
+    f = _write_jsonl(tmp_path / "pot.jsonl", [
+        {"question": "Ann has 3 pens and 4 books. How many things?", "answer": 7.0,
+         "generated": ["def solution():\n    return 3 + 4", "ans = 3 * 4"]},
+        {"question": "Bo has 10 cards and loses 2. How many?", "answer": "8", "generated": "ans = 10 - 2"},
+        {"question": "Ann has 3 pens and 4 books. How many things?", "answer": 7.0,
+         "generated": ["\n" + WHOLE + "\n\n"]},  # the same question again: its sample keeps counting up
+    ])
+    res = pad_cli("--db", db, "import-programs", f, "--dataset", "pot", "--program-field", "generated", check=True)
+    assert "read 4 programs from 3 records, added 4 (new problems: 2)" in res.stdout
+    rows = _programs(db)
+    ann = [r for r in rows if r[0].startswith("Ann")]
+    assert [r[1] for r in ann] == [0, 1, 2] and [r[1] for r in rows if r[0].startswith("Bo")] == [0]
+    assert [r[2] for r in ann] == ["def solution():\n    return 3 + 4\n", "ans = 3 * 4\n", WHOLE]
+    assert ann[2][3] == "\n" + WHOLE + "\n\n"  # the raw completion is kept as it was
+    res = pad_cli("--db", db, "import-programs", f, "--dataset", "pot", "--program-field", "generated", check=True)
+    assert "added 0 (new problems: 0)" in res.stdout and len(_programs(db)) == 4
+
+
+@pytest.mark.parametrize("value,message", [
+    ([], "p.jsonl:2: field 'generated' is an empty list"),
+    (["ans = 1", 5], "p.jsonl:2: field 'generated' element 1: must be a string, got int"),
+    (["ans = 1", None], "p.jsonl:2: field 'generated' element 1: must be a string, got NoneType"),
+    (["ans = 1", "  "], "p.jsonl:2: field 'generated' element 1 is empty"),
+    ({"code": "ans = 1"}, "p.jsonl:2: field 'generated' must be a string or a list of strings, got dict"),
+])
+def test_import_programs_rejects_a_bad_sample_list_whole(db, tmp_path, value, message):
+    f = _write_jsonl(tmp_path / "p.jsonl", [{"question": "fine?", "answer": 1, "generated": ["ans = 1"]},
+                                            {"question": "bad?", "answer": 1, "generated": value}])
+    res = pad_cli("--db", db, "import-programs", f, "--dataset", "d", "--program-field", "generated")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and len(lines) == 1 and message in lines[0], res.stderr
+    assert count(db, "programs") == 0 and count(db) == 0
+
+
+def test_import_programs_question_from_several_fields(db, tmp_path):
+    f = _write_jsonl(tmp_path / "svamp.jsonl", [
+        {"Body": "Paco had 26 cookies. ", "Question": " How many are left if he ate 9?", "Answer": 17,
+         "Equation": "( 26.0 - 9.0 )", "code": "ans = 26 - 9"},
+    ])
+    joined = "Paco had 26 cookies. How many are left if he ate 9?"
+    pad_cli("--db", db, "import-programs", f, "--dataset", "a", "--question-field", "Body,Question",
+            "--answer-field", "Answer", check=True)
+    pad_cli("--db", db, "import-programs", f, "--dataset", "b", "--question-field", "Body",
+            "--question-field", "Question", "--answer-field", "Answer", check=True)
+    pad_cli("--db", db, "import-programs", f, "--dataset", "c", "--question-field", "Question, Body",
+            "--answer-field", "Answer", check=True)
+    with Store(db) as st:
+        got = dict(st.con.execute("SELECT dataset, question FROM problems").fetchall())
+        assert got == {"a": joined, "b": joined, "c": "How many are left if he ate 9? Paco had 26 cookies."}
+        assert st.scalar("SELECT answer FROM problems WHERE dataset = 'a'") == 17.0
+        r = import_programs(st, f, "api", question_field=["Body", "Question"], answer_field="Answer")
+        assert r["read"] == 1 and st.scalar("SELECT question FROM problems WHERE dataset = 'api'") == joined
+        with pytest.raises(IngestError, match=r"svamp.jsonl:1: missing field 'Passage'"):
+            import_programs(st, f, "api2", question_field=["Passage", "Question"])
+    res = pad_cli("--db", db, "import-programs", f, "--dataset", "e", "--question-field", "Body,Equation2")
+    assert res.returncode == 1 and "svamp.jsonl:1: missing field 'Equation2'" in res.stderr
+
+
+MESSY = [
+    '{"prompt": "Question: a few-shot prompt, not a record"}',                    # 1: no program field
+    {"question": "What is 2 + 2?", "answer": 4, "code": "ans = 2 + 2"},         # 2: good
+    '{"question": "cut off", "answer": 1, "code": "ans',                          # 3: invalid JSON
+    "",                                                                           # 4: blank, not a record
+    '[1, 2]',                                                                     # 5: not an object
+    {"question": "What is 3 + 3?", "answer": {"value": 6}, "code": "ans = 6"},  # 6: bad answer type
+    {"question": 7, "answer": 7, "code": "ans = 7"},                            # 7: question not a string
+    {"question": "What is 5 + 5?", "answer": "10", "code": ["ans = 10", "ans = 5 * 2"]},  # 8: good, 2 samples
+    {"question": "What is 6 + 6?", "answer": 12, "code": ["ans = 12", 12]},     # 9: bad sample
+]
+
+
+JSON_ERROR = "Invalid control character at (column 50)"  # the newline ends the string
+
+
+def test_import_programs_strict_by_default_and_skip_invalid_reports_every_skipped_record(db, tmp_path):
+    f = _write_jsonl(tmp_path / "messy.jsonl", MESSY)
+    res = pad_cli("--db", db, "import-programs", f, "--dataset", "m", "--program-field", "code")  # lines that are not records come first
+    assert res.returncode == 1 and res.stderr.strip() == f"error: {f}:3: invalid JSON: {JSON_ERROR}"
+    assert count(db, "programs") == 0
+    _write_jsonl(f, [r for i, r in enumerate(MESSY, 1) if i not in (3, 5)])
+    res = pad_cli("--db", db, "import-programs", f, "--dataset", "m", "--program-field", "code")  # then the first bad record
+    assert res.returncode == 1 and res.stderr.strip() == f"error: {f}:1: missing field 'code'"
+    assert count(db, "programs") == 0
+    _write_jsonl(f, MESSY)
+
+    res = pad_cli("--db", db, "import-programs", f, "--dataset", "m", "--program-field", "code", "--skip-invalid")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"skipped {f}:1: missing field 'code'",
+        f"skipped {f}:3: invalid JSON: {JSON_ERROR}",
+        f"skipped {f}:5: expected a JSON object, got list",
+        f"skipped {f}:6: field 'answer' must be a number or string, got dict",
+        f"skipped {f}:7: field 'question' must be a string, got int",
+        f"skipped {f}:9: field 'code' element 1: must be a string, got int",
+    ]
+    assert "m: read 3 programs from 2 records, added 3 (new problems: 2), skipped 6 invalid records" in res.stdout
+    assert [r[:3] for r in _programs(db)] == [("What is 2 + 2?", 0, "ans = 2 + 2\n"),
+                                              ("What is 5 + 5?", 0, "ans = 10\n"),
+                                              ("What is 5 + 5?", 1, "ans = 5 * 2\n")]
+    with Store(db) as st:
+        r = import_programs(st, f, "m", program_field="code", skip_invalid=True)
+        assert (r["read"], r["records"], r["added"], r["skipped"]) == (3, 2, 0, 6)
+        assert r["skipped_records"][1].startswith(f"{f}:3: invalid JSON")
+
+
+def test_import_programs_skip_invalid_with_nothing_valid_is_an_error(db, tmp_path):
+    f = _write_jsonl(tmp_path / "prompts.jsonl", ['{"prompt": "a"}', "not json"])
+    res = pad_cli("--db", db, "import-programs", f, "--dataset", "x", "--skip-invalid")
+    assert res.returncode == 1 and "no valid records (2 skipped" in res.stderr and count(db, "programs") == 0
+
+
+def test_import_pot_multiarith_keeps_every_program_whole(db, shared_data):
+    path = shared_data / "pot" / "multiarith_zs.jsonl"
+    recs = [json.loads(line) for line in open(path) if line.strip()]
+    res = pad_cli("--db", db, "import-programs", path, "--dataset", "ma", "--program-field", "generated",
+                  "--answer-field", "answer", check=True)
+    assert f"read {len(recs)} programs from {len(recs)} records, added {len(recs)}" in res.stdout
+    with Store(db) as st:
+        rows = st.df("SELECT g.program, g.completion, p.answer FROM programs g JOIN problems p USING (problem_id)")
+    assert len(rows) == len(recs) == 599 and rows.answer.notna().all()
+    assert sorted(rows.completion) == sorted(r["generated"] for r in recs)
+    for program, completion in zip(rows.program, rows.completion):
+        assert program == completion.lstrip("\n").rstrip() + "\n"
+        assert "import numpy as np\n" in program and "def solver():" in program
+        assert program.endswith("\nans = solver()\n")
+
+
+def test_import_programs_sample_lists_from_parquet(db, tmp_path):
+    pd.DataFrame([{"question": "What is 1 + 1?", "answer": 2, "samples": ["ans = 1 + 1", "ans = 2"]}]) \
+        .to_parquet(tmp_path / "p.parquet")
+    with Store(db) as st:
+        r = import_programs(st, tmp_path / "p.parquet", "pq", program_field="samples")
+        assert (r["read"], r["records"], r["added"]) == (2, 1, 2)
+        assert st.df("SELECT sample_idx, program FROM programs ORDER BY 1").values.tolist() == \
+            [[0, "ans = 1 + 1\n"], [1, "ans = 2\n"]]

@@ -1,7 +1,9 @@
 import pytest
 
 from pad_data.extract import extract_program
-from pad_data.labels import LABELS, label_for, parse_number
+import math
+
+from pad_data.labels import ABS_TOL, LABELS, label_for, numbers_match, parse_number
 
 
 @pytest.mark.parametrize("text,num", [
@@ -16,9 +18,16 @@ def test_parse_number(text, num):
 @pytest.mark.parametrize("status,vtype,value,gold,gold_text,label", [
     ("ok", "int", 18, 18.0, "18", "correct"),
     ("ok", "float", 18.0004, 18.0, "18", "correct"),
-    ("ok", "float", 18.017, 18.0, "18", "correct"),  # within 1e-3 * 18
+    ("ok", "float", 18.017, 18.0, "18", "wrong_answer"),  # PAL's rule is absolute: |v - g| < 1e-3
     ("ok", "float", 18.02, 18.0, "18", "wrong_answer"),
-    ("ok", "float", 1000000.5, 1000000.0, "1000000", "correct"),  # relative tolerance
+    ("ok", "int", 1001, 1000.0, "1000", "wrong_answer"),  # was correct under a relative 1e-3
+    ("ok", "int", 72070, 72000.0, "72000", "wrong_answer"),
+    ("ok", "str", "72,070", 72000.0, "72000", "wrong_answer"),
+    ("ok", "float", 1000000.5, 1000000.0, "1000000", "wrong_answer"),
+    ("ok", "float", 1000000.0009, 1000000.0, "1000000", "correct"),
+    ("ok", "float", 0.001, 0.0, "0", "wrong_answer"),  # the boundary: exactly 1e-3 away is not < 1e-3
+    ("ok", "float", 0.0009999, 0.0, "0", "correct"),
+    ("ok", "float", -17.9996, -18.0, "-18", "correct"),
     ("ok", "bool", True, 1.0, "1", "non_numeric"),
     ("ok", "str", "18", 18.0, "18", "correct"),
     ("ok", "str", "eighteen", 18.0, "18", "non_numeric"),
@@ -37,6 +46,20 @@ def test_label_for(status, vtype, value, gold, gold_text, label):
     assert label in LABELS
 
 
+def test_numbers_match_is_pals_absolute_rule():
+    assert ABS_TOL == 1e-3
+    assert numbers_match(18.0004, 18) and not numbers_match(18.017, 18)
+    assert numbers_match(0.0, 0.000999) and not numbers_match(0.0, 0.001)  # strictly less
+    assert not numbers_match(1001, 1000.0) and not numbers_match(72070, 72000.0)
+    # from 2**43 on, neighbouring doubles are more than 1e-3 apart: the rule is "same double"
+    big = 1e13
+    assert math.ulp(2.0 ** 43) > ABS_TOL >= math.ulp(2.0 ** 42)
+    assert numbers_match(big, big) and not numbers_match(math.nextafter(big, math.inf), big)
+    # ints beyond 2**53 compare as their nearest double
+    assert numbers_match(2 ** 53 + 1, float(2 ** 53)) and not numbers_match(2 ** 53 + 2, float(2 ** 53))
+    assert label_for("ok", "int", 2 ** 53 + 1, float(2 ** 53), str(2 ** 53))[0] == "correct"
+
+
 @pytest.mark.parametrize("text,expected", [
     ("def solution():\n    return 1", "def solution():\n    return 1\n"),
     ("Here you go:\n```python\ndef solution():\n    return 1\n```\nDone.", "def solution():\n    return 1\n"),
@@ -47,3 +70,58 @@ def test_label_for(status, vtype, value, gold, gold_text, label):
 ])
 def test_extract_program(text, expected):
     assert extract_program(text) == expected
+
+
+DICT_CONSTANT = '''PRICES = {
+    "apple": 2,
+    "pear": 3,
+}
+
+
+def solution():
+    return PRICES["apple"] * 3 + PRICES["pear"]
+'''
+STRING_CONSTANT = '''import math
+
+NOTES = """
+Tom has 3 apples.
+He buys 4 more.
+"""
+
+
+def solution():
+    return math.floor(3 + 4)
+'''
+MAIN_BLOCK = '''def solution():
+    return 12 // 4
+
+
+if __name__ == "__main__":
+    print(solution())
+'''
+POT_SCRIPT = '''import math
+nums = [
+    3,
+    4,
+]
+total = math.fsum(nums)
+ans = total * 2
+'''
+
+
+@pytest.mark.parametrize("program", [DICT_CONSTANT, STRING_CONSTANT, MAIN_BLOCK, POT_SCRIPT],
+                         ids=["dict-constant", "string-constant", "main-block", "pot-script"])
+def test_a_whole_valid_program_is_kept_whole(program):
+    assert extract_program(program) == program
+    # surrounding blank lines and a missing or doubled final newline are normalized, nothing else
+    assert extract_program("\n  \n" + program.rstrip("\n")) == program
+    assert extract_program(program + "\n\n") == program
+    assert extract_program(program.replace("\n", "\r\n")).replace("\r\n", "\n") == program
+
+
+@pytest.mark.parametrize("program", [DICT_CONSTANT, MAIN_BLOCK])
+def test_prose_and_fences_around_a_whole_program_still_go(program):
+    assert extract_program(f"Here is the program:\n```python\n{program}```\nIt prints the answer.") == program
+    # without fences, prose still ends the code at the first non-parsing top-level line
+    assert extract_program("Sure! Here it is.\n" + MAIN_BLOCK + "That's all.") == \
+        "def solution():\n    return 12 // 4\n"

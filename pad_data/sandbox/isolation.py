@@ -1,30 +1,47 @@
 """How a sandbox worker process is started: the OS-level isolation layer.
 
-Levels, strongest first (``auto`` picks the first that works here):
+Levels, strongest first. ``auto`` means ``bwrap`` and refuses to run without it; the weaker
+levels run only when asked for by name, and ``pad execute`` then warns on every run.
 
-- ``bwrap``: bubblewrap with every namespace unshared (no network at all, its own PID
-  space, no view of host files except the Python standard library, read-only, and an
-  empty tmpfs as cwd), ``--die-with-parent`` and ``--new-session``.
+- ``bwrap``: bubblewrap started as an unprivileged user (``nobody`` when pad runs as root,
+  through ``unshare --mount`` + ``setpriv``),
+  with every namespace unshared (no network, its own PID space), a user namespace mapped to
+  that unprivileged uid, no capabilities, no nested user namespaces, a read-only root that
+  holds only the system libraries, the Python installation and the preloaded packages
+  (numpy, sympy), no writable path at all, ``--die-with-parent`` and ``--new-session``.
 - ``unshare``: ``unshare -rn``: a user + network namespace (no network); host files stay
-  visible, so the in-process layers (no ``open``, audit hook) are what keep files safe.
-- ``process``: a plain child process with a scrubbed environment and an empty temp cwd.
+  visible to a program that gets past the Python layer (read-only through seccomp).
+- ``process``: a plain child process with a scrubbed environment.
 
-Every level also gets rlimits (address space, no file writes, few fds, no core dumps),
-set by the worker before it runs anything.
+At every level the worker then sets rlimits and installs seccomp filters (x86_64) before any
+program runs, and forks each program that is not provably pure into its own process (see
+``worker.py``).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+from . import seccomp
 
 WORKER_SOURCE = (Path(__file__).with_name("worker.py")).read_text()
 LEVELS = ("bwrap", "unshare", "process")
+THIRD_PARTY = ("numpy", "sympy")
+SANDBOX_SITE = "/pad/site"
+NOBODY = 65534
+ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+WEAK_WARNING = ("isolation {level!r} is below the OS sandbox: a program that gets past the Python "
+                "layer can read host files and other processes' environments that the worker's user "
+                "can read (install bubblewrap for 'bwrap')")
 
 
 def python_binary() -> str:
@@ -32,61 +49,155 @@ def python_binary() -> str:
     return os.path.realpath(sys.executable)
 
 
-def _bwrap_prefix() -> list[str]:
-    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-           "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"]
+def python_flags() -> list[str]:
+    """No site, no user site, no bytecode writes, no script dir on sys.path."""
+    return ["-S", "-s", "-B"] + (["-P"] if sys.version_info >= (3, 11) else [])
+
+
+@functools.cache
+def package_dirs() -> tuple[tuple[str, str], ...]:
+    """``(name, directory)`` of each installed preloadable package and what it needs to import
+    (mpmath for sympy, numpy's vendored ``numpy.libs``)."""
+    found = []
+    for name in THIRD_PARTY + ("mpmath",):
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        path = os.path.realpath(list(spec.submodule_search_locations)[0])
+        found.append((name, path))
+        libs = path + ".libs"
+        if os.path.isdir(libs):
+            found.append((name + ".libs", libs))
+    return tuple(found)
+
+
+@dataclass
+class Launch:
+    """The argv that starts one worker, and the staging folder it needs (removed by close)."""
+
+    argv: list[str]
+    site_dir: str | None = None
+    stage: str | None = None
+
+    def close(self) -> None:
+        if self.stage:
+            shutil.rmtree(self.stage, ignore_errors=True)
+            self.stage = None
+
+
+# Run as root, bwrap is started as nobody. Directories nobody cannot reach by path (a Python
+# under /root, a venv in a private folder) are first bind-mounted read-only onto a staging
+# folder, in a private mount namespace that only this worker's launcher sees.
+_STAGE_SCRIPT = ('set -e; while [ "$1" != "--" ]; do mount --bind -o ro "$1" "$2"; shift 2; done; '
+                 'shift; exec "$@"')
+_DROP = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
+         "--bounding-set=-all"]
+
+
+def _bwrap_binds() -> list[tuple[str, str]]:
+    """``(host directory, path in the sandbox)`` to bind read-only."""
+    binds = []
     for top in ("/usr", "/bin", "/lib", "/lib64", "/lib32", "/sbin"):
+        if os.path.isdir(top) and not os.path.islink(top):
+            binds.append((top, top))
+    roots = {os.path.realpath(p) for p in (sys.base_prefix, sysconfig.get_paths()["stdlib"],
+                                          os.path.dirname(python_binary()))}
+    for path in sorted(roots):
+        if not path.startswith("/usr/") and not any(path.startswith(r + "/") for r in roots if r != path):
+            binds.append((path, path))
+    binds += [(path, f"{SANDBOX_SITE}/{name}") for name, path in package_dirs()]
+    return binds
+
+
+def _bwrap_argv(binds: list[tuple[str, str]]) -> list[str]:
+    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--uid", str(NOBODY),
+           "--gid", str(NOBODY), "--die-with-parent", "--new-session", "--clearenv"]
+    for k, v in ENV.items():
+        cmd += ["--setenv", k, v]
+    for top in ("/bin", "/lib", "/lib64", "/lib32", "/sbin"):
         if os.path.islink(top):
             cmd += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            cmd += ["--ro-bind", top, top]
-    binds = {sys.base_prefix, sysconfig.get_paths()["stdlib"], os.path.dirname(python_binary())}
-    for path in sorted(binds):
-        if not path.startswith("/usr/"):
-            cmd += ["--ro-bind", path, path]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp"]
-    return cmd
+    for src, dest in binds:
+        cmd += ["--ro-bind", src, dest]
+    return cmd + ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", "--remount-ro", "/",
+                  "--chdir", "/"]
 
 
-def _probe(prefix: list[str]) -> bool:
-    try:
-        out = subprocess.run(prefix + [python_binary(), "-I", "-S", "-c", "print('ok')"],
-                             capture_output=True, timeout=20, env={}, cwd="/")
-        return out.returncode == 0 and out.stdout.strip() == b"ok"
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+def launch(level: str, config: dict, workdir: str, code: str = WORKER_SOURCE) -> Launch:
+    """How to start one worker (``code``) at ``level``; ``config`` gains the site dir and seccomp
+    filters."""
+    import json
+
+    stage = None
+    if level == "bwrap":
+        site, binds = SANDBOX_SITE, _bwrap_binds()
+        if os.geteuid() == 0:
+            stage = tempfile.mkdtemp(prefix="pad-stage-")
+            os.chmod(stage, 0o755)
+            staged, mounts = [], []
+            for i, (src, dest) in enumerate(binds):
+                if src.startswith("/usr"):
+                    staged.append((src, dest))
+                    continue
+                point = os.path.join(stage, str(i))
+                os.mkdir(point)
+                mounts += [src, point]
+                staged.append((point, dest))
+            prefix = (["unshare", "--mount", "--propagation", "private", "sh", "-c", _STAGE_SCRIPT,
+                       "pad-sandbox", *mounts, "--", *_DROP] + _bwrap_argv(staged))
+        else:
+            prefix = _bwrap_argv(binds)
+    else:
+        site = os.path.join(workdir, "site")
+        if not os.path.isdir(site):
+            os.makedirs(site)
+            for name, path in package_dirs():
+                os.symlink(path, os.path.join(site, name))
+        prefix = ["unshare", "-rn"] if level == "unshare" else []
+    config = dict(config, site_dir=site)
+    if seccomp.supported():
+        config["seccomp"] = {"sandbox": seccomp.build(seccomp.SANDBOX_DENY, child=False).hex(),
+                             "child": seccomp.build(seccomp.CHILD_DENY, child=True).hex()}
+    argv = prefix + [python_binary(), *python_flags(), "-c", code, json.dumps(config)]
+    return Launch(argv, site, stage)
+
+
+def _probe(level: str) -> bool:
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = launch(level, {}, tmp, code="print('ok')")
+        try:
+            out = subprocess.run(spec.argv, capture_output=True, timeout=20, env=ENV, cwd="/")
+            return out.returncode == 0 and out.stdout.strip() == b"ok"
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        finally:
+            spec.close()
 
 
 @functools.cache
 def available_levels() -> tuple[str, ...]:
     """Isolation levels that actually work on this machine (probed once per process)."""
     found = []
-    if shutil.which("bwrap") and _probe(_bwrap_prefix()):
+    if shutil.which("bwrap") and _probe("bwrap"):
         found.append("bwrap")
-    if shutil.which("unshare") and _probe(["unshare", "-rn"]):
+    if shutil.which("unshare") and _probe("unshare"):
         found.append("unshare")
     found.append("process")
     return tuple(found)
 
 
 def resolve(level: str = "auto") -> str:
-    """The isolation level to use; ``auto`` means the strongest available."""
+    """The isolation level to use; ``auto`` means ``bwrap`` and fails without it."""
+    if level not in LEVELS + ("auto",):
+        raise ValueError(f"unknown isolation level {level!r}; choose from auto, {', '.join(LEVELS)}")
     levels = available_levels()
     if level == "auto":
-        return levels[0]
-    if level not in LEVELS:
-        raise ValueError(f"unknown isolation level {level!r}; choose from auto, {', '.join(LEVELS)}")
+        if "bwrap" not in levels:
+            raise RuntimeError("bubblewrap is not available here, so programs cannot be isolated at the "
+                               "OS level: install it (apt-get install bubblewrap), or pass --isolation "
+                               "unshare or process to run with weaker isolation")
+        return "bwrap"
     if level not in levels:
         raise RuntimeError(f"isolation level {level!r} is not available on this machine "
                            f"(available: {', '.join(levels)}); install bubblewrap for 'bwrap'")
     return level
-
-
-def prefix(level: str) -> list[str]:
-    """The argv that wraps a command in the given isolation level."""
-    return {"bwrap": _bwrap_prefix, "unshare": lambda: ["unshare", "-rn"], "process": list}[level]()
-
-
-def worker_command(level: str, config_json: str) -> list[str]:
-    """The argv that starts one worker at the given isolation level."""
-    return prefix(level) + [python_binary(), "-I", "-S", "-c", WORKER_SOURCE, config_json]

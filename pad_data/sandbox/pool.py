@@ -3,7 +3,8 @@
 The parent owns its worker processes (no multiprocessing/ProcessPoolExecutor, which lose
 in-flight tasks silently when a worker dies). It streams batches of programs to each
 worker over a pipe; the worker reports every program's result the moment it finishes,
-so the parent always knows which program a worker is on. The parent:
+so the parent always knows which program a worker is on. (Inside, each worker runs provably
+pure programs itself and forks a child for every other one: see ``worker.py``.) The parent:
 
 - lets the worker stop a program at the timeout itself (an in-process timer; the worker
   goes on with its batch, no restart), and kills a worker whose program is still running
@@ -15,12 +16,14 @@ so the parent always knows which program a worker is on. The parent:
   and likewise re-queues the rest;
 - starts a fresh worker whenever one is gone (timeout, crash, or a worker retiring itself
   after it was harmed).
-Worker output is untrusted: it is parsed as JSON with size limits, never unpickled.
+Worker output is untrusted: it is parsed as JSON with size limits, never unpickled, and a
+malformed message fails only its program (``crashed``, ``ProtocolError``) and retires the worker.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import selectors
 import signal
@@ -33,7 +36,8 @@ from typing import Any, Hashable, Iterable, Iterator
 
 from . import isolation
 
-EXECUTOR_VERSION = "pad-sandbox/1"
+EXECUTOR_VERSION = "pad-sandbox/2"
+STDOUT_CAP = 8192 + 64
 MAX_LINE = 1 << 20  # a result line longer than this is a protocol violation
 READY_TIMEOUT_S = 60.0
 STATUSES = ("ok", "no_answer", "syntax_error", "runtime_error", "timeout", "memory_limit",
@@ -56,21 +60,48 @@ class ExecResult:
 
     @classmethod
     def from_worker(cls, msg: dict) -> "ExecResult":
+        """Validate one result message from a worker (untrusted); ProtocolError if malformed."""
         status = msg.get("status")
         if status not in STATUSES:
-            return cls("crashed", error_type="ProtocolError", error_message=f"bad status {status!r}")
+            raise ProtocolError(f"bad status {str(status)[:40]!r}")
+        value = msg.get("value")
+        if not (value is None or isinstance(value, (bool, int, str))
+                or isinstance(value, float) and math.isfinite(value)):
+            raise ProtocolError("bad value")
         line = msg.get("error_line")
+        if not (line is None or type(line) is int):
+            raise ProtocolError("bad error_line")
+        duration = msg.get("duration_ms", 0.0)
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) \
+                or not math.isfinite(duration) or duration < 0:
+            raise ProtocolError("bad duration_ms")
         return cls(
             status=status,
-            value=msg.get("value"),
-            value_type=_opt_str(msg.get("value_type")),
+            value=clean_text(value) if isinstance(value, str) else value,
+            value_type=_opt_str(msg.get("value_type"), 100),
             value_repr=_opt_str(msg.get("value_repr")),
-            error_type=_opt_str(msg.get("error_type")),
+            error_type=_opt_str(msg.get("error_type"), 100),
             error_message=_opt_str(msg.get("error_message")),
-            error_line=line if isinstance(line, int) else None,
-            stdout=_opt_str(msg.get("stdout")) or "",
-            duration_ms=float(msg.get("duration_ms") or 0.0),
+            error_line=line if line is None or 0 <= line < 2**31 else None,
+            stdout=_opt_str(msg.get("stdout"), STDOUT_CAP) or "",
+            duration_ms=float(duration),
         )
+
+
+class ProtocolError(ValueError):
+    """A worker sent something that is not a well-formed result."""
+
+
+def clean_text(text: str, limit: int = 10_000) -> str:
+    """Text that any store accepts: at most ``limit`` characters, lone surrogates and NUL
+    written as escapes (``\\ud800``, ``\\x00``)."""
+    if len(text) > limit:
+        text = text[:limit] + f"...[truncated {len(text) - limit} characters]"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
 
 
 def _describe_exit(rc: int | None, level: str) -> str:
@@ -82,8 +113,12 @@ def _describe_exit(rc: int | None, level: str) -> str:
         return f"exit code {rc}"
 
 
-def _opt_str(v: Any) -> str | None:
-    return None if v is None else str(v)[:10_000]
+def _opt_str(v: Any, limit: int = 10_000) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise ProtocolError("expected a string")
+    return clean_text(v, limit)
 
 
 @dataclass
@@ -111,34 +146,46 @@ class SandboxPool:
     """
 
     def __init__(self, workers: int = 2, timeout: float = 2.0, memory_mb: int = 512,
-                 isolation_level: str = "auto", batch_size: int = 32, stdout_limit: int = 8192,
-                 max_programs_per_worker: int = 20000, entry: str = "solution"):
+                 isolation_level: str = "auto", batch_size: int = 256, stdout_limit: int = 8192,
+                 max_programs_per_worker: int = 20000, entry: str | None = None,
+                 python_policy: bool = True, fast_path: bool = True):
+        """``entry``: the function to call or variable to read [default: ``solution()`` if the
+        program defines it, else its ``ans`` variable]. ``python_policy=False`` switches the
+        worker's Python layer off (for tests that must reach the OS layer); ``fast_path=False``
+        forks every program."""
         if workers < 1:
             raise ValueError("workers must be >= 1")
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0")
+        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and 0 < timeout <= 3600):
+            raise ValueError(f"timeout must be a number of seconds in (0, 3600], got {timeout!r}")
         if memory_mb < 16:
             raise ValueError("memory_mb must be >= 16")
+        if entry is not None and not str(entry).isidentifier():
+            raise ValueError(f"entry must be a Python name, got {entry!r}")
         self.n_workers = workers
         self.timeout = float(timeout)
         self.memory_mb = int(memory_mb)
         self.batch_size = batch_size
         self.isolation = isolation.resolve(isolation_level)
         self.grace = max(0.2, min(1.0, self.timeout))
-        self._config = json.dumps({"memory_mb": self.memory_mb, "stdout_limit": stdout_limit,
-                                   "timeout": self.timeout,
-                                   "max_programs": max_programs_per_worker, "entry": entry})
-        self._cmd = isolation.worker_command(self.isolation, self._config)
         self._tmp = tempfile.TemporaryDirectory(prefix="pad-sandbox-")
-        self._env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        self._launch = isolation.launch(self.isolation, {
+            "memory_mb": self.memory_mb, "stdout_limit": stdout_limit, "timeout": self.timeout,
+            "child_grace": self.grace / 2, "max_programs": max_programs_per_worker, "entry": entry,
+            "python_policy": python_policy, "fast_path": fast_path}, self._tmp.name)
         self._sel = selectors.DefaultSelector()
         self._workers: dict[int, _Worker] = {}
         self._failed_starts = 0
-        self.stats = {"spawned": 0, "timeouts": 0, "crashes": 0, "recycled": 0}
+        self.seccomp: bool | None = None
+        self.stats = {"spawned": 0, "timeouts": 0, "crashes": 0, "recycled": 0, "fast": 0, "forked": 0}
 
     @property
     def executor_version(self) -> str:
-        return f"{EXECUTOR_VERSION}+{self.isolation}"
+        return f"{EXECUTOR_VERSION}+{self.isolation}" + ("" if self.seccomp is not False else "-noseccomp")
+
+    @property
+    def warning(self) -> str | None:
+        """A one-line warning when programs run below the OS sandbox, else None."""
+        return None if self.isolation == "bwrap" else isolation.WEAK_WARNING.format(level=self.isolation)
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "SandboxPool":
@@ -151,12 +198,14 @@ class SandboxPool:
         for w in list(self._workers.values()):
             self._kill(w)
         self._sel.close()
+        self._launch.close()
         self._tmp.cleanup()
 
     def _spawn(self) -> _Worker:
-        cwd = tempfile.mkdtemp(dir=self._tmp.name)
-        proc = subprocess.Popen(self._cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, close_fds=True, env=self._env, cwd=cwd,
+        spec = self._launch
+        cwd = "/" if self.isolation == "bwrap" else tempfile.mkdtemp(dir=self._tmp.name)
+        proc = subprocess.Popen(spec.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, close_fds=True, env=isolation.ENV, cwd=cwd,
                                 start_new_session=True)
         w = _Worker(proc, proc.stdout.fileno(), proc.stdin.fileno(), time.monotonic())
         os.set_blocking(w.fd_in, False)
@@ -284,23 +333,29 @@ class SandboxPool:
         for line in lines:
             try:
                 msg = json.loads(line)
-            except ValueError:
-                self._fail_current(w, queue, out, "ProtocolError", "unparsable result")
-                return
-            if not isinstance(msg, dict):
-                self._fail_current(w, queue, out, "ProtocolError", "unexpected result")
-                return
-            if msg.get("ready"):
-                w.ready = True
-                w.since = now
-                self._failed_starts = 0
-                continue
-            if not w.pending or msg.get("key") != w.pending[0][0]:
-                self._fail_current(w, queue, out, "ProtocolError", "result out of order")
+                if not isinstance(msg, dict):
+                    raise ProtocolError("unexpected result")
+                if msg.get("ready") is True:
+                    w.ready = True
+                    w.since = now
+                    self._failed_starts = 0
+                    self.seccomp = bool(msg.get("seccomp"))
+                    continue
+                if "loading" in msg:  # the worker imports a package before the next program
+                    w.since = now + READY_TIMEOUT_S
+                    continue
+                if not w.pending or msg.get("key") != w.pending[0][0] or isinstance(msg.get("key"), bool):
+                    raise ProtocolError("result out of order")
+                result = ExecResult.from_worker(msg)
+            except ValueError as exc:  # json errors and ProtocolError
+                self._fail_current(w, queue, out, "ProtocolError", str(exc)[:200] or "unparsable result")
                 return
             s, _ = w.pending.popleft()
-            out.append((s, ExecResult.from_worker(msg)))
+            out.append((s, result))
             w.since = now
+            path = msg.get("path")
+            if path in ("fast", "fork"):
+                self.stats["fast" if path == "fast" else "forked"] += 1
             if msg.get("recycle"):
                 w.retiring = True
 

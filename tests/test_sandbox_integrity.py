@@ -1,0 +1,391 @@
+"""A label is a fact about one program: attackers interleaved with ordinary programs in one
+worker change nothing, programs that get past the Python layer are held by the OS layer, and
+whatever a program or a worker sends is stored or rejected without losing the run.
+
+These tests run as the user CI runs as (root), with bubblewrap: the setup the README gives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pad_data.sandbox import isolation
+from pad_data.sandbox.pool import SandboxPool
+
+bwrap_only = pytest.mark.skipif("bwrap" not in isolation.available_levels(),
+                                reason="bubblewrap is not installed (.ci/run fails on this skip)")
+
+
+def prog(body: str) -> str:
+    return textwrap.dedent(body).strip() + "\n"
+
+
+# Ordinary programs that touch every piece of shared state the attackers go after.
+ORDINARY = [
+    "def solution():\n    return 17 * 3 + 4\n",
+    prog("""
+    import decimal
+    def solution():
+        return float(decimal.Decimal(1) / decimal.Decimal(7) * 7000)
+    """),
+    prog("""
+    from fractions import Fraction
+    def solution():
+        return float(Fraction(3, 4) / Fraction(1, 8))
+    """),
+    prog("""
+    import collections
+    def solution():
+        return collections.Counter('abracadabra').most_common(1)[0][1]
+    """),
+    prog("""
+    import statistics, math
+    def solution():
+        return round(statistics.mean([1, 2, 3, 4]) * math.pi, 6)
+    """),
+    prog("""
+    import random
+    def solution():
+        return random.randint(1, 10**6)
+    """),
+    prog("""
+    import math
+    def solution():
+        total = 0
+        for i in range(2000):
+            total += math.sqrt(i)
+        return round(total, 3)
+    """),
+    prog("""
+    import numpy as np
+    def solver():
+        return float(np.arange(10).sum() * np.pi)
+    ans = solver()
+    """),
+]
+
+ATTACKERS = [
+    # plain attribute stores on shared objects (no escape needed)
+    "import decimal\ndef solution():\n    decimal.DefaultContext.prec = 2\n    decimal.setcontext(decimal.Context())\n"
+    "    return 1\n",
+    "import fractions\ndef solution():\n    fractions.Fraction.__truediv__ = lambda a, b: 0\n    return 1\n",
+    "import collections\ndef solution():\n    collections.Counter.most_common = lambda self, n=None: [(0, -1)]\n"
+    "    return 1\n",
+    "import statistics\ndef solution():\n    statistics.math.pi = 3\n    statistics.mean = lambda x: 0\n    return 1\n",
+    "import math\ndef solution():\n    math.pi = 3\n    math.sqrt = lambda x: 0\n    return 1\n",
+    "import random\ndef solution():\n    random.seed(99)\n    return random.random()\n",
+    # a finalizer meant to run (and loop) during a later program
+    prog("""
+    def solution():
+        def spin(self):
+            while True:
+                pass
+        C = type('C', (), {'__del__': spin})
+        a, b = C(), C()
+        a.other, b.other = b, a
+        return 1
+    """),
+    # a timeout that is caught and answered anyway
+    prog("""
+    def solution():
+        n = 0
+        try:
+            while True:
+                n += 1
+        except:
+            pass
+        return 42
+    """),
+    # Python-level escape: functools merges a module's real globals (sys, real builtins) into
+    # the program's, then the program turns the worker's audit hook off and goes for the worker
+    prog("""
+    import functools, statistics
+    def w():
+        pass
+    functools.update_wrapper(w, statistics.mean, assigned=(), updated=("__globals__",))
+    main = sys.modules["__main__"]
+    main._state["running"] = False
+    os = sys.modules["os"]
+    forged = b'{"key": 0, "status": "ok", "value": 999, "duration_ms": "x"}\\n'
+    for fd in range(0, 40):
+        try:
+            os.write(fd, forged * 50)
+        except OSError:
+            pass
+    main._describe_value = lambda v: ("int", 999, None)
+    main.run_program = lambda *a: ({"status": "ok", "value": 999}, False)
+    for pid in (os.getppid(), 1, 2, 3):
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    try:
+        os.fork()
+    except OSError:
+        pass
+    def solution():
+        return 41
+    """),
+    # poison pills
+    "def solution():\n    print('\\ud800' * 3)\n    return '\\udfff\\x00'\n",
+    "def solution():\n    raise type('Boom', (Exception,), {})('\\ud800\\x00')\n",
+    "def solution():\n    return 'x' * 10**7\n",
+]
+
+
+def _labels(results: dict) -> dict:
+    return {k: (r.status, r.value) for k, r in results.items()}
+
+
+@bwrap_only
+def test_attackers_interleaved_in_one_worker_change_no_ordinary_label():
+    alone = {}
+    for i, src in enumerate(ORDINARY):
+        with SandboxPool(workers=1, timeout=1.0) as pool:
+            alone[i] = _labels(dict(pool.map([(i, src)])))[i]
+    assert all(status == "ok" for status, _ in alone.values()), alone
+    items, expect = [], {}
+    for rnd in range(3):
+        for j, attacker in enumerate(ATTACKERS):
+            items.append((f"attack-{rnd}-{j}", attacker))
+            for i, src in enumerate(ORDINARY):
+                key = f"ordinary-{rnd}-{j}-{i}"
+                items.append((key, src))
+                expect[key] = alone[i]
+    with SandboxPool(workers=1, timeout=1.0) as pool:
+        got = _labels(dict(pool.map(items)))
+        assert pool.stats["forked"] > 0 and pool.stats["fast"] > 0
+        assert pool.stats["spawned"] == 1, pool.stats  # nothing even restarted the worker
+    assert len(got) == len(items)
+    wrong = {k: (got[k], v) for k, v in expect.items() if got[k] != v}
+    assert not wrong, f"{len(wrong)} of {len(expect)} ordinary programs changed: {list(wrong.items())[:3]}"
+    assert got["attack-0-7"] == ("timeout", None)  # a swallowed timeout stays a timeout
+
+
+@bwrap_only
+def test_the_result_of_an_escaped_program_is_its_own_and_the_worker_survives():
+    escape = ATTACKERS[8]
+    with SandboxPool(workers=1, timeout=1.0) as pool:
+        res = dict(pool.map([(0, escape), (1, ORDINARY[0]), (2, escape), (3, ORDINARY[1])]))
+        assert pool.stats["spawned"] == 1 and pool.stats["crashes"] == 0
+    assert res[1].value == 55 and res[3].status == "ok"
+
+
+@pytest.mark.parametrize("forced_fork", [False, True])
+def test_timeouts_are_final_on_both_paths(forced_fork):
+    swallow = ATTACKERS[7]
+    slow_repr = prog("""
+    import fractions
+    class Slow(fractions.Fraction):
+        def __float__(self):
+            while True:
+                pass
+        def __repr__(self):
+            while True:
+                pass
+    def solution():
+        return Slow(1, 2)
+    """)
+    with SandboxPool(workers=1, timeout=0.5, fast_path=not forced_fork) as pool:
+        res = dict(pool.map([(0, swallow), (1, slow_repr), (2, ORDINARY[0])]))
+    assert res[0].status == "timeout" and res[1].status == "timeout"
+    assert res[2].value == 55
+
+
+def test_poison_pills_are_stored_escaped(tmp_path):
+    from pad_data.execute import execute
+    from pad_data.store import Store, problem_id, program_id
+    import pandas as pd
+
+    pills = ATTACKERS[-3:] + [ORDINARY[0]]
+    with Store(tmp_path / "pad.duckdb") as st:
+        pid = problem_id("t", "q")
+        st.insert_new("problems", pd.DataFrame([{"problem_id": pid, "dataset": "t", "split": "train",
+                                                 "question": "q", "answer": 55.0, "answer_text": "55"}]),
+                      "problem_id")
+        rows = [{"program_id": program_id(pid, src, "t", i), "problem_id": pid, "origin": "import",
+                 "teacher": "t", "sample_idx": i, "program": src} for i, src in enumerate(pills)]
+        st.insert_new("programs", pd.DataFrame(rows), "program_id")
+        r = execute(st, timeout=2.0)
+        assert r["executed"] == 4
+        got = st.con.execute("SELECT p.sample_idx, e.status, e.value, e.stdout, e.error_type, e.error_message "
+                             "FROM executions e JOIN programs p USING (program_id) ORDER BY 1").fetchall()
+    assert got[0][1] == "ok" and got[0][2] == "\\udfff\\x00" and got[0][3].startswith("\\ud800")
+    assert got[1][1] == "runtime_error" and got[1][4] == "Boom" and got[1][5] == "\\ud800\\x00"
+    assert got[2][1] == "ok" and len(got[2][2]) <= 1100
+    assert got[3][1:3] == ("ok", "55")
+
+
+# ---------------------------------------------------------------- a hostile worker
+FAKE_WORKER = r'''
+import json, sys, os
+out = os.fdopen(1, "wb", buffering=0)
+out.write(b'{"ready": true}\n')
+for line in sys.stdin:
+    for key, src in json.loads(line)["batch"]:
+        bad = {"BAD-DURATION": {"status": "ok", "value": 1, "duration_ms": "x"},
+               "BAD-VALUE": {"status": "ok", "value": [1, 2]},
+               "BAD-STATUS": {"status": "correct", "value": 1},
+               "BAD-KEY": {"key": "somebody else", "status": "ok", "value": 1}}.get(src)
+        if src == "BAD-JSON":
+            out.write(b"{not json\n")
+        elif bad is not None:
+            out.write(json.dumps(dict({"key": key}, **bad)).encode() + b"\n")
+        else:
+            out.write(json.dumps({"key": key, "status": "ok", "value": int(src), "duration_ms": 0.1}).encode() + b"\n")
+'''
+
+
+@pytest.mark.parametrize("bad", ["BAD-DURATION", "BAD-VALUE", "BAD-STATUS", "BAD-KEY", "BAD-JSON"])
+def test_a_malformed_worker_message_fails_only_that_program(bad):
+    with SandboxPool(workers=1, timeout=1.0, isolation_level="process") as pool:
+        pool._launch.argv = [sys.executable, "-c", FAKE_WORKER]
+        items = [(i, str(i)) for i in range(10)] + [(10, bad)] + [(i, str(i)) for i in range(11, 20)]
+        res = dict(pool.map(items))
+        assert pool.stats["crashes"] == 1 and pool.stats["spawned"] == 2  # retired and replaced
+    assert res[10].status == "crashed" and res[10].error_type == "ProtocolError"
+    assert all(res[i].status == "ok" and res[i].value == i for i in range(20) if i != 10)
+
+
+# ---------------------------------------------------------------- the OS layer, reached
+def _os_probe(tmp_path: Path, body: str, level: str = "bwrap", timeout: float = 5.0):
+    """Run ``body`` with the worker's Python policy switched off, so it reaches the OS layer."""
+    with SandboxPool(workers=1, timeout=timeout, isolation_level=level, python_policy=False) as pool:
+        res = dict(pool.map([(0, prog(body))]))[0]
+    assert res.status == "ok", res
+    return json.loads(res.stdout)
+
+
+HOST_ATTACK = """
+import os, json, ctypes, socket, subprocess
+out = {}
+def attempt(name, f):
+    try:
+        out[name] = repr(f())
+    except BaseException as e:
+        out[name] = "blocked: " + type(e).__name__
+attempt("read_store", lambda: open(STORE, "rb").read())
+attempt("write_host", lambda: open(HOST, "w").write("gone"))
+attempt("truncate_host", lambda: os.truncate(HOST, 0))
+attempt("delete_host", lambda: os.remove(HOST))
+attempt("mkdir_host", lambda: os.mkdir(HOST + ".dir"))
+attempt("create_file", lambda: open(HOST + ".new", "w").write("x"))
+attempt("net", lambda: socket.create_connection(("127.0.0.1", PORT), timeout=1))
+attempt("fork", lambda: os.fork())
+attempt("spawn", lambda: subprocess.Popen(["/bin/sleep", "30"]))
+attempt("kill_parent", lambda: os.kill(os.getppid(), 9))
+libc = ctypes.CDLL(None, use_errno=True)
+out["remount"] = libc.mount(b"none", b"/usr", None, 32 | 4096, None)  # MS_REMOUNT|MS_BIND
+out["unshare_user"] = libc.unshare(0x10000000)
+status = open("/proc/self/status").read()
+out["caps"] = [l.split()[1] for l in status.splitlines() if l.startswith("CapEff")][0]
+out["seccomp"] = [l.split()[1] for l in status.splitlines() if l.startswith("Seccomp:")][0]
+out["env"] = dict(os.environ)
+print(json.dumps(out))
+ans = 1
+"""
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    store = tmp_path / "pad.duckdb"
+    store.write_bytes(b"precious store")
+    hostfile = tmp_path / "host.txt"
+    hostfile.write_text("precious")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)
+    srv.settimeout(0.2)
+    arrived = []
+
+    def accept():
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            try:
+                arrived.append(srv.accept())
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield {"store": store, "host": hostfile, "port": srv.getsockname()[1], "arrived": arrived, "tmp": tmp_path}
+    srv.close()
+
+
+def _attack_body(host) -> str:
+    return (f"STORE, HOST, PORT = {str(host['store'])!r}, {str(host['host'])!r}, {host['port']}\n"
+            + HOST_ATTACK)
+
+
+def _host_unchanged(host) -> None:
+    assert host["store"].read_bytes() == b"precious store"
+    assert host["host"].read_text() == "precious"
+    assert sorted(p.name for p in host["tmp"].iterdir()) == ["host.txt", "pad.duckdb"]
+    assert host["arrived"] == []
+
+
+@bwrap_only
+def test_os_layer_holds_a_program_past_the_python_layer_as_root(host):
+    out = _os_probe(host["tmp"], _attack_body(host))
+    for name in ("read_store", "write_host", "truncate_host", "delete_host", "mkdir_host", "create_file",
+                 "net", "fork", "spawn", "kill_parent"):
+        assert out[name].startswith("blocked"), (name, out[name])
+    assert out["remount"] == -1 and out["unshare_user"] == -1
+    assert out["caps"] == "0000000000000000" and out["seccomp"] == "2"
+    assert "OPENAI_API_KEY" not in out["env"]
+    _host_unchanged(host)
+
+
+@bwrap_only
+def test_workers_run_as_an_unprivileged_user_and_leave_no_process_behind():
+    marker = b"The sandbox worker"
+    with SandboxPool(workers=2, timeout=1.0) as pool:
+        list(pool.map([(0, "def solution():\n    return 1\n")]))
+        uids = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    uids.append(int(status.split("Uid:")[1].split()[1]))  # effective uid
+            except OSError:
+                continue
+    assert uids and set(uids) == {65534}
+    time.sleep(0.2)
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                left.append(pid)
+        except OSError:
+            continue
+    assert left == []
+
+
+@pytest.mark.parametrize("level", ["unshare", "process"])
+def test_below_bwrap_seccomp_still_blocks_writes_processes_and_sockets(host, level):
+    out = _os_probe(host["tmp"], _attack_body(host), level=level)
+    for name in ("write_host", "truncate_host", "delete_host", "mkdir_host", "create_file", "net", "fork",
+                 "spawn", "kill_parent"):
+        assert out[name].startswith("blocked"), (name, out[name])
+    assert out["remount"] == -1 and out["unshare_user"] == -1 and out["seccomp"] == "2"
+    assert "OPENAI_API_KEY" not in out["env"]
+    _host_unchanged(host)
+
+
+def test_auto_refuses_to_run_without_bwrap(monkeypatch):
+    monkeypatch.setattr(isolation, "available_levels", lambda: ("unshare", "process"))
+    with pytest.raises(RuntimeError, match="bubblewrap is not available"):
+        isolation.resolve("auto")
+    assert isolation.resolve("process") == "process"
+    with SandboxPool(workers=1, isolation_level="process") as pool:
+        assert pool.warning and "below the OS sandbox" in pool.warning
