@@ -41,16 +41,24 @@ _NUM_RE = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 
 
 def parse_number(text: Any) -> float | None:
-    """A float from numeric text such as ``"1,234"``, ``"$12.50"``, ``"75%"``, ``"3/4"``; else None."""
+    """A float from numeric text such as ``"1,234"``, ``"$12.50"``, ``"75%"``, ``"3/4"``; else None
+    (also for anything that is not finite as a double, such as an int of 400 digits)."""
     if isinstance(text, bool) or text is None:
         return None
+    try:
+        value = _parse_number(text)
+    except (OverflowError, ValueError):
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _parse_number(text: Any) -> float | None:
     if isinstance(text, (int, float)):
-        return float(text) if math.isfinite(float(text)) else None
+        return float(text)
     s = str(text).strip().replace(",", "").replace("$", "").replace(" ", "")
     s = s.rstrip(".").removesuffix("%")
     if _NUM_RE.match(s):
-        value = float(s)
-        return value if math.isfinite(value) else None
+        return float(s)
     if s.count("/") == 1:
         num, den = s.split("/")
         if _NUM_RE.match(num) and _NUM_RE.match(den) and float(den) != 0:

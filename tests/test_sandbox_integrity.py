@@ -180,6 +180,23 @@ def test_the_result_of_an_escaped_program_is_its_own_and_the_worker_survives():
     assert res[1].value == 55 and res[3].status == "ok"
 
 
+SEGFAULT = "def solution():\n    x = iter([1])\n    for _ in range(10**5):\n        x = map(abs, x)\n    return next(x)\n"
+HANG_IN_C = "def solution():\n    return sum(range(10**13))\n"  # a loop in C: no Python-level signal handling
+
+
+@pytest.mark.parametrize("culprit,status", [(SEGFAULT, "crashed"), (HANG_IN_C, "timeout")])
+def test_a_worker_killed_mid_batch_blames_exactly_its_culprit(culprit, status):
+    """Results leave a worker in bursts: when one dies or hangs in C code, each pending program is
+    rerun alone, and only the culprit is labeled."""
+    items = [(i, f"def solution():\n    return {i}\n") for i in range(200)]
+    items[120] = (120, culprit)
+    with SandboxPool(workers=1, timeout=0.5) as pool:
+        res = dict(pool.map(items))
+        assert pool.stats["crashes" if status == "crashed" else "timeouts"] == 1
+    assert res[120].status == status
+    assert all(res[i].status == "ok" and res[i].value == i for i in range(200) if i != 120)
+
+
 @pytest.mark.parametrize("forced_fork", [False, True])
 def test_timeouts_are_final_on_both_paths(forced_fork):
     swallow = ATTACKERS[7]
@@ -225,6 +242,60 @@ def test_poison_pills_are_stored_escaped(tmp_path):
     assert got[3][1:3] == ("ok", "55")
 
 
+# Found in review: `case str(format=fmt)` reads an attribute named in co_consts, not co_names;
+# str.format then walks __globals__ to the worker's own module globals.
+REACH_WORKER = '''
+    f = lambda: 0
+    match "{0.__globals__[__builtins__][__import__].__globals__.zz}":
+        case str(format=fmt):
+            try:
+                fmt(f)
+            except AttributeError as e:
+                wg = e.obj
+'''
+
+
+@bwrap_only
+def test_a_match_pattern_cannot_smuggle_a_program_onto_the_fast_path():
+    poison = "def solution():\n" + REACH_WORKER + "    wg['_FAST_BUILTINS']['sum'] = lambda *a: 42\n" \
+             "    wg['_describe_value'] = lambda v: ('int', 42, None)\n    return 1\n"
+    victim = "def solution():\n    return sum([1, 2, 3])\n"
+    with SandboxPool(workers=1, timeout=1.0) as pool:
+        res = dict(pool.map([(0, victim), (1, poison), (2, victim), (3, ORDINARY[2])]))
+        assert pool.stats["forked"] >= 2  # the match program did not run in the worker itself
+    assert (res[0].value, res[2].value, res[3].value) == (6, 6, 6.0)
+
+
+def test_a_forked_program_that_resets_its_own_timer_is_still_a_timeout():
+    survive = "import fractions\ndef solution():\n" + REACH_WORKER + \
+              "    try:\n        while True:\n            pass\n    except BaseException:\n" \
+              "        wg['_state']['running'] = False\n        wg['_state']['fired'] = False\n    return 7\n"
+    with SandboxPool(workers=1, timeout=0.5) as pool:
+        res = dict(pool.map([(0, survive), (1, ORDINARY[0])]))
+    assert res[0].status == "timeout" and res[1].value == 55
+
+
+def test_cycles_a_program_leaves_behind_do_not_cost_a_later_program_memory():
+    garbage = ("def solution():\n    a = []\n    for i in range(2500000):\n        x = [i]\n"
+               "        x.append(x)\n        a.append(x)\n    return 1\n")
+    big = "def solution():\n    b = [0] * 40000000\n    return len(b)\n"
+    with SandboxPool(workers=1, timeout=10.0) as pool:
+        res = dict(pool.map([(0, big), (1, garbage), (2, big)]))
+    assert res[1].status == "ok"
+    assert res[0].value == res[2].value == 40000000
+
+
+def test_recursion_budget_is_the_same_on_both_paths():
+    prog_ = "def f(n):\n    return 0 if n == 0 else 1 + f(n - 1)\ndef solution():\n    return f({n})\n"
+    items = [(n, prog_.format(n=n)) for n in range(985, 1005)]
+    got = {}
+    for fast in (True, False):
+        with SandboxPool(workers=1, timeout=2.0, fast_path=fast) as pool:
+            got[fast] = {k: (r.status, r.error_type) for k, r in pool.map(items)}
+    assert got[True] == got[False]
+    assert {s for s, _ in got[True].values()} == {"ok", "runtime_error"}  # the boundary is in range
+
+
 # ---------------------------------------------------------------- a hostile worker
 FAKE_WORKER = r'''
 import json, sys, os
@@ -235,7 +306,8 @@ for line in sys.stdin:
         bad = {"BAD-DURATION": {"status": "ok", "value": 1, "duration_ms": "x"},
                "BAD-VALUE": {"status": "ok", "value": [1, 2]},
                "BAD-STATUS": {"status": "correct", "value": 1},
-               "BAD-KEY": {"key": "somebody else", "status": "ok", "value": 1}}.get(src)
+               "BAD-KEY": {"key": "somebody else", "status": "ok", "value": 1},
+               "BAD-BIGINT": {"status": "ok", "value": 10 ** 400, "value_type": "int"}}.get(src)
         if src == "BAD-JSON":
             out.write(b"{not json\n")
         elif bad is not None:
@@ -245,7 +317,7 @@ for line in sys.stdin:
 '''
 
 
-@pytest.mark.parametrize("bad", ["BAD-DURATION", "BAD-VALUE", "BAD-STATUS", "BAD-KEY", "BAD-JSON"])
+@pytest.mark.parametrize("bad", ["BAD-DURATION", "BAD-VALUE", "BAD-STATUS", "BAD-KEY", "BAD-JSON", "BAD-BIGINT"])
 def test_a_malformed_worker_message_fails_only_that_program(bad):
     with SandboxPool(workers=1, timeout=1.0, isolation_level="process") as pool:
         pool._launch.argv = [sys.executable, "-c", FAKE_WORKER]

@@ -65,8 +65,9 @@ class ExecResult:
         if status not in STATUSES:
             raise ProtocolError(f"bad status {str(status)[:40]!r}")
         value = msg.get("value")
-        if not (value is None or isinstance(value, (bool, int, str))
-                or isinstance(value, float) and math.isfinite(value)):
+        if not (value is None or isinstance(value, (bool, str))
+                or type(value) is int and abs(value) < 2**53
+                or type(value) is float and math.isfinite(value)):
             raise ProtocolError("bad value")
         line = msg.get("error_line")
         if not (line is None or type(line) is int):
@@ -131,6 +132,7 @@ class _Worker:
     retiring: bool = False
     since: float = 0.0  # when the program at pending[0] started (approximately)
     pending: deque = field(default_factory=deque)  # (seq, source) sent, not yet reported
+    single: bool = False  # running one suspect on its own: if it dies or hangs, that program did it
     rbuf: bytes = b""
     wbuf: bytes = b""
     writing: bool = False  # fd_in registered for EVENT_WRITE
@@ -176,7 +178,8 @@ class SandboxPool:
         self._workers: dict[int, _Worker] = {}
         self._failed_starts = 0
         self.seccomp: bool | None = None
-        self.stats = {"spawned": 0, "timeouts": 0, "crashes": 0, "recycled": 0, "fast": 0, "forked": 0}
+        self.stats = {"spawned": 0, "timeouts": 0, "crashes": 0, "recycled": 0, "fast": 0, "forked": 0,
+                      "suspects": 0}
 
     @property
     def executor_version(self) -> str:
@@ -268,6 +271,7 @@ class SandboxPool:
         source_iter = iter(items)
         keys: dict[int, Hashable] = {}
         queue: deque[tuple[int, str]] = deque()
+        self._suspects: deque[tuple[int, str]] = deque()
         seq = 0
         exhausted = False
         while len(self._workers) < self.n_workers:
@@ -287,12 +291,20 @@ class SandboxPool:
             while len(self._workers) < self.n_workers:
                 self._spawn()
             for w in list(self._workers.values()):
-                if w.ready and not w.retiring and queue and len(w.pending) <= self.batch_size // 2:
+                if not w.ready or w.retiring:
+                    continue
+                if self._suspects:  # suspects run one at a time, each on a worker of its own
+                    if not w.pending:
+                        w.since, w.single = time.monotonic(), True
+                        self._send(w, [self._suspects.popleft()])
+                elif queue and len(w.pending) <= self.batch_size // 2:
                     batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
                     if not w.pending:
                         w.since = time.monotonic()
+                    w.single = False
                     self._send(w, batch)
-            if exhausted and not queue and not any(w.pending for w in self._workers.values()):
+            if exhausted and not queue and not self._suspects \
+                    and not any(w.pending for w in self._workers.values()):
                 return
 
             now = time.monotonic()
@@ -350,8 +362,12 @@ class SandboxPool:
             except ValueError as exc:  # json errors and ProtocolError
                 self._fail_current(w, queue, out, "ProtocolError", str(exc)[:200] or "unparsable result")
                 return
-            s, _ = w.pending.popleft()
-            out.append((s, result))
+            item = w.pending.popleft()
+            if msg.get("retry") is True:  # a fast-path MemoryError on a worker that ran others first
+                self._suspects.append(item)
+                self.stats["suspects"] += 1
+            else:
+                out.append((item[0], result))
             w.since = now
             path = msg.get("path")
             if path in ("fast", "fork"):
@@ -373,13 +389,22 @@ class SandboxPool:
             queue.extendleft(reversed(w.pending))
             return
         how = _describe_exit(w.proc.returncode, self.isolation)
-        self.stats["crashes"] += 1
-        if w.pending:
+        self._blame(w, out, lambda: ExecResult("crashed", error_type="WorkerDied",
+                                               error_message=f"the interpreter died ({how})",
+                                               duration_ms=(time.monotonic() - w.since) * 1000), "crashes")
+
+    def _blame(self, w: _Worker, out: list, result, stat: str) -> None:
+        """A worker died or hung with programs pending. Workers send results in small bursts, so
+        the culprit is one of them but not necessarily the first: each pending program is run
+        again on its own, and only a program that kills or hangs a worker alone is labeled."""
+        if w.single and len(w.pending) == 1:
             s, _ = w.pending.popleft()
-            out.append((s, ExecResult("crashed", error_type="WorkerDied",
-                                      error_message=f"the interpreter died ({how})",
-                                      duration_ms=(time.monotonic() - w.since) * 1000)))
-        queue.extendleft(reversed(w.pending))
+            out.append((s, result()))
+            self.stats[stat] += 1
+        else:
+            self.stats["suspects"] += len(w.pending)
+            self._suspects.extend(w.pending)
+            w.pending.clear()
 
     def _fail_current(self, w: _Worker, queue: deque, out: list, etype: str, msg: str) -> None:
         self._kill(w)
@@ -394,12 +419,9 @@ class SandboxPool:
         for w in list(self._workers.values()):
             if w.ready and w.pending and now - w.since > self.timeout + self.grace:
                 self._kill(w)
-                self.stats["timeouts"] += 1
-                s, _ = w.pending.popleft()
-                out.append((s, ExecResult("timeout", error_type="Timeout",
-                                          error_message=f"exceeded {self.timeout:g} s",
-                                          duration_ms=(now - w.since) * 1000)))
-                queue.extendleft(reversed(w.pending))
+                self._blame(w, out, lambda: ExecResult("timeout", error_type="Timeout",
+                                                       error_message=f"exceeded {self.timeout:g} s",
+                                                       duration_ms=(now - w.since) * 1000), "timeouts")
             elif not w.ready and now - w.started_at > READY_TIMEOUT_S:
                 self._kill(w)
                 raise RuntimeError(f"sandbox worker did not start within {READY_TIMEOUT_S:g} s "

@@ -58,7 +58,8 @@ CHILD_DENY = {
     "execveat": 322, "pidfd_send_signal": 424, "pidfd_open": 434, "openat2": 437,
     "fchmodat2": 452,
 }
-NR_CLONE, NR_CLONE3, NR_OPEN, NR_OPENAT = 56, 435, 2, 257
+NR_CLONE, NR_CLONE3, NR_OPEN, NR_OPENAT, NR_FCNTL = 56, 435, 2, 257, 72
+F_SIGNAL_CMDS = (8, 10, 15)  # F_SETOWN, F_SETSIG, F_SETOWN_EX: I/O signals aimed at another process
 
 
 def _stmt(code: int, k: int) -> bytes:
@@ -84,13 +85,15 @@ def build(deny: dict, child: bool) -> bytes:
         ins.append(("jeq_errno", NR_CLONE3))
         ins.append(("jeq_goto", NR_OPEN, "open"))
         ins.append(("jeq_goto", NR_OPENAT, "openat"))
+        ins.append(("jeq_goto", NR_FCNTL, "fcntl"))
     ins += [("jeq_errno", nr) for nr in deny_nrs]
     ins.append(("allow",))
     if not child:
         ins += [("label", "clone"), ("ld", 16), ("jset_errno", CLONE_NS_FLAGS), ("allow",)]
     else:
         ins += [("label", "open"), ("ld", 24), ("jset_errno", O_WRITE_FLAGS), ("allow",),
-                ("label", "openat"), ("ld", 32), ("jset_errno", O_WRITE_FLAGS), ("allow",)]
+                ("label", "openat"), ("ld", 32), ("jset_errno", O_WRITE_FLAGS), ("allow",),
+                ("label", "fcntl"), ("ld", 24)] + [("jeq_errno", cmd) for cmd in F_SIGNAL_CMDS] + [("allow",)]
     ins += [("label", "errno"), ("ret", RET_ERRNO | EPERM), ("label", "enosys"),
             ("ret", RET_ERRNO | ENOSYS), ("label", "kill"), ("ret", RET_KILL_PROCESS)]
     # resolve label positions (labels take no slot)

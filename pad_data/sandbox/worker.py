@@ -57,6 +57,8 @@ ALLOWED_MODULES = tuple(
 THIRD_PARTY = tuple(CONFIG.get("third_party", ("numpy", "sympy")))
 VALUE_STR_LIMIT = 1000
 MAX_CHILD_MESSAGE = 1 << 20
+FLUSH_S = 0.002
+RECURSION_BUDGET = 1000  # frames a program may use, on either path
 
 # Attribute/global names a program may not mention: frame and code introspection is the
 # classic way out of a Python-level sandbox. (The OS layer contains programs that get out.)
@@ -93,7 +95,7 @@ FAST_BUILTIN_NAMES = (
 FAST_MODULES = frozenset(("math",))
 # Names whose presence sends a program to the forked path (besides any builtin that is not in
 # FAST_BUILTIN_NAMES and any name starting with "_").
-FAST_EXTRA_DENY = frozenset(("format", "format_map", "with_traceback", "mro"))
+FAST_EXTRA_DENY = frozenset(("format", "format_map", "with_traceback", "mro", "obj"))
 
 
 class Forbidden(Exception):
@@ -118,13 +120,18 @@ def _allowed_name(name):
 
 
 def _check_names(code):
-    """Reject code that mentions a forbidden attribute or global (recursing into nested code)."""
+    """Reject code that mentions a forbidden attribute or global (recursing into nested code).
+    Names live in ``co_names``, and (for ``case C(attr=...)`` patterns) in tuples of strings."""
     for name in code.co_names:
         if not _allowed_name(name):
             raise Forbidden(f"use of name {name!r} is not allowed")
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             _check_names(const)
+        elif isinstance(const, tuple):
+            for item in const:
+                if isinstance(item, str) and not _allowed_name(item):
+                    raise Forbidden(f"use of name {item!r} is not allowed")
 
 
 def _guard_attr_name(name):
@@ -228,6 +235,12 @@ def _fast_import(name, globals=None, locals=None, fromlist=(), level=0):
 _REAL_IMPORT = builtins.__import__
 
 
+def _isolated(fn, **names):
+    """``fn`` rebuilt with a globals dict holding only ``names``: a program that reaches its
+    ``__globals__`` finds nothing of the worker there."""
+    return types.FunctionType(fn.__code__, dict(names, __builtins__={}), fn.__name__, fn.__defaults__)
+
+
 # ---------------------------------------------------------------- the fast-path check
 def _opcodes(*names):
     import dis
@@ -241,7 +254,8 @@ _IMPURE_OPS = _opcodes("STORE_ATTR", "DELETE_ATTR", "LOAD_BUILD_CLASS", "IMPORT_
                        "BEFORE_WITH", "BEFORE_ASYNC_WITH", "SETUP_WITH", "SETUP_ASYNC_WITH",
                        "SETUP_ANNOTATIONS", "GET_AWAITABLE", "GET_AITER", "GET_ANEXT",
                        "ASYNC_GEN_WRAP", "SEND", "PRINT_EXPR", "YIELD_FROM", "LOAD_SUPER_ATTR",
-                       "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "STORE_GLOBAL", "DELETE_GLOBAL")
+                       "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "STORE_GLOBAL", "DELETE_GLOBAL",
+                       "MATCH_CLASS", "MATCH_KEYS")  # match reads attributes named in co_consts
 _IMPORT_NAME = _opcodes("IMPORT_NAME")
 _EXTENDED_ARG = next(iter(_opcodes("EXTENDED_ARG")))
 _GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200  # GENERATOR COROUTINE ITERABLE_COROUTINE ASYNC_GENERATOR
@@ -253,7 +267,7 @@ _FAST_BUILTINS = {n: getattr(builtins, n) for n in FAST_BUILTIN_NAMES}
 _FAST_BUILTINS.update({n: getattr(builtins, n) for n in dir(builtins)
                        if isinstance(getattr(builtins, n), type)
                        and issubclass(getattr(builtins, n), BaseException)})
-_FAST_BUILTINS["__import__"] = _fast_import
+_FAST_BUILTINS["__import__"] = None  # set in main(), once the math copy exists
 _FAST_DENY = _FAST_DENY - frozenset(n for n in _FAST_BUILTINS if not n.startswith("_"))
 
 
@@ -501,6 +515,10 @@ def run_program(code, builtins_template):
     out = CappedWriter(STDOUT_LIMIT)
     harmed = False
     g = {"__builtins__": dict(builtins_template), "__name__": "__program__"}
+    depth, frame = 0, sys._getframe()
+    while frame is not None:  # the same recursion budget whichever path called us
+        depth, frame = depth + 1, frame.f_back
+    sys.setrecursionlimit(depth + RECURSION_BUDGET)
     _state["violation"] = None
     _state["fired"] = False
     old_stdout = sys.stdout
@@ -619,7 +637,10 @@ def _child(code, wfd, bt):
             _REAL["random"].seed(0)
         import resource
 
+        limit = _vm_bytes() + MEMORY_MB * 1024 * 1024  # the same headroom whatever ran before
         for res, soft, hard in _CHILD_LIMITS:
+            if res == resource.RLIMIT_AS:
+                soft = hard = limit
             resource.setrlimit(res, (soft, hard))
         if "child" in _SECCOMP_FILTERS:
             _install_seccomp("child")
@@ -638,12 +659,13 @@ def _child(code, wfd, bt):
 def run_forked(code, bt):
     """Run ``code`` in a child forked from this process; returns (result dict, harmed=False)."""
     rfd, wfd = os.pipe()
+    started = time.monotonic()
     pid = os.fork()
     if pid == 0:
         os.close(rfd)
         _child(code, wfd, bt)
     os.close(wfd)
-    deadline = time.monotonic() + TIMEOUT + CHILD_GRACE
+    deadline = started + TIMEOUT + CHILD_GRACE
     chunks, size, killed = [], 0, False
     poller = select.poll()
     poller.register(rfd, select.POLLIN)
@@ -664,7 +686,9 @@ def run_forked(code, bt):
     finally:
         os.close(rfd)
     _, status = os.waitpid(pid, 0)
-    if killed and size <= MAX_CHILD_MESSAGE:
+    if killed and size <= MAX_CHILD_MESSAGE or time.monotonic() - started >= TIMEOUT:
+        # measured here, not taken from the child: a program that ran past its time is a
+        # timeout even if it reset its own timer state
         return {"status": "timeout", "error_type": "Timeout", "error_message": f"exceeded {TIMEOUT:g} s",
                 "stdout": ""}, False
     if os.WIFSIGNALED(status):
@@ -716,6 +740,11 @@ def handle(source, policy_bt, notify):
         if FAST_PATH and is_pure(code):
             path = "fast"
             res, harmed = run_program(code, _FAST_BUILTINS)
+            counts = gc.get_count()
+            if counts[1] or counts[2]:  # the program made enough objects for the collector to run:
+                gc.collect()  # whatever cycles it left must not eat a later program's memory
+            if res["status"] == "memory_limit" and _RAN[0]:
+                res["retry"] = True  # earlier programs may have fragmented this worker: rerun fresh
         else:
             path = "fork"
             for pkg in sorted(_third_party_imports(code) - _LOADED_THIRD_PARTY):
@@ -724,7 +753,11 @@ def handle(source, policy_bt, notify):
             res, harmed = run_forked(code, policy_bt)
     res["duration_ms"] = (time.perf_counter() - t0) * 1000.0
     res["path"] = path
+    _RAN[0] += 1
     return res, harmed
+
+
+_RAN = [0]  # programs this worker has run
 
 
 _PRELOAD_SUBMODULES = {"numpy": ("numpy.random", "numpy.linalg", "numpy.fft", "numpy.polynomial")}
@@ -806,6 +839,9 @@ def main():
         _REAL["datetime"].date(2020, 1, 1).strftime("%Y")
     import ctypes  # noqa: F401 - loaded before seccomp and the audit hook, used by children
 
+    _FAST_BUILTINS["__import__"] = _isolated(
+        _fast_import, FAST_MODULES=FAST_MODULES, Forbidden=Forbidden,
+        _COPIES={n: _COPIES[n] for n in FAST_MODULES if n in _COPIES})
     if POLICY:
         bt = {n: getattr(builtins, n) for n in SAFE_BUILTIN_NAMES if hasattr(builtins, n)}
         for n in dir(builtins):
@@ -829,16 +865,34 @@ def main():
     gc.freeze()
     if POLICY:
         sys.addaudithook(_audit)
-    sys.setrecursionlimit(1000)
     proto_out.write(_dumps({"ready": True, "pid": os.getpid(), "modules": sorted(_COPIES),
                             "seccomp": seccomp_on}).encode() + b"\n")
+
+    # Results go out in small bursts (one write per FLUSH_S of work, and at the end of every
+    # batch): far fewer wake-ups of the parent. A program that hangs or kills the worker loses
+    # at most the burst before it, and the parent then reruns each pending program alone.
+    out_buf = []
+    flushed_at = time.perf_counter()
+
+    def flush():
+        nonlocal flushed_at
+        if out_buf:
+            proto_out.write(b"".join(out_buf))
+            out_buf.clear()
+        flushed_at = time.perf_counter()
+
+    def notify(msg):
+        flush()
+        proto_out.write(_encode(msg))
 
     done = 0
     for line in proto_in:
         msg = json.loads(line)
         for key, source in msg["batch"]:
+            if out_buf and time.perf_counter() - flushed_at > FLUSH_S:
+                flush()
             try:
-                res, harmed = handle(source, bt, lambda m: proto_out.write(_encode(m)))
+                res, harmed = handle(source, bt, notify)
             except MemoryError:  # even our own bookkeeping ran out: no allocation until it is freed
                 res, harmed = dict(INTERNAL_ERROR_RESULT, status="memory_limit", error_type="MemoryError",
                                    error_message="memory limit reached"), True
@@ -852,9 +906,11 @@ def main():
             recycle = harmed or done >= MAX_PROGRAMS
             if recycle:
                 res["recycle"] = True
-            proto_out.write(_encode(res))
+            out_buf.append(_encode(res))
             if recycle:
+                flush()
                 os._exit(0)
+        flush()
     os._exit(0)
 
 
