@@ -23,18 +23,26 @@ from .labels import LABELS
 from .pipeline import (Execute, Generate, ImportPrograms, Ingest, IngestEmbedded, OfflineTeacher, Step,
                        run_pipeline)
 from .sandbox.pool import ExecResult, SandboxPool, execute_programs
-from .store import Store, StoreError
+from .store import ORIGINS, Store, StoreError
 from .teachers.base import TeacherError
 
 __all__ = ["Store", "StoreError", "IngestError", "ingest", "import_programs", "execute", "sql",
            "stats", "label_counts", "default_steps", "run_pipeline", "execute_programs",
            "SandboxPool", "ExecResult", "generate_offline", "ingest_embedded", "LABELS", "generate",
-           "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams"]
+           "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS"]
 
 
-def sql(store: Store, query: str) -> pd.DataFrame:
-    """Run SQL against the store; a DataFrame of the result."""
-    return store.df(query)
+def sql(store: Store, query: str, read_files: bool = False) -> pd.DataFrame:
+    """Run a read-only query (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN) against the
+    store; a DataFrame of the result. Any other statement (COPY TO, ATTACH, INSERT, SET...) is
+    refused. On a store opened read-only (as `pad sql` does), the connection is also locked
+    against files: no file can be read unless ``read_files``, none written either way."""
+    return store.read_query(query, read_files=read_files)
+
+
+def datasets(store: Store) -> list[str]:
+    """The datasets the store holds problems of."""
+    return [r[0] for r in store.con.execute("SELECT DISTINCT dataset FROM problems ORDER BY 1").fetchall()]
 
 
 def label_counts(store: Store, dataset: str | None = None) -> dict[str, int]:

@@ -18,9 +18,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import api
+from . import options as opt
 from .labels import LABELS
+from .options import check_numbers
 from .store import Store, StoreError, resolve_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -85,13 +88,33 @@ def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv 
            question_field: Optional[str] = typer.Option(None, help="field holding the question"),
            answer_field: Optional[str] = typer.Option(None, help="field holding the gold answer"),
            config: Optional[str] = typer.Option(None, help="Hugging Face dataset config (e.g. main)"),
-           limit: Optional[int] = typer.Option(None, help="read at most N records")) -> None:
+           limit: Optional[int] = typer.Option(None, help="read at most N records"),
+           update: bool = typer.Option(False, "--update", help="replace the gold answer of problems already "
+                                       "stored when the file's differs, and relabel their programs")) -> None:
     """Add problems (questions with gold answers) to the store."""
-    with _cli_errors(), _store() as store:
-        r = api.ingest(store, source, dataset, split=split, fmt=fmt, question_field=question_field,
-                       answer_field=answer_field, limit=limit, config=config)
-        console.print(f"{dataset}/{r['split']}: read {r['read']} problems, added {r['added']} "
-                      f"({r['read'] - r['added']} already stored)")
+    with _cli_errors():
+        check_numbers(("--limit", limit, opt.COUNT))
+        with _store() as store:
+            r = api.ingest(store, source, dataset, split=split, fmt=fmt, question_field=question_field,
+                           answer_field=answer_field, limit=limit, config=config, update=update)
+    console.print(f"{dataset}/{r['split']}: read {r['read']} problems, added {r['added']} "
+                  f"({r['read'] - r['added']} already stored)" + _gold_changes(r), markup=False, highlight=False)
+    _warn_gold(r)
+
+
+def _gold_changes(r: dict) -> str:
+    out = ""
+    if r.get("updated"):
+        out += f"; updated the gold answer of {r['updated']}, relabeled {r['relabeled']} executions"
+    if r.get("differ"):
+        out += (f"; {r['differ']} stored with a different gold answer were left as they are "
+                "(pass --update to replace them)")
+    return out
+
+
+def _warn_gold(r: dict) -> None:
+    if r.get("warning"):
+        err_console.print(f"warning: {r['warning']}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("import-programs")
@@ -110,18 +133,25 @@ def import_programs(file: str = typer.Argument(..., help="records with a questio
                     skip_invalid: bool = typer.Option(False, "--skip-invalid",
                                                       help="import the valid records and list each skipped one "
                                                            "on stderr (default: the first bad record is an "
-                                                           "error and nothing is written)")) -> None:
+                                                           "error and nothing is written)"),
+                    update: bool = typer.Option(False, "--update", help="replace the gold answer of problems "
+                                                "already stored when the file's differs, and relabel their "
+                                                "programs")) -> None:
     """Import programs generated elsewhere (fences and prose around the code are stripped)."""
     fields = [f.strip() for value in question_field or [] for f in value.split(",") if f.strip()]
-    with _cli_errors(), _store() as store:
-        r = api.import_programs(store, file, dataset, split=split, question_field=fields or None,
-                                program_field=program_field, answer_field=answer_field,
-                                teacher=teacher, limit=limit, skip_invalid=skip_invalid)
+    with _cli_errors():
+        check_numbers(("--limit", limit, opt.COUNT))
+        with _store() as store:
+            r = api.import_programs(store, file, dataset, split=split, question_field=fields or None,
+                                    program_field=program_field, answer_field=answer_field,
+                                    teacher=teacher, limit=limit, skip_invalid=skip_invalid, update=update)
     for message in r["skipped_records"]:
         err_console.print(f"skipped {message}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"{dataset}: read {r['read']} programs from {r['records']} records, added {r['added']} "
                   f"(new problems: {r['problems_added']})"
-                  + (f", skipped {r['skipped']} invalid records" if skip_invalid else ""), highlight=False)
+                  + (f", skipped {r['skipped']} invalid records" if skip_invalid else "") + _gold_changes(r),
+                  highlight=False, markup=False)
+    _warn_gold(r)
 
 
 @app.command()
@@ -144,11 +174,33 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
     from .sandbox.isolation import WEAK_WARNING, resolve
 
     with _cli_errors():
+        check_numbers(("--timeout", timeout, opt.TIMEOUT), ("--memory-mb", memory_mb, opt.MEMORY_MB),
+                      ("--workers", workers, opt.WORKERS), ("--limit", limit, opt.COUNT),
+                      ("--shard-size", shard_size, opt.COUNT))
+        if origin is not None:
+            opt.check_names("--origin", [origin], api.ORIGINS, "origin")
         level = resolve(isolation)
     warning = None if level == "bwrap" else WEAK_WARNING.format(level=level)
     if warning:
         err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
-    with _cli_errors(), _store() as store, _progress("executing") as progress:
+    with _cli_errors(), _store() as store:
+        if dataset is not None:
+            opt.check_names("--dataset", [dataset], api.datasets(store), "dataset")
+        if engine not in ("local", "ray"):
+            raise ValueError(f"unknown --engine {engine!r}; choose local or ray")
+        r = _run_execute(store, engine, dataset=dataset, timeout=timeout, memory_mb=memory_mb, workers=workers,
+                         rerun=rerun, limit=limit, level=level, origin=origin, entry=entry, shards=shards,
+                         address=address, shard_size=shard_size)
+    _print_labels(r["labels"], title=f"executed {r['executed']} programs in {r['seconds']:.2f} s "
+                                     f"({r['programs_per_s']:,.0f}/s, {r['executor']})")
+    if warning:
+        err_console.print(f"[yellow]warning:[/yellow] these labels were made with isolation {level!r}, "
+                          "below the OS sandbox (see README, threat model)", highlight=False, soft_wrap=True)
+
+
+def _run_execute(store: Store, engine: str, dataset, timeout, memory_mb, workers, rerun, limit, level, origin,
+                 entry, shards, address, shard_size) -> dict:
+    with _progress("executing") as progress:
         if engine == "ray":
             if rerun:
                 raise ValueError("--rerun runs on --engine local only")
@@ -161,13 +213,7 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
             r = api.execute(store, dataset=dataset, timeout=timeout, memory_mb=memory_mb, workers=workers,
                             rerun=rerun, limit=limit, isolation_level=level, origin=origin, entry=entry,
                             progress=progress)
-        else:
-            raise ValueError(f"unknown --engine {engine!r}; choose local or ray")
-    _print_labels(r["labels"], title=f"executed {r['executed']} programs in {r['seconds']:.2f} s "
-                                     f"({r['programs_per_s']:,.0f}/s, {r['executor']})")
-    if warning:
-        err_console.print(f"[yellow]warning:[/yellow] these labels were made with isolation {level!r}, "
-                          "below the OS sandbox (see README, threat model)", highlight=False, soft_wrap=True)
+    return r
 
 
 @app.command()
@@ -198,6 +244,12 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
     """
     from .generate import generate as run_generate, make_teacher
 
+    with _cli_errors():
+        check_numbers(("--samples", samples, opt.SAMPLES), ("--temperature", temperature, opt.TEMPERATURE),
+                      ("--max-tokens", max_tokens, opt.MAX_TOKENS), ("--concurrency", concurrency, opt.CONCURRENCY),
+                      ("--max-retries", max_retries, opt.RETRIES), ("--timeout", timeout, opt.REQUEST_TIMEOUT),
+                      ("--limit", limit, opt.COUNT), ("--price-in", price_in, opt.PRICE),
+                      ("--price-out", price_out, opt.PRICE), ("--shard-size", shard_size, opt.COUNT))
     prices = (price_in or 0.0, price_out or 0.0) if (price_in is not None or price_out is not None) else None
     if engine == "ray":
         from .ray_engine import generate_ray
@@ -232,25 +284,40 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
 @app.command()
 def sql(query: str = typer.Argument(..., help="SQL over problems, programs, executions, labeled_programs"),
         fmt: str = typer.Option("table", "--format", help="table|csv|json"),
-        max_rows: int = typer.Option(200, help="rows shown in table format")) -> None:
-    """Run a read-only SQL query against the store."""
-    if fmt not in ("table", "csv", "json"):
-        err_console.print(f"[red]error:[/red] unknown format {fmt!r}; choose table, csv or json")
-        raise typer.Exit(1)
-    with _cli_errors(), _store(read_only=True) as store:
-        df = store.df(query)
+        max_rows: int = typer.Option(200, help="rows shown in table format"),
+        read_files: bool = typer.Option(False, "--read-files", help="let the query read files (read_csv, "
+                                        "read_parquet, 'file.csv'...); writing stays impossible")) -> None:
+    """Run a read-only SQL query against the store (no writes anywhere; files only with --read-files)."""
+    with _cli_errors():
+        if fmt not in ("table", "csv", "json"):
+            raise ValueError(f"--format: unknown format {fmt!r}; choose table, csv or json")
+        check_numbers(("--max-rows", max_rows, opt.COUNT))
+        with _store(read_only=True) as store:
+            df = api.sql(store, query, read_files=read_files)
     if fmt == "csv":
         sys.stdout.write(df.to_csv(index=False))
     elif fmt == "json":
         sys.stdout.write(json.dumps(json.loads(df.to_json(orient="records", date_format="iso")),
                                     ensure_ascii=False) + "\n")
     else:
-        table = Table(*[str(c) for c in df.columns])
+        table = _table(*[str(c) for c in df.columns])
         for row in df.head(max_rows).itertuples(index=False):
-            table.add_row(*["" if _missing(v) else str(v) for v in row])
+            _add_row(table, *["" if _missing(v) else str(v) for v in row])
         console.print(table)
         if len(df) > max_rows:
             console.print(f"... {len(df) - max_rows} more rows (use --format csv or json)")
+
+
+def _table(*columns: str, title: str | None = None) -> Table:
+    """A table whose headers and cells are shown verbatim (never read as Rich markup or emoji codes)."""
+    table = Table(title=Text(title) if title else None)
+    for c in columns:
+        table.add_column(Text(c), overflow="fold")
+    return table
+
+
+def _add_row(table: Table, *cells: object, style: str | None = None) -> None:
+    table.add_row(*[c if isinstance(c, Text) else Text(str(c)) for c in cells], style=style)
 
 
 @app.command()
@@ -258,24 +325,24 @@ def stats() -> None:
     """Counts of problems and programs per dataset, and labels."""
     with _cli_errors(), _store(read_only=True) as store:
         s = api.stats(store)
-    table = Table("dataset", "problems", "with gold", "programs", "executed",
-                  title=f"{resolve_path(_state['db'])}")
+    table = _table("dataset", "problems", "with gold", "programs", "executed",
+                   title=f"{resolve_path(_state['db'])}")
     for row in s["rows"]:
-        table.add_row(*[str(v) for v in row[:5]])
+        _add_row(table, *row[:5])
     console.print(table)
-    by_label = Table("dataset", "label", "programs", "share", title="labels (latest execution)")
+    by_label = _table("dataset", "label", "programs", "share", title="labels (latest execution)")
     for row in s["rows"]:
         executed = row[4] or 1
         for label, n in zip(s["labels"], row[5:]):
             if n:
-                by_label.add_row(row[0], label, str(n), f"{100 * n / executed:.1f}%")
+                _add_row(by_label, row[0], label, n, f"{100 * n / executed:.1f}%")
     console.print(by_label)
     if s["teachers"]:
-        teachers = Table("teacher", "origin", "programs", "prompt tokens", "completion tokens",
-                         "est. cost (USD)", "failed, to retry", title="teachers")
+        teachers = _table("teacher", "origin", "programs", "prompt tokens", "completion tokens",
+                          "est. cost (USD)", "failed, to retry", title="teachers")
         for t in s["teachers"]:
-            teachers.add_row(str(t[0]), str(t[1]), str(t[2]), f"{t[3]:,.0f}", f"{t[4]:,.0f}",
-                             "" if t[5] is None else f"{t[5]:.4f}", str(t[6]))
+            _add_row(teachers, t[0], t[1], t[2], f"{t[3]:,.0f}", f"{t[4]:,.0f}",
+                     "" if t[5] is None else f"{t[5]:.4f}", t[6])
         console.print(teachers)
 
 
@@ -291,6 +358,8 @@ def check(reference: Optional[str] = typer.Option(None, help="benchmark file who
     from .check import Bounds, run_checks
 
     with _cli_errors(), _store() as store:
+        check_numbers(("--min-correct", min_correct, opt.FRACTION),
+                      ("--contamination", contamination, opt.FRACTION_OPEN))
         r = run_checks(store, reference=reference, expectations_file=expectations, docs_dir=docs,
                        bounds=Bounds(min_correct=min_correct, contamination=contamination))
     table = Table("table", "expectation", "column", "observed", "result", title=f"pad check {r['run_id']}")
@@ -325,9 +394,16 @@ def inject_errors(per_program: int = typer.Option(2, help="variants per correct 
             table.add_row(kind, what)
         console.print(table)
         return
-    with _cli_errors(), _store() as store, _progress("injecting") as progress:
-        r = run_inject(store, per_program=per_program, kinds=_csv(kinds), seed=seed, dataset=dataset, limit=limit,
-                       timeout=timeout, workers=workers, progress=progress)
+    with _cli_errors():
+        check_numbers(("--per-program", per_program, opt.SAMPLES), ("--seed", seed, opt.SEED),
+                      ("--limit", limit, opt.COUNT), ("--timeout", timeout, opt.TIMEOUT),
+                      ("--workers", workers, opt.WORKERS))
+    with _cli_errors(), _store() as store:
+        if dataset is not None:
+            opt.check_names("--dataset", [dataset], api.datasets(store), "dataset")
+        with _progress("injecting") as progress:
+            r = run_inject(store, per_program=per_program, kinds=_csv(kinds), seed=seed, dataset=dataset, limit=limit,
+                           timeout=timeout, workers=workers, progress=progress)
     console.print(f"{r['sources']} correct programs -> {r['variants']} variants, {r['added']} new "
                   f"({r['variants'] - r['added']} already stored); executed {r['executed']}")
     table = Table("injection kind", "variants", "loud (raise)", "silent (wrong answer)", "unchanged (correct)",
@@ -349,7 +425,8 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
                                                  "[default: correct; for refine, every faulty label]"),
            siblings: bool = typer.Option(False, help="refine: also pair faulty programs with a correct sibling"),
            datasets: Optional[str] = typer.Option(None, help="comma-separated datasets [default: all]"),
-           origins: Optional[str] = typer.Option(None, help="comma-separated origins [default: all]"),
+           origins: Optional[str] = typer.Option(None, help="comma-separated origins [default: teacher,import,"
+                                                  "human; for refine, all] (injected only when named)"),
            dedup: str = typer.Option("ast", help="none | exact | ast"),
            max_per_problem: int = typer.Option(4, help="at most K programs per problem (shortest first)"),
            validation: float = typer.Option(0.05, help="share of train problems for validation"),
@@ -362,9 +439,9 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
     with _cli_errors(), _store(read_only=list_) as store:
         if list_:
             df = list_curations(store)
-            table = Table("name", "hash", "created", "counts")
+            table = _table("name", "hash", "created", "counts")
             for row in df.itertuples(index=False):
-                table.add_row(row.name, row.content_hash, str(row.created_at), row.counts)
+                _add_row(table, row.name, row.content_hash, row.created_at, row.counts)
             console.print(table)
             return
         if not name:
@@ -376,7 +453,7 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
     state = "created" if r["created"] else "unchanged (same parameters and data)"
     what = "refinement pairs" if task == "refine" else "programs"
     console.print(f"snapshot {r['name']} {state}: hash {r['content_hash']}, {r['programs']} {what} over "
-                  f"{r['problems']} problems, splits {r['splits']}")
+                  f"{r['problems']} problems, splits {r['splits']}", markup=False, highlight=False)
 
 
 @app.command()
@@ -385,7 +462,9 @@ def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
            fmt: str = typer.Option("hf", "--format", help="hf (DatasetDict.save_to_disk) | parquet | jsonl"),
            license_: str = typer.Option("other", "--license", help="license field of the dataset card"),
            push_to_hub: Optional[str] = typer.Option(None, help="also upload to this Hub dataset repo"),
-           overwrite: bool = typer.Option(False, help="replace a non-empty --out"),
+           overwrite: bool = typer.Option(False, help="replace --out when an earlier pad export wrote it "
+                                                      "(it holds a .pad-export file); other folders are never "
+                                                      "deleted"),
            from_parquet: Optional[str] = typer.Option(None, help="instead of a snapshot: a folder of Parquet "
                                                       "shards (train*.parquet, validation*, test*) to stream "
                                                       "into a Hugging Face dataset")) -> None:
@@ -417,6 +496,8 @@ def review(port: int = typer.Option(8501, help="port to serve on"),
     import subprocess
     from pathlib import Path
 
+    with _cli_errors():
+        check_numbers(("--port", port, opt.PORT))
     app_file = Path(__file__).resolve().parents[1] / "apps" / "review.py"
     if not app_file.exists():
         err_console.print(f"[red]error:[/red] {app_file}: the review app ships with pad's source tree")
@@ -463,6 +544,10 @@ def run(source: Optional[str] = typer.Option(None, help="ingest this problem fil
     `--source FILE --dataset NAME` uses your problems; `--model M [--base-url URL]` a real teacher;
     `--programs FILE` programs made elsewhere.
     """
+    with _cli_errors():
+        check_numbers(("--samples", samples, opt.SAMPLES), ("--seed", seed, opt.SEED),
+                      ("--timeout", timeout, opt.TIMEOUT), ("--memory-mb", memory_mb, opt.MEMORY_MB),
+                      ("--workers", workers, opt.WORKERS))
     with _cli_errors(), _store() as store, _progress("executing") as progress:
         steps = api.default_steps(source=source, dataset=dataset, programs=programs, samples=samples,
                                   seed=seed, timeout=timeout, memory_mb=memory_mb, workers=workers,

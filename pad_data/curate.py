@@ -1,9 +1,11 @@
 """``pad curate NAME``: an immutable, reproducible snapshot of train/validation/test splits.
 
 Steps, all deterministic for the same store and parameters:
-1. **filter** ``labeled_programs`` by label (default only ``correct``), datasets, origins;
-   programs a reviewer rejected (``reviews`` table, when the review app has written one)
-   are left out;
+1. **filter** ``labeled_programs`` by label (default only ``correct``), datasets, origins
+   (default ``teacher``, ``import``, ``human``: injected variants and a student's programs only
+   when named, or for ``task="refine"``); programs a reviewer rejected (``reviews`` table, when
+   the review app has written one) are left out. Every label, dataset and origin named must
+   exist, and filters that select nothing are a CurateError: nothing is stored;
 2. **deduplicate** within each problem: ``exact`` (same text after stripping whitespace at the
    ends of lines) or ``ast`` (same normalized syntax tree: docstrings dropped, local names
    renamed in order of first use, so renamed variables and formatting collapse);
@@ -40,13 +42,18 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from .feedback import feedback
-from .store import Store, content_id
+from .labels import LABELS
+from .options import FRACTION, COUNT, SEED, check_names, check_numbers
+from .store import ORIGINS, Store, content_id
 
 DEDUP = ("none", "exact", "ast")
 TASKS = ("program", "refine")
 # the faulty labels refinement pairs are built from by default
 REFINE_LABELS = ["wrong_answer", "no_answer", "non_numeric", "syntax_error", "runtime_error", "timeout",
                  "memory_limit"]
+# programs a curated snapshot takes by default: not deliberately corrupted variants (injected) nor a
+# student's own programs; those only when asked for (--origins), or for refine pairs (every origin)
+DEFAULT_ORIGINS = ["teacher", "import", "human"]
 
 
 class CurateError(ValueError):
@@ -57,7 +64,7 @@ class CurateError(ValueError):
 class CurateParams:
     labels: list[str] | None = None  # None: ["correct"], or REFINE_LABELS for task "refine"
     datasets: list[str] | None = None
-    origins: list[str] | None = None
+    origins: list[str] | None = None  # None: DEFAULT_ORIGINS, or every origin for task "refine"
     dedup: str = "ast"
     max_per_problem: int = 4
     validation_fraction: float = 0.05
@@ -70,9 +77,16 @@ class CurateParams:
     def resolved_labels(self) -> list[str]:
         return list(self.labels) if self.labels else (REFINE_LABELS if self.task == "refine" else ["correct"])
 
+    def resolved_origins(self) -> list[str] | None:
+        """The origins kept (None: all of them)."""
+        if self.origins:
+            return list(self.origins)
+        return None if self.task == "refine" else list(DEFAULT_ORIGINS)
+
     def to_json(self) -> str:
-        """The parameters as stored and hashed (labels resolved; refine-only fields only when set)."""
-        d = {**asdict(self), "labels": self.resolved_labels()}
+        """The parameters as stored and hashed (labels and origins resolved; refine-only fields
+        only when set)."""
+        d = {**asdict(self), "labels": self.resolved_labels(), "origins": self.resolved_origins()}
         for key, default in (("task", "program"), ("siblings", False)):
             if d[key] == default:
                 del d[key]
@@ -175,7 +189,7 @@ _NOT_REJECTED = ("{col} NOT IN (SELECT program_id FROM reviews "
 def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
     labels = p.resolved_labels()
     where, params = [f"label IN ({', '.join('?' * len(labels))})"], list(labels)
-    for col, values in (("dataset", p.datasets), ("origin", p.origins)):
+    for col, values in (("dataset", p.datasets), ("origin", p.resolved_origins())):
         if values:
             where.append(f"{col} IN ({', '.join('?' * len(values))})")
             params += list(values)
@@ -194,10 +208,37 @@ def _check(p: CurateParams) -> None:
         raise CurateError(f"unknown --task {p.task!r}; choose from {', '.join(TASKS)}")
     if p.dedup not in DEDUP:
         raise CurateError(f"unknown --dedup {p.dedup!r}; choose from {', '.join(DEDUP)}")
-    if p.max_per_problem < 1:
-        raise CurateError("--max-per-problem must be >= 1")
-    if not 0 <= p.validation_fraction + p.test_fraction < 1:
-        raise CurateError("validation + test fractions must be in [0, 1)")
+    check_numbers(("--max-per-problem", p.max_per_problem, COUNT), ("--validation", p.validation_fraction, FRACTION),
+                  ("--test", p.test_fraction, FRACTION), ("--seed", p.seed, SEED))
+    if not p.validation_fraction + p.test_fraction < 1:
+        raise CurateError("--validation + --test must be below 1")
+    check_names("--labels", p.labels, LABELS, "label")
+    check_names("--origins", p.origins, ORIGINS, "origin")
+
+
+def _check_against_store(store: Store, p: CurateParams) -> None:
+    """Every dataset named must be in the store, and every origin named must have programs there."""
+    check_names("--datasets", p.datasets, [r[0] for r in store.con.execute(
+        "SELECT DISTINCT dataset FROM problems").fetchall()], "dataset")
+    if p.origins:
+        held = [r[0] for r in store.con.execute("SELECT DISTINCT origin FROM programs").fetchall()]
+        for origin in p.origins:
+            if origin not in held:
+                raise CurateError(f"--origins: the store has no programs of origin {origin!r}"
+                                  f" (it has: {', '.join(sorted(held)) or 'no programs'})")
+
+
+def _nothing_selected(store: Store, p: CurateParams) -> CurateError:
+    """Why a curation selected nothing: what the filters match, one step at a time."""
+    what = "refinement pairs" if p.task == "refine" else "programs"
+    origins = p.resolved_origins()
+    counts = store.df("SELECT coalesce(label, '(not executed)') AS label, count(*) AS n FROM labeled_programs "
+                      + ("WHERE dataset IN (SELECT unnest(?))" if p.datasets else "") + " GROUP BY 1 ORDER BY 2 DESC",
+                      [p.datasets] if p.datasets else [])
+    have = ", ".join(f"{r.label} {r.n}" for r in counts.itertuples(index=False)) or "no programs"
+    return CurateError(f"the filters select no {what} (labels {','.join(p.resolved_labels())}; origins "
+                       f"{','.join(origins) if origins else 'all'}; datasets {','.join(p.datasets or []) or 'all'}); "
+                       f"the store has: {have}; nothing was stored")
 
 
 def _select(df: pd.DataFrame, p: CurateParams, program_col: str, id_col: str, shortest: bool = True) -> pd.DataFrame:
@@ -232,7 +273,7 @@ def build(store: Store, p: CurateParams) -> pd.DataFrame:
 def build_refine(store: Store, p: CurateParams) -> pd.DataFrame:
     """Refinement pairs (faulty program + feedback -> correct program) for ``p``."""
     faulty = _candidates(store, p)
-    good = _candidates(store, CurateParams(labels=["correct"], datasets=p.datasets,
+    good = _candidates(store, CurateParams(labels=["correct"], datasets=p.datasets, origins=list(ORIGINS),
                                            exclude_rejected=p.exclude_rejected))
     cols = TASK_COLUMNS["refine"]
     if faulty.empty or good.empty:
@@ -284,7 +325,11 @@ def curate(store: Store, name: str, p: CurateParams | None = None) -> dict:
     p = p or CurateParams()
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise CurateError(f"bad snapshot name {name!r}: use letters, digits, '-', '_' and '.'")
+    _check(p)
+    _check_against_store(store, p)
     rows = build(store, p)
+    if rows.empty:
+        raise _nothing_selected(store, p)
     digest = content_hash(rows, p)
     counts = {"splits": dict(Counter(rows["split"])), "problems": int(rows["problem_id"].nunique()),
               "programs": len(rows), "labels": dict(Counter(rows["label"]))}

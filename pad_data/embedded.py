@@ -5,7 +5,10 @@ Three datasets, deterministic for a seed, so ``pad run`` works offline on a fres
 - ``pad-coin``: coin flip (is the coin still heads up after some people flip it?), gold yes/no;
 - ``pad-letters``: last letter concatenation, gold a short string.
 Each problem carries its solution *plan* (named steps as Python expressions), which the
-offline template teacher (:mod:`pad_data.teachers.offline`) turns into programs.
+offline template teacher (:mod:`pad_data.teachers.offline`) turns into programs. The symbolic
+problems also carry a correct natural-language rationale (like GSM8K's worked solutions), the
+training data of a chain-of-thought baseline. ``coin_people`` and ``letter_words`` set how
+many flips / words a question has (default 2 to 4), e.g. longer, out-of-distribution test sets.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class EmbeddedProblem:
     kind: str  # template name
     steps: list[tuple[str, str]] = field(default_factory=list)  # (variable, python expression)
     data: dict = field(default_factory=dict)  # template inputs (symbolic tasks)
+    rationale: str | None = None  # a correct step-by-step rationale (symbolic tasks)
 
 
 def _fmt(x: float) -> str:
@@ -110,30 +114,48 @@ def _arith(rng: random.Random, kind: str) -> EmbeddedProblem:
 ARITH_KINDS = ("packs", "wages", "discount", "fraction", "distance", "share", "ages", "average")
 
 
-def _coin(rng: random.Random) -> EmbeddedProblem:
-    people = rng.sample(NAMES, rng.randint(2, 4))
+def _coin(rng: random.Random, people_range: tuple[int, int] = (2, 4)) -> EmbeddedProblem:
+    people = rng.sample(NAMES, rng.randint(*people_range))
     flips = [rng.random() < 0.5 for _ in people]
     sentences = " ".join(f"{p} {'flips' if f else 'does not flip'} the coin." for p, f in zip(people, flips))
     heads = sum(flips) % 2 == 0
     q = f"A coin is heads up. {sentences} Is the coin still heads up?"
     ans = "yes" if heads else "no"
-    return EmbeddedProblem("pad-coin", q, None, ans, "coin_flip", data={"people": people, "flips": flips})
+    steps, up = ["The coin starts heads up."], True
+    for p, f in zip(people, flips):
+        up = up != f
+        side = "heads" if up else "tails"
+        steps.append(f"{p} flips the coin, so it is now {side} up." if f else
+                     f"{p} does not flip the coin, so it is still {side} up.")
+    steps.append(f"So the coin ends {'heads' if heads else 'tails'} up.")
+    return EmbeddedProblem("pad-coin", q, None, ans, "coin_flip", data={"people": people, "flips": flips},
+                           rationale=" ".join(steps))
 
 
-def _letters(rng: random.Random) -> EmbeddedProblem:
-    words = rng.sample(WORDS + NAMES, rng.randint(2, 4))
+def _letters(rng: random.Random, words_range: tuple[int, int] = (2, 4)) -> EmbeddedProblem:
+    words = rng.sample(WORDS + NAMES, rng.randint(*words_range))
     q = f'Take the last letters of each word in "{" ".join(words)}" and concatenate them.'
     ans = "".join(w[-1] for w in words)
-    return EmbeddedProblem("pad-letters", q, None, ans, "last_letters", data={"words": words})
+    rationale = " ".join(f'The last letter of "{w}" is "{w[-1]}".' for w in words)
+    rationale += f' Concatenating them gives "{ans}".'
+    return EmbeddedProblem("pad-letters", q, None, ans, "last_letters", data={"words": words},
+                           rationale=rationale)
 
 
-def embedded_problems(seed: int = 0, n_arith: int = 240, n_coin: int = 40,
-                      n_letters: int = 40) -> list[EmbeddedProblem]:
-    """The embedded problem set (deterministic for ``seed``; duplicates removed)."""
+def embedded_problems(seed: int = 0, n_arith: int = 240, n_coin: int = 40, n_letters: int = 40,
+                      coin_people: tuple[int, int] = (2, 4),
+                      letter_words: tuple[int, int] = (2, 4)) -> list[EmbeddedProblem]:
+    """The embedded problem set (deterministic for ``seed``; duplicates removed).
+
+    ``coin_people``/``letter_words``: the least and most flips (people) per coin question and
+    words per letters question (the defaults give ``pad run``'s set)."""
+    for lo, hi in (coin_people, letter_words):
+        if not 1 <= lo <= hi <= len(NAMES):
+            raise ValueError(f"bad range ({lo}, {hi}): want 1 <= least <= most <= {len(NAMES)}")
     rng = random.Random(seed)
     out = [_arith(rng, ARITH_KINDS[i % len(ARITH_KINDS)]) for i in range(n_arith)]
-    out += [_coin(rng) for _ in range(n_coin)]
-    out += [_letters(rng) for _ in range(n_letters)]
+    out += [_coin(rng, coin_people) for _ in range(n_coin)]
+    out += [_letters(rng, letter_words) for _ in range(n_letters)]
     seen, unique = set(), []
     for p in out:
         if (p.dataset, p.question) not in seen:

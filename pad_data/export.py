@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from .curate import TASK_TABLES, snapshot_task
 from .store import Store
@@ -139,28 +141,59 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
     return "\n".join(lines)
 
 
-def _fresh(out: str | Path, overwrite: bool) -> Path:
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out}: exists and is not empty (pass --overwrite)")
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+MARKER = ".pad-export"  # written into every folder pad export makes: only such a folder is ever replaced
+
+
+@contextlib.contextmanager
+def _building(out: str | Path, overwrite: bool, what: str) -> Iterator[Path]:
+    """A fresh temporary folder beside ``out`` to build the export in; swapped into place at the
+    end, so a failed export leaves what was there before untouched (and no temporary folder).
+
+    An existing ``out`` must be empty, or, with ``overwrite``, a folder an earlier pad export
+    wrote (it holds the :data:`MARKER` file): pad never deletes a folder it did not write.
+    """
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a folder")
+    replace = out.exists() and any(out.iterdir())
+    if replace and not overwrite:
+        raise ExportError(f"{out}: exists and is not empty (pass --overwrite to replace an earlier pad export)")
+    if replace and not (out / MARKER).is_file():
+        raise ExportError(f"{out}: not a folder pad export wrote (no {MARKER} file in it); refusing to replace "
+                          "it: choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.pad-export-", dir=out.parent))
+    try:
+        yield tmp
+        (tmp / MARKER).write_text(json.dumps({"what": what, "written_by": "pad export"}) + "\n")
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.pad-old-", dir=out.parent))
+            os.replace(out, old / "out")
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def export(store: Store, name: str, out: str | Path, fmt: str = "hf", license: str = "other",
            push_to_hub: str | None = None, overwrite: bool = False) -> dict:
-    """Write snapshot ``name`` to ``out``; returns ``{"counts", "out", "pushed"}``."""
+    """Write snapshot ``name`` to ``out``; returns ``{"counts", "out", "pushed"}``.
+
+    Built in a temporary folder beside ``out`` and moved into place when complete;
+    ``overwrite`` replaces only a folder an earlier pad export wrote."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if not store.con.execute("SELECT 1 FROM curations WHERE name = ?", [name]).fetchall():
         raise ExportError(f"no curated snapshot named {name!r} (see `pad curate --list`)")
-    out = _fresh(out, overwrite)
-    with _bounded(store):
-        counts = _write_splits(store, name, out, fmt)
-        card = dataset_card(store, name, counts, fmt, license)
-    (out / "README.md").write_text(card)
+    with _building(out, overwrite, f"snapshot {name} ({fmt})") as tmp:
+        with _bounded(store):
+            counts = _write_splits(store, name, tmp, fmt)
+            card = dataset_card(store, name, counts, fmt, license)
+        (tmp / "README.md").write_text(card)
+    out = Path(out).expanduser()
     pushed = None
     if push_to_hub:
         pushed = _push(out, push_to_hub)
@@ -182,6 +215,8 @@ def _write_splits(store: Store, name: str, out: Path, fmt: str) -> dict[str, int
             for split in SPLITS:
                 path = Path(tmp) / f"{split}.parquet"
                 counts[split] = _copy(store, name, split, path, "parquet", task)
+                if counts[split] == 0:  # from_parquet fails on an empty file (and an empty split cannot
+                    continue            # be loaded back from disk): the DatasetDict leaves it out
                 parts[split] = datasets.Dataset.from_parquet(str(path), cache_dir=str(Path(tmp) / "cache"),
                                                              keep_in_memory=False)
             datasets.DatasetDict(parts).save_to_disk(str(out))
@@ -207,17 +242,18 @@ def export_parquet_shards(src: str | Path, out: str | Path, overwrite: bool = Fa
         split = next((s for s, prefixes in (("validation", ("validation", "val")), ("test", ("test",)))
                       if f.name.startswith(prefixes)), "train")
         by_split.setdefault(split, []).append(str(f))
-    out = _fresh(out, overwrite)
     datasets.disable_progress_bars()
-    with tempfile.TemporaryDirectory(prefix="pad-export-") as tmp:
+    with _building(out, overwrite, f"parquet shards {src}") as build, \
+            tempfile.TemporaryDirectory(prefix="pad-export-") as tmp:
         try:
             parts = {split: datasets.Dataset.from_parquet(paths, cache_dir=str(Path(tmp) / "cache"),
                                                           keep_in_memory=False)
                      for split, paths in by_split.items()}
         except Exception as exc:  # noqa: BLE001 - schema mismatch between shards, a corrupt file: one line
             raise ExportError(f"{src}: cannot read the shards: {str(exc).splitlines()[0][:300]}") from None
-        datasets.DatasetDict(parts).save_to_disk(str(out))
+        datasets.DatasetDict(parts).save_to_disk(str(build))
         counts = {split: len(d) for split, d in parts.items()}
+    out = Path(out).expanduser()
     return {"counts": counts, "out": str(out), "pushed": _push(out, push_to_hub) if push_to_hub else None}
 
 
@@ -228,7 +264,7 @@ def _push(folder: Path, repo: str) -> str:
     try:
         api.create_repo(repo, repo_type="dataset", exist_ok=True)
         info = api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="dataset",
-                                 commit_message="pad export")
+                                 commit_message="pad export", ignore_patterns=[MARKER])
     except Exception as exc:  # noqa: BLE001 - offline, auth, network: one clear line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"push to the Hugging Face Hub ({repo}) failed: {type(exc).__name__}: {first[:200]} "

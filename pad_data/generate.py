@@ -18,7 +18,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .embedded import embedded_problems
+from .embedded import EmbeddedProblem, embedded_problems
 from .extract import extract_program
 from .prompts import Prompt, load_prompt
 from .store import Store, content_id, problem_id, program_id
@@ -38,12 +38,15 @@ def program_rows(pid: str, teacher: str, completions: list[tuple[int, str]],
     return rows
 
 
-def generate_offline(store: Store, samples: int = 4, seed: int = 0) -> dict:
+def generate_offline(store: Store, samples: int = 4, seed: int = 0,
+                     problems: list[EmbeddedProblem] | None = None) -> dict:
     """Programs from the offline template teacher for the embedded problems in the store.
 
-    Only samples that are missing are written, so rerunning adds nothing.
+    ``problems``: write programs for these embedded problems only [default: the embedded
+    set of ``seed``]. Only samples that are missing are written, so rerunning adds nothing.
     """
-    known = {problem_id(p.dataset, p.question): p for p in embedded_problems(seed)}
+    problems = embedded_problems(seed) if problems is None else problems
+    known = {problem_id(p.dataset, p.question): p for p in problems}
     have = set(map(tuple, store.con.execute(
         "SELECT problem_id, sample_idx FROM programs WHERE teacher = ?", [offline.NAME]).fetchall()))
     in_store = {r[0] for r in store.con.execute(
@@ -59,12 +62,18 @@ def generate_offline(store: Store, samples: int = 4, seed: int = 0) -> dict:
     return {"teacher": offline.NAME, "problems": len(in_store & set(known)), "added": added}
 
 
-def ingest_embedded(store: Store, seed: int = 0) -> dict:
-    """Add pad's embedded problems (``pad-arith``, ``pad-coin``, ``pad-letters``) to the store."""
-    rows = [{"problem_id": problem_id(p.dataset, p.question), "dataset": p.dataset, "split": "train",
+def ingest_embedded(store: Store, seed: int = 0, problems: list[EmbeddedProblem] | None = None,
+                    split: str = "train") -> dict:
+    """Add pad's embedded problems (``pad-arith``, ``pad-coin``, ``pad-letters``) to the store.
+
+    ``problems``: these embedded problems instead of the set of ``seed`` (e.g. made with other
+    sizes or lengths), ingested as ``split``. Symbolic problems keep their rationale."""
+    rows = [{"problem_id": problem_id(p.dataset, p.question), "dataset": p.dataset, "split": split,
              "question": p.question, "answer": p.answer, "answer_text": p.answer_text,
-             "rationale": None, "source": f"pad-embedded(seed={seed})"}
-            for p in embedded_problems(seed)]
+             "rationale": p.rationale, "source": f"pad-embedded(seed={seed})"}
+            for p in (embedded_problems(seed) if problems is None else problems)]
+    if not rows:
+        return {"read": 0, "added": 0}
     with store.transaction():
         added = store.insert_new("problems", pd.DataFrame(rows), "problem_id")
     return {"read": len(rows), "added": added}

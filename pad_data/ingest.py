@@ -4,7 +4,9 @@ Sources: local ``.jsonl``/``.json``/``.parquet``/``.csv`` files, a local Hugging
 directory, or a Hub dataset name (``openai/gsm8k`` with ``config="main"``) via
 ``datasets.load_dataset``. A whole source is validated before anything is written, then
 written in one transaction: a bad record anywhere means nothing from that source lands, and
-the error names the file, line (or row) and field.
+the error names the file, line (or row) and field. Gold answers are read by the one answer
+parser, :mod:`pad_data.answers`; ``update=True`` corrects the gold answers of problems already
+stored and relabels their executions (:func:`pad_data.labels.relabel`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Any
 
 import pandas as pd
 
+from .answers import AnswerError, Gold, parse_answer
 from .extract import extract_program
-from .labels import parse_number
+from .labels import relabel
+from .options import did_you_mean
 from .store import Store, problem_id, program_id
 
 FORMATS = ("auto", "gsm8k", "pal", "jsonl")
@@ -246,24 +250,13 @@ def detect_format(rec: Record) -> str:
     return "jsonl"
 
 
-def parse_gold(rec: Record, field: str, value: Any) -> tuple[float | None, str | None]:
-    """``(numeric gold or None, answer text)`` from a raw answer value."""
-    if value is None:
-        return None, None
-    if isinstance(value, bool):
-        return None, "yes" if value else "no"
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise IngestError(f"{rec.where}: field '{field}' is not a finite number")
-        return float(value), _fmt_number(value)
-    if isinstance(value, str):
-        num = parse_number(value)
-        return num, value.strip()
-    raise IngestError(f"{rec.where}: field '{field}' must be a number or string, got {type(value).__name__}")
-
-
-def _fmt_number(v: float | int) -> str:
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
+def parse_gold(rec: Record, field: str, value: Any, require_number: bool = False) -> Gold:
+    """The gold answer of one record, by the one answer parser (:func:`pad_data.answers.parse_answer`)."""
+    try:
+        return parse_answer(value, require_number=require_number)
+    except AnswerError as exc:
+        raise IngestError(f"{rec.where}: field '{field}' {exc}" if not str(exc).startswith("answer ")
+                          else f"{rec.where}: field '{field}': {exc}") from None
 
 
 def problem_row(rec: Record, fmt: str, dataset: str, split: str, source: str,
@@ -271,28 +264,72 @@ def problem_row(rec: Record, fmt: str, dataset: str, split: str, source: str,
     """One ``problems`` row from a record, or an IngestError naming what is wrong.
 
     ``question_field`` may name several fields: their trimmed values joined with one space.
+    An ``answer_field`` named explicitly must be in the record (its value may be null).
     """
     if fmt == "auto":
         fmt = detect_format(rec)
     qf = question_field or {"gsm8k": "question", "pal": "input"}.get(fmt) or _pick(rec, None, QUESTION_ALIASES)
     af = answer_field or {"gsm8k": "answer", "pal": "target"}.get(fmt) or _pick(rec, None, ANSWER_ALIASES)
     question = _question_text(rec, qf)
-    rationale = None
+    if answer_field and answer_field not in rec.data:
+        raise IngestError(f"{rec.where}: missing field '{answer_field}'")
     if fmt == "gsm8k":
-        raw = _text_field(rec, af)
-        if "####" not in raw:
-            raise IngestError(f"{rec.where}: field '{af}' has no '#### <answer>' line")
-        rationale, _, final = raw.rpartition("####")
-        final = final.strip().replace(",", "")
-        gold = parse_number(final)
-        if gold is None:
-            raise IngestError(f"{rec.where}: field '{af}': answer after '####' is not a number: {final!r}")
-        answer_text, rationale = final, rationale.strip()
+        gold = parse_gold(rec, af, _text_field(rec, af), require_number=True)
     else:
-        gold, answer_text = parse_gold(rec, af, _field(rec, af, required=fmt == "pal"))
+        gold = parse_gold(rec, af, _field(rec, af, required=fmt == "pal"))
     return {"problem_id": problem_id(dataset, question), "dataset": dataset, "split": split,
-            "question": question, "answer": gold, "answer_text": answer_text,
-            "rationale": rationale, "source": source}
+            "question": question, "answer": gold.number, "answer_text": gold.text,
+            "rationale": gold.rationale, "source": source}
+
+
+def check_fields_exist(source: str | os.PathLike, records: list[Record], fields: dict[str, Any]) -> None:
+    """Each field named explicitly (``{option: name or [names]}``) must be in some record: else
+    an IngestError naming the field and the file, with the closest field name. (Question and
+    program fields are required in every record anyway: a missing one names file:line.)"""
+    seen: set[str] = set()
+    for rec in records:
+        seen.update(map(str, rec.data))
+    for option, names in fields.items():
+        for name in ([names] if isinstance(names, str) else names or []):
+            if name not in seen:
+                raise IngestError(f"{source}: no record has field '{name}' ({option})"
+                                  f"{did_you_mean(name, seen) or '; fields: ' + ', '.join(sorted(seen)[:20])}")
+
+
+def _conflicts(rows: list[dict], wheres: list[str]) -> dict[int, str]:
+    """Records whose question is also elsewhere in the same file with another gold answer:
+    ``{row index: "file:line: gold answer ... conflicts with file:line ..."}``, for every record of
+    such a question, in file order (a conflict is reported, never resolved by picking one)."""
+    by_problem: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_problem.setdefault(row["problem_id"], []).append(i)
+    out: dict[int, str] = {}
+    for idx in by_problem.values():
+        golds = {_gold_key(rows[i]) for i in idx}
+        if len(golds) < 2:
+            continue
+        for i in idx:
+            j = next(k for k in idx if _gold_key(rows[k]) != _gold_key(rows[i]))
+            out[i] = (f"{wheres[i]}: gold answer {rows[i]['answer_text']!r} conflicts with {wheres[j]} "
+                      f"({rows[j]['answer_text']!r}) for the same question")
+    return dict(sorted(out.items()))
+
+
+def _first_later(conflicts: dict[int, str], rows: list[dict]) -> str:
+    """The message of the first record whose gold answer differs from an earlier record of the
+    same question (what strict mode reports)."""
+    golds: dict[str, set] = {}
+    for i, message in conflicts.items():
+        seen = golds.setdefault(rows[i]["problem_id"], set())
+        if seen and _gold_key(rows[i]) not in seen:
+            return message
+        seen.add(_gold_key(rows[i]))
+    return next(iter(conflicts.values()))
+
+
+def _gold_key(row: dict) -> tuple:
+    text = row["answer_text"]
+    return (row["answer"], None if row["answer"] is not None or text is None else " ".join(text.split()).lower())
 
 
 def default_split(source: str | os.PathLike, fmt: str) -> str:
@@ -306,59 +343,104 @@ def default_split(source: str | os.PathLike, fmt: str) -> str:
 
 
 # ---------------------------------------------------------------------- stages
+def _write_problems(store: Store, df: pd.DataFrame, update: bool) -> dict:
+    """Insert new problems; with ``update`` also replace the gold answer (and answer text,
+    rationale) of problems already stored whose answer differs, and relabel their programs'
+    executions. The caller owns the transaction. Returns ``added``, ``updated`` (gold changed),
+    ``relabeled`` (executions whose label changed) and ``differ`` (stored with another gold
+    answer and not updated)."""
+    added = store.insert_new("problems", df, "problem_id")
+    differ = store.update_gold(df, apply=update)
+    relabeled = relabel(store, differ) if update and differ else 0
+    return {"added": added, "updated": len(differ) if update else 0, "relabeled": relabeled,
+            "differ": 0 if update else len(differ)}
+
+
+def _warn_no_gold(rows: list[dict], dataset: str, source: str | os.PathLike) -> str | None:
+    missing = sum(r["answer"] is None and r["answer_text"] is None for r in rows)
+    if rows and missing == len(rows):
+        return (f"{source}: none of the {missing} problems read has a gold answer (no field "
+                f"{'/'.join(ANSWER_ALIASES)}? pass --answer-field); dataset {dataset!r} cannot be labeled "
+                "correct or wrong")
+    return None
+
+
 def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | None = None,
-           fmt: str = "auto", question_field: str | None = None, answer_field: str | None = None,
-           limit: int | None = None, config: str | None = None) -> dict:
-    """Add the problems in ``source`` to ``dataset``; returns ``{"read": n, "added": m}``."""
+           fmt: str = "auto", question_field: str | list[str] | None = None, answer_field: str | None = None,
+           limit: int | None = None, config: str | None = None, update: bool = False) -> dict:
+    """Add the problems in ``source`` to ``dataset``.
+
+    With ``update``, problems already stored get the gold answer of the file (when it differs)
+    and the executions of their programs are relabeled (no re-execution). A question that
+    appears twice in the file with different gold answers is an IngestError.
+
+    Returns ``read``, ``added``, ``updated``, ``relabeled``, ``differ`` (stored with another gold
+    answer, not updated: pass ``update``), ``split`` and ``warning`` (all gold NULL) or None.
+    """
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     records = read_records(source, limit=limit, config=config, hf_split=split)
+    check_fields_exist(source, records, {"--answer-field": answer_field})
     split = split or records[0].split or default_split(
         source, fmt if fmt != "auto" else detect_format(records[0]))
     rows = [problem_row(r, fmt, dataset, split, str(source), question_field, answer_field)
             for r in records]
-    df = pd.DataFrame(rows)
+    conflicts = _conflicts(rows, [r.where for r in records])
+    if conflicts:
+        raise IngestError(_first_later(conflicts, rows))
+    df = pd.DataFrame(rows).drop_duplicates(subset=["problem_id"])
     with store.transaction():
-        added = store.insert_new("problems", df, "problem_id")
-    return {"read": len(rows), "added": added, "split": split}
+        r = _write_problems(store, df, update)
+    return {"read": len(rows), **r, "split": split, "warning": _warn_no_gold(rows, dataset, source)}
 
 
 def import_programs(store: Store, source: str | os.PathLike, dataset: str, split: str | None = None,
                     question_field: str | list[str] | None = None, program_field: str | None = None,
                     answer_field: str | None = None, teacher: str | None = None,
-                    limit: int | None = None, skip_invalid: bool = False) -> dict:
+                    limit: int | None = None, skip_invalid: bool = False, update: bool = False) -> dict:
     """Add programs made elsewhere (creating their problems).
 
     ``question_field``: a field name, or a list of them whose values are joined with a space
     (e.g. ``["Body", "Question"]``). ``program_field`` holds a string (one sample) or a list
     of strings (one sample each); ``sample_idx`` counts up per problem across the file.
+    Gold answers are read by the one answer parser (GSM8K's ``#### N`` included).
     Strict by default: the first bad record raises an IngestError naming file:line and field,
     and nothing is written. With ``skip_invalid`` the valid records are imported and every bad
     one (including lines that are not JSON) is listed in ``skipped_records`` as
-    ``"file:line: reason"``, in file order.
+    ``"file:line: reason"``, in file order. Records of one question with different gold
+    answers are bad records (every one of them). ``update``: as for :func:`ingest`.
 
     Returns ``read`` (programs), ``records`` (records imported), ``added`` (new programs),
-    ``problems_added``, ``skipped`` (records skipped), ``skipped_records`` and ``split``.
+    ``problems_added``, ``updated``, ``relabeled``, ``differ``, ``skipped`` (records skipped),
+    ``skipped_records``, ``split`` and ``warning``.
     """
     skipped: list[str] | None = [] if skip_invalid else None
     records = read_records(source, limit=limit, skipped=skipped)
+    check_fields_exist(source, records, {"--answer-field": answer_field})
     split = split or records[0].split or default_split(source, detect_format(records[0]))
-    problems, programs = [], []
-    seen: dict[str, int] = {}
-    imported = 0
+    parsed: list[tuple[Record, dict, list[str]]] = []
     for rec in records:
         try:
             pf = _pick(rec, program_field, PROGRAM_ALIASES)
             samples = _program_samples(rec, pf)
             qf = question_field or _pick(rec, None, QUESTION_ALIASES)
-            af = _pick(rec, answer_field, ANSWER_ALIASES)
-            prob = problem_row(rec, "jsonl", dataset, split, str(source), qf, af)
+            prob = problem_row(rec, "jsonl", dataset, split, str(source), qf, answer_field)
         except IngestError as exc:
             if skipped is None:
                 raise
             skipped.append(str(exc))
             continue
-        imported += 1
+        parsed.append((rec, prob, samples))
+    conflicts = _conflicts([p for _, p, _ in parsed], [r.where for r, _, _ in parsed])
+    if conflicts:
+        if skipped is None:
+            raise IngestError(_first_later(conflicts, [p for _, p, _ in parsed]))
+        skipped.extend(conflicts.values())
+        bad_pids = {parsed[i][1]["problem_id"] for i in conflicts}
+        parsed = [x for x in parsed if x[1]["problem_id"] not in bad_pids]
+    problems, programs = [], []
+    seen: dict[str, int] = {}
+    for rec, prob, samples in parsed:
         problems.append(prob)
         pid = prob["problem_id"]
         first = seen.get(pid, 0)
@@ -373,10 +455,12 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
     if not programs:
         raise IngestError(f"{source}: no valid records ({len(bad)} skipped; first: {bad[0]})")
     with store.transaction():
-        added_problems = store.insert_new("problems", pd.DataFrame(problems), "problem_id")
+        r = _write_problems(store, pd.DataFrame(problems).drop_duplicates(subset=["problem_id"]), update)
         added = store.insert_new("programs", pd.DataFrame(programs), "program_id")
-    return {"read": len(programs), "records": imported, "added": added, "problems_added": added_problems,
-            "skipped": len(bad), "skipped_records": bad, "split": split}
+    return {"read": len(programs), "records": len(parsed), "added": added, "problems_added": r["added"],
+            "updated": r["updated"], "relabeled": r["relabeled"], "differ": r["differ"],
+            "skipped": len(bad), "skipped_records": bad, "split": split,
+            "warning": _warn_no_gold(problems, dataset, source)}
 
 
 def _line_of(message: str) -> int:

@@ -94,3 +94,54 @@ def label_for(status: str, value_type: str | None, value: Any, gold: float | Non
             return "non_numeric", num
         return ("correct" if _normalize_text(value) == _normalize_text(gold_text) else "wrong_answer"), num
     return "unverifiable", num
+
+
+def stored_label(status: str, value_type: str | None, value: str | None, gold: float | None,
+                 gold_text: str | None) -> tuple[str, float | None]:
+    """:func:`label_for` from a stored ``executions`` row (whose ``value`` is text: a ``repr`` for
+    numbers, ``True``/``False`` for bools, the value_repr of an int too large for a float)."""
+    if status == "ok" and value_type == "bool" and value in ("True", "False"):
+        return label_for(status, value_type, value == "True", gold, gold_text)
+    if status == "ok" and value_type == "int" and value is not None and parse_number(value) is None:
+        return label_for(status, value_type, None, gold, gold_text)  # an int too large for a float
+    return label_for(status, value_type, value, gold, gold_text)
+
+
+def relabel(store, problem_ids: list[str]) -> int:
+    """Label again, against their problems' current gold answers, every stored execution of
+    the programs of ``problem_ids`` (no program runs); returns how many labels changed. The
+    caller owns the transaction."""
+    import pandas as pd
+
+    if not problem_ids:
+        return 0
+    ids = pd.DataFrame({"problem_id": list(problem_ids)})
+    store.con.register("_pad_relabel_ids", ids)
+    try:
+        rows = store.con.execute(
+            "SELECT e.seq, e.status, e.value_type, e.value, e.label, e.value_num, pr.answer, pr.answer_text "
+            "FROM executions e JOIN programs p USING (program_id) JOIN problems pr USING (problem_id) "
+            "WHERE pr.problem_id IN (SELECT problem_id FROM _pad_relabel_ids)").fetchall()
+    finally:
+        store.con.unregister("_pad_relabel_ids")
+    changed, labels_changed = [], 0
+    for seq, status, value_type, value, old_label, old_num, gold, gold_text in rows:
+        label, num = stored_label(status, value_type, value, gold, gold_text)
+        if label != old_label or not _same_num(num, old_num):
+            changed.append((seq, label, num))
+            labels_changed += label != old_label
+    if changed:
+        df = pd.DataFrame(changed, columns=["seq", "label", "value_num"])
+        store.con.register("_pad_relabel", df)
+        try:
+            store.con.execute("UPDATE executions SET label = r.label, value_num = r.value_num "
+                              "FROM _pad_relabel r WHERE executions.seq = r.seq")
+        finally:
+            store.con.unregister("_pad_relabel")
+    return labels_changed
+
+
+def _same_num(a: float | None, b: float | None) -> bool:
+    a_missing = a is None or a != a
+    b_missing = b is None or b != b
+    return a_missing == b_missing and (a_missing or a == b)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -192,17 +193,27 @@ MIGRATIONS: list[list[str]] = [
             created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
             ingested_at TIMESTAMP)""",
     ],
+    # v8: an unambiguous "latest execution": every executions row gets a number from a sequence
+    # when it is stored (executed_at is one timestamp per batch, so it ties). Rows already stored
+    # are numbered by executed_at, ties broken by the order they were inserted (rowid).
+    [
+        "CREATE SEQUENCE executions_seq",
+        "ALTER TABLE executions ADD COLUMN seq BIGINT DEFAULT nextval('executions_seq')",
+        """UPDATE executions SET seq = r.n FROM (
+               SELECT rowid AS rid, row_number() OVER (ORDER BY executed_at, rowid) AS n FROM executions) r
+           WHERE executions.rowid = r.rid""",
+    ],
 ]
 
 LABELED_VIEW = """CREATE OR REPLACE VIEW labeled_programs AS
 WITH latest AS (
     SELECT * FROM executions
-    QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY executed_at DESC) = 1)
+    QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY seq DESC) = 1)
 SELECT p.program_id, p.problem_id, pr.dataset, pr.split, pr.question, pr.answer AS gold,
        pr.answer_text AS gold_text, p.origin, p.teacher, p.sample_idx, p.program,
        p.parent_program_id, e.label, e.status, e.value, e.value_num, e.value_type, e.error_type,
        e.error_message, e.error_line, e.stdout, e.duration_ms, e.timeout_s, e.memory_mb,
-       e.executor, e.executed_at, p.injection_kind, p.refine_round
+       e.executor, e.executed_at, p.injection_kind, p.refine_round, e.seq AS execution_seq
 FROM programs p
 JOIN problems pr USING (problem_id)
 LEFT JOIN latest e USING (program_id)"""
@@ -217,6 +228,9 @@ FROM labeled_programs WHERE origin = 'injected'"""
 VIEWS = (LABELED_VIEW, INJECTION_VIEW)
 
 SCHEMA_VERSION = len(MIGRATIONS)
+# statement kinds `pad sql` runs (SELECT covers WITH, VALUES, FROM-first, DESCRIBE, SHOW, SUMMARIZE)
+READ_STATEMENTS = ("SELECT", "EXPLAIN")
+READ_STATEMENT_WORDS = ("SELECT", "WITH", "VALUES", "DESCRIBE", "SHOW", "SUMMARIZE", "EXPLAIN")
 
 
 def content_id(*parts: object) -> str:
@@ -251,6 +265,7 @@ class Store:
                  migrate_to: int | None = None):
         self.path = resolve_path(path)
         self.read_only = read_only
+        self._locked = False
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no such store (run `pad ingest` or `pad run` first)")
         try:
@@ -331,6 +346,65 @@ class Store:
                                     f"SELECT {cols} FROM _pad_new_rows").fetchall()[0][0]
         finally:
             self.con.unregister("_pad_new_rows")
+
+    def update_gold(self, df: pd.DataFrame, apply: bool = True) -> list[str]:
+        """Problems of ``df`` (rows of ``problems``) already stored with another gold answer or
+        answer text; with ``apply``, their answer, answer_text (and rationale, when ``df`` has
+        one) are replaced. A row of ``df`` with no gold at all never replaces a stored one.
+        Returns the problem_ids that differ. The caller owns the transaction."""
+        if df.empty:
+            return []
+        new = df[["problem_id", "answer", "answer_text", "rationale"]]
+        self.con.register("_pad_gold", new)
+        try:
+            ids = [r[0] for r in self.con.execute(
+                "SELECT p.problem_id FROM problems p JOIN _pad_gold n USING (problem_id) "
+                "WHERE (n.answer IS NOT NULL OR n.answer_text IS NOT NULL) "
+                "AND (p.answer IS DISTINCT FROM n.answer OR p.answer_text IS DISTINCT FROM n.answer_text) "
+                "ORDER BY 1").fetchall()]
+            if apply and ids:
+                self.con.execute(
+                    "UPDATE problems SET answer = n.answer, answer_text = n.answer_text, "
+                    "rationale = coalesce(n.rationale, problems.rationale) FROM _pad_gold n "
+                    "WHERE problems.problem_id = n.problem_id AND (n.answer IS NOT NULL OR n.answer_text IS NOT NULL) "
+                    "AND (problems.answer IS DISTINCT FROM n.answer OR problems.answer_text IS DISTINCT FROM n.answer_text)")
+        finally:
+            self.con.unregister("_pad_gold")
+        return ids
+
+    def read_query(self, query: str, read_files: bool = False) -> pd.DataFrame:
+        """A read-only query's result (see :data:`READ_STATEMENTS`); any other statement is a
+        ValueError. On a store opened ``read_only`` the connection is first locked down for good:
+        no file access at all (``enable_external_access = false``) unless ``read_files``, no
+        extension downloads, and no further configuration changes."""
+        try:
+            statements = self.con.extract_statements(query)
+        except duckdb.Error as exc:
+            raise ValueError(str(exc).strip().splitlines()[0]) from None
+        if not statements:
+            raise ValueError("empty query")
+        for st in statements:
+            kind = st.type.name
+            if kind == "EXPLAIN":  # EXPLAIN ANALYZE runs its statement: that one must read only, too
+                inner = re.sub(r"^\s*explain\s+(analy[sz]e\s+)?", "", st.query, flags=re.IGNORECASE)
+                kinds = {s.type.name for s in self.con.extract_statements(inner)} if inner != st.query else {"?"}
+                kind = "SELECT" if kinds == {"SELECT"} else "EXPLAIN " + "/".join(sorted(kinds - {"SELECT"}))
+            if kind not in READ_STATEMENTS:
+                raise ValueError(f"pad sql is read-only: {kind} statements are not allowed "
+                                 f"(only {', '.join(READ_STATEMENT_WORDS)})")
+        if self.read_only and not self._locked:
+            self.con.execute("SET autoinstall_known_extensions = false")
+            if not read_files:
+                self.con.execute("SET enable_external_access = false")
+            self.con.execute("SET lock_configuration = true")
+            self._locked = True
+        try:
+            return self.con.execute(query).df()
+        except duckdb.Error as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "disabled by configuration" in msg:
+                raise ValueError(f"{msg} (pad sql reads files only with --read-files)") from None
+            raise
 
     def close(self) -> None:
         self.con.close()

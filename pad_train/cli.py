@@ -37,6 +37,7 @@ def sft(split: str = typer.Option(..., "--split", help="curated snapshot name, o
         epochs: float = typer.Option(3.0), lr: float = typer.Option(5e-5), batch_size: int = typer.Option(8),
         max_length: int = typer.Option(512), bf16: bool = typer.Option(False),
         cot: bool = typer.Option(False, help="chain-of-thought baseline: train on the problems' rationales"),
+        answer_only: bool = typer.Option(False, help="answer-only baseline: train on question -> 'The answer is X.'"),
         task: str = typer.Option("program", help="program: question -> program; refine: question + faulty program "
                                                  "+ feedback -> fixed program (a `pad curate --task refine` snapshot)"),
         mix: float = typer.Option(0.0, help="refine: add MIX x (refinement examples) question -> program examples"),
@@ -53,11 +54,12 @@ def sft(split: str = typer.Option(..., "--split", help="curated snapshot name, o
             raise ValueError(f"unknown --task {task!r}; choose program or refine")
         if (mix or mix_split) and task != "refine":
             raise ValueError("--mix and --mix-split go with --task refine")
-        need_store = not _is_dir(split) or cot or bool(mix_split and not _is_dir(mix_split))
+        need_store = not _is_dir(split) or cot or answer_only or bool(mix_split and not _is_dir(mix_split))
         store = Store(resolve_path(_state["db"]), read_only=True) if need_store else None
         try:
             examples = (load_refine_examples(split, "train", store, mix=mix, mix_split=mix_split, seed=seed)
-                        if task == "refine" else load_examples(split, "train", store, cot=cot))
+                        if task == "refine" else
+                        load_examples(split, "train", store, cot=cot, answer_only=answer_only))
         finally:
             if store:
                 store.close()
@@ -86,6 +88,7 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
           max_new_tokens: int = typer.Option(256), limit: Optional[int] = typer.Option(None),
           timeout: float = typer.Option(2.0),
           cot: bool = typer.Option(False, help="evaluate a CoT-baseline model (scores 'The answer is X')"),
+          answer_only: bool = typer.Option(False, help="evaluate an answer-only baseline (scores 'The answer is X')"),
           decode: str = typer.Option("auto", help="greedy | sample | stepwise (verified step-wise beam search) "
                                                   "[auto: greedy, or sample when --samples > 1]"),
           beams: int = typer.Option(4, help="stepwise: partial programs kept per step"),
@@ -101,10 +104,11 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
         temperature = 0.7
     with _errors(), Store(resolve_path(_state["db"])) as store, _bar("generating") as bar:
         task = bar.add_task("gen", total=None, info="")
-        r = evaluate(store, model, dataset, split, EvalConfig(cot=cot, samples=samples, temperature=temperature,
-                                                              batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                                              limit=limit, timeout=timeout, decode=decode, beams=beams,
-                                                              candidates=candidates, refine_rounds=refine_rounds,
+        r = evaluate(store, model, dataset, split, EvalConfig(cot=cot, answer_only=answer_only, samples=samples,
+                                                              temperature=temperature, batch_size=batch_size,
+                                                              max_new_tokens=max_new_tokens, limit=limit, timeout=timeout,
+                                                              decode=decode, beams=beams, candidates=candidates,
+                                                              refine_rounds=refine_rounds,
                                                               verifier=verifier, verifier_weight=verifier_weight),
                      progress=lambda d, t: bar.update(task, completed=d, total=t))
     rounds = r.get("accuracy_by_round") or []

@@ -28,30 +28,44 @@ def cot_prompt_for(question: str) -> str:
     return f"Question: {' '.join(question.split())}\nAnswer step by step:\n"
 
 
+def answer_prompt_for(question: str) -> str:
+    """The answer-only baseline's prompt: the answer straight away, no rationale or program."""
+    return f"Question: {' '.join(question.split())}\nAnswer:\n"
+
+
 @dataclass
 class Example:
     prompt: str
     target: str
 
 
-def load_examples(split_name: str, part: str = "train", store: Store | None = None, cot: bool = False) -> list[Example]:
+def load_examples(split_name: str, part: str = "train", store: Store | None = None, cot: bool = False,
+                  answer_only: bool = False) -> list[Example]:
     """Examples of snapshot ``split_name`` (or an exported ``DatasetDict`` directory) for ``part``.
 
     ``cot``: the chain-of-thought baseline, trained on the problems' natural-language
-    rationales (GSM8K's worked solutions) instead of programs.
+    rationales (GSM8K's worked solutions, the embedded symbolic problems' rationales) instead
+    of programs. ``answer_only``: the answer-only baseline, question -> "The answer is X.".
+    Both take one example per problem of the snapshot, so they train on the same questions.
     """
-    if cot:
+    if cot and answer_only:
+        raise ValueError("choose one of --cot and --answer-only")
+    if cot or answer_only:
+        flag = "--cot" if cot else "--answer-only"
         if Path(split_name).is_dir() or store is None:
-            raise ValueError("--cot needs the store (rationales are not in exported datasets)")
+            raise ValueError(f"{flag} needs the store (it reads the problems of a curated snapshot)")
         from pad_data.curate import snapshot_task
 
         snapshot_task(store, split_name)  # says so when there is no such snapshot
         rows = store.df("SELECT DISTINCT c.problem_id, c.question, p.rationale, p.answer_text "
                         "FROM curated_examples c JOIN problems p USING (problem_id) "
-                        "WHERE c.name = ? AND c.split = ? AND p.rationale IS NOT NULL ORDER BY 1",
-                        [split_name, part]).to_dict("records")
+                        f"WHERE c.name = ? AND c.split = ? AND {'p.rationale' if cot else 'p.answer_text'} "
+                        "IS NOT NULL ORDER BY 1", [split_name, part]).to_dict("records")
         if not rows:
-            raise ValueError(f"{split_name}/{part}: no rationales (the CoT baseline needs GSM8K-style data)")
+            raise ValueError(f"{split_name}/{part}: no rationales (the CoT baseline needs GSM8K-style data)" if cot
+                             else f"{split_name}/{part}: no problems with a gold answer")
+        if answer_only:
+            return [Example(answer_prompt_for(r["question"]), f"The answer is {r['answer_text']}.") for r in rows]
         return [Example(cot_prompt_for(r["question"]), f"{r['rationale'].strip()}\nThe answer is {r['answer_text']}.")
                 for r in rows]
     rows = _rows(split_name, part, store)

@@ -34,11 +34,11 @@ import pandas as pd
 from pad_data.execute import insert_executions, result_row
 from pad_data.extract import extract_program
 from pad_data.feedback import feedback
-from pad_data.labels import numbers_match, parse_number
+from pad_data.labels import label_for, numbers_match, parse_number
 from pad_data.sandbox.pool import SandboxPool
 from pad_data.store import Store, content_id
 
-from .data import cot_prompt_for, prompt_for, refine_prompt_for
+from .data import answer_prompt_for, cot_prompt_for, prompt_for, refine_prompt_for
 from .sft import load_model
 
 _ANSWER = re.compile(r"answer is\s*\$?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)
@@ -51,9 +51,19 @@ def cot_answer(text: str) -> float | None:
     return parse_number(m[-1]) if m else None
 
 
+def cot_answer_text(text: str) -> str | None:
+    """The final text answer of a rationale (coin flip, last letters): "... The answer is nk." -> "nk"."""
+    m = re.findall(r"answer is\s*(.*)", text, re.IGNORECASE)
+    if not m:
+        return None
+    answer = m[-1].strip().rstrip(".").strip().strip("\"'").strip()
+    return answer or None
+
+
 @dataclass
 class EvalConfig:
     cot: bool = False  # the chain-of-thought baseline: score the final answer of a rationale
+    answer_only: bool = False  # the answer-only baseline: score "The answer is X" written straight away
     samples: int = 1
     temperature: float = 0.0
     batch_size: int = 16
@@ -70,8 +80,8 @@ class EvalConfig:
     refine_rounds: int = 0
 
     def decode_name(self) -> str:
-        if self.cot:
-            return "cot" + ("-self-consistency" if self.samples > 1 else "")
+        if self.cot or self.answer_only:
+            return ("cot" if self.cot else "answer-only") + ("-self-consistency" if self.samples > 1 else "")
         if self.decode == "stepwise":
             return f"stepwise(B={self.beams},C={self.candidates}{',verifier' if self.verifier else ''})"
         if self.decode == "greedy" or (self.decode == "auto" and self.samples == 1 and self.temperature == 0):
@@ -108,8 +118,8 @@ def generate_texts(model, tok, seq2seq: bool, prompts: list[str], cfg: EvalConfi
 
 def generate_programs(model, tok, seq2seq: bool, questions: list[str], cfg: EvalConfig,
                       progress: Callable[[int, int], None] | None = None) -> list[list[str]]:
-    """``samples`` completions per question (a program, or a rationale with ``cot``)."""
-    make_prompt = cot_prompt_for if cfg.cot else prompt_for
+    """``samples`` completions per question (a program, a rationale with ``cot``, an answer with ``answer_only``)."""
+    make_prompt = cot_prompt_for if cfg.cot else answer_prompt_for if cfg.answer_only else prompt_for
     sample = cfg.decode == "sample" or (cfg.decode == "auto" and (cfg.samples > 1 or cfg.temperature > 0))
     return generate_texts(model, tok, seq2seq, [make_prompt(q) for q in questions], cfg, cfg.samples, sample,
                           progress)
@@ -149,8 +159,11 @@ def _check_config(cfg: EvalConfig, seq2seq: bool) -> None:
         raise ValueError(f"unknown --decode {cfg.decode!r}; choose from {', '.join(DECODES)}")
     if cfg.refine_rounds < 0:
         raise ValueError("--refine-rounds must be >= 0")
-    if cfg.cot and (cfg.decode == "stepwise" or cfg.refine_rounds):
-        raise ValueError("--cot scores rationales: it does not combine with --decode stepwise or --refine-rounds")
+    if cfg.cot and cfg.answer_only:
+        raise ValueError("choose one of --cot and --answer-only")
+    if (cfg.cot or cfg.answer_only) and (cfg.decode == "stepwise" or cfg.refine_rounds):
+        raise ValueError(f"{'--cot' if cfg.cot else '--answer-only'} scores answers written as text: it does not "
+                         "combine with --decode stepwise or --refine-rounds")
     if cfg.decode == "stepwise":
         if seq2seq:
             raise ValueError("--decode stepwise needs a causal LM (this model is seq2seq)")
@@ -177,7 +190,7 @@ def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cf
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
-    if cfg.cot:
+    if cfg.cot or cfg.answer_only:
         completions = generate_programs(model, tok, seq2seq, rows.question.tolist(), cfg, progress)
         return _score_cot(store, model_dir, dataset, split, rows, completions, cfg, run_id, time.perf_counter() - t0)
     problems = {r.problem_id: r for r in rows.itertuples(index=False)}
@@ -257,13 +270,27 @@ def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cf
 
 def _score_cot(store: Store, model_dir: str, dataset: str, split: str, rows: pd.DataFrame,
                completions: list[list[str]], cfg: EvalConfig, run_id: str, gen_s: float) -> dict:
-    """Score the CoT baseline: the final number of each rationale against the gold answer."""
+    """Score the CoT (or answer-only) baseline: the final answer of each rationale against the gold answer.
+
+    Numeric golds: "The answer is X" (else the last number), PAL's rule. Text golds (coin flip,
+    last letters): the text after the last "answer is", compared as pad's labels compare a
+    program's text answer (case-insensitive, trimmed)."""
     correct = 0
-    for (_, _, gold, _), texts in zip(rows.itertuples(index=False), completions):
-        answers = [cot_answer(t) for t in texts]
+    for (_, _, gold, gold_text), texts in zip(rows.itertuples(index=False), completions):
+        numeric = not pd.isna(gold)
+        if numeric:
+            answers = [cot_answer(t) for t in texts]
+        else:
+            answers = [cot_answer_text(t) for t in texts]
+            answers = [a.lower() if a is not None else None for a in answers]
         votes = Counter(a for a in answers if a is not None)
         answer = votes.most_common(1)[0][0] if votes else None
-        correct += answer is not None and not pd.isna(gold) and numbers_match(answer, float(gold))
+        if answer is None:
+            continue
+        if numeric:
+            correct += numbers_match(answer, float(gold))
+        elif isinstance(gold_text, str) and gold_text.strip():
+            correct += label_for("ok", "str", answer, None, gold_text)[0] == "correct"
     n = len(rows)
     settings = {**asdict(cfg), "decode": cfg.decode_name()}
     with store.transaction():

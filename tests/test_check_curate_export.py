@@ -179,3 +179,99 @@ def test_push_to_hub_offline_fails_clearly_after_building_the_export(db, tmp_pat
     assert (tmp_path / "o" / "dataset_dict.json").exists() and (tmp_path / "o" / "README.md").exists()
     with pytest.raises(Exception):
         pad_cli("--db", db, "export", "nope", "--out", tmp_path / "p", check=True)
+
+
+# ---------------------------------------------------------------------- issue 15
+def _small_store(db, tmp_path, injected=True):
+    """10 problems with one correct imported program each, executed; with ``injected``, an injected
+    variant of each that still returns the gold answer (an 'unchanged' injection) and one that fails."""
+    recs = [{"question": f"What is {i} plus {i}?", "answer": 2 * i, "program": f"def solution():\n    return {i} + {i}"}
+            for i in range(10)]
+    f = tmp_path / "small.jsonl"
+    f.write_text("\n".join(json.dumps(r) for r in recs))
+    with Store(db) as st:
+        import_programs(st, f, "sm", split="train")
+        if injected:
+            parents = st.df("SELECT program_id, problem_id, program FROM programs")
+            rows = []
+            for pid, prob, prog in parents.itertuples(index=False):
+                for kind, code in (("noop", prog.replace("return", "x = 0\n    return")),
+                                   ("name", prog.replace("return", "return y +"))):
+                    rows.append({"program_id": program_id(prob, code, "t", 0, "injected"), "problem_id": prob,
+                                 "origin": "injected", "teacher": "t", "sample_idx": 0, "program": code,
+                                 "parent_program_id": pid, "injection_kind": kind})
+            with st.transaction():
+                st.insert_new("programs", pd.DataFrame(rows), "program_id")
+        execute(st, isolation_level="process")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--labels", "corect"], "error: --labels: no label 'corect' (did you mean 'correct'?)"),
+    (["--datasets", "smm"], "error: --datasets: no dataset 'smm' (did you mean 'sm'?)"),
+    (["--origins", "teachr"], "error: --origins: no origin 'teachr' (did you mean 'teacher'?)"),
+    (["--origins", "student"], "error: --origins: the store has no programs of origin 'student' (it has: import)"),
+    (["--labels", "timeout"], "error: the filters select no programs (labels timeout; origins teacher,import,human; "
+                              "datasets all); the store has: correct 10; nothing was stored"),
+])
+def test_curate_names_are_checked_and_a_failed_curate_takes_no_name(db, tmp_path, args, message):
+    _small_store(db, tmp_path, injected=False)
+    res = pad_cli("--db", db, "curate", "v3", *args)
+    assert res.returncode == 1 and res.stderr.strip() == message
+    with Store(db) as st:
+        assert st.scalar("SELECT count(*) FROM curations") == 0
+    pad_cli("--db", db, "curate", "v3", check=True)  # the name is still free
+    out = tmp_path / "out"
+    pad_cli("--db", db, "export", "v3", "--out", out, check=True)
+    dd = datasets.load_from_disk(str(out))  # a split the snapshot left empty is left out
+    with Store(db) as st:
+        splits = dict(st.con.execute("SELECT split, count(*) FROM curated_examples GROUP BY 1").fetchall())
+    assert {k: len(v) for k, v in dd.items()} == splits and sum(splits.values()) == 10 and len(splits) < 3
+
+
+def test_curate_leaves_injected_programs_out_unless_asked(db, tmp_path):
+    _small_store(db, tmp_path)
+    with Store(db) as st:
+        assert st.scalar("SELECT count(*) FROM labeled_programs WHERE origin = 'injected' AND label = 'correct'") == 10
+        default = curate(st, "default", CurateParams(dedup="none", validation_fraction=0, test_fraction=0))
+        assert default["programs"] == 10
+        assert st.scalar("SELECT count(*) FROM curated_examples WHERE name = 'default' AND origin = 'injected'") == 0
+        assert json.loads(st.scalar("SELECT params FROM curations WHERE name = 'default'"))["origins"] == \
+            ["teacher", "import", "human"]
+        asked = curate(st, "asked", CurateParams(origins=["injected"], dedup="none", validation_fraction=0,
+                                                 test_fraction=0))
+        assert asked["programs"] == 10
+        assert st.scalar("SELECT count(DISTINCT origin) FROM curated_examples WHERE name = 'asked'") == 1
+        refine = curate(st, "fix", CurateParams(task="refine", validation_fraction=0, test_fraction=0))
+        assert refine["programs"] == 10 and refine["injection_kinds"] == {"name": 10}
+
+
+def test_export_overwrite_replaces_only_an_earlier_export_and_a_failure_keeps_it(db, tmp_path, monkeypatch):
+    from pad_data import export as export_mod
+
+    _small_store(db, tmp_path, injected=False)
+    pad_cli("--db", db, "curate", "v1", "--validation", "0", "--test", "0", check=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    res = pad_cli("--db", db, "export", "v1", "--out", mine, "--overwrite")
+    assert res.returncode == 1 and res.stderr.strip() == (
+        f"error: {mine}: not a folder pad export wrote (no .pad-export file in it); refusing to replace it: "
+        "choose another --out")
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
+    out = tmp_path / "out"
+    pad_cli("--db", db, "export", "v1", "--out", out, "--format", "jsonl", check=True)
+    assert (out / ".pad-export").is_file() and (out / "train.jsonl").exists()
+    pad_cli("--db", db, "export", "v1", "--out", out, "--format", "parquet", "--overwrite", check=True)
+    assert sorted(p.name for p in out.iterdir()) == [".pad-export", "README.md", "test.parquet", "train.parquet",
+                                                     "validation.parquet"]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def fail_halfway(store, name, folder, fmt):
+        (folder / "train.jsonl").write_text("half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export_mod, "_write_splits", fail_halfway)
+    with Store(db) as st, pytest.raises(RuntimeError, match="disk full"):
+        export_mod.export(st, "v1", out, fmt="jsonl", overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier export, intact
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary folder left

@@ -121,3 +121,76 @@ def test_execute_programs_api_without_a_store():
     res = execute_programs(["def solution():\n    return 6 * 7", "def solution():\n    return 'x' + 1"])
     assert [r.status for r in res] == ["ok", "runtime_error"]
     assert res[0].value == 42 and res[1].error_type == "TypeError"
+
+
+# ---------------------------------------------------------------------- issue 15
+@pytest.mark.parametrize("args,message", [
+    (["--timeout", "nan"], "--timeout must be a number of seconds in [0.01, 3600], got nan"),
+    (["--timeout", "inf"], "--timeout must be a number of seconds in [0.01, 3600], got inf"),
+    (["--timeout", "1e20"], "--timeout must be a number of seconds in [0.01, 3600], got 1e+20"),
+    (["--timeout", "0.000001"], "--timeout must be a number of seconds in [0.01, 3600], got 1e-06"),
+    (["--workers", "0"], "--workers must be an integer in [1, 256], got 0"),
+    (["--memory-mb", "1"], "--memory-mb must be an integer of MiB in [16, 1.04858e+06], got 1"),
+    (["--limit", "-5"], "--limit must be an integer >= 1, got -5"),
+    (["--dataset", "dbll"], "--dataset: no dataset 'dbll' (did you mean 'dbl'?)"),
+    (["--origin", "teachr"], "--origin: no origin 'teachr' (did you mean 'teacher'?)"),
+])
+def test_execute_rejects_bad_options_before_anything_runs(db, tmp_path, args, message):
+    with Store(db) as st:
+        import_programs(st, _programs_file(tmp_path, 5), "dbl")
+    res = pad_cli("--db", db, "execute", "--isolation", "process", *args)
+    assert res.returncode == 1
+    assert [line for line in res.stderr.splitlines() if not line.startswith("warning:")] == [f"error: {message}"]
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT count(*) FROM executions").fetchall() == [(0,)]
+    con.close()
+
+
+@pytest.mark.parametrize("cmd,message", [
+    (["run", "--timeout", "nan"], "--timeout must be"),
+    (["generate", "--dataset", "d", "--model", "m", "--temperature", "nan"], "--temperature must be a number in [0, 2]"),
+    (["generate", "--dataset", "d", "--model", "m", "--concurrency", "0"], "--concurrency must be an integer"),
+    (["inject-errors", "--timeout", "inf"], "--timeout must be"),
+    (["curate", "x", "--test", "-0.5", "--validation", "0.5"], "--test must be a number in [0, 1], got -0.5"),
+    (["sql", "SELECT 1", "--max-rows", "0"], "--max-rows must be an integer >= 1"),
+    (["check", "--min-correct", "nan"], "--min-correct must be a number in [0, 1], got nan"),
+    (["review", "--port", "70000"], "--port must be an integer in [1, 65535], got 70000"),
+])
+def test_numeric_options_are_checked_in_every_command(db, cmd, message):
+    Store(db).close()
+    res = pad_cli("--db", db, *cmd)
+    assert res.returncode == 1 and res.stderr.startswith(f"error: {message}"), res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_sql_is_read_only_for_files_too_and_prints_values_verbatim(db, tmp_path):
+    Store(db).close()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    copy = f"COPY (SELECT 'gone' AS x) TO '{victim}'"
+    for args in ([copy], ["--read-files", copy], ["--read-files", f"EXPLAIN ANALYZE {copy}"],
+                 [f"ATTACH '{tmp_path / 'new.db'}'"], ["SELECT 1; SET enable_external_access = true"],
+                 [f"EXPORT DATABASE '{tmp_path / 'dump'}'"], ["INSTALL httpfs"]):
+        res = pad_cli("--db", db, "sql", *args, cwd=tmp_path)
+        assert res.returncode == 1 and "read-only" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert victim.read_text() == "precious" and sorted(p.name for p in tmp_path.iterdir()) == ["pad.duckdb", "victim.txt"]
+    # reading a file only with --read-files
+    data = tmp_path / "d.csv"
+    data.write_text("a\n41\n")
+    res = pad_cli("--db", db, "sql", f"SELECT a + 1 AS b FROM '{data}'")
+    assert res.returncode == 1 and "pass" not in res.stdout and "--read-files" in res.stderr
+    res = pad_cli("--db", db, "sql", f"SELECT count(*) AS n FROM read_text('{victim}')")
+    assert res.returncode == 1 and "--read-files" in res.stderr
+    res = pad_cli("--db", db, "sql", "--read-files", f"SELECT a + 1 AS b FROM '{data}'", "--format", "csv", check=True)
+    assert res.stdout.splitlines() == ["b", "42"]
+    # values verbatim in every format
+    values = ["total = nums[i] + prices[b]", ":x:", "[red]r[/red]", "[bold]"]
+    q = "SELECT " + ", ".join(f"'{v}' AS c{i}" for i, v in enumerate(values)) + ", '[i]' AS \"[b]h\""
+    table = pad_cli("--db", db, "sql", q, check=True).stdout
+    for v in values + ["[i]", "[b]h"]:
+        assert v in table
+    assert "❌" not in table
+    csv = pad_cli("--db", db, "sql", q, "--format", "csv", check=True).stdout
+    assert csv.splitlines()[1] == ",".join(values + ["[i]"])
+    rows = json.loads(pad_cli("--db", db, "sql", q, "--format", "json", check=True).stdout)
+    assert list(rows[0].values()) == values + ["[i]"]

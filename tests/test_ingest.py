@@ -21,7 +21,8 @@ def count(db, table="problems"):
 def test_gsm8k_train_gives_7473_numeric_problems_and_rerun_adds_nothing(db, shared_data):
     with Store(db) as st:
         r = ingest(st, shared_data / "gsm8k" / "train.jsonl", "gsm8k")
-        assert r == {"read": 7473, "added": 7473, "split": "train"}
+        assert r == {"read": 7473, "added": 7473, "split": "train", "updated": 0, "relabeled": 0, "differ": 0,
+                     "warning": None}
         assert st.scalar("SELECT count(*) FROM problems WHERE answer IS NOT NULL") == 7473
         assert st.scalar("SELECT answer FROM problems WHERE question LIKE 'Natalia sold clips%'") == 72.0
         assert st.scalar("SELECT count(*) FROM problems WHERE rationale LIKE '%<<%'") > 7000
@@ -277,3 +278,107 @@ def test_import_programs_sample_lists_from_parquet(db, tmp_path):
         assert (r["read"], r["records"], r["added"]) == (2, 1, 2)
         assert st.df("SELECT sample_idx, program FROM programs ORDER BY 1").values.tolist() == \
             [[0, "ans = 1 + 1\n"], [1, "ans = 2\n"]]
+
+
+# ---------------------------------------------------------------------- issue 15: gold answers
+from pad_data.answers import parse_answer  # noqa: E402
+
+
+@pytest.mark.parametrize("raw,number,text", [
+    (150, 150.0, "150"), (2.5, 2.5, "2.5"), ("1,234", 1234.0, "1,234"), ("$12.50", 12.5, "$12.50"),
+    ("75%", 75.0, "75%"), ("3/4", 0.75, "3/4"), ("3 1/2", 3.5, "3 1/2"), ("12 cm", 12.0, "12 cm"),
+    ("150 dollars", 150.0, "150 dollars"), ("-$5", -5.0, "-$5"), ("Tom ate 3.\n#### 1,500", 1500.0, "1500"),
+    ("yes", None, "yes"), (True, None, "yes"), ("1 and 2", None, "1 and 2"), ("5-6", None, "5-6"),
+    ("1/0", None, "1/0"), (None, None, None),
+])
+def test_one_answer_parser(raw, number, text):
+    gold = parse_answer(raw)
+    assert (gold.number, gold.text) == (number, text)
+
+
+GSM_RECORDS = [
+    {"question": "Ann sells 50 cups at $3 each. How many dollars?", "answer": "50 * 3 = <<50*3=150>>150\n#### 150",
+     "program": "def solution():\n    return 50 * 3"},
+    {"question": "A farm has 1,200 hens and buys 300. How many hens?", "answer": "1200 + 300 = 1500\n#### 1,500",
+     "program": "def solution():\n    return 1200 + 300"},
+]
+
+
+def test_import_programs_reads_gsm8k_answers_like_ingest(db, tmp_path):
+    f = _write_jsonl(tmp_path / "gsm.jsonl", GSM_RECORDS)
+    res = pad_cli("--db", db, "import-programs", f, "--dataset", "imp", check=True)
+    pad_cli("--db", db, "ingest", f, "--dataset", "ing", check=True)
+    with Store(db) as st:
+        got = st.df("SELECT dataset, answer, answer_text, rationale FROM problems ORDER BY dataset, answer")
+        assert got.answer.tolist() == [150.0, 1500.0, 150.0, 1500.0]
+        assert got.answer_text.tolist() == ["150", "1500"] * 2
+        assert got.rationale.tolist()[:2] == got.rationale.tolist()[2:] and "<<50*3=150>>" in got.rationale[0]
+    assert "warning" not in res.stderr
+
+
+def test_an_answer_field_named_explicitly_must_exist(db, tmp_path):
+    f = tmp_path / "f.csv"
+    f.write_text("question,answer\nWhat is 2 + 2?,4\n")
+    res = pad_cli("--db", db, "ingest", f, "--dataset", "c", "--answer-field", "answr")
+    assert res.returncode == 1 and res.stderr.strip() == \
+        f"error: {f}: no record has field 'answr' (--answer-field) (did you mean 'answer'?)"
+    p = _write_jsonl(tmp_path / "p.jsonl", [{"question": "q?", "answer": 1, "code": "ans = 1"}])
+    res = pad_cli("--db", db, "import-programs", p, "--dataset", "c", "--answer-field", "target")
+    assert res.returncode == 1 and f"{p}: no record has field 'target' (--answer-field)" in res.stderr
+    # in some records but not in this one
+    _write_jsonl(p, [{"question": "q?", "target": 1, "code": "ans = 1"}, {"question": "r?", "code": "ans = 2"}])
+    res = pad_cli("--db", db, "import-programs", p, "--dataset", "c", "--answer-field", "target")
+    assert res.returncode == 1 and res.stderr.strip() == f"error: {p}:2: missing field 'target'"
+    assert count(db) == 0
+
+
+def test_no_gold_warns_and_update_corrects_gold_and_labels_without_executing(db, tmp_path):
+    from pad_data.execute import execute
+
+    f = tmp_path / "f.csv"
+    f.write_text("question,ans\nWhat is 2 + 2?,4\nWhat is 3 + 3?,6\n")
+    res = pad_cli("--db", db, "ingest", f, "--dataset", "c", check=True)
+    assert res.stderr.strip().startswith(f"warning: {f}: none of the 2 problems read has a gold answer")
+    progs = _write_jsonl(tmp_path / "p.jsonl", [{"question": "What is 2 + 2?", "code": "ans = 2 + 2"},
+                                                {"question": "What is 3 + 3?", "code": "ans = 3 + 4"}])
+    pad_cli("--db", db, "import-programs", progs, "--dataset", "c", check=True)
+    with Store(db) as st:
+        execute(st, isolation_level="process")
+        assert st.scalar("SELECT count(*) FROM labeled_programs WHERE label = 'unverifiable'") == 2
+    res = pad_cli("--db", db, "ingest", f, "--dataset", "c", "--answer-field", "ans", check=True)
+    assert "added 0 (2 already stored); 2 stored with a different gold answer were left as they are " \
+           "(pass --update to replace them)" in res.stdout
+    assert count(db, "problems WHERE answer IS NULL") == 2
+    res = pad_cli("--db", db, "ingest", f, "--dataset", "c", "--answer-field", "ans", "--update", check=True)
+    assert "updated the gold answer of 2, relabeled 2 executions" in res.stdout
+    with Store(db) as st:
+        assert st.scalar("SELECT count(*) FROM executions") == 2  # nothing ran again
+        assert dict(st.con.execute("SELECT question, label FROM labeled_programs").fetchall()) == \
+            {"What is 2 + 2?": "correct", "What is 3 + 3?": "wrong_answer"}
+    # import-programs --update: a corrected gold answer of 7 for the second question
+    _write_jsonl(progs, [{"question": "What is 3 + 3?", "answer": "#### 7", "code": "ans = 3 + 4"}])
+    res = pad_cli("--db", db, "import-programs", progs, "--dataset", "c", "--update", check=True)
+    assert "updated the gold answer of 1, relabeled 1 executions" in res.stdout
+    assert count(db, "labeled_programs WHERE label = 'correct'") == 2
+    res = pad_cli("--db", db, "ingest", f, "--dataset", "c", "--answer-field", "ans", check=True)
+    assert "1 stored with a different gold answer" in res.stdout  # 6 in the file, 7 stored: reported, kept
+    assert count(db, "problems WHERE answer = 7") == 1
+
+
+def test_conflicting_duplicates_in_one_file_are_reported(db, tmp_path):
+    f = _write_jsonl(tmp_path / "d.jsonl", [
+        {"question": "How many?", "answer": "#### 150", "program": "ans = 150"},
+        {"question": "Other?", "answer": 2, "program": "ans = 2"},
+        {"question": "How  many?", "answer": "#### 15", "program": "ans = 15"},
+        {"question": "Other?", "answer": "2", "program": "ans = 1 + 1"},  # the same gold: no conflict
+    ])
+    for cmd in ("ingest", "import-programs"):
+        res = pad_cli("--db", db, cmd, f, "--dataset", "d")
+        assert res.returncode == 1 and res.stderr.strip() == \
+            f"error: {f}:3: gold answer '15' conflicts with {f}:1 ('150') for the same question"
+        assert count(db) == 0
+    res = pad_cli("--db", db, "import-programs", f, "--dataset", "d", "--skip-invalid", check=True)
+    assert res.stderr.strip().splitlines() == [
+        f"skipped {f}:1: gold answer '150' conflicts with {f}:3 ('15') for the same question",
+        f"skipped {f}:3: gold answer '15' conflicts with {f}:1 ('150') for the same question"]
+    assert count(db) == 1 and count(db, "programs") == 2

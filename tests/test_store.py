@@ -74,3 +74,58 @@ def test_transaction_is_all_or_nothing(db):
             assert st.insert_new("problems", rows, "problem_id") == 0
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT count(*) FROM problems").fetchall() == [(1,)]
+
+
+def _add_program(st, pid):
+    with st.transaction():
+        st.con.execute("INSERT INTO problems (problem_id, dataset, split, question, answer) "
+                       "VALUES (?, 'd', 'train', ?, 1) ON CONFLICT DO NOTHING", ["p", "q"])
+        st.con.execute("INSERT INTO programs (program_id, problem_id, origin, program) VALUES (?, 'p', 'import', 'x')",
+                       [pid])
+
+
+def _exec(st, pid, label, at="2024-01-01 00:00:00"):
+    st.con.execute("INSERT INTO executions (program_id, status, label, executor, executed_at) "
+                   "VALUES (?, 'ok', ?, 'test', ?)", [pid, label, at])
+
+
+def test_latest_execution_is_the_last_stored_even_when_timestamps_tie(db):
+    """executed_at is one timestamp per batch: two executions of a program can tie. The row
+    stored last is the latest, whatever its timestamp says."""
+    with Store(db) as st:
+        for i in range(20):
+            _add_program(st, f"g{i}")
+        with st.transaction():
+            for i in range(20):
+                _exec(st, f"g{i}", "wrong_answer")
+        with st.transaction():
+            for i in range(20):  # the same timestamp: a tie executed_at cannot break
+                _exec(st, f"g{i}", "correct")
+        with st.transaction():
+            _exec(st, "g0", "timeout", at="2023-01-01 00:00:00")  # stored last, an earlier clock
+        labels = dict(st.con.execute("SELECT program_id, label FROM labeled_programs").fetchall())
+        assert labels.pop("g0") == "timeout"
+        assert set(labels.values()) == {"correct"}
+        seqs = [r[0] for r in st.con.execute("SELECT seq FROM executions ORDER BY seq").fetchall()]
+        assert seqs == list(range(1, 42))
+
+
+def test_upgrade_numbers_existing_executions_by_time_then_insertion_order(db):
+    with Store(db, migrate_to=7) as st:
+        for pid in ("a", "b"):
+            _add_program(st, pid)
+        with st.transaction():
+            _exec(st, "a", "correct", at="2024-01-02 00:00:00")
+            _exec(st, "a", "wrong_answer", at="2024-01-01 00:00:00")  # older, stored later
+            _exec(st, "b", "wrong_answer")
+            _exec(st, "b", "correct")  # a tie: stored later wins
+    with Store(db) as st:
+        assert st.version == SCHEMA_VERSION
+        assert st.df("SELECT program_id, label, seq FROM executions ORDER BY seq").values.tolist() == [
+            ["a", "wrong_answer", 1], ["b", "wrong_answer", 2], ["b", "correct", 3], ["a", "correct", 4]]
+        assert dict(st.con.execute("SELECT program_id, label FROM labeled_programs").fetchall()) == \
+            {"a": "correct", "b": "correct"}
+        with st.transaction():
+            _exec(st, "a", "timeout", at="2020-01-01 00:00:00")
+        assert st.scalar("SELECT seq FROM executions WHERE label = 'timeout'") == 5
+        assert st.scalar("SELECT label FROM labeled_programs WHERE program_id = 'a'") == "timeout"

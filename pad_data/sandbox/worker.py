@@ -7,7 +7,8 @@ where pad is not importable.
 Protocol (newline-delimited JSON):
   parent -> worker, on fd 0: ``{"batch": [[key, source], ...]}``
   worker -> parent, on fd 1: ``{"ready": ...}`` once, then one result object per program,
-  in order, each written as soon as the program finishes.
+  in order, sent in bursts (every ``FLUSH_S`` of work and at the end of each batch), and
+  ``{"loading": package}`` before importing a package for the next program.
 
 Every program takes one of two paths, and gets the same label on either:
 
