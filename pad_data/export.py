@@ -5,8 +5,11 @@ and the ``hf`` format loads those parquet files with ``datasets`` (memory-mapped
 ``save_to_disk``s a ``DatasetDict`` (train/validation/test). Peak heap at 1M rows: 384 MiB,
 vs 1.5 GiB for ``Dataset.from_pandas`` (bench/README.md); it is not perfectly flat.
 Columns fit training directly: question, program, answer, answer_text, plus ids and labels.
+The ``chat`` format is the ``hf`` layout with a ``messages`` column instead of question and
+program (system, user question, assistant program; a refinement pair is a two-turn fix
+conversation), built in SQL as well, for TRL's ``SFTTrainer`` and other chat trainers.
 A dataset card (README.md) records provenance, teachers, label counts before/after
-filtering, the latest check results, and the license.
+filtering, the latest check results, the license, and for ``chat`` how to train on it.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from pathlib import Path
 from typing import Iterator
 
 from .curate import TASK_TABLES, snapshot_task
+from .options import did_you_mean
 from .store import Store
 
-FORMATS = ("hf", "parquet", "jsonl")
+FORMATS = ("hf", "parquet", "jsonl", "chat")
 SPLITS = ("train", "validation", "test")
 COLUMNS = {
     "program": ("question", "program", "answer", "answer_text", "problem_id", "program_id", "dataset",
@@ -31,13 +35,38 @@ COLUMNS = {
     "refine": ("question", "faulty_program", "feedback", "program", "answer", "answer_text", "problem_id",
                "faulty_program_id", "program_id", "dataset", "label", "injection_kind", "teacher", "origin"),
 }
+# the chat format: what the student is told, and (refine) how the execution feedback is put to it
+CHAT_SYSTEM = ("Solve the problem by writing a Python program: a function solution() that computes the "
+               "answer and returns it. Reply with the program only.")
+CHAT_FIX = "Running your program gave: {feedback}\nFix the program."
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _chat_columns(task: str) -> tuple[str, ...]:
+    """SELECT expressions of the chat format: ``messages`` (a list of {role, content} structs,
+    made by DuckDB) and the ids and labels (no question/program: they are in the messages)."""
+    def msg(role: str, content: str) -> str:
+        return f"{{'role': '{role}', 'content': {content}}}"
+
+    turns = [msg("system", _sql_str(CHAT_SYSTEM)), msg("user", "question")]
+    if task == "refine":
+        before, after = CHAT_FIX.split("{feedback}")
+        turns += [msg("assistant", "faulty_program"),
+                  msg("user", f"{_sql_str(before)} || coalesce(feedback, '') || {_sql_str(after)}")]
+    turns.append(msg("assistant", "program"))
+    keep = tuple(c for c in COLUMNS[task] if c not in ("question", "program", "faulty_program", "feedback"))
+    return (f"[{', '.join(turns)}] AS messages",) + keep
 
 
 class ExportError(ValueError):
     pass
 
 
-def _copy(store: Store, name: str, split: str, path: Path, fmt: str, task: str = "program") -> int:
+def _copy(store: Store, name: str, split: str, path: Path, fmt: str, task: str = "program",
+          chat: bool = False) -> int:
     """COPY one split to a file, streaming: memory stays flat however many rows there are.
 
     Runs under :func:`_bounded` (one thread: parallel writers buffer batches to keep the
@@ -48,7 +77,8 @@ def _copy(store: Store, name: str, split: str, path: Path, fmt: str, task: str =
     n = store.scalar(f"SELECT count(*) FROM {table} WHERE name = ? AND split = ?", [name, split])
     lit = name.replace("'", "''")
     opts = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 20000" if fmt == "parquet" else "FORMAT json"
-    store.con.execute(f"COPY (SELECT {', '.join(COLUMNS[task])} FROM {table} WHERE name = '{lit}' "
+    columns = _chat_columns(task) if chat else COLUMNS[task]
+    store.con.execute(f"COPY (SELECT {', '.join(columns)} FROM {table} WHERE name = '{lit}' "
                       f"AND split = '{split}') TO '{str(path).replace(chr(39), chr(39) * 2)}' ({opts})")
     return n
 
@@ -91,20 +121,22 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
                             "ORDER BY created_at DESC LIMIT 1").fetchall()
     lines = [
         "---", f"license: {license}", "task_categories:", "- text-generation", "tags:", "- pad",
-        "- program-aided-distillation", "- synthetic", "- math-word-problems", "configs:", "- config_name: default",
-        "  data_files:"]
-    ext = {"hf": "arrow", "parquet": "parquet", "jsonl": "jsonl"}[fmt]
-    for split in SPLITS:
-        if counts.get(split) and fmt != "hf":
-            lines += [f"  - split: {split}", f"    path: {split}.{ext}"]
+        "- program-aided-distillation", "- synthetic", "- math-word-problems"]
+    # where each split's files are, so the Hub (and datasets.load_dataset) reads the folder as it is;
+    # save_to_disk (hf, chat) writes SPLIT/data-NNNNN-of-NNNNN.arrow
+    paths = {"hf": "{split}/data-*.arrow", "chat": "{split}/data-*.arrow", "parquet": "{split}.parquet",
+             "jsonl": "{split}.jsonl"}[fmt]
+    files = [f"  - split: {split}\n    path: {paths.format(split=split)}" for split in SPLITS if counts.get(split)]
+    if files:
+        lines += ["configs:", "- config_name: default", "  data_files:", *files]
     lines += ["---", "", f"# {name}", "",
               ("Question -> Python program pairs" if task == "program" else
                "Self-refinement pairs (question + faulty program + execution feedback -> correct program)")
-              + " curated with [pad](https://example.invalid/pad) for "
-              "Program-aided Distillation: every program was executed in pad's sandbox and labeled by "
-              "its outcome.", "",
+              + (" as chat conversations" if fmt == "chat" else "")
+              + " curated with pad, a toolkit for Program-aided Distillation (PaD): every program was "
+              "executed in pad's sandbox and labeled by its outcome.", "",
               "## Provenance", "",
-              f"- snapshot `{name}`, content hash `{info[1]}`, created {info[2]}",
+              f"- snapshot `{name}`, content hash `{info[1]}`, created {str(info[2])[:19]}",
               f"- source datasets: {', '.join(datasets) or '-'}",
               f"- curation parameters: `{json.dumps(params, sort_keys=True)}`", "",
               "## Teachers", "", "| teacher | origin | programs |", "|---|---|---|"]
@@ -136,9 +168,42 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
                    "line, or `returned X`), `program` (the correct target), `answer`, `answer_text`, `problem_id`, "
                    "`faulty_program_id`, `program_id`, `dataset`, `label` (of the faulty program), "
                    "`injection_kind` (for injected errors), `teacher`, `origin` (of the faulty program).")
+    if fmt == "chat":
+        columns = _chat_card(task)
     lines += ["", "## Columns", "", columns, "", "## License", "",
               f"`{license}`. Check the licenses of the source datasets and the teacher's terms of use.", ""]
     return "\n".join(lines)
+
+
+def _chat_card(task: str) -> str:
+    """The chat format's columns, and how to train on them with TRL."""
+    if task == "refine":
+        turns = ("`system`, `user` (the question), `assistant` (the faulty program), `user` (what running it "
+                 "gave, as in `pad`'s feedback, then \"Fix the program.\"), `assistant` (the correct program)")
+        rest = ("`answer`, `answer_text`, `problem_id`, `faulty_program_id`, `program_id`, `dataset`, `label` "
+                "(of the faulty program), `injection_kind`, `teacher`, `origin`")
+    else:
+        turns = "`system`, `user` (the question), `assistant` (a `def solution(): ... return result` program)"
+        rest = "`answer`, `answer_text`, `problem_id`, `program_id`, `dataset`, `label`, `teacher`, `origin`"
+    code = ['from datasets import load_from_disk', 'from trl import SFTConfig, SFTTrainer', '',
+            'dd = load_from_disk("path/to/this/folder")  # from the Hub: datasets.load_dataset("USER/REPO")']
+    if task == "refine":
+        code += ['# learn the fix only, not the faulty first answer: the last turn is the completion',
+                 'dd = dd.map(lambda r: {"prompt": r["messages"][:-1], "completion": r["messages"][-1:]},',
+                 '            remove_columns=["messages"])']
+    code += ['trainer = SFTTrainer(model="Qwen/Qwen2.5-0.5B-Instruct", train_dataset=dd["train"],',
+             '                     eval_dataset=dd.get("validation"), args=SFTConfig(output_dir="student"))',
+             'trainer.train()']
+    loss = ("On `messages` SFTTrainer trains on every turn; `SFTConfig(assistant_only_loss=True)` limits the "
+            "loss to the assistant turns where the model's chat template marks them (`{% generation %}`)."
+            if task == "program" else
+            "Trained on `messages` as they are, a student would also learn the faulty program of the first "
+            "assistant turn: the prompt/completion split above makes SFTTrainer train on the fix only.")
+    return "\n".join([f"`messages`: a list of `{{role, content}}` turns: {turns}. The system turn says: "
+                      f"\"{CHAT_SYSTEM}\"", "", f"Also: {rest}.", "", "## Training on it", "",
+                      "A conversational dataset as TRL's `SFTTrainer` takes it (the model's tokenizer needs a "
+                      "chat template; the other columns are left alone):", "", "```python", *code, "```", "",
+                      loss])
 
 
 MARKER = ".pad-export"  # written into every folder pad export makes: only such a folder is ever replaced
@@ -185,7 +250,8 @@ def export(store: Store, name: str, out: str | Path, fmt: str = "hf", license: s
     Built in a temporary folder beside ``out`` and moved into place when complete;
     ``overwrite`` replaces only a folder an earlier pad export wrote."""
     if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        raise ExportError(f"--format: unknown format {fmt!r}{did_you_mean(fmt, FORMATS)}; choose from "
+                          f"{', '.join(FORMATS)}")
     if not store.con.execute("SELECT 1 FROM curations WHERE name = ?", [name]).fetchall():
         raise ExportError(f"no curated snapshot named {name!r} (see `pad curate --list`)")
     with _building(out, overwrite, f"snapshot {name} ({fmt})") as tmp:
@@ -203,6 +269,7 @@ def export(store: Store, name: str, out: str | Path, fmt: str = "hf", license: s
 def _write_splits(store: Store, name: str, out: Path, fmt: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     task = snapshot_task(store, name)
+    chat = fmt == "chat"
     if fmt in ("parquet", "jsonl"):
         for split in SPLITS:
             counts[split] = _copy(store, name, split, out / f"{split}.{fmt}", fmt, task)
@@ -214,7 +281,7 @@ def _write_splits(store: Store, name: str, out: Path, fmt: str) -> dict[str, int
             parts = {}
             for split in SPLITS:
                 path = Path(tmp) / f"{split}.parquet"
-                counts[split] = _copy(store, name, split, path, "parquet", task)
+                counts[split] = _copy(store, name, split, path, "parquet", task, chat=chat)
                 if counts[split] == 0:  # from_parquet fails on an empty file (and an empty split cannot
                     continue            # be loaded back from disk): the DatasetDict leaves it out
                 parts[split] = datasets.Dataset.from_parquet(str(path), cache_dir=str(Path(tmp) / "cache"),

@@ -82,7 +82,11 @@ def _rows(split_name: str, part: str, store: Store | None) -> list[dict]:
     if path.is_dir():
         import datasets
 
-        return datasets.load_from_disk(str(path))[part].to_list()
+        dd = datasets.load_from_disk(str(path))
+        if part in dd and "messages" in dd[part].column_names:
+            raise ValueError(f"{split_name}: a `pad export --format chat` export (a messages column): train on it "
+                             "with TRL as its README.md says, or export the snapshot with --format hf for pad-train")
+        return dd[part].to_list()
     if store is None:
         raise ValueError(f"{split_name}: not a directory; pass the store to read a curated split")
     from pad_data.curate import TASK_COLUMNS, TASK_TABLES, snapshot_task

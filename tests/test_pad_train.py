@@ -116,3 +116,44 @@ def test_cot_answers_are_extracted_and_scored(tmp_path):
     assert cot_answer("Total: 1,200 dollars. The answer is $1,250") == 1250.0
     assert cot_answer("so 12 / 4 = 3") == 3.0
     assert cot_answer("no numbers here") is None
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{% if m['role'] == 'assistant' %}{% generation %}"
+                 "{{ m['content'] }}<|endoftext|>{% endgeneration %}{% else %}{{ m['content'] }}{% endif %}\n"
+                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+def test_a_chat_export_trains_with_trl_sft_trainer_as_is(whatis_store, tmp_path):
+    """A chat export -> load_from_disk -> one TRL SFTTrainer step, nothing converted; loss only on the
+    assistant turn (the chat template marks it)."""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from pad_data.export import export
+
+    out = tmp_path / "chat"
+    with Store(whatis_store) as st:
+        assert export(st, "whatis-v1", out, fmt="chat")["counts"]["train"] == 72
+    train = datasets.load_from_disk(str(out))["train"]
+    assert "question" not in train.column_names and "answer" in train.column_names
+    from pad_train.data import load_examples
+
+    with pytest.raises(ValueError, match="a `pad export --format chat` export"):
+        load_examples(str(out))  # pad-train's own trainer says what the folder is
+    first = train[0]["messages"]
+    assert [m["role"] for m in first] == ["system", "user", "assistant"]
+    assert first[1]["content"].startswith("What is ") and first[2]["content"].startswith("def solution():")
+    base = tiny_gpt2(tmp_path / "base", positions=256)
+    tok = AutoTokenizer.from_pretrained(base)
+    tok.chat_template = CHAT_TEMPLATE
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(base), processing_class=tok, train_dataset=train,
+                         args=SFTConfig(output_dir=str(tmp_path / "trl"), max_steps=1, per_device_train_batch_size=2,
+                                        max_length=256, assistant_only_loss=True, use_cpu=True, bf16=False,
+                                        gradient_checkpointing=False, report_to=[], save_strategy="no",
+                                        disable_tqdm=True))
+    batch = next(iter(trainer.get_train_dataloader()))
+    trained = batch["labels"][0][batch["labels"][0] != -100]
+    assert tok.decode(trained).startswith("def solution():")  # the assistant's program, not the question
+    result = trainer.train()
+    assert result.global_step == 1 and result.training_loss > 0
