@@ -109,8 +109,8 @@ with programs_tab:
             detail = rv.program_detail(store, current.program_id.iloc[0]) if len(current) else None
     except StoreError as exc:
         busy(exc)
-    st.write(f"**{total:,}** programs match. Showing rows {(pos // page_size) * page_size + 1:,}"
-             f"-{min((pos // page_size + 1) * page_size, total):,}.")
+    st.write(f"**{total:,}** {'program matches' if total == 1 else 'programs match'}. Showing rows "
+             f"{(pos // page_size) * page_size + 1:,}-{min((pos // page_size + 1) * page_size, total):,}.")
     st.dataframe(table, hide_index=True, key="programs_table")
     nav = st.columns([1, 1, 6])
     if nav[0].button("◀ Previous", shortcut="k", disabled=pos == 0, key="prev"):

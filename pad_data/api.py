@@ -68,13 +68,17 @@ def stats(store: Store) -> dict:
                count(lp.label), {pivot}
         FROM pr LEFT JOIN lp USING (dataset) GROUP BY pr.dataset ORDER BY pr.dataset""").fetchall()
     used = [i for i, _ in enumerate(labels) if any(r[5 + i] for r in rows)]
+    # a teacher whose requests all failed has no programs: it still gets a row (origin teacher)
     teachers = store.con.execute("""
-        SELECT coalesce(teacher, '?'), origin, count(*), coalesce(sum(prompt_tokens), 0),
-               coalesce(sum(completion_tokens), 0), sum(cost_usd),
-               (SELECT count(DISTINCT gen_key) FROM generation_failures f
-                WHERE f.model = p.teacher AND f.gen_key NOT IN (SELECT gen_key FROM programs
-                                                               WHERE gen_key IS NOT NULL))
-        FROM programs p GROUP BY ALL ORDER BY 1, 2""").fetchall()
+        WITH made AS (SELECT teacher, origin, count(*) AS n, coalesce(sum(prompt_tokens), 0) AS pt,
+                             coalesce(sum(completion_tokens), 0) AS ct, sum(cost_usd) AS cost
+                      FROM programs GROUP BY ALL),
+             failed AS (SELECT model, count(DISTINCT gen_key) AS n FROM generation_failures
+                        WHERE gen_key NOT IN (SELECT gen_key FROM programs WHERE gen_key IS NOT NULL)
+                        GROUP BY model)
+        SELECT coalesce(m.teacher, f.model, '?'), coalesce(m.origin, 'teacher'), coalesce(m.n, 0),
+               coalesce(m.pt, 0), coalesce(m.ct, 0), m.cost, coalesce(f.n, 0)
+        FROM made m FULL JOIN failed f ON m.teacher = f.model ORDER BY 1, 2""").fetchall()
     return {"labels": [labels[i] for i in used],
             "rows": [list(r[:5]) + [r[5 + i] for i in used] for r in rows],
             "teachers": teachers}

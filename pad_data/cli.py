@@ -55,6 +55,15 @@ def _cli_errors(interrupted: str = "interrupted: committed work is kept; rerun t
         raise typer.Exit(130) from None
 
 
+def plural(n: int, word: str) -> str:
+    """``1 problem``, ``2 problems``, ``1,000 programs``."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def _store(read_only: bool = False) -> Store:
     return Store(resolve_path(_state["db"]), read_only=read_only)
 
@@ -63,7 +72,7 @@ def _store(read_only: bool = False) -> Store:
 def _progress(description: str) -> Iterator:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                  console=err_console, transient=True) as prog:
+                  console=err_console, transient=True, disable=not err_console.is_interactive) as prog:
         task = prog.add_task(description, total=None, rate="")
         start = [None]
 
@@ -94,18 +103,19 @@ def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv 
     """Add problems (questions with gold answers) to the store."""
     with _cli_errors():
         check_numbers(("--limit", limit, opt.COUNT))
+        opt.check_split(split)
         with _store() as store:
             r = api.ingest(store, source, dataset, split=split, fmt=fmt, question_field=question_field,
                            answer_field=answer_field, limit=limit, config=config, update=update)
-    console.print(f"{dataset}/{r['split']}: read {r['read']} problems, added {r['added']} "
-                  f"({r['read'] - r['added']} already stored)" + _gold_changes(r), markup=False, highlight=False)
+    console.print(f"{dataset}/{r['split']}: read {plural(r['read'], 'problem')}, added {r['added']:,} "
+                  f"({r['read'] - r['added']:,} already stored)" + _gold_changes(r), markup=False, highlight=False)
     _warn_gold(r)
 
 
 def _gold_changes(r: dict) -> str:
     out = ""
     if r.get("updated"):
-        out += f"; updated the gold answer of {r['updated']}, relabeled {r['relabeled']} executions"
+        out += f"; updated the gold answer of {r['updated']:,}, relabeled {plural(r['relabeled'], 'execution')}"
     if r.get("differ"):
         out += (f"; {r['differ']} stored with a different gold answer were left as they are "
                 "(pass --update to replace them)")
@@ -141,15 +151,17 @@ def import_programs(file: str = typer.Argument(..., help="records with a questio
     fields = [f.strip() for value in question_field or [] for f in value.split(",") if f.strip()]
     with _cli_errors():
         check_numbers(("--limit", limit, opt.COUNT))
+        opt.check_split(split)
         with _store() as store:
             r = api.import_programs(store, file, dataset, split=split, question_field=fields or None,
                                     program_field=program_field, answer_field=answer_field,
                                     teacher=teacher, limit=limit, skip_invalid=skip_invalid, update=update)
     for message in r["skipped_records"]:
         err_console.print(f"skipped {message}", markup=False, highlight=False, soft_wrap=True)
-    console.print(f"{dataset}: read {r['read']} programs from {r['records']} records, added {r['added']} "
-                  f"(new problems: {r['problems_added']})"
-                  + (f", skipped {r['skipped']} invalid records" if skip_invalid else "") + _gold_changes(r),
+    console.print(f"{dataset}: read {plural(r['read'], 'program')} from {plural(r['records'], 'record')}, "
+                  f"added {r['added']:,} (new problems: {r['problems_added']:,})"
+                  + (f", skipped {plural(r['skipped'], 'invalid record')}" if skip_invalid else "")
+                  + _gold_changes(r),
                   highlight=False, markup=False)
     _warn_gold(r)
 
@@ -182,7 +194,7 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
         level = resolve(isolation)
     warning = None if level == "bwrap" else WEAK_WARNING.format(level=level)
     if warning:
-        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+        _warn(warning)
     with _cli_errors(), _store() as store:
         if dataset is not None:
             opt.check_names("--dataset", [dataset], api.datasets(store), "dataset")
@@ -191,11 +203,11 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
         r = _run_execute(store, engine, dataset=dataset, timeout=timeout, memory_mb=memory_mb, workers=workers,
                          rerun=rerun, limit=limit, level=level, origin=origin, entry=entry, shards=shards,
                          address=address, shard_size=shard_size)
-    _print_labels(r["labels"], title=f"executed {r['executed']} programs in {r['seconds']:.2f} s "
-                                     f"({r['programs_per_s']:,.0f}/s, {r['executor']})")
+    how = ", ".join(x for x in (f"{r['programs_per_s']:,.0f}/s" if r["executed"] else "", r.get("executor")) if x)
+    _print_labels(r["labels"], title=f"executed {plural(r['executed'], 'program')} in {r['seconds']:.2f} s"
+                                     + (f" ({how})" if how else ""))
     if warning:
-        err_console.print(f"[yellow]warning:[/yellow] these labels were made with isolation {level!r}, "
-                          "below the OS sandbox (see README, threat model)", highlight=False, soft_wrap=True)
+        _warn(f"these labels were made with isolation {level!r}, below the OS sandbox (see README, threat model)")
 
 
 def _run_execute(store: Store, engine: str, dataset, timeout, memory_mb, workers, rerun, limit, level, origin,
@@ -243,6 +255,7 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
     The API key comes from OPENAI_API_KEY.
     """
     from .generate import generate as run_generate, make_teacher
+    from .teachers.openai_teacher import check_api_key
 
     with _cli_errors():
         check_numbers(("--samples", samples, opt.SAMPLES), ("--temperature", temperature, opt.TEMPERATURE),
@@ -250,6 +263,9 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
                       ("--max-retries", max_retries, opt.RETRIES), ("--timeout", timeout, opt.REQUEST_TIMEOUT),
                       ("--limit", limit, opt.COUNT), ("--price-in", price_in, opt.PRICE),
                       ("--price-out", price_out, opt.PRICE), ("--shard-size", shard_size, opt.COUNT))
+        opt.check_split(split)
+        if backend == "openai":
+            check_api_key(base_url)
     prices = (price_in or 0.0, price_out or 0.0) if (price_in is not None or price_out is not None) else None
     if engine == "ray":
         from .ray_engine import generate_ray
@@ -259,9 +275,10 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
                              temperature=temperature, max_tokens=max_tokens, concurrency=concurrency, prompt=prompt,
                              split=split, limit=limit, prices=prices, max_retries=max_retries, timeout=timeout,
                              shards=shards, address=address, shard_size=shard_size, progress=progress)
-        console.print(f"{r['teacher']} ({r['prompt']} prompt, ray, {r['shards']} shards): {r['added']} programs "
-                      f"added, {r['cached']} already stored, {r['failed']} failed (retried next run), "
-                      f"{r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)")
+        console.print(f"{r['teacher']} ({r['prompt']} prompt, ray, {plural(r['shards'], 'shard')}): "
+                      f"{plural(r['added'], 'program')} added, {r['cached']:,} already stored, {r['failed']:,} failed "
+                      f"(retried next run), {r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)",
+                      markup=False, highlight=False)
         if r["failed"]:
             raise typer.Exit(3)
         return
@@ -272,10 +289,10 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
         r = run_generate(store, teacher, dataset, samples=samples, temperature=temperature,
                          max_tokens=max_tokens, concurrency=concurrency, prompt=prompt, split=split,
                          limit=limit, prices=prices, progress=progress)
-    console.print(f"{r['teacher']} ({r['prompt']} prompt): {r['added']} programs added, "
-                  f"{r['cached']} already stored, {r['failed']} failed (retried next run), "
-                  f"{r['requests']} requests, {r['prompt_tokens'] + r['completion_tokens']:,} tokens, "
-                  f"{r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)")
+    console.print(f"{r['teacher']} ({r['prompt']} prompt): {plural(r['added'], 'program')} added, "
+                  f"{r['cached']:,} already stored, {r['failed']:,} failed (retried next run), "
+                  f"{plural(r['requests'], 'request')}, {plural(r['prompt_tokens'] + r['completion_tokens'], 'token')}, "
+                  f"{r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)", markup=False, highlight=False)
     if r["failed"]:
         err_console.print(f"last error: {r['last_error']}", highlight=False, soft_wrap=True)
         raise typer.Exit(3)
@@ -309,8 +326,9 @@ def sql(query: str = typer.Argument(..., help="SQL over problems, programs, exec
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
-    """A table whose headers and cells are shown verbatim (never read as Rich markup or emoji codes)."""
-    table = Table(title=Text(title) if title else None)
+    """A table whose headers and cells are shown verbatim (never read as Rich markup or emoji codes); at
+    least as wide as its title, so the title never wraps mid-phrase."""
+    table = Table(title=Text(title) if title else None, min_width=len(title) if title else None)
     for c in columns:
         table.add_column(Text(c), overflow="fold")
     return table
@@ -404,12 +422,13 @@ def inject_errors(per_program: int = typer.Option(2, help="variants per correct 
         with _progress("injecting") as progress:
             r = run_inject(store, per_program=per_program, kinds=_csv(kinds), seed=seed, dataset=dataset, limit=limit,
                            timeout=timeout, workers=workers, progress=progress)
-    console.print(f"{r['sources']} correct programs -> {r['variants']} variants, {r['added']} new "
-                  f"({r['variants'] - r['added']} already stored); executed {r['executed']}")
-    table = Table("injection kind", "variants", "loud (raise)", "silent (wrong answer)", "unchanged (correct)",
-                  "not executed", title="every injected program in the store (view injection_outcomes)")
+    console.print(f"{plural(r['sources'], 'correct program')} -> {plural(r['variants'], 'variant')}, "
+                  f"{r['added']:,} new ({r['variants'] - r['added']:,} already stored); executed {r['executed']:,}",
+                  markup=False, highlight=False)
+    table = _table("injection kind", "variants", "loud (raise)", "silent (wrong answer)", "unchanged (correct)",
+                   "not executed", title="every injected program in the store (view injection_outcomes)")
     for row in r["outcomes"].itertuples(index=False):
-        table.add_row(*[str(v) for v in row])
+        _add_row(table, *row)
     console.print(table)
 
 
@@ -424,7 +443,10 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
            labels_: Optional[str] = typer.Option(None, "--labels", help="comma-separated labels to keep "
                                                  "[default: correct; for refine, every faulty label]"),
            siblings: bool = typer.Option(False, help="refine: also pair faulty programs with a correct sibling"),
-           datasets: Optional[str] = typer.Option(None, help="comma-separated datasets [default: all]"),
+           dataset: Optional[List[str]] = typer.Option(None, "--dataset", help="only this dataset; repeat the "
+                                                       "option (or D1,D2) for several [default: all]"),
+           datasets_old: Optional[str] = typer.Option(None, "--datasets", hidden=True,
+                                                      help="deprecated spelling of --dataset"),
            origins: Optional[str] = typer.Option(None, help="comma-separated origins [default: teacher,import,"
                                                   "human; for refine, all] (injected only when named)"),
            dedup: str = typer.Option("ast", help="none | exact | ast"),
@@ -436,30 +458,52 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
     """Build a named, immutable, reproducible snapshot of train/validation/test splits."""
     from .curate import CurateParams, curate as run_curate, list_curations
 
+    if datasets_old is not None:
+        _warn("--datasets is deprecated: use --dataset (repeat it, or D1,D2, for several)")
+    names = [d for value in [*(dataset or []), *([datasets_old] if datasets_old else [])] for d in _csv(value) or []]
     with _cli_errors(), _store(read_only=list_) as store:
         if list_:
-            df = list_curations(store)
-            table = _table("name", "hash", "created", "counts")
-            for row in df.itertuples(index=False):
-                _add_row(table, row.name, row.content_hash, row.created_at, row.counts)
-            console.print(table)
+            _list_snapshots(list_curations(store))
             return
         if not name:
             raise ValueError("give a snapshot NAME (or --list)")
-        params = CurateParams(labels=_csv(labels_), datasets=_csv(datasets), origins=_csv(origins), dedup=dedup,
+        params = CurateParams(labels=_csv(labels_), datasets=names or None, origins=_csv(origins), dedup=dedup,
                               max_per_problem=max_per_problem, validation_fraction=validation,
                               test_fraction=test, seed=seed, task=task, siblings=siblings)
         r = run_curate(store, name, params)
     state = "created" if r["created"] else "unchanged (same parameters and data)"
-    what = "refinement pairs" if task == "refine" else "programs"
-    console.print(f"snapshot {r['name']} {state}: hash {r['content_hash']}, {r['programs']} {what} over "
-                  f"{r['problems']} problems, splits {r['splits']}", markup=False, highlight=False)
+    what = "refinement pair" if task == "refine" else "program"
+    console.print(f"snapshot {r['name']} {state}: hash {r['content_hash']}, {plural(r['programs'], what)} over "
+                  f"{plural(r['problems'], 'problem')}; {_splits(r['splits'])}", markup=False, highlight=False)
+
+
+def _splits(counts: dict) -> str:
+    """``train 191, validation 10, test 7`` (splits in that order, empty ones left out)."""
+    return ", ".join(f"{s} {counts[s]:,}" for s in opt.SPLITS if counts.get(s)) or "no rows"
+
+
+def _when(ts: object) -> str:
+    """A stored timestamp to the second."""
+    return ts.strftime("%Y-%m-%d %H:%M:%S") if hasattr(ts, "strftime") else str(ts)[:19]
+
+
+def _list_snapshots(df: pd.DataFrame) -> None:
+    if df.empty:
+        console.print("no curated snapshots yet (create one with `pad curate NAME`)", markup=False, highlight=False)
+        return
+    table = _table("name", "task", "created", "rows", "problems", "splits", "hash")
+    for row in df.itertuples(index=False):
+        counts, params = json.loads(row.counts), json.loads(row.params)
+        _add_row(table, row.name, params.get("task", "program"), _when(row.created_at), f"{counts['programs']:,}",
+                 f"{counts['problems']:,}", _splits(counts["splits"]), row.content_hash)
+    console.print(table)
 
 
 @app.command()
 def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
            out: str = typer.Option(..., "--out", help="output directory"),
-           fmt: str = typer.Option("hf", "--format", help="hf (DatasetDict.save_to_disk) | parquet | jsonl"),
+           fmt: str = typer.Option("hf", "--format", help="hf (DatasetDict.save_to_disk) | chat (the same, with a "
+                                                          "`messages` column for TRL/chat trainers) | parquet | jsonl"),
            license_: str = typer.Option("other", "--license", help="license field of the dataset card"),
            push_to_hub: Optional[str] = typer.Option(None, help="also upload to this Hub dataset repo"),
            overwrite: bool = typer.Option(False, help="replace --out when an earlier pad export wrote it "
@@ -476,16 +520,16 @@ def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
             if name or fmt != "hf":
                 raise ValueError("--from-parquet takes no snapshot NAME and writes --format hf")
             r = export_parquet_shards(from_parquet, out, overwrite=overwrite, push_to_hub=push_to_hub)
-            console.print(f"exported {from_parquet} to {r['out']} (hf): {r['counts']}"
-                          + (f"; pushed {r['pushed']}" if r["pushed"] else ""))
+            console.print(f"exported {from_parquet} to {r['out']} (hf): {_splits(r['counts'])}"
+                          + (f"; pushed {r['pushed']}" if r["pushed"] else ""), markup=False, highlight=False)
             return
         if not name:
             raise ValueError("give a snapshot NAME (or --from-parquet DIR)")
         with _store() as store:
             r = run_export(store, name, out, fmt=fmt, license=license_, push_to_hub=push_to_hub,
                            overwrite=overwrite)
-    console.print(f"exported {name} to {r['out']} ({fmt}): {r['counts']}"
-                  + (f"; pushed {r['pushed']}" if r["pushed"] else ""))
+    console.print(f"exported {name} to {r['out']} ({fmt}): {_splits(r['counts'])}"
+                  + (f"; pushed {r['pushed']}" if r["pushed"] else ""), markup=False, highlight=False)
 
 
 @app.command()
@@ -548,21 +592,43 @@ def run(source: Optional[str] = typer.Option(None, help="ingest this problem fil
         check_numbers(("--samples", samples, opt.SAMPLES), ("--seed", seed, opt.SEED),
                       ("--timeout", timeout, opt.TIMEOUT), ("--memory-mb", memory_mb, opt.MEMORY_MB),
                       ("--workers", workers, opt.WORKERS))
+        if model and backend == "openai":
+            from .teachers.openai_teacher import check_api_key
+
+            check_api_key(base_url)
     with _cli_errors(), _store() as store, _progress("executing") as progress:
         steps = api.default_steps(source=source, dataset=dataset, programs=programs, samples=samples,
                                   seed=seed, timeout=timeout, memory_mb=memory_mb, workers=workers,
                                   progress=progress, model=model, base_url=base_url, backend=backend)
 
         def report(step, result, seconds):
-            brief = {k: v for k, v in result.items() if k not in ("labels", "pool")}
-            console.print(f"[green]✓[/green] {step.name} ({seconds:.2f} s): {brief}", highlight=False)
+            console.print(Text.assemble(("✓", "green"), f" {step.name} ({seconds:.2f} s): {_brief(result)}"),
+                          highlight=False)
 
         results = api.run_pipeline(store, steps, on_step=report)
         summary = api.label_counts(store)
     exec_result = dict(results)[steps[-1].name]
+    rate = f" at {exec_result['programs_per_s']:,.0f}/s" if exec_result["executed"] else ""
     _print_labels(summary, title=f"labels in {store.path} (this run executed "
-                                 f"{exec_result['executed']} programs at "
-                                 f"{exec_result['programs_per_s']:,.0f}/s)")
+                                 f"{plural(exec_result['executed'], 'program')}{rate})")
+
+
+def _brief(result: dict) -> str:
+    """One step's result as ``read 319, added 319`` (what `pad run` prints per step): scalars only,
+    rates as ``545 programs/s``; the step's time is printed beside it."""
+    parts = []
+    for key, value in result.items():
+        if key in ("labels", "pool", "seconds") or value is None or isinstance(value, (dict, list, tuple)):
+            continue
+        if key.endswith("_per_s"):
+            parts.append(f"{value:,.0f} {key.removesuffix('_per_s')}/s")
+            continue
+        if isinstance(value, float):
+            value = f"{value:,.2f}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        parts.append(f"{key.replace('_', ' ')} {value}")
+    return ", ".join(parts)
 
 
 def _missing(v: object) -> bool:
@@ -573,8 +639,10 @@ def _missing(v: object) -> bool:
 
 
 def _print_labels(counts: dict, title: str) -> None:
+    """``title`` on a line of its own (a table title would wrap at the table's width), then the table."""
     total = sum(counts.values()) or 1
-    table = Table("label", "programs", "share", title=title)
+    console.print(title, markup=False, highlight=False, soft_wrap=True)
+    table = Table("label", "programs", "share")
     for label in LABELS:
         if counts.get(label):
             table.add_row(label, str(counts[label]), f"{100 * counts[label] / total:.1f}%")

@@ -218,7 +218,7 @@ def _check(p: CurateParams) -> None:
 
 def _check_against_store(store: Store, p: CurateParams) -> None:
     """Every dataset named must be in the store, and every origin named must have programs there."""
-    check_names("--datasets", p.datasets, [r[0] for r in store.con.execute(
+    check_names("--dataset", p.datasets, [r[0] for r in store.con.execute(
         "SELECT DISTINCT dataset FROM problems").fetchall()], "dataset")
     if p.origins:
         held = [r[0] for r in store.con.execute("SELECT DISTINCT origin FROM programs").fetchall()]

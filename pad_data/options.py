@@ -71,6 +71,15 @@ def check_numbers(*checks: tuple[str, object, Range]) -> None:
             raise OptionError(f"{option} must be {rng.describe()}, got {value!r}")
 
 
+SPLITS = ("train", "validation", "test")
+
+
+def check_split(split: str | None, option: str = "--split") -> None:
+    """A split must be one of :data:`SPLITS` (None: not given)."""
+    if split is not None and split not in SPLITS:
+        raise OptionError(f"{option} must be one of {', '.join(SPLITS)}, got {split!r}{did_you_mean(split, SPLITS)}")
+
+
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """``" (did you mean 'x'?)"`` for the closest of ``choices``, or an empty string."""
     close = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.6)

@@ -8,6 +8,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from pad_data.options import check_split
 from pad_data.store import Store, resolve_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -27,7 +28,7 @@ def _errors():
 
 def _bar(desc: str):
     return Progress(TextColumn(f"[bold]{desc}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeRemainingColumn(), console=err, transient=True)
+                    TimeRemainingColumn(), console=err, transient=True, disable=not err.is_interactive)
 
 
 @app.command()
@@ -102,6 +103,8 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
 
     if samples > 1 and temperature == 0:
         temperature = 0.7
+    with _errors():
+        check_split(split)
     with _errors(), Store(resolve_path(_state["db"])) as store, _bar("generating") as bar:
         task = bar.add_task("gen", total=None, info="")
         r = evaluate(store, model, dataset, split, EvalConfig(cot=cot, answer_only=answer_only, samples=samples,
@@ -146,6 +149,9 @@ def report():
 
     with _errors(), Store(resolve_path(_state["db"]), read_only=True) as store:
         df = get_report(store)
+    if df.empty:
+        console.print(f"no evaluation runs in {store.path} yet (run `pad-train eval`)", markup=False, highlight=False)
+        return
     table = Table(*df.columns)
     for row in df.itertuples(index=False):
         table.add_row(*[str(v) for v in row])

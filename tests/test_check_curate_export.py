@@ -164,6 +164,9 @@ def test_export_formats_read_back_with_expected_counts(db, tmp_path, fmt):
     card = (out / "README.md").read_text()
     assert "license: apache-2.0" in card and "## Labels before and after filtering" in card
     assert "offline-template-v1" in card and "passed" in card
+    assert "data_files: null" not in card and "example.invalid" not in card
+    # the card's configs name each split's files: the folder loads as it is (as it would from the Hub)
+    assert {k: len(v) for k, v in datasets.load_dataset(str(out)).items()} == counts
     again = pad_cli("--db", db, "export", "v1", "--out", out, "--format", fmt)
     assert again.returncode == 1 and "not empty" in again.stderr
 
@@ -207,7 +210,7 @@ def _small_store(db, tmp_path, injected=True):
 
 @pytest.mark.parametrize("args,message", [
     (["--labels", "corect"], "error: --labels: no label 'corect' (did you mean 'correct'?)"),
-    (["--datasets", "smm"], "error: --datasets: no dataset 'smm' (did you mean 'sm'?)"),
+    (["--dataset", "smm"], "error: --dataset: no dataset 'smm' (did you mean 'sm'?)"),
     (["--origins", "teachr"], "error: --origins: no origin 'teachr' (did you mean 'teacher'?)"),
     (["--origins", "student"], "error: --origins: the store has no programs of origin 'student' (it has: import)"),
     (["--labels", "timeout"], "error: the filters select no programs (labels timeout; origins teacher,import,human; "
@@ -243,6 +246,20 @@ def test_curate_leaves_injected_programs_out_unless_asked(db, tmp_path):
         assert st.scalar("SELECT count(DISTINCT origin) FROM curated_examples WHERE name = 'asked'") == 1
         refine = curate(st, "fix", CurateParams(task="refine", validation_fraction=0, test_fraction=0))
         assert refine["programs"] == 10 and refine["injection_kinds"] == {"name": 10}
+    # as chat: a two-turn fix conversation per pair
+    out = tmp_path / "chat"
+    res = pad_cli("--db", db, "export", "fix", "--out", out, "--format", "chat", check=True)
+    assert res.stdout.strip() == f"exported fix to {out} (chat): train 10"
+    rows = datasets.load_from_disk(str(out))["train"]
+    assert len(rows) == 10 and "faulty_program_id" in rows.column_names and "question" not in rows.column_names
+    for row in rows:
+        system, user, faulty, fix, good = row["messages"]
+        assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant", "user", "assistant"]
+        assert user["content"].startswith("What is ") and "return y +" in faulty["content"]
+        assert fix["content"] == "Running your program gave: NameError: name 'y' is not defined (line 2)\nFix the program."
+        assert good["content"].startswith("def solution():\n    return ") and "y" not in good["content"]
+    card = (out / "README.md").read_text()
+    assert '"completion": r["messages"][-1:]' in card and "SFTTrainer" in card
 
 
 def test_export_overwrite_replaces_only_an_earlier_export_and_a_failure_keeps_it(db, tmp_path, monkeypatch):

@@ -1,7 +1,17 @@
 import json
+import re
+import time
+import tomllib
+from pathlib import Path
 
 import duckdb
 import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from pad_data import api
+from pad_data.cli import app as pad_app
+from pad_train.cli import app as train_app
 
 from pad_data.execute import execute
 from pad_data.generate import generate_offline, ingest_embedded
@@ -86,6 +96,13 @@ def test_offline_pipeline_labels_match_in_process_execution(db):
 def test_pad_run_from_a_fresh_directory(tmp_path):
     res = pad_cli("run", cwd=tmp_path, check=True)
     assert "correct" in res.stdout and "wrong_answer" in res.stdout and "total" in res.stdout
+    # each step in words (no raw dicts, no float noise); the summary title on one line; no blank stderr lines
+    lines = res.stdout.splitlines()
+    assert "{" not in res.stdout and not re.search(r"\d\.\d{5}", res.stdout)
+    assert re.fullmatch(r"✓ ingest embedded problems \(\d+\.\d\d s\): read 319, added 319", lines[0])
+    assert re.fullmatch(r"✓ execute \+ label \(\d+\.\d\d s\): executed 1,276, [\d,]+ programs/s, .*", lines[2])
+    assert re.fullmatch(r"labels in pad\.duckdb \(this run executed 1,276 programs at [\d,]+/s\)", lines[3])
+    assert not res.stderr.startswith("\n") and "\n\n" not in res.stderr
     db = tmp_path / "pad.duckdb"
     con = duckdb.connect(str(db), read_only=True)
     counts = dict(con.execute("SELECT label, count(*) FROM labeled_programs GROUP BY 1").fetchall())
@@ -194,3 +211,106 @@ def test_sql_is_read_only_for_files_too_and_prints_values_verbatim(db, tmp_path)
     assert csv.splitlines()[1] == ",".join(values + ["[i]"])
     rows = json.loads(pad_cli("--db", db, "sql", q, "--format", "json", check=True).stdout)
     assert list(rows[0].values()) == values + ["[i]"]
+
+
+# ---------------------------------------------------------------------- issue 20
+def _invoke(app, *args):
+    """The CLI in-process (the same code as the console script; fast, for output checks)."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_output_reads_as_sentences(db, tmp_path, monkeypatch):
+    """Singular counts, one-line titles, no blank line before an error, checked splits, a clear missing
+    key, listed snapshots to the second, a teacher whose requests all failed, an empty report."""
+    f = tmp_path / "one.jsonl"
+    f.write_text(json.dumps({"question": "What is 2 plus 2?", "answer": 4, "program": "def solution():\n    return 4"}))
+    bad = _invoke(pad_app, "--db", db, "import-programs", f, "--dataset", "d", "--split", "tset")
+    assert bad.exit_code == 1 and bad.stderr == ("error: --split must be one of train, validation, test, "
+                                                 "got 'tset' (did you mean 'test'?)\n")
+    assert not db.exists()  # checked before the store is even opened
+    r = _invoke(pad_app, "--db", db, "import-programs", f, "--dataset", "d", "--split", "train")
+    assert r.exit_code == 0 and r.stdout == "d: read 1 program from 1 record, added 1 (new problems: 1)\n"
+    r = _invoke(pad_app, "--db", db, "ingest", f, "--dataset", "d", "--split", "train")
+    assert r.stdout == "d/train: read 1 problem, added 0 (1 already stored)\n"
+    r = _invoke(pad_app, "--db", db, "execute", "--isolation", "process")
+    assert re.fullmatch(r"executed 1 program in \d+\.\d\d s \([\d,]+/s, pad-sandbox/\S+\)", r.stdout.splitlines()[0])
+    r = _invoke(pad_app, "--db", db, "execute", "--isolation", "process")
+    assert re.fullmatch(r"executed 0 programs in \d+\.\d\d s", r.stdout.splitlines()[0])
+    for args, message in ((["execute", "--engine", "ray", "--rerun"], "--rerun runs on --engine local only"),
+                          (["generate", "--dataset", "nope", "--model", "m", "--base-url", "http://127.0.0.1:9/v1"],
+                           "no problems in dataset 'nope'; run `pad ingest` first")):
+        r = _invoke(pad_app, "--db", db, *args)  # raised under the progress bar: still one line, no blank one
+        assert r.exit_code == 1 and r.stderr.splitlines()[-1] == f"error: {message}" and "\n\n" not in r.stderr
+        assert not r.stderr.startswith("\n")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    for args in (["generate", "--dataset", "d", "--model", "gpt-4o-mini"], ["run", "--model", "gpt-4o-mini"]):
+        t0 = time.monotonic()
+        r = _invoke(pad_app, "--db", db, *args)
+        assert r.exit_code == 1 and r.stderr.startswith("error: OPENAI_API_KEY is not set: export it") and \
+            len(r.stderr.splitlines()) == 1 and time.monotonic() - t0 < 5
+    assert _invoke(pad_app, "--db", db, "curate", "--list").stdout.startswith("no curated snapshots yet")
+    a = _invoke(pad_app, "--db", db, "curate", "a", "--dataset", "d")
+    assert re.fullmatch(r"snapshot a created: hash (\w+), 1 program over 1 problem; (train|validation|test) 1\n",
+                        a.stdout)
+    old = _invoke(pad_app, "--db", db, "curate", "b", "--datasets", "d")  # the deprecated spelling still works
+    assert old.exit_code == 0 and old.stderr.startswith("warning: --datasets is deprecated: use --dataset")
+    assert old.stdout.split("hash ")[1][:16] == a.stdout.split("hash ")[1][:16]
+    bad = _invoke(pad_app, "--db", db, "curate", "c", "--dataset", "dd")
+    assert bad.stderr == "error: --dataset: no dataset 'dd' (did you mean 'd'?)\n"
+    listing = _invoke(pad_app, "--db", db, "curate", "--list").stdout
+    assert re.search(r"│ a +│ program │ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d │ 1 +│ 1 +│ \w+ 1 +│", listing), listing
+    assert "{" not in listing
+    with Store(db) as st, st.transaction():
+        st.con.execute("INSERT INTO generation_failures (gen_key, problem_id, sample_idx, model, error) "
+                       "VALUES ('k1', 'p', 0, 'ghost-teacher', 'APIConnectionError')")
+    with Store(db, read_only=True) as st:
+        assert ("ghost-teacher", "teacher", 0, 0, 0, None, 1) in api.stats(st)["teachers"]
+    assert re.search(r"│ ghost-teacher +│ teacher +│ 0 +│ 0 +│ 0 +│ +│ 1 +│", _invoke(pad_app, "--db", db, "stats").stdout)
+    r = _invoke(train_app, "--db", db, "report")
+    assert r.exit_code == 0 and r.stdout == f"no evaluation runs in {db} yet (run `pad-train eval`)\n"
+    r = _invoke(train_app, "--db", db, "eval", "--model", "m", "--dataset", "d", "--split", "tset")
+    assert r.exit_code == 1 and r.stderr.startswith("error: --split must be one of train, validation, test")
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_rows() -> dict[str, list[str]]:
+    """The README's CLI table: ``{"pad ingest": [first cell, ...]}`` (a row may show a command twice)."""
+    lines = README.read_text().splitlines()
+    start = lines.index("| command | what it does | Python (`from pad_data import api`) |")
+    rows: dict[str, list[str]] = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cell = re.split(r"(?<![\\])\| ", line[2:], maxsplit=1)[0]
+        for usage in re.findall(r"`([^`]+)`", cell):
+            words = usage.split()
+            rows.setdefault(f"{words[0]} {words[1]}", []).append(cell)
+    return rows
+
+
+def test_readme_cli_table_matches_the_commands_and_their_options():
+    rows = _readme_rows()
+    for prog, app in (("pad", pad_app), ("pad-train", train_app)):
+        group = typer.main.get_command(app)
+        commands = {name: cmd for name, cmd in group.commands.items() if not cmd.hidden}
+        assert {r.split()[1] for r in rows if r.split()[0] == prog} == set(commands), prog
+        for name, cmd in commands.items():
+            cell = " ".join(rows[f"{prog} {name}"])
+            named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", cell))
+            options = {o for p in cmd.params if not getattr(p, "hidden", False) for o in p.opts if o.startswith("--")}
+            assert named == options, f"{prog} {name}: README names {sorted(named - options)} that do not exist, " \
+                                     f"leaves out {sorted(options - named)}"
+            for p in cmd.params:
+                if p.param_type_name == "argument":
+                    assert p.name.upper() in cell, f"{prog} {name}: argument {p.name.upper()} not in the README"
+    assert "Global option `--db PATH`" in README.read_text()
+
+
+def test_pyproject_license_is_an_spdx_string_and_the_extras_hold_trl_and_nbconvert():
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"  # a table ({text = ...}) makes setuptools warn on every install
+    extras = {k: " ".join(v) for k, v in project["optional-dependencies"].items()}
+    assert "trl" in extras["train"] and "nbconvert" in extras["test"] and "ipywidgets" in extras["test"]

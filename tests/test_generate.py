@@ -154,7 +154,7 @@ def test_cli_generate_bad_server_fails_clearly(db):
     out = " ".join(res.stdout.split())
     assert res.returncode == 3 and "8 failed" in out and "2 requests" in out
     assert "APIConnectionError" in res.stderr
-    res = pad_cli("--db", db, "generate", "--dataset", "nope", "--model", "m")
+    res = pad_cli("--db", db, "generate", "--dataset", "nope", "--model", "m", env={"OPENAI_API_KEY": "k"})
     assert res.returncode == 1 and "no problems in dataset 'nope'" in res.stderr
 
 

@@ -102,6 +102,7 @@ def test_diff_against_parent_for_edited_programs(store):
     out = save_fix(str(store), pid, f"def solution():\n    return {gold!r}\n", "tester")
     at = _app()
     at.multiselect(key="f_origin").select("human").run()
+    assert any(m.value.startswith("**1** program matches.") for m in at.markdown)
     assert any(c.language == "diff" and "+    return" in c.value for c in at.code)
     assert out["label"] in ("correct", "wrong_answer")
 

@@ -25,6 +25,15 @@ class MalformedResponse(Exception):
     pass
 
 
+def check_api_key(base_url: str | None = None, api_key: str | None = None) -> None:
+    """OpenAI's own API (no ``base_url``, no ``OPENAI_BASE_URL``) needs a key: without one, say so at
+    once instead of sending requests that cannot succeed. A local server may take none."""
+    if api_key or os.environ.get("OPENAI_API_KEY") or base_url or os.environ.get("OPENAI_BASE_URL"):
+        return
+    raise TeacherError("OPENAI_API_KEY is not set: export it to use OpenAI's API, or pass --base-url "
+                       "(e.g. http://localhost:8000/v1) for another OpenAI-compatible server")
+
+
 class OpenAITeacher:
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  max_retries: int = 6, timeout: float = 120.0, backoff_base: float = 0.5,
@@ -36,6 +45,7 @@ class OpenAITeacher:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.requests = 0
+        check_api_key(base_url, api_key)
         self.client = openai.AsyncOpenAI(
             base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
             api_key=api_key or os.environ.get("OPENAI_API_KEY") or "no-key",
