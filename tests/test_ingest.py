@@ -358,7 +358,7 @@ def test_no_gold_warns_and_update_corrects_gold_and_labels_without_executing(db,
     # import-programs --update: a corrected gold answer of 7 for the second question
     _write_jsonl(progs, [{"question": "What is 3 + 3?", "answer": "#### 7", "code": "ans = 3 + 4"}])
     res = pad_cli("--db", db, "import-programs", progs, "--dataset", "c", "--update", check=True)
-    assert "updated the gold answer of 1, relabeled 1 executions" in res.stdout
+    assert "updated the gold answer of 1, relabeled 1 execution\n" in res.stdout
     assert count(db, "labeled_programs WHERE label = 'correct'") == 2
     res = pad_cli("--db", db, "ingest", f, "--dataset", "c", "--answer-field", "ans", check=True)
     assert "1 stored with a different gold answer" in res.stdout  # 6 in the file, 7 stored: reported, kept
