@@ -181,6 +181,7 @@ def refiner(tmp_path_factory):
     return db, tmp / "student"
 
 
+@pytest.mark.timeout(900)  # the first one also trains the shared student (module fixture)
 def test_a_student_trained_on_refinement_pairs_fixes_held_out_faulty_programs(refiner):
     from pad_data.extract import extract_program
     from pad_train.data import load_refine_examples
@@ -198,6 +199,7 @@ def test_a_student_trained_on_refinement_pairs_fixes_held_out_faulty_programs(re
     assert fixed >= 0.8 * len(held_out), fixed
 
 
+@pytest.mark.timeout(900)  # the first one also trains the shared student (module fixture)
 def test_eval_refine_rounds_and_stepwise_end_to_end(refiner):
     db, student = refiner
     r = subprocess.run([PAD_TRAIN, "--db", str(db), "eval", "--model", str(student), "--dataset", "whatis",
