@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import pandas as pd
-
 from .execute import execute
 from .curate import CurateParams, curate
 from .generate import generate, generate_offline, ingest_embedded, make_teacher
@@ -22,6 +20,7 @@ from .inject import inject_errors
 from .labels import LABELS
 from .pipeline import (Execute, Generate, ImportPrograms, Ingest, IngestEmbedded, OfflineTeacher, Step,
                        run_pipeline)
+from .queries import datasets, label_counts, sql, stats
 from .sandbox.pool import ExecResult, SandboxPool, execute_programs
 from .store import ORIGINS, Store, StoreError
 from .teachers.base import TeacherError
@@ -30,54 +29,6 @@ __all__ = ["Store", "StoreError", "IngestError", "ingest", "import_programs", "e
            "stats", "label_counts", "default_steps", "run_pipeline", "execute_programs",
            "SandboxPool", "ExecResult", "generate_offline", "ingest_embedded", "LABELS", "generate",
            "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS"]
-
-
-def sql(store: Store, query: str, read_files: bool = False) -> pd.DataFrame:
-    """Run a read-only query (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN) against the
-    store; a DataFrame of the result. Any other statement (COPY TO, ATTACH, INSERT, SET...) is
-    refused. On a store opened read-only (as `pad sql` does), the connection is also locked
-    against files: no file can be read unless ``read_files``, none written either way."""
-    return store.read_query(query, read_files=read_files)
-
-
-def datasets(store: Store) -> list[str]:
-    """The datasets the store holds problems of."""
-    return [r[0] for r in store.con.execute("SELECT DISTINCT dataset FROM problems ORDER BY 1").fetchall()]
-
-
-def label_counts(store: Store, dataset: str | None = None) -> dict[str, int]:
-    """``{label: programs}`` over the latest execution of each program."""
-    q = "SELECT label, count(*) FROM labeled_programs WHERE label IS NOT NULL"
-    params = []
-    if dataset:
-        q += " AND dataset = ?"
-        params.append(dataset)
-    return dict(store.con.execute(q + " GROUP BY label", params).fetchall())
-
-
-def stats(store: Store) -> dict:
-    """Per dataset: problems, problems with gold, programs, executed, and programs per label."""
-    labels = [l for l in LABELS]
-    pivot = ", ".join(f"count(*) FILTER (WHERE lp.label = '{l}')" for l in labels)
-    rows = store.con.execute(f"""
-        WITH pr AS (SELECT dataset, count(*) n, count(answer) + count(*) FILTER
-                       (WHERE answer IS NULL AND answer_text IS NOT NULL) gold
-                    FROM problems GROUP BY dataset),
-             lp AS (SELECT * FROM labeled_programs)
-        SELECT pr.dataset, any_value(pr.n), any_value(pr.gold), count(lp.program_id),
-               count(lp.label), {pivot}
-        FROM pr LEFT JOIN lp USING (dataset) GROUP BY pr.dataset ORDER BY pr.dataset""").fetchall()
-    used = [i for i, _ in enumerate(labels) if any(r[5 + i] for r in rows)]
-    teachers = store.con.execute("""
-        SELECT coalesce(teacher, '?'), origin, count(*), coalesce(sum(prompt_tokens), 0),
-               coalesce(sum(completion_tokens), 0), sum(cost_usd),
-               (SELECT count(DISTINCT gen_key) FROM generation_failures f
-                WHERE f.model = p.teacher AND f.gen_key NOT IN (SELECT gen_key FROM programs
-                                                               WHERE gen_key IS NOT NULL))
-        FROM programs p GROUP BY ALL ORDER BY 1, 2""").fetchall()
-    return {"labels": [labels[i] for i in used],
-            "rows": [list(r[:5]) + [r[5 + i] for i in used] for r in rows],
-            "teachers": teachers}
 
 
 EMBEDDED_DATASETS = ["pad-arith", "pad-coin", "pad-letters"]
