@@ -112,20 +112,35 @@ def choices(store: Store) -> dict[str, list[str]]:
     return out
 
 
+def _listing(f: Filters) -> str:
+    """The narrowest rows the filters need, with the columns they test and the list's order:
+    executed programs alone for a label or error type, all programs otherwise, and the joined
+    view only to search the question and program text."""
+    if f.text.strip():
+        return "labeled_programs"
+    if f.label or f.error_type:
+        return "(SELECT l.*, p.sample_idx FROM program_labels l JOIN programs p USING (program_id))"
+    return ("(SELECT p.program_id, p.problem_id, pr.dataset, p.origin, p.teacher, p.sample_idx "
+            "FROM programs p JOIN problems pr USING (problem_id))")
+
+
 def count(store: Store, f: Filters) -> int:
     where, params = f.where()
-    if (f.label or f.error_type) and not f.text.strip():  # only executed programs match: one table holds them
-        return store.scalar(f"SELECT count(*) FROM program_labels WHERE {where}", params)
-    return store.scalar(f"SELECT count(*) FROM labeled_programs WHERE {where}", params)
+    narrow = (f.label or f.error_type) and not f.text.strip()  # one table holds every column tested
+    return store.scalar(f"SELECT count(*) FROM {'program_labels' if narrow else _listing(f)} WHERE {where}", params)
 
 
 def page(store: Store, f: Filters, offset: int, limit: int = 50) -> pd.DataFrame:
+    """Rows ``offset``.. of the filtered list: its ids first, then what is shown of them."""
     where, params = f.where()
-    return store.df(f"""SELECT program_id, dataset, label, error_type, origin, teacher,
-                               left(question, 120) AS question
-                        FROM labeled_programs WHERE {where}
-                        ORDER BY dataset, problem_id, sample_idx, program_id
-                        LIMIT {int(limit)} OFFSET {int(offset)}""", params)
+    return store.df(f"""
+        WITH ids AS (SELECT program_id, dataset, problem_id, sample_idx FROM {_listing(f)} WHERE {where}
+                     ORDER BY dataset, problem_id, sample_idx, program_id LIMIT {int(limit)} OFFSET {int(offset)})
+        SELECT ids.program_id, ids.dataset, l.label, l.error_type, p.origin, p.teacher,
+               left(pr.question, 120) AS question
+        FROM ids JOIN programs p USING (program_id) JOIN problems pr ON pr.problem_id = ids.problem_id
+        LEFT JOIN program_labels l USING (program_id)
+        ORDER BY ids.dataset, ids.problem_id, ids.sample_idx, ids.program_id""", params)
 
 
 def program_detail(store: Store, pid: str) -> dict | None:
