@@ -17,6 +17,4 @@ def __getattr__(name: str):
         return list(API_NAMES)
     if name not in API_NAMES:
         raise AttributeError(f"module 'pad_data' has no attribute {name!r}")
-    api = importlib.import_module("pad_data.api")
-    globals().update({n: getattr(api, n) for n in API_NAMES})  # over the submodules of the same name
-    return globals()[name]
+    return getattr(importlib.import_module("pad_data.api"), name)  # which sets them all here

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
 from .execute import execute
@@ -60,3 +61,7 @@ def default_steps(source: str | None = None, dataset: str | None = None, program
         steps.append(OfflineTeacher(samples=samples, seed=seed))
     steps.append(Execute(timeout=timeout, memory_mb=memory_mb, workers=workers, progress=progress))
     return steps
+
+
+# pad_data.<name> is the API's, not the submodule of the same name (pad_data.execute is the function)
+vars(sys.modules[__package__]).update({name: globals()[name] for name in __all__})

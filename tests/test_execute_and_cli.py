@@ -267,3 +267,18 @@ def test_store_is_readable_while_a_stage_runs(db):
         assert st.scalar("SELECT count(*) FROM program_labels") == n
         assert dict(st.con.execute("SELECT label, count(*) FROM labeled_programs GROUP BY 1").fetchall()) == \
             {"correct": n // 2, "wrong_answer": n // 2}
+
+
+def test_pad_sql_and_stats_start_without_the_stages():
+    """What one polls while a stage runs starts light: no pandas, no stages; the API stays whole."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pad_data.cli; heavy = sorted(m for m in ('pandas', 'pad_data.api', 'pad_data.execute') "
+            "if m in sys.modules); print(heavy)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+    import pad_data
+    from pad_data import api
+
+    assert list(pad_data.API_NAMES) == api.__all__
+    assert pad_data.execute is api.execute and pad_data.Store is api.Store
