@@ -10,9 +10,8 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Callable
-
-import pandas as pd
 
 from .execute import execute
 from .curate import CurateParams, curate
@@ -22,6 +21,7 @@ from .inject import inject_errors
 from .labels import LABELS
 from .pipeline import (Execute, Generate, ImportPrograms, Ingest, IngestEmbedded, OfflineTeacher, Step,
                        run_pipeline)
+from .queries import datasets, label_counts, sql, stats
 from .sandbox.pool import ExecResult, SandboxPool, execute_programs
 from .store import ORIGINS, Store, StoreError
 from .teachers.base import TeacherError
@@ -30,58 +30,6 @@ __all__ = ["Store", "StoreError", "IngestError", "ingest", "import_programs", "e
            "stats", "label_counts", "default_steps", "run_pipeline", "execute_programs",
            "SandboxPool", "ExecResult", "generate_offline", "ingest_embedded", "LABELS", "generate",
            "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS"]
-
-
-def sql(store: Store, query: str, read_files: bool = False) -> pd.DataFrame:
-    """Run a read-only query (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN) against the
-    store; a DataFrame of the result. Any other statement (COPY TO, ATTACH, INSERT, SET...) is
-    refused. On a store opened read-only (as `pad sql` does), the connection is also locked
-    against files: no file can be read unless ``read_files``, none written either way."""
-    return store.read_query(query, read_files=read_files)
-
-
-def datasets(store: Store) -> list[str]:
-    """The datasets the store holds problems of."""
-    return [r[0] for r in store.con.execute("SELECT DISTINCT dataset FROM problems ORDER BY 1").fetchall()]
-
-
-def label_counts(store: Store, dataset: str | None = None) -> dict[str, int]:
-    """``{label: programs}`` over the latest execution of each program."""
-    q = "SELECT label, count(*) FROM labeled_programs WHERE label IS NOT NULL"
-    params = []
-    if dataset:
-        q += " AND dataset = ?"
-        params.append(dataset)
-    return dict(store.con.execute(q + " GROUP BY label", params).fetchall())
-
-
-def stats(store: Store) -> dict:
-    """Per dataset: problems, problems with gold, programs, executed, and programs per label."""
-    labels = [l for l in LABELS]
-    pivot = ", ".join(f"count(*) FILTER (WHERE lp.label = '{l}')" for l in labels)
-    rows = store.con.execute(f"""
-        WITH pr AS (SELECT dataset, count(*) n, count(answer) + count(*) FILTER
-                       (WHERE answer IS NULL AND answer_text IS NOT NULL) gold
-                    FROM problems GROUP BY dataset),
-             lp AS (SELECT * FROM labeled_programs)
-        SELECT pr.dataset, any_value(pr.n), any_value(pr.gold), count(lp.program_id),
-               count(lp.label), {pivot}
-        FROM pr LEFT JOIN lp USING (dataset) GROUP BY pr.dataset ORDER BY pr.dataset""").fetchall()
-    used = [i for i, _ in enumerate(labels) if any(r[5 + i] for r in rows)]
-    # a teacher whose requests all failed has no programs: it still gets a row (origin teacher)
-    teachers = store.con.execute("""
-        WITH made AS (SELECT teacher, origin, count(*) AS n, coalesce(sum(prompt_tokens), 0) AS pt,
-                             coalesce(sum(completion_tokens), 0) AS ct, sum(cost_usd) AS cost
-                      FROM programs GROUP BY ALL),
-             failed AS (SELECT model, count(DISTINCT gen_key) AS n FROM generation_failures
-                        WHERE gen_key NOT IN (SELECT gen_key FROM programs WHERE gen_key IS NOT NULL)
-                        GROUP BY model)
-        SELECT coalesce(m.teacher, f.model, '?'), coalesce(m.origin, 'teacher'), coalesce(m.n, 0),
-               coalesce(m.pt, 0), coalesce(m.ct, 0), m.cost, coalesce(f.n, 0)
-        FROM made m FULL JOIN failed f ON m.teacher = f.model ORDER BY 1, 2""").fetchall()
-    return {"labels": [labels[i] for i in used],
-            "rows": [list(r[:5]) + [r[5 + i] for i in used] for r in rows],
-            "teachers": teachers}
 
 
 EMBEDDED_DATASETS = ["pad-arith", "pad-coin", "pad-letters"]
@@ -113,3 +61,7 @@ def default_steps(source: str | None = None, dataset: str | None = None, program
         steps.append(OfflineTeacher(samples=samples, seed=seed))
     steps.append(Execute(timeout=timeout, memory_mb=memory_mb, workers=workers, progress=progress))
     return steps
+
+
+# pad_data.<name> is the API's, not the submodule of the same name (pad_data.execute is the function)
+vars(sys.modules[__package__]).update({name: globals()[name] for name in __all__})

@@ -160,11 +160,11 @@ def _frames(store: Store, reference: list[str] | None) -> dict[str, pd.DataFrame
         SELECT p.program_id, p.origin, p.problem_id, pr.problem_id IS NOT NULL AS has_problem
         FROM programs p LEFT JOIN problems pr USING (problem_id)""")
     f["executions"] = store.df("""
-        SELECT program_id, label, status, coalesce(length(stdout), 0) AS stdout_length,
-               coalesce(length(value), 0) AS value_length,
-               (label = 'correct')::INTEGER AS is_correct, (label = 'crashed')::INTEGER AS is_crashed,
-               (label = 'forbidden')::INTEGER AS is_forbidden
-        FROM labeled_programs WHERE label IS NOT NULL""")
+        SELECT l.program_id, l.label, l.status, coalesce(length(e.stdout), 0) AS stdout_length,
+               coalesce(length(e.value), 0) AS value_length,
+               (l.label = 'correct')::INTEGER AS is_correct, (l.label = 'crashed')::INTEGER AS is_crashed,
+               (l.label = 'forbidden')::INTEGER AS is_forbidden
+        FROM program_labels l JOIN executions e USING (seq)""")
     train = store.df("""
         SELECT 'store' AS source, problem_id, question FROM problems WHERE split = 'train'
         UNION ALL
@@ -257,6 +257,7 @@ def run_checks(store: Store, reference: str | os.PathLike | None = None,
     if expectations_file:
         checks += load_user_checks(expectations_file)
     frames = _frames(store, ref)
+    store.release()  # not held while the expectations run
 
     ctx = gx.get_context(mode="ephemeral")
     if docs_dir:

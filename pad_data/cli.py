@@ -7,24 +7,40 @@ exit 1; nothing already stored is touched by a failed command.
 from __future__ import annotations
 
 import contextlib
+import csv
+import datetime as dt
+import decimal
 import json
+import math
 import sys
 from typing import Iterator, List, Optional
 
 import duckdb
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from . import api
 from . import options as opt
+from . import queries
 from .labels import LABELS
 from .options import check_numbers
 from .store import Store, StoreError, resolve_path
+from .teachers.base import TeacherError
+
+
+class _LazyAPI:
+    """:mod:`pad_data.api`, imported on first use: ``pad sql`` and ``pad stats`` (what one polls
+    while a stage runs) start without loading the stages or pandas."""
+
+    def __getattr__(self, name: str):
+        from . import api as module
+
+        return getattr(module, name)
+
+
+api = _LazyAPI()
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pad: curate synthetic program datasets for Program-aided Distillation.")
@@ -46,7 +62,7 @@ def _cli_errors(interrupted: str = "interrupted: committed work is kept; rerun t
     become one line ``error: ...`` and exit 1; Ctrl-C prints ``interrupted`` and exits 130."""
     try:
         yield
-    except (ValueError, RuntimeError, StoreError, api.TeacherError, duckdb.Error) as exc:
+    except (ValueError, RuntimeError, StoreError, TeacherError, duckdb.Error) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         err_console.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
@@ -70,6 +86,8 @@ def _store(read_only: bool = False) -> Store:
 
 @contextlib.contextmanager
 def _progress(description: str) -> Iterator:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
                   console=err_console, transient=True, disable=not err_console.is_interactive) as prog:
@@ -310,19 +328,37 @@ def sql(query: str = typer.Argument(..., help="SQL over problems, programs, exec
             raise ValueError(f"--format: unknown format {fmt!r}; choose table, csv or json")
         check_numbers(("--max-rows", max_rows, opt.COUNT))
         with _store(read_only=True) as store:
-            df = api.sql(store, query, read_files=read_files)
+            columns, rows = store.read_rows(query, read_files=read_files)
+    rows = [[_plain(v) for v in row] for row in rows]
     if fmt == "csv":
-        sys.stdout.write(df.to_csv(index=False))
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(columns)
+        out.writerows([["" if v is None else v for v in row] for row in rows])
     elif fmt == "json":
-        sys.stdout.write(json.dumps(json.loads(df.to_json(orient="records", date_format="iso")),
-                                    ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps([dict(zip(columns, row)) for row in rows], ensure_ascii=False,
+                                    default=_json_value) + "\n")
     else:
-        table = _table(*[str(c) for c in df.columns])
-        for row in df.head(max_rows).itertuples(index=False):
-            _add_row(table, *["" if _missing(v) else str(v) for v in row])
+        table = _table(*[str(c) for c in columns])
+        for row in rows[:max_rows]:
+            _add_row(table, *["" if v is None else str(v) for v in row])
         console.print(table)
-        if len(df) > max_rows:
-            console.print(f"... {len(df) - max_rows} more rows (use --format csv or json)")
+        if len(rows) > max_rows:
+            console.print(f"... {len(rows) - max_rows} more rows (use --format csv or json)")
+
+
+def _plain(v: object) -> object:
+    """A value as `pad sql` prints it: NaN is missing, a decimal a float."""
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    return v
+
+
+def _json_value(v: object) -> object:
+    if isinstance(v, (dt.datetime, dt.date, dt.time)):
+        return v.isoformat()
+    return str(v)
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
@@ -342,7 +378,7 @@ def _add_row(table: Table, *cells: object, style: str | None = None) -> None:
 def stats() -> None:
     """Counts of problems and programs per dataset, and labels."""
     with _cli_errors(), _store(read_only=True) as store:
-        s = api.stats(store)
+        s = queries.stats(store)
     table = _table("dataset", "problems", "with gold", "programs", "executed",
                    title=f"{resolve_path(_state['db'])}")
     for row in s["rows"]:
@@ -629,13 +665,6 @@ def _brief(result: dict) -> str:
             value = f"{value:,}"
         parts.append(f"{key.replace('_', ' ')} {value}")
     return ", ".join(parts)
-
-
-def _missing(v: object) -> bool:
-    try:
-        return v is None or bool(pd.isna(v))
-    except (TypeError, ValueError):
-        return False
 
 
 def _print_labels(counts: dict, title: str) -> None:

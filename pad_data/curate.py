@@ -198,9 +198,11 @@ def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
     # the faulty side of refinement pairs also needs its links and what running it said
     extra = (", parent_program_id, status, value, error_type, error_message, error_line, timeout_s, injection_kind"
              if p.task == "refine" else ", parent_program_id")
-    return store.df(f"""SELECT program_id, problem_id, dataset, split AS source_split, question, program,
-                               gold AS answer, gold_text AS answer_text, label, teacher, origin{extra}
-                        FROM labeled_programs WHERE {' AND '.join(where)} ORDER BY program_id""", params)
+    df = store.df(f"""SELECT program_id, problem_id, dataset, split AS source_split, question, program,
+                             gold AS answer, gold_text AS answer_text, label, teacher, origin{extra}
+                      FROM labeled_programs WHERE {' AND '.join(where)} ORDER BY program_id""", params)
+    store.release()  # deduplication takes a while: other processes may use the store meanwhile
+    return df
 
 
 def _check(p: CurateParams) -> None:

@@ -2,10 +2,12 @@
 
 Programs are read from the store in pages (keyset pagination on ``program_id``), streamed
 through a :class:`~pad_data.sandbox.pool.SandboxPool`, labeled against their problem's gold
-answer, and written back in transactions of ``commit_every`` rows. Interrupting it keeps
-every committed batch; rerunning executes only what is missing. ``rerun=True`` executes
-the selected programs again and appends new rows (history is kept; the
-``labeled_programs`` view shows the latest).
+answer (:func:`~pad_data.results.result_row`), and stored by a
+:class:`~pad_data.writer.GroupCommitter`: about once a second it opens the store, stores
+what was made (:meth:`~pad_data.store.Store.add_executions`), commits and closes it, so other
+processes can read the store while the stage runs. Interrupting it keeps every result handed
+over; rerunning executes only what is missing. ``rerun=True`` executes the selected programs
+again and adds new executions (history is kept; ``labeled_programs`` shows the newest).
 """
 
 from __future__ import annotations
@@ -16,133 +18,93 @@ from typing import Callable, Iterator
 
 import pandas as pd
 
-from .labels import label_for
-from .sandbox.pool import ExecResult, SandboxPool
+from .results import result_row, results_frame
+from .sandbox.pool import SandboxPool
 from .store import Store
+from .writer import GroupCommitter
 
 PAGE = 20_000
-EXEC_COLUMNS = ["program_id", "status", "label", "value", "value_num", "value_type", "error_type",
-                "error_message", "error_line", "stdout", "duration_ms", "timeout_s", "memory_mb",
-                "executor", "executed_at"]
-
-
-def _selection(dataset: str | None, rerun: bool, origin: str | None) -> tuple[str, list]:
-    where, params = [], []
-    if dataset:
-        where.append("pr.dataset = ?")
-        params.append(dataset)
-    if origin:
-        where.append("p.origin = ?")
-        params.append(origin)
-    if not rerun:
-        where.append("NOT EXISTS (SELECT 1 FROM executions e WHERE e.program_id = p.program_id)")
-    return " AND ".join(where) or "TRUE", params
+HANDOFF_S = 0.2  # results go to the committer at least this often
 
 
 def pending_count(store: Store, dataset: str | None = None, rerun: bool = False, origin: str | None = None) -> int:
-    cond, params = _selection(dataset, rerun, origin)
-    return store.scalar(
-        f"SELECT count(*) FROM programs p JOIN problems pr USING (problem_id) WHERE {cond}", params)
+    return store.pending_count(dataset, origin, rerun)
 
 
-def _pages(store: Store, dataset: str | None, rerun: bool, limit: int | None,
-           origin: str | None = None) -> Iterator[tuple]:
-    cond, params = _selection(dataset, rerun, origin)
-    last, served = "", 0
-    while limit is None or served < limit:
-        n = PAGE if limit is None else min(PAGE, limit - served)
-        rows = store.con.execute(
-            f"SELECT p.program_id, p.program, pr.answer, pr.answer_text FROM programs p "
-            f"JOIN problems pr USING (problem_id) WHERE {cond} AND p.program_id > ? "
-            f"ORDER BY p.program_id LIMIT {n}", params + [last]).fetchall()
-        if not rows:
-            return
-        yield from rows
-        served += len(rows)
-        last = rows[-1][0]
-
-
-def result_row(program_id: str, res: ExecResult, gold: float | None, gold_text: str | None,
-               timeout: float, memory_mb: int, executor: str, now: pd.Timestamp) -> dict:
-    """An ``executions`` row for one result, labeled against the gold answer."""
-    label, num = label_for(res.status, res.value_type, res.value, gold, gold_text)
-    if res.value is None:
-        shown = res.value_repr
-    elif isinstance(res.value, str):
-        shown = res.value
-    else:
-        shown = repr(res.value) if not isinstance(res.value, bool) else str(res.value)
-    return {"program_id": program_id, "status": res.status, "label": label, "value": shown,
-            "value_num": num, "value_type": res.value_type, "error_type": res.error_type,
-            "error_message": res.error_message, "error_line": res.error_line,
-            "stdout": res.stdout, "duration_ms": res.duration_ms, "timeout_s": timeout,
-            "memory_mb": memory_mb, "executor": executor, "executed_at": now}
-
-
-def insert_executions(store: Store, rows: list[dict]) -> None:
-    """Append ``executions`` rows (from :func:`result_row`); the caller owns the transaction."""
-    df = pd.DataFrame(rows, columns=EXEC_COLUMNS)
-    df["error_line"] = df["error_line"].astype("Int32")
-    store.con.register("_pad_exec_rows", df)
-    try:
-        store.con.execute(f"INSERT INTO executions ({', '.join(EXEC_COLUMNS)}) "
-                          f"SELECT {', '.join(EXEC_COLUMNS)} FROM _pad_exec_rows")
-    finally:
-        store.con.unregister("_pad_exec_rows")
-
-
-def _write(store: Store, rows: list[dict]) -> None:
-    with store.transaction():
-        insert_executions(store, rows)
+def store_results(store: Store, chunks: list[list[dict]]) -> dict[str, int]:
+    """Commit function of the stage: result rows (:func:`~pad_data.results.result_row`) into the store."""
+    return store.add_executions(results_frame([row for chunk in chunks for row in chunk]))
 
 
 def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memory_mb: int = 512,
             workers: int = 2, rerun: bool = False, limit: int | None = None,
             isolation_level: str = "auto", commit_every: int = 10_000, origin: str | None = None,
-            entry: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+            entry: str | None = None, progress: Callable[[int, int], None] | None = None,
+            commit_interval: float = 1.0) -> dict:
     """Execute and label pending programs (of ``dataset``/``origin`` when given); returns
     counts per label, seconds, programs/s, the isolation level and, below the OS sandbox, a
     warning. ``entry``: function or variable holding the answer [default: ``solution()``, else
-    ``ans``]."""
+    ``ans``]. Results are handed to the committer every ``commit_every`` rows (or 0.2 s), and
+    committed about every ``commit_interval`` seconds; ``progress(handed over, total)``."""
     total = pending_count(store, dataset, rerun, origin)
     if limit is not None:
         total = min(total, limit)
     labels: Counter = Counter()
     meta: dict[str, tuple] = {}
-    done = 0
+    handed = 0
     t0 = time.perf_counter()
     with SandboxPool(workers=workers, timeout=timeout, memory_mb=memory_mb,
-                     isolation_level=isolation_level, entry=entry) as pool:
+                     isolation_level=isolation_level, entry=entry) as pool, \
+            GroupCommitter(store, store_results, interval=commit_interval, on_commit=labels.update) as committer:
 
-        def items():
-            for pid, program, gold, gold_text in _pages(store, dataset, rerun, limit, origin):
-                meta[pid] = (gold, gold_text)
-                yield pid, program
+        def items() -> Iterator[tuple[str, str]]:
+            served = 0
+            page = lambda st, after, n: st.pending_programs(dataset, origin, rerun, after=after, limit=n)  # noqa: E731
+            size = PAGE if limit is None else min(PAGE, limit)
+            nxt = committer.submit(lambda st: page(st, "", size))
+            while True:
+                rows = nxt.result()
+                if not rows:
+                    return
+                served += len(rows)
+                size = PAGE if limit is None else min(PAGE, limit - served)
+                last = rows[-1][0]
+                # read the next page while this one runs
+                nxt = committer.submit(lambda st, last=last, n=size: page(st, last, n)) if size > 0 else None
+                for pid, program, *context in rows:
+                    meta[pid] = context
+                    yield pid, program
+                if nxt is None:
+                    return
 
         buf: list[dict] = []
         now = pd.Timestamp.now()
+        first = 0.0  # when the first result in buf came
         for pid, res in pool.map(items()):
             executor = pool.executor_version  # known once a worker is ready (seccomp or not)
-            gold, gold_text = meta.pop(pid)
-            row = result_row(pid, res, gold, gold_text, timeout, memory_mb, executor, now)
-            labels[row["label"]] += 1
-            buf.append(row)
-            if len(buf) >= commit_every:
-                _write(store, buf)
-                done += len(buf)
+            gold, gold_text, problem, ds, org, teacher, prev_seq = meta.pop(pid)
+            if not buf:
+                first = time.monotonic()
+            buf.append(result_row(pid, res, gold, gold_text, timeout, memory_mb, executor, now, problem_id=problem,
+                                  dataset=ds, origin=org, teacher=teacher, prev_seq=prev_seq))
+            if len(buf) >= commit_every or time.monotonic() - first >= HANDOFF_S:
+                committer.put(buf)
+                handed += len(buf)
                 buf = []
                 now = pd.Timestamp.now()
                 if progress:
-                    progress(done, total)
+                    progress(handed, total)
         if buf:
-            _write(store, buf)
-            done += len(buf)
+            committer.put(buf)
+            handed += len(buf)
+        committer.close()
         if progress:
-            progress(done, total)
+            progress(handed, total)
         stats = dict(pool.stats)
         executor, isolation, warning = pool.executor_version, pool.isolation, pool.warning
     seconds = time.perf_counter() - t0
+    done = sum(labels.values())
     return {"executed": done, "labels": dict(labels), "seconds": seconds,
             "programs_per_s": done / seconds if seconds > 0 and done else 0.0,
             "executor": executor if done else None, "isolation": isolation, "warning": warning,
-            "pool": stats}
+            "pool": stats, "commits": committer.commits}

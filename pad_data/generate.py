@@ -3,7 +3,9 @@
 Every sample has a cache key, ``gen_key = hash(problem, prompt, model, temperature,
 max_tokens, sample_idx)``, stored on its program. A run asks the teacher only for samples
 whose key is not in the store yet, so a rerun makes zero requests, and an interrupted run
-(Ctrl-C, kill -9) loses nothing: every response is committed the moment it arrives.
+loses nothing: responses are committed as they arrive (group commits a quarter of a second
+apart, which leave the store free for readers in between; Ctrl-C commits what was received,
+a kill -9 loses at most the last quarter second, which the rerun asks for again).
 Requests that still fail after retries go to ``generation_failures`` and are retried by the
 next run. The teachers themselves live in :mod:`pad_data.teachers`.
 """
@@ -11,8 +13,6 @@ next run. The teachers themselves live in :mod:`pad_data.teachers`.
 from __future__ import annotations
 
 import asyncio
-import queue
-import threading
 import time
 from typing import Callable
 
@@ -24,6 +24,9 @@ from .prompts import Prompt, load_prompt
 from .store import Store, content_id, problem_id, program_id
 from .teachers import offline
 from .teachers.base import Teacher, TeacherError, estimate_cost
+from .writer import GroupCommitter
+
+COMMIT_INTERVAL_S = 0.25  # responses are small and arrive one by one: commit them soon
 
 
 def program_rows(pid: str, teacher: str, completions: list[tuple[int, str]],
@@ -111,76 +114,42 @@ def generate(store: Store, teacher: Teacher, dataset: str, samples: int = 4, tem
     total = sum(len(t[2]) for t in todo)
     stats = new_stats(total, cached=cached)
     failed_keys = {r[0] for r in store.con.execute("SELECT gen_key FROM generation_failures").fetchall()}
-    writer = _Writer(store, stats, progress, total, failed_keys)
-    writer.start()
+
+    def reported(_) -> None:
+        if progress:
+            progress(stats["added"] + stats["failed"], total)
+
+    committer = GroupCommitter(store, lambda st, items: _commit_responses(st, items, stats, failed_keys),
+                               interval=COMMIT_INTERVAL_S, on_commit=reported)
+    committer.start()
     t0 = time.perf_counter()
     try:
         asyncio.run(run_requests(teacher, p, todo, keys, temperature, max_tokens, concurrency, prices,
-                                 lambda kind, rows: writer.queue.put((kind, rows)), stats))
+                                 lambda kind, rows: committer.put((kind, rows)), stats))
     finally:
-        writer.close()  # everything received is committed, also on Ctrl-C
+        committer.close()  # everything received is committed, also on Ctrl-C
     return finish_stats(stats, teacher, p, time.perf_counter() - t0)
 
 
-class _Writer(threading.Thread):
-    """Commits responses as they arrive, on its own thread (group commit).
-
-    Each batch holds everything that arrived while the previous commit ran, so no response
-    waits longer than one commit, and requests keep flowing while the disk syncs.
-    """
-
-    def __init__(self, store: Store, stats: dict, progress, total: int, failed_keys: set[str]):
-        super().__init__(daemon=True)
-        self.store, self.stats, self.progress, self.total = store, stats, progress, total
-        self.failed_keys = failed_keys
-        self.queue: queue.Queue = queue.Queue()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        done = False
-        while not done:
-            items = [self.queue.get()]
-            while True:
-                try:
-                    items.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            done = any(i is None for i in items)
-            items = [i for i in items if i is not None]
-            if items and self.error is None:
-                try:
-                    self._commit(items)
-                except BaseException as exc:  # surfaced by close()
-                    self.error = exc
-
-    def _commit(self, items: list[tuple[str, list[dict]]]) -> None:
-        ok = [r for kind, rows in items if kind == "ok" for r in rows]
-        failed = [r for kind, rows in items if kind == "fail" for r in rows]
-        st = self.store
-        with st.transaction():
-            if ok:
-                self.stats["added"] += st.insert_new("programs", pd.DataFrame(ok), "program_id")
-                healed = [r["gen_key"] for r in ok if r["gen_key"] in self.failed_keys]
-                if healed:
-                    st.con.execute("DELETE FROM generation_failures WHERE gen_key IN "
-                                   f"({', '.join('?' * len(healed))})", healed)
-            if failed:
-                st.con.register("_pad_fail", pd.DataFrame(failed))
-                try:
-                    st.con.execute("INSERT INTO generation_failures (gen_key, problem_id, sample_idx, "
-                                   "model, error, attempts) SELECT gen_key, problem_id, sample_idx, "
-                                   "model, error, attempts FROM _pad_fail")
-                finally:
-                    st.con.unregister("_pad_fail")
-                self.stats["failed"] += len(failed)
-        if self.progress:
-            self.progress(self.stats["added"] + self.stats["failed"], self.total)
-
-    def close(self) -> None:
-        self.queue.put(None)
-        self.join()
-        if self.error is not None:
-            raise self.error
+def _commit_responses(st: Store, items: list[tuple[str, list[dict]]], stats: dict, failed_keys: set[str]) -> None:
+    """Commit function of the stage: programs received, and requests that failed for good."""
+    ok = [r for kind, rows in items if kind == "ok" for r in rows]
+    failed = [r for kind, rows in items if kind == "fail" for r in rows]
+    if ok:
+        stats["added"] += st.insert_new("programs", pd.DataFrame(ok), "program_id")
+        healed = [r["gen_key"] for r in ok if r["gen_key"] in failed_keys]
+        if healed:
+            st.con.execute("DELETE FROM generation_failures WHERE gen_key IN "
+                           f"({', '.join('?' * len(healed))})", healed)
+    if failed:
+        st.con.register("_pad_fail", pd.DataFrame(failed))
+        try:
+            st.con.execute("INSERT INTO generation_failures (gen_key, problem_id, sample_idx, "
+                           "model, error, attempts) SELECT gen_key, problem_id, sample_idx, "
+                           "model, error, attempts FROM _pad_fail")
+        finally:
+            st.con.unregister("_pad_fail")
+        stats["failed"] += len(failed)
 
 
 def plan(store: Store, model: str, dataset: str, samples: int, temperature: float, max_tokens: int,

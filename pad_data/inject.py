@@ -305,6 +305,7 @@ def inject_errors(store: Store, per_program: int = 2, kinds: list[str] | None = 
     src = store.df(f"SELECT program_id, problem_id, question, program, teacher FROM labeled_programs "
                    f"WHERE {' AND '.join(where)} ORDER BY program_id"
                    + (f" LIMIT {int(limit)}" if limit else ""), params)
+    store.release()  # not held while the variants are made
     rows, by_kind = [], Counter()
     for n, r in enumerate(src.itertuples(index=False), 1):
         for i, (kind, text) in enumerate(variants(r.program, kinds, per_program, f"{seed}:{r.program_id}",

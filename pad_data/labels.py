@@ -109,8 +109,9 @@ def stored_label(status: str, value_type: str | None, value: str | None, gold: f
 
 def relabel(store, problem_ids: list[str]) -> int:
     """Label again, against their problems' current gold answers, every stored execution of
-    the programs of ``problem_ids`` (no program runs); returns how many labels changed. The
-    caller owns the transaction."""
+    the programs of ``problem_ids`` (no program runs), and the current labels in
+    ``program_labels`` with them; returns how many labels changed. The caller owns the
+    transaction."""
     import pandas as pd
 
     if not problem_ids:
@@ -136,6 +137,8 @@ def relabel(store, problem_ids: list[str]) -> int:
         try:
             store.con.execute("UPDATE executions SET label = r.label, value_num = r.value_num "
                               "FROM _pad_relabel r WHERE executions.seq = r.seq")
+            store.con.execute("UPDATE program_labels SET label = r.label FROM _pad_relabel r "
+                              "WHERE program_labels.seq = r.seq AND program_labels.label <> r.label")
         finally:
             store.con.unregister("_pad_relabel")
     return labels_changed

@@ -3,12 +3,14 @@
 The work of a run is cut into *shards*: Parquet files of inputs (programs to execute, or
 problems and sample indices to generate) written by the store with DuckDB. Ray Data maps
 the same code the local engine runs (:class:`~pad_data.sandbox.pool.SandboxPool` and
-:func:`~pad_data.execute.result_row`; :func:`~pad_data.generate.run_requests` and the
+:func:`~pad_data.results.result_row`; :func:`~pad_data.generate.run_requests` and the
 teacher backends) over the shards with ``map_batches``, one shard per task; each task
 writes its result shard (write to a temporary name, then rename, so a result shard is
 complete or absent). The store then ingests the result shards (DuckDB reads Parquet
-natively) in one transaction per shard, skipping rows it already has, and records every
-shard in the ``shards`` table. No worker ever writes the DuckDB file.
+natively) in one transaction per shard, by the same rule as the local engine
+(:meth:`~pad_data.store.Store.add_executions`; programs: skipping rows it already has), and
+records every shard in the ``shards`` table. No worker ever writes the DuckDB file, and the
+driver holds it only while it plans or ingests a shard, so the store stays readable.
 
 Resuming: a run first ingests result shards a previous run left, then runs the input
 shards that have no result yet, and only then plans new shards from what is still missing.
@@ -25,13 +27,14 @@ import logging
 import os
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from .execute import EXEC_COLUMNS, _selection, result_row
-from .store import Store
+from .results import result_row, results_frame
+from .store import PENDING_COLUMNS, Store
 
 SHARD_SIZE = 5_000
 PROGRAM_COLUMNS = ["program_id", "problem_id", "origin", "teacher", "sample_idx", "program", "completion",
@@ -88,11 +91,10 @@ def execute_shards(batch: dict[str, Any], timeout: float, memory_mb: int, isolat
                 results = dict(pool.map(zip(df["program_id"], df["program"])))
                 executor = pool.executor_version
             now = pd.Timestamp.now()
-            out = pd.DataFrame([result_row(pid, results[pid], None if pd.isna(gold) else float(gold), gold_text,
-                                           timeout, memory_mb, executor, now)
-                                for pid, gold, gold_text in zip(df["program_id"], df["gold"], df["gold_text"])],
-                               columns=EXEC_COLUMNS)
-            out["error_line"] = out["error_line"].astype("Int32")
+            context = [c for c in PENDING_COLUMNS[4:] if c in df.columns]  # shards planned by an older pad lack it
+            out = results_frame([result_row(r["program_id"], results[r["program_id"]], r["gold"], r["gold_text"],
+                                            timeout, memory_mb, executor, now, **{c: r[c] for c in context})
+                                 for r in df.to_dict("records")])
             _atomic_parquet(out, outp)
     return {"shard_id": list(batch["shard_id"])}
 
@@ -133,6 +135,7 @@ def _register(store: Store, stage: str, shards: list[tuple[str, str, str, int]],
         for shard_id, inp, outp, n in shards:
             store.con.execute("INSERT INTO shards (shard_id, stage, input_path, output_path, rows_in, settings) "
                               "VALUES (?, ?, ?, ?, ?, ?)", [shard_id, stage, inp, outp, n, settings])
+    store.release()  # the tasks run without the store: other processes may read it meanwhile
 
 
 def _run(store: Store, stage: str, fn: Callable, todo: list[tuple[str, str, str, str | None]],
@@ -146,6 +149,7 @@ def _run(store: Store, stage: str, fn: Callable, todo: list[tuple[str, str, str,
 
     rows_in = dict(store.con.execute("SELECT shard_id, rows_in FROM shards WHERE stage = ? AND ingested_at IS NULL",
                                      [stage]).fetchall())
+    store.release()
     total_rows = sum(rows_in.get(s[0], 0) for s in todo)
     done = added = 0
     by_settings: dict[str | None, list] = {}
@@ -160,6 +164,7 @@ def _run(store: Store, stage: str, fn: Callable, todo: list[tuple[str, str, str,
         outputs = {s: o for s, _, o, _ in shards}
         for row in ds.iter_rows():
             added += ingest(row["shard_id"], outputs[row["shard_id"]])
+            store.release()  # held only while ingesting a shard
             done += rows_in[row["shard_id"]]
             if progress:
                 progress(done, total_rows)
@@ -183,15 +188,13 @@ def _resume(store: Store, shards: str | os.PathLike | None, stage: str, ingest: 
     return root, ingest, added, todo
 
 
-def _ingest_execute(store: Store, shard_id: str, path: str) -> int:
-    cols = ", ".join(EXEC_COLUMNS)
+def _ingest_execute(store: Store, shard_id: str, path: str) -> dict[str, int]:
+    """Store a result shard (the local engine's rule) and mark it ingested; ``{label: stored}``."""
     with store.transaction():
-        n = store.con.execute(f"INSERT INTO executions ({cols}) SELECT {cols} FROM read_parquet(?) r "
-                              "WHERE NOT EXISTS (SELECT 1 FROM executions e WHERE e.program_id = r.program_id)",
-                              [path]).fetchall()[0][0]
+        stored = store.add_executions(path)
         store.con.execute("UPDATE shards SET rows_out = ?, ingested_at = current_timestamp WHERE shard_id = ?",
-                          [n, shard_id])
-    return n
+                          [sum(stored.values()), shard_id])
+    return stored
 
 
 def execute_ray(store: Store, shards: str | os.PathLike | None = None, address: str | None = None,
@@ -203,29 +206,30 @@ def execute_ray(store: Store, shards: str | os.PathLike | None = None, address: 
     if shard_size < 1:
         raise ValueError("--shard-size must be >= 1")
     t0 = time.perf_counter()
-    results: list[str] = []
+    labels: Counter = Counter()
 
     def ingest_one(shard_id: str, path: str) -> int:
-        results.append(path)
-        return _ingest_execute(store, shard_id, path)
+        stored = _ingest_execute(store, shard_id, path)
+        labels.update(stored)
+        return sum(stored.values())
 
     root, ingest, added, todo = _resume(store, shards, "execute", ingest_one)
     # plan new shards from the programs still without an execution (and in no shard left to run)
-    cond, params = _selection(dataset, False, origin)
+    query, params = store.pending_query(dataset, origin)
     if todo:
         inputs = ", ".join("'" + s[1].replace("'", "''") + "'" for s in todo)
-        cond += f" AND p.program_id NOT IN (SELECT program_id FROM read_parquet([{inputs}]))"
+        query += f" AND p.program_id NOT IN (SELECT program_id FROM read_parquet([{inputs}]))"
     store.con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _pad_pending AS SELECT p.program_id, p.program, pr.answer AS gold, "
-        f"pr.answer_text AS gold_text, (row_number() OVER (ORDER BY p.program_id) - 1) // {int(shard_size)} "
-        f"AS shard FROM programs p JOIN problems pr USING (problem_id) WHERE {cond}"
-        + (f" ORDER BY p.program_id LIMIT {int(limit)}" if limit else ""), params)
+        f"CREATE OR REPLACE TEMP TABLE _pad_pending AS SELECT *, (row_number() OVER (ORDER BY program_id) - 1) "
+        f"// {int(shard_size)} AS shard FROM ({query})"
+        + (f" ORDER BY program_id LIMIT {int(limit)}" if limit else ""), params)
     batch = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     planned = []
+    cols = ", ".join(PENDING_COLUMNS)
     for k, n in store.con.execute("SELECT shard, count(*) FROM _pad_pending GROUP BY 1 ORDER BY 1").fetchall():
         shard_id = f"execute-{batch}-{k:05d}"
         inp, outp = str(root / f"{shard_id}.in.parquet"), str(root / f"{shard_id}.out.parquet")
-        store.con.execute(f"COPY (SELECT program_id, program, gold, gold_text FROM _pad_pending WHERE shard = {k}) "
+        store.con.execute(f"COPY (SELECT {cols} FROM _pad_pending WHERE shard = {k}) "
                           f"TO '{inp.replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
         planned.append((shard_id, inp, outp, n))
     store.con.execute("DROP TABLE _pad_pending")
@@ -238,10 +242,8 @@ def execute_ray(store: Store, shards: str | os.PathLike | None = None, address: 
                              "isolation_level": isolation_level, "workers": workers},
                   ingest, progress, address, num_cpus)
     seconds = time.perf_counter() - t0
-    labels = dict(store.con.execute("SELECT label, count(*) FROM read_parquet(?) GROUP BY 1",
-                                    [results]).fetchall()) if results else {}
     return {"executed": added, "shards": len(todo), "seconds": seconds,
-            "programs_per_s": added / seconds if seconds > 0 and added else 0.0, "labels": labels,
+            "programs_per_s": added / seconds if seconds > 0 and added else 0.0, "labels": dict(labels),
             "executor": "ray", "shard_dir": str(root)}
 
 

@@ -1,10 +1,13 @@
 """Data access for the review app (``apps/review.py``): paginated reads, reviews, fixes.
 
 Every call opens a short-lived connection, so the app never holds the store: reads use a
-read-only connection, writes a read-write one inside a transaction. When another ``pad``
-command is writing, DuckDB's file lock refuses the connection and these functions raise
+read-only connection, writes a read-write one inside a transaction. While another ``pad``
+command commits, DuckDB's file lock refuses the connection; the open waits and retries (a
+running stage holds the store only while it commits, see :mod:`pad_data.writer`), and only
+a store held for longer than ``$PAD_BUSY_TIMEOUT`` makes these functions raise
 :class:`~pad_data.store.StoreError` ("the store is busy"), which the app shows instead of
-crashing. Nothing here loads a whole table: lists are paginated in SQL.
+crashing. Nothing here loads a whole table: lists are paginated in SQL, and label counts
+read ``program_labels`` (one row per executed program) rather than the joined view.
 """
 
 from __future__ import annotations
@@ -15,12 +18,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import duckdb
 import pandas as pd
 
-from .execute import insert_executions, result_row
+from .results import result_row, results_frame
 from .sandbox.pool import SandboxPool, execute_programs
-from .store import Store, StoreError, program_id
+from .store import Store, connect, program_id
 
 VERDICTS = ("accept", "reject", "needs-fix")
 FILTER_COLUMNS = ("dataset", "label", "error_type", "origin", "teacher")
@@ -61,46 +63,84 @@ class Filters:
 
 
 def overview(store: Store) -> dict[str, pd.DataFrame]:
+    not_executed = ("(SELECT count(*) FROM programs WHERE problem_id IN (SELECT problem_id FROM problems)) "
+                    "- (SELECT count(*) FROM program_labels)")
     return {
-        "labels": store.df("SELECT coalesce(label, '(not executed)') AS label, count(*) AS programs "
-                           "FROM labeled_programs GROUP BY 1 ORDER BY 2 DESC"),
-        "by_dataset": store.df("SELECT dataset, teacher, coalesce(label, '(not executed)') AS label, "
-                               "count(*) AS programs FROM labeled_programs GROUP BY ALL ORDER BY 1, 2, 4 DESC"),
-        "error_types": store.df("SELECT error_type, count(*) AS programs, any_value(error_message) AS example "
-                                "FROM labeled_programs WHERE error_type IS NOT NULL GROUP BY 1 ORDER BY 2 DESC"),
+        "labels": store.df(f"""
+            SELECT label, programs FROM (
+                SELECT label, count(*) AS programs FROM program_labels GROUP BY 1
+                UNION ALL SELECT '(not executed)', {not_executed})
+            WHERE programs > 0 ORDER BY 2 DESC, 1"""),
+        "by_dataset": store.df("""
+            WITH everything AS (SELECT pr.dataset, p.teacher, count(*) AS n FROM programs p
+                                JOIN problems pr USING (problem_id) GROUP BY ALL),
+                 executed AS (SELECT dataset, teacher, label, count(*) AS n FROM program_labels GROUP BY ALL)
+            SELECT dataset, teacher, label, n AS programs FROM executed
+            UNION ALL
+            SELECT a.dataset, a.teacher, '(not executed)', a.n - coalesce(sum(x.n), 0) FROM everything a
+            LEFT JOIN executed x ON x.dataset = a.dataset AND x.teacher IS NOT DISTINCT FROM a.teacher
+            GROUP BY a.dataset, a.teacher, a.n HAVING a.n - coalesce(sum(x.n), 0) > 0
+            ORDER BY 1, 2, 4 DESC, 3"""),
+        "error_types": store.df("""
+            WITH t AS (SELECT error_type, count(*) AS programs, min(seq) AS seq FROM program_labels
+                       WHERE error_type IS NOT NULL GROUP BY 1)
+            SELECT t.error_type, t.programs, e.error_message AS example FROM t JOIN executions e USING (seq)
+            ORDER BY 2 DESC, 1"""),
         "durations": store.df("""
             SELECT CASE WHEN duration_ms < 0.1 THEN 'a < 0.1 ms' WHEN duration_ms < 1 THEN 'b 0.1-1 ms'
                         WHEN duration_ms < 10 THEN 'c 1-10 ms' WHEN duration_ms < 100 THEN 'd 10-100 ms'
                         WHEN duration_ms < 1000 THEN 'e 0.1-1 s' ELSE 'f >= 1 s' END AS duration,
                    count(*) AS programs
-            FROM labeled_programs WHERE duration_ms IS NOT NULL GROUP BY 1 ORDER BY 1"""),
+            FROM program_labels WHERE duration_ms IS NOT NULL GROUP BY 1 ORDER BY 1"""),
         "totals": store.df("SELECT (SELECT count(*) FROM problems) AS problems, (SELECT count(*) FROM programs) "
                            "AS programs, (SELECT count(*) FROM reviews) AS reviews"),
     }
+
+
+# where each filter's values are listed: small tables or single columns, never the joined view
+CHOICES = {"dataset": "problems", "label": "program_labels", "error_type": "program_labels", "origin": "programs",
+           "teacher": "programs"}
 
 
 def choices(store: Store) -> dict[str, list[str]]:
     """Distinct values for each filter (small: these columns have few values)."""
     out = {}
     for col in FILTER_COLUMNS:
-        rows = store.con.execute(f"SELECT DISTINCT {col} FROM labeled_programs WHERE {col} IS NOT NULL "
+        rows = store.con.execute(f"SELECT DISTINCT {col} FROM {CHOICES[col]} WHERE {col} IS NOT NULL "
                                  f"ORDER BY 1 LIMIT 500").fetchall()
         out[col] = [r[0] for r in rows]
     return out
 
 
+def _listing(f: Filters) -> str:
+    """The narrowest rows the filters need, with the columns they test and the list's order:
+    executed programs alone for a label or error type, all programs otherwise, and the joined
+    view only to search the question and program text."""
+    if f.text.strip():
+        return "labeled_programs"
+    if f.label or f.error_type:
+        return "(SELECT l.*, p.sample_idx FROM program_labels l JOIN programs p USING (program_id))"
+    return ("(SELECT p.program_id, p.problem_id, pr.dataset, p.origin, p.teacher, p.sample_idx "
+            "FROM programs p JOIN problems pr USING (problem_id))")
+
+
 def count(store: Store, f: Filters) -> int:
     where, params = f.where()
-    return store.scalar(f"SELECT count(*) FROM labeled_programs WHERE {where}", params)
+    narrow = (f.label or f.error_type) and not f.text.strip()  # one table holds every column tested
+    return store.scalar(f"SELECT count(*) FROM {'program_labels' if narrow else _listing(f)} WHERE {where}", params)
 
 
 def page(store: Store, f: Filters, offset: int, limit: int = 50) -> pd.DataFrame:
+    """Rows ``offset``.. of the filtered list: its ids first, then what is shown of them."""
     where, params = f.where()
-    return store.df(f"""SELECT program_id, dataset, label, error_type, origin, teacher,
-                               left(question, 120) AS question
-                        FROM labeled_programs WHERE {where}
-                        ORDER BY dataset, problem_id, sample_idx, program_id
-                        LIMIT {int(limit)} OFFSET {int(offset)}""", params)
+    return store.df(f"""
+        WITH ids AS (SELECT program_id, dataset, problem_id, sample_idx FROM {_listing(f)} WHERE {where}
+                     ORDER BY dataset, problem_id, sample_idx, program_id LIMIT {int(limit)} OFFSET {int(offset)})
+        SELECT ids.program_id, ids.dataset, l.label, l.error_type, p.origin, p.teacher,
+               left(pr.question, 120) AS question
+        FROM ids JOIN programs p USING (program_id) JOIN problems pr ON pr.problem_id = ids.problem_id
+        LEFT JOIN program_labels l USING (program_id)
+        ORDER BY ids.dataset, ids.problem_id, ids.sample_idx, ids.program_id""", params)
 
 
 def program_detail(store: Store, pid: str) -> dict | None:
@@ -149,6 +189,7 @@ def save_fix(path: str, parent_id: str, source: str, reviewer: str, timeout: flo
             raise ValueError(f"no program {parent_id}")
         problem, gold, gold_text = parent.iloc[0]
         gold = None if pd.isna(gold) else float(gold)
+        st.release()  # not held while the program runs
         new_id = program_id(problem, source, reviewer or "human", 0, "human")
         with SandboxPool(workers=1, timeout=timeout, memory_mb=memory_mb) as pool:
             (_, res), = list(pool.map([(new_id, source)]))
@@ -160,16 +201,13 @@ def save_fix(path: str, parent_id: str, source: str, reviewer: str, timeout: flo
                 "sample_idx": 0, "program": source, "completion": source, "parent_program_id": parent_id}]),
                 "program_id")
             if added:
-                insert_executions(st, [row])
+                st.add_executions(results_frame([row]))
     return {"program_id": new_id, "label": row["label"], "added": bool(added), "result": res}
 
 
 def run_sql(path: str, query: str, limit: int = 1000) -> pd.DataFrame:
     """A read-only query for the SQL tab: no writes, no files, at most ``limit`` rows."""
-    try:
-        con = duckdb.connect(path, read_only=True, config={"enable_external_access": False})
-    except duckdb.IOException as exc:
-        raise StoreError(f"{path}: the store is busy (another process is writing it); try again") from exc
+    con = connect(path, read_only=True, config={"enable_external_access": False})
     try:
         return con.execute(f"SELECT * FROM ({query.strip().rstrip(';')}) LIMIT {int(limit)}").df()
     finally:

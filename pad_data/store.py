@@ -4,6 +4,20 @@
 ``store.transaction()`` so a batch is committed whole or not at all. IDs are content
 hashes (``problem_id``, ``program_id``), and inserts skip rows that already exist, so
 re-running any stage never duplicates rows.
+
+A live store: DuckDB lets one process write a file, and no other process open it meanwhile,
+not even to read. So a long stage holds the file only while it commits: it hands its rows
+to a :class:`~pad_data.writer.GroupCommitter`, which opens the store, writes about a second
+of work, commits and closes it (:meth:`Store.release`). Whoever finds the store held (a
+reader, or a stage wanting to commit) waits and retries (:func:`connect`) for up to
+``$PAD_BUSY_TIMEOUT`` seconds (default 10) before saying "the store is busy".
+
+Labels: ``executions`` keeps every execution ever stored (``seq`` numbers them in the order
+they were stored); ``program_labels`` holds each executed program's current one (its ``seq``,
+label, status and error type, with the program's dataset, origin and teacher), written in
+the same transaction by :meth:`Store.add_executions`, the one insert every engine uses. Label
+counts read ``program_labels`` alone; ``labeled_programs`` joins it to the programs. A gold
+answer that changes relabels the stored executions (:func:`pad_data.labels.relabel`).
 """
 
 from __future__ import annotations
@@ -12,14 +26,18 @@ import contextlib
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import duckdb
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a frame is made: `pad sql` and `pad stats` start without it
+    import pandas as pd
 
 DEFAULT_DB = "pad.duckdb"
 ORIGINS = ("teacher", "import", "injected", "student", "human")
+BUSY_TIMEOUT_S = 10.0  # how long an open waits for another process to let go of the store
 
 
 class StoreError(Exception):
@@ -203,20 +221,42 @@ MIGRATIONS: list[list[str]] = [
                SELECT rowid AS rid, row_number() OVER (ORDER BY executed_at, rowid) AS n FROM executions) r
            WHERE executions.rowid = r.rid""",
     ],
+    # v9: each program's current execution kept materialized (no window over every execution):
+    # program_labels has one row per executed program, written with its execution by
+    # Store.add_executions. The index on executions.program_id served the window; it goes.
+    [
+        """CREATE TABLE program_labels (
+            program_id VARCHAR NOT NULL,
+            problem_id VARCHAR NOT NULL,
+            dataset VARCHAR NOT NULL,
+            origin VARCHAR NOT NULL,
+            teacher VARCHAR,
+            seq BIGINT NOT NULL,
+            label VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            error_type VARCHAR,
+            duration_ms DOUBLE)""",
+        """INSERT INTO program_labels
+           SELECT p.program_id, p.problem_id, pr.dataset, p.origin, p.teacher, e.seq, e.label, e.status,
+                  e.error_type, e.duration_ms
+           FROM (SELECT * FROM executions
+                 QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY seq DESC) = 1) e
+           JOIN programs p USING (program_id) JOIN problems pr USING (problem_id)
+           ORDER BY p.program_id""",
+        "DROP INDEX IF EXISTS executions_program",
+    ],
 ]
 
 LABELED_VIEW = """CREATE OR REPLACE VIEW labeled_programs AS
-WITH latest AS (
-    SELECT * FROM executions
-    QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY seq DESC) = 1)
 SELECT p.program_id, p.problem_id, pr.dataset, pr.split, pr.question, pr.answer AS gold,
        pr.answer_text AS gold_text, p.origin, p.teacher, p.sample_idx, p.program,
-       p.parent_program_id, e.label, e.status, e.value, e.value_num, e.value_type, e.error_type,
-       e.error_message, e.error_line, e.stdout, e.duration_ms, e.timeout_s, e.memory_mb,
-       e.executor, e.executed_at, p.injection_kind, p.refine_round, e.seq AS execution_seq
+       p.parent_program_id, l.label, l.status, e.value, e.value_num, e.value_type, l.error_type,
+       e.error_message, e.error_line, e.stdout, l.duration_ms, e.timeout_s, e.memory_mb,
+       e.executor, e.executed_at, p.injection_kind, p.refine_round, l.seq AS execution_seq
 FROM programs p
 JOIN problems pr USING (problem_id)
-LEFT JOIN latest e USING (program_id)"""
+LEFT JOIN program_labels l USING (program_id)
+LEFT JOIN executions e ON e.seq = l.seq"""
 
 # loud: raised, did not compile, timed out...; silent: ran to the end but the answer is wrong (or None);
 # unchanged: still correct
@@ -228,6 +268,21 @@ FROM labeled_programs WHERE origin = 'injected'"""
 VIEWS = (LABELED_VIEW, INJECTION_VIEW)
 
 SCHEMA_VERSION = len(MIGRATIONS)
+# what an engine stores per result: the executions columns, then the program's context
+RESULT_TYPES = {"program_id": "VARCHAR", "status": "VARCHAR", "label": "VARCHAR", "value": "VARCHAR",
+                "value_num": "DOUBLE", "value_type": "VARCHAR", "error_type": "VARCHAR", "error_message": "VARCHAR",
+                "error_line": "INTEGER", "stdout": "VARCHAR", "duration_ms": "DOUBLE", "timeout_s": "DOUBLE",
+                "memory_mb": "INTEGER", "executor": "VARCHAR", "executed_at": "TIMESTAMP",
+                "problem_id": "VARCHAR", "dataset": "VARCHAR", "origin": "VARCHAR", "teacher": "VARCHAR",
+                "prev_seq": "BIGINT"}
+RESULT_COLUMNS = list(RESULT_TYPES)
+EXEC_COLUMNS = RESULT_COLUMNS[:RESULT_COLUMNS.index("problem_id")]
+CONTEXT_COLUMNS = RESULT_COLUMNS[len(EXEC_COLUMNS):]
+LABEL_COLUMNS = ["program_id", "problem_id", "dataset", "origin", "teacher", "seq", "label", "status",
+                 "error_type", "duration_ms"]
+# a program to execute, as pending_programs() serves it
+PENDING_COLUMNS = ["program_id", "program", "gold", "gold_text", "problem_id", "dataset", "origin", "teacher",
+                   "prev_seq"]
 # statement kinds `pad sql` runs (SELECT covers WITH, VALUES, FROM-first, DESCRIBE, SHOW, SUMMARIZE)
 READ_STATEMENTS = ("SELECT", "EXPLAIN")
 READ_STATEMENT_WORDS = ("SELECT", "WITH", "VALUES", "DESCRIBE", "SHOW", "SUMMARIZE", "EXPLAIN")
@@ -258,31 +313,85 @@ def resolve_path(path: str | os.PathLike | None = None) -> Path:
     return Path(path or os.environ.get("PAD_DB") or DEFAULT_DB)
 
 
-class Store:
-    """An open pad store. Use as a context manager, or call ``close()``."""
+def busy_timeout() -> float:
+    """Seconds an open waits for a store another process holds: ``$PAD_BUSY_TIMEOUT``, else 10."""
+    raw = os.environ.get("PAD_BUSY_TIMEOUT")
+    try:
+        return max(0.0, float(raw)) if raw else BUSY_TIMEOUT_S
+    except ValueError:
+        raise StoreError(f"PAD_BUSY_TIMEOUT must be a number of seconds, got {raw!r}") from None
 
-    def __init__(self, path: str | os.PathLike | None = None, read_only: bool = False,
-                 migrate_to: int | None = None):
-        self.path = resolve_path(path)
-        self.read_only = read_only
-        self._locked = False
-        if read_only and not self.path.exists():
-            raise StoreError(f"{self.path}: no such store (run `pad ingest` or `pad run` first)")
+
+def connect(path: str | os.PathLike, read_only: bool = False, wait: float | None = None,
+            config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, retrying every few milliseconds while another process holds the
+    file (a stage committing, or a reader), for up to ``wait`` seconds [default:
+    :func:`busy_timeout`]; then a StoreError "the store is busy"."""
+    wait = busy_timeout() if wait is None else wait
+    deadline = time.monotonic() + wait
+    pause = 0.005
+    while True:
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=config or {})
         except duckdb.IOException as exc:
             msg = str(exc).splitlines()[0]
-            if "lock" in msg.lower():
-                raise StoreError(f"{self.path}: the store is busy (another process is writing it); "
-                                 "try again when it finishes") from None
-            raise StoreError(f"{self.path}: cannot open store: {msg}") from None
+            if "lock" not in msg.lower():
+                raise StoreError(f"{path}: cannot open store: {msg}") from None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreError(f"{path}: the store is busy (another process held it for {wait:g} s); "
+                                 "try again, or wait longer with PAD_BUSY_TIMEOUT=SECONDS") from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.02)
         except duckdb.Error as exc:
-            raise StoreError(f"{self.path}: not a pad store: {str(exc).splitlines()[0]}") from None
+            raise StoreError(f"{path}: not a pad store: {str(exc).splitlines()[0]}") from None
+
+
+class Store:
+    """An open pad store. Use as a context manager, or call ``close()``.
+
+    ``wait``: seconds to wait for the store when another process holds it [default:
+    ``$PAD_BUSY_TIMEOUT`` or 10]. After :meth:`release` the connection is reopened (waiting
+    the same way) the next time ``con`` is used.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, read_only: bool = False,
+                 migrate_to: int | None = None, wait: float | None = None):
+        self.path = resolve_path(path)
+        self.read_only = read_only
+        self.wait = busy_timeout() if wait is None else wait
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._locked = False
+        self._in_transaction = False
+        if read_only and not self.path.exists():
+            raise StoreError(f"{self.path}: no such store (run `pad ingest` or `pad run` first)")
+        self._open()
         try:
             self._migrate(migrate_to if migrate_to is not None else SCHEMA_VERSION)
         except BaseException:
-            self.con.close()
+            self.release()
             raise
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection, opened again (waiting while another process holds the store) after :meth:`release`."""
+        if self._con is None:
+            self._open()
+        return self._con
+
+    def _open(self) -> None:
+        self._con = connect(self.path, read_only=self.read_only, wait=self.wait)
+        self._locked = False
+
+    def release(self) -> None:
+        """Close the connection, so other processes can open the store, until ``con`` is next used.
+        Nothing on the connection outlives it (temporary tables, registered frames, settings);
+        inside a transaction it is an error."""
+        if self._in_transaction:
+            raise RuntimeError("release() inside a transaction")
+        if self._con is not None:
+            con, self._con = self._con, None
+            con.close()
 
     # ------------------------------------------------------------------ schema
     @property
@@ -314,14 +423,18 @@ class Store:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Commit everything done inside, or nothing (also on Ctrl-C)."""
-        self.con.execute("BEGIN TRANSACTION")
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        self._in_transaction = True
         try:
-            yield self.con
+            yield con
         except BaseException:
-            self.con.execute("ROLLBACK")
+            con.execute("ROLLBACK")
             raise
         else:
-            self.con.execute("COMMIT")
+            con.execute("COMMIT")
+        finally:
+            self._in_transaction = False
 
     def sql(self, query: str, params: list | None = None) -> duckdb.DuckDBPyRelation | None:
         return self.con.sql(query, params=params) if params else self.con.sql(query)
@@ -335,7 +448,10 @@ class Store:
         return self.con.execute(query, params or []).df()
 
     def insert_new(self, table: str, df: pd.DataFrame, key: str) -> int:
-        """Insert rows of ``df`` whose ``key`` (the primary key) is not in ``table`` yet; returns rows added."""
+        """Insert rows of ``df`` whose ``key`` (the primary key) is not in ``table`` yet; returns rows added.
+        (``executions`` rows go in through :meth:`add_executions`.)"""
+        if table == "executions":
+            raise ValueError("executions are stored with Store.add_executions")
         if df.empty:
             return 0
         df = df.drop_duplicates(subset=[key])
@@ -372,11 +488,116 @@ class Store:
             self.con.unregister("_pad_gold")
         return ids
 
+    # ------------------------------------------------------------------ executions
+    def pending_query(self, dataset: str | None = None, origin: str | None = None,
+                      rerun: bool = False) -> tuple[str, list]:
+        """``(SELECT, params)`` of the programs to execute (of ``dataset``/``origin`` when given):
+        those with no execution yet, or with ``rerun`` all of them; columns
+        :data:`PENDING_COLUMNS` (``prev_seq``: the program's current execution, which a result
+        must still find to be stored, see :meth:`add_executions`)."""
+        where, params = [], []
+        if dataset:
+            where.append("pr.dataset = ?")
+            params.append(dataset)
+        if origin:
+            where.append("p.origin = ?")
+            params.append(origin)
+        if not rerun:
+            where.append("l.seq IS NULL")
+        return (f"SELECT p.program_id, p.program, pr.answer AS gold, pr.answer_text AS gold_text, p.problem_id, "
+                f"pr.dataset, p.origin, p.teacher, l.seq AS prev_seq FROM programs p "
+                f"JOIN problems pr USING (problem_id) LEFT JOIN program_labels l USING (program_id) "
+                f"WHERE {' AND '.join(where) or 'TRUE'}", params)
+
+    def pending_count(self, dataset: str | None = None, origin: str | None = None, rerun: bool = False) -> int:
+        query, params = self.pending_query(dataset, origin, rerun)
+        return self.scalar(f"SELECT count(*) FROM ({query})", params)
+
+    def pending_programs(self, dataset: str | None = None, origin: str | None = None, rerun: bool = False,
+                         after: str = "", limit: int = 20_000) -> list[tuple]:
+        """The next ``limit`` programs to execute with ``program_id`` > ``after``, in
+        ``program_id`` order (keyset pages); tuples of :data:`PENDING_COLUMNS`."""
+        query, params = self.pending_query(dataset, origin, rerun)
+        return self.con.execute(f"SELECT * FROM ({query}) WHERE program_id > ? ORDER BY program_id "
+                                f"LIMIT {int(limit)}", params + [after]).fetchall()
+
+    def add_executions(self, results: pd.DataFrame | str | list[str]) -> dict[str, int]:
+        """Store execution results and make each its program's current execution; returns
+        ``{label: results stored}``. The one way executions are stored, for every engine.
+
+        ``results``: a frame, or Parquet files, of :data:`RESULT_COLUMNS`: the ``executions``
+        columns, then the program's context (``problem_id``, ``dataset``, ``origin``, ``teacher``;
+        missing ones are looked up) and ``prev_seq``, the ``seq`` of the program's current
+        execution when the engine picked it (NULL: none). The rule: a result is stored only if
+        that is still its program's current execution, so a program another run executed in
+        the meantime is not stored twice (its result is dropped), and ``--rerun`` adds a newer
+        execution. Each stored result gets the next ``seq``; ``executions`` keeps them all and
+        ``program_labels`` points at the newest. The caller owns the transaction.
+        """
+        con = self.con
+        if isinstance(results, (str, list)):
+            paths = [results] if isinstance(results, str) else results
+            if not paths:
+                return {}
+            source = "read_parquet([" + ", ".join(_quote(str(x)) for x in paths) + "], union_by_name = true)"
+        else:
+            if results.empty:
+                return {}
+            con.register("_pad_results", results)
+            source = "_pad_results"
+        try:
+            have = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+            missing = [c for c in EXEC_COLUMNS if c not in have and c != "error_line"]
+            if missing:
+                raise ValueError(f"execution results lack column(s) {', '.join(missing)}")
+            cols = ", ".join(f"CAST({'r.' + c if c in have else 'NULL'} AS {t}) AS {c}"
+                             for c, t in RESULT_TYPES.items())
+            # one result per program (the last stored wins a tie), then the rule
+            con.execute(f"""CREATE OR REPLACE TEMP TABLE _pad_new AS
+                SELECT nextval('executions_seq') AS seq, n.* FROM (
+                    SELECT {cols} FROM {source} r
+                    QUALIFY row_number() OVER (PARTITION BY r.program_id ORDER BY r.executed_at DESC) = 1) n
+                LEFT JOIN program_labels l USING (program_id)
+                WHERE l.seq IS NOT DISTINCT FROM n.prev_seq
+                ORDER BY n.program_id""")
+        finally:
+            if source == "_pad_results":
+                con.unregister("_pad_results")
+        try:
+            if con.execute("SELECT count(*) FROM _pad_new WHERE dataset IS NULL OR problem_id IS NULL "
+                           "OR origin IS NULL").fetchall()[0][0]:
+                con.execute("""UPDATE _pad_new SET problem_id = p.problem_id, dataset = pr.dataset,
+                                      origin = p.origin, teacher = p.teacher
+                               FROM programs p JOIN problems pr USING (problem_id)
+                               WHERE _pad_new.program_id = p.program_id""")
+                orphans = con.execute("SELECT program_id FROM _pad_new WHERE dataset IS NULL LIMIT 1").fetchall()
+                if orphans:
+                    raise ValueError(f"execution result for program {orphans[0][0]}, which the store does not hold")
+            ecols = ", ".join(EXEC_COLUMNS)
+            con.execute(f"INSERT INTO executions (seq, {ecols}) SELECT seq, {ecols} FROM _pad_new ORDER BY seq")
+            if con.execute("SELECT count(*) FROM _pad_new WHERE prev_seq IS NOT NULL").fetchall()[0][0]:
+                con.execute("DELETE FROM program_labels WHERE program_id IN "
+                            "(SELECT program_id FROM _pad_new WHERE prev_seq IS NOT NULL)")
+            lcols = ", ".join(LABEL_COLUMNS)
+            con.execute(f"INSERT INTO program_labels ({lcols}) SELECT {lcols} FROM _pad_new ORDER BY program_id")
+            return dict(con.execute("SELECT label, count(*) FROM _pad_new GROUP BY 1").fetchall())
+        finally:
+            con.execute("DROP TABLE IF EXISTS _pad_new")
+
     def read_query(self, query: str, read_files: bool = False) -> pd.DataFrame:
         """A read-only query's result (see :data:`READ_STATEMENTS`); any other statement is a
         ValueError. On a store opened ``read_only`` the connection is first locked down for good:
         no file access at all (``enable_external_access = false``) unless ``read_files``, no
         extension downloads, and no further configuration changes."""
+        return self._read(query, read_files).df()
+
+    def read_rows(self, query: str, read_files: bool = False) -> tuple[list[str], list[tuple]]:
+        """:meth:`read_query` as ``(column names, rows)``, with no pandas (what `pad sql` prints)."""
+        cur = self._read(query, read_files)
+        rows = cur.fetchall()
+        return [d[0] for d in cur.description or []], rows
+
+    def _read(self, query: str, read_files: bool) -> duckdb.DuckDBPyConnection:
         try:
             statements = self.con.extract_statements(query)
         except duckdb.Error as exc:
@@ -399,7 +620,7 @@ class Store:
             self.con.execute("SET lock_configuration = true")
             self._locked = True
         try:
-            return self.con.execute(query).df()
+            return self.con.execute(query)
         except duckdb.Error as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             if "disabled by configuration" in msg:
@@ -407,13 +628,18 @@ class Store:
             raise
 
     def close(self) -> None:
-        self.con.close()
+        self.release()
 
     def __enter__(self) -> "Store":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _quote(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _current_version(con: duckdb.DuckDBPyConnection) -> int:

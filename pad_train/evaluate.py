@@ -31,7 +31,7 @@ from typing import Callable
 
 import pandas as pd
 
-from pad_data.execute import insert_executions, result_row
+from pad_data.results import result_row, results_frame
 from pad_data.extract import extract_program
 from pad_data.feedback import feedback
 from pad_data.labels import label_for, numbers_match, parse_number
@@ -257,7 +257,7 @@ def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cf
     pps = len(steps) / seconds if seconds > 0 else 0.0
     with store.transaction():
         store.insert_new("programs", pd.DataFrame([s["program"] for s in steps]), "program_id")
-        insert_executions(store, [s["execution"] for s in steps])
+        store.add_executions(results_frame([s["execution"] for s in steps]))
         store.con.execute("INSERT INTO eval_runs (run_id, model, dataset, split, questions, correct, accuracy, "
                           "settings, programs_per_s, accuracy_by_round) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                           [run_id, model_dir, dataset, split, n, correct, accuracy, json.dumps(settings), pps,

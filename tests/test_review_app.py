@@ -121,7 +121,8 @@ def test_sql_tab_is_read_only(store):
     assert not Path("/tmp/pad-leak.csv").exists()
 
 
-def test_busy_store_is_reported_not_crashed(store):
+def test_busy_store_is_reported_not_crashed(store, monkeypatch):
+    monkeypatch.setenv("PAD_BUSY_TIMEOUT", "1")  # a store held longer than this is "busy"
     holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(store)!r}); "
                                "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:

@@ -1,11 +1,12 @@
 import subprocess
 import sys
+import time
 
 import duckdb
 import pandas as pd
 import pytest
 
-from pad_data.store import SCHEMA_VERSION, Store, StoreError, problem_id, program_id
+from pad_data.store import RESULT_COLUMNS, SCHEMA_VERSION, Store, StoreError, problem_id, program_id
 
 
 def test_new_store_has_schema_and_view(db):
@@ -47,18 +48,57 @@ def test_not_a_duckdb_file(tmp_path):
         Store(bad)
 
 
-def test_busy_store_says_so(db):
+def _hold(db, seconds):
+    """Another process holding the store for ``seconds``; returns once it holds it."""
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(db)!r}); "
+                               f"print('held', flush=True); time.sleep({seconds}); c.close(); print('released', flush=True); "
+                               "time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_busy_store_says_so_after_waiting(db, monkeypatch):
     Store(db).close()
-    holder = subprocess.Popen([sys.executable, "-c",
-                               f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep(30)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = _hold(db, 30)
     try:
-        assert holder.stdout.readline().strip() == "held"
+        t = time.monotonic()
         with pytest.raises(StoreError, match="busy"):
-            Store(db)
+            Store(db, wait=0.5)
+        assert time.monotonic() - t >= 0.5  # it waited and retried first
+        monkeypatch.setenv("PAD_BUSY_TIMEOUT", "0.3")
+        with pytest.raises(StoreError, match="busy.*0.3 s"):
+            Store(db, read_only=True)
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_store_held_briefly_is_waited_for(db):
+    """A reader (or a writer) finding the store held waits and gets in once it is let go."""
+    with Store(db) as st:
+        _add_program(st, "a")
+    holder = _hold(db, 1.0)
+    try:
+        t = time.monotonic()
+        with Store(db, read_only=True, wait=20) as st:
+            assert st.scalar("SELECT count(*) FROM programs") == 1
+        assert holder.stdout.readline().strip() == "released"
+        assert 0.5 <= time.monotonic() - t < 15
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_released_store_is_open_to_others_and_reopens_on_use(db):
+    with Store(db) as st:
+        _add_program(st, "a")
+        st.release()
+        with Store(db, read_only=True, wait=0) as other:  # no wait needed: nobody holds it
+            assert other.scalar("SELECT count(*) FROM programs") == 1
+        assert st.scalar("SELECT count(*) FROM programs") == 1  # reopened
+        with st.transaction():
+            with pytest.raises(RuntimeError):
+                st.release()
 
 
 def test_transaction_is_all_or_nothing(db):
@@ -84,9 +124,21 @@ def _add_program(st, pid):
                        [pid])
 
 
-def _exec(st, pid, label, at="2024-01-01 00:00:00"):
+def _raw_exec(st, pid, label, at="2024-01-01 00:00:00"):
+    """An execution written straight into the table (as pad before v9 did)."""
     st.con.execute("INSERT INTO executions (program_id, status, label, executor, executed_at) "
                    "VALUES (?, 'ok', ?, 'test', ?)", [pid, label, at])
+
+
+def _result(pid, label, at="2024-01-01 00:00:00", prev=None):
+    return {**dict.fromkeys(RESULT_COLUMNS), "program_id": pid, "status": "ok", "label": label,
+            "executor": "test", "executed_at": pd.Timestamp(at), "prev_seq": prev}
+
+
+def _exec(st, pid, label, at="2024-01-01 00:00:00", rerun=True):
+    """Store one result the way every engine does: over the program's current execution."""
+    prev = st.scalar("SELECT seq FROM program_labels WHERE program_id = ?", [pid]) if rerun else None
+    return st.add_executions(pd.DataFrame([_result(pid, label, at, prev)]))
 
 
 def test_latest_execution_is_the_last_stored_even_when_timestamps_tie(db):
@@ -115,10 +167,10 @@ def test_upgrade_numbers_existing_executions_by_time_then_insertion_order(db):
         for pid in ("a", "b"):
             _add_program(st, pid)
         with st.transaction():
-            _exec(st, "a", "correct", at="2024-01-02 00:00:00")
-            _exec(st, "a", "wrong_answer", at="2024-01-01 00:00:00")  # older, stored later
-            _exec(st, "b", "wrong_answer")
-            _exec(st, "b", "correct")  # a tie: stored later wins
+            _raw_exec(st, "a", "correct", at="2024-01-02 00:00:00")
+            _raw_exec(st, "a", "wrong_answer", at="2024-01-01 00:00:00")  # older, stored later
+            _raw_exec(st, "b", "wrong_answer")
+            _raw_exec(st, "b", "correct")  # a tie: stored later wins
     with Store(db) as st:
         assert st.version == SCHEMA_VERSION
         assert st.df("SELECT program_id, label, seq FROM executions ORDER BY seq").values.tolist() == [
@@ -129,3 +181,62 @@ def test_upgrade_numbers_existing_executions_by_time_then_insertion_order(db):
             _exec(st, "a", "timeout", at="2020-01-01 00:00:00")
         assert st.scalar("SELECT seq FROM executions WHERE label = 'timeout'") == 5
         assert st.scalar("SELECT label FROM labeled_programs WHERE program_id = 'a'") == "timeout"
+
+
+def test_one_rule_for_storing_executions(db, tmp_path):
+    """A result is stored only over the execution its engine saw (prev_seq); executions keep the
+    history, program_labels the current one, with the program's context looked up if missing."""
+    with Store(db) as st:
+        for pid in ("a", "b"):
+            _add_program(st, pid)
+        with st.transaction():
+            assert _exec(st, "a", "correct", rerun=False) == {"correct": 1}
+            assert _exec(st, "a", "wrong_answer", rerun=False) == {}  # another run got there first
+            assert _exec(st, "a", "timeout") == {"timeout": 1}  # a rerun: over the current one
+        stale = pd.DataFrame([_result("a", "crashed", prev=1)])  # saw seq 1; the current is 2
+        with st.transaction():
+            assert st.add_executions(stale) == {}
+        # the Ray engine's path: result shards in Parquet, by the same rule
+        shard = tmp_path / "shard.parquet"
+        pd.DataFrame([_result("b", "correct"), _result("a", "correct")]).to_parquet(shard)
+        with st.transaction():
+            assert st.add_executions(str(shard)) == {"correct": 1}  # "a" has an execution: dropped
+        assert st.df("SELECT program_id, label, seq FROM executions ORDER BY seq").values.tolist() == [
+            ["a", "correct", 1], ["a", "timeout", 2], ["b", "correct", 3]]
+        assert st.df("SELECT program_id, problem_id, dataset, origin, seq, label FROM program_labels "
+                     "ORDER BY 1").values.tolist() == [["a", "p", "d", "import", 2, "timeout"],
+                                                      ["b", "p", "d", "import", 3, "correct"]]
+        assert dict(st.con.execute("SELECT program_id, label FROM labeled_programs").fetchall()) == \
+            {"a": "timeout", "b": "correct"}
+        with pytest.raises(ValueError, match="does not hold"), st.transaction():
+            st.add_executions(pd.DataFrame([_result("nope", "correct")]))
+        with pytest.raises(ValueError, match="add_executions"):
+            st.insert_new("executions", pd.DataFrame([_result("a", "correct")]), "program_id")
+        assert st.scalar("SELECT count(*) FROM executions") == 3
+
+
+def test_v8_store_upgrades_in_place_to_materialized_labels(db):
+    """A store of the last schema with a window view: opened, it gets program_labels filled from
+    its history, and labeled_programs answers exactly what the window answered."""
+    with Store(db, migrate_to=8) as st:
+        for pid in ("a", "b", "c"):
+            _add_program(st, pid)
+        with st.transaction():
+            _raw_exec(st, "a", "wrong_answer")
+            _raw_exec(st, "b", "correct")
+            _raw_exec(st, "a", "correct")
+            st.con.execute("UPDATE executions SET error_type = 'NameError', status = 'runtime_error', "
+                           "label = 'runtime_error' WHERE program_id = 'b'")
+        window = st.df("""SELECT p.program_id, e.label, e.status, e.error_type, e.seq FROM programs p
+                          LEFT JOIN (SELECT * FROM executions QUALIFY row_number() OVER
+                                     (PARTITION BY program_id ORDER BY seq DESC) = 1) e USING (program_id)
+                          ORDER BY 1""")
+    with Store(db) as st:
+        assert st.version == SCHEMA_VERSION
+        now = st.df("SELECT program_id, label, status, error_type, execution_seq AS seq FROM labeled_programs "
+                    "ORDER BY 1")
+        assert now.astype(str).values.tolist() == window.astype(str).values.tolist()
+        assert st.scalar("SELECT count(*) FROM duckdb_indexes() WHERE index_name = 'executions_program'") == 0
+        assert st.scalar("SELECT count(*) FROM executions") == 3  # history kept
+        _exec(st, "c", "timeout")  # and the store goes on from there
+        assert st.scalar("SELECT seq FROM program_labels WHERE program_id = 'c'") == 4

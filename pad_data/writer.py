@@ -1,0 +1,146 @@
+"""Group commits on a thread that holds the store only while it commits.
+
+A long stage (execute, generate) hands what it makes to a :class:`GroupCommitter` and goes on
+working. The committer's thread gathers it and, about once per ``interval`` seconds, opens the
+store, writes everything gathered in one transaction, commits and closes the store again
+(:meth:`~pad_data.store.Store.release`), so between commits any other process (``pad sql``,
+``pad stats``, the review app, another stage) can open it. Reads a stage needs on the way
+(the next page of programs) run on the same thread, between commits (:meth:`submit`).
+
+Finding the store held by another process, the committer waits for it (up to ``patience``
+seconds) while the stage keeps working. ``close()`` commits whatever was handed over (also
+on Ctrl-C); a kill -9 loses at most the last ``interval`` of work, which a rerun redoes.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable, TypeVar
+
+from .store import Store
+
+T = TypeVar("T")
+PATIENCE_S = 600.0  # a stage waits this long for a reader to let go before it gives up
+
+
+class GroupCommitter:
+    """Commit items with ``commit(store, items)`` on a thread, about every ``interval`` seconds.
+
+    ``commit`` runs inside a transaction; its return value goes to ``on_commit`` (on the
+    committer's thread). The first item after a quiet spell is committed at once.
+    """
+
+    def __init__(self, store: Store, commit: Callable[[Store, list], Any], interval: float = 1.0,
+                 on_commit: Callable[[Any], None] | None = None, patience: float = PATIENCE_S):
+        self.store, self.commit, self.interval, self.on_commit = store, commit, interval, on_commit
+        self.patience = patience
+        self.error: BaseException | None = None
+        self.commits = 0
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="pad-commit", daemon=True)
+        self._closed = False
+
+    # ------------------------------------------------------------------ the stage's side
+    def __enter__(self) -> "GroupCommitter":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self.store.release()  # the stage's own thread must not hold the store meanwhile
+        self._thread.start()
+
+    def put(self, item: Any) -> None:
+        """Hand over an item to commit; raises the committer's error, if it failed."""
+        self._raise()
+        self._queue.put(("item", item))
+
+    def submit(self, fn: Callable[[Store], T]) -> "Future[T]":
+        """Run ``fn(store)`` on the committer's thread, between commits; its result as a Future."""
+        self._raise()
+        fut: Future = Future()
+        self._queue.put(("call", fn, fut))
+        return fut
+
+    def close(self) -> None:
+        """Commit everything handed over, stop the thread, and raise its error if it failed."""
+        if not self._closed:
+            self._closed = True
+            if self._thread.is_alive():
+                self._queue.put(("stop",))
+                self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    # ------------------------------------------------------------------ the committer's thread
+    def _run(self) -> None:
+        items: list = []
+        last = -float("inf")  # when the last commit began
+        wait, self.store.wait = self.store.wait, max(self.store.wait, self.patience)
+        try:
+            while True:
+                timeout = None if not items else max(0.0, last + self.interval - time.monotonic())
+                jobs = []
+                try:
+                    jobs.append(self._queue.get(timeout=timeout))
+                except queue.Empty:
+                    pass  # the interval is over: commit what waits
+                while True:  # and take everything already queued
+                    try:
+                        jobs.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                items += [j[1] for j in jobs if j[0] == "item"]
+                calls = [j for j in jobs if j[0] == "call"]
+                stop = any(j[0] == "stop" for j in jobs)
+                # commit when the interval is over, or when the store is opened anyway
+                if items and (stop or calls or time.monotonic() >= last + self.interval):
+                    last = time.monotonic()
+                    self._commit(items)
+                    items = []
+                for _, fn, fut in calls:
+                    self._call(fn, fut)
+                self.store.release()
+                if stop:
+                    return
+        except BaseException as exc:  # surfaced to the stage by put(), submit() or close()
+            self.error = exc
+            try:
+                self.store.release()
+            except BaseException:
+                pass
+            self.store.wait = wait
+            self._drain(exc)
+        finally:
+            self.store.wait = wait
+
+    def _call(self, fn: Callable[[Store], Any], fut: Future) -> None:
+        try:
+            fut.set_result(fn(self.store))
+        except BaseException as exc:
+            fut.set_exception(exc)
+            raise
+
+    def _commit(self, items: list) -> None:
+        with self.store.transaction():
+            out = self.commit(self.store, items)
+        self.commits += 1
+        if self.on_commit:
+            self.on_commit(out)
+
+    def _drain(self, exc: BaseException) -> None:
+        """After a failure: answer every call with the error until the stage closes."""
+        while True:
+            job = self._queue.get()
+            if job[0] == "call":
+                job[2].set_exception(exc)
+            elif job[0] == "stop":
+                return
