@@ -23,15 +23,18 @@ Python itself, so SQL trims and collapses exactly the same characters.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 CHUNK_BYTES = 64 << 20
+SCRATCH_MEMORY = "2GB"  # DuckDB memory of a read (beyond it, it spills to a temp folder)
+BATCH_ROWS = 500_000  # rows per batch written to the store
 USE_SQL = True  # False: every JSONL line takes the Python path (the reference; tests compare the two)
 QUESTION_ALIASES = ("question", "input", "problem")
 ANSWER_ALIASES = ("answer", "target", "gold")
@@ -419,7 +422,9 @@ class Batch:
         from .sources import IngestError, read_records
 
         self.spec = spec
-        self.con = duckdb.connect()
+        self._tmp = tempfile.mkdtemp(prefix="pad-read-")
+        # a scratch database that spills to disk beyond SCRATCH_MEMORY (a 10M-record file is GBs)
+        self.con = duckdb.connect(config={"memory_limit": SCRATCH_MEMORY, "temp_directory": self._tmp})
         self.con.execute("CREATE TABLE rec (" + ", ".join(
             f"{name} {_SQL_TYPES[str(t)]}" for name, t in REC_COLUMNS.items()) + ")")
         self.slow: list = []
@@ -537,18 +542,21 @@ class Batch:
         return self.con.execute("SELECT count(*), count(*) FILTER (WHERE answer IS NULL AND answer_text IS NULL) "
                                 "FROM rec").fetchall()[0]
 
-    def problems(self, split: str, source: str) -> pa.Table:
-        """One ``problems`` row per question, from its first record."""
+    def problems(self, split: str, source: str) -> pa.RecordBatchReader:
+        """One ``problems`` row per question, from its first record, in batches."""
         s = self.spec
         return self.con.sql(
             f"""SELECT problem_id, {lit(s.dataset)} AS dataset, {lit(split)} AS split, question, answer, answer_text,
                        rationale, {lit(source)} AS source FROM rec
-                QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY ln) = 1 ORDER BY ln""").to_arrow_table()
+                QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY ln) = 1 ORDER BY ln""").to_arrow_reader(
+            BATCH_ROWS)
 
-    def programs(self, origin: str = "import") -> pa.Table:
-        """``programs`` rows: every sample of every record, ``sample_idx`` counting up per question
-        in source order, the program extracted from its completion (in SQL where that is sure,
-        else by :func:`pad_data.extract.extract_program`) and its content id, in source order."""
+    def programs(self, origin: str = "import") -> int:
+        """Build the ``programs`` rows (read them with :meth:`program_batches`): every sample of
+        every record, ``sample_idx`` counting up per question in source order, the program
+        extracted from its completion (in SQL where that is sure, else by
+        :func:`pad_data.extract.extract_program`) and its content id, in source order. Returns
+        how many."""
         from .extract import extract_program
 
         rest = self.con.execute("SELECT ln, k, s FROM (SELECT ln, unnest(samples) AS s, unnest(programs) AS p, "
@@ -562,8 +570,9 @@ class Batch:
             finally:
                 self.con.unregister("_pad_extracted")
         pid = program_id_sql("problem_id", lit(origin), "teacher", "sample_idx", "program")
-        table = self.con.sql(
-            f"""SELECT {pid} AS program_id, problem_id, {lit(origin)} AS origin, teacher, sample_idx, program, completion
+        self.con.execute(
+            f"""CREATE OR REPLACE TABLE prog AS
+                SELECT {pid} AS program_id, problem_id, {lit(origin)} AS origin, teacher, sample_idx, program, completion
                 FROM (SELECT ln, problem_id, teacher, first + k AS sample_idx, coalesce(p, e.program) AS program,
                              s AS completion, k
                       FROM (SELECT ln, problem_id, teacher, first, unnest(samples) AS s, unnest(programs) AS p,
@@ -571,16 +580,21 @@ class Batch:
                             FROM (SELECT *, coalesce(sum(len(samples)) OVER (PARTITION BY problem_id ORDER BY ln
                                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS first FROM rec))
                       LEFT JOIN extracted e USING (ln, k))
-                ORDER BY ln, k""").to_arrow_table()
+                ORDER BY ln, k""")
         self.con.execute("DROP TABLE extracted")
-        if pc.count_distinct(table["program_id"]).as_py() < table.num_rows:  # an id collision: keep the first
-            first = pc.equal(pc.index_in(table["program_id"], table["program_id"]),
-                             pa.array(np.arange(table.num_rows), pa.int32()))
-            table = table.filter(first)
-        return table
+        n, distinct = self.con.execute("SELECT count(*), count(DISTINCT program_id) FROM prog").fetchall()[0]
+        if distinct < n:  # two ids alike (a 64-bit hash collision): keep the first, as insert_new does
+            self.con.execute("CREATE OR REPLACE TABLE prog AS SELECT * FROM prog "
+                             "QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY rowid) = 1 ORDER BY rowid")
+            n = distinct
+        return n
+
+    def program_batches(self) -> pa.RecordBatchReader:
+        return self.con.sql("SELECT * FROM prog").to_arrow_reader(BATCH_ROWS)
 
     def close(self) -> None:
         self.con.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> "Batch":
         return self

@@ -195,15 +195,17 @@ def default_split(source: str | os.PathLike, fmt: str) -> str:
 
 
 # ---------------------------------------------------------------------- stages
-def _write_problems(store: Store, problems: pa.Table, update: bool) -> dict:
-    """Insert new problems (one row per problem_id); with ``update`` also replace the gold
-    answer (and answer text, rationale) of problems already stored whose answer differs, and
-    relabel their programs' executions. The caller owns the transaction. Returns ``added``,
-    ``updated`` (gold changed), ``relabeled`` (executions whose label changed) and ``differ``
-    (stored with another gold answer and not updated)."""
-    added = store.insert_rows("problems", problems, "problem_id")
-    gold = problems.select(["problem_id", "answer", "answer_text", "rationale"]).to_pandas()
-    differ = store.update_gold(gold, apply=update)
+def _write_problems(store: Store, problems: pa.RecordBatchReader, update: bool) -> dict:
+    """Insert new problems (one row per problem_id; a stream of batches); with ``update`` also
+    replace the gold answer (and answer text, rationale) of problems already stored whose answer
+    differs, and relabel their programs' executions. The caller owns the transaction. Returns
+    ``added``, ``updated`` (gold changed), ``relabeled`` (executions whose label changed) and
+    ``differ`` (stored with another gold answer and not updated)."""
+    added, differ = 0, []
+    for batch in problems:
+        added += store.insert_rows("problems", batch, "problem_id")
+        gold = pa.Table.from_batches([batch]).select(["problem_id", "answer", "answer_text", "rationale"])
+        differ += store.update_gold(gold.to_pandas(), apply=update)
     relabeled = relabel(store, differ) if update and differ else 0
     return {"added": added, "updated": len(differ) if update else 0, "relabeled": relabeled,
             "differ": 0 if update else len(differ)}
@@ -264,11 +266,10 @@ def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | N
             problem_row(rec, fmt, dataset, split, str(source), question_field, answer_field))}
             for ln, rec in batch.slow])
         _check_conflicts(batch, None)
-        problems = batch.problems(split, str(source))
         read = batch.records()
         warning = _warn_no_gold(batch, dataset, source)
-    with store.transaction():
-        r = _write_problems(store, problems, update)
+        with store.transaction():
+            r = _write_problems(store, batch.problems(split, str(source)), update)
     return {"read": read, **r, "split": split, "warning": warning}
 
 
@@ -324,16 +325,15 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
         batch.add_rows(rows)
         _check_conflicts(batch, skipped)
         bad = sorted(skipped or [], key=_line_of)
-        programs = batch.programs()
-        if not programs.num_rows:
+        read = batch.programs()
+        if not read:
             raise IngestError(f"{source}: no valid records ({len(bad)} skipped; first: {bad[0]})")
-        problems = batch.problems(split, str(source))
         records = batch.records()
         warning = _warn_no_gold(batch, dataset, source)
-    with store.transaction():
-        r = _write_problems(store, problems, update)
-        added = store.insert_rows("programs", programs, "program_id")
-    return {"read": programs.num_rows, "records": records, "added": added, "problems_added": r["added"],
+        with store.transaction():
+            r = _write_problems(store, batch.problems(split, str(source)), update)
+            added = sum(store.insert_rows("programs", b, "program_id") for b in batch.program_batches())
+    return {"read": read, "records": records, "added": added, "problems_added": r["added"],
             "updated": r["updated"], "relabeled": r["relabeled"], "differ": r["differ"],
             "skipped": len(bad), "skipped_records": bad, "split": split, "warning": warning}
 

@@ -348,12 +348,12 @@ class Store:
             self.con.unregister("_pad_new_rows")
 
     def insert_rows(self, table: str, rows, key: str) -> int:
-        """:meth:`insert_new` for an Arrow table whose ``key`` values are distinct (bulk import):
-        rows already in ``table`` are skipped (an anti-join, then a plain insert: faster than
-        ``INSERT OR IGNORE``); returns rows added."""
+        """:meth:`insert_new` for Arrow rows (a table, or one record batch of a stream) whose
+        ``key`` values are distinct (bulk import): rows already in ``table`` are skipped (an
+        anti-join, then a plain insert: faster than ``INSERT OR IGNORE``); returns rows added."""
         if rows.num_rows == 0:
             return 0
-        cols = ", ".join(rows.column_names)
+        cols = ", ".join(rows.schema.names)
         self.con.register("_pad_new_arrow", rows)
         try:
             return self.con.execute(
