@@ -463,6 +463,21 @@ class Store:
         finally:
             self.con.unregister("_pad_new_rows")
 
+    def insert_rows(self, table: str, rows, key: str) -> int:
+        """:meth:`insert_new` for Arrow rows (a table, or one record batch of a stream) whose
+        ``key`` values are distinct (bulk import): rows already in ``table`` are skipped (an
+        anti-join, then a plain insert: faster than ``INSERT OR IGNORE``); returns rows added."""
+        if rows.num_rows == 0:
+            return 0
+        cols = ", ".join(rows.schema.names)
+        self.con.register("_pad_new_arrow", rows)
+        try:
+            return self.con.execute(
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _pad_new_arrow n "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{key} = n.{key})").fetchall()[0][0]
+        finally:
+            self.con.unregister("_pad_new_arrow")
+
     def update_gold(self, df: pd.DataFrame, apply: bool = True) -> list[str]:
         """Problems of ``df`` (rows of ``problems``) already stored with another gold answer or
         answer text; with ``apply``, their answer, answer_text (and rationale, when ``df`` has

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("PAD_SHARED_DATA") or ROOT.parent / "shared" / "data")  # real data, never in the repo
 
 
 def pytest_configure(config):

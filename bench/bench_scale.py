@@ -1,0 +1,340 @@
+"""Scale benchmark (#16): a TinyGSM-size pipeline, import -> execute -> curate -> HF export.
+
+    .venv/bin/python bench/bench_scale.py               # 1M programs
+    .venv/bin/python bench/bench_scale.py --full        # 10M programs
+    .venv/bin/python bench/bench_scale.py --n 20000     # a quick run
+
+The bench writes N synthetic GSM8K-style records (a question, a ``#### N`` gold answer, a
+``def solution()`` program; 4 programs per question, of which one is a renamed copy and one a
+copy with a docstring and comments, so AST dedup matters; ~12% faulty; ~2% wrapped in prose and
+a markdown fence) and runs every stage on one store, each beside a baseline measured in the
+same run:
+
+| stage | pad | baseline |
+|---|---|---|
+| import | ``pad import-programs`` (JSONL to store) | DuckDB ``read_json`` of the same file into a table in memory |
+| execute | ``pad execute`` end to end | a plain ``exec`` loop, 1 core, no sandbox (bench_execute.py's ceiling), on a sample |
+| curate | ``pad curate --dedup ast`` | a plain ``ast.dump(ast.parse(p))`` loop, 1 core, on a sample |
+| export | ``pad export --format hf`` | ``datasets.Dataset(<the same rows as Arrow>).save_to_disk`` |
+| review | the data calls of ``apps/review.py``: first load, a label filter, a text search | goal: 1 s |
+
+Also: the peak RSS of this process in each stage (sampled every 20 ms; baselines are stages of
+their own), the sandbox workers' peak, store and JSONL sizes.
+Results go to ``bench/results/scale.json`` (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import duckdb  # noqa: E402
+
+from pad_data import review as rv  # noqa: E402
+from pad_data.curate import CurateParams, curate  # noqa: E402
+from pad_data.execute import execute  # noqa: E402
+from pad_data.export import export  # noqa: E402
+from pad_data.ingest import import_programs  # noqa: E402
+from pad_data.store import Store  # noqa: E402
+
+SAMPLE = 20_000  # programs in the single-core baselines of execute and curate
+PIPELINE = ("import", "execute", "curate", "export", "review")  # the stages whose peak RSS is pad's
+
+TEMPLATES = [
+    ("{name} packs {a} boxes of {b} pencils for the school fair and then finds {c} loose pencils in a drawer. "
+     "How many pencils does {name} have for the fair?", "a * b + c"),
+    ("A bakery bakes {a} trays of {b} muffins every morning. By noon it has sold all but {c} of them. "
+     "How many muffins did the bakery sell by noon?", "a * b - c"),
+    ("{name} saves ${a} a week for {b} weeks, then spends ${c} on a bicycle helmet. "
+     "How many dollars does {name} have left?", "a * b - c"),
+    ("A farm has {a} rows of apple trees with {b} trees in each row. The farmer plants {c} more trees. "
+     "How many apple trees are on the farm now?", "a * b + c"),
+]
+NAMES = ["Natalia", "Weng", "Betty", "Julie", "James", "Albert", "Mark", "Ken", "Alexis", "Tina", "Randy", "Joy"]
+
+
+def programs_for(formula: str, a: int, b: int, c: int, rng: random.Random) -> list[str]:
+    """Four samples: the canonical one, a renamed copy and a commented copy (AST duplicates of it),
+    and a distinct one (faulty ~1 time in 3)."""
+    op = formula.split()[3]
+    p0 = (f"def solution():\n    groups = {a}\n    per_group = {b}\n    change = {c}\n"
+          f"    total = groups * per_group {op} change\n    return total\n")
+    p1 = (f"def solution():\n    n = {a}\n    k = {b}\n    m = {c}\n"
+          f"    result = n * k {op} m\n    return result\n")
+    p2 = (f'def solution():\n    """Count them: {a} groups of {b}, then {c}."""\n    groups = {a}  # groups\n'
+          f"    per_group = {b}\n    change = {c}\n    total = groups * per_group {op} change  # the answer\n"
+          f"    return total\n")
+    p3 = f"def solution():\n    per_group = {b}\n    groups = {a}\n    return per_group * groups {op} {c}\n"
+    r = rng.random()
+    if r < 0.12:
+        p3 = p3.replace(f"{op} {c}", f"{op} extra")  # NameError
+    elif r < 0.24:
+        p3 = p3.replace(f"{op} {c}", f"{op} {c} + 1")  # a wrong answer
+    elif r < 0.25:
+        p3 = p3.replace("return", "return (")  # a syntax error
+    return [p0, p1, p2, p3]
+
+
+def write_corpus(path: Path, n: int, seed: int = 0) -> dict:
+    """n GSM8K-style JSONL records, 4 per question (see the module docstring)."""
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for q in range((n + 3) // 4):
+            text, formula = TEMPLATES[q % len(TEMPLATES)]
+            a, b, c = rng.randint(3, 400), rng.randint(2, 60), rng.randint(1, 90)
+            gold = eval(formula, {"a": a, "b": b, "c": c})  # noqa: S307 - our own formula
+            question = f"Day {q // len(TEMPLATES)}: " + text.format(name=NAMES[q % len(NAMES)], a=a, b=b, c=c)
+            answer = f"{a} * {b} = <<{a}*{b}={a * b}>>{a * b}. The answer is {gold}.\n#### {gold:,}"
+            for k, prog in enumerate(programs_for(formula, a, b, c, rng)[:n - 4 * q]):
+                if rng.random() < 0.02:
+                    prog = f"Here is the solution:\n```python\n{prog}```\nIt returns {gold}."
+                f.write(json.dumps({"question": question, "answer": answer, "program": prog,
+                                    "model": "teacher-a" if k % 2 == 0 else "teacher-b"}) + "\n")
+    return {"records": n, "problems": (n + 3) // 4}
+
+
+# ---------------------------------------------------------------------- memory
+class Peak:
+    """The peak RSS of this process per stage, sampled every 20 ms."""
+
+    def __init__(self) -> None:
+        self.stage, self.peaks, self._stop = "setup", {}, False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    @staticmethod
+    def rss_mb() -> float:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def _run(self) -> None:
+        while not self._stop:
+            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0.0), self.rss_mb())
+            time.sleep(0.02)
+
+    def enter(self, stage: str) -> None:
+        self.stage = stage
+        self.peaks[stage] = self.rss_mb()
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+# ---------------------------------------------------------------------- baselines
+def exec_loop(programs: list[str]) -> float:
+    """Programs/s of a plain in-process exec loop (no sandbox, 1 core)."""
+    t = time.perf_counter()
+    for src in programs:
+        try:
+            g: dict = {}
+            exec(compile(src, "<program>", "exec"), g)  # noqa: S102 - our own synthetic programs
+            g["solution"]()
+        except Exception:  # noqa: BLE001 - faulty programs are part of the corpus
+            pass
+    return len(programs) / (time.perf_counter() - t)
+
+
+def bare_datasets_write(db: Path, out: Path) -> None:
+    """The curated rows, as Arrow, written by ``datasets`` (holds them all in memory)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.sql("SELECT question, program, answer, answer_text, problem_id, program_id, dataset, label, "
+                       "teacher, origin FROM curated_examples WHERE name = 'scale'").to_arrow_table()
+    datasets.Dataset(rows).save_to_disk(str(out))
+
+
+def ast_loop(programs: list[str]) -> float:
+    """Programs/s of a plain AST-dump loop (1 core): the work AST dedup cannot avoid."""
+    t = time.perf_counter()
+    for src in programs:
+        try:
+            ast.dump(ast.parse(src))
+        except SyntaxError:
+            pass
+    return len(programs) / (time.perf_counter() - t)
+
+
+# ---------------------------------------------------------------------- the review app
+def review_calls(db: str, filters: rv.Filters) -> float:
+    """Seconds for one run of apps/review.py's data calls (the app reruns them all on each
+    interaction): filter choices and overview, then the Programs tab's count, page, current
+    row and its detail."""
+    t = time.perf_counter()
+    with rv.reading(db) as store:
+        rv.choices(store)
+        rv.overview(store)
+    with rv.reading(db) as store:
+        rv.count(store, filters)
+        rv.page(store, filters, 0, 50)
+        current = rv.page(store, filters, 0, 1)
+        if len(current):
+            rv.program_detail(store, current.program_id.iloc[0])
+    return time.perf_counter() - t
+
+
+# ---------------------------------------------------------------------- the run
+def run(n: int, work: Path, workers: int, timeout: float) -> dict:
+    peak = Peak()
+    out: dict = {"programs": n}
+    src, db = work / "programs.jsonl", work / "pad.duckdb"
+    (info, out["generate_s"]) = timed(lambda: write_corpus(src, n))
+    out["problems"] = info["problems"]
+    out["jsonl_mb"] = src.stat().st_size / 2**20
+    print(f"wrote {n:,} records ({out['jsonl_mb']:,.0f} MB) in {out['generate_s']:.1f} s", flush=True)
+
+    def size() -> float:
+        return db.stat().st_size / 2**20
+
+    # import, and DuckDB's bare read_json of the same file
+    def bare():
+        con = duckdb.connect()
+        con.execute(f"CREATE TABLE t AS SELECT * FROM read_json('{src}', format='newline_delimited')")
+        rows = con.execute("SELECT count(*) FROM t").fetchall()[0][0]
+        con.close()
+        return rows
+
+    peak.enter("read_json (baseline)")
+    rows, out["read_json_s"] = timed(bare)
+    assert rows == n
+    peak.enter("import")
+    with Store(db) as st:
+        r, out["import_s"] = timed(lambda: import_programs(st, src, "scale", split="train"))
+    assert r["read"] == n and r["added"] == n, r
+    out["import_rows_per_s"] = n / out["import_s"]
+    out["read_json_rows_per_s"] = n / out["read_json_s"]
+    out["import_vs_read_json"] = out["import_rows_per_s"] / out["read_json_rows_per_s"]
+    out["store_mb_import"] = size()
+    print(f"import: {out['import_rows_per_s']:,.0f} rows/s, read_json {out['read_json_rows_per_s']:,.0f} rows/s "
+          f"({out['import_vs_read_json']:.1%})", flush=True)
+
+    # execute, and a plain exec loop on a sample
+    peak.enter("execute")
+    with Store(db) as st:
+        r, out["execute_s"] = timed(lambda: execute(st, workers=workers, timeout=timeout))
+        sample = [p for (p,) in st.con.execute(f"SELECT program FROM programs USING SAMPLE {min(n, SAMPLE)} ROWS "
+                                               "(reservoir, 1)").fetchall()]
+    assert r["executed"] == n, r
+    out["labels"] = r["labels"]
+    out["execute_programs_per_s"] = n / out["execute_s"]
+    out["exec_loop_programs_per_s"] = exec_loop(sample)
+    out["sandbox_workers_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out["store_mb_execute"] = size()
+    print(f"execute: {out['execute_programs_per_s']:,.0f} programs/s, plain exec loop (1 core) "
+          f"{out['exec_loop_programs_per_s']:,.0f}/s; labels {r['labels']}", flush=True)
+
+    # curate with AST dedup, and a plain AST loop on a sample
+    peak.enter("curate")
+    with Store(db) as st:
+        r, out["curate_s"] = timed(lambda: curate(st, "scale", CurateParams(dedup="ast", max_per_problem=4)))
+        candidates = st.scalar("SELECT count(*) FROM labeled_programs WHERE label = 'correct'")
+    out["curate_candidates"] = candidates
+    out["curated_rows"] = r["programs"]
+    out["curate_programs_per_s"] = candidates / out["curate_s"]
+    out["ast_loop_programs_per_s"] = ast_loop(sample)
+    out["store_mb_curate"] = size()
+    print(f"curate: {candidates:,} candidates -> {r['programs']:,} rows, {out['curate_programs_per_s']:,.0f} "
+          f"programs/s, plain AST loop (1 core) {out['ast_loop_programs_per_s']:,.0f}/s", flush=True)
+
+    # HF export, and a bare datasets write of the same rows (in a child: it holds them all)
+    peak.enter("export")
+    with Store(db) as st:
+        _, out["export_s"] = timed(lambda: export(st, "scale", work / "export", fmt="hf", overwrite=True))
+    out["export_rows_per_s"] = out["curated_rows"] / out["export_s"]
+    peak.enter("datasets write (baseline)")
+    out["datasets_write_rows_per_s"] = out["curated_rows"] / timed(lambda: bare_datasets_write(db, work / "bare"))[1]
+    print(f"export: {out['export_rows_per_s']:,.0f} rows/s, bare datasets write {out['datasets_write_rows_per_s']:,.0f}"
+          " rows/s", flush=True)
+
+    # the review app's data calls (the store is closed: the app opens it read-only)
+    peak.enter("review")
+    out["review_first_load_s"] = review_calls(str(db), rv.Filters())
+    out["review_filter_label_s"] = review_calls(str(db), rv.Filters(label=["runtime_error"]))
+    out["review_filter_text_s"] = review_calls(str(db), rv.Filters(text="bicycle helmet"))
+    print(f"review: first load {out['review_first_load_s']:.2f} s, label filter {out['review_filter_label_s']:.2f} s, "
+          f"text search {out['review_filter_text_s']:.2f} s", flush=True)
+    peak._stop = True
+    out["peak_rss_mb"] = dict(peak.peaks)
+    out["peak_rss_mb_pipeline"] = max(v for k, v in peak.peaks.items() if k in PIPELINE)
+    out["store_mb"] = size()
+    return out
+
+
+def table(r: dict) -> str:
+    rows = [
+        ("import", f"{r['import_rows_per_s']:,.0f} rows/s",
+         f"read_json {r['read_json_rows_per_s']:,.0f} rows/s", f"{r['import_vs_read_json']:.1%}"),
+        ("execute", f"{r['execute_programs_per_s']:,.0f} programs/s",
+         f"plain exec loop, 1 core {r['exec_loop_programs_per_s']:,.0f}/s",
+         f"{r['execute_programs_per_s'] / r['exec_loop_programs_per_s']:.2f}x"),
+        ("curate (AST dedup)", f"{r['curate_programs_per_s']:,.0f} programs/s",
+         f"plain AST loop, 1 core {r['ast_loop_programs_per_s']:,.0f}/s",
+         f"{r['curate_programs_per_s'] / r['ast_loop_programs_per_s']:.2f}x"),
+        ("HF export", f"{r['export_rows_per_s']:,.0f} rows/s",
+         f"bare datasets write {r['datasets_write_rows_per_s']:,.0f} rows/s",
+         f"{r['export_rows_per_s'] / r['datasets_write_rows_per_s']:.2f}x"),
+    ]
+    lines = ["| stage | pad | baseline (same run) | pad / baseline | peak RSS |", "|---|---|---|---|---|"]
+    stage_keys = ["import", "execute", "curate", "export"]
+    for (name, pad, base, ratio), key in zip(rows, stage_keys):
+        lines.append(f"| {name} | {pad} | {base} | {ratio} | {r['peak_rss_mb'].get(key, 0):,.0f} MiB |")
+    lines.append(f"| review app: first load / label filter / text search | {r['review_first_load_s']:.2f} / "
+                 f"{r['review_filter_label_s']:.2f} / {r['review_filter_text_s']:.2f} s | goal 1 s | | "
+                 f"{r['peak_rss_mb'].get('review', 0):,.0f} MiB |")
+    lines.append(f"\n{r['programs']:,} programs, {r['problems']:,} problems; JSONL {r['jsonl_mb']:,.0f} MB, store "
+                 f"{r['store_mb']:,.0f} MB; peak RSS of pad's stages {r['peak_rss_mb_pipeline']:,.0f} MiB (sandbox workers "
+                 f"{r['sandbox_workers_peak_rss_mb']:,.0f} MiB); curated {r['curated_rows']:,} of "
+                 f"{r['curate_candidates']:,} correct programs")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000, help="programs (default 1M)")
+    ap.add_argument("--full", action="store_true", help="10M programs")
+    ap.add_argument("--workers", type=int, default=2, help="sandbox workers for execute")
+    ap.add_argument("--timeout", type=float, default=2.0, help="seconds per program")
+    ap.add_argument("--workdir", help="keep the corpus, store and export here (default: a temp folder, removed)")
+    ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "scale.json"))
+    args = ap.parse_args(argv)
+    n = 10_000_000 if args.full else args.n
+    if n < 4:
+        ap.error("--n must be at least 4")
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="pad-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        r = run(n, work, args.workers, args.timeout)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    r["machine"] = {"cores": os.cpu_count(), "python": platform.python_version(), "duckdb": duckdb.__version__,
+                    "load_average_at_end": os.getloadavg()[0]}
+    print("\n" + table(r))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(r, indent=2))
+    print(f"wrote {args.json}")
+    return r
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""bench/bench_scale.py runs the whole pipeline at a tiny size, on a real store."""
+
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import bench_scale  # noqa: E402
+
+
+def test_bench_scale_runs_every_stage_beside_its_baseline(tmp_path, capsys):
+    out = tmp_path / "scale.json"
+    r = bench_scale.main(["--n", "240", "--workdir", str(tmp_path / "work"), "--json", str(out)])
+    assert json.loads(out.read_text())["programs"] == 240
+    for key in ("import_rows_per_s", "read_json_rows_per_s", "execute_programs_per_s", "exec_loop_programs_per_s",
+                "curate_programs_per_s", "ast_loop_programs_per_s", "export_rows_per_s", "datasets_write_rows_per_s",
+                "review_first_load_s", "review_filter_label_s", "review_filter_text_s", "store_mb"):
+        assert r[key] > 0, key
+    assert sum(r["labels"].values()) == 240 and {"correct", "runtime_error", "wrong_answer"} <= set(r["labels"])
+    # AST dedup matters: a renamed and a commented copy of each question's first program are dropped
+    assert r["curated_rows"] <= r["curate_candidates"] * 0.6
+    assert set(bench_scale.PIPELINE) <= set(r["peak_rss_mb"]) and r["peak_rss_mb_pipeline"] > 0
+    with duckdb.connect(str(tmp_path / "work" / "pad.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM programs WHERE program LIKE '%```%'").fetchall()[0][0] == 0
+        assert con.execute("SELECT count(DISTINCT answer_text) > 1 FROM problems").fetchall()[0][0]
+    assert "| import |" in capsys.readouterr().out
