@@ -432,6 +432,9 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
            validation: float = typer.Option(0.05, help="share of train problems for validation"),
            test: float = typer.Option(0.05, help="share of train problems for test"),
            seed: int = typer.Option(0),
+           min_agreement: Optional[float] = typer.Option(None, help="programs labeled against a consensus "
+                                                         "answer (pad vote) only from problems whose agreement "
+                                                         "share is at least this (0-1)"),
            list_: bool = typer.Option(False, "--list", help="list snapshots")) -> None:
     """Build a named, immutable, reproducible snapshot of train/validation/test splits."""
     from .curate import CurateParams, curate as run_curate, list_curations
@@ -448,12 +451,40 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
             raise ValueError("give a snapshot NAME (or --list)")
         params = CurateParams(labels=_csv(labels_), datasets=_csv(datasets), origins=_csv(origins), dedup=dedup,
                               max_per_problem=max_per_problem, validation_fraction=validation,
-                              test_fraction=test, seed=seed, task=task, siblings=siblings)
+                              test_fraction=test, seed=seed, task=task, siblings=siblings,
+                              min_agreement=min_agreement)
         r = run_curate(store, name, params)
     state = "created" if r["created"] else "unchanged (same parameters and data)"
     what = "refinement pairs" if task == "refine" else "programs"
     console.print(f"snapshot {r['name']} {state}: hash {r['content_hash']}, {r['programs']} {what} over "
                   f"{r['problems']} problems, splits {r['splits']}", markup=False, highlight=False)
+
+
+@app.command()
+def vote(dataset: Optional[str] = typer.Option(None, help="only this dataset [default: all]"),
+         min_votes: int = typer.Option(3, help="votes the winning value needs to become the consensus")) -> None:
+    """Consensus answers for problems without gold: the majority of their programs' numeric results.
+
+    Their programs are then labeled correct/wrong_answer against it in labeled_programs
+    (gold_source 'consensus', with the agreement share); run after `pad execute`.
+    """
+    from .vote import vote as run_vote
+
+    with _cli_errors():
+        check_numbers(("--min-votes", min_votes, opt.COUNT))
+        with _store() as store:
+            r = run_vote(store, dataset=dataset, min_votes=min_votes)
+            labels = api.label_counts(store, dataset)
+    agreement = "" if r["agreement"] is None else f" (mean agreement {r['agreement']:.2f})"
+    console.print(f"{r['problems']} problems without gold: {r['voted']} got a consensus answer{agreement}, "
+                  f"{r['below_min_votes']} had fewer than {min_votes} votes, {r['tied']} were tied, "
+                  f"{r['no_results']} had no numeric result", markup=False, highlight=False)
+    if r["agreement_hist"]:
+        table = _table("agreement", "problems", title="consensus answers by agreement share")
+        for bucket, n in r["agreement_hist"].items():
+            _add_row(table, bucket, n)
+        console.print(table)
+    _print_labels(labels, title="labels now" + (f" ({dataset})" if dataset else ""))
 
 
 @app.command()

@@ -12,6 +12,8 @@ Steps, all deterministic for the same store and parameters:
 3. **keep at most K per problem**, preferring the *shortest* program (fewest statements,
    then fewest characters, then program_id), the usual PaD choice: shorter correct
    programs are easier to learn and less likely to be right by accident;
+   With ``min_agreement``, programs labeled against a consensus answer (``pad vote``) come
+   only from problems whose agreement share is at least that; gold-labeled ones are kept;
 4. **assign splits by problem**, never splitting one problem's programs: problems ingested
    as ``test``/``validation`` keep that split (they can never leak into train); the others
    go to validation/test with the given fractions by a seeded hash of ``problem_id``.
@@ -73,6 +75,7 @@ class CurateParams:
     exclude_rejected: bool = True
     task: str = "program"
     siblings: bool = False  # refine: also pair faulty programs with a correct sibling
+    min_agreement: float | None = None  # consensus-labeled programs only from problems this unanimous
 
     def resolved_labels(self) -> list[str]:
         return list(self.labels) if self.labels else (REFINE_LABELS if self.task == "refine" else ["correct"])
@@ -87,7 +90,7 @@ class CurateParams:
         """The parameters as stored and hashed (labels and origins resolved; refine-only fields
         only when set)."""
         d = {**asdict(self), "labels": self.resolved_labels(), "origins": self.resolved_origins()}
-        for key, default in (("task", "program"), ("siblings", False)):
+        for key, default in (("task", "program"), ("siblings", False), ("min_agreement", None)):
             if d[key] == default:
                 del d[key]
         return json.dumps(d, sort_keys=True)
@@ -195,6 +198,9 @@ def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
             params += list(values)
     if p.exclude_rejected:
         where.append(_NOT_REJECTED.format(col="program_id"))
+    if p.min_agreement is not None:
+        where.append("(gold_source IS DISTINCT FROM 'consensus' OR agreement >= ?)")
+        params.append(p.min_agreement)
     # the faulty side of refinement pairs also needs its links and what running it said
     extra = (", parent_program_id, status, value, error_type, error_message, error_line, timeout_s, injection_kind"
              if p.task == "refine" else ", parent_program_id")
@@ -209,7 +215,8 @@ def _check(p: CurateParams) -> None:
     if p.dedup not in DEDUP:
         raise CurateError(f"unknown --dedup {p.dedup!r}; choose from {', '.join(DEDUP)}")
     check_numbers(("--max-per-problem", p.max_per_problem, COUNT), ("--validation", p.validation_fraction, FRACTION),
-                  ("--test", p.test_fraction, FRACTION), ("--seed", p.seed, SEED))
+                  ("--test", p.test_fraction, FRACTION), ("--seed", p.seed, SEED),
+                  ("--min-agreement", p.min_agreement, FRACTION))
     if not p.validation_fraction + p.test_fraction < 1:
         raise CurateError("--validation + --test must be below 1")
     check_names("--labels", p.labels, LABELS, "label")

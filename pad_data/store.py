@@ -18,6 +18,8 @@ from typing import Iterator
 import duckdb
 import pandas as pd
 
+from .labels import ABS_TOL
+
 DEFAULT_DB = "pad.duckdb"
 ORIGINS = ("teacher", "import", "injected", "student", "human")
 
@@ -203,19 +205,52 @@ MIGRATIONS: list[list[str]] = [
                SELECT rowid AS rid, row_number() OVER (ORDER BY executed_at, rowid) AS n FROM executions) r
            WHERE executions.rowid = r.rid""",
     ],
+    # v9: consensus answers (pad vote) for problems without gold
+    [
+        """CREATE TABLE consensus (
+            problem_id VARCHAR PRIMARY KEY,
+            answer DOUBLE NOT NULL,
+            answer_text VARCHAR NOT NULL,
+            votes INTEGER NOT NULL,
+            voters INTEGER NOT NULL,
+            agreement DOUBLE NOT NULL,
+            min_votes INTEGER NOT NULL,
+            voted_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    ],
 ]
 
-LABELED_VIEW = """CREATE OR REPLACE VIEW labeled_programs AS
+# A problem's gold: its real gold answer (number or text) when it has one, else the consensus
+# of `pad vote` (gold_source 'consensus', with its agreement share). An execution labeled
+# 'unverifiable' (no gold when it ran) is labeled here against the consensus by the rule of
+# labels.label_for for a numeric gold: PAL's absolute tolerance, non_numeric when the result is
+# not a number, wrong_answer for an int too large for a double.
+LABELED_VIEW = f"""CREATE OR REPLACE VIEW labeled_programs AS
 WITH latest AS (
     SELECT * FROM executions
-    QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY seq DESC) = 1)
-SELECT p.program_id, p.problem_id, pr.dataset, pr.split, pr.question, pr.answer AS gold,
-       pr.answer_text AS gold_text, p.origin, p.teacher, p.sample_idx, p.program,
-       p.parent_program_id, e.label, e.status, e.value, e.value_num, e.value_type, e.error_type,
+    QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY seq DESC) = 1),
+gold AS (
+    SELECT pr.problem_id,
+           CASE WHEN pr.answer IS NOT NULL OR trim(coalesce(pr.answer_text, '')) <> '' THEN 'gold'
+                WHEN c.problem_id IS NOT NULL THEN 'consensus' END AS gold_source,
+           c.answer AS consensus, c.answer_text AS consensus_text, c.agreement
+    FROM problems pr LEFT JOIN consensus c USING (problem_id))
+SELECT p.program_id, p.problem_id, pr.dataset, pr.split, pr.question,
+       CASE WHEN g.gold_source = 'consensus' THEN g.consensus ELSE pr.answer END AS gold,
+       CASE WHEN g.gold_source = 'consensus' THEN g.consensus_text ELSE pr.answer_text END AS gold_text,
+       p.origin, p.teacher, p.sample_idx, p.program, p.parent_program_id,
+       CASE WHEN g.gold_source = 'consensus' AND e.label = 'unverifiable' THEN
+                CASE WHEN e.value_num IS NULL THEN
+                         CASE WHEN e.value_type = 'int' THEN 'wrong_answer' ELSE 'non_numeric' END
+                     WHEN abs(e.value_num - g.consensus) < {ABS_TOL!r} THEN 'correct'
+                     ELSE 'wrong_answer' END
+            ELSE e.label END AS label,
+       e.status, e.value, e.value_num, e.value_type, e.error_type,
        e.error_message, e.error_line, e.stdout, e.duration_ms, e.timeout_s, e.memory_mb,
-       e.executor, e.executed_at, p.injection_kind, p.refine_round, e.seq AS execution_seq
+       e.executor, e.executed_at, p.injection_kind, p.refine_round, e.seq AS execution_seq,
+       g.gold_source, CASE WHEN g.gold_source = 'consensus' THEN g.agreement END AS agreement
 FROM programs p
 JOIN problems pr USING (problem_id)
+JOIN gold g USING (problem_id)
 LEFT JOIN latest e USING (program_id)"""
 
 # loud: raised, did not compile, timed out...; silent: ran to the end but the answer is wrong (or None);

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+# the real data beside the checkout (CI), or where PAD_SHARED_DATA points
+SHARED = Path(os.environ.get("PAD_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
 def pytest_configure(config):

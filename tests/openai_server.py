@@ -4,6 +4,12 @@ It answers ``POST /v1/chat/completions`` with PaL-style programs for the last ``
 prompt and injects faults at a given rate: 429 with ``retry-after``, 500, slow answers
 (past the client's timeout), and truncated JSON bodies. Faults are drawn from a seeded RNG,
 so a run is reproducible. ``questions_seen`` counts successful answers per question.
+
+Given ``answers`` (question -> the gold answer the test hides from the store), it plays a
+teacher that is mostly right: :func:`plausible_program` writes a program per sample that
+returns the answer, or, by a seeded draw, a typical mistake or a program that raises. Every
+choice hashes the question, the sample index and the temperature, so answers are
+deterministic whatever the order of requests.
 """
 
 from __future__ import annotations
@@ -18,6 +24,51 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAULTS = ("429", "500", "slow", "truncated")
+NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def unit(*parts: object) -> float:
+    """A deterministic number in [0, 1) from ``parts``."""
+    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:12], 16) / 16**12
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def plausible_program(question: str, gold: float, i: int, temperature: object) -> str:
+    """A program for sample ``i`` of ``question``: right with a probability set by the problem's
+    drawn difficulty (80% of problems 0.92, 17% 0.65, 3% 0.3), else a wrong answer (half of the
+    time the problem's one typical slip, so wrong answers can agree) or an exception."""
+    difficulty = unit("difficulty", question)
+    p_right = 0.92 if difficulty < 0.8 else 0.65 if difficulty < 0.97 else 0.3
+    nums = [float(x.replace(",", "")) for x in NUMBER.findall(question)] or [1.0]
+    target, error = gold, None
+    if unit("sample", question, i, temperature) >= p_right:
+        kind = unit("mistake", question, i, temperature)
+        if kind < 0.5:  # the typical slip for this problem
+            slip = int(unit("slip", question) * 4)
+            target = (gold + nums[0], gold * 2 + 1, gold - nums[-1] - 1, gold / 2 + 1)[slip]
+        elif kind < 0.8:
+            target = gold + 1 + int(unit("off", question, i, temperature) * 40)
+        else:
+            error = "NameError" if kind < 0.9 else "ZeroDivisionError"
+    known = nums[0]
+    style = int(unit("style", question, i) * 3)
+    doc = question.replace("\\", " ").replace('"""', "'")
+    if style == 0:
+        body = [f"known = {_num(known)}", f"rest = {_num(target - known)}", "result = known + rest"]
+    elif style == 1:  # a rounded intermediate: within the tolerance, not exactly equal
+        body = [f"total = {_num(target)}", "per_day = round(total / 7, 6)", "result = per_day * 7"]
+    else:
+        body = ["parts = 4", f"each = {_num(target)} / parts", "result = each * parts"]
+    if error == "NameError":
+        body[-1] = body[-1].replace("result = ", "result = totl + ")
+    elif error == "ZeroDivisionError":
+        body.insert(0, "empty = 0")
+        body[-1] += " / empty"
+    lines = "\n".join(f"    {b}" for b in body)
+    return f'def solution():\n    """{doc}"""\n{lines}\n    return result\n'
 
 
 class _Server(ThreadingHTTPServer):
@@ -26,12 +77,14 @@ class _Server(ThreadingHTTPServer):
 
 class FakeTeacherServer:
     def __init__(self, fault_rate: float = 0.0, seed: int = 0, support_n: bool = True,
-                 slow_s: float = 2.0, delay_s: float = 0.0, fail_if: str | None = None):
+                 slow_s: float = 2.0, delay_s: float = 0.0, fail_if: str | None = None,
+                 answers: dict[str, float] | None = None):
         self.fault_rate = fault_rate
         self.support_n = support_n
         self.slow_s = slow_s
         self.delay_s = delay_s
         self.fail_if = fail_if  # questions containing this always get a 500
+        self.answers = {" ".join(q.split()): a for q, a in (answers or {}).items()}
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.requests = 0
@@ -107,10 +160,13 @@ class FakeTeacherServer:
             time.sleep(self.delay_s)
         n = int(body.get("n") or 1) if self.support_n else 1
         choices = []
+        gold = self.answers.get(" ".join(prompt.rsplit("Q: ", 1)[-1].split()))
         for i in range(n):
             seed = int(hashlib.sha256(f"{question}:{i}:{body.get('temperature')}".encode()).hexdigest()[:8], 16)
             value = seed % 1000
             code = f'def solution():\n    """{question}"""\n    answer = {value}\n    return answer\n'
+            if gold is not None:
+                code = plausible_program(question, gold, i, body.get("temperature"))
             text = f"```python\n{code}```" if i % 2 == 0 else f"Here is the program:\n\n{code}\nIt returns {value}."
             choices.append({"index": i, "finish_reason": "stop",
                             "message": {"role": "assistant", "content": text}})
