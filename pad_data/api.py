@@ -25,12 +25,13 @@ from .pipeline import (Execute, Generate, ImportPrograms, Ingest, IngestEmbedded
 from .sandbox.pool import ExecResult, SandboxPool, execute_programs
 from .store import ORIGINS, Store, StoreError
 from .teachers.base import TeacherError
+from .synthesize import synthesize
 from .vote import vote
 
 __all__ = ["Store", "StoreError", "IngestError", "ingest", "import_programs", "execute", "sql",
            "stats", "label_counts", "default_steps", "run_pipeline", "execute_programs",
            "SandboxPool", "ExecResult", "generate_offline", "ingest_embedded", "LABELS", "generate",
-           "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS", "vote"]
+           "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS", "vote", "synthesize"]
 
 
 def sql(store: Store, query: str, read_files: bool = False) -> pd.DataFrame:

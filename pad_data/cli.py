@@ -282,6 +282,60 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
 
 
 @app.command()
+def synthesize(seed_dataset: str = typer.Option(..., "--from", help="seed dataset whose problems are shown as examples"),
+               dataset: str = typer.Option(..., "--dataset", help="the new dataset (problems without gold)"),
+               model: str = typer.Option(..., "--model", help="model name (openai) or path/Hub name (hf)"),
+               base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server [env OPENAI_BASE_URL]"),
+               backend: str = typer.Option("openai", help="openai | hf"),
+               n: int = typer.Option(100, "--n", help="new problems wanted (rejected replies are replaced)"),
+               shots: int = typer.Option(4, help="seed problems shown per request"),
+               reference: Optional[List[str]] = typer.Option(None, help="benchmark file (JSONL with question) new "
+                                                             "problems must not resemble; repeatable"),
+               temperature: float = typer.Option(1.0),
+               max_tokens: int = typer.Option(400),
+               concurrency: int = typer.Option(8, help="requests in flight"),
+               prompt: Optional[str] = typer.Option(None, help="prompt file with an {examples} placeholder "
+                                                    "[default: pad's own]"),
+               seed: int = typer.Option(0, help="seed of the examples drawn for each request"),
+               split: Optional[str] = typer.Option(None, help="draw examples from this split of --from only"),
+               max_requests: Optional[int] = typer.Option(None, help="request indices to use at most "
+                                                          "[default: 3 n + 10]"),
+               contamination: float = typer.Option(0.8, help="reject when more than this share of the words is "
+                                                   "covered by 8-grams of a --reference (as pad check)"),
+               near_duplicate: float = typer.Option(0.8, help="reject when more than this share of the words is "
+                                                    "covered by 8-grams of seed or already accepted problems"),
+               max_retries: int = typer.Option(6, help="retries per request on 429/5xx/timeouts/bad responses"),
+               timeout: float = typer.Option(120.0, help="seconds per request")) -> None:
+    """Have a teacher write new problems in the style of a seed dataset (cached: a rerun sends no request).
+
+    Exact and near duplicates (of the seeds and of each other) and problems close to a --reference
+    benchmark are rejected and counted. New problems have no gold: generate, execute, then `pad vote`.
+    """
+    from .generate import make_teacher
+    from .synthesize import synthesize as run_synthesize
+
+    with _cli_errors():
+        check_numbers(("--max-retries", max_retries, opt.RETRIES), ("--timeout", timeout, opt.REQUEST_TIMEOUT))
+    with _cli_errors(), _store() as store, _progress("synthesizing") as progress:
+        teacher = make_teacher(backend, model, base_url=base_url, max_retries=max_retries, timeout=timeout)
+        r = run_synthesize(store, teacher, seed_dataset, dataset, n=n, shots=shots, reference=reference,
+                           temperature=temperature, max_tokens=max_tokens, concurrency=concurrency, prompt=prompt,
+                           seed=seed, split=split, max_requests=max_requests, contamination=contamination,
+                           near_duplicate=near_duplicate, progress=progress)
+    console.print(f"{dataset}: {r['accepted_total']} synthesized problems (wanted {n}); this run: {r['accepted']} "
+                  f"accepted, rejected {r['duplicate']} duplicates, {r['near_duplicate']} near duplicates, "
+                  f"{r['contaminated']} contaminated, {r['unparsable']} unparsable; {r['cached']} replies already "
+                  f"stored, {r['requests']} requests, {r['failed']} failed (retried next run)",
+                  markup=False, highlight=False)
+    if r["failed"]:
+        err_console.print(f"last error: {r['last_error']}", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(3)
+    if r["accepted_total"] < n:
+        err_console.print(f"warning: only {r['accepted_total']} of {n} after {r['cached'] + r['requests']} replies "
+                          "(raise --max-requests for more)", highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command()
 def sql(query: str = typer.Argument(..., help="SQL over problems, programs, executions, labeled_programs"),
         fmt: str = typer.Option("table", "--format", help="table|csv|json"),
         max_rows: int = typer.Option(200, help="rows shown in table format"),

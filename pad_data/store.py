@@ -217,6 +217,26 @@ MIGRATIONS: list[list[str]] = [
             min_votes INTEGER NOT NULL,
             voted_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     ],
+    # v10: pad synthesize: every reply of the teacher (accepted as a new problem or rejected), by cache key
+    [
+        """CREATE TABLE synth_requests (
+            synth_key VARCHAR PRIMARY KEY,
+            dataset VARCHAR NOT NULL,
+            seed_dataset VARCHAR NOT NULL,
+            request_idx INTEGER NOT NULL,
+            model VARCHAR NOT NULL,
+            prompt_id VARCHAR NOT NULL,
+            seed_problem_ids VARCHAR[] NOT NULL,
+            completion VARCHAR,
+            question VARCHAR,
+            outcome VARCHAR NOT NULL,
+            similar_to VARCHAR,
+            problem_id VARCHAR,
+            prompt_tokens DOUBLE,
+            completion_tokens DOUBLE,
+            cost_usd DOUBLE,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    ],
 ]
 
 # A problem's gold: its real gold answer (number or text) when it has one, else the consensus

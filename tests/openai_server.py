@@ -71,6 +71,42 @@ def plausible_program(question: str, gold: float, i: int, temperature: object) -
     return f'def solution():\n    """{doc}"""\n{lines}\n    return result\n'
 
 
+NAMES = ("Ava", "Bruno", "Chen", "Dalia", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kemal", "Lucia")
+ITEMS = ("stickers", "marbles", "apples", "pencils", "shells", "stamps", "cookies", "beads", "cards", "plums")
+FAVORITES = (("A farmer has 12 cows and buys 5 more cows. Each cow gives 8 liters of milk a day. "
+              "How many liters of milk does the farmer get in a week?", 952.0),
+             ("A train travels 60 miles per hour for 3 hours and then 45 miles per hour for 2 hours. "
+              "How many miles does it travel in total?", 270.0))
+
+
+def new_problem(key: str) -> tuple[str, float]:
+    """A word problem drawn from ``key`` and its answer: one of four story templates, with
+    names, items and numbers drawn too (so two keys practically never give the same text)."""
+    u = lambda tag, lo, hi: lo + int(unit(key, tag) * (hi - lo + 1))  # noqa: E731
+    n1, n2 = NAMES[u("n1", 0, 11)], NAMES[(u("n1", 0, 11) + u("n2", 1, 11)) % 12]
+    item, a, b, c, w = ITEMS[u("item", 0, 9)], u("a", 20, 400), u("b", 2, 19), u("c", 1, 15), u("w", 2, 9)
+    t = u("template", 0, 3)
+    if t == 0:
+        return (f"{n1} has {a} {item}. {n1} buys {b} more {item} every week for {w} weeks and then gives {c} "
+                f"of them to {n2}. How many {item} does {n1} have now?", a + b * w - c)
+    if t == 1:
+        return (f"A shop run by {n1} sells {item} for ${b} each. On Monday it sells {a} {item}, and on Tuesday "
+                f"it sells {c} more than on Monday. How much money in dollars does the shop make on the two days?",
+                b * (2 * a + c))
+    if t == 2:
+        return (f"{n1} walks {b} miles on each weekday and {c + 10} miles on Saturday. {n2} walks {c} miles fewer "
+                f"per week than {n1}. How many miles do {n1} and {n2} walk together in {w} weeks?",
+                (2 * (5 * b + c + 10) - c) * w)
+    a4 = 4 * a
+    return (f"There are {a4} {item} in a box. {n1} takes one quarter of them, and {n2} takes {b} of the rest. "
+            f"Then {c} more {item} are put in the box. How many {item} are in the box now?", a4 - a - b + c)
+
+
+def _change_a_number(text: str) -> str:
+    m = NUMBER.search(text)
+    return text if m is None else text[:m.start()] + str(int(float(m.group().replace(",", ""))) + 7) + text[m.end():]
+
+
 class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # the stdlib default of 5 resets connections under concurrency
 
@@ -78,13 +114,15 @@ class _Server(ThreadingHTTPServer):
 class FakeTeacherServer:
     def __init__(self, fault_rate: float = 0.0, seed: int = 0, support_n: bool = True,
                  slow_s: float = 2.0, delay_s: float = 0.0, fail_if: str | None = None,
-                 answers: dict[str, float] | None = None):
+                 answers: dict[str, float] | None = None, memorized: list[str] | None = None):
         self.fault_rate = fault_rate
         self.support_n = support_n
         self.slow_s = slow_s
         self.delay_s = delay_s
         self.fail_if = fail_if  # questions containing this always get a 500
         self.answers = {" ".join(q.split()): a for q, a in (answers or {}).items()}
+        self.memorized = list(memorized or [])  # benchmark questions this teacher has seen (for synthesize)
+        self.synthesized: Counter = Counter()  # replies to synthesis prompts, by kind
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.requests = 0
@@ -140,8 +178,37 @@ class FakeTeacherServer:
         except (BrokenPipeError, ConnectionResetError):
             pass
 
+    def synthesize(self, prompt: str, temperature: object) -> str:
+        """A reply to a ``pad synthesize`` prompt, drawn from the prompt: mostly a new problem (whose
+        answer the server then knows), sometimes a copy of the first example shown (verbatim, or with
+        one number changed), a memorized benchmark question with one number changed, one of two
+        favorite problems the teacher keeps coming back to, or no problem at all."""
+        examples = re.findall(r"Example problem: (.*)", prompt)
+        u, answer = unit("synth", prompt, temperature), None
+        if u < 0.08 and examples:
+            kind, text = "copy", examples[0]
+        elif u < 0.16 and examples:
+            kind, text = "copy_changed", _change_a_number(examples[0])
+        elif u < 0.24 and self.memorized:
+            kind, text = "memorized", _change_a_number(self.memorized[int(unit("mem", prompt) * len(self.memorized))])
+        elif u < 0.36:
+            kind = "refusal" if u < 0.27 else "favorite"
+            text, answer = ("Sure, here it is.", None) if kind == "refusal" else FAVORITES[int(unit("fav", prompt) * 2)]
+        else:
+            kind, (text, answer) = "new", new_problem(prompt)
+        if answer is not None:
+            with self.lock:
+                self.answers[" ".join(text.split())] = float(answer)
+        with self.lock:
+            self.synthesized[kind] += 1
+        style = int(unit("style", prompt) * 3)
+        return (f"New problem: {text}" if style == 0 else text if style == 1
+                else f"New problem:\n{text}\n\nAnswer: 42")
+
     def handle(self, h, body: dict) -> None:
         prompt = body["messages"][-1]["content"]
+        if prompt.rstrip().endswith("New problem:"):
+            return self.handle_synthesis(h, body, prompt)
         question = re.findall(r"Q: (.*)", prompt)[-1].strip()
         with self.lock:
             self.requests += 1
@@ -180,4 +247,20 @@ class FakeTeacherServer:
             return self._send(h, 200, payload)
         with self.lock:
             self.questions_seen[question] += len(choices)
+        return self._send(h, 200, payload)
+
+    def handle_synthesis(self, h, body: dict, prompt: str) -> None:
+        with self.lock:
+            self.requests += 1
+            fault = self.rng.choice(("429", "500")) if self.rng.random() < self.fault_rate else None
+        if fault:
+            self.faults[fault] += 1
+            return self._send(h, int(fault), b'{"error": {"message": "try again"}}', {"retry-after": "0.01"})
+        text = self.synthesize(prompt, body.get("temperature"))
+        payload = json.dumps({
+            "id": f"chatcmpl-{self.requests}", "object": "chat.completion", "created": int(time.time()),
+            "model": body["model"], "choices": [{"index": 0, "finish_reason": "stop",
+                                                 "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": len(text) // 4,
+                      "total_tokens": (len(prompt) + len(text)) // 4}}).encode()
         return self._send(h, 200, payload)
