@@ -15,6 +15,7 @@ from typing import Callable
 import pandas as pd
 
 from .execute import execute
+from .batch import generate_batch
 from .curate import CurateParams, curate
 from .generate import generate, generate_offline, ingest_embedded, make_teacher
 from .ingest import IngestError, import_programs, ingest
@@ -31,7 +32,7 @@ from .vote import vote
 __all__ = ["Store", "StoreError", "IngestError", "ingest", "import_programs", "execute", "sql",
            "stats", "label_counts", "default_steps", "run_pipeline", "execute_programs",
            "SandboxPool", "ExecResult", "generate_offline", "ingest_embedded", "LABELS", "generate",
-           "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS", "vote", "synthesize"]
+           "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS", "vote", "synthesize", "generate_batch"]
 
 
 def sql(store: Store, query: str, read_files: bool = False) -> pd.DataFrame:

@@ -237,7 +237,14 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
              address: Optional[str] = typer.Option(None, help="ray: cluster address [default: start a local Ray]"),
              shards: Optional[str] = typer.Option(None, help="ray: shard folder shared by all nodes "
                                                             "[default: STORE.shards/]"),
-             shard_size: int = typer.Option(500, help="ray: problems per shard")) -> None:
+             shard_size: int = typer.Option(500, help="ray: problems per shard"),
+             batch: bool = typer.Option(False, "--batch", help="through the OpenAI Batch API (half the price, "
+                                        "results within 24 h); batch ids are stored, so a rerun resumes polling"),
+             poll_interval: float = typer.Option(30.0, help="--batch: seconds between polls"),
+             wait: bool = typer.Option(True, "--wait/--no-wait", help="--batch: poll until the batches finish, "
+                                       "or submit and exit (a later --batch run collects them)"),
+             max_batch_requests: int = typer.Option(50_000, help="--batch: requests per batch (the API's limit "
+                                                    "is 50,000)")) -> None:
     """Ask a teacher LLM for programs (cached, resumable: a rerun only asks for what is missing).
 
     The API key comes from OPENAI_API_KEY.
@@ -251,6 +258,12 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
                       ("--limit", limit, opt.COUNT), ("--price-in", price_in, opt.PRICE),
                       ("--price-out", price_out, opt.PRICE), ("--shard-size", shard_size, opt.COUNT))
     prices = (price_in or 0.0, price_out or 0.0) if (price_in is not None or price_out is not None) else None
+    if batch:
+        _generate_batch(dataset=dataset, model=model, base_url=base_url, backend=backend, samples=samples,
+                        temperature=temperature, max_tokens=max_tokens, prompt=prompt, split=split, limit=limit,
+                        prices=prices, poll_interval=poll_interval, wait=wait, max_batch_requests=max_batch_requests,
+                        max_retries=max_retries, timeout=timeout, engine=engine)
+        return
     if engine == "ray":
         from .ray_engine import generate_ray
 
@@ -278,6 +291,31 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
                   f"{r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)")
     if r["failed"]:
         err_console.print(f"last error: {r['last_error']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
+
+
+def _generate_batch(backend: str, engine: str, poll_interval: float, max_batch_requests: int, **kw) -> None:
+    from .batch import generate_batch
+
+    with _cli_errors():
+        check_numbers(("--poll-interval", poll_interval, opt.POLL_INTERVAL),
+                      ("--max-batch-requests", max_batch_requests, opt.BATCH_REQUESTS))
+        if backend != "openai" or engine != "local":
+            raise ValueError("--batch needs --backend openai and --engine local")
+    stop = "interrupted: the batch ids are stored; rerun with --batch to resume polling"
+    with _cli_errors(interrupted=stop), _store() as store, _progress("batch") as progress:
+        r = generate_batch(store, poll_interval=poll_interval, max_batch_requests=max_batch_requests,
+                           progress=progress, **kw)
+    console.print(f"{r['teacher']} ({r['prompt']} prompt, batch): {r['added']} programs added, {r['cached']} "
+                  f"already stored, {r['failed']} failed (retried next run), {r['batches']} batches "
+                  f"({r['resumed']} resumed, {r['pending']} still pending), {r['requests']} requests, "
+                  f"{r['prompt_tokens'] + r['completion_tokens']:,} tokens, {r['seconds']:.1f} s",
+                  markup=False, highlight=False)
+    if r["pending"]:
+        err_console.print("batches still pending: rerun `pad generate --batch` with the same options to collect "
+                          "them", highlight=False, soft_wrap=True, markup=False)
+    if r["failed"]:
+        err_console.print(f"last error: {r['last_error']}", highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(3)
 
 

@@ -237,6 +237,34 @@ MIGRATIONS: list[list[str]] = [
             cost_usd DOUBLE,
             created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     ],
+    # v11: pad generate --batch: Batch API jobs (ids committed as soon as known) and their requests
+    [
+        """CREATE TABLE batch_jobs (
+            job_id VARCHAR PRIMARY KEY,
+            model VARCHAR NOT NULL,
+            dataset VARCHAR NOT NULL,
+            prompt_id VARCHAR NOT NULL,
+            temperature DOUBLE NOT NULL,
+            max_tokens INTEGER NOT NULL,
+            status VARCHAR NOT NULL,
+            requests INTEGER NOT NULL,
+            samples INTEGER NOT NULL,
+            input_file_id VARCHAR,
+            batch_id VARCHAR,
+            output_file_id VARCHAR,
+            error_file_id VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            submitted_at TIMESTAMP,
+            finished_at TIMESTAMP,
+            ingested_at TIMESTAMP)""",
+        """CREATE TABLE batch_requests (
+            job_id VARCHAR NOT NULL,
+            custom_id VARCHAR NOT NULL,
+            problem_id VARCHAR NOT NULL,
+            sample_idxs INTEGER[] NOT NULL,
+            gen_keys VARCHAR[] NOT NULL,
+            PRIMARY KEY (job_id, custom_id))""",
+    ],
 ]
 
 # A problem's gold: its real gold answer (number or text) when it has one, else the consensus
@@ -401,6 +429,17 @@ class Store:
                                     f"SELECT {cols} FROM _pad_new_rows").fetchall()[0][0]
         finally:
             self.con.unregister("_pad_new_rows")
+
+    def append(self, table: str, df: pd.DataFrame) -> int:
+        """Insert every row of ``df`` into ``table`` (its columns by name); returns rows added."""
+        if df.empty:
+            return 0
+        cols = ", ".join(df.columns)
+        self.con.register("_pad_append_rows", df)
+        try:
+            return self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _pad_append_rows").fetchall()[0][0]
+        finally:
+            self.con.unregister("_pad_append_rows")
 
     def update_gold(self, df: pd.DataFrame, apply: bool = True) -> list[str]:
         """Problems of ``df`` (rows of ``problems``) already stored with another gold answer or

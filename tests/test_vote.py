@@ -6,7 +6,7 @@ import pytest
 from pad_data.answers import parse_answer
 from pad_data.curate import CurateParams, curate
 from pad_data.execute import execute
-from pad_data.generate import generate, make_teacher
+from pad_data.batch import generate_batch
 from pad_data.ingest import ingest
 from pad_data.labels import numbers_match
 from pad_data.store import Store
@@ -38,10 +38,10 @@ def test_vote_recovers_hidden_gsm8k_gold_and_agreement_curation_is_clean(db, tmp
     with Store(db) as st:
         r = ingest(st, questions, "gsm8k-nogold", split="train")
         assert r["added"] == N_PROBLEMS and "none of the" in r["warning"]
-        with FakeTeacherServer(answers=hidden) as srv:
-            teacher = make_teacher("openai", "fake-teacher", base_url=srv.base_url, backoff_base=0.01)
-            g = generate(st, teacher, "gsm8k-nogold", samples=8, concurrency=16)
-            assert (g["added"], g["failed"]) == (8 * N_PROBLEMS, 0)
+        with FakeTeacherServer(answers=hidden, batch_s=0.1) as srv:  # one Batch API job: 300 requests, n = 8
+            g = generate_batch(st, "fake-teacher", "gsm8k-nogold", base_url=srv.base_url, samples=8,
+                               poll_interval=0.05)
+            assert (g["added"], g["failed"], srv.batches_created) == (8 * N_PROBLEMS, 0, 1)
         execute(st, workers=2)
         before = dict(st.con.execute("SELECT label, count(*) FROM labeled_programs GROUP BY 1").fetchall())
         assert "correct" not in before and before["unverifiable"] > 0.8 * 8 * N_PROBLEMS
@@ -76,9 +76,10 @@ def test_vote_recovers_hidden_gsm8k_gold_and_agreement_curation_is_clean(db, tmp
                          "JOIN labeled_programs lp USING (program_id) WHERE ce.name = ?", [name])
         return sum(numbers_match(v, hidden[q]) for q, v in zip(rows.question, rows.value_num)) / len(rows), len(rows)
 
-    for name, extra in (("agreed", ["--min-agreement", "0.6"]), ("all", [])):
-        res = pad_cli("--db", db, "curate", name, "--max-per-problem", "8", "--dedup", "none", *extra)
-        assert res.returncode == 0, res.stderr
+    res = pad_cli("--db", db, "curate", "agreed", "--max-per-problem", "8", "--dedup", "none", "--min-agreement", "0.6")
+    assert res.returncode == 0, res.stderr
+    with Store(db) as st:
+        curate(st, "all", CurateParams(max_per_problem=8, dedup="none"))
     agreed, n_agreed = truly_correct("agreed")
     everything, n_all = truly_correct("all")
     assert agreed >= 0.99 and n_agreed > 0.7 * 8 * N_PROBLEMS * 0.8
