@@ -32,7 +32,8 @@ from .vote import vote
 __all__ = ["Store", "StoreError", "IngestError", "ingest", "import_programs", "execute", "sql",
            "stats", "label_counts", "default_steps", "run_pipeline", "execute_programs",
            "SandboxPool", "ExecResult", "generate_offline", "ingest_embedded", "LABELS", "generate",
-           "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS", "vote", "synthesize", "generate_batch"]
+           "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS",
+           "vote", "synthesize", "generate_batch"]
 
 
 def sql(store: Store, query: str, read_files: bool = False) -> pd.DataFrame:

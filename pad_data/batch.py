@@ -134,7 +134,8 @@ def _new_jobs(store: Store, model: str, dataset: str, prompt, temperature: float
         chunk = todo[start:start + max_batch_requests]
         gen_keys = [[keys[pid][i] for i in idxs] for pid, _, idxs in chunk]
         job_id = uuid.uuid4().hex[:16]
-        reqs = pd.DataFrame({"job_id": job_id, "custom_id": [f"{pid}:{','.join(map(str, idxs))}" for pid, _, idxs in chunk],
+        reqs = pd.DataFrame({"job_id": job_id,
+                             "custom_id": [f"{pid}:{','.join(map(str, idxs))}" for pid, _, idxs in chunk],
                              "problem_id": [pid for pid, _, _ in chunk], "sample_idxs": [idxs for _, _, idxs in chunk],
                              "gen_keys": gen_keys})
         with store.transaction() as con:

@@ -4,16 +4,16 @@ Steps, all deterministic for the same store and parameters:
 1. **filter** ``labeled_programs`` by label (default only ``correct``), datasets, origins
    (default ``teacher``, ``import``, ``human``: injected variants and a student's programs only
    when named, or for ``task="refine"``); programs a reviewer rejected (``reviews`` table, when
-   the review app has written one) are left out. Every label, dataset and origin named must
-   exist, and filters that select nothing are a CurateError: nothing is stored;
+   the review app has written one) are left out; with ``min_agreement``, programs labeled
+   against a consensus answer (``pad vote``) only from problems whose agreement share is at
+   least that (programs labeled against a real gold are kept). Every label, dataset and origin
+   named must exist, and filters that select nothing are a CurateError: nothing is stored;
 2. **deduplicate** within each problem: ``exact`` (same text after stripping whitespace at the
    ends of lines) or ``ast`` (same normalized syntax tree: docstrings dropped, local names
    renamed in order of first use, so renamed variables and formatting collapse);
 3. **keep at most K per problem**, preferring the *shortest* program (fewest statements,
    then fewest characters, then program_id), the usual PaD choice: shorter correct
    programs are easier to learn and less likely to be right by accident;
-   With ``min_agreement``, programs labeled against a consensus answer (``pad vote``) come
-   only from problems whose agreement share is at least that; gold-labeled ones are kept;
 4. **assign splits by problem**, never splitting one problem's programs: problems ingested
    as ``test``/``validation`` keep that split (they can never leak into train); the others
    go to validation/test with the given fractions by a seeded hash of ``problem_id``.

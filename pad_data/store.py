@@ -437,7 +437,8 @@ class Store:
         cols = ", ".join(df.columns)
         self.con.register("_pad_append_rows", df)
         try:
-            return self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _pad_append_rows").fetchall()[0][0]
+            return self.con.execute(f"INSERT INTO {table} ({cols}) "
+                                    f"SELECT {cols} FROM _pad_append_rows").fetchall()[0][0]
         finally:
             self.con.unregister("_pad_append_rows")
 

@@ -41,7 +41,7 @@ import pandas as pd
 from .check import NGRAM, coverage, load_reference, ngrams, normalize_text
 from .options import COUNT, CONCURRENCY, FRACTION_OPEN, MAX_TOKENS, SEED, TEMPERATURE, Range, check_names, \
     check_numbers
-from .prompts import Prompt, load_synthesis_prompt
+from .prompts import load_synthesis_prompt
 from .store import Store, content_id, problem_id
 from .teachers.base import Teacher, TeacherError, estimate_cost
 

@@ -43,7 +43,8 @@ def test_batch_killed_while_polling_resumes_polling_and_mixes_with_live_runs(db)
         proc.wait()
         assert srv.batch_polls >= 3 and srv.downloads == 0  # killed while polling
         con = duckdb.connect(str(db), read_only=True)
-        jobs = con.execute("SELECT batch_id, input_file_id, status, requests, samples, ingested_at FROM batch_jobs").fetchall()
+        jobs = con.execute("SELECT batch_id, input_file_id, status, requests, samples, ingested_at "
+                           "FROM batch_jobs").fetchall()
         programs = con.execute("SELECT count(*) FROM programs").fetchall()[0][0]
         con.close()
         assert jobs == [("batch_1", "file-1", jobs[0][2], 40, 80, None)] and jobs[0][2] in ("validating", "in_progress")
@@ -53,7 +54,8 @@ def test_batch_killed_while_polling_resumes_polling_and_mixes_with_live_runs(db)
             r = generate_batch(st, "fake-teacher", "toy", base_url=srv.base_url, samples=2, poll_interval=0.05)
             assert (r["resumed"], r["added"], r["failed"], r["pending"]) == (1, 80, 0, 0)
             assert (srv.uploads, srv.batches_created, srv.downloads) == (1, 1, 1)  # polled, never resubmitted
-            assert st.scalar("SELECT count(*) FROM batch_jobs WHERE ingested_at IS NOT NULL AND status = 'completed'") == 1
+            assert st.scalar("SELECT count(*) FROM batch_jobs "
+                             "WHERE ingested_at IS NOT NULL AND status = 'completed'") == 1
             rows = st.df("SELECT problem_id, sample_idx, gen_key, program, cost_usd FROM programs")
             assert len(rows) == 80 and rows.gen_key.is_unique and set(rows.sample_idx) == {0, 1}
             assert rows.program.str.startswith("def solution():").all()

@@ -1,6 +1,5 @@
 import json
 
-import pandas as pd
 import pytest
 
 from pad_data.answers import parse_answer
