@@ -14,6 +14,7 @@ import sys
 from typing import Callable
 
 from .execute import execute
+from .batch import generate_batch
 from .curate import CurateParams, curate
 from .generate import generate, generate_offline, ingest_embedded, make_teacher
 from .ingest import IngestError, import_programs, ingest
@@ -25,11 +26,14 @@ from .queries import datasets, label_counts, sql, stats
 from .sandbox.pool import ExecResult, SandboxPool, execute_programs
 from .store import ORIGINS, Store, StoreError
 from .teachers.base import TeacherError
+from .synthesize import synthesize
+from .vote import vote
 
 __all__ = ["Store", "StoreError", "IngestError", "ingest", "import_programs", "execute", "sql",
            "stats", "label_counts", "default_steps", "run_pipeline", "execute_programs",
            "SandboxPool", "ExecResult", "generate_offline", "ingest_embedded", "LABELS", "generate",
-           "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS"]
+           "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS",
+           "vote", "synthesize", "generate_batch"]
 
 
 EMBEDDED_DATASETS = ["pad-arith", "pad-coin", "pad-letters"]

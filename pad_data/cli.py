@@ -267,7 +267,14 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
              address: Optional[str] = typer.Option(None, help="ray: cluster address [default: start a local Ray]"),
              shards: Optional[str] = typer.Option(None, help="ray: shard folder shared by all nodes "
                                                             "[default: STORE.shards/]"),
-             shard_size: int = typer.Option(500, help="ray: problems per shard")) -> None:
+             shard_size: int = typer.Option(500, help="ray: problems per shard"),
+             batch: bool = typer.Option(False, "--batch", help="through the OpenAI Batch API (half the price, "
+                                        "results within 24 h); batch ids are stored, so a rerun resumes polling"),
+             poll_interval: float = typer.Option(30.0, help="--batch: seconds between polls"),
+             wait: bool = typer.Option(True, "--wait/--no-wait", help="--batch: poll until the batches finish, "
+                                       "or submit and exit (a later --batch run collects them)"),
+             max_batch_requests: int = typer.Option(50_000, help="--batch: requests per batch (the API's limit "
+                                                    "is 50,000)")) -> None:
     """Ask a teacher LLM for programs (cached, resumable: a rerun only asks for what is missing).
 
     The API key comes from OPENAI_API_KEY.
@@ -285,6 +292,12 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
         if backend == "openai":
             check_api_key(base_url)
     prices = (price_in or 0.0, price_out or 0.0) if (price_in is not None or price_out is not None) else None
+    if batch:
+        _generate_batch(dataset=dataset, model=model, base_url=base_url, backend=backend, samples=samples,
+                        temperature=temperature, max_tokens=max_tokens, prompt=prompt, split=split, limit=limit,
+                        prices=prices, poll_interval=poll_interval, wait=wait, max_batch_requests=max_batch_requests,
+                        max_retries=max_retries, timeout=timeout, engine=engine)
+        return
     if engine == "ray":
         from .ray_engine import generate_ray
 
@@ -314,6 +327,85 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
     if r["failed"]:
         err_console.print(f"last error: {r['last_error']}", highlight=False, soft_wrap=True)
         raise typer.Exit(3)
+
+
+def _generate_batch(backend: str, engine: str, poll_interval: float, max_batch_requests: int, **kw) -> None:
+    from .batch import generate_batch
+
+    with _cli_errors():
+        check_numbers(("--poll-interval", poll_interval, opt.POLL_INTERVAL),
+                      ("--max-batch-requests", max_batch_requests, opt.BATCH_REQUESTS))
+        if backend != "openai" or engine != "local":
+            raise ValueError("--batch needs --backend openai and --engine local")
+    stop = "interrupted: the batch ids are stored; rerun with --batch to resume polling"
+    with _cli_errors(interrupted=stop), _store() as store, _progress("batch") as progress:
+        r = generate_batch(store, poll_interval=poll_interval, max_batch_requests=max_batch_requests,
+                           progress=progress, **kw)
+    console.print(f"{r['teacher']} ({r['prompt']} prompt, batch): {r['added']} programs added, {r['cached']} "
+                  f"already stored, {r['failed']} failed (retried next run), {r['batches']} batches "
+                  f"({r['resumed']} resumed, {r['pending']} still pending), {r['requests']} requests, "
+                  f"{r['prompt_tokens'] + r['completion_tokens']:,} tokens, {r['seconds']:.1f} s",
+                  markup=False, highlight=False)
+    if r["pending"]:
+        err_console.print("batches still pending: rerun `pad generate --batch` with the same options to collect "
+                          "them", highlight=False, soft_wrap=True, markup=False)
+    if r["failed"]:
+        err_console.print(f"last error: {r['last_error']}", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(3)
+
+
+@app.command()
+def synthesize(seed_dataset: str = typer.Option(..., "--from", help="seed dataset whose problems are shown as examples"),
+               dataset: str = typer.Option(..., "--dataset", help="the new dataset (problems without gold)"),
+               model: str = typer.Option(..., "--model", help="model name (openai) or path/Hub name (hf)"),
+               base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server [env OPENAI_BASE_URL]"),
+               backend: str = typer.Option("openai", help="openai | hf"),
+               n: int = typer.Option(100, "--n", help="new problems wanted (rejected replies are replaced)"),
+               shots: int = typer.Option(4, help="seed problems shown per request"),
+               reference: Optional[List[str]] = typer.Option(None, help="benchmark file (JSONL with question) new "
+                                                             "problems must not resemble; repeatable"),
+               temperature: float = typer.Option(1.0),
+               max_tokens: int = typer.Option(400),
+               concurrency: int = typer.Option(8, help="requests in flight"),
+               prompt: Optional[str] = typer.Option(None, help="prompt file with an {examples} placeholder "
+                                                    "[default: pad's own]"),
+               seed: int = typer.Option(0, help="seed of the examples drawn for each request"),
+               split: Optional[str] = typer.Option(None, help="draw examples from this split of --from only"),
+               max_requests: Optional[int] = typer.Option(None, help="request indices to use at most "
+                                                          "[default: 3 n + 10]"),
+               contamination: float = typer.Option(0.8, help="reject when more than this share of the words is "
+                                                   "covered by 8-grams of a --reference (as pad check)"),
+               near_duplicate: float = typer.Option(0.8, help="reject when more than this share of the words is "
+                                                    "covered by 8-grams of seed or already accepted problems"),
+               max_retries: int = typer.Option(6, help="retries per request on 429/5xx/timeouts/bad responses"),
+               timeout: float = typer.Option(120.0, help="seconds per request")) -> None:
+    """Have a teacher write new problems in the style of a seed dataset (cached: a rerun sends no request).
+
+    Exact and near duplicates (of the seeds and of each other) and problems close to a --reference
+    benchmark are rejected and counted. New problems have no gold: generate, execute, then `pad vote`.
+    """
+    from .generate import make_teacher
+    from .synthesize import synthesize as run_synthesize
+
+    with _cli_errors():
+        check_numbers(("--max-retries", max_retries, opt.RETRIES), ("--timeout", timeout, opt.REQUEST_TIMEOUT))
+    with _cli_errors(), _store() as store, _progress("synthesizing") as progress:
+        teacher = make_teacher(backend, model, base_url=base_url, max_retries=max_retries, timeout=timeout)
+        r = run_synthesize(store, teacher, seed_dataset, dataset, n=n, shots=shots, reference=reference,
+                           temperature=temperature, max_tokens=max_tokens, concurrency=concurrency, prompt=prompt,
+                           seed=seed, split=split, max_requests=max_requests, contamination=contamination,
+                           near_duplicate=near_duplicate, progress=progress)
+    console.print(f"{dataset}: {r['accepted_total']} synthesized problems (wanted {n}); this run: {r['accepted']} "
+                  f"accepted, rejected {r['duplicate']} duplicates, {r['near_duplicate']} near duplicates, "
+                  f"{r['contaminated']} contaminated, {r['unparsable']} unparsable; {r['cached']} replies already "
+                  f"stored, {r['requests']} requests, {r['failed']} failed (retried next run)",
+                  markup=False, highlight=False)
+    if r["failed"]:
+        err_console.print(f"last error: {r['last_error']}", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(3)
+    if r["accepted_total"] < n:
+        err_console.print(f"warning: only {r['accepted_total']} of {n} after {r['cached'] + r['requests']} replies "
+                          "(raise --max-requests for more)", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -490,6 +582,9 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
            validation: float = typer.Option(0.05, help="share of train problems for validation"),
            test: float = typer.Option(0.05, help="share of train problems for test"),
            seed: int = typer.Option(0),
+           min_agreement: Optional[float] = typer.Option(None, help="programs labeled against a consensus "
+                                                         "answer (pad vote) only from problems whose agreement "
+                                                         "share is at least this (0-1)"),
            list_: bool = typer.Option(False, "--list", help="list snapshots")) -> None:
     """Build a named, immutable, reproducible snapshot of train/validation/test splits."""
     from .curate import CurateParams, curate as run_curate, list_curations
@@ -505,7 +600,8 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
             raise ValueError("give a snapshot NAME (or --list)")
         params = CurateParams(labels=_csv(labels_), datasets=names or None, origins=_csv(origins), dedup=dedup,
                               max_per_problem=max_per_problem, validation_fraction=validation,
-                              test_fraction=test, seed=seed, task=task, siblings=siblings)
+                              test_fraction=test, seed=seed, task=task, siblings=siblings,
+                              min_agreement=min_agreement)
         r = run_curate(store, name, params)
     state = "created" if r["created"] else "unchanged (same parameters and data)"
     what = "refinement pair" if task == "refine" else "program"
@@ -533,6 +629,33 @@ def _list_snapshots(df: pd.DataFrame) -> None:
         _add_row(table, row.name, params.get("task", "program"), _when(row.created_at), f"{counts['programs']:,}",
                  f"{counts['problems']:,}", _splits(counts["splits"]), row.content_hash)
     console.print(table)
+
+
+@app.command()
+def vote(dataset: Optional[str] = typer.Option(None, help="only this dataset [default: all]"),
+         min_votes: int = typer.Option(3, help="votes the winning value needs to become the consensus")) -> None:
+    """Consensus answers for problems without gold: the majority of their programs' numeric results.
+
+    Their programs are then labeled correct/wrong_answer against it in labeled_programs
+    (gold_source 'consensus', with the agreement share); run after `pad execute`.
+    """
+    from .vote import vote as run_vote
+
+    with _cli_errors():
+        check_numbers(("--min-votes", min_votes, opt.COUNT))
+        with _store() as store:
+            r = run_vote(store, dataset=dataset, min_votes=min_votes)
+            labels = api.label_counts(store, dataset)
+    agreement = "" if r["agreement"] is None else f" (mean agreement {r['agreement']:.2f})"
+    console.print(f"{r['problems']} problems without gold: {r['voted']} got a consensus answer{agreement}, "
+                  f"{r['below_min_votes']} had fewer than {min_votes} votes, {r['tied']} were tied, "
+                  f"{r['no_results']} had no numeric result", markup=False, highlight=False)
+    if r["agreement_hist"]:
+        table = _table("agreement", "problems", title="consensus answers by agreement share")
+        for bucket, n in r["agreement_hist"].items():
+            _add_row(table, bucket, n)
+        console.print(table)
+    _print_labels(labels, title="labels now" + (f" ({dataset})" if dataset else ""))
 
 
 @app.command()

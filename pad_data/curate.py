@@ -4,8 +4,10 @@ Steps, all deterministic for the same store and parameters:
 1. **filter** ``labeled_programs`` by label (default only ``correct``), datasets, origins
    (default ``teacher``, ``import``, ``human``: injected variants and a student's programs only
    when named, or for ``task="refine"``); programs a reviewer rejected (``reviews`` table, when
-   the review app has written one) are left out. Every label, dataset and origin named must
-   exist, and filters that select nothing are a CurateError: nothing is stored;
+   the review app has written one) are left out; with ``min_agreement``, programs labeled
+   against a consensus answer (``pad vote``) only from problems whose agreement share is at
+   least that (programs labeled against a real gold are kept). Every label, dataset and origin
+   named must exist, and filters that select nothing are a CurateError: nothing is stored;
 2. **deduplicate** within each problem: ``exact`` (same text after stripping whitespace at the
    ends of lines) or ``ast`` (same normalized syntax tree: docstrings dropped, local names
    renamed in order of first use, so renamed variables and formatting collapse);
@@ -73,6 +75,7 @@ class CurateParams:
     exclude_rejected: bool = True
     task: str = "program"
     siblings: bool = False  # refine: also pair faulty programs with a correct sibling
+    min_agreement: float | None = None  # consensus-labeled programs only from problems this unanimous
 
     def resolved_labels(self) -> list[str]:
         return list(self.labels) if self.labels else (REFINE_LABELS if self.task == "refine" else ["correct"])
@@ -87,7 +90,7 @@ class CurateParams:
         """The parameters as stored and hashed (labels and origins resolved; refine-only fields
         only when set)."""
         d = {**asdict(self), "labels": self.resolved_labels(), "origins": self.resolved_origins()}
-        for key, default in (("task", "program"), ("siblings", False)):
+        for key, default in (("task", "program"), ("siblings", False), ("min_agreement", None)):
             if d[key] == default:
                 del d[key]
         return json.dumps(d, sort_keys=True)
@@ -195,6 +198,9 @@ def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
             params += list(values)
     if p.exclude_rejected:
         where.append(_NOT_REJECTED.format(col="program_id"))
+    if p.min_agreement is not None:
+        where.append("(gold_source IS DISTINCT FROM 'consensus' OR agreement >= ?)")
+        params.append(p.min_agreement)
     # the faulty side of refinement pairs also needs its links and what running it said
     extra = (", parent_program_id, status, value, error_type, error_message, error_line, timeout_s, injection_kind"
              if p.task == "refine" else ", parent_program_id")
@@ -211,7 +217,8 @@ def _check(p: CurateParams) -> None:
     if p.dedup not in DEDUP:
         raise CurateError(f"unknown --dedup {p.dedup!r}; choose from {', '.join(DEDUP)}")
     check_numbers(("--max-per-problem", p.max_per_problem, COUNT), ("--validation", p.validation_fraction, FRACTION),
-                  ("--test", p.test_fraction, FRACTION), ("--seed", p.seed, SEED))
+                  ("--test", p.test_fraction, FRACTION), ("--seed", p.seed, SEED),
+                  ("--min-agreement", p.min_agreement, FRACTION))
     if not p.validation_fraction + p.test_fraction < 1:
         raise CurateError("--validation + --test must be below 1")
     check_names("--labels", p.labels, LABELS, "label")

@@ -62,6 +62,8 @@ FRACTION = Range(0, 1)
 FRACTION_OPEN = Range(0, 1, lo_open=True)
 PORT = Range(1, 65535, integer=True)
 SEED = Range(0, 2**63 - 1, integer=True)
+POLL_INTERVAL = Range(0, 86400, lo_open=True, unit="seconds")
+BATCH_REQUESTS = Range(1, 50_000, integer=True)
 
 
 def check_numbers(*checks: tuple[str, object, Range]) -> None:

@@ -35,6 +35,8 @@ import duckdb
 if TYPE_CHECKING:  # pandas is imported where a frame is made: `pad sql` and `pad stats` start without it
     import pandas as pd
 
+from .labels import ABS_TOL
+
 DEFAULT_DB = "pad.duckdb"
 ORIGINS = ("teacher", "import", "injected", "student", "human")
 BUSY_TIMEOUT_S = 10.0  # how long an open waits for another process to let go of the store
@@ -245,16 +247,101 @@ MIGRATIONS: list[list[str]] = [
            ORDER BY p.program_id""",
         "DROP INDEX IF EXISTS executions_program",
     ],
+    # v10: consensus answers (pad vote) for problems without gold
+    [
+        """CREATE TABLE consensus (
+            problem_id VARCHAR PRIMARY KEY,
+            answer DOUBLE NOT NULL,
+            answer_text VARCHAR NOT NULL,
+            votes INTEGER NOT NULL,
+            voters INTEGER NOT NULL,
+            agreement DOUBLE NOT NULL,
+            min_votes INTEGER NOT NULL,
+            voted_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    ],
+    # v11: pad synthesize: every reply of the teacher (accepted as a new problem or rejected), by cache key
+    [
+        """CREATE TABLE synth_requests (
+            synth_key VARCHAR PRIMARY KEY,
+            dataset VARCHAR NOT NULL,
+            seed_dataset VARCHAR NOT NULL,
+            request_idx INTEGER NOT NULL,
+            model VARCHAR NOT NULL,
+            prompt_id VARCHAR NOT NULL,
+            seed_problem_ids VARCHAR[] NOT NULL,
+            completion VARCHAR,
+            question VARCHAR,
+            outcome VARCHAR NOT NULL,
+            similar_to VARCHAR,
+            problem_id VARCHAR,
+            prompt_tokens DOUBLE,
+            completion_tokens DOUBLE,
+            cost_usd DOUBLE,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    ],
+    # v12: pad generate --batch: Batch API jobs (ids committed as soon as known) and their requests
+    [
+        """CREATE TABLE batch_jobs (
+            job_id VARCHAR PRIMARY KEY,
+            model VARCHAR NOT NULL,
+            dataset VARCHAR NOT NULL,
+            prompt_id VARCHAR NOT NULL,
+            temperature DOUBLE NOT NULL,
+            max_tokens INTEGER NOT NULL,
+            status VARCHAR NOT NULL,
+            requests INTEGER NOT NULL,
+            samples INTEGER NOT NULL,
+            input_file_id VARCHAR,
+            batch_id VARCHAR,
+            output_file_id VARCHAR,
+            error_file_id VARCHAR,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            submitted_at TIMESTAMP,
+            finished_at TIMESTAMP,
+            ingested_at TIMESTAMP)""",
+        """CREATE TABLE batch_requests (
+            job_id VARCHAR NOT NULL,
+            custom_id VARCHAR NOT NULL,
+            problem_id VARCHAR NOT NULL,
+            sample_idxs INTEGER[] NOT NULL,
+            gen_keys VARCHAR[] NOT NULL,
+            PRIMARY KEY (job_id, custom_id))""",
+    ],
 ]
 
-LABELED_VIEW = """CREATE OR REPLACE VIEW labeled_programs AS
-SELECT p.program_id, p.problem_id, pr.dataset, pr.split, pr.question, pr.answer AS gold,
-       pr.answer_text AS gold_text, p.origin, p.teacher, p.sample_idx, p.program,
-       p.parent_program_id, l.label, l.status, e.value, e.value_num, e.value_type, l.error_type,
+# A problem's gold: its real gold answer (number or text) when it has one, else the consensus
+# of `pad vote` (gold_source 'consensus', with its agreement share). An execution labeled
+# 'unverifiable' (no gold when it ran) is labeled against the consensus by the rule of
+# labels.label_for for a numeric gold: PAL's absolute tolerance, non_numeric when the result is
+# not a number, wrong_answer for an int too large for a double. `pad vote` writes the same
+# labels into program_labels: CONSENSUS_LABEL is the one rule for both ({e}: the execution,
+# {answer}: the consensus answer).
+CONSENSUS_LABEL = f"""CASE WHEN {{e}}.value_num IS NULL THEN
+                 CASE WHEN {{e}}.value_type = 'int' THEN 'wrong_answer' ELSE 'non_numeric' END
+             WHEN abs({{e}}.value_num - {{answer}}) < {ABS_TOL!r} THEN 'correct'
+             ELSE 'wrong_answer' END"""
+
+LABELED_VIEW = f"""CREATE OR REPLACE VIEW labeled_programs AS
+WITH gold AS (
+    SELECT pr.problem_id,
+           CASE WHEN pr.answer IS NOT NULL OR trim(coalesce(pr.answer_text, '')) <> '' THEN 'gold'
+                WHEN c.problem_id IS NOT NULL THEN 'consensus' END AS gold_source,
+           c.answer AS consensus, c.answer_text AS consensus_text, c.agreement
+    FROM problems pr LEFT JOIN consensus c USING (problem_id))
+SELECT p.program_id, p.problem_id, pr.dataset, pr.split, pr.question,
+       CASE WHEN g.gold_source = 'consensus' THEN g.consensus ELSE pr.answer END AS gold,
+       CASE WHEN g.gold_source = 'consensus' THEN g.consensus_text ELSE pr.answer_text END AS gold_text,
+       p.origin, p.teacher, p.sample_idx, p.program, p.parent_program_id,
+       CASE WHEN g.gold_source = 'consensus' AND e.label = 'unverifiable'
+            THEN {CONSENSUS_LABEL.format(e='e', answer='g.consensus')}
+            ELSE l.label END AS label,
+       l.status, e.value, e.value_num, e.value_type, l.error_type,
        e.error_message, e.error_line, e.stdout, l.duration_ms, e.timeout_s, e.memory_mb,
-       e.executor, e.executed_at, p.injection_kind, p.refine_round, l.seq AS execution_seq
+       e.executor, e.executed_at, p.injection_kind, p.refine_round, l.seq AS execution_seq,
+       g.gold_source, CASE WHEN g.gold_source = 'consensus' THEN g.agreement END AS agreement
 FROM programs p
 JOIN problems pr USING (problem_id)
+JOIN gold g USING (problem_id)
 LEFT JOIN program_labels l USING (program_id)
 LEFT JOIN executions e ON e.seq = l.seq"""
 
@@ -477,6 +564,18 @@ class Store:
                 f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{key} = n.{key})").fetchall()[0][0]
         finally:
             self.con.unregister("_pad_new_arrow")
+
+    def append(self, table: str, df: pd.DataFrame) -> int:
+        """Insert every row of ``df`` into ``table`` (its columns by name); returns rows added."""
+        if df.empty:
+            return 0
+        cols = ", ".join(df.columns)
+        self.con.register("_pad_append_rows", df)
+        try:
+            return self.con.execute(f"INSERT INTO {table} ({cols}) "
+                                    f"SELECT {cols} FROM _pad_append_rows").fetchall()[0][0]
+        finally:
+            self.con.unregister("_pad_append_rows")
 
     def update_gold(self, df: pd.DataFrame, apply: bool = True) -> list[str]:
         """Problems of ``df`` (rows of ``problems``) already stored with another gold answer or

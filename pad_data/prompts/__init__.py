@@ -4,6 +4,9 @@ A prompt is a text with one ``{question}`` placeholder, sent as a single user me
 Select a built-in by name (``arithmetic``, ``coin_flip``, ``last_letters``) or pass a path
 to your own file. Prompts are stored in the ``prompts`` table under a content hash, and every
 generated program records the ``prompt_id`` it came from.
+
+``pad synthesize`` has a prompt of its own (``synthesize/word_problems.txt``): a text with one
+``{examples}`` placeholder, where the seed problems shown go.
 """
 
 from __future__ import annotations
@@ -43,3 +46,19 @@ def load_prompt(name_or_path: str | None, dataset: str | None = None) -> Prompt:
     if "{question}" not in text:
         raise ValueError(f"{path}: a prompt file needs a {{question}} placeholder")
     return Prompt(path.stem, text)
+
+
+SYNTHESIZE = HERE / "synthesize" / "word_problems.txt"
+
+
+def load_synthesis_prompt(path: str | None = None) -> Prompt:
+    """The few-shot prompt of ``pad synthesize``: pad's own, or a file with an ``{examples}`` placeholder."""
+    if path is None:
+        return Prompt("synthesize", SYNTHESIZE.read_text())
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: prompt file not found")
+    text = p.read_text(encoding="utf-8")
+    if "{examples}" not in text:
+        raise ValueError(f"{p}: a synthesis prompt file needs an {{examples}} placeholder")
+    return Prompt(p.stem, text)

@@ -1,0 +1,115 @@
+import json
+
+import pytest
+
+from pad_data.answers import parse_answer
+from pad_data.curate import CurateParams, curate
+from pad_data.execute import execute
+from pad_data.batch import generate_batch
+from pad_data.ingest import ingest
+from pad_data.labels import numbers_match
+from pad_data.store import Store
+from pad_data.vote import majority, vote
+
+from conftest import pad_cli
+from openai_server import FakeTeacherServer
+
+N_PROBLEMS = 300
+
+
+def test_majority_groups_values_within_the_label_tolerance_and_refuses_ties():
+    assert majority([]) is None
+    assert majority([5.0]) == (5.0, 1)
+    # 18.0000003 and 18 are one answer (|d| < 1e-3); the exact 18 is the representative
+    assert majority([18.0, 18.0000003, 18.0, 7.0, 7.0]) == (18.0, 3)
+    assert majority([7.0, 18.0, 18.0000003]) == (18.0, 2)
+    assert majority([1.0, 1.0, 2.0, 2.0]) is None  # tied: two answers with 2 votes each
+    assert majority([1.0, 1.0006, 1.0012]) == (1.0006, 3)  # the middle value matches both ends
+    assert majority([1000.0, 1001.0, 1001.0]) == (1001.0, 2)  # PAL's absolute rule: 1000 != 1001
+
+
+def test_vote_recovers_hidden_gsm8k_gold_and_agreement_curation_is_clean(db, tmp_path, shared_data):
+    records = [json.loads(line) for line in
+               (shared_data / "gsm8k" / "test.jsonl").read_text().splitlines()[:N_PROBLEMS]]
+    hidden = {r["question"]: parse_answer(r["answer"]).number for r in records}
+    questions = tmp_path / "questions.jsonl"  # the questions alone: the gold answers stay hidden
+    questions.write_text("\n".join(json.dumps({"question": r["question"]}) for r in records))
+    with Store(db) as st:
+        r = ingest(st, questions, "gsm8k-nogold", split="train")
+        assert r["added"] == N_PROBLEMS and "none of the" in r["warning"]
+        with FakeTeacherServer(answers=hidden, batch_s=0.1) as srv:  # one Batch API job: 300 requests, n = 8
+            g = generate_batch(st, "fake-teacher", "gsm8k-nogold", base_url=srv.base_url, samples=8,
+                               poll_interval=0.05)
+            assert (g["added"], g["failed"], srv.batches_created) == (8 * N_PROBLEMS, 0, 1)
+        execute(st, workers=2)
+        before = dict(st.con.execute("SELECT label, count(*) FROM labeled_programs GROUP BY 1").fetchall())
+        assert "correct" not in before and before["unverifiable"] > 0.8 * 8 * N_PROBLEMS
+        # below --min-votes (more votes than samples) nothing gets a consensus
+        assert vote(st, min_votes=9)["voted"] == 0
+        assert st.scalar("SELECT count(*) FROM labeled_programs WHERE label = 'correct'") == 0
+
+    res = pad_cli("--db", db, "vote", "--dataset", "gsm8k-nogold")
+    assert res.returncode == 0, res.stderr
+    assert f"{N_PROBLEMS} problems without gold:" in res.stdout and "correct" in res.stdout
+    with Store(db) as st:
+        cons = st.df("SELECT pr.question, c.answer, c.votes, c.voters, c.agreement "
+                     "FROM consensus c JOIN problems pr USING (problem_id)")
+        recovered = sum(numbers_match(a, hidden[q]) for q, a in zip(cons.question, cons.answer))
+        assert recovered >= 0.95 * N_PROBLEMS
+        assert recovered < N_PROBLEMS  # the teacher is sometimes wrong: some problems are lost
+        assert ((cons.votes >= 3) & (cons.votes <= cons.voters) & (cons.voters <= 8)).all()
+        assert (cons.agreement == cons.votes / cons.voters).all()
+        lp = st.df("SELECT lp.*, c.answer AS consensus FROM labeled_programs lp "
+                   "LEFT JOIN consensus c USING (problem_id)")
+        voted, rest = lp[lp.consensus.notna()], lp[lp.consensus.isna()]
+        assert (voted.gold_source == "consensus").all() and (voted.gold == voted.consensus).all()
+        assert set(voted.label) <= {"correct", "wrong_answer", "runtime_error"}
+        ok = voted[voted.status == "ok"]
+        assert (ok.label == ["correct" if numbers_match(v, c) else "wrong_answer"
+                             for v, c in zip(ok.value_num, ok.consensus)]).all()
+        assert rest.gold_source.isna().all() and set(rest.label) <= {"unverifiable", "runtime_error"}
+
+    def truly_correct(name: str) -> tuple[float, int]:
+        with Store(db, read_only=True) as st:
+            rows = st.df("SELECT ce.question, lp.value_num FROM curated_examples ce "
+                         "JOIN labeled_programs lp USING (program_id) WHERE ce.name = ?", [name])
+        return sum(numbers_match(v, hidden[q]) for q, v in zip(rows.question, rows.value_num)) / len(rows), len(rows)
+
+    res = pad_cli("--db", db, "curate", "agreed", "--max-per-problem", "8", "--dedup", "none", "--min-agreement", "0.6")
+    assert res.returncode == 0, res.stderr
+    with Store(db) as st:
+        curate(st, "all", CurateParams(max_per_problem=8, dedup="none"))
+    agreed, n_agreed = truly_correct("agreed")
+    everything, n_all = truly_correct("all")
+    assert agreed >= 0.99 and n_agreed > 0.7 * 8 * N_PROBLEMS * 0.8
+    assert everything < agreed and n_all > n_agreed  # the agreement filter is what removes wrong consensus
+
+    # a real gold answer always wins, over a stale consensus too; a new vote drops those consensus rows
+    gold_file = tmp_path / "gold.jsonl"
+    gold_file.write_text("\n".join(json.dumps(r) for r in records[:5]))
+    with Store(db) as st:
+        ingest(st, gold_file, "gsm8k-nogold", split="train", update=True)
+        g = st.df("SELECT DISTINCT question, gold, gold_source FROM labeled_programs WHERE gold_source = 'gold'")
+        assert len(g) == 5 and all(numbers_match(a, hidden[q]) for q, a in zip(g.question, g.gold))
+        assert st.scalar("SELECT count(*) FROM consensus c JOIN problems pr USING (problem_id) "
+                         "WHERE pr.answer IS NOT NULL") > 0  # stale, and ignored
+        r = vote(st, dataset="gsm8k-nogold")
+        assert r["problems"] == N_PROBLEMS - 5
+        assert st.scalar("SELECT count(*) FROM consensus c JOIN problems pr USING (problem_id) "
+                         "WHERE pr.answer IS NOT NULL") == 0
+
+
+def test_vote_and_min_agreement_bad_input_fail_clearly(db):
+    with Store(db) as st:
+        st.con.execute("INSERT INTO problems (problem_id, dataset, split, question) VALUES ('p', 'd', 'train', 'q')")
+    res = pad_cli("--db", db, "vote", "--dataset", "nope")
+    assert res.returncode == 1 and "--dataset: no dataset 'nope'" in res.stderr
+    with Store(db) as st:
+        r = vote(st)
+        assert (r["problems"], r["no_results"], r["voted"]) == (1, 1, 0)
+        with pytest.raises(ValueError, match="--min-votes must be"):
+            vote(st, min_votes=0)
+        with pytest.raises(ValueError, match="--min-agreement must be"):
+            curate(st, "x", CurateParams(min_agreement=1.5))
+        assert CurateParams().to_json() == CurateParams(min_agreement=None).to_json()  # old snapshot hashes hold
+        assert '"min_agreement": 0.6' in CurateParams(min_agreement=0.6).to_json()
