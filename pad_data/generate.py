@@ -5,7 +5,10 @@ max_tokens, sample_idx)``, stored on its program. A run asks the teacher only fo
 whose key is not in the store yet, so a rerun makes zero requests, and an interrupted run
 (Ctrl-C, kill -9) loses nothing: every response is committed the moment it arrives.
 Requests that still fail after retries go to ``generation_failures`` and are retried by the
-next run. The teachers themselves live in :mod:`pad_data.teachers`.
+next run. If a commit fails, the responses not committed go to a journal beside the store
+(``<store>.journal.jsonl``, fsync'd), no new request is sent, and the run fails with the reason;
+the next run stores the journal before it plans its requests. The teachers themselves live
+in :mod:`pad_data.teachers`.
 """
 
 from __future__ import annotations
@@ -103,30 +106,43 @@ def generate(store: Store, teacher: Teacher, dataset: str, samples: int = 4, tem
              split: str | None = None, limit: int | None = None,
              prices: tuple[float, float] | None = None,
              progress: Callable[[int, int], None] | None = None) -> dict:
-    """Ask ``teacher`` for ``samples`` programs per problem of ``dataset``; store each as it arrives."""
+    """Ask ``teacher`` for ``samples`` programs per problem of ``dataset``; store each as it arrives.
+
+    Responses a commit could not store go to the store's journal; the run then stops sending
+    requests and raises :class:`CommitError` once the requests in flight are answered (and
+    journaled). The next run, or any writable open of the store, stores the journal first."""
     if concurrency < 1:
         raise ValueError("--samples and --concurrency must be >= 1")
+    recovered, store.recovered = store.recovered + store.replay_journal(), 0
     p, todo, keys, cached = plan(store, teacher.name, dataset, samples, temperature, max_tokens, prompt,
                                  split, limit)
     total = sum(len(t[2]) for t in todo)
     stats = new_stats(total, cached=cached)
+    stats["recovered"] = recovered
     failed_keys = {r[0] for r in store.con.execute("SELECT gen_key FROM generation_failures").fetchall()}
     writer = _Writer(store, stats, progress, total, failed_keys)
     writer.start()
     t0 = time.perf_counter()
     try:
         asyncio.run(run_requests(teacher, p, todo, keys, temperature, max_tokens, concurrency, prices,
-                                 lambda kind, rows: writer.queue.put((kind, rows)), stats))
+                                 lambda kind, rows: writer.queue.put((kind, rows)), stats,
+                                 stop=writer.failed.is_set))
     finally:
-        writer.close()  # everything received is committed, also on Ctrl-C
+        writer.close()  # everything received is committed (or journaled), also on Ctrl-C
     return finish_stats(stats, teacher, p, time.perf_counter() - t0)
+
+
+class CommitError(RuntimeError):
+    """A commit to the store failed during ``pad generate``: what it held went to the journal."""
 
 
 class _Writer(threading.Thread):
     """Commits responses as they arrive, on its own thread (group commit).
 
     Each batch holds everything that arrived while the previous commit ran, so no response
-    waits longer than one commit, and requests keep flowing while the disk syncs.
+    waits longer than one commit, and requests keep flowing while the disk syncs. From the
+    first commit that fails on, every batch (that one included) is appended to the journal
+    instead, and ``failed`` tells the requests to stop.
     """
 
     def __init__(self, store: Store, stats: dict, progress, total: int, failed_keys: set[str]):
@@ -134,7 +150,10 @@ class _Writer(threading.Thread):
         self.store, self.stats, self.progress, self.total = store, stats, progress, total
         self.failed_keys = failed_keys
         self.queue: queue.Queue = queue.Queue()
-        self.error: BaseException | None = None
+        self.failed = threading.Event()
+        self.error: BaseException | None = None  # the commit that failed
+        self.journal_error: BaseException | None = None  # the journal could not be written either
+        self.lost = 0  # rows neither committed nor journaled
 
     def run(self) -> None:
         done = False
@@ -147,40 +166,57 @@ class _Writer(threading.Thread):
                     break
             done = any(i is None for i in items)
             items = [i for i in items if i is not None]
-            if items and self.error is None:
+            if not items:
+                continue
+            if self.error is None:
                 try:
                     self._commit(items)
+                    continue
                 except BaseException as exc:  # surfaced by close()
                     self.error = exc
+                    self.failed.set()
+            self._journal(items)
 
     def _commit(self, items: list[tuple[str, list[dict]]]) -> None:
         ok = [r for kind, rows in items if kind == "ok" for r in rows]
         failed = [r for kind, rows in items if kind == "fail" for r in rows]
-        st = self.store
-        with st.transaction():
-            if ok:
-                self.stats["added"] += st.insert_new("programs", pd.DataFrame(ok), "program_id")
-                healed = [r["gen_key"] for r in ok if r["gen_key"] in self.failed_keys]
-                if healed:
-                    st.con.execute("DELETE FROM generation_failures WHERE gen_key IN "
-                                   f"({', '.join('?' * len(healed))})", healed)
-            if failed:
-                st.con.register("_pad_fail", pd.DataFrame(failed))
-                try:
-                    st.con.execute("INSERT INTO generation_failures (gen_key, problem_id, sample_idx, "
-                                   "model, error, attempts) SELECT gen_key, problem_id, sample_idx, "
-                                   "model, error, attempts FROM _pad_fail")
-                finally:
-                    st.con.unregister("_pad_fail")
-                self.stats["failed"] += len(failed)
+        with self.store.transaction():
+            added = self.store.add_generated(ok, failed, [r["gen_key"] for r in ok if r["gen_key"] in self.failed_keys])
+        self.stats["added"] += added
+        self.stats["failed"] += len(failed)
         if self.progress:
             self.progress(self.stats["added"] + self.stats["failed"], self.total)
+
+    def _journal(self, items: list[tuple[str, list[dict]]]) -> None:
+        rows = sum(len(r) for _, r in items)
+        if self.journal_error is None:
+            try:
+                self.store.append_journal(items)
+                self.stats["journaled"] += sum(len(r) for kind, r in items if kind == "ok")
+                return
+            except BaseException as exc:
+                self.journal_error = exc
+        self.lost += rows
 
     def close(self) -> None:
         self.queue.put(None)
         self.join()
-        if self.error is not None:
-            raise self.error
+        if self.error is None:
+            return
+        reason = _first_line(self.error)
+        journal = self.store.journal_path
+        if self.journal_error is not None:
+            raise CommitError(f"could not commit to {self.store.path}: {reason}; stopped sending requests; "
+                              f"{self.lost} rows are lost: the journal {journal} could not be written "
+                              f"({_first_line(self.journal_error)})") from self.error
+        raise CommitError(f"could not commit to {self.store.path}: {reason}; stopped sending requests; "
+                          f"{self.stats['journaled']} programs kept in {journal}: the next `pad generate` "
+                          "stores them without asking again") from self.error
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def plan(store: Store, model: str, dataset: str, samples: int, temperature: float, max_tokens: int,
@@ -218,7 +254,7 @@ def plan(store: Store, model: str, dataset: str, samples: int, temperature: floa
 
 def new_stats(total: int, cached: int = 0) -> dict:
     return {"requested_samples": total, "cached": cached, "added": 0, "failed": 0, "requests": 0,
-            "prompt_tokens": 0, "completion_tokens": 0}
+            "prompt_tokens": 0, "completion_tokens": 0, "journaled": 0, "recovered": 0}
 
 
 def finish_stats(stats: dict, teacher: Teacher, prompt: Prompt, seconds: float) -> dict:
@@ -231,14 +267,16 @@ def finish_stats(stats: dict, teacher: Teacher, prompt: Prompt, seconds: float) 
 async def run_requests(teacher: Teacher, prompt: Prompt, todo: list[tuple[str, str, list[int]]],
                        keys: dict[str, list[str]], temperature: float, max_tokens: int, concurrency: int,
                        prices: tuple[float, float] | None, put: Callable[[str, list[dict]], None],
-                       stats: dict) -> None:
+                       stats: dict, stop: Callable[[], bool] | None = None) -> None:
     """Ask ``teacher`` for the missing samples ``todo`` = ``[(problem_id, question, [sample_idx])]``.
 
     Each response becomes ``programs`` rows handed to ``put("ok", rows)`` the moment it
     arrives; requests that fail for good go to ``put("fail", rows)`` (``generation_failures``
     rows). Used by ``pad generate`` (``put`` feeds the store's group-commit writer) and by the
-    Ray engine (``put`` collects a shard's rows).
+    Ray engine (``put`` collects a shard's rows). Once ``stop()`` is true no new request is
+    sent; the requests in flight still hand their responses to ``put``.
     """
+    stop = stop or (lambda: False)
     sem = asyncio.Semaphore(concurrency)
 
     def store_completion(pid: str, idxs: list[int], comp) -> None:
@@ -269,6 +307,8 @@ async def run_requests(teacher: Teacher, prompt: Prompt, todo: list[tuple[str, s
         while missing:
             n = len(missing) if teacher.supports_n else 1
             async with sem:
+                if stop():
+                    return
                 try:
                     comp = await teacher.complete(text, n, temperature, max_tokens)
                 except TeacherError as exc:
