@@ -81,7 +81,11 @@ def _warn(message: str) -> None:
 
 
 def _store(read_only: bool = False) -> Store:
-    return Store(resolve_path(_state["db"]), read_only=read_only)
+    store = Store(resolve_path(_state["db"]), read_only=read_only)
+    if store.recovered:
+        err_console.print(f"stored {store.recovered} programs that waited in {store.journal_path} "
+                          "(from a `pad generate` whose commit failed)", highlight=False, soft_wrap=True)
+    return store
 
 
 @contextlib.contextmanager

@@ -7,7 +7,10 @@ loses nothing: responses are committed as they arrive (group commits a quarter o
 apart, which leave the store free for readers in between; Ctrl-C commits what was received,
 a kill -9 loses at most the last quarter second, which the rerun asks for again).
 Requests that still fail after retries go to ``generation_failures`` and are retried by the
-next run. The teachers themselves live in :mod:`pad_data.teachers`.
+next run. If a commit fails, the responses not committed go to a journal beside the store
+(``<store>.journal.jsonl``, fsync'd), no new request is sent, and the run fails with the reason;
+the next run stores the journal before it plans its requests. The teachers themselves live
+in :mod:`pad_data.teachers`.
 """
 
 from __future__ import annotations
@@ -106,28 +109,39 @@ def generate(store: Store, teacher: Teacher, dataset: str, samples: int = 4, tem
              split: str | None = None, limit: int | None = None,
              prices: tuple[float, float] | None = None,
              progress: Callable[[int, int], None] | None = None) -> dict:
-    """Ask ``teacher`` for ``samples`` programs per problem of ``dataset``; store each as it arrives."""
+    """Ask ``teacher`` for ``samples`` programs per problem of ``dataset``; store each as it arrives.
+
+    Responses a commit could not store go to the store's journal; the run then stops sending
+    requests and raises :class:`CommitError` once the requests in flight are answered (and
+    journaled). The next run, or any writable open of the store, stores the journal first."""
     if concurrency < 1:
         raise ValueError("--samples and --concurrency must be >= 1")
+    recovered, store.recovered = store.recovered + store.replay_journal(), 0
     p, todo, keys, cached = plan(store, teacher.name, dataset, samples, temperature, max_tokens, prompt,
                                  split, limit)
     total = sum(len(t[2]) for t in todo)
     stats = new_stats(total, cached=cached)
+    stats["recovered"] = recovered
     failed_keys = {r[0] for r in store.con.execute("SELECT gen_key FROM generation_failures").fetchall()}
 
     def reported(_) -> None:
         if progress:
             progress(stats["added"] + stats["failed"], total)
 
+    journal = _Journal(store, stats)
     committer = GroupCommitter(store, lambda st, items: _commit_responses(st, items, stats, failed_keys),
-                               interval=COMMIT_INTERVAL_S, on_commit=reported)
+                               interval=COMMIT_INTERVAL_S, on_commit=reported, salvage=journal)
     committer.start()
     t0 = time.perf_counter()
     try:
         asyncio.run(run_requests(teacher, p, todo, keys, temperature, max_tokens, concurrency, prices,
-                                 lambda kind, rows: committer.put((kind, rows)), stats))
+                                 lambda kind, rows: committer.put((kind, rows)), stats,
+                                 stop=committer.failed.is_set))
     finally:
-        committer.close()  # everything received is committed, also on Ctrl-C
+        try:
+            committer.close()  # everything received is committed (or journaled), also on Ctrl-C
+        except Exception as exc:
+            raise journal.failure(exc) from exc
     return finish_stats(stats, teacher, p, time.perf_counter() - t0)
 
 
@@ -135,21 +149,47 @@ def _commit_responses(st: Store, items: list[tuple[str, list[dict]]], stats: dic
     """Commit function of the stage: programs received, and requests that failed for good."""
     ok = [r for kind, rows in items if kind == "ok" for r in rows]
     failed = [r for kind, rows in items if kind == "fail" for r in rows]
-    if ok:
-        stats["added"] += st.insert_new("programs", pd.DataFrame(ok), "program_id")
-        healed = [r["gen_key"] for r in ok if r["gen_key"] in failed_keys]
-        if healed:
-            st.con.execute("DELETE FROM generation_failures WHERE gen_key IN "
-                           f"({', '.join('?' * len(healed))})", healed)
-    if failed:
-        st.con.register("_pad_fail", pd.DataFrame(failed))
-        try:
-            st.con.execute("INSERT INTO generation_failures (gen_key, problem_id, sample_idx, "
-                           "model, error, attempts) SELECT gen_key, problem_id, sample_idx, "
-                           "model, error, attempts FROM _pad_fail")
-        finally:
-            st.con.unregister("_pad_fail")
-        stats["failed"] += len(failed)
+    stats["added"] += st.add_generated(ok, failed, [r["gen_key"] for r in ok if r["gen_key"] in failed_keys])
+    stats["failed"] += len(failed)
+
+
+class CommitError(RuntimeError):
+    """A commit to the store failed during ``pad generate``: what it held went to the journal."""
+
+
+class _Journal:
+    """The salvage of a failed generate: appends what could not be committed to the store's
+    journal (fsync'd); counts what it kept and, if even the journal fails, what was lost."""
+
+    def __init__(self, store: Store, stats: dict):
+        self.store, self.stats = store, stats
+        self.error: BaseException | None = None  # the journal could not be written
+        self.lost = 0  # rows neither committed nor journaled
+
+    def __call__(self, items: list[tuple[str, list[dict]]]) -> None:
+        if self.error is None:
+            try:
+                self.store.append_journal(items)
+                self.stats["journaled"] += sum(len(r) for kind, r in items if kind == "ok")
+                return
+            except BaseException as exc:
+                self.error = exc
+        self.lost += sum(len(r) for _, r in items)
+
+    def failure(self, exc: BaseException) -> CommitError:
+        reason, journal = _first_line(exc), self.store.journal_path
+        if self.error is not None:
+            return CommitError(f"could not commit to {self.store.path}: {reason}; stopped sending requests; "
+                               f"{self.lost} rows are lost: the journal {journal} could not be written "
+                               f"({_first_line(self.error)})")
+        return CommitError(f"could not commit to {self.store.path}: {reason}; stopped sending requests; "
+                           f"{self.stats['journaled']} programs kept in {journal}: the next `pad generate` "
+                           "stores them without asking again")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def plan(store: Store, model: str, dataset: str, samples: int, temperature: float, max_tokens: int,
@@ -187,7 +227,7 @@ def plan(store: Store, model: str, dataset: str, samples: int, temperature: floa
 
 def new_stats(total: int, cached: int = 0) -> dict:
     return {"requested_samples": total, "cached": cached, "added": 0, "failed": 0, "requests": 0,
-            "prompt_tokens": 0, "completion_tokens": 0}
+            "prompt_tokens": 0, "completion_tokens": 0, "journaled": 0, "recovered": 0}
 
 
 def finish_stats(stats: dict, teacher: Teacher, prompt: Prompt, seconds: float) -> dict:
@@ -200,14 +240,16 @@ def finish_stats(stats: dict, teacher: Teacher, prompt: Prompt, seconds: float) 
 async def run_requests(teacher: Teacher, prompt: Prompt, todo: list[tuple[str, str, list[int]]],
                        keys: dict[str, list[str]], temperature: float, max_tokens: int, concurrency: int,
                        prices: tuple[float, float] | None, put: Callable[[str, list[dict]], None],
-                       stats: dict) -> None:
+                       stats: dict, stop: Callable[[], bool] | None = None) -> None:
     """Ask ``teacher`` for the missing samples ``todo`` = ``[(problem_id, question, [sample_idx])]``.
 
     Each response becomes ``programs`` rows handed to ``put("ok", rows)`` the moment it
     arrives; requests that fail for good go to ``put("fail", rows)`` (``generation_failures``
     rows). Used by ``pad generate`` (``put`` feeds the store's group-commit writer) and by the
-    Ray engine (``put`` collects a shard's rows).
+    Ray engine (``put`` collects a shard's rows). Once ``stop()`` is true no new request is
+    sent; the requests in flight still hand their responses to ``put``.
     """
+    stop = stop or (lambda: False)
     sem = asyncio.Semaphore(concurrency)
 
     def store_completion(pid: str, idxs: list[int], comp) -> None:
@@ -238,6 +280,8 @@ async def run_requests(teacher: Teacher, prompt: Prompt, todo: list[tuple[str, s
         while missing:
             n = len(missing) if teacher.supports_n else 1
             async with sem:
+                if stop():
+                    return
                 try:
                     comp = await teacher.complete(text, n, temperature, max_tokens)
                 except TeacherError as exc:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import time
@@ -307,6 +308,22 @@ MIGRATIONS: list[list[str]] = [
             gen_keys VARCHAR[] NOT NULL,
             PRIMARY KEY (job_id, custom_id))""",
     ],
+    # v13: `pad-train eval` commits as it goes and resumes: one row per evaluated problem of a run
+    # (a run is finished when its eval_runs row exists); run_key identifies a run's model,
+    # data and settings, so a rerun after a kill finds the unfinished run and continues it.
+    [
+        """CREATE TABLE eval_items (
+            run_id VARCHAR NOT NULL,
+            problem_id VARCHAR NOT NULL,
+            run_key VARCHAR NOT NULL,
+            correct_by_round VARCHAR NOT NULL,
+            labels VARCHAR NOT NULL,
+            programs INTEGER NOT NULL,
+            seconds DOUBLE NOT NULL,
+            done_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (run_id, problem_id))""",
+        "ALTER TABLE eval_runs ADD COLUMN run_key VARCHAR",
+    ],
 ]
 
 # A problem's gold: its real gold answer (number or text) when it has one, else the consensus
@@ -453,8 +470,11 @@ class Store:
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no such store (run `pad ingest` or `pad run` first)")
         self._open()
+        self.recovered = 0  # programs stored from the generation journal when this store was opened
         try:
             self._migrate(migrate_to if migrate_to is not None else SCHEMA_VERSION)
+            if not read_only and self.version == SCHEMA_VERSION:
+                self.recovered = self.replay_journal()
         except BaseException:
             self.release()
             raise
@@ -516,7 +536,10 @@ class Store:
         try:
             yield con
         except BaseException:
-            con.execute("ROLLBACK")
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # a failed statement can end the transaction itself: the first error is the one to see
             raise
         else:
             con.execute("COMMIT")
@@ -697,6 +720,140 @@ class Store:
             return dict(con.execute("SELECT label, count(*) FROM _pad_new GROUP BY 1").fetchall())
         finally:
             con.execute("DROP TABLE IF EXISTS _pad_new")
+    # ------------------------------------------------------------------ generation
+    def add_generated(self, programs: list[dict], failures: list[dict], healed: list[str] | None = None,
+                      replay: bool = False) -> int:
+        """Store a teacher's responses: ``programs`` rows (skipping program_ids already stored) and
+        ``generation_failures`` rows. The failures of gen_keys in ``healed`` [default: every
+        program's gen_key] are removed. ``replay``: rows from the journal, which may have been
+        stored already, so failures already recorded (same gen_key and error) or since answered
+        are skipped. The caller owns the transaction. Returns the programs added."""
+        import pandas as pd
+
+        added = self.insert_new("programs", pd.DataFrame(programs), "program_id") if programs else 0
+        healed = [r["gen_key"] for r in programs] if healed is None else healed
+        if healed:
+            self.con.register("_pad_healed", pd.DataFrame({"gen_key": healed}))
+            try:
+                self.con.execute("DELETE FROM generation_failures WHERE gen_key IN (SELECT gen_key FROM _pad_healed)")
+            finally:
+                self.con.unregister("_pad_healed")
+        if failures:
+            skip = ("WHERE NOT EXISTS (SELECT 1 FROM generation_failures g WHERE g.gen_key = f.gen_key "
+                    "AND g.error IS NOT DISTINCT FROM f.error) "
+                    "AND NOT EXISTS (SELECT 1 FROM programs p WHERE p.gen_key = f.gen_key)") if replay else ""
+            self.con.register("_pad_fail", pd.DataFrame(failures))
+            try:
+                self.con.execute("INSERT INTO generation_failures (gen_key, problem_id, sample_idx, model, error, "
+                                 "attempts) SELECT gen_key, problem_id, sample_idx, model, error, attempts "
+                                 f"FROM _pad_fail f {skip}")
+            finally:
+                self.con.unregister("_pad_fail")
+        return added
+
+    @property
+    def journal_path(self) -> Path:
+        """Where responses that could not be committed wait for the next run: ``<store>.journal.jsonl``."""
+        return self.path.with_name(self.path.name + ".journal.jsonl")
+
+    def append_journal(self, items: list[tuple[str, list[dict]]]) -> int:
+        """Append ``(kind, rows)`` items (kind ``ok``: programs rows, ``fail``: generation_failures
+        rows) to the journal, one JSON line each, in one write, and fsync it (and, when it is
+        new, its folder). Returns the rows written."""
+        path = self.journal_path
+        new = not path.exists()
+        data = "".join(json.dumps({"kind": kind, "rows": rows}, default=str) + "\n" for kind, rows in items)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview(data.encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            _fsync_dir(path.parent)
+        return sum(len(rows) for _, rows in items)
+
+    def replay_journal(self) -> int:
+        """Store the responses waiting in the journal (in one transaction) and then remove it.
+
+        A last line cut short by a crash while it was written is ignored (it was never fsync'd
+        whole); any other unreadable line is an error that leaves the journal in place. Rows
+        stored already are skipped, so a journal replayed twice adds nothing. Returns the
+        programs added."""
+        path = self.journal_path
+        if not path.exists():
+            return 0
+        lines = path.read_text(encoding="utf-8").split("\n")
+        programs, failures = [], []
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                kind, rows = entry["kind"], entry["rows"]
+                if kind not in ("ok", "fail") or not isinstance(rows, list):
+                    raise ValueError(f"unknown entry kind {kind!r}")
+            except (ValueError, KeyError, TypeError) as exc:
+                if n == len(lines):  # no newline after it: torn by a crash mid-write
+                    break
+                raise StoreError(f"{path}:{n}: unreadable journal entry ({exc}); "
+                                 "fix or move the file to open the store") from None
+            (programs if kind == "ok" else failures).extend(rows)
+        try:
+            with self.transaction():
+                added = self.add_generated(programs, failures, replay=True)
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.path}: could not store the {len(programs) + len(failures)} responses "
+                             f"waiting in {path}: {str(exc).strip().splitlines()[0]} (they stay there)") from None
+        path.unlink()
+        _fsync_dir(path.parent)
+        return added
+
+    # ------------------------------------------------------------------ student evaluation
+    def eval_resume_point(self, run_key: str) -> tuple[str | None, set[str]]:
+        """The unfinished evaluation run with ``run_key`` (no eval_runs row yet) and the
+        problems it has already evaluated; ``(None, set())`` when there is none."""
+        rows = self.con.execute(
+            "SELECT run_id, problem_id FROM eval_items WHERE run_key = ? AND run_id NOT IN "
+            "(SELECT run_id FROM eval_runs) ORDER BY done_at DESC", [run_key]).fetchall()
+        if not rows:
+            return None, set()
+        run_id = rows[0][0]
+        return run_id, {pid for rid, pid in rows if rid == run_id}
+
+    def add_eval_items(self, items: list[dict], programs: list[dict], executions: list[dict]) -> None:
+        """Store a batch of evaluated problems with their programs and executions, in one
+        transaction (a problem is evaluated whole or not at all)."""
+        import pandas as pd
+
+        from .results import results_frame
+
+        with self.transaction():
+            if programs:
+                self.insert_new("programs", pd.DataFrame(programs), "program_id")
+            if executions:
+                self.add_executions(results_frame(executions))
+            if items:
+                df = pd.DataFrame(items)
+                cols = ", ".join(df.columns)
+                self.con.register("_pad_items", df)
+                try:
+                    self.con.execute(f"INSERT INTO eval_items ({cols}) SELECT {cols} FROM _pad_items")
+                finally:
+                    self.con.unregister("_pad_items")
+
+    def eval_items(self, run_id: str) -> pd.DataFrame:
+        """The problems evaluated by run ``run_id``, in problem_id order."""
+        return self.df("SELECT problem_id, correct_by_round, labels, programs, seconds FROM eval_items "
+                       "WHERE run_id = ? ORDER BY problem_id", [run_id])
+
+    def add_eval_run(self, row: dict) -> None:
+        """Record a finished evaluation run (an ``eval_runs`` row)."""
+        cols = ", ".join(row)
+        with self.transaction():
+            self.con.execute(f"INSERT INTO eval_runs ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
     def read_query(self, query: str, read_files: bool = False) -> pd.DataFrame:
         """A read-only query's result (see :data:`READ_STATEMENTS`); any other statement is a
@@ -748,7 +905,20 @@ class Store:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        try:
+            self.close()
+        except duckdb.Error:
+            if exc[0] is None:
+                raise  # else the error that ended the block is the one to report
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a file's creation or removal in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _quote(text: str) -> str:

@@ -10,6 +10,11 @@ store, writes everything gathered in one transaction, commits and closes the sto
 Finding the store held by another process, the committer waits for it (up to ``patience``
 seconds) while the stage keeps working. ``close()`` commits whatever was handed over (also
 on Ctrl-C); a kill -9 loses at most the last ``interval`` of work, which a rerun redoes.
+
+A stage whose work cannot be redone for free (paid teacher responses) passes ``salvage``: when a
+commit fails, the items it held and every item handed over afterwards go to ``salvage(items)``
+(a journal) instead of being dropped, ``failed`` is set so the stage can stop early, and
+``close()`` raises the commit's error.
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ class GroupCommitter:
     """
 
     def __init__(self, store: Store, commit: Callable[[Store, list], Any], interval: float = 1.0,
-                 on_commit: Callable[[Any], None] | None = None, patience: float = PATIENCE_S):
+                 on_commit: Callable[[Any], None] | None = None, patience: float = PATIENCE_S,
+                 salvage: Callable[[list], None] | None = None):
         self.store, self.commit, self.interval, self.on_commit = store, commit, interval, on_commit
-        self.patience = patience
+        self.patience, self.salvage = patience, salvage
+        self.failed = threading.Event()  # set when a commit failed
         self.error: BaseException | None = None
         self.commits = 0
         self._queue: queue.Queue = queue.Queue()
@@ -56,8 +63,10 @@ class GroupCommitter:
         self._thread.start()
 
     def put(self, item: Any) -> None:
-        """Hand over an item to commit; raises the committer's error, if it failed."""
-        self._raise()
+        """Hand over an item to commit; raises the committer's error, if it failed (with
+        ``salvage``, the item is salvaged instead and the error waits for ``close()``)."""
+        if self.salvage is None:
+            self._raise()
         self._queue.put(("item", item))
 
     def submit(self, fn: Callable[[Store], T]) -> "Future[T]":
@@ -104,7 +113,12 @@ class GroupCommitter:
                 # commit when the interval is over, or when the store is opened anyway
                 if items and (stop or calls or time.monotonic() >= last + self.interval):
                     last = time.monotonic()
-                    self._commit(items)
+                    try:
+                        self._commit(items)
+                    except BaseException:
+                        if self.salvage is not None:
+                            self.salvage(items)
+                        raise
                     items = []
                 for _, fn, fut in calls:
                     self._call(fn, fut)
@@ -113,6 +127,7 @@ class GroupCommitter:
                     return
         except BaseException as exc:  # surfaced to the stage by put(), submit() or close()
             self.error = exc
+            self.failed.set()
             try:
                 self.store.release()
             except BaseException:
@@ -142,5 +157,7 @@ class GroupCommitter:
             job = self._queue.get()
             if job[0] == "call":
                 job[2].set_exception(exc)
+            elif job[0] == "item" and self.salvage is not None:
+                self.salvage([job[1]])
             elif job[0] == "stop":
                 return

@@ -98,15 +98,20 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
           verifier_weight: float = typer.Option(0.5, help="stepwise: weight of the verifier's log P(correct)"),
           refine_rounds: int = typer.Option(0, help="let the student fix its failing programs from the "
                                                     "execution feedback, up to R rounds")):
-    """Generate a program per question, execute it in the sandbox, score it, store it."""
+    """Generate a program per question, execute it in the sandbox, score it, store it.
+
+    Commits each batch as it goes; rerun the same command after an interruption to evaluate
+    only the problems still missing."""
     from .evaluate import EvalConfig, evaluate
 
     if samples > 1 and temperature == 0:
         temperature = 0.7
     with _errors():
         check_split(split)
-    with _errors(), Store(resolve_path(_state["db"])) as store, _bar("generating") as bar:
-        task = bar.add_task("gen", total=None, info="")
+    with _cli_errors(interrupted="interrupted: the problems evaluated so far are stored; rerun the same command "
+                                 "to evaluate the rest"), Store(resolve_path(_state["db"])) as store, \
+            _bar("evaluating") as bar:
+        task = bar.add_task("eval", total=None, info="")
         r = evaluate(store, model, dataset, split, EvalConfig(cot=cot, answer_only=answer_only, samples=samples,
                                                               temperature=temperature, batch_size=batch_size,
                                                               max_new_tokens=max_new_tokens, limit=limit, timeout=timeout,
@@ -117,8 +122,10 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
     rounds = r.get("accuracy_by_round") or []
     after = (" (after each refinement round: " + " -> ".join(f"{100 * a:.1f}%" for a in rounds) + ")"
              if len(rounds) > 1 else "")
+    resumed = f" (resumed: {r['resumed']} problems were evaluated before, {r['evaluated']} now)" if r["resumed"] else ""
     console.print(f"{dataset}/{split}: accuracy {100 * r['accuracy']:.1f}% ({r['correct']}/{r['questions']}){after}, "
-                  f"{r['settings']['decode']}, labels {r['labels']}, {r['programs_per_s']:.1f} programs/s, run {r['run_id']}")
+                  f"{r['settings']['decode']}, labels {r['labels']}, {r['programs_per_s']:.1f} programs/s, "
+                  f"run {r['run_id']}{resumed}")
 
 
 @app.command("verifier")

@@ -17,16 +17,22 @@ model, ``eval_run_id``, ``refine_round`` and a parent link to the program it fix
 its execution and label, so the review app and SQL show the student's errors exactly like a
 teacher's. ``eval_runs`` keeps accuracy (after the last round), the accuracy after each
 round, and programs/s per model/dataset/settings.
+
+Evaluation commits as it goes: each batch of problems is stored with its programs, executions
+and per-problem result (``eval_items``), and a rerun of the same evaluation (same model files,
+data and settings) after a crash, Ctrl-C or kill evaluates only the problems still missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import pandas as pd
@@ -140,18 +146,18 @@ def _needs_fix(execution: dict) -> bool:
     return execution["status"] != "ok" or execution["label"] == "non_numeric"
 
 
-def _accuracy(chains: dict[tuple[str, int], list[dict]], upto: int, vote: bool) -> tuple[int, int]:
-    """``(correct, questions)`` using each chain's latest program at or before round ``upto``."""
-    by_problem: dict[str, list] = {}
-    for (pid, i), steps in chains.items():
-        last = [s for s in steps if s["round"] <= upto][-1]["execution"]
-        by_problem.setdefault(pid, []).append((i, last["label"], last["value"] if last["status"] == "ok" else None))
-    correct = 0
-    for samples in by_problem.values():
-        samples.sort()
-        chosen = samples[_vote([(lab, val) for _, lab, val in samples])] if vote else samples[0]
-        correct += chosen[1] == "correct"
-    return correct, len(by_problem)
+def _correct_by_round(chains: dict[int, list[dict]], rounds: int, vote: bool) -> list[bool]:
+    """Whether one problem is answered correctly after each round ``0..rounds``, from its
+    samples' chains (each sample's latest program at or before the round; a vote when ``vote``)."""
+    out = []
+    for upto in range(rounds + 1):
+        samples = []
+        for i in sorted(chains):
+            last = [s for s in chains[i] if s["round"] <= upto][-1]["execution"]
+            samples.append((last["label"], last["value"] if last["status"] == "ok" else None))
+        chosen = samples[_vote(samples)] if vote else samples[0]
+        out.append(chosen[0] == "correct")
+    return out
 
 
 def _check_config(cfg: EvalConfig, seq2seq: bool) -> None:
@@ -175,9 +181,39 @@ def _check_config(cfg: EvalConfig, seq2seq: bool) -> None:
         raise ValueError("--verifier scores the steps of --decode stepwise")
 
 
+def run_key(model_dir: str, dataset: str, split: str, settings: dict) -> str:
+    """What identifies an evaluation run for resuming: the model (and verifier) with a fingerprint
+    of their files, the data and every setting. A rerun with the same key continues the run."""
+    return content_id("eval", model_dir, _fingerprint(model_dir), _fingerprint(settings.get("verifier")), dataset,
+                      split, json.dumps(settings, sort_keys=True))
+
+
+def _fingerprint(model_dir: str | None) -> str:
+    """Name, size and mtime of a local model folder's files (a model retrained in place is a new
+    run); empty for a Hub name."""
+    path = Path(model_dir) if model_dir else None
+    if path is None or not path.is_dir():
+        return ""
+    return ";".join(f"{f.name}:{st.st_size}:{st.st_mtime_ns}"
+                    for f in sorted(path.iterdir()) if f.is_file() for st in [f.stat()])
+
+
+def _seed(key: str, problem: str) -> None:
+    """Seed sampling from the run and the problem, so a resumed run draws what an uninterrupted one does."""
+    import torch
+
+    torch.manual_seed(int(content_id("seed", key, problem), 16) % 2**63)
+
+
 def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cfg: EvalConfig | None = None,
              progress: Callable[[int, int], None] | None = None) -> dict:
-    """Generate, execute, (refine,) score; store the programs and an ``eval_runs`` row; return the summary."""
+    """Generate, execute, (refine,) score; store the programs and an ``eval_runs`` row; return the summary.
+
+    Problems are evaluated a batch at a time (``batch_size`` problems; one with ``stepwise``)
+    and each batch is committed with its programs, executions and per-problem results. A run
+    stopped part-way (Ctrl-C, kill -9) is resumed by the same call: it evaluates only the
+    problems not committed yet, and, since sampling is seeded per batch from the run and the
+    batches are the same, ends with the result an uninterrupted run gets."""
     import torch
 
     cfg = cfg or EvalConfig()
@@ -188,15 +224,63 @@ def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cf
     model, tok, seq2seq = load_model(model_dir)
     _check_config(cfg, seq2seq)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    run_id = uuid.uuid4().hex[:12]
-    t0 = time.perf_counter()
-    if cfg.cot or cfg.answer_only:
-        completions = generate_programs(model, tok, seq2seq, rows.question.tolist(), cfg, progress)
-        return _score_cot(store, model_dir, dataset, split, rows, completions, cfg, run_id, time.perf_counter() - t0)
-    problems = {r.problem_id: r for r in rows.itertuples(index=False)}
-    chains: dict[tuple[str, int], list[dict]] = {}
-    with SandboxPool(workers=2, timeout=cfg.timeout, memory_mb=cfg.memory_mb) as pool:
-        executor = pool.executor_version
+    settings = {**asdict(cfg), "decode": cfg.decode_name()}
+    key = run_key(model_dir, dataset, split, settings)
+    run_id, done = store.eval_resume_point(key)
+    run_id = run_id or uuid.uuid4().hex[:12]
+    resumed = int(rows.problem_id.isin(done).sum())
+    size = 1 if cfg.decode == "stepwise" else max(1, cfg.batch_size)
+    finished = resumed
+    if progress:
+        progress(finished, len(rows))
+    with contextlib.ExitStack() as stack:
+        if cfg.cot or cfg.answer_only:
+            evaluator = _CotBatch(model, tok, seq2seq, cfg)
+        else:
+            pool = stack.enter_context(SandboxPool(workers=2, timeout=cfg.timeout, memory_mb=cfg.memory_mb))
+            evaluator = _ProgramBatch(model, tok, seq2seq, cfg, pool, model_dir, run_id, key)
+        for start in range(0, len(rows), size):
+            chunk = rows.iloc[start:start + size]
+            chunk = chunk[~chunk.problem_id.isin(done)]
+            if chunk.empty:
+                continue
+            _seed(key, rows.problem_id.iloc[start])
+            t0 = time.perf_counter()
+            items, programs, executions = evaluator(chunk)
+            seconds = (time.perf_counter() - t0) / len(items)
+            store.add_eval_items([{"run_id": run_id, "run_key": key, **item, "seconds": seconds} for item in items],
+                                 programs, executions)
+            finished += len(chunk)
+            if progress:
+                progress(finished, len(rows))
+    return _finish(store, run_id, key, model_dir, dataset, split, cfg, settings, set(rows.problem_id), resumed)
+
+
+class _ProgramBatch:
+    """Evaluates a batch of problems whole: write programs (or search step-wise), execute them,
+    refine the failing ones; returns ``(eval_items rows, programs rows, executions rows)``."""
+
+    def __init__(self, model, tok, seq2seq: bool, cfg: EvalConfig, pool: SandboxPool, model_dir: str, run_id: str,
+                 key: str):
+        self.model, self.tok, self.seq2seq, self.cfg, self.pool = model, tok, seq2seq, cfg, pool
+        self.model_dir, self.run_id, self.key = model_dir, run_id, key
+        self.search = None
+        if cfg.decode == "stepwise":
+            from .stepwise import StepwiseConfig, StepwiseSearch
+            from .verifier import Verifier
+
+            self.search = StepwiseSearch(model, tok, StepwiseConfig(beams=cfg.beams, candidates=cfg.candidates,
+                                                                    temperature=cfg.temperature or 0.8,
+                                                                    max_line_tokens=min(64, cfg.max_new_tokens),
+                                                                    exec_penalty=cfg.exec_penalty,
+                                                                    w_verifier=cfg.verifier_weight),
+                                         pool, Verifier(cfg.verifier) if cfg.verifier else None)
+
+    def __call__(self, chunk: pd.DataFrame) -> tuple[list[dict], list[dict], list[dict]]:
+        cfg, model_dir, run_id = self.cfg, self.model_dir, self.run_id
+        problems = {r.problem_id: r for r in chunk.itertuples(index=False)}
+        chains: dict[str, dict[int, list[dict]]] = {pid: {} for pid in problems}
+        executor = self.pool.executor_version
 
         def run(items: list[tuple[str, int, int, str, str | None]]) -> None:
             """Execute ``(problem_id, sample, round, completion, parent)`` items and append them to their chains."""
@@ -206,38 +290,28 @@ def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cf
                 code = extract_program(text)
                 key = (pid, "student", model_dir, run_id, i) + ((rnd,) if rnd else ()) + (code,)
                 progs[content_id("program", *key)] = (pid, i, rnd, text, code, parent)
-            results = dict(pool.map((k, v[4]) for k, v in progs.items()))
+            results = dict(self.pool.map((k, v[4]) for k, v in progs.items()))
             for prog_id, (pid, i, rnd, text, code, parent) in progs.items():
                 gold = problems[pid].answer
                 execution = result_row(prog_id, results[prog_id], None if pd.isna(gold) else float(gold),
                                        problems[pid].answer_text, cfg.timeout, cfg.memory_mb, executor, now)
-                chains.setdefault((pid, i), []).append({
+                chains[pid].setdefault(i, []).append({
                     "round": rnd, "execution": execution,
                     "program": {"program_id": prog_id, "problem_id": pid, "origin": "student", "teacher": model_dir,
                                 "sample_idx": i, "program": code, "completion": text, "eval_run_id": run_id,
                                 "parent_program_id": parent, "refine_round": rnd}})
 
-        if cfg.decode == "stepwise":
-            from .stepwise import StepwiseConfig, StepwiseSearch
-
-            from .verifier import Verifier
-
-            search = StepwiseSearch(model, tok, StepwiseConfig(beams=cfg.beams, candidates=cfg.candidates,
-                                                               temperature=cfg.temperature or 0.8,
-                                                               max_line_tokens=min(64, cfg.max_new_tokens),
-                                                               exec_penalty=cfg.exec_penalty,
-                                                               w_verifier=cfg.verifier_weight),
-                                    pool, Verifier(cfg.verifier) if cfg.verifier else None)
+        if self.search is not None:
             first = []
-            for n, q in enumerate(rows.question, 1):
-                first.append([search.search(q).text])
-                if progress:
-                    progress(n, len(rows))
+            for pid, q in zip(chunk.problem_id, chunk.question):
+                _seed(self.key, pid)
+                first.append([self.search.search(q).text])
         else:
-            first = generate_programs(model, tok, seq2seq, rows.question.tolist(), cfg, progress)
-        run([(pid, i, 0, text, None) for pid, texts in zip(rows.problem_id, first) for i, text in enumerate(texts)])
+            first = generate_programs(self.model, self.tok, self.seq2seq, chunk.question.tolist(), cfg)
+        run([(pid, i, 0, text, None) for pid, texts in zip(chunk.problem_id, first) for i, text in enumerate(texts)])
         for rnd in range(1, cfg.refine_rounds + 1):
-            todo = [(key, steps[-1]) for key, steps in chains.items() if _needs_fix(steps[-1]["execution"])]
+            todo = [((pid, i), steps[-1]) for pid, samples in chains.items() for i, steps in samples.items()
+                    if _needs_fix(steps[-1]["execution"])]
             if not todo:
                 break
             prompts = [refine_prompt_for(problems[pid].question, last["program"]["program"],
@@ -245,62 +319,81 @@ def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cf
                                                   last["execution"]["error_type"], last["execution"]["error_message"],
                                                   last["execution"]["error_line"], cfg.timeout))
                        for (pid, _), last in todo]
-            fixes = generate_texts(model, tok, seq2seq, prompts, cfg)
+            fixes = generate_texts(self.model, self.tok, self.seq2seq, prompts, cfg)
             run([(pid, i, rnd, texts[0], last["program"]["program_id"]) for ((pid, i), last), texts in zip(todo, fixes)])
-    seconds = time.perf_counter() - t0
-    vote = cfg.samples > 1
-    by_round = [_accuracy(chains, r, vote) for r in range(cfg.refine_rounds + 1)]
-    correct, n = by_round[-1]
+        items, programs, executions = [], [], []
+        for pid, samples in chains.items():
+            steps = [s for i in sorted(samples) for s in samples[i]]
+            correct = _correct_by_round(samples, cfg.refine_rounds, cfg.samples > 1)
+            items.append({"problem_id": pid, "correct_by_round": json.dumps(correct),
+                          "labels": json.dumps([samples[i][0]["execution"]["label"] for i in sorted(samples)]),
+                          "programs": len(steps)})
+            programs += [s["program"] for s in steps]
+            executions += [s["execution"] for s in steps]
+        return items, programs, executions
+
+
+class _CotBatch:
+    """Scores a batch of the CoT (or answer-only) baseline: the final answer of each rationale
+    against the gold answer. Numeric golds: "The answer is X" (else the last number), PAL's rule.
+    Text golds (coin flip, last letters): the text after the last "answer is", compared as pad's
+    labels compare a program's text answer (case-insensitive, trimmed)."""
+
+    def __init__(self, model, tok, seq2seq: bool, cfg: EvalConfig):
+        self.model, self.tok, self.seq2seq, self.cfg = model, tok, seq2seq, cfg
+
+    def __call__(self, chunk: pd.DataFrame) -> tuple[list[dict], list[dict], list[dict]]:
+        completions = generate_programs(self.model, self.tok, self.seq2seq, chunk.question.tolist(), self.cfg)
+        items = []
+        for (pid, _, gold, gold_text), texts in zip(chunk.itertuples(index=False), completions):
+            items.append({"problem_id": pid, "correct_by_round": json.dumps([_cot_correct(texts, gold, gold_text)]),
+                          "labels": "[]", "programs": len(texts)})
+        return items, [], []
+
+
+def _cot_correct(texts: list[str], gold, gold_text) -> bool:
+    numeric = not pd.isna(gold)
+    if numeric:
+        answers = [cot_answer(t) for t in texts]
+    else:
+        answers = [cot_answer_text(t) for t in texts]
+        answers = [a.lower() if a is not None else None for a in answers]
+    votes = Counter(a for a in answers if a is not None)
+    answer = votes.most_common(1)[0][0] if votes else None
+    if answer is None:
+        return False
+    if numeric:
+        return bool(numbers_match(answer, float(gold)))
+    return isinstance(gold_text, str) and bool(gold_text.strip()) and \
+        label_for("ok", "str", answer, None, gold_text)[0] == "correct"
+
+
+def _finish(store: Store, run_id: str, key: str, model_dir: str, dataset: str, split: str, cfg: EvalConfig,
+            settings: dict, problems: set[str], resumed: int) -> dict:
+    """The run's result, computed from what is stored (so a resumed run reports what an
+    uninterrupted one does), recorded in ``eval_runs``."""
+    items = store.eval_items(run_id)
+    items = items[items.problem_id.isin(problems)]
+    by_problem = [json.loads(c) for c in items.correct_by_round]
+    rounds = len(by_problem[0]) if by_problem else 1
+    correct_by_round = [sum(c[r] for c in by_problem) for r in range(rounds)]
+    n, correct = len(items), correct_by_round[-1]
     accuracy = correct / n
-    steps = [s for chain in chains.values() for s in chain]
-    settings = {**asdict(cfg), "decode": cfg.decode_name()}
-    pps = len(steps) / seconds if seconds > 0 else 0.0
-    with store.transaction():
-        store.insert_new("programs", pd.DataFrame([s["program"] for s in steps]), "program_id")
-        store.add_executions(results_frame([s["execution"] for s in steps]))
-        store.con.execute("INSERT INTO eval_runs (run_id, model, dataset, split, questions, correct, accuracy, "
-                          "settings, programs_per_s, accuracy_by_round) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          [run_id, model_dir, dataset, split, n, correct, accuracy, json.dumps(settings), pps,
-                           json.dumps([c / q for c, q in by_round])])
-    labels = Counter(s["execution"]["label"] for s in steps if s["round"] == 0)
-    return {"run_id": run_id, "questions": n, "correct": correct, "accuracy": accuracy, "labels": dict(labels),
-            "accuracy_by_round": [c / q for c, q in by_round], "programs": len(steps), "seconds": seconds,
-            "programs_per_s": pps, "settings": settings}
-
-
-def _score_cot(store: Store, model_dir: str, dataset: str, split: str, rows: pd.DataFrame,
-               completions: list[list[str]], cfg: EvalConfig, run_id: str, gen_s: float) -> dict:
-    """Score the CoT (or answer-only) baseline: the final answer of each rationale against the gold answer.
-
-    Numeric golds: "The answer is X" (else the last number), PAL's rule. Text golds (coin flip,
-    last letters): the text after the last "answer is", compared as pad's labels compare a
-    program's text answer (case-insensitive, trimmed)."""
-    correct = 0
-    for (_, _, gold, gold_text), texts in zip(rows.itertuples(index=False), completions):
-        numeric = not pd.isna(gold)
-        if numeric:
-            answers = [cot_answer(t) for t in texts]
-        else:
-            answers = [cot_answer_text(t) for t in texts]
-            answers = [a.lower() if a is not None else None for a in answers]
-        votes = Counter(a for a in answers if a is not None)
-        answer = votes.most_common(1)[0][0] if votes else None
-        if answer is None:
-            continue
-        if numeric:
-            correct += numbers_match(answer, float(gold))
-        elif isinstance(gold_text, str) and gold_text.strip():
-            correct += label_for("ok", "str", answer, None, gold_text)[0] == "correct"
-    n = len(rows)
-    settings = {**asdict(cfg), "decode": cfg.decode_name()}
-    with store.transaction():
-        store.con.execute("INSERT INTO eval_runs (run_id, model, dataset, split, questions, correct, accuracy, "
-                          "settings, programs_per_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          [run_id, model_dir, dataset, split, n, correct, correct / n, json.dumps(settings),
-                           n * cfg.samples / gen_s if gen_s else 0.0])
-    return {"run_id": run_id, "questions": n, "correct": correct, "accuracy": correct / n, "labels": {},
-            "generate_s": gen_s, "execute_s": 0.0, "programs_per_s": n * cfg.samples / gen_s if gen_s else 0.0,
-            "settings": settings}
+    programs, seconds = int(items.programs.sum()), float(items.seconds.sum())
+    pps = programs / seconds if seconds > 0 else 0.0
+    text_only = cfg.cot or cfg.answer_only
+    by_round = [c / n for c in correct_by_round]
+    store.add_eval_run({"run_id": run_id, "model": model_dir, "dataset": dataset, "split": split, "questions": n,
+                        "correct": correct, "accuracy": accuracy, "settings": json.dumps(settings),
+                        "programs_per_s": pps, "accuracy_by_round": None if text_only else json.dumps(by_round),
+                        "run_key": key})
+    labels = Counter(label for ls in items.labels for label in json.loads(ls))
+    out = {"run_id": run_id, "questions": n, "correct": correct, "accuracy": accuracy, "labels": dict(labels),
+           "seconds": seconds, "programs_per_s": pps, "settings": settings, "resumed": resumed,
+           "evaluated": n - resumed}
+    if text_only:
+        return {**out, "generate_s": seconds, "execute_s": 0.0}
+    return {**out, "accuracy_by_round": by_round, "programs": programs}
 
 
 def report(store: Store) -> pd.DataFrame:

@@ -157,3 +157,68 @@ def test_a_chat_export_trains_with_trl_sft_trainer_as_is(whatis_store, tmp_path)
     assert tok.decode(trained).startswith("def solution():")  # the assistant's program, not the question
     result = trainer.train()
     assert result.global_step == 1 and result.training_loss > 0
+
+
+def test_eval_killed_part_way_resumes_with_only_the_missing_problems(whatis_store, tmp_path):
+    """kill -9 a real `pad-train eval` after its first commit; the rerun evaluates only the rest and
+    ends with what an uninterrupted run gets (sampling, a vote and a refinement round included)."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import duckdb
+    import torch
+
+    from pad_train.evaluate import EvalConfig, evaluate
+
+    model = tiny_gpt2(tmp_path / "base")
+    fresh = tmp_path / "fresh.duckdb"
+    shutil.copy(whatis_store, fresh)
+    cfg = EvalConfig(samples=2, temperature=0.8, batch_size=2, max_new_tokens=16, refine_rounds=1, limit=10)
+    cmd = [str(Path(sys.executable).with_name("pad-train")), "--db", str(whatis_store), "eval", "--model", str(model),
+           "--dataset", "whatis", "--samples", "2", "--temperature", "0.8", "--batch-size", "2",
+           "--max-new-tokens", "16", "--refine-rounds", "1", "--limit", "10"]
+    wal = whatis_store.with_name(whatis_store.name + ".wal")
+    # one torch thread in the subprocess and here: the same arithmetic, so the same samples
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.monotonic() + 90
+    while not (wal.exists() and wal.stat().st_size) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)  # right after its first commit
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    con = duckdb.connect(str(whatis_store), read_only=True)
+    before = dict(con.execute("SELECT problem_id, done_at FROM eval_items").fetchall())
+    run_ids = con.execute("SELECT DISTINCT run_id FROM eval_items").fetchall()
+    assert con.execute("SELECT count(*) FROM eval_runs").fetchall() == [(0,)]
+    con.close()
+    assert 0 < len(before) < 10 and len(before) % 2 == 0 and len(run_ids) == 1  # whole batches were kept
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with Store(whatis_store) as st:  # the rerun
+            r = evaluate(st, str(model), "whatis", "test", cfg)
+            assert (r["run_id"], r["resumed"], r["evaluated"], r["questions"]) == \
+                (run_ids[0][0], len(before), 10 - len(before), 10)
+            items = dict(st.con.execute("SELECT problem_id, done_at FROM eval_items").fetchall())
+            assert len(items) == 10 and all(items[p] == t for p, t in before.items())  # not evaluated again
+            progs = st.df("SELECT p.problem_id, p.sample_idx, p.refine_round, p.program, count(e.program_id) AS runs "
+                          "FROM programs p JOIN executions e USING (program_id) WHERE p.eval_run_id = ? "
+                          "GROUP BY ALL", [r["run_id"]])
+            assert st.scalar("SELECT count(*) FROM eval_runs") == 1
+        with Store(fresh) as st:  # the same evaluation, never interrupted
+            whole = evaluate(st, str(model), "whatis", "test", cfg)
+            ref = st.df("SELECT problem_id, sample_idx, refine_round, program FROM programs WHERE eval_run_id = ?",
+                        [whole["run_id"]])
+    finally:
+        torch.set_num_threads(threads)
+    key = ["problem_id", "sample_idx", "refine_round"]
+    assert (progs.runs == 1).all() and len(progs) == len(progs[key].drop_duplicates())  # no duplicates
+    assert (progs.refine_round == 0).sum() == 20 and len(progs) > 20
+    assert progs[key + ["program"]].sort_values(key).values.tolist() == ref.sort_values(key).values.tolist()
+    same = ["questions", "correct", "accuracy", "accuracy_by_round", "labels", "programs", "settings"]
+    assert {k: r[k] for k in same} == {k: whole[k] for k in same}

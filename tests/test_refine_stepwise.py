@@ -260,6 +260,23 @@ def test_stepwise_search_beats_greedy_when_greedys_first_step_fails(tmp_path):
         assert step["accuracy"] >= greedy["accuracy"] and step["accuracy"] >= 0.75, (greedy, step)
         progs = st.df("SELECT program FROM programs WHERE eval_run_id = ?", [step["run_id"]]).program
         assert all("1 / 0" not in p for p in progs)
+        # interrupted after 4 questions (committed one by one), the same search resumes with the
+        # other 8 and ends with the programs and result of the uninterrupted run above
+        stepcfg = EvalConfig(max_new_tokens=40, decode="stepwise", beams=2, candidates=6, temperature=1.0)
+
+        def interrupt_after_4(done, total):
+            if done >= 4:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            evaluate(st, str(out), "whatis", "test", stepcfg, progress=interrupt_after_4)
+        again = evaluate(st, str(out), "whatis", "test", stepcfg)
+        assert (again["resumed"], again["evaluated"]) == (4, 8)
+        assert (again["accuracy"], again["labels"]) == (step["accuracy"], step["labels"])
+        assert sorted(st.df("SELECT program FROM programs WHERE eval_run_id = ?", [again["run_id"]]).program) == \
+            sorted(progs)
+        assert st.scalar("SELECT count(*) FROM executions JOIN programs USING (program_id) WHERE eval_run_id = ?",
+                         [again["run_id"]]) == 12
         rep = report(st)
         assert {"greedy", "stepwise(B=2,C=6)"} <= set(rep.decode) and (rep.programs_per_s > 0).all()
     # every step of what the search returns ran in the sandbox without an error

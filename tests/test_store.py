@@ -240,3 +240,16 @@ def test_v8_store_upgrades_in_place_to_materialized_labels(db):
         assert st.scalar("SELECT count(*) FROM executions") == 3  # history kept
         _exec(st, "c", "timeout")  # and the store goes on from there
         assert st.scalar("SELECT seq FROM program_labels WHERE program_id = 'c'") == 4
+
+
+def test_v8_store_with_eval_runs_upgrades_in_place(db):
+    with Store(db, migrate_to=8) as st:
+        st.con.execute("INSERT INTO eval_runs (run_id, model, dataset, split, questions, correct, accuracy, settings) "
+                       "VALUES ('r1', 'm', 'd', 'test', 4, 3, 0.75, '{}')")
+    with Store(db) as st:
+        assert st.version == SCHEMA_VERSION >= 9
+        assert st.con.execute("SELECT run_id, accuracy, run_key FROM eval_runs").fetchall() == [("r1", 0.75, None)]
+        assert st.eval_resume_point("anything") == (None, set())
+        st.add_eval_items([{"run_id": "r2", "problem_id": "p", "run_key": "k", "correct_by_round": "[true]",
+                            "labels": "[]", "programs": 1, "seconds": 0.1}], [], [])
+        assert st.eval_resume_point("k") == ("r2", {"p"})
