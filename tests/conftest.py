@@ -9,6 +9,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PAD_SHARED_DATA") or ROOT.parent / "shared" / "data")  # real data, never in the repo
 
 
+# One torch thread per process, here and in the CLIs the tests start (they inherit it): the
+# suite runs two test files at once on two cores, and torch's thread pools spinning against
+# each other made a tiny model's step several times slower than one thread.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def pytest_configure(config):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -229,6 +229,7 @@ def test_eval_refine_rounds_and_stepwise_end_to_end(refiner):
 
 
 # ---------------------------------------------------------------- step-wise verified search
+@pytest.mark.timeout(600)  # trains a student and a verifier, then evaluates twice (once resumed)
 def test_stepwise_search_beats_greedy_when_greedys_first_step_fails(tmp_path):
     """60% of training programs start with a step that raises (1 / 0), 40% with one that runs:
     greedy always takes the failing step; step-wise search checks each step and avoids it."""
