@@ -55,12 +55,11 @@ def stats(store: Store) -> dict:
     rows = [list(r[:5]) + [v or 0 for v in r[5:]] for r in rows]
     used = [i for i, _ in enumerate(labels) if any(r[5 + i] for r in rows)]
     teachers = store.con.execute("""
-        SELECT coalesce(teacher, '?'), origin, count(*), coalesce(sum(prompt_tokens), 0),
-               coalesce(sum(completion_tokens), 0), sum(cost_usd),
-               (SELECT count(DISTINCT gen_key) FROM generation_failures f
-                WHERE f.model = p.teacher AND f.gen_key NOT IN (SELECT gen_key FROM programs
-                                                               WHERE gen_key IS NOT NULL))
-        FROM programs p GROUP BY ALL ORDER BY 1, 2""").fetchall()
+        WITH failed AS (SELECT f.model, count(DISTINCT f.gen_key) AS n FROM generation_failures f
+                        WHERE NOT EXISTS (SELECT 1 FROM programs p WHERE p.gen_key = f.gen_key) GROUP BY 1)
+        SELECT coalesce(p.teacher, '?'), p.origin, count(*), coalesce(sum(p.prompt_tokens), 0),
+               coalesce(sum(p.completion_tokens), 0), sum(p.cost_usd), coalesce(any_value(failed.n), 0)
+        FROM programs p LEFT JOIN failed ON failed.model = p.teacher GROUP BY 1, 2 ORDER BY 1, 2""").fetchall()
     return {"labels": [labels[i] for i in used],
             "rows": [r[:5] + [r[5 + i] for i in used] for r in rows],
             "teachers": teachers}
