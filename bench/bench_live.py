@@ -10,6 +10,10 @@ the share of polls answered (exit 0) within ``--within`` seconds, whether the co
 and the stage's programs/s (its own timer) with the poller over without it. The figure the
 issue asks for: >= 90% of polls answered within 3 s, with counts that grow, and a throughput
 ratio >= 0.90.
+
+``--before REV`` also runs the same pair with pad as it was at git revision REV (its
+``pad_data`` extracted to a temporary folder; its own schema), for the figures before the live
+store.
 """
 
 from __future__ import annotations
@@ -40,24 +44,40 @@ from pad_data.store import Store  # noqa: E402
 RATE = re.compile(r"executed (\d+) programs in ([\d.]+) s\s+\(([\d,]+)/s")
 
 
-def make_store(path: Path, n: int) -> None:
+def make_store(path: Path, n: int, schema: int | None = None) -> None:
     rng = random.Random(0)
     triples = []
     for i in range(n):
         gold = float(rng.randint(100, 900))
         triples.append((f"Question {i // 4}: how much does the order cost?", gold, gsm_program(rng, gold)))
-    with Store(path) as st:
+    with Store(path, migrate_to=schema) as st:
         fill_store(st, triples)
 
 
-def poller(db: Path, every: float, stop: threading.Event, out: list) -> None:
+def old_pad(rev: str, work: Path) -> tuple[list[str], dict, int]:
+    """The ``pad`` command of git revision ``rev``, its environment, and its schema version."""
+    folder = work / f"pad-{rev}"
+    folder.mkdir()
+    subprocess.run(f"git -C {ROOT} archive {rev} pad_data | tar -x -C {folder}", shell=True, check=True)
+    env = dict(os.environ, PYTHONPATH=str(folder))
+    # -c and -m put the working folder first on sys.path, before the installed (editable) pad
+    schema = subprocess.run([sys.executable, "-c", "from pad_data.store import SCHEMA_VERSION; print(SCHEMA_VERSION)"],
+                            env=env, cwd=folder, capture_output=True, text=True, check=True).stdout
+    return [sys.executable, "-m", "pad_data.cli"], env, int(schema)
+
+
+def cwd_of(env: dict | None) -> str | None:
+    return env["PYTHONPATH"] if env else None
+
+
+def poller(pad: list[str], env: dict | None, db: Path, every: float, stop: threading.Event, out: list) -> None:
     """``pad sql`` in a loop until ``stop``: (start, seconds, exit code, count or None) per poll."""
     t0 = time.monotonic()
     nxt = t0
     while not stop.is_set():
         start = time.monotonic()
-        res = subprocess.run([PAD, "--db", str(db), "sql", "SELECT count(*) AS n FROM executions", "--format", "csv"],
-                             capture_output=True, text=True)
+        res = subprocess.run(pad + ["--db", str(db), "sql", "SELECT count(*) AS n FROM executions", "--format", "csv"],
+                             capture_output=True, text=True, env=env, cwd=cwd_of(env))
         took = time.monotonic() - start
         count = int(res.stdout.splitlines()[1]) if res.returncode == 0 else None
         out.append({"at": round(start - t0, 3), "seconds": round(took, 3), "code": res.returncode, "count": count,
@@ -66,17 +86,19 @@ def poller(db: Path, every: float, stop: threading.Event, out: list) -> None:
         stop.wait(max(0.0, nxt - time.monotonic()))
 
 
-def run_execute(template: Path, work: Path, poll: float | None, workers: int) -> dict:
+def run_execute(template: Path, work: Path, poll: float | None, workers: int, pad: list[str] | None = None,
+                env: dict | None = None) -> dict:
+    pad = pad or [PAD]
     db = work / "run.duckdb"
     shutil.copy(template, db)
     polls: list = []
     stop = threading.Event()
     thread = None
     if poll:
-        thread = threading.Thread(target=poller, args=(db, poll, stop, polls), daemon=True)
+        thread = threading.Thread(target=poller, args=(pad, env, db, poll, stop, polls), daemon=True)
     t = time.perf_counter()
-    stage = subprocess.Popen([PAD, "--db", str(db), "execute", "--workers", str(workers)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stage = subprocess.Popen(pad + ["--db", str(db), "execute", "--workers", str(workers)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd_of(env))
     if thread:
         thread.start()
     out, err = stage.communicate()
@@ -111,6 +133,7 @@ def main() -> None:
     ap.add_argument("--poll", type=float, default=0.5)
     ap.add_argument("--within", type=float, default=3.0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--before", help="git revision of pad to run the same pair with, for comparison")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "live.json"))
     args = ap.parse_args()
     results: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(),
@@ -126,32 +149,43 @@ def main() -> None:
         res = subprocess.run([PAD, "--db", str(template), "sql", "SELECT count(*) FROM programs"], capture_output=True)
         results["pad_sql_idle_s"] = time.perf_counter() - idle[0]
         assert res.returncode == 0
+        versions = [("now", None, None, template)]
+        if args.before:
+            pad, env, schema = old_pad(args.before, work)
+            old_template = work / "template-before.duckdb"
+            make_store(old_template, args.n, schema=schema)
+            versions.append((args.before, pad, env, old_template))
         for k in range(args.repeats):
-            for polled in ([False, True] if k % 2 == 0 else [True, False]):
-                r = run_execute(template, work, args.poll if polled else None, args.workers)
-                r["polled"] = polled
-                if polled:
-                    r["summary"] = summarize(r["polls"], args.within)
-                results["runs"].append(r)
-                print(json.dumps({"polled": polled, "programs_per_s": round(r["programs_per_s"]),
-                                  "wall_s": round(r["wall_s"], 1), **r.get("summary", {})}), flush=True)
-    base = statistics.median(r["programs_per_s"] for r in results["runs"] if not r["polled"])
-    live = statistics.median(r["programs_per_s"] for r in results["runs"] if r["polled"])
-    polls = [p for r in results["runs"] if r["polled"] for p in r["polls"]]
-    results["summary"] = {"baseline_programs_per_s": base, "polled_programs_per_s": live,
-                          "throughput_ratio": live / base, **summarize(polls, args.within),
-                          "counts_grow_every_run": all(r["summary"]["counts_grow"] for r in results["runs"]
-                                                       if r["polled"]),
-                          "load_avg_at_end": os.getloadavg()}
-    s = results["summary"]
-    print(f"\n| programs | execute alone, programs/s | with `pad sql` every {args.poll} s | throughput ratio | "
+            for version, pad, env, tmpl in versions:
+                for polled in ([False, True] if k % 2 == 0 else [True, False]):
+                    r = run_execute(tmpl, work, args.poll if polled else None, args.workers, pad, env)
+                    r.update(polled=polled, version=version)
+                    if polled:
+                        r["summary"] = summarize(r["polls"], args.within)
+                    results["runs"].append(r)
+                    print(json.dumps({"version": version, "polled": polled, "programs_per_s": round(r["programs_per_s"]),
+                                      "wall_s": round(r["wall_s"], 1), **r.get("summary", {})}), flush=True)
+    print(f"\n| pad | programs | execute alone, programs/s | with `pad sql` every {args.poll} s | throughput ratio | "
           f"polls answered within {args.within:g} s | median / max poll | counts grow |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| {args.n:,} | {base:,.0f} | {live:,.0f} | {s['throughput_ratio']:.2f} | {s['answered_within']} of "
-          f"{s['polls']} ({100 * s['share']:.0f}%) | {s['median_poll_s']:.2f} s / {s['max_poll_s']:.2f} s | "
-          f"{s['counts_grow_every_run']} |")
+    print("|---|---|---|---|---|---|---|---|")
+    results["summary"] = {}
+    for version, *_ in versions:
+        runs = [r for r in results["runs"] if r["version"] == version]
+        base = statistics.median(r["programs_per_s"] for r in runs if not r["polled"])
+        live = statistics.median(r["programs_per_s"] for r in runs if r["polled"])
+        polls = [p for r in runs if r["polled"] for p in r["polls"]]
+        s = results["summary"][version] = {
+            "baseline_programs_per_s": base, "polled_programs_per_s": live, "throughput_ratio": live / base,
+            **summarize(polls, args.within),
+            "counts_grow_every_run": all(r["summary"]["counts_grow"] for r in runs if r["polled"])}
+        print(f"| {version} | {args.n:,} | {base:,.0f} | {live:,.0f} | {s['throughput_ratio']:.2f} | "
+              f"{s['answered_within']} of {s['polls']} ({100 * s['share']:.0f}%) | {s['median_poll_s']:.2f} s / "
+              f"{s['max_poll_s']:.2f} s | {s['counts_grow_every_run']} |")
+        if s["errors"]:
+            print(f"  {version}: errors seen: {s['errors'][:2]}")
+    results["load_avg_at_end"] = os.getloadavg()
     print(f"`pad sql` on an idle store: {results['pad_sql_idle_s']:.2f} s; load average at start "
-          f"{results['machine']['load_avg_at_start'][0]:.1f}, at end {s['load_avg_at_end'][0]:.1f}")
+          f"{results['machine']['load_avg_at_start'][0]:.1f}, at end {results['load_avg_at_end'][0]:.1f}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.json}")

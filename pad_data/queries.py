@@ -59,9 +59,8 @@ def stats(store: Store) -> dict:
         WITH made AS (SELECT teacher, origin, count(*) AS n, coalesce(sum(prompt_tokens), 0) AS pt,
                              coalesce(sum(completion_tokens), 0) AS ct, sum(cost_usd) AS cost
                       FROM programs GROUP BY ALL),
-             failed AS (SELECT model, count(DISTINCT gen_key) AS n FROM generation_failures
-                        WHERE gen_key NOT IN (SELECT gen_key FROM programs WHERE gen_key IS NOT NULL)
-                        GROUP BY model)
+             failed AS (SELECT f.model, count(DISTINCT f.gen_key) AS n FROM generation_failures f
+                        WHERE NOT EXISTS (SELECT 1 FROM programs p WHERE p.gen_key = f.gen_key) GROUP BY 1)
         SELECT coalesce(m.teacher, f.model, '?'), coalesce(m.origin, 'teacher'), coalesce(m.n, 0),
                coalesce(m.pt, 0), coalesce(m.ct, 0), m.cost, coalesce(f.n, 0)
         FROM made m FULL JOIN failed f ON m.teacher = f.model ORDER BY 1, 2""").fetchall()
