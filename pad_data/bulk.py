@@ -475,18 +475,22 @@ class Batch:
         self.first = None
         self.fast = 0
         path = Path(source)
-        if USE_SQL and path.is_file() and path.suffix.lower() in (".jsonl", ".ndjson"):
-            self.prefix = f"{path}:"
-            objects = self._read_jsonl(path, limit, skipped, chunk_bytes)
-            if not objects:
-                if skipped:
-                    raise IngestError(f"{path}: no valid records ({len(skipped)} skipped; first: {skipped[0]})")
-                raise IngestError(f"{path}: empty, no records")
-        else:
-            self.prefix = None
-            records = read_records(source, limit=limit, config=config, hf_split=hf_split, skipped=skipped)
-            self.slow = list(enumerate(records, 1))
-            self.first = records[0]
+        try:
+            if USE_SQL and path.is_file() and path.suffix.lower() in (".jsonl", ".ndjson"):
+                self.prefix = f"{path}:"
+                objects = self._read_jsonl(path, limit, skipped, chunk_bytes)
+                if not objects:
+                    if skipped:
+                        raise IngestError(f"{path}: no valid records ({len(skipped)} skipped; first: {skipped[0]})")
+                    raise IngestError(f"{path}: empty, no records")
+            else:
+                self.prefix = None
+                records = read_records(source, limit=limit, config=config, hf_split=hf_split, skipped=skipped)
+                self.slow = list(enumerate(records, 1))
+                self.first = records[0]
+        except BaseException:
+            self.close()
+            raise
 
     def _read_jsonl(self, path: Path, limit: int | None, skipped: list[str] | None, chunk_bytes: int) -> int:
         from .sources import IngestError, Record, jsonl_record

@@ -8,6 +8,7 @@ compared row for row, message for message, with the Python path (``bulk.USE_SQL 
 import json
 import math
 import random
+import tempfile
 
 import duckdb
 import pyarrow as pa
@@ -201,6 +202,9 @@ def _both(monkeypatch, tmp_path, fn, *args, fresh=True, **kwargs):
 
 
 def test_bulk_import_is_the_python_import_row_for_row(monkeypatch, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     f = _write(tmp_path / "messy.jsonl", MESSY)
     (r_sql, err_sql, rows_sql), (r_py, err_py, rows_py) = _both(
         monkeypatch, tmp_path, import_programs, f, "m", skip_invalid=True)
@@ -217,6 +221,7 @@ def test_bulk_import_is_the_python_import_row_for_row(monkeypatch, tmp_path):
     # the bulk path did read most lines in SQL
     with bulk.Batch(f, bulk.Spec("m", programs=True), skipped=[]) as batch:
         assert batch.fast >= 8 and len(batch.slow) + batch.fast == 24
+    assert not list(scratch.iterdir())  # every read's scratch database is gone, failed ones too
 
 
 def test_bulk_ingest_is_the_python_ingest(monkeypatch, tmp_path, shared_data):
