@@ -148,6 +148,37 @@ def plain_code_sql(s: str) -> tuple[str, str]:
     return cond, code
 
 
+_FENCE_RE2 = "(?s)```[ \\t]*([A-Za-z0-9_+-]*)[^\\n]*\\n(.*?)(?:```|\\z)"  # extract.py's _FENCE
+
+
+def fenced_code_sql(s: str, entry: str = "solution") -> tuple[str, str]:
+    """(condition, code): SQL for fenced completions whose extraction is known without parsing
+    (rule 2 of :mod:`pad_data.extract`, when a block defines ``entry``).
+
+    Rule 1 (the whole text parses) cannot apply when a line starts with a fence and no string
+    can span lines (no triple quote, no backslash at a line end): a backtick outside a string
+    or comment is a syntax error. Then the program is the first Python (or unlabeled) block
+    that defines ``entry``; completions without one go to Python, which tries to parse blocks.
+    """
+    ws = ws_class()
+    defines = f"(?m)^{ws}*def {re2_escape(entry)}{ws}*\\("
+    first = (f"[b[2] for b in list_zip(regexp_extract_all({s}, {lit(_FENCE_RE2)}, 1), "
+             f"regexp_extract_all({s}, {lit(_FENCE_RE2)}, 2)) "
+             f"if lower(b[1]) IN ('', 'python', 'py', 'python3') AND regexp_matches(b[2], {lit(defines)})][1]")
+    multiline_strings = lit('"""' + "|'''|" + r"\\[\r\n]")  # a triple quote, or a backslash at a line end
+    cond = (f"(contains({s}, '```') AND regexp_matches({s}, '(?m)^[ \\t]*```') "
+            f"AND NOT regexp_matches({s}, {multiline_strings}))")
+    code = f"(regexp_replace(regexp_replace({first}, '^\\n+', ''), {lit(ws + '+$')}, '') || chr(10))"
+    return cond, code
+
+
+def code_sql(s: str) -> str:
+    """The program of completion ``s`` where SQL is sure of it (plain or fenced), else NULL."""
+    plain, plain_code = plain_code_sql(s)
+    fenced, fenced_code = fenced_code_sql(s)
+    return f"CASE WHEN {plain} THEN {plain_code} WHEN {fenced} THEN {fenced_code} END"
+
+
 # ---------------------------------------------------------------------- gold answers
 def _gold_re2() -> str:
     """answers.py's ``_GOLD_RE`` for text in the ASCII + GOLD_EXTRA alphabet, without its
@@ -162,9 +193,9 @@ def _gold_re2() -> str:
 
 
 def gold_layers(raw: str, require_number: str = "false") -> list[str]:
-    """SELECT layers (see :func:`chain`) that add the gold answer
-    of the JSON value ``raw`` (raw JSON text; NULL when the field is missing) as ``g_number``,
-    ``g_text``, ``g_rationale``, and ``g_sure``: false where SQL cannot be sure to agree with
+    """SELECT layers (see :func:`chain`) that add the gold answer of the JSON value ``raw`` (raw
+    JSON text; NULL when the field is missing) as ``g_number``, ``g_text``, ``g_rationale``, and
+    ``g_sure``: false where SQL cannot be sure to agree with
     :func:`pad_data.answers.parse_answer` (or where it raises). ``require_number`` is a SQL
     boolean expression: GSM8K format, where a missing mark or number is an error."""
     names = ["sign", "sign2", "w1", "n1", "d1", "n2", "d2", "unit"]
@@ -176,27 +207,38 @@ def gold_layers(raw: str, require_number: str = "false") -> list[str]:
                  WHEN regexp_full_match({raw}, '-?[0-9]{{1,15}}') THEN 'int'
                  WHEN regexp_full_match({raw}, '-?[0-9]+(?:\\.[0-9]+)?(?:[eE][-+]?[0-9]+)?') THEN 'float'
                  ELSE 'other' END AS g_kind,
-                 CASE WHEN starts_with({raw}, '"') THEN {strip_sql(raw + "->>'$'")} END AS g_t0 FROM _prev_""",
-        # GSM8K's "rationale #### answer": the text after the last mark
-        f"""SELECT *, coalesce(contains(g_t0, '####'), false) AS g_mark,
-                 CASE WHEN contains(g_t0, '####') THEN regexp_extract(g_t0, '(?s)^(.*)####(.*)$', ['b', 'a']) END AS g_parts
+                 CASE WHEN starts_with({raw}, '"') THEN {raw}->>'$' END AS g_s0 FROM _prev_""",
+        f"SELECT *, {strip_sql('g_s0')} AS g_t0 FROM _prev_",
+        # GSM8K's "rationale #### answer": around the last mark (a regex where marks run together)
+        """SELECT *, coalesce(contains(g_t0, '####'), false) AS g_mark,
+                 CASE WHEN contains(g_t0, '#####') THEN regexp_extract(g_t0, '(?s)^(.*)####(.*)$', ['b', 'a'])
+                      END AS g_rx,
+                 CASE WHEN contains(g_t0, '####') AND NOT contains(g_t0, '#####') THEN string_split(g_t0, '####')
+                      END AS g_split FROM _prev_""",
+        """SELECT *, CASE WHEN g_rx IS NOT NULL THEN g_rx.b
+                          WHEN g_split IS NOT NULL THEN array_to_string(g_split[:len(g_split) - 1], '####') END AS g_before,
+                 CASE WHEN g_rx IS NOT NULL THEN g_rx.a WHEN g_split IS NOT NULL THEN g_split[len(g_split)] END AS g_after
             FROM _prev_""",
-        f"""SELECT *, CASE WHEN g_mark THEN nullif({strip_sql('g_parts.b')}, '') END AS g_rat,
-                 CASE WHEN g_mark THEN {strip_sql('g_parts.a')} ELSE g_t0 END AS g_str FROM _prev_""",
-        f"""SELECT *, regexp_extract(g_str, {lit(_gold_re2())}, {names}) AS g_m,
-                 NOT regexp_matches(g_str, {outside}) AS g_alpha FROM _prev_""",
-        """SELECT *, g_m.n1 <> '' OR g_m.n2 <> '' AS g_matched,
-                 CASE WHEN g_m.n1 <> '' THEN g_m.n1 ELSE g_m.n2 END AS g_num_s,
-                 CASE WHEN g_m.n1 <> '' THEN g_m.d1 ELSE g_m.d2 END AS g_den_s FROM _prev_""",
+        f"""SELECT *, CASE WHEN g_mark THEN nullif({strip_sql('g_before')}, '') END AS g_rat,
+                 CASE WHEN g_mark THEN {strip_sql('g_after')} ELSE g_t0 END AS g_str FROM _prev_""",
+        # plain integers ("42", "1,500") without the full pattern
+        """SELECT *, regexp_full_match(g_str, '[0-9]{1,15}|[0-9]{1,3}(?:,[0-9]{3}){1,4}') AS g_int FROM _prev_""",
+        f"""SELECT *, CASE WHEN NOT g_int THEN regexp_extract(g_str, {lit(_gold_re2())}, {names}) END AS g_m,
+                 g_int OR NOT regexp_matches(g_str, {outside}) AS g_alpha FROM _prev_""",
+        """SELECT *, g_int OR coalesce(g_m.n1 <> '' OR g_m.n2 <> '', false) AS g_matched,
+                 CASE WHEN g_int THEN g_str WHEN g_m.n1 <> '' THEN g_m.n1 ELSE g_m.n2 END AS g_num_s,
+                 CASE WHEN g_int THEN '' WHEN g_m.n1 <> '' THEN g_m.d1 ELSE g_m.d2 END AS g_den_s,
+                 CASE WHEN g_int THEN '' ELSE g_m.w1 END AS g_w1,
+                 NOT g_int AND (g_m.sign IN ('-', '\u2212') OR g_m.sign2 = '-') AS g_neg FROM _prev_""",
         """SELECT *, TRY_CAST(replace(g_num_s, ',', '') AS DOUBLE) AS g_v0,
                  CASE WHEN g_den_s <> '' THEN TRY_CAST(replace(g_den_s, ',', '') AS DOUBLE) END AS g_dv,
-                 CASE WHEN g_m.w1 <> '' THEN TRY_CAST(g_m.w1 AS DOUBLE) END AS g_wv FROM _prev_""",
+                 CASE WHEN g_w1 <> '' THEN TRY_CAST(g_w1 AS DOUBLE) END AS g_wv FROM _prev_""",
         """SELECT *, (CASE WHEN g_den_s <> '' THEN g_v0 / g_dv ELSE g_v0 END)
-                     + (CASE WHEN g_m.w1 <> '' THEN g_wv ELSE 0 END) AS g_v FROM _prev_""",
+                     + (CASE WHEN g_w1 <> '' THEN g_wv ELSE 0 END) AS g_v FROM _prev_""",
         """SELECT *, CASE WHEN NOT g_matched OR (g_den_s <> '' AND g_dv = 0) OR NOT isfinite(g_v) THEN NULL
-                          WHEN g_m.sign IN ('-', '\u2212') OR g_m.sign2 = '-' THEN -g_v ELSE g_v END AS g_snum,
+                          WHEN g_neg THEN -g_v ELSE g_v END AS g_snum,
                  g_alpha AND (NOT g_matched OR (g_v0 IS NOT NULL AND (g_den_s = '' OR g_dv IS NOT NULL)
-                              AND (g_m.w1 = '' OR g_wv IS NOT NULL))) AS g_ssure FROM _prev_""",
+                              AND (g_w1 = '' OR g_wv IS NOT NULL))) AS g_ssure FROM _prev_""",
         f"""SELECT *, TRY_CAST({raw} AS DOUBLE) AS g_f FROM _prev_""",
         f"""SELECT *,
             CASE g_kind WHEN 'int' THEN CAST(CAST({raw} AS BIGINT) AS DOUBLE) WHEN 'float' THEN g_f
@@ -314,9 +356,8 @@ def records_sql(spec: Spec) -> str:
                       f"WHEN _pa IS NOT NULL THEN len(_pa) > 0 AND list_bool_and(list_transform(_pt, lambda t: t = 'VARCHAR')) "
                       f"AND list_bool_and(list_transform(_pa, lambda e: NOT ({blank_sql('e')}))) ELSE false END")
         out.append("CASE WHEN _ps IS NOT NULL THEN [_ps] ELSE _pa END AS samples")
-        plain, code = plain_code_sql("x")
-        out.append(f"list_transform(CASE WHEN _ps IS NOT NULL THEN [_ps] ELSE _pa END, "
-                   f"lambda x: CASE WHEN {plain} THEN {code} END) AS programs")
+        out.append(f"CASE WHEN _ps IS NOT NULL THEN [_code] ELSE list_transform(_pa, lambda x: {code_sql('x')}) "
+                   "END AS programs")
         if spec.teacher:
             out.append(f"{lit(spec.teacher)} AS teacher")
         else:
@@ -335,7 +376,10 @@ def records_sql(spec: Spec) -> str:
         f"SELECT *, {question} AS _question FROM _prev_",
     ]
     layers += gold_layers("_a", "_fmt = 'gsm8k'")
-    layers.append(f"""SELECT {', '.join(out)}, {fast} AS fast, CASE WHEN {fast} THEN _question END AS question,
+    layers.append(f"SELECT *, {fast} AS fast FROM _prev_")
+    if spec.programs:
+        layers.append(f"SELECT *, CASE WHEN fast AND _ps IS NOT NULL THEN {code_sql('_ps')} END AS _code FROM _prev_")
+    layers.append(f"""SELECT {', '.join(out)}, fast, CASE WHEN fast THEN _question END AS question,
                              g_number AS answer, g_text AS answer_text, g_rationale AS rationale FROM _prev_""")
     layers.append(f"SELECT *, CASE WHEN fast THEN {problem_id_sql(spec.dataset, 'question')} END AS problem_id "
                   "FROM _prev_")
@@ -431,18 +475,22 @@ class Batch:
         self.first = None
         self.fast = 0
         path = Path(source)
-        if USE_SQL and path.is_file() and path.suffix.lower() in (".jsonl", ".ndjson"):
-            self.prefix = f"{path}:"
-            objects = self._read_jsonl(path, limit, skipped, chunk_bytes)
-            if not objects:
-                if skipped:
-                    raise IngestError(f"{path}: no valid records ({len(skipped)} skipped; first: {skipped[0]})")
-                raise IngestError(f"{path}: empty, no records")
-        else:
-            self.prefix = None
-            records = read_records(source, limit=limit, config=config, hf_split=hf_split, skipped=skipped)
-            self.slow = list(enumerate(records, 1))
-            self.first = records[0]
+        try:
+            if USE_SQL and path.is_file() and path.suffix.lower() in (".jsonl", ".ndjson"):
+                self.prefix = f"{path}:"
+                objects = self._read_jsonl(path, limit, skipped, chunk_bytes)
+                if not objects:
+                    if skipped:
+                        raise IngestError(f"{path}: no valid records ({len(skipped)} skipped; first: {skipped[0]})")
+                    raise IngestError(f"{path}: empty, no records")
+            else:
+                self.prefix = None
+                records = read_records(source, limit=limit, config=config, hf_split=hf_split, skipped=skipped)
+                self.slow = list(enumerate(records, 1))
+                self.first = records[0]
+        except BaseException:
+            self.close()
+            raise
 
     def _read_jsonl(self, path: Path, limit: int | None, skipped: list[str] | None, chunk_bytes: int) -> int:
         from .sources import IngestError, Record, jsonl_record

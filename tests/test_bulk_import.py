@@ -8,6 +8,7 @@ compared row for row, message for message, with the Python path (``bulk.USE_SQL 
 import json
 import math
 import random
+import tempfile
 
 import duckdb
 import pyarrow as pa
@@ -55,6 +56,7 @@ TRICKY_GOLD = ["1,234", "$12.50", "75%", "3/4", "3 1/2", "12 cm", "-$5", "Tom at
                "1e400", "1e400/1e400", "1e-400", "3 1/0", "1 2/3 cm", "1 23/4", "1 2", "007", "1.", ".5", "1.e5",
                "5 °C", "٣", "$-5", "- 5", "5/ 2", "5 /2 m/s", ",5", "5,", "12 m^2", "1 1/2/3", "x=5", "\t5 \u00a0",
                "1" * 400, "9" * 20 + " 1/2", "-0", "-0/5", "5 km/h", "3  1/2x", "$", "%", "5 %", "5e", "1/2/3",
+               "7 #### 8 #### 9", "#### 1 ##### 2", "r ###### 12", "a\n####\n####\n5", "##########",
                True, False, None, 0, -0.0, 2.5, 1e20, 1e300, 123456789012345678, 1e-7, 0.1, 7.0, [1], {"v": 1}]
 
 
@@ -100,26 +102,33 @@ COMPLETIONS = [
     "def solution():\n    return 1\nThis returns 1.", "def solution():\n    return 1\nans = solution()",
     "Here:\n```python\ndef solution():\n    return 7\n```\nDone.", "def solution():\r\n    return 1\r\n",
     "def solution():\n    return 1\n# done\n", "def solution():\n\tif True:\n\t\treturn 2\n",
-    "def solution():\n    s = '''\nnot code\n'''\n    return s", "class A:\n    pass\nclass B(A):\n    x = 1",
+    "def solution():\n    s = \'\'\'\nnot code\n\'\'\'\n    return s", "class A:\n    pass\nclass B(A):\n    x = 1",
     "def solution(:\n    return", "def solution():\n    return 1\nde", "def solution():\n    return 1\nimp",
     "  def solution():\n    return 1", "x = 1\nans = x", "def solution():\n    return 1\n\u00a0x = 2",
-    "def solution():\n    return 1\x0c\n", "def solution():\n    return '\u2028'\n", "def f():\n    return 1\ndefault = 2",
+    "def solution():\n    return 1\x0c\n", "def solution():\n    return \'\u2028\'\n", "def f():\n    return 1\ndefault = 2",
     "import numpy as np\ndef solver():\n    return np.sum([1, 2])\nans = solver()\n", "@", "def solution(): return 1",
+    # fences: the first Python block that defines solution(), else (parsing needed) Python decides
+    "```\ndef solution():\n    return 1\n```", "```py\nx = 1\n```\n```python\n\n\ndef solution():\n    return 2\n\n```",
+    "```js\ndef solution():\n  return 0\n```\n```Python3 extra\n  def solution ():\n    return 3\n```",
+    "Sure.\n```python\nans = 4\n```", "```python\ndef solution():\n    return 5", "text ```python\ndef solution():\n```",
+    "```python\ns = \"\"\"\n```\n\"\"\"\ndef solution():\n    return s\n```", "x = 1 \\\n```python\ndef solution():\n```",
+    "```python\ndef solution():\n    return 6\n```\n```python\ndef solution():\n    return 7\n```",
+    "```\n\u3000def solution():\n    return 8\n```", "```python\r\ndef solution():\r\n    return 9\r\n```",
 ]
 
 
-def test_plain_code_in_sql_is_extract_program(shared_data):
+def test_code_in_sql_is_extract_program(shared_data):
     completions = list(COMPLETIONS)
     for name in ("gsm8k", "svamp", "multiarith_zs"):
         for line in open(shared_data / "pot" / f"{name}.jsonl", encoding="utf-8"):
             gen = json.loads(line).get("generated")
             completions += gen if isinstance(gen, list) else [gen]
-    cond, code = bulk.plain_code_sql("x")
-    got = _sql_values(f"CASE WHEN {cond} THEN {code} END", completions)
-    plain = [c for c, g in zip(completions, got) if g is not None]
-    assert [g for g in got if g is not None] == [extract_program(c) for c in plain]
-    assert COMPLETIONS[0] in plain and COMPLETIONS[1] in plain and COMPLETIONS[2] in plain
-    assert COMPLETIONS[4] not in plain and COMPLETIONS[6] not in plain and COMPLETIONS[7] not in plain
+    got = _sql_values(bulk.code_sql("x"), completions)
+    sure = [(c, g) for c, g in zip(completions, got) if g is not None]
+    assert [g for _, g in sure] == [extract_program(c) for c, _ in sure]
+    sql_read = {c for c, _ in sure}
+    assert {COMPLETIONS[i] for i in (0, 1, 2, 6, 24, 25, 26, 28, 32, 33, 34)} <= sql_read  # plain; fenced, solution()
+    assert not {COMPLETIONS[i] for i in (4, 7, 10, 27, 30, 31)} & sql_read  # prose, \r\n, no solution(), strings
 
 
 Q = "Ann has 3 pens and buys 4. How many?"
@@ -193,6 +202,9 @@ def _both(monkeypatch, tmp_path, fn, *args, fresh=True, **kwargs):
 
 
 def test_bulk_import_is_the_python_import_row_for_row(monkeypatch, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     f = _write(tmp_path / "messy.jsonl", MESSY)
     (r_sql, err_sql, rows_sql), (r_py, err_py, rows_py) = _both(
         monkeypatch, tmp_path, import_programs, f, "m", skip_invalid=True)
@@ -209,6 +221,7 @@ def test_bulk_import_is_the_python_import_row_for_row(monkeypatch, tmp_path):
     # the bulk path did read most lines in SQL
     with bulk.Batch(f, bulk.Spec("m", programs=True), skipped=[]) as batch:
         assert batch.fast >= 8 and len(batch.slow) + batch.fast == 24
+    assert not list(scratch.iterdir())  # every read's scratch database is gone, failed ones too
 
 
 def test_bulk_ingest_is_the_python_ingest(monkeypatch, tmp_path, shared_data):
