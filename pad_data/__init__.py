@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 API_NAMES = ("Store", "StoreError", "IngestError", "ingest", "import_programs", "execute", "sql", "stats",
              "label_counts", "default_steps", "run_pipeline", "execute_programs", "SandboxPool", "ExecResult",
              "generate_offline", "ingest_embedded", "LABELS", "generate", "make_teacher", "TeacherError",
-             "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS")
+             "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS", "vote", "synthesize", "generate_batch")
 
 
 def __getattr__(name: str):

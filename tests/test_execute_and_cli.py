@@ -378,7 +378,7 @@ def test_store_is_readable_while_a_stage_runs(db):
                 proc.kill()
                 proc.wait()
     assert stage.returncode == 0, err
-    assert f"executed {n} programs" in out
+    assert f"executed {n:,} programs" in out
     for kind, stdout, stderr, code in answers:  # every poll started mid-run was answered
         assert code == 0, (kind, stderr)
         assert ("loops" in stdout) if kind == "stats" else (0 <= int(stdout.splitlines()[1]) <= n)
