@@ -20,6 +20,13 @@ if [ -n "$missing" ]; then
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null
-# torch first, pinned: the CPU build (an unpinned torch pulls several GB of CUDA packages)
-.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e ".[test,train,ray]"
+# torch first, pinned: the CPU build (an unpinned torch pulls several GB of CUDA packages).
+# --no-compile: byte-compiling torch's files took longer than installing them.
+.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q --no-compile torch==2.13.0
+# The rest with uv (parallel downloads and installs: 68 s where pip took 440 s, both uncached);
+# uv keeps the torch installed above. pip if uv cannot be installed.
+if .venv/bin/pip install -q uv; then
+  .venv/bin/uv pip install -q --python .venv/bin/python -e ".[test,train,ray]"
+else
+  .venv/bin/pip install -q -e ".[test,train,ray]"
+fi

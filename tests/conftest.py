@@ -15,6 +15,17 @@ SHARED = Path(os.environ.get("PAD_SHARED_DATA") or ROOT.parent / "shared" / "dat
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# The files that take longest start first (two workers, one file each at a time): with the
+# longest last, one worker would run it alone at the end. Others keep their collection order.
+LONGEST_FIRST = ("test_refine.py", "test_stepwise.py", "test_pad_train.py", "test_ray_engine.py",
+                 "test_check_curate_export.py", "test_generate.py", "test_ingest.py", "test_execute_and_cli.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_configure(config):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
