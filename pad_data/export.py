@@ -30,10 +30,11 @@ FORMATS = ("hf", "parquet", "jsonl", "chat")
 SPLITS = ("train", "validation", "test")
 COLUMNS = {
     "program": ("question", "program", "answer", "answer_text", "problem_id", "program_id", "dataset",
-                "label", "teacher", "origin"),
+                "label", "teacher", "origin", "verdict"),
     # refinement pairs: input = question + faulty_program + feedback, target = program
     "refine": ("question", "faulty_program", "feedback", "program", "answer", "answer_text", "problem_id",
-               "faulty_program_id", "program_id", "dataset", "label", "injection_kind", "teacher", "origin"),
+               "faulty_program_id", "program_id", "dataset", "label", "injection_kind", "teacher", "origin",
+               "verdict"),
 }
 # the chat format: what the student is told, and (refine) how the execution feedback is put to it
 CHAT_SYSTEM = ("Solve the problem by writing a Python program: a function solution() that computes the "
