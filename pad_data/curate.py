@@ -9,8 +9,8 @@ Steps, all deterministic for the same store and parameters:
    accepted with no reviewer rejecting them or asking for a fix, ``ignore`` disregards
    verdicts; each row keeps its verdict (``verdict`` column, exported too); with
    ``min_agreement``, programs labeled against a consensus answer (``pad vote``) only from
-   problems whose agreement share is at least that (programs labeled against a real gold are kept). Every label, dataset and origin
-   named must exist, and filters that select nothing are a CurateError: nothing is stored;
+   problems whose agreement share is at least that (programs labeled against a real gold are
+   kept). Every label, dataset and origin named must exist, and filters that select nothing are a CurateError: nothing is stored;
 2. **deduplicate** within each problem: ``exact`` (same text after stripping whitespace at the
    ends of lines) or ``ast`` (same normalized syntax tree: docstrings dropped, local names
    renamed in order of first use, so renamed variables and formatting collapse);
