@@ -1,4 +1,4 @@
-"""Data access for the review app (``apps/review.py``): paginated reads, reviews, fixes.
+"""Data access for the review app (:mod:`pad_data.review_app`): paginated reads, verdicts, fixes.
 
 Every call opens a short-lived connection, so the app never holds the store: reads use a
 read-only connection, writes a read-write one inside a transaction. While another ``pad``
@@ -6,8 +6,10 @@ command commits, DuckDB's file lock refuses the connection; the open waits and r
 running stage holds the store only while it commits, see :mod:`pad_data.writer`), and only
 a store held for longer than ``$PAD_BUSY_TIMEOUT`` makes these functions raise
 :class:`~pad_data.store.StoreError` ("the store is busy"), which the app shows instead of
-crashing. Nothing here loads a whole table: lists are paginated in SQL, and label counts
-read ``program_labels`` (one row per executed program) rather than the joined view.
+crashing. Nothing here loads a whole table: lists are paginated in SQL (the page's ids by a
+top-N over the order programs were stored, then a lookup of those few by id), label counts
+read ``program_labels`` (one row per executed program) rather than the joined view, and
+verdicts, one or a whole filter's worth, are stored set-based by :meth:`Store.add_verdicts`.
 """
 
 from __future__ import annotations
@@ -185,21 +187,23 @@ def page(store: Store, f: Filters, offset: int, limit: int = 50) -> pd.DataFrame
     """Rows ``offset``.. of the filtered list: their ids first (one top-N over the list's
     order), then what is shown of those few, looked up by id."""
     query, params = f.listing()
-    ids = [r[0] for r in store.con.execute(f"SELECT program_id FROM ({query}) ORDER BY pos "
-                                           f"LIMIT {int(limit)} OFFSET {int(offset)}", params).fetchall()]
+    rows = store.con.execute(f"SELECT program_id, problem_id FROM ({query}) ORDER BY pos "
+                             f"LIMIT {int(limit)} OFFSET {int(offset)}", params).fetchall()
+    ids = [r[0] for r in rows]
     if not ids:
         return store.df("SELECT NULL::VARCHAR AS program_id, NULL::VARCHAR AS dataset, NULL::VARCHAR AS label, "
                         "NULL::VARCHAR AS error_type, NULL::VARCHAR AS verdict, NULL::VARCHAR AS origin, "
                         "NULL::VARCHAR AS teacher, NULL::VARCHAR AS question LIMIT 0")
     # constant IN lists: a lookup in the primary-key index (a parameter list would scan the table)
     lit = ", ".join(_quote(i) for i in ids)
+    problems = ", ".join(_quote(p) for p in {r[1] for r in rows})
     order = " ".join(f"WHEN {_quote(i)} THEN {n}" for n, i in enumerate(ids))
     return store.df(f"""
         WITH p AS (SELECT program_id, problem_id, origin, teacher FROM programs WHERE program_id IN ({lit}))
         SELECT p.program_id, pr.dataset, l.label, l.error_type, v.verdict, p.origin, p.teacher,
                left(pr.question, 120) AS question
-        FROM p JOIN (SELECT problem_id, dataset, question FROM problems
-                     WHERE problem_id IN (SELECT problem_id FROM p)) pr USING (problem_id)
+        FROM p JOIN (SELECT problem_id, dataset, question FROM problems WHERE problem_id IN ({problems})) pr
+            USING (problem_id)
         LEFT JOIN (SELECT program_id, label, error_type FROM program_labels WHERE program_id IN ({lit})) l
             USING (program_id)
         LEFT JOIN (SELECT program_id, verdict FROM program_verdicts WHERE program_id IN ({lit})) v
