@@ -701,8 +701,8 @@ def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
 def review(port: int = typer.Option(8501, help="port to serve on"),
            host: str = typer.Option("127.0.0.1", help="address to bind (127.0.0.1: this machine only; any other "
                                                       "address needs a token)"),
-           token: Optional[str] = typer.Option(None, help="access token the browser must give (?token=...) "
-                                                          "[default: none on 127.0.0.1, else a new one, printed]")) -> None:
+           token: Optional[str] = typer.Option(None, help="access token the browser must give (?token=...); "
+                                                          "without it: none on loopback, else a new one, printed")) -> None:
     """Open the review app (Streamlit) on the store: find, read, judge (one or in bulk) and fix programs."""
     from . import review_server as srv
 
