@@ -16,7 +16,7 @@ same run:
 | execute | ``pad execute`` end to end | a plain ``exec`` loop, 1 core, no sandbox (bench_execute.py's ceiling), on a sample |
 | curate | ``pad curate --dedup ast`` | a plain ``ast.dump(ast.parse(p))`` loop, 1 core, on a sample |
 | export | ``pad export --format hf`` | ``datasets.Dataset(<the same rows as Arrow>).save_to_disk`` |
-| review | the data calls of ``apps/review.py``: first load, a label filter, a text search | goal: 1 s |
+| review | the data calls of the review app (``pad_data/review_app.py``): first load, a label filter, a text search | goal: 1 s |
 
 Also: the peak RSS of this process in each stage (sampled every 20 ms; baselines are stages of
 their own), the sandbox workers' peak, store and JSONL sizes.
@@ -190,7 +190,7 @@ def ast_loop(programs: list[str]) -> float:
 
 # ---------------------------------------------------------------------- the review app
 def review_calls(db: str, filters: rv.Filters) -> float:
-    """Seconds for one run of apps/review.py's data calls (the app reruns them all on each
+    """Seconds for one run of the review app's data calls (the app reruns them all on each
     interaction): filter choices and overview, then the Programs tab's count, page, current
     row and its detail."""
     t = time.perf_counter()

@@ -26,7 +26,7 @@ from . import options as opt
 from . import queries
 from .labels import LABELS
 from .options import check_numbers
-from .store import Store, StoreError, resolve_path
+from .store import SCHEMA_VERSION, Store, StoreError, resolve_path
 from .teachers.base import TeacherError
 
 
@@ -586,6 +586,8 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
            validation: float = typer.Option(0.05, help="share of train problems for validation"),
            test: float = typer.Option(0.05, help="share of train problems for test"),
            seed: int = typer.Option(0),
+           review: str = typer.Option("exclude-rejected", help="reviewers' verdicts: exclude-rejected (leave "
+                                      "out programs a reviewer rejects) | accepted-only | ignore"),
            min_agreement: Optional[float] = typer.Option(None, help="programs labeled against a consensus "
                                                          "answer (pad vote) only from problems whose agreement "
                                                          "share is at least this (0-1)"),
@@ -605,7 +607,7 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
         params = CurateParams(labels=_csv(labels_), datasets=names or None, origins=_csv(origins), dedup=dedup,
                               max_per_problem=max_per_problem, validation_fraction=validation,
                               test_fraction=test, seed=seed, task=task, siblings=siblings,
-                              min_agreement=min_agreement)
+                              min_agreement=min_agreement, review=review)
         r = run_curate(store, name, params)
     state = "created" if r["created"] else "unchanged (same parameters and data)"
     what = "refinement pair" if task == "refine" else "program"
@@ -697,30 +699,27 @@ def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
 
 @app.command()
 def review(port: int = typer.Option(8501, help="port to serve on"),
-           host: str = typer.Option("127.0.0.1", help="address to bind (127.0.0.1: this machine only)")) -> None:
-    """Open the review app (Streamlit) on the store: find, read, annotate and fix faulty programs."""
-    import os
-    import subprocess
-    from pathlib import Path
+           host: str = typer.Option("127.0.0.1", help="address to bind (127.0.0.1: this machine only; any other "
+                                                      "address needs a token)"),
+           token: Optional[str] = typer.Option(None, help="access token the browser must give (?token=...); "
+                                                          "without it: none on loopback, else a new one, printed")) -> None:
+    """Open the review app (Streamlit) on the store: find, read, judge (one or in bulk) and fix programs."""
+    from . import review_server as srv
 
     with _cli_errors():
         check_numbers(("--port", port, opt.PORT))
-    app_file = Path(__file__).resolve().parents[1] / "apps" / "review.py"
-    if not app_file.exists():
-        err_console.print(f"[red]error:[/red] {app_file}: the review app ships with pad's source tree")
-        raise typer.Exit(1)
-    db = resolve_path(_state["db"]).resolve()
-    if not db.exists():
-        err_console.print(f"[red]error:[/red] {db}: no such store (run `pad run` first)")
-        raise typer.Exit(1)
-    console.print(f"pad review on http://{host}:{port} (store {db}); Ctrl-C to stop")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.port", str(port),
-           "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--", "--db", str(db)]
-    try:
-        raise typer.Exit(subprocess.call(cmd, env=dict(os.environ, PAD_DB=str(db))))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+        srv.check_port(host, port)
+        secret = srv.access_token(host, token)
+        db = resolve_path(_state["db"]).resolve()
+        if not db.exists():
+            raise ValueError(f"{db}: no such store (run `pad run` first)")
+        with Store(db, read_only=True, migrate_to=0) as store:
+            old = store.version < SCHEMA_VERSION
+        if old:  # the app reads only: upgrade the store first
+            Store(db).close()
+    url = f"http://{host}:{port}/" + (f"?token={secret}" if secret else "")
+    console.print(f"pad review on {url} (store {db}); Ctrl-C to stop", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(srv.serve(db, host, port, secret))
 
 
 @app.command()

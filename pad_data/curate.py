@@ -3,11 +3,14 @@
 Steps, all deterministic for the same store and parameters:
 1. **filter** ``labeled_programs`` by label (default only ``correct``), datasets, origins
    (default ``teacher``, ``import``, ``human``: injected variants and a student's programs only
-   when named, or for ``task="refine"``); programs a reviewer rejected (``reviews`` table, when
-   the review app has written one) are left out; with ``min_agreement``, programs labeled
-   against a consensus answer (``pad vote``) only from problems whose agreement share is at
-   least that (programs labeled against a real gold are kept). Every label, dataset and origin
-   named must exist, and filters that select nothing are a CurateError: nothing is stored;
+   when named, or for ``task="refine"``); reviewers' verdicts (``program_verdicts``: the
+   strictest current verdict of a program's reviewers) by ``review``: ``exclude-rejected``
+   (default) leaves out programs a reviewer rejects, ``accepted-only`` keeps only programs
+   accepted with no reviewer rejecting them or asking for a fix, ``ignore`` disregards
+   verdicts; each row keeps its verdict (``verdict`` column, exported too); with
+   ``min_agreement``, programs labeled against a consensus answer (``pad vote``) only from
+   problems whose agreement share is at least that (programs labeled against a real gold are
+   kept). Every label, dataset and origin named must exist, and filters that select nothing are a CurateError: nothing is stored;
 2. **deduplicate** within each problem: ``exact`` (same text after stripping whitespace at the
    ends of lines) or ``ast`` (same normalized syntax tree: docstrings dropped, local names
    renamed in order of first use, so renamed variables and formatting collapse);
@@ -50,6 +53,7 @@ from .store import ORIGINS, Store, content_id
 
 DEDUP = ("none", "exact", "ast")
 TASKS = ("program", "refine")
+REVIEW_MODES = ("exclude-rejected", "accepted-only", "ignore")
 # the faulty labels refinement pairs are built from by default
 REFINE_LABELS = ["wrong_answer", "no_answer", "non_numeric", "syntax_error", "runtime_error", "timeout",
                  "memory_limit"]
@@ -72,7 +76,7 @@ class CurateParams:
     validation_fraction: float = 0.05
     test_fraction: float = 0.05
     seed: int = 0
-    exclude_rejected: bool = True
+    review: str = "exclude-rejected"  # REVIEW_MODES: what reviewers' verdicts do
     task: str = "program"
     siblings: bool = False  # refine: also pair faulty programs with a correct sibling
     min_agreement: float | None = None  # consensus-labeled programs only from problems this unanimous
@@ -90,6 +94,10 @@ class CurateParams:
         """The parameters as stored and hashed (labels and origins resolved; refine-only fields
         only when set)."""
         d = {**asdict(self), "labels": self.resolved_labels(), "origins": self.resolved_origins()}
+        # as stored before --review: exclude_rejected, and review only when accepted-only
+        d["exclude_rejected"] = d.pop("review") != "ignore"
+        if self.review == "accepted-only":
+            d["review"] = self.review
         for key, default in (("task", "program"), ("siblings", False), ("min_agreement", None)):
             if d[key] == default:
                 del d[key]
@@ -167,9 +175,10 @@ def _analyze_all(programs: list[str], mode: str) -> list[tuple[int, int, str]]:
 TASK_TABLES = {"program": "curated_examples", "refine": "refine_examples"}
 TASK_COLUMNS = {
     "program": ["split", "problem_id", "program_id", "dataset", "question", "program", "answer", "answer_text",
-                "label", "teacher", "origin"],
+                "label", "teacher", "origin", "verdict"],
     "refine": ["split", "problem_id", "faulty_program_id", "program_id", "dataset", "question", "faulty_program",
-               "feedback", "program", "answer", "answer_text", "label", "injection_kind", "teacher", "origin"],
+               "feedback", "program", "answer", "answer_text", "label", "injection_kind", "teacher", "origin",
+               "verdict"],
 }
 
 
@@ -184,9 +193,9 @@ def _split_for(problem_id: str, source_split: str, p: CurateParams) -> str:
     return "train"
 
 
-_NOT_REJECTED = ("{col} NOT IN (SELECT program_id FROM reviews "
-                 "QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY reviewed_at DESC) = 1 "
-                 "AND verdict = 'reject')")
+# what --review keeps, over labeled_programs joined to program_verdicts (v)
+REVIEW_RULES = {"exclude-rejected": "v.verdict IS DISTINCT FROM 'reject'", "accepted-only": "v.verdict = 'accept'",
+                "ignore": None}
 
 
 def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
@@ -196,8 +205,8 @@ def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
         if values:
             where.append(f"{col} IN ({', '.join('?' * len(values))})")
             params += list(values)
-    if p.exclude_rejected:
-        where.append(_NOT_REJECTED.format(col="program_id"))
+    if REVIEW_RULES[p.review]:
+        where.append(REVIEW_RULES[p.review])
     if p.min_agreement is not None:
         where.append("(gold_source IS DISTINCT FROM 'consensus' OR agreement >= ?)")
         params.append(p.min_agreement)
@@ -205,8 +214,9 @@ def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
     extra = (", parent_program_id, status, value, error_type, error_message, error_line, timeout_s, injection_kind"
              if p.task == "refine" else ", parent_program_id")
     df = store.df(f"""SELECT program_id, problem_id, dataset, split AS source_split, question, program,
-                             gold AS answer, gold_text AS answer_text, label, teacher, origin{extra}
-                      FROM labeled_programs WHERE {' AND '.join(where)} ORDER BY program_id""", params)
+                             gold AS answer, gold_text AS answer_text, label, teacher, origin, v.verdict{extra}
+                      FROM labeled_programs LEFT JOIN program_verdicts v USING (program_id)
+                      WHERE {' AND '.join(where)} ORDER BY program_id""", params)
     store.release()  # deduplication takes a while: other processes may use the store meanwhile
     return df
 
@@ -214,6 +224,8 @@ def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
 def _check(p: CurateParams) -> None:
     if p.task not in TASKS:
         raise CurateError(f"unknown --task {p.task!r}; choose from {', '.join(TASKS)}")
+    if p.review not in REVIEW_MODES:
+        raise CurateError(f"unknown --review {p.review!r}; choose from {', '.join(REVIEW_MODES)}")
     if p.dedup not in DEDUP:
         raise CurateError(f"unknown --dedup {p.dedup!r}; choose from {', '.join(DEDUP)}")
     check_numbers(("--max-per-problem", p.max_per_problem, COUNT), ("--validation", p.validation_fraction, FRACTION),
@@ -283,7 +295,7 @@ def build_refine(store: Store, p: CurateParams) -> pd.DataFrame:
     """Refinement pairs (faulty program + feedback -> correct program) for ``p``."""
     faulty = _candidates(store, p)
     good = _candidates(store, CurateParams(labels=["correct"], datasets=p.datasets, origins=list(ORIGINS),
-                                           exclude_rejected=p.exclude_rejected))
+                                           review=p.review))
     cols = TASK_COLUMNS["refine"]
     if faulty.empty or good.empty:
         return pd.DataFrame(columns=cols)
@@ -316,8 +328,10 @@ def build_refine(store: Store, p: CurateParams) -> pd.DataFrame:
 def content_hash(rows: pd.DataFrame, p: CurateParams) -> str:
     h = hashlib.sha256(p.to_json().encode())
     faulty = rows["faulty_program_id"] if "faulty_program_id" in rows else [""] * len(rows)
-    for split, fid, pid, prog in zip(rows["split"], faulty, rows["program_id"], rows["program"]):
-        h.update(f"{split}\x1f{fid + chr(31) if fid else ''}{pid}\x1f{content_id(prog)}\n".encode())
+    verdicts = rows["verdict"] if "verdict" in rows else [None] * len(rows)
+    for split, fid, pid, prog, verdict in zip(rows["split"], faulty, rows["program_id"], rows["program"], verdicts):
+        judged = f"\x1f{verdict}" if isinstance(verdict, str) else ""  # unreviewed rows hash as before verdicts
+        h.update(f"{split}\x1f{fid + chr(31) if fid else ''}{pid}\x1f{content_id(prog)}{judged}\n".encode())
     return h.hexdigest()[:16]
 
 

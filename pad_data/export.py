@@ -4,7 +4,7 @@ Rows never pass through Python lists: DuckDB ``COPY``s each split straight to pa
 and the ``hf`` format loads those parquet files with ``datasets`` (memory-mapped Arrow) and
 ``save_to_disk``s a ``DatasetDict`` (train/validation/test). Peak heap at 1M rows: 384 MiB,
 vs 1.5 GiB for ``Dataset.from_pandas`` (bench/README.md); it is not perfectly flat.
-Columns fit training directly: question, program, answer, answer_text, plus ids and labels.
+Columns fit training directly: question, program, answer, answer_text, plus ids, labels and verdicts.
 The ``chat`` format is the ``hf`` layout with a ``messages`` column instead of question and
 program (system, user question, assistant program; a refinement pair is a two-turn fix
 conversation), built in SQL as well, for TRL's ``SFTTrainer`` and other chat trainers.
@@ -30,10 +30,11 @@ FORMATS = ("hf", "parquet", "jsonl", "chat")
 SPLITS = ("train", "validation", "test")
 COLUMNS = {
     "program": ("question", "program", "answer", "answer_text", "problem_id", "program_id", "dataset",
-                "label", "teacher", "origin"),
+                "label", "teacher", "origin", "verdict"),
     # refinement pairs: input = question + faulty_program + feedback, target = program
     "refine": ("question", "faulty_program", "feedback", "program", "answer", "answer_text", "problem_id",
-               "faulty_program_id", "program_id", "dataset", "label", "injection_kind", "teacher", "origin"),
+               "faulty_program_id", "program_id", "dataset", "label", "injection_kind", "teacher", "origin",
+               "verdict"),
 }
 # the chat format: what the student is told, and (refine) how the execution feedback is put to it
 CHAT_SYSTEM = ("Solve the problem by writing a Python program: a function solution() that computes the "
@@ -162,12 +163,14 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
         lines.append("No `pad check` run recorded for this store.")
     columns = ("`question`, `program` (a Python `def solution(): ... return result`), `answer` (gold, float or "
                "null), `answer_text` (gold as text), `problem_id`, `program_id`, `dataset`, `label`, `teacher`, "
-               "`origin`.")
+               "`origin`, `verdict` (reviewers' verdict when the snapshot was made: accept, reject, needs-fix, "
+               "or null).")
     if task == "refine":
         columns = ("`question`, `faulty_program`, `feedback` (what executing it said: error type, message and "
                    "line, or `returned X`), `program` (the correct target), `answer`, `answer_text`, `problem_id`, "
                    "`faulty_program_id`, `program_id`, `dataset`, `label` (of the faulty program), "
-                   "`injection_kind` (for injected errors), `teacher`, `origin` (of the faulty program).")
+                   "`injection_kind` (for injected errors), `teacher`, `origin`, `verdict` (reviewers' verdict when "
+                   "the snapshot was made, or null) (of the faulty program).")
     if fmt == "chat":
         columns = _chat_card(task)
     lines += ["", "## Columns", "", columns, "", "## License", "",
@@ -181,10 +184,11 @@ def _chat_card(task: str) -> str:
         turns = ("`system`, `user` (the question), `assistant` (the faulty program), `user` (what running it "
                  "gave, as in `pad`'s feedback, then \"Fix the program.\"), `assistant` (the correct program)")
         rest = ("`answer`, `answer_text`, `problem_id`, `faulty_program_id`, `program_id`, `dataset`, `label` "
-                "(of the faulty program), `injection_kind`, `teacher`, `origin`")
+                "(of the faulty program), `injection_kind`, `teacher`, `origin`, `verdict`")
     else:
         turns = "`system`, `user` (the question), `assistant` (a `def solution(): ... return result` program)"
-        rest = "`answer`, `answer_text`, `problem_id`, `program_id`, `dataset`, `label`, `teacher`, `origin`"
+        rest = ("`answer`, `answer_text`, `problem_id`, `program_id`, `dataset`, `label`, `teacher`, `origin`, "
+                "`verdict`")
     code = ['from datasets import load_from_disk', 'from trl import SFTConfig, SFTTrainer', '',
             'dd = load_from_disk("path/to/this/folder")  # from the Hub: datasets.load_dataset("USER/REPO")']
     if task == "refine":

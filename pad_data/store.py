@@ -28,6 +28,7 @@ import json
 import os
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -324,6 +325,38 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (run_id, problem_id))""",
         "ALTER TABLE eval_runs ADD COLUMN run_key VARCHAR",
     ],
+    # v14: one current verdict per program and reviewer: reviews stays the append-only history
+    # (bulk verdicts share a batch_id); current_reviews, written in the same transaction by
+    # Store.add_verdicts, the one write path, holds each reviewer's latest (reviewer '' for none).
+    # Neither has an index: a bulk verdict of 100k programs is a few set-based statements, and
+    # ART upkeep would be most of its time. Snapshots keep the verdict a program had.
+    [
+        """CREATE TABLE reviews_v14 (
+            review_id VARCHAR NOT NULL,
+            program_id VARCHAR NOT NULL,
+            verdict VARCHAR NOT NULL,
+            note VARCHAR,
+            reviewer VARCHAR,
+            reviewed_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            batch_id VARCHAR)""",
+        """INSERT INTO reviews_v14 SELECT review_id, program_id, verdict, note, reviewer, reviewed_at, NULL
+           FROM reviews ORDER BY rowid""",
+        "DROP TABLE reviews",
+        "ALTER TABLE reviews_v14 RENAME TO reviews",
+        """CREATE TABLE current_reviews (
+            program_id VARCHAR NOT NULL,
+            reviewer VARCHAR NOT NULL,
+            verdict VARCHAR NOT NULL,
+            note VARCHAR,
+            review_id VARCHAR NOT NULL,
+            reviewed_at TIMESTAMP NOT NULL)""",
+        """INSERT INTO current_reviews
+           SELECT program_id, coalesce(reviewer, ''), verdict, note, review_id, reviewed_at FROM reviews
+           QUALIFY row_number() OVER (PARTITION BY program_id, coalesce(reviewer, '')
+                                      ORDER BY reviewed_at DESC, rowid DESC) = 1""",
+        "ALTER TABLE curated_examples ADD COLUMN verdict VARCHAR",
+        "ALTER TABLE refine_examples ADD COLUMN verdict VARCHAR",
+    ],
 ]
 
 # A problem's gold: its real gold answer (number or text) when it has one, else the consensus
@@ -369,7 +402,14 @@ SELECT program_id, parent_program_id, problem_id, dataset, injection_kind, label
        CASE WHEN label IS NULL THEN NULL WHEN label = 'correct' THEN 'unchanged'
             WHEN status IN ('ok', 'no_answer') THEN 'silent' ELSE 'loud' END AS outcome
 FROM labeled_programs WHERE origin = 'injected'"""
-VIEWS = (LABELED_VIEW, INJECTION_VIEW)
+# a program's verdict over its reviewers' current ones: the strictest (reject, then needs-fix, then accept)
+VERDICT_VIEW = """CREATE OR REPLACE VIEW program_verdicts AS
+SELECT program_id,
+       CASE WHEN bool_or(verdict = 'reject') THEN 'reject' WHEN bool_or(verdict = 'needs-fix') THEN 'needs-fix'
+            ELSE 'accept' END AS verdict,
+       count(*) AS reviewers, max(reviewed_at) AS reviewed_at
+FROM current_reviews GROUP BY program_id"""
+VIEWS = (LABELED_VIEW, INJECTION_VIEW, VERDICT_VIEW)
 
 SCHEMA_VERSION = len(MIGRATIONS)
 # what an engine stores per result: the executions columns, then the program's context
@@ -720,6 +760,34 @@ class Store:
             return dict(con.execute("SELECT label, count(*) FROM _pad_new GROUP BY 1").fetchall())
         finally:
             con.execute("DROP TABLE IF EXISTS _pad_new")
+    # ------------------------------------------------------------------ reviews
+    def add_verdicts(self, programs: str, params: list | None, verdict: str, note: str | None,
+                     reviewer: str | None) -> int:
+        """Give every program ``programs`` selects (a query with a ``program_id`` column) the
+        verdict and note of ``reviewer``, set-based: a ``reviews`` row each (the history; one
+        ``batch_id`` for the lot) and the reviewer's current verdict in ``current_reviews``
+        (replaced). The one way verdicts are stored. Returns the programs given a verdict. The
+        caller owns the transaction."""
+        con = self.con
+        values = {"batch": uuid.uuid4().hex[:16], "verdict": verdict, "note": note, "reviewer": reviewer,
+                  "when": con.execute("SELECT current_timestamp::TIMESTAMP").fetchall()[0][0]}
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _pad_verdicts AS SELECT DISTINCT program_id FROM ({programs})",
+                    params or [])
+        try:
+            n = con.execute("SELECT count(*) FROM _pad_verdicts").fetchall()[0][0]
+            if n:
+                con.execute("""INSERT INTO reviews (review_id, program_id, verdict, note, reviewer, reviewed_at, batch_id)
+                               SELECT $batch || program_id, program_id, $verdict, $note, $reviewer, $when, $batch
+                               FROM _pad_verdicts""", values)
+                con.execute("DELETE FROM current_reviews WHERE reviewer = coalesce(?, '') AND program_id IN "
+                            "(SELECT program_id FROM _pad_verdicts)", [reviewer])
+                con.execute("""INSERT INTO current_reviews (program_id, reviewer, verdict, note, review_id, reviewed_at)
+                               SELECT program_id, coalesce($reviewer, ''), $verdict, $note, $batch || program_id,
+                                      $when FROM _pad_verdicts""", values)
+            return n
+        finally:
+            con.execute("DROP TABLE IF EXISTS _pad_verdicts")
+
     # ------------------------------------------------------------------ generation
     def add_generated(self, programs: list[dict], failures: list[dict], healed: list[str] | None = None,
                       replay: bool = False) -> int:

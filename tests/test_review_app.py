@@ -1,7 +1,9 @@
-"""The review app, driven by Streamlit's AppTest on a real store, and once in headless Chromium."""
+"""The review app: driven by Streamlit's AppTest on a real store, and served by `pad review` to
+headless Chromium (Playwright): one server and one browser for the module's browser tests."""
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,12 +18,22 @@ from streamlit.testing.v1 import AppTest
 from conftest import ROOT, pad_cli
 
 APP = str(ROOT / "apps" / "review.py")
+CHROMIUM = shutil.which("chromium")
+needs_chromium = pytest.mark.skipif(not CHROMIUM, reason="Debian chromium not installed (setup.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+def base_store(tmp_path_factory):
+    """`pad run --samples 2` once (638 programs); tests get copies."""
+    db = tmp_path_factory.mktemp("review") / "base.duckdb"
+    pad_cli("--db", db, "run", "--samples", "2", check=True)
+    return db
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def store(base_store, tmp_path, monkeypatch):
     db = tmp_path / "pad.duckdb"
-    pad_cli("--db", db, "run", "--samples", "2", check=True)
+    shutil.copy(base_store, db)
     monkeypatch.setenv("PAD_DB", str(db))
     monkeypatch.setenv("PAD_REVIEWER", "tester")
     return db
@@ -46,18 +58,25 @@ def _frame(at, column):
     return next(df.value for df in at.dataframe if column in df.value.columns)
 
 
+def _opened(at):
+    """The program id the app shows."""
+    return at.subheader[-1].value.split("`")[1]
+
+
 def test_overview_shows_the_store(store):
     at = _app()
     assert [t.label for t in at.tabs] == ["Overview", "Programs", "SQL"]
     labels = next(df.value for df in at.dataframe if list(df.value.columns) == ["label", "programs"])
     assert dict(zip(labels.label, labels.programs)) == dict(_q(store, "SELECT label, count(*) FROM labeled_programs GROUP BY 1"))
+    assert list(labels.programs) == sorted(labels.programs, reverse=True)  # the chart shows this order (sort=False)
     errors = _frame(at, "error_type")
     assert errors.iloc[0].error_type == "NameError"
     assert [m.value for m in at.metric][:2] == [f"{_q(store, 'SELECT count(*) FROM problems')[0][0]:,}",
                                                f"{_q(store, 'SELECT count(*) FROM programs')[0][0]:,}"]
+    assert not at.sidebar.children  # filters live in the Programs tab, where they act
 
 
-def test_filter_open_annotate_fix_and_rerun(store):
+def test_filter_open_judge_jump_fix_and_rerun(store):
     at = _app()
     at.multiselect(key="f_label").select("runtime_error").run()
     n = _q(store, "SELECT count(*) FROM labeled_programs WHERE label = 'runtime_error'")[0][0]
@@ -65,22 +84,33 @@ def test_filter_open_annotate_fix_and_rerun(store):
     table = _frame(at, "program_id")
     assert set(table.label) == {"runtime_error"}
     first = at.subheader[-1].value
-    assert "runtime_error" in first
+    assert "runtime_error" in first and _opened(at) == table.program_id.iloc[0]
     assert at.error and "NameError" in at.error[0].value and at.error[0].value.startswith("line ")
     at.button(key="next").click().run()
-    assert at.subheader[-1].value != first and "Program 2 of" in at.subheader[-1].value
-    pid = at.subheader[-1].value.split("`")[1]
-    assert _q(store, "SELECT label FROM labeled_programs WHERE program_id = ?", [pid])[0][0] == "runtime_error"
+    assert "Program 2 of" in at.subheader[-1].value and _opened(at) == table.program_id.iloc[1]
+    at.number_input(key="jump").set_value(5).run()
+    assert "Program 5 of" in at.subheader[-1].value and _opened(at) == table.program_id.iloc[4]
+    assert any("`j` next program" in c.value and "`x` reject" in c.value for c in at.caption)
+    teacher, origin = _q(store, "SELECT teacher, origin FROM programs WHERE program_id = ?", [_opened(at)])[0]
+    assert any(m.value.startswith(f"**Teacher** `{teacher}` · **Origin** `{origin}`") for m in at.markdown)
 
-    # annotate
-    at.radio(key=f"verdict_{pid}").set_value("needs-fix").run()
+    # a verdict with a note: saved, and the next program opens; a second verdict replaces the
+    # reviewer's current one and both stay in the history
+    pid = _opened(at)
     at.text_area(key=f"note_{pid}").input("undefined variable").run()
-    at.button(key="save_review").click().run()
-    assert not at.exception
+    at.button(key="verdict_needs-fix").click().run()
+    assert not at.exception and "Program 6 of" in at.subheader[-1].value
     assert _q(store, "SELECT verdict, note, reviewer FROM reviews WHERE program_id = ?", [pid]) == \
         [("needs-fix", "undefined variable", "tester")]
+    at.number_input(key="jump").set_value(5).run()
+    at.button(key="verdict_reject").click().run()
+    assert _q(store, "SELECT verdict FROM current_reviews WHERE program_id = ? AND reviewer = 'tester'", [pid]) == \
+        [("reject",)]
+    assert _q(store, "SELECT count(*) FROM reviews WHERE program_id = ?", [pid]) == [(2,)]
 
     # fix: return the gold answer; run it, then save it as a new program with its own execution
+    at.number_input(key="jump").set_value(5).run()
+    assert _opened(at) == pid
     gold, gold_text = _q(store, "SELECT gold, gold_text FROM labeled_programs WHERE program_id = ?", [pid])[0]
     fixed = f"def solution():\n    return {gold!r}\n" if gold is not None else f"def solution():\n    return {gold_text!r}\n"
     at.text_area(key=f"edit_{pid}").input(fixed).run()
@@ -96,7 +126,7 @@ def test_filter_open_annotate_fix_and_rerun(store):
 def test_diff_against_parent_for_edited_programs(store):
     at = _app()
     at.multiselect(key="f_label").select("runtime_error").run()
-    pid = at.subheader[-1].value.split("`")[1]
+    pid = _opened(at)
     gold = _q(store, "SELECT coalesce(gold_text, gold::VARCHAR) FROM labeled_programs WHERE program_id = ?", [pid])[0][0]
     from pad_data.review import save_fix
     out = save_fix(str(store), pid, f"def solution():\n    return {gold!r}\n", "tester")
@@ -107,16 +137,19 @@ def test_diff_against_parent_for_edited_programs(store):
     assert out["label"] in ("correct", "wrong_answer")
 
 
-def test_sql_tab_is_read_only(store):
+def test_sql_tab_runs_one_select_only(store):
     at = _app()
     at.text_area(key="sql_query").input("SELECT count(*) AS n FROM programs").run()
     at.button(key="run_sql").click().run()
     assert _frame(at, "n").n.iloc[0] == _q(store, "SELECT count(*) FROM programs")[0][0]
     before = _q(store, "SELECT count(*) FROM programs")[0][0]
-    for bad in ("DELETE FROM programs", "COPY programs TO '/tmp/pad-leak.csv'", "SELECT * FROM read_csv('/etc/passwd')"):
+    for bad in ("DELETE FROM programs", "COPY programs TO '/tmp/pad-leak.csv'", "SELECT 1; DROP TABLE programs"):
         at.text_area(key="sql_query").input(bad).run()
         at.button(key="run_sql").click().run()
-        assert not at.exception and at.error, bad
+        assert not at.exception and "only SELECT is allowed" in at.error[-1].value, bad
+    at.text_area(key="sql_query").input("SELECT * FROM read_csv('/etc/passwd')").run()
+    at.button(key="run_sql").click().run()
+    assert not at.exception and "disabled" in at.error[-1].value
     assert _q(store, "SELECT count(*) FROM programs")[0][0] == before
     assert not Path("/tmp/pad-leak.csv").exists()
 
@@ -131,11 +164,76 @@ def test_busy_store_is_reported_not_crashed(store, monkeypatch):
         at.run()
         assert not at.exception
         assert any("busy" in w.value for w in at.warning)
+        assert all(w.icon == ":material/hourglass_top:" for w in at.warning)
     finally:
         holder.kill()
         holder.wait()
 
 
+def test_bulk_verdicts_are_set_based_kept_per_reviewer_and_upgrade_in_place(store, tmp_path):
+    from pad_data import review as rv
+    from pad_data.store import Store
+
+    f = rv.Filters(label=["correct"], dataset=["pad-arith"])
+    with rv.reading(str(store)) as st:
+        n = rv.count(st, f)
+    assert n >= 100
+    assert rv.add_verdicts(str(store), "accept", "fine", "ann", filters=f) == n
+    assert rv.add_verdicts(str(store), "reject", "no", "bob", filters=f) == n
+    assert rv.add_verdicts(str(store), "reject", "still no", "bob", filters=f) == n  # bob's current verdict replaced
+    assert _q(store, "SELECT reviewer, verdict, count(*) FROM current_reviews GROUP BY ALL ORDER BY 1") == \
+        [("ann", "accept", n), ("bob", "reject", n)]
+    assert _q(store, "SELECT count(*), count(DISTINCT batch_id) FROM reviews") == [(3 * n, 3)]
+    assert _q(store, "SELECT DISTINCT verdict FROM program_verdicts") == [("reject",)]  # the strictest
+    with pytest.raises(ValueError, match="no program nope"):
+        rv.add_verdicts(str(store), "accept", None, "ann", program_ids=["nope"])
+
+    # a store of schema 13 with reviews (two by one reviewer on one program) upgrades in place
+    old = tmp_path / "old.duckdb"
+    Store(old, migrate_to=13).close()
+    con = duckdb.connect(str(old))
+    con.execute("INSERT INTO reviews (review_id, program_id, verdict, reviewer, reviewed_at) VALUES "
+                "('r1', 'p1', 'accept', 'ann', '2025-01-01'), ('r2', 'p1', 'reject', 'ann', '2025-01-02'), "
+                "('r3', 'p1', 'accept', NULL, '2025-01-01'), ('r4', 'p2', 'needs-fix', 'bob', '2025-01-01')")
+    con.close()
+    with Store(old) as st:
+        assert st.version == 14
+        assert st.df("SELECT program_id, reviewer, verdict, review_id FROM current_reviews ORDER BY ALL") \
+            .values.tolist() == [["p1", "", "accept", "r3"], ["p1", "ann", "reject", "r2"],
+                                 ["p2", "bob", "needs-fix", "r4"]]
+        assert st.scalar("SELECT count(*) FROM reviews") == 4
+
+
+def test_curate_by_review_and_export_carries_the_verdict(store, tmp_path):
+    from pad_data import review as rv
+    from pad_data.curate import CurateError, CurateParams, curate
+    from pad_data.export import export
+    from pad_data.store import Store
+
+    rejected = rv.add_verdicts(str(store), "reject", None, "ann", filters=rv.Filters(label=["correct"],
+                                                                                      dataset=["pad-arith"]))
+    accepted = rv.add_verdicts(str(store), "accept", None, "ann", filters=rv.Filters(label=["correct"],
+                                                                                      dataset=["pad-coin"]))
+    assert rejected > 0 and accepted > 0
+    every = dict(dedup="none", max_per_problem=10)
+    with Store(store) as st:
+        counts = {mode: curate(st, mode, CurateParams(review=mode, **every))["programs"]
+                  for mode in ("ignore", "exclude-rejected", "accepted-only")}
+        verdicts = dict(st.con.execute("SELECT name || ':' || coalesce(verdict, '-'), count(*) FROM curated_examples "
+                                       "GROUP BY 1").fetchall())
+        with pytest.raises(CurateError, match="unknown --review 'rejected'; choose from exclude-rejected, "
+                                              "accepted-only, ignore"):
+            curate(st, "x", CurateParams(review="rejected"))
+        export(st, "accepted-only", str(tmp_path / "export"), fmt="parquet")
+    assert verdicts["ignore:reject"] == rejected and verdicts["ignore:accept"] == accepted  # all there
+    assert counts["exclude-rejected"] == counts["ignore"] - rejected and "exclude-rejected:reject" not in verdicts
+    assert counts["accepted-only"] == accepted and set(k for k in verdicts if k.startswith("accepted-only")) == \
+        {"accepted-only:accept"}
+    exported = duckdb.sql(f"SELECT verdict, count(*) FROM read_parquet('{tmp_path}/export/*.parquet') GROUP BY 1")
+    assert exported.fetchall() == [("accept", accepted)]
+
+
+# ---------------------------------------------------------------------- served, in Chromium
 def _free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -144,44 +242,182 @@ def _free_port():
     return port
 
 
-@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian chromium not installed (setup.sh installs it)")
-def test_browser_renders_the_overview_and_a_faulty_program(store):
-    """`pad review` served on 127.0.0.1, loaded in headless Chromium driven by Playwright."""
+def _wait_healthy(port, proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0]
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail("the review app did not start")
+
+
+def _serve(db, *args, cwd=None, env=None, python=None, output=subprocess.DEVNULL):
+    """`pad review` (the console script, or ``python -m pad_data.cli``) on a free port."""
+    port = _free_port()
+    cmd = [python, "-m", "pad_data.cli"] if python else [str(Path(sys.executable).with_name("pad"))]
+    proc = subprocess.Popen([*cmd, "--db", str(db), "review", "--port", str(port), *args], cwd=cwd,
+                            env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+    _wait_healthy(port, proc)
+    return proc, port
+
+
+def _children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    exe = Path(sys.executable).with_name("pad")
-    server = subprocess.Popen([str(exe), "--db", str(store), "review", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def served(base_store, tmp_path_factory):
+    """`pad review` on a copy of the store, on 127.0.0.1 (no token)."""
+    db = tmp_path_factory.mktemp("served") / "pad.duckdb"
+    shutil.copy(base_store, db)
+    proc, port = _serve(db, env=dict(os.environ, PAD_REVIEWER="browser"))
+    yield db, port
+    _stop(proc)
+
+
+def _grid_row(page, table, row):
+    """Click row ``row``'s selection box in a Streamlit dataframe (a canvas grid)."""
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 18, box["y"] + 35 * (row + 1) + 17)
+
+
+@needs_chromium
+def test_browser_overview_and_a_clicked_row_opens_its_program(served, browser):
+    db, port = served
     artifacts = Path(os.environ.get("PAD_TEST_ARTIFACTS", ROOT / "test-artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.3)
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.get_by_text("Label distribution").wait_for(timeout=60_000)
+    page.get_by_text("Execution time").wait_for(timeout=30_000)
+    assert page.locator("[data-testid='stAppDeployButton']").count() == 0  # toolbar: no Deploy
+    page.locator("[data-testid='stVegaLiteChart'] .marks").last.wait_for(timeout=30_000)
+    page.wait_for_timeout(500)  # let the charts finish drawing
+    page.screenshot(path=str(artifacts / "review-overview.png"), full_page=True)
+    page.get_by_role("tab", name="Programs").click()
+    page.get_by_text("Program 1 of").wait_for(timeout=30_000)
+    ids = [r[0] for r in _q(db, "SELECT program_id FROM programs ORDER BY rowid LIMIT 5")]
+    assert ids[0] in page.locator("h3").filter(has_text="Program 1 of").inner_text()
+    table = page.locator("[data-testid='stDataFrame']").filter(visible=True).first
+    _grid_row(page, table, 3)
+    page.locator("h3").filter(has_text="Program 4 of").wait_for(timeout=30_000)
+    assert ids[3] in page.locator("h3").filter(has_text="Program 4 of").inner_text()
+    page.screenshot(path=str(artifacts / "review-program.png"), full_page=True)
+    assert (artifacts / "review-overview.png").stat().st_size > 50_000
+    page.close()
+
+
+@needs_chromium
+def test_browser_bulk_verdict_on_a_filter_then_curate_excludes_them(served, browser):
+    from pad_data.curate import CurateParams, curate
+    from pad_data.store import Store
+
+    db, port = served
+    expected = _q(db, "SELECT count(*) FROM programs p JOIN problems USING (problem_id) WHERE dataset = 'pad-arith'")[0][0]
+    assert expected >= 100
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(f"http://127.0.0.1:{port}/")
+    page.get_by_role("tab", name="Programs").click()
+    page.get_by_text("programs match").first.wait_for(timeout=60_000)
+    page.locator("[data-testid='stMultiSelect']").filter(has_text="Dataset").first.click()
+    page.get_by_role("option", name="pad-arith", exact=True).click()
+    page.keyboard.press("Escape")
+    page.get_by_text(f"{expected} programs match").wait_for(timeout=30_000)
+    page.get_by_text("Bulk verdict").click()
+    bulk = page.locator("[data-testid='stExpander']").filter(has_text="Bulk verdict")
+    bulk.get_by_label("Note").fill("bulk: arithmetic looks off")
+    bulk.get_by_text("reject", exact=True).click()
+    page.get_by_role("button", name="Apply…").click()
+    page.get_by_role("button", name=f"Confirm: {expected} programs").click()
+    page.get_by_text(f"Saved reject for {expected} programs.").wait_for(timeout=30_000)
+    page.close()
+    assert _q(db, "SELECT count(*), count(DISTINCT program_id), min(note), min(reviewer) FROM current_reviews "
+                  "WHERE verdict = 'reject'") == [(expected, expected, "bulk: arithmetic looks off", "browser")]
+    with Store(db) as st:  # what `pad curate kept --review exclude-rejected` runs
+        kept = curate(st, "kept", CurateParams(review="exclude-rejected", dedup="none", max_per_problem=10))
+    correct = _q(db, "SELECT count(*) FROM program_labels WHERE label = 'correct'")[0][0]
+    arith = _q(db, "SELECT count(*) FROM program_labels WHERE label = 'correct' AND dataset = 'pad-arith'")[0][0]
+    assert arith > 0 and kept["programs"] == correct - arith
+    assert _q(db, "SELECT count(*) FROM curated_examples c JOIN current_reviews r USING (program_id)")[0][0] == 0
+
+
+def test_busy_port_is_one_error_line_before_anything_else(base_store):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = pad_cli("--db", base_store, "review", "--port", port)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr == f"error: port {port} on 127.0.0.1 is in use (another pad review?); choose another with --port\n"
+
+
+@needs_chromium
+def test_installed_wheel_serves_the_app_needs_a_token_off_loopback_and_stops_on_sigterm(base_store, tmp_path, browser):
+    """Built as a wheel, installed (not editable) into a folder, run from outside the source tree,
+    bound to 0.0.0.0: the page needs the printed token; SIGTERM stops the server with it."""
+    src, wheels, site = tmp_path / "src", tmp_path / "wheels", tmp_path / "site"
+    src.mkdir()
+    for part in ("pyproject.toml", "README.md", "pad_data", "pad_train"):  # built from a copy: no build/ here
+        if (ROOT / part).is_dir():
+            shutil.copytree(ROOT / part, src / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            pytest.fail("the review app did not start")
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.get_by_text("Label distribution").wait_for(timeout=60_000)
-            page.get_by_text("Error types").wait_for(timeout=30_000)
-            page.get_by_text("Execution time").wait_for(timeout=30_000)
-            page.wait_for_timeout(1000)  # let the charts finish drawing
-            page.screenshot(path=str(artifacts / "review-overview.png"), full_page=True)
-            page.get_by_role("tab", name="Programs").click()
-            page.get_by_text("programs match").wait_for(timeout=30_000)
-            page.get_by_text("Sibling programs for this problem").wait_for(timeout=30_000)
-            page.screenshot(path=str(artifacts / "review-program.png"), full_page=True)
-            browser.close()
-        assert (artifacts / "review-overview.png").stat().st_size > 50_000
+            shutil.copy(ROOT / part, src / part)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+                    "-w", wheels, src], check=True, capture_output=True, timeout=300)
+    wheel = next(wheels.glob("pad-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "-q", "--target", site, wheel],
+                   check=True, capture_output=True, timeout=300)
+    env = dict(os.environ, PYTHONPATH=str(site))
+    where = subprocess.run([sys.executable, "-c", "import pad_data; print(pad_data.__file__)"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).is_relative_to(site)
+    db = tmp_path / "pad.duckdb"
+    shutil.copy(base_store, db)
+    proc, port = _serve(db, "--host", "0.0.0.0", cwd=tmp_path, env=env, python=sys.executable,
+                        output=subprocess.PIPE)
+    line = proc.stdout.readline()
+    assert f"pad review on http://0.0.0.0:{port}/?token=" in line
+    token = line.split("?token=")[1].split()[0]
+    server = _children(proc.pid)
+    assert len(server) == 1
+    argv = open(f"/proc/{server[0]}/cmdline").read().split("\0")
+    assert str(site / "pad_data" / "review_app.py") in argv  # the installed app
+    assert not any(token in a for a in argv)  # the token is not on the command line
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/?token=wrong-{token}")
+        page.get_by_text("needs its access token").wait_for(timeout=60_000)
+        assert page.get_by_text("Label distribution").count() == 0 and page.get_by_text("store:").count() == 0
+        page.goto(f"http://127.0.0.1:{port}/?token={token}")
+        page.get_by_text("Label distribution").wait_for(timeout=30_000)
+        assert page.get_by_text("needs its access token").count() == 0
+        page.close()
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=20)
+        code = _stop(proc)  # SIGTERM to `pad review`: forwarded to the server, and waited for
+    assert code == 0
+    assert not Path(f"/proc/{server[0]}").exists()  # no orphan server
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))  # the port is free
