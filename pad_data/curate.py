@@ -63,7 +63,9 @@ REFINE_LABELS = ["wrong_answer", "no_answer", "non_numeric", "syntax_error", "ru
 # student's own programs; those only when asked for (--origins), or for refine pairs (every origin)
 DEFAULT_ORIGINS = ["teacher", "import", "human"]
 SCAN_ROWS = 100_000  # program snapshots are analyzed this many candidates at a time (memory is bounded by it)
-SCRATCH_MEMORY = "1GB"  # DuckDB memory of the candidates' scratch copy (beyond it, it spills to a temp folder)
+SCRATCH_MEMORY = "512MB"  # DuckDB memory of the candidates' scratch copy (beyond it, it spills to a temp folder)
+WRITE_MEMORY = "1GB"  # the store's DuckDB memory while a program snapshot is written (its joins and sort spill
+# beyond it; the snapshot's primary-key index must fit)
 
 
 class CurateError(ValueError):
@@ -298,6 +300,19 @@ def _split_sql(p: CurateParams) -> str:
             f"WHEN {u} < {float(p.test_fraction) + float(p.validation_fraction)!r} THEN 'validation' ELSE 'train' END")
 
 
+@contextlib.contextmanager
+def _capped(store: Store, memory: str) -> Iterator[None]:
+    """The store's DuckDB memory capped at ``memory`` meanwhile (it caches the blocks it reads
+    up to its limit, 80% of RAM by default, and holds joins and sorts there; beyond the cap
+    they spill to disk), restored afterwards."""
+    before = store.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    store.con.execute(f"SET memory_limit = '{memory}'")
+    try:
+        yield
+    finally:
+        store.con.execute(f"SET memory_limit = '{before}'")
+
+
 def _select_programs(store: Store, p: CurateParams) -> pa.Table:
     """Steps 1-4 for a program snapshot without holding its text in memory: the rows chosen as
     ``(program_id, problem_id, split, label)``, sorted by split and program_id.
@@ -315,17 +330,13 @@ def _select_programs(store: Store, p: CurateParams) -> pa.Table:
     try:
         scratch.execute("CREATE TABLE cand (program_id VARCHAR, problem_id VARCHAR, source_split VARCHAR, "
                         "label VARCHAR, program VARCHAR)")
-        memory = store.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-        store.con.execute("SET memory_limit = '256MB'")  # the store's block cache would grow with it
-        try:
+        with _capped(store, "256MB"):
             reader = store.con.sql(f"SELECT program_id, problem_id, split AS source_split, label, program "
                                    f"FROM labeled_programs WHERE {where}", params=params).to_arrow_reader(SCAN_ROWS)
             for batch in reader:
                 scratch.register("_pad_batch", batch)
                 scratch.execute("INSERT INTO cand SELECT * FROM _pad_batch")
                 scratch.unregister("_pad_batch")
-        finally:
-            store.con.execute(f"SET memory_limit = '{memory}'")
         store.release()  # deduplication takes a while: other processes may use the store meanwhile
         n = scratch.execute("SELECT count(*) FROM cand").fetchall()[0][0]
         scratch.execute("CREATE TABLE info (program_id VARCHAR, _key VARCHAR, _order BIGINT)")
@@ -446,7 +457,8 @@ def curate(store: Store, name: str, p: CurateParams | None = None) -> dict:
                   "labels": dict(Counter(sel.column("label").to_pylist()))}
         store.con.register("_pad_sel", sel)
         try:
-            return _store_snapshot(store, name, p, _program_hash(store, p), counts, _SNAPSHOT_ROWS)
+            with _capped(store, WRITE_MEMORY):
+                return _store_snapshot(store, name, p, _program_hash(store, p), counts, _SNAPSHOT_ROWS)
         finally:
             store.con.unregister("_pad_sel")
     rows = build(store, p)
