@@ -35,6 +35,7 @@ import pyarrow as pa
 CHUNK_BYTES = 64 << 20
 SCRATCH_MEMORY = "2GB"  # DuckDB memory of a read (beyond it, it spills to a temp folder)
 BATCH_ROWS = 500_000  # rows per batch written to the store
+SCAN_ROWS = 16_384  # lines per Arrow record batch handed to DuckDB: it scans one batch per thread
 USE_SQL = True  # False: every JSONL line takes the Python path (the reference; tests compare the two)
 QUESTION_ALIASES = ("question", "input", "problem")
 ANSWER_ALIASES = ("answer", "target", "gold")
@@ -401,7 +402,7 @@ class LineChunk:
         return self.data[self.offsets[i]:self.offsets[i + 1]]
 
     def arrow(self) -> pa.Table:
-        """The lines as a table ``(ln, j)``; a line that is not valid UTF-8 becomes '' (DuckDB
+        """The lines as a table ``(ln, j)`` of several record batches; a line that is not valid UTF-8 becomes '' (DuckDB
         then leaves it to Python, which names the byte)."""
         arr = pa.LargeStringArray.from_buffers(len(self), pa.py_buffer(self.offsets), pa.py_buffer(self.data))
         try:
@@ -414,7 +415,9 @@ class LineChunk:
                 except UnicodeDecodeError:
                     texts.append("")
             arr = pa.array(texts, pa.large_string())
-        return pa.table({"ln": pa.array(np.arange(self.first, self.first + len(self), dtype=np.int64)), "j": arr})
+        table = pa.table({"ln": pa.array(np.arange(self.first, self.first + len(self), dtype=np.int64)), "j": arr})
+        # zero-copy slices: DuckDB gives each thread one record batch, so a single batch runs on one core
+        return pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_ROWS), table.schema)
 
 
 def line_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[LineChunk]:

@@ -38,13 +38,19 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import contextlib
 import itertools
 import json
 import os
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
+from typing import Callable, Iterator
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .feedback import feedback
 from .labels import LABELS
@@ -60,6 +66,8 @@ REFINE_LABELS = ["wrong_answer", "no_answer", "non_numeric", "syntax_error", "ru
 # programs a curated snapshot takes by default: not deliberately corrupted variants (injected) nor a
 # student's own programs; those only when asked for (--origins), or for refine pairs (every origin)
 DEFAULT_ORIGINS = ["teacher", "import", "human"]
+SCAN_ROWS = 100_000  # program snapshots are analyzed this many candidates at a time (memory is bounded by it)
+SCRATCH_MEMORY = "512MB"  # DuckDB memory of the candidates' scratch copy (beyond it, it spills to a temp folder)
 
 
 class CurateError(ValueError):
@@ -164,12 +172,21 @@ def _size(info: tuple[int, int, str]) -> int:
 
 def _analyze_all(programs: list[str], mode: str) -> list[tuple[int, int, str]]:
     """``analyze`` over many programs; in worker processes when there are many."""
-    if len(programs) < 20_000 or (os.cpu_count() or 1) < 2:
-        return [analyze(p, mode) for p in programs]
+    with _analyzer(mode, len(programs)) as run:
+        return run(programs)
+
+
+@contextlib.contextmanager
+def _analyzer(mode: str, n: int) -> Iterator[Callable[[list[str]], list[tuple[int, int, str]]]]:
+    """A function that runs ``analyze`` over a list of programs: in worker processes (started
+    once, for every list) when ``n`` programs in all make that worth it."""
+    if n < 20_000 or (os.cpu_count() or 1) < 2:
+        yield lambda programs: [analyze(p, mode) for p in programs]
+        return
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as ex:
-        return list(ex.map(analyze, programs, itertools.repeat(mode), chunksize=2000))
+        yield lambda programs: list(ex.map(analyze, programs, itertools.repeat(mode), chunksize=2000))
 
 
 TASK_TABLES = {"program": "curated_examples", "refine": "refine_examples"}
@@ -193,12 +210,15 @@ def _split_for(problem_id: str, source_split: str, p: CurateParams) -> str:
     return "train"
 
 
-# what --review keeps, over labeled_programs joined to program_verdicts (v)
+# what curation reads: each program with its current label and its reviewers' verdict (v)
+CANDIDATES = "labeled_programs LEFT JOIN program_verdicts v USING (program_id)"
+# what --review keeps, over CANDIDATES
 REVIEW_RULES = {"exclude-rejected": "v.verdict IS DISTINCT FROM 'reject'", "accepted-only": "v.verdict = 'accept'",
                 "ignore": None}
 
 
-def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
+def _candidate_filter(p: CurateParams) -> tuple[str, list]:
+    """``(WHERE condition, params)`` over ``labeled_programs``: step 1 of the module docstring."""
     labels = p.resolved_labels()
     where, params = [f"label IN ({', '.join('?' * len(labels))})"], list(labels)
     for col, values in (("dataset", p.datasets), ("origin", p.resolved_origins())):
@@ -210,13 +230,17 @@ def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
     if p.min_agreement is not None:
         where.append("(gold_source IS DISTINCT FROM 'consensus' OR agreement >= ?)")
         params.append(p.min_agreement)
+    return " AND ".join(where), params
+
+
+def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
+    where, params = _candidate_filter(p)
     # the faulty side of refinement pairs also needs its links and what running it said
     extra = (", parent_program_id, status, value, error_type, error_message, error_line, timeout_s, injection_kind"
              if p.task == "refine" else ", parent_program_id")
     df = store.df(f"""SELECT program_id, problem_id, dataset, split AS source_split, question, program,
                              gold AS answer, gold_text AS answer_text, label, teacher, origin, v.verdict{extra}
-                      FROM labeled_programs LEFT JOIN program_verdicts v USING (program_id)
-                      WHERE {' AND '.join(where)} ORDER BY program_id""", params)
+                      FROM {CANDIDATES} WHERE {where} ORDER BY program_id""", params)
     store.release()  # deduplication takes a while: other processes may use the store meanwhile
     return df
 
@@ -279,16 +303,111 @@ def _select(df: pd.DataFrame, p: CurateParams, program_col: str, id_col: str, sh
     return df
 
 
+def _split_sql(p: CurateParams) -> str:
+    """:func:`_split_for` in SQL, over columns ``problem_id`` and ``source_split``."""
+    u = f"CAST(('0x' || left(sha256('{int(p.seed)}:' || problem_id), 12)) AS BIGINT) / {float(16**12)!r}"
+    return (f"CASE WHEN source_split IN ('test', 'validation') THEN source_split "
+            f"WHEN {u} < {float(p.test_fraction)!r} THEN 'test' "
+            f"WHEN {u} < {float(p.test_fraction) + float(p.validation_fraction)!r} THEN 'validation' ELSE 'train' END")
+
+
+@contextlib.contextmanager
+def _capped(store: Store, memory: str) -> Iterator[None]:
+    """The store's DuckDB memory capped at ``memory`` meanwhile (it caches the blocks it reads
+    up to its limit, 80% of RAM by default, and holds joins and sorts there; beyond the cap
+    they spill to disk), restored afterwards."""
+    before = store.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    store.con.execute(f"SET memory_limit = '{memory}'")
+    try:
+        yield
+    finally:
+        store.con.execute(f"SET memory_limit = '{before}'")
+
+
+def _select_programs(store: Store, p: CurateParams) -> pa.Table:
+    """Steps 1-4 for a program snapshot without holding its text in memory: the rows chosen as
+    ``(program_id, problem_id, split, label)``, sorted by split and program_id.
+
+    The candidates (ids, source split, label, program) are copied into a scratch DuckDB that
+    spills to disk, and the store is let go; programs are analyzed :data:`SCAN_ROWS` at a time,
+    and deduplication, K per problem and splits run in SQL with :func:`_select`'s order
+    (``_size``, then program_id), so memory does not grow with the store.
+    """
+    import duckdb
+
+    where, params = _candidate_filter(p)
+    tmp = tempfile.mkdtemp(prefix="pad-curate-")
+    scratch = duckdb.connect(config={"memory_limit": SCRATCH_MEMORY, "temp_directory": tmp})
+    try:
+        scratch.execute("CREATE TABLE cand (program_id VARCHAR, problem_id VARCHAR, source_split VARCHAR, "
+                        "label VARCHAR, program VARCHAR)")
+        with _capped(store, "256MB"):
+            reader = store.con.sql(f"SELECT program_id, problem_id, split AS source_split, label, program "
+                                   f"FROM {CANDIDATES} WHERE {where}", params=params).to_arrow_reader(SCAN_ROWS)
+            for batch in reader:
+                scratch.register("_pad_batch", batch)
+                scratch.execute("INSERT INTO cand SELECT * FROM _pad_batch")
+                scratch.unregister("_pad_batch")
+        store.release()  # deduplication takes a while: other processes may use the store meanwhile
+        n = scratch.execute("SELECT count(*) FROM cand").fetchall()[0][0]
+        scratch.execute("CREATE TABLE info (program_id VARCHAR, _key VARCHAR, _order BIGINT)")
+        reader = scratch.cursor().sql("SELECT program_id, program FROM cand").to_arrow_reader(SCAN_ROWS)
+        with _analyzer(p.dedup, n) as run:
+            for batch in reader:
+                info = run(batch.column("program").to_pylist())
+                scratch.register("_pad_info", pa.table({
+                    "program_id": batch.column("program_id"), "_key": pa.array([i[2] for i in info], pa.string()),
+                    "_order": pa.array([_size(i) for i in info], pa.int64())}))
+                scratch.execute("INSERT INTO info SELECT * FROM _pad_info")
+                scratch.unregister("_pad_info")
+        dedup = ("QUALIFY row_number() OVER (PARTITION BY problem_id, _key ORDER BY _order, program_id) = 1"
+                 if p.dedup != "none" else "")
+        return scratch.sql(f"""
+            SELECT program_id, problem_id, {_split_sql(p)} AS split, label FROM (
+                SELECT * FROM (SELECT program_id, problem_id, source_split, label, _key, _order
+                               FROM cand JOIN info USING (program_id) {dedup})
+                QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY _order, program_id) <= ?)
+            ORDER BY split, program_id""", params=[int(p.max_per_problem)]).to_arrow_table()
+    finally:
+        scratch.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_SNAPSHOT_ROWS = """SELECT s.split, l.problem_id, s.program_id, l.dataset, l.question, l.program, l.gold AS answer,
+                           l.gold_text AS answer_text, s.label, l.teacher, l.origin, v.verdict
+                    FROM _pad_sel s JOIN labeled_programs l USING (program_id)
+                    LEFT JOIN program_verdicts v USING (program_id) ORDER BY s.split, s.program_id"""
+
+
+def _program_hash(store: Store, p: CurateParams) -> str:
+    """:func:`content_hash` of the rows registered as ``_pad_sel``, read in batches."""
+    h = hashlib.sha256(p.to_json().encode())
+    reader = store.con.sql("SELECT s.split, s.program_id, g.program, v.verdict FROM _pad_sel s JOIN programs g "
+                           "USING (program_id) LEFT JOIN program_verdicts v USING (program_id) "
+                           "ORDER BY s.split, s.program_id").to_arrow_reader(SCAN_ROWS)
+    for batch in reader:
+        for split, pid, prog, verdict in zip(*(batch.column(i).to_pylist() for i in range(4))):
+            h.update(_hash_line(split, "", pid, prog, verdict))
+    return h.hexdigest()[:16]
+
+
+def _hash_line(split: str, faulty_id: str, pid: str, program: str, verdict: str | None) -> bytes:
+    """One row's part of a snapshot's content hash (unreviewed rows hash as before verdicts)."""
+    judged = f"\x1f{verdict}" if isinstance(verdict, str) else ""
+    return f"{split}\x1f{faulty_id + chr(31) if faulty_id else ''}{pid}\x1f{content_id(program)}{judged}\n".encode()
+
+
 def build(store: Store, p: CurateParams) -> pd.DataFrame:
     """The snapshot rows for ``p`` (not stored)."""
     _check(p)
     if p.task == "refine":
         return build_refine(store, p)
-    df = _candidates(store, p)
-    if df.empty:
-        return df.assign(split=pd.Series(dtype=str))[TASK_COLUMNS["program"]]
-    df = _select(df, p, "program", "program_id")
-    return df[TASK_COLUMNS["program"]].sort_values(["split", "program_id"]).reset_index(drop=True)
+    sel = _select_programs(store, p)
+    store.con.register("_pad_sel", sel)
+    try:
+        return store.df(_SNAPSHOT_ROWS)[TASK_COLUMNS["program"]]
+    finally:
+        store.con.unregister("_pad_sel")
 
 
 def build_refine(store: Store, p: CurateParams) -> pd.DataFrame:
@@ -330,8 +449,7 @@ def content_hash(rows: pd.DataFrame, p: CurateParams) -> str:
     faulty = rows["faulty_program_id"] if "faulty_program_id" in rows else [""] * len(rows)
     verdicts = rows["verdict"] if "verdict" in rows else [None] * len(rows)
     for split, fid, pid, prog, verdict in zip(rows["split"], faulty, rows["program_id"], rows["program"], verdicts):
-        judged = f"\x1f{verdict}" if isinstance(verdict, str) else ""  # unreviewed rows hash as before verdicts
-        h.update(f"{split}\x1f{fid + chr(31) if fid else ''}{pid}\x1f{content_id(prog)}{judged}\n".encode())
+        h.update(_hash_line(split, fid, pid, prog, verdict))
     return h.hexdigest()[:16]
 
 
@@ -350,29 +468,47 @@ def curate(store: Store, name: str, p: CurateParams | None = None) -> dict:
         raise CurateError(f"bad snapshot name {name!r}: use letters, digits, '-', '_' and '.'")
     _check(p)
     _check_against_store(store, p)
+    if p.task == "program":  # streamed: the snapshot's text never sits in memory
+        sel = _select_programs(store, p)
+        if not sel.num_rows:
+            raise _nothing_selected(store, p)
+        counts = {"splits": dict(Counter(sel.column("split").to_pylist())),
+                  "problems": len(pc.unique(sel.column("problem_id"))), "programs": sel.num_rows,
+                  "labels": dict(Counter(sel.column("label").to_pylist()))}
+        store.con.register("_pad_sel", sel)
+        try:
+            # not capped: the insert's joins, sort by split and primary key grow with the snapshot
+            # (~1.8 GB for 500k rows), and under a 1 GB cap DuckDB runs out of memory at 1M programs
+            return _store_snapshot(store, name, p, _program_hash(store, p), counts, _SNAPSHOT_ROWS)
+        finally:
+            store.con.unregister("_pad_sel")
     rows = build(store, p)
     if rows.empty:
         raise _nothing_selected(store, p)
-    digest = content_hash(rows, p)
     counts = {"splits": dict(Counter(rows["split"])), "problems": int(rows["problem_id"].nunique()),
-              "programs": len(rows), "labels": dict(Counter(rows["label"]))}
-    if p.task == "refine":
-        counts["injection_kinds"] = dict(Counter(k for k in rows["injection_kind"] if isinstance(k, str)))
+              "programs": len(rows), "labels": dict(Counter(rows["label"])),
+              "injection_kinds": dict(Counter(k for k in rows["injection_kind"] if isinstance(k, str)))}
+    store.con.register("_pad_cur", rows)
+    try:
+        return _store_snapshot(store, name, p, content_hash(rows, p), counts, "SELECT * FROM _pad_cur")
+    finally:
+        store.con.unregister("_pad_cur")
+
+
+def _store_snapshot(store: Store, name: str, p: CurateParams, digest: str, counts: dict, rows_sql: str) -> dict:
+    """Store snapshot ``name`` (its rows: ``rows_sql``, with the task's columns) unless it exists:
+    the same content changes nothing, other content is a CurateError."""
     existing = store.con.execute("SELECT content_hash FROM curations WHERE name = ?", [name]).fetchall()
     if existing:
         if existing[0][0] == digest:
             return {"name": name, "created": False, "content_hash": digest, **counts}
         raise CurateError(f"snapshot {name!r} exists with different content (hash {existing[0][0]}, "
                           f"now {digest}); snapshots are immutable: choose a new name")
-    table, cols = TASK_TABLES[p.task], ", ".join(["name"] + TASK_COLUMNS[p.task])
+    table, cols = TASK_TABLES[p.task], ", ".join(TASK_COLUMNS[p.task])
     with store.transaction():
         store.con.execute("INSERT INTO curations (name, params, content_hash, counts) VALUES (?, ?, ?, ?)",
                           [name, p.to_json(), digest, json.dumps(counts)])
-        store.con.register("_pad_cur", rows.assign(name=name))
-        try:
-            store.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _pad_cur")
-        finally:
-            store.con.unregister("_pad_cur")
+        store.con.execute(f"INSERT INTO {table} (name, {cols}) SELECT ?, {cols} FROM ({rows_sql})", [name])
     return {"name": name, "created": True, "content_hash": digest, **counts}
 
 

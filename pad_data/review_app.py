@@ -134,6 +134,8 @@ def filter_bar(options: dict) -> tuple[rv.Filters, int]:
 
 def bulk_panel(db: str, filters: rv.Filters, total: int, selected: list[str], reviewer: str) -> None:
     """A verdict for every program of the filter, or for the selected rows, after a confirmation."""
+    if "bulk_done" in st.session_state:  # above the panel, which may render collapsed after the rerun
+        st.success(st.session_state.pop("bulk_done"))
     with st.expander("Bulk verdict", expanded="bulk_pending" in st.session_state):
         scope = st.radio(f"Programs: {total:,} match the filter, {len(selected):,} rows are selected",
                          ["filter", "selected"], horizontal=True, key="bulk_scope",
@@ -165,8 +167,6 @@ def bulk_panel(db: str, filters: rv.Filters, total: int, selected: list[str], re
             if no.button("Cancel", key="bulk_cancel"):
                 st.session_state.pop("bulk_pending")
                 st.rerun()
-        if "bulk_done" in st.session_state:
-            st.success(st.session_state.pop("bulk_done"))
 
 
 def programs_tab(db: str, token: tuple, options: dict) -> None:
