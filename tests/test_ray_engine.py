@@ -58,7 +58,7 @@ def test_a_worker_killed_mid_shard_redoes_only_that_shard_and_every_program_is_l
     while it is running a shard; the run still finishes, labeling every program exactly once."""
     pytest.importorskip("ray")
     db = tmp_path / "pad.duckdb"
-    _fill(db, 12_000)
+    _fill(db, 6_000)
     shard_dir = tmp_path / "shards"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     proc = subprocess.Popen([str(Path(sys.executable).with_name("pad")), "--db", str(db), "execute", "--engine",
@@ -82,9 +82,9 @@ def test_a_worker_killed_mid_shard_redoes_only_that_shard_and_every_program_is_l
     with Store(db, read_only=True) as st:
         per_program = st.df("SELECT p.program_id, count(e.program_id) AS n FROM programs p "
                             "LEFT JOIN executions e USING (program_id) GROUP BY 1")
-        assert len(per_program) == 12_000 and (per_program.n == 1).all()
+        assert len(per_program) == 6_000 and (per_program.n == 1).all()
         shards = st.df("SELECT * FROM shards")
-        assert len(shards) == 12 and shards.ingested_at.notna().all() and shards.rows_out.sum() == 12_000
+        assert len(shards) == 6 and shards.ingested_at.notna().all() and shards.rows_out.sum() == 6_000
     # other shards ran once: one worker marker each
     once = [s for s in shards.output_path if Path(s).name != victim[0]]
     assert all(len(list(Path(s).parent.glob(Path(s).name + ".running-*"))) == 1 for s in once)
@@ -101,14 +101,14 @@ def ray_cluster():
     ray.shutdown()
 
 
-def test_ray_labels_20k_programs_exactly_like_the_local_engine_and_resumes(ray_cluster, tmp_path, monkeypatch):
+def test_ray_labels_8k_programs_exactly_like_the_local_engine_and_resumes(ray_cluster, tmp_path, monkeypatch):
     from pad_data import ray_engine
 
     local, dist = tmp_path / "local.duckdb", tmp_path / "ray.duckdb"
-    _fill(local, 20_000)
-    _fill(dist, 20_000)
+    _fill(local, 8_000)
+    _fill(dist, 8_000)
     with Store(local) as st:
-        assert execute(st)["executed"] == 20_000
+        assert execute(st)["executed"] == 8_000
     # the driver dies after ingesting 2 of 8 shards (the others finish on the cluster)
     real = ray_engine._ingest_execute
     calls = []
@@ -121,23 +121,23 @@ def test_ray_labels_20k_programs_exactly_like_the_local_engine_and_resumes(ray_c
 
     monkeypatch.setattr(ray_engine, "_ingest_execute", flaky)
     with Store(dist) as st, pytest.raises(KeyboardInterrupt):
-        ray_engine.execute_ray(st, shard_size=2500)
+        ray_engine.execute_ray(st, shard_size=1000)
     monkeypatch.setattr(ray_engine, "_ingest_execute", real)
     with Store(dist) as st:
-        assert st.scalar("SELECT count(*) FROM executions") == 5000
+        assert st.scalar("SELECT count(*) FROM executions") == 2000
         outputs = st.df("SELECT output_path FROM shards WHERE ingested_at IS NULL").output_path
         finished = [p for p in outputs if Path(p).exists()]
-        r = ray_engine.execute_ray(st, shard_size=2500)  # resume: ingest what finished, run the rest
-        assert r["executed"] == 15_000
+        r = ray_engine.execute_ray(st, shard_size=1000)  # resume: ingest what finished, run the rest
+        assert r["executed"] == 6_000
         for p in finished:  # a shard with a result is never redone
             assert len(list(Path(p).parent.glob(Path(p).name + ".running-*"))) == 1
-        again = ray_engine.execute_ray(st, shard_size=2500)
+        again = ray_engine.execute_ray(st, shard_size=1000)
         assert again["executed"] == 0 and again["shards"] == 0
         assert st.scalar("SELECT count(*) FROM shards") == 8
     with Store(local, read_only=True) as a, Store(dist, read_only=True) as b:
         la = a.df(f"SELECT {COLUMNS} FROM executions ORDER BY program_id")
         lb = b.df(f"SELECT {COLUMNS} FROM executions ORDER BY program_id")
-    assert len(la) == len(lb) == 20_000
+    assert len(la) == len(lb) == 8_000
     pd.testing.assert_frame_equal(la, lb)
     assert set(la.label) == {"correct", "wrong_answer", "runtime_error", "syntax_error", "non_numeric"}
 

@@ -54,15 +54,17 @@ def test_stepwise_search_beats_greedy_when_greedys_first_step_fails(tmp_path):
     with Store(db) as st:
         ingest(st, tmp_path / "test.jsonl", "whatis", split="test")
         greedy = evaluate(st, str(out), "whatis", "test", EvalConfig(max_new_tokens=40, decode="greedy"))
+        # 16 candidates: the student samples the failing first step 60% of the time, so with 6 a
+        # question had a 0.6**5 = 8% chance that no candidate ran; with 16 it is 0.05%
         step = evaluate(st, str(out), "whatis", "test", EvalConfig(max_new_tokens=40, decode="stepwise", beams=2,
-                                                                   candidates=6, temperature=1.0))
+                                                                   candidates=16, temperature=1.0))
         assert greedy["labels"].get("runtime_error", 0) >= 0.8 * 12  # greedy's first step raises
         assert step["accuracy"] >= greedy["accuracy"] and step["accuracy"] >= 0.75, (greedy, step)
         progs = st.df("SELECT program FROM programs WHERE eval_run_id = ?", [step["run_id"]]).program
         assert all("1 / 0" not in p for p in progs)
         # interrupted after 4 questions (committed one by one), the same search resumes with the
         # other 8 and ends with the programs and result of the uninterrupted run above
-        stepcfg = EvalConfig(max_new_tokens=40, decode="stepwise", beams=2, candidates=6, temperature=1.0)
+        stepcfg = EvalConfig(max_new_tokens=40, decode="stepwise", beams=2, candidates=16, temperature=1.0)
 
         def interrupt_after_4(done, total):
             if done >= 4:
@@ -78,7 +80,7 @@ def test_stepwise_search_beats_greedy_when_greedys_first_step_fails(tmp_path):
         assert st.scalar("SELECT count(*) FROM executions JOIN programs USING (program_id) WHERE eval_run_id = ?",
                          [again["run_id"]]) == 12
         rep = report(st)
-        assert {"greedy", "stepwise(B=2,C=6)"} <= set(rep.decode) and (rep.programs_per_s > 0).all()
+        assert {"greedy", "stepwise(B=2,C=16)"} <= set(rep.decode) and (rep.programs_per_s > 0).all()
     # every step of what the search returns ran in the sandbox without an error
     from pad_data.sandbox.pool import SandboxPool
     from pad_train.sft import load_model
@@ -89,8 +91,6 @@ def test_stepwise_search_beats_greedy_when_greedys_first_step_fails(tmp_path):
     model, tok, _ = load_model(str(out))
     torch.manual_seed(0)
     with SandboxPool() as pool:
-        # 16 candidates: the student samples the failing first step 60% of the time, so with 6 a
-        # question had a 0.6**5 = 8% chance that no candidate ran; with 16 it is 0.05%
         search = StepwiseSearch(model.eval(), tok, StepwiseConfig(beams=2, candidates=16, temperature=1.0,
                                                                   max_line_tokens=40), pool)
         for n in test_n[:4]:
