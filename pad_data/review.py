@@ -25,7 +25,7 @@ import pandas as pd
 
 from .results import result_row, results_frame
 from .sandbox.pool import SandboxPool, execute_programs
-from .store import Store, connect, program_id
+from .store import Store, connect, program_id, sql_literal
 
 VERDICTS = ("accept", "reject", "needs-fix")
 UNREVIEWED = "(none)"  # the verdict filter's value for programs no reviewer has judged
@@ -195,9 +195,9 @@ def page(store: Store, f: Filters, offset: int, limit: int = 50) -> pd.DataFrame
                         "NULL::VARCHAR AS error_type, NULL::VARCHAR AS verdict, NULL::VARCHAR AS origin, "
                         "NULL::VARCHAR AS teacher, NULL::VARCHAR AS question LIMIT 0")
     # constant IN lists: a lookup in the primary-key index (a parameter list would scan the table)
-    lit = ", ".join(_quote(i) for i in ids)
-    problems = ", ".join(_quote(p) for p in {r[1] for r in rows})
-    order = " ".join(f"WHEN {_quote(i)} THEN {n}" for n, i in enumerate(ids))
+    lit = ", ".join(sql_literal(i) for i in ids)
+    problems = ", ".join(sql_literal(p) for p in {r[1] for r in rows})
+    order = " ".join(f"WHEN {sql_literal(i)} THEN {n}" for n, i in enumerate(ids))
     return store.df(f"""
         WITH p AS (SELECT program_id, problem_id, origin, teacher FROM programs WHERE program_id IN ({lit}))
         SELECT p.program_id, pr.dataset, l.label, l.error_type, v.verdict, p.origin, p.teacher,
@@ -209,10 +209,6 @@ def page(store: Store, f: Filters, offset: int, limit: int = 50) -> pd.DataFrame
         LEFT JOIN (SELECT program_id, verdict FROM program_verdicts WHERE program_id IN ({lit})) v
             USING (program_id)
         ORDER BY CASE p.program_id {order} END""")
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def add_verdicts(path: str, verdict: str, note: str | None, reviewer: str | None,

@@ -716,7 +716,7 @@ class Store:
             paths = [results] if isinstance(results, str) else results
             if not paths:
                 return {}
-            source = "read_parquet([" + ", ".join(_quote(str(x)) for x in paths) + "], union_by_name = true)"
+            source = "read_parquet([" + ", ".join(sql_literal(str(x)) for x in paths) + "], union_by_name = true)"
         else:
             if results.empty:
                 return {}
@@ -989,7 +989,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _quote(text: str) -> str:
+def sql_literal(text: str) -> str:
     """A SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
 
