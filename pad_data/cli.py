@@ -72,6 +72,10 @@ def _cli_errors(interrupted: str = "interrupted: committed work is kept; rerun t
 
 
 def _store(read_only: bool = False) -> Store:
+    if not read_only:  # a command that writes runs a stage: load it before taking the store, not while holding it
+        import importlib
+
+        importlib.import_module("pad_data.api")
     return Store(resolve_path(_state["db"]), read_only=read_only)
 
 

@@ -34,6 +34,7 @@ import duckdb
 
 if TYPE_CHECKING:  # pandas is imported where a frame is made: `pad sql` and `pad stats` start without it
     import pandas as pd
+    import pyarrow as pa
 
 DEFAULT_DB = "pad.duckdb"
 ORIGINS = ("teacher", "import", "injected", "student", "human")
@@ -521,11 +522,11 @@ class Store:
         return self.con.execute(f"SELECT * FROM ({query}) WHERE program_id > ? ORDER BY program_id "
                                 f"LIMIT {int(limit)}", params + [after]).fetchall()
 
-    def add_executions(self, results: pd.DataFrame | str | list[str]) -> dict[str, int]:
+    def add_executions(self, results: pd.DataFrame | pa.Table | str | list[str]) -> dict[str, int]:
         """Store execution results and make each its program's current execution; returns
         ``{label: results stored}``. The one way executions are stored, for every engine.
 
-        ``results``: a frame, or Parquet files, of :data:`RESULT_COLUMNS`: the ``executions``
+        ``results``: a frame, an Arrow table or Parquet files, of :data:`RESULT_COLUMNS`: the ``executions``
         columns, then the program's context (``problem_id``, ``dataset``, ``origin``, ``teacher``;
         missing ones are looked up) and ``prev_seq``, the ``seq`` of the program's current
         execution when the engine picked it (NULL: none). The rule: a result is stored only if
@@ -541,7 +542,7 @@ class Store:
                 return {}
             source = "read_parquet([" + ", ".join(_quote(str(x)) for x in paths) + "], union_by_name = true)"
         else:
-            if results.empty:
+            if len(results) == 0:
                 return {}
             con.register("_pad_results", results)
             source = "_pad_results"
