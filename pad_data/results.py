@@ -30,7 +30,7 @@ def _missing(x: Any) -> bool:
 def result_row(program_id: str, res: ExecResult, gold: float | None, gold_text: str | None, timeout: float,
                memory_mb: int, executor: str, now: pd.Timestamp, problem_id: str | None = None,
                dataset: str | None = None, origin: str | None = None, teacher: str | None = None,
-               prev_seq: int | None = None) -> dict:
+               sample_idx: int | None = None, prev_seq: int | None = None) -> dict:
     """A result row (:data:`~pad_data.store.RESULT_COLUMNS`) for one program: its execution,
     labeled against ``gold``/``gold_text``, and the program's context as the engine read it
     (``prev_seq``: its current execution then; context left out is looked up when stored)."""
@@ -50,6 +50,7 @@ def result_row(program_id: str, res: ExecResult, gold: float | None, gold_text: 
             "memory_mb": memory_mb, "executor": executor, "executed_at": now,
             "problem_id": problem_id, "dataset": dataset, "origin": origin,
             "teacher": None if _missing(teacher) else teacher,
+            "sample_idx": None if _missing(sample_idx) else int(sample_idx),
             "prev_seq": None if _missing(prev_seq) else int(prev_seq)}
 
 
@@ -58,6 +59,7 @@ def results_frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     df["error_line"] = df["error_line"].astype("Int32")
     df["prev_seq"] = df["prev_seq"].astype("Int64")
+    df["sample_idx"] = df["sample_idx"].astype("Int32")
     return df
 
 

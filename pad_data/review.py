@@ -119,15 +119,14 @@ def _listing(f: Filters) -> str:
     if f.text.strip():
         return "labeled_programs"
     if f.label or f.error_type:
-        return "(SELECT l.*, p.sample_idx FROM program_labels l JOIN programs p USING (program_id))"
+        return "program_labels"
     return ("(SELECT p.program_id, p.problem_id, pr.dataset, p.origin, p.teacher, p.sample_idx "
             "FROM programs p JOIN problems pr USING (problem_id))")
 
 
 def count(store: Store, f: Filters) -> int:
     where, params = f.where()
-    narrow = (f.label or f.error_type) and not f.text.strip()  # one table holds every column tested
-    return store.scalar(f"SELECT count(*) FROM {'program_labels' if narrow else _listing(f)} WHERE {where}", params)
+    return store.scalar(f"SELECT count(*) FROM {_listing(f)} WHERE {where}", params)
 
 
 def page(store: Store, f: Filters, offset: int, limit: int = 50) -> pd.DataFrame:

@@ -232,13 +232,14 @@ MIGRATIONS: list[list[str]] = [
             dataset VARCHAR NOT NULL,
             origin VARCHAR NOT NULL,
             teacher VARCHAR,
+            sample_idx INTEGER,
             seq BIGINT NOT NULL,
             label VARCHAR NOT NULL,
             status VARCHAR NOT NULL,
             error_type VARCHAR,
             duration_ms DOUBLE)""",
         """INSERT INTO program_labels
-           SELECT p.program_id, p.problem_id, pr.dataset, p.origin, p.teacher, e.seq, e.label, e.status,
+           SELECT p.program_id, p.problem_id, pr.dataset, p.origin, p.teacher, p.sample_idx, e.seq, e.label, e.status,
                   e.error_type, e.duration_ms
            FROM (SELECT * FROM executions
                  QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY seq DESC) = 1) e
@@ -275,14 +276,14 @@ RESULT_TYPES = {"program_id": "VARCHAR", "status": "VARCHAR", "label": "VARCHAR"
                 "error_line": "INTEGER", "stdout": "VARCHAR", "duration_ms": "DOUBLE", "timeout_s": "DOUBLE",
                 "memory_mb": "INTEGER", "executor": "VARCHAR", "executed_at": "TIMESTAMP",
                 "problem_id": "VARCHAR", "dataset": "VARCHAR", "origin": "VARCHAR", "teacher": "VARCHAR",
-                "prev_seq": "BIGINT"}
+                "sample_idx": "INTEGER", "prev_seq": "BIGINT"}
 RESULT_COLUMNS = list(RESULT_TYPES)
 EXEC_COLUMNS = RESULT_COLUMNS[:RESULT_COLUMNS.index("problem_id")]
 CONTEXT_COLUMNS = RESULT_COLUMNS[len(EXEC_COLUMNS):]
-LABEL_COLUMNS = ["program_id", "problem_id", "dataset", "origin", "teacher", "seq", "label", "status",
+LABEL_COLUMNS = ["program_id", "problem_id", "dataset", "origin", "teacher", "sample_idx", "seq", "label", "status",
                  "error_type", "duration_ms"]
 # a program to execute, as pending_programs() serves it
-PENDING_COLUMNS = ["program_id", "program", "gold", "gold_text", "problem_id", "dataset", "origin", "teacher",
+PENDING_COLUMNS = ["program_id", "program", "gold", "gold_text", "problem_id", "dataset", "origin", "teacher", "sample_idx",
                    "prev_seq"]
 # statement kinds `pad sql` runs (SELECT covers WITH, VALUES, FROM-first, DESCRIBE, SHOW, SUMMARIZE)
 READ_STATEMENTS = ("SELECT", "EXPLAIN")
@@ -506,7 +507,7 @@ class Store:
         if not rerun:
             where.append("l.seq IS NULL")
         return (f"SELECT p.program_id, p.program, pr.answer AS gold, pr.answer_text AS gold_text, p.problem_id, "
-                f"pr.dataset, p.origin, p.teacher, l.seq AS prev_seq FROM programs p "
+                f"pr.dataset, p.origin, p.teacher, p.sample_idx, l.seq AS prev_seq FROM programs p "
                 f"JOIN problems pr USING (problem_id) LEFT JOIN program_labels l USING (program_id) "
                 f"WHERE {' AND '.join(where) or 'TRUE'}", params)
 
@@ -527,8 +528,8 @@ class Store:
         ``{label: results stored}``. The one way executions are stored, for every engine.
 
         ``results``: a frame, an Arrow table or Parquet files, of :data:`RESULT_COLUMNS`: the ``executions``
-        columns, then the program's context (``problem_id``, ``dataset``, ``origin``, ``teacher``;
-        missing ones are looked up) and ``prev_seq``, the ``seq`` of the program's current
+        columns, then the program's context (``problem_id``, ``dataset``, ``origin``, ``teacher``,
+        ``sample_idx``; missing ones are looked up) and ``prev_seq``, the ``seq`` of the program's current
         execution when the engine picked it (NULL: none). The rule: a result is stored only if
         that is still its program's current execution, so a program another run executed in
         the meantime is not stored twice (its result is dropped), and ``--rerun`` adds a newer
@@ -566,9 +567,9 @@ class Store:
                 con.unregister("_pad_results")
         try:
             if con.execute("SELECT count(*) FROM _pad_new WHERE dataset IS NULL OR problem_id IS NULL "
-                           "OR origin IS NULL").fetchall()[0][0]:
+                           "OR origin IS NULL OR sample_idx IS NULL").fetchall()[0][0]:
                 con.execute("""UPDATE _pad_new SET problem_id = p.problem_id, dataset = pr.dataset,
-                                      origin = p.origin, teacher = p.teacher
+                                      origin = p.origin, teacher = p.teacher, sample_idx = p.sample_idx
                                FROM programs p JOIN problems pr USING (problem_id)
                                WHERE _pad_new.program_id = p.program_id""")
                 orphans = con.execute("SELECT program_id FROM _pad_new WHERE dataset IS NULL LIMIT 1").fetchall()
