@@ -554,7 +554,7 @@ class Store:
                 raise ValueError(f"execution results lack column(s) {', '.join(missing)}")
             cols = ", ".join(f"CAST({'r.' + c if c in have else 'NULL'} AS {t}) AS {c}"
                              for c, t in RESULT_TYPES.items())
-            # one result per program (the last stored wins a tie), then the rule
+            # one result per program (the one executed last), then the rule
             con.execute(f"""CREATE OR REPLACE TEMP TABLE _pad_new AS
                 SELECT nextval('executions_seq') AS seq, n.* FROM (
                     SELECT {cols} FROM {source} r

@@ -5,14 +5,15 @@ working. The committer's thread gathers it and, about once per ``interval`` seco
 never holding the store more than a third of the time: a slow commit spaces the next ones
 out), opens the store, writes everything gathered in one transaction, commits and closes it again
 (:meth:`~pad_data.store.Store.release`), so between commits any other process (``pad sql``,
-``pad stats``, the review app, another stage) can open it. What can be done before taking
-the store (making a frame of the rows) is (``prepare``). Reads a stage needs on the way (the
+``pad stats``, the review app, another stage) can open it. Work that needs no store (making
+the frame of rows: ``prepare``) is done before taking it. Reads a stage needs on the way (the
 next page of programs) run on the same thread, between commits, on the store opened
 read-only, which other readers share (:meth:`submit`).
 
 Finding the store held by another process, the committer waits for it (up to ``patience``
 seconds) while the stage keeps working. ``close()`` commits whatever was handed over (also
-on Ctrl-C); a kill -9 loses at most the last ``interval`` of work, which a rerun redoes.
+on Ctrl-C); a kill -9 loses the work since the last commit (about ``interval``, more on a
+busy machine), which a rerun redoes.
 """
 
 from __future__ import annotations
