@@ -15,7 +15,9 @@ each and a second execution for 10% of them (a rerun), written through
 - ``pad stats`` and the review app's first load (overview, filter choices, count, first page,
   one program) and one filtered load (label runtime_error).
 
-Medians of ``--repeats``.
+Medians of ``--repeats``. ``--scan-sizes`` (e.g. 10000000) times the two label queries alone on
+a ``program_labels`` of that many rows filled directly with SQL (the queries read that table
+and nothing else), where building a whole store of that size would take too long.
 """
 
 from __future__ import annotations
@@ -167,18 +169,43 @@ def bench_size(n: int, repeats: int, work: Path) -> dict:
     return out
 
 
+def scan_only(n: int, repeats: int, work: Path) -> dict:
+    """The label queries on a program_labels of n rows (same columns and shares as build's)."""
+    db = work / f"scan-{n}.duckdb"
+    with Store(db) as st:
+        t = time.perf_counter()
+        with st.transaction():
+            st.con.execute("""INSERT INTO program_labels
+                SELECT substr(sha256('program' || i), 1, 16), 'q' || lpad((i // 4)::VARCHAR, 9, '0'), 'bench', 'import',
+                       CASE WHEN i % 2 = 0 THEN 'teacher-a' ELSE 'teacher-b' END, i,
+                       CASE WHEN h % 10 = 9 THEN 'runtime_error' WHEN h % 10 = 8 THEN 'wrong_answer' ELSE 'correct' END,
+                       CASE WHEN h % 10 = 9 THEN 'runtime_error' ELSE 'ok' END,
+                       CASE WHEN h % 10 = 9 THEN 'NameError' END, 0.05
+                FROM (SELECT range AS i, hash(range) AS h FROM range(?))""", [n])
+        out = {"programs": n, "fill_s": time.perf_counter() - t}
+        for q, sql in QUERIES.items():
+            out[f"{q}_program_labels_ms"] = median_ms(st, sql.format(src="program_labels"), repeats)
+    db.unlink()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000000")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--scan-sizes", default="", help="also time the label queries alone at these sizes")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "labels.json"))
     args = ap.parse_args()
     results = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                           "load_avg_at_start": os.getloadavg()}, "sizes": []}
+                           "load_avg_at_start": os.getloadavg()}, "sizes": [], "scan_only": []}
     with tempfile.TemporaryDirectory(prefix="pad-labels-") as d:
-        for n in [int(x) for x in args.sizes.split(",")]:
+        for n in [int(x) for x in args.sizes.split(",") if x]:
             r = bench_size(n, args.repeats, Path(d))
             results["sizes"].append(r)
+            print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
+        for n in [int(x) for x in args.scan_sizes.split(",") if x]:
+            r = scan_only(n, args.repeats, Path(d))
+            results["scan_only"].append(r)
             print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
     print("\n| programs | label distribution: program_labels / labeled_programs / baseline window (ms) | "
           "error types: same three (ms) | gold update of 1% of problems (s) | alternative: correctness at "
@@ -191,6 +218,9 @@ def main() -> None:
               f"{r['error_types_baseline_window_ms']:.0f} | {r['gold_update_1pct_s']:.2f} | "
               f"{r['alternative_label_distribution_gold_join_ms']:.0f} | {r['pad_stats_ms']:.0f} | "
               f"{r['review_first_load_ms']:.0f} / {r['review_filter_runtime_error_ms']:.0f} |")
+    for r in results["scan_only"]:
+        print(f"program_labels alone at {r['programs']:,} rows: label distribution "
+              f"{r['label_distribution_program_labels_ms']:.0f} ms, error types {r['error_types_program_labels_ms']:.0f} ms")
     print(f"load average at start {results['machine']['load_avg_at_start'][0]:.1f}, at end {os.getloadavg()[0]:.1f}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))

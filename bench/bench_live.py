@@ -38,10 +38,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 PAD = str(Path(sys.executable).with_name("pad"))
 
+import duckdb  # noqa: E402
 from bench_execute import fill_store, gsm_program  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
-RATE = re.compile(r"executed (\d+) programs in ([\d.]+) s\s+\(([\d,]+)/s")
+RATE = re.compile(r"executed (\d+) programs in ([\d.]+) s \(([\d,]+)/s")
 
 
 def make_store(path: Path, n: int, schema: int | None = None) -> None:
@@ -86,32 +87,62 @@ def poller(pad: list[str], env: dict | None, db: Path, every: float, stop: threa
         stop.wait(max(0.0, nxt - time.monotonic()))
 
 
+def api_poller(db: Path, every: float, stop: threading.Event, out: list, retry: bool) -> None:
+    """The Python API in a loop (this process: no start-up cost, so its time is the wait for the
+    store): open read-only, count, close. ``retry``: pad's Store (waits while the store is held);
+    else a bare DuckDB connection, which is what Store did before the live store."""
+    t0 = time.monotonic()
+    nxt = t0
+    while not stop.is_set():
+        start = time.monotonic()
+        try:
+            if retry:
+                with Store(db, read_only=True) as st:
+                    count, err = st.scalar("SELECT count(*) FROM executions"), None
+            else:
+                con = duckdb.connect(str(db), read_only=True)
+                count, err = con.execute("SELECT count(*) FROM executions").fetchall()[0][0], None
+                con.close()
+        except Exception as exc:  # noqa: BLE001 - a refused poll is a result
+            count, err = None, str(exc).splitlines()[0][:200]
+        out.append({"at": round(start - t0, 3), "seconds": round(time.monotonic() - start, 4),
+                    "code": 0 if err is None else 1, "count": count, "error": err})
+        nxt = max(nxt + every, time.monotonic())
+        stop.wait(max(0.0, nxt - time.monotonic()))
+
+
 def run_execute(template: Path, work: Path, poll: float | None, workers: int, pad: list[str] | None = None,
                 env: dict | None = None) -> dict:
+    before = pad is not None
     pad = pad or [PAD]
     db = work / "run.duckdb"
     shutil.copy(template, db)
     polls: list = []
+    api_polls: list = []
     stop = threading.Event()
-    thread = None
+    threads = []
     if poll:
-        thread = threading.Thread(target=poller, args=(pad, env, db, poll, stop, polls), daemon=True)
+        threads = [threading.Thread(target=poller, args=(pad, env, db, poll, stop, polls), daemon=True),
+                   threading.Thread(target=api_poller, args=(db, poll, stop, api_polls, not before), daemon=True)]
     t = time.perf_counter()
     stage = subprocess.Popen(pad + ["--db", str(db), "execute", "--workers", str(workers)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd_of(env))
-    if thread:
+    for thread in threads:
         thread.start()
     out, err = stage.communicate()
     wall = time.perf_counter() - t
     stop.set()
-    if thread:
+    for thread in threads:
         thread.join()
     if stage.returncode != 0:
         raise RuntimeError(f"pad execute failed: {err[-500:]}")
-    m = RATE.search(out)
+    m = RATE.search(" ".join(out.split()))  # the table title wraps at any width
+    if not m:
+        raise RuntimeError(f"no rate in pad execute's output: {out[:400]!r}")
     db.unlink()
     return {"executed": int(m.group(1)), "stage_seconds": float(m.group(2)),
-            "programs_per_s": int(m.group(1)) / float(m.group(2)), "wall_s": wall, "polls": polls}
+            "programs_per_s": int(m.group(1)) / float(m.group(2)), "wall_s": wall, "polls": polls,
+            "api_polls": api_polls}
 
 
 def summarize(polls: list, within: float) -> dict:
@@ -162,9 +193,11 @@ def main() -> None:
                     r.update(polled=polled, version=version)
                     if polled:
                         r["summary"] = summarize(r["polls"], args.within)
+                        r["api_summary"] = summarize(r["api_polls"], args.within)
                     results["runs"].append(r)
                     print(json.dumps({"version": version, "polled": polled, "programs_per_s": round(r["programs_per_s"]),
-                                      "wall_s": round(r["wall_s"], 1), **r.get("summary", {})}), flush=True)
+                                      "wall_s": round(r["wall_s"], 1), **r.get("summary", {}),
+                                      "api": r.get("api_summary")}), flush=True)
     print(f"\n| pad | programs | execute alone, programs/s | with `pad sql` every {args.poll} s | throughput ratio | "
           f"polls answered within {args.within:g} s | median / max poll | counts grow |")
     print("|---|---|---|---|---|---|---|---|")
@@ -174,13 +207,17 @@ def main() -> None:
         base = statistics.median(r["programs_per_s"] for r in runs if not r["polled"])
         live = statistics.median(r["programs_per_s"] for r in runs if r["polled"])
         polls = [p for r in runs if r["polled"] for p in r["polls"]]
+        api = summarize([p for r in runs if r["polled"] for p in r["api_polls"]], args.within)
         s = results["summary"][version] = {
             "baseline_programs_per_s": base, "polled_programs_per_s": live, "throughput_ratio": live / base,
-            **summarize(polls, args.within),
+            **summarize(polls, args.within), "api": api,
             "counts_grow_every_run": all(r["summary"]["counts_grow"] for r in runs if r["polled"])}
         print(f"| {version} | {args.n:,} | {base:,.0f} | {live:,.0f} | {s['throughput_ratio']:.2f} | "
               f"{s['answered_within']} of {s['polls']} ({100 * s['share']:.0f}%) | {s['median_poll_s']:.2f} s / "
               f"{s['max_poll_s']:.2f} s | {s['counts_grow_every_run']} |")
+        print(f"  {version}, the Python API polled from this process at the same time: {api['answered_within']} of "
+              f"{api['polls']} answered within {args.within:g} s, median {api['median_poll_s']:.3f} s, max "
+              f"{api['max_poll_s']:.3f} s" + (f"; errors: {api['errors'][:1]}" if api["errors"] else ""))
         if s["errors"]:
             print(f"  {version}: errors seen: {s['errors'][:2]}")
     results["load_avg_at_end"] = os.getloadavg()

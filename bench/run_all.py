@@ -17,6 +17,8 @@ RUNS = [
     ("generate", ["bench_generate.py"] + (["--questions", "200", "--repeats", "1"] if QUICK else [])),
     ("store", ["bench_store.py"] + (["--sizes", "10000,100000", "--repeats", "1"] if QUICK else [])),
     ("ray", ["bench_ray.py"] + (["--n", "5000", "--repeats", "1"] if QUICK else [])),
+    ("labels", ["bench_labels.py"] + (["--sizes", "100000", "--repeats", "3"] if QUICK else [])),
+    ("live", ["bench_live.py"] + (["--n", "20000", "--repeats", "1"] if QUICK else [])),
 ]
 
 for name, cmd in RUNS:

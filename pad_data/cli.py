@@ -81,6 +81,10 @@ def _warn(message: str) -> None:
 
 
 def _store(read_only: bool = False) -> Store:
+    if not read_only:  # a command that writes runs a stage: load it before taking the store, not while holding it
+        import importlib
+
+        importlib.import_module("pad_data.api")
     store = Store(resolve_path(_state["db"]), read_only=read_only)
     if store.recovered:
         err_console.print(f"stored {store.recovered} programs that waited in {store.journal_path} "

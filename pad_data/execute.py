@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import pandas as pd
 
-from .results import result_row, results_frame
+from .results import result_row, results_table
 from .sandbox.pool import SandboxPool
 from .store import Store
 from .writer import GroupCommitter
@@ -31,9 +31,10 @@ def pending_count(store: Store, dataset: str | None = None, rerun: bool = False,
     return store.pending_count(dataset, origin, rerun)
 
 
-def store_results(store: Store, chunks: list[list[dict]]) -> dict[str, int]:
-    """Commit function of the stage: result rows (:func:`~pad_data.results.result_row`) into the store."""
-    return store.add_executions(results_frame([row for chunk in chunks for row in chunk]))
+def results_of(chunks: list[list[dict]]):
+    """What the committer stores: the result rows (:func:`~pad_data.results.result_row`) handed
+    over, as one Arrow table, made before the store is taken."""
+    return results_table([row for chunk in chunks for row in chunk])
 
 
 def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memory_mb: int = 512,
@@ -47,6 +48,7 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
     ``ans``]. Results are handed to the committer every ``commit_every`` rows (or 0.2 s), and
     committed about every ``commit_interval`` seconds; ``progress(handed over, total)``."""
     total = pending_count(store, dataset, rerun, origin)
+    store.release()  # not held while the sandbox starts
     if limit is not None:
         total = min(total, limit)
     labels: Counter = Counter()
@@ -55,7 +57,8 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
     t0 = time.perf_counter()
     with SandboxPool(workers=workers, timeout=timeout, memory_mb=memory_mb,
                      isolation_level=isolation_level, entry=entry) as pool, \
-            GroupCommitter(store, store_results, interval=commit_interval, on_commit=labels.update) as committer:
+            GroupCommitter(store, Store.add_executions, interval=commit_interval, on_commit=labels.update,
+                           prepare=results_of) as committer:
 
         def items() -> Iterator[tuple[str, str]]:
             served = 0
@@ -107,4 +110,6 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
     return {"executed": done, "labels": dict(labels), "seconds": seconds,
             "programs_per_s": done / seconds if seconds > 0 and done else 0.0,
             "executor": executor if done else None, "isolation": isolation, "warning": warning,
-            "pool": stats, "commits": committer.commits}
+            "pool": stats, "commits": committer.commits,
+            "store_held_s": sum(h[1] for h in committer.holds),
+            "longest_hold": max(committer.holds, key=lambda h: h[1], default=(0.0, 0.0, ""))[1:]}

@@ -11,10 +11,15 @@ import math
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from .labels import label_for
 from .sandbox.pool import ExecResult
-from .store import RESULT_COLUMNS
+from .store import RESULT_COLUMNS, RESULT_TYPES
+
+ARROW_TYPES = {"VARCHAR": pa.string(), "DOUBLE": pa.float64(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
+               "TIMESTAMP": pa.timestamp("us")}
+RESULT_SCHEMA = pa.schema([(c, ARROW_TYPES[t]) for c, t in RESULT_TYPES.items()])
 
 
 def _missing(x: Any) -> bool:
@@ -54,3 +59,9 @@ def results_frame(rows: list[dict]) -> pd.DataFrame:
     df["error_line"] = df["error_line"].astype("Int32")
     df["prev_seq"] = df["prev_seq"].astype("Int64")
     return df
+
+
+def results_table(rows: list[dict]) -> pa.Table:
+    """Rows of :func:`result_row` as an Arrow table: what the local engine's committer stores.
+    DuckDB reads it without Python's GIL, so a commit is not slowed by the stage's own thread."""
+    return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)

@@ -36,6 +36,7 @@ import duckdb
 
 if TYPE_CHECKING:  # pandas is imported where a frame is made: `pad sql` and `pad stats` start without it
     import pandas as pd
+    import pyarrow as pa
 
 from .labels import ABS_TOL
 
@@ -698,11 +699,11 @@ class Store:
         return self.con.execute(f"SELECT * FROM ({query}) WHERE program_id > ? ORDER BY program_id "
                                 f"LIMIT {int(limit)}", params + [after]).fetchall()
 
-    def add_executions(self, results: pd.DataFrame | str | list[str]) -> dict[str, int]:
+    def add_executions(self, results: pd.DataFrame | pa.Table | str | list[str]) -> dict[str, int]:
         """Store execution results and make each its program's current execution; returns
         ``{label: results stored}``. The one way executions are stored, for every engine.
 
-        ``results``: a frame, or Parquet files, of :data:`RESULT_COLUMNS`: the ``executions``
+        ``results``: a frame, an Arrow table or Parquet files, of :data:`RESULT_COLUMNS`: the ``executions``
         columns, then the program's context (``problem_id``, ``dataset``, ``origin``, ``teacher``;
         missing ones are looked up) and ``prev_seq``, the ``seq`` of the program's current
         execution when the engine picked it (NULL: none). The rule: a result is stored only if
@@ -718,7 +719,7 @@ class Store:
                 return {}
             source = "read_parquet([" + ", ".join(sql_literal(str(x)) for x in paths) + "], union_by_name = true)"
         else:
-            if results.empty:
+            if len(results) == 0:
                 return {}
             con.register("_pad_results", results)
             source = "_pad_results"
@@ -729,7 +730,7 @@ class Store:
                 raise ValueError(f"execution results lack column(s) {', '.join(missing)}")
             cols = ", ".join(f"CAST({'r.' + c if c in have else 'NULL'} AS {t}) AS {c}"
                              for c, t in RESULT_TYPES.items())
-            # one result per program (the last stored wins a tie), then the rule
+            # one result per program (the one executed last), then the rule
             con.execute(f"""CREATE OR REPLACE TEMP TABLE _pad_new AS
                 SELECT nextval('executions_seq') AS seq, n.* FROM (
                     SELECT {cols} FROM {source} r
