@@ -48,14 +48,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .feedback import feedback
 from .labels import LABELS
 from .options import FRACTION, COUNT, SEED, check_names, check_numbers
-from .store import ORIGINS, Store, content_id
+from .store import ORIGINS, Store, content_id, sql_literal
 
 DEDUP = ("none", "exact", "ast")
 TASKS = ("program", "refine")
@@ -324,30 +324,32 @@ def _capped(store: Store, memory: str) -> Iterator[None]:
         store.con.execute(f"SET memory_limit = '{before}'")
 
 
-def _select_programs(store: Store, p: CurateParams) -> pa.Table:
-    """Steps 1-4 for a program snapshot without holding its text in memory: the rows chosen as
-    ``(program_id, problem_id, split, label)``, sorted by split and program_id.
+@contextlib.contextmanager
+def _program_snapshot(store: Store, p: CurateParams) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+    """Steps 1-4 for a program snapshot, out of the store's memory: yields a scratch DuckDB
+    file (capped at :data:`SCRATCH_MEMORY`; it spills beyond that) and its path, holding
+    ``snap``, the snapshot's rows (:data:`TASK_COLUMNS` ``program``) in their stored order
+    (split, program_id).
 
-    The candidates (ids, source split, label, program) are copied into a scratch DuckDB that
-    spills to disk, and the store is let go; programs are analyzed :data:`SCAN_ROWS` at a time,
-    and deduplication, K per problem and splits run in SQL with :func:`_select`'s order
-    (``_size``, then program_id), so memory does not grow with the store.
+    The candidates (with their program text, gold and verdict as read at this moment) are
+    copied in and the store is let go; programs are analyzed :data:`SCAN_ROWS` at a time;
+    deduplication, K per problem and splits run in SQL with :func:`_select`'s order
+    (``_size``, then program_id); the chosen problems' questions are copied in last and the
+    rows sorted there. Memory does not grow with the store, and the store only ever streams.
+    The store appends ``snap`` by attaching the file (:func:`_append_snapshot`): batches
+    appended through Python would sit in the store's memory until the commit.
     """
-    import duckdb
-
     where, params = _candidate_filter(p)
     tmp = tempfile.mkdtemp(prefix="pad-curate-")
-    scratch = duckdb.connect(config={"memory_limit": SCRATCH_MEMORY, "temp_directory": tmp})
+    path = os.path.join(tmp, "snapshot.duckdb")
+    scratch = duckdb.connect(path, config={"memory_limit": SCRATCH_MEMORY, "temp_directory": tmp})
     try:
-        scratch.execute("CREATE TABLE cand (program_id VARCHAR, problem_id VARCHAR, source_split VARCHAR, "
-                        "label VARCHAR, program VARCHAR)")
         with _capped(store, "256MB"):
-            reader = store.con.sql(f"SELECT program_id, problem_id, split AS source_split, label, program "
-                                   f"FROM {CANDIDATES} WHERE {where}", params=params).to_arrow_reader(SCAN_ROWS)
-            for batch in reader:
-                scratch.register("_pad_batch", batch)
-                scratch.execute("INSERT INTO cand SELECT * FROM _pad_batch")
-                scratch.unregister("_pad_batch")
+            reader = store.con.sql(
+                f"SELECT program_id, problem_id, split AS source_split, label, program, dataset, gold AS answer, "
+                f"gold_text AS answer_text, teacher, origin, v.verdict FROM {CANDIDATES} WHERE {where}",
+                params=params).to_arrow_reader(SCAN_ROWS)
+            _copy_into(scratch, "cand", reader)
         store.release()  # deduplication takes a while: other processes may use the store meanwhile
         n = scratch.execute("SELECT count(*) FROM cand").fetchall()[0][0]
         scratch.execute("CREATE TABLE info (program_id VARCHAR, _key VARCHAR, _order BIGINT)")
@@ -362,30 +364,52 @@ def _select_programs(store: Store, p: CurateParams) -> pa.Table:
                 scratch.unregister("_pad_info")
         dedup = ("QUALIFY row_number() OVER (PARTITION BY problem_id, _key ORDER BY _order, program_id) = 1"
                  if p.dedup != "none" else "")
-        return scratch.sql(f"""
-            SELECT program_id, problem_id, {_split_sql(p)} AS split, label FROM (
-                SELECT * FROM (SELECT program_id, problem_id, source_split, label, _key, _order
+        scratch.execute(f"""CREATE TABLE chosen AS
+            SELECT program_id, {_split_sql(p)} AS split FROM (
+                SELECT * FROM (SELECT program_id, problem_id, source_split, _key, _order
                                FROM cand JOIN info USING (program_id) {dedup})
-                QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY _order, program_id) <= ?)
-            ORDER BY split, program_id""", params=[int(p.max_per_problem)]).to_arrow_table()
+                QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY _order, program_id) <= ?)""",
+                        [int(p.max_per_problem)])
+        ids = scratch.sql("SELECT DISTINCT problem_id FROM cand JOIN chosen USING (program_id)").to_arrow_table()
+        store.con.register("_pad_ids", ids)
+        try:
+            with _capped(store, "256MB"):
+                _copy_into(scratch, "q", store.con.sql(
+                    "SELECT problem_id, question FROM problems WHERE problem_id IN (SELECT problem_id FROM _pad_ids)"
+                ).to_arrow_reader(SCAN_ROWS))
+        finally:
+            store.con.unregister("_pad_ids")
+        scratch.execute(f"""CREATE TABLE snap AS
+            SELECT {", ".join(TASK_COLUMNS["program"])} FROM chosen JOIN cand USING (program_id) JOIN q USING (problem_id)
+            ORDER BY split, program_id""")
+        yield scratch, path
     finally:
         scratch.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-_SNAPSHOT_ROWS = """SELECT s.split, l.problem_id, s.program_id, l.dataset, l.question, l.program, l.gold AS answer,
-                           l.gold_text AS answer_text, s.label, l.teacher, l.origin, v.verdict
-                    FROM _pad_sel s JOIN labeled_programs l USING (program_id)
-                    LEFT JOIN program_verdicts v USING (program_id) ORDER BY s.split, s.program_id"""
-
-
-def _program_hash(store: Store, p: CurateParams) -> str:
-    """:func:`content_hash` of the rows registered as ``_pad_sel``, read in batches."""
-    h = hashlib.sha256(p.to_json().encode())
-    reader = store.con.sql("SELECT s.split, s.program_id, g.program, v.verdict FROM _pad_sel s JOIN programs g "
-                           "USING (program_id) LEFT JOIN program_verdicts v USING (program_id) "
-                           "ORDER BY s.split, s.program_id").to_arrow_reader(SCAN_ROWS)
+def _copy_into(con: duckdb.DuckDBPyConnection, table: str, reader: pa.RecordBatchReader) -> None:
+    """Create ``table`` in ``con`` with the batches of ``reader`` (one at a time in memory)."""
+    con.register("_pad_batch", reader.schema.empty_table())
+    con.execute(f"CREATE TABLE {table} AS SELECT * FROM _pad_batch")
     for batch in reader:
+        con.register("_pad_batch", batch)
+        con.execute(f"INSERT INTO {table} SELECT * FROM _pad_batch")
+    con.unregister("_pad_batch")
+
+
+def _snapshot_counts(scratch: duckdb.DuckDBPyConnection) -> dict:
+    """What a program snapshot's ``snap`` holds: rows per split and label, problems, programs."""
+    def by(col: str) -> dict:
+        return dict(scratch.execute(f"SELECT {col}, count(*) FROM snap GROUP BY 1 ORDER BY 1").fetchall())
+    problems, programs = scratch.execute("SELECT count(DISTINCT problem_id), count(*) FROM snap").fetchall()[0]
+    return {"splits": by("split"), "problems": problems, "programs": programs, "labels": by("label")}
+
+
+def _snapshot_hash(scratch: duckdb.DuckDBPyConnection, p: CurateParams) -> str:
+    """:func:`content_hash` of ``snap``, read in batches."""
+    h = hashlib.sha256(p.to_json().encode())
+    for batch in scratch.cursor().sql("SELECT split, program_id, program, verdict FROM snap").to_arrow_reader(SCAN_ROWS):
         for split, pid, prog, verdict in zip(*(batch.column(i).to_pylist() for i in range(4))):
             h.update(_hash_line(split, "", pid, prog, verdict))
     return h.hexdigest()[:16]
@@ -402,12 +426,8 @@ def build(store: Store, p: CurateParams) -> pd.DataFrame:
     _check(p)
     if p.task == "refine":
         return build_refine(store, p)
-    sel = _select_programs(store, p)
-    store.con.register("_pad_sel", sel)
-    try:
-        return store.df(_SNAPSHOT_ROWS)[TASK_COLUMNS["program"]]
-    finally:
-        store.con.unregister("_pad_sel")
+    with _program_snapshot(store, p) as (scratch, _):
+        return scratch.sql("SELECT * FROM snap").df()
 
 
 def build_refine(store: Store, p: CurateParams) -> pd.DataFrame:
@@ -469,19 +489,13 @@ def curate(store: Store, name: str, p: CurateParams | None = None) -> dict:
     _check(p)
     _check_against_store(store, p)
     if p.task == "program":  # streamed: the snapshot's text never sits in memory
-        sel = _select_programs(store, p)
-        if not sel.num_rows:
-            raise _nothing_selected(store, p)
-        counts = {"splits": dict(Counter(sel.column("split").to_pylist())),
-                  "problems": len(pc.unique(sel.column("problem_id"))), "programs": sel.num_rows,
-                  "labels": dict(Counter(sel.column("label").to_pylist()))}
-        store.con.register("_pad_sel", sel)
-        try:
-            # not capped: the insert's joins, sort by split and primary key grow with the snapshot
-            # (~1.8 GB for 500k rows), and under a 1 GB cap DuckDB runs out of memory at 1M programs
-            return _store_snapshot(store, name, p, _program_hash(store, p), counts, _SNAPSHOT_ROWS)
-        finally:
-            store.con.unregister("_pad_sel")
+        with _program_snapshot(store, p) as (scratch, path):
+            counts = _snapshot_counts(scratch)
+            if not counts["programs"]:
+                raise _nothing_selected(store, p)
+            digest = _snapshot_hash(scratch, p)
+            scratch.close()
+            return _append_snapshot(store, name, p, digest, counts, path)
     rows = build(store, p)
     if rows.empty:
         raise _nothing_selected(store, p)
@@ -495,9 +509,21 @@ def curate(store: Store, name: str, p: CurateParams | None = None) -> dict:
         store.con.unregister("_pad_cur")
 
 
+def _append_snapshot(store: Store, name: str, p: CurateParams, digest: str, counts: dict, path: str) -> dict:
+    """:func:`_store_snapshot` of table ``snap`` of the DuckDB file ``path``, attached read-only:
+    one ``INSERT ... SELECT`` that DuckDB writes out as it goes, in the file's row order, with
+    the store's memory capped (an append needs a few blocks at a time)."""
+    store.con.execute(f"ATTACH {sql_literal(path)} AS pad_snapshot (READ_ONLY)")
+    try:
+        with _capped(store, "256MB"):
+            return _store_snapshot(store, name, p, digest, counts, "SELECT * FROM pad_snapshot.snap")
+    finally:
+        store.con.execute("DETACH pad_snapshot")
+
+
 def _store_snapshot(store: Store, name: str, p: CurateParams, digest: str, counts: dict, rows_sql: str) -> dict:
-    """Store snapshot ``name`` (its rows: ``rows_sql``, with the task's columns) unless it exists:
-    the same content changes nothing, other content is a CurateError."""
+    """Store snapshot ``name`` (its rows: ``rows_sql``, with the task's columns, in the order
+    stored) unless it exists: the same content changes nothing, other content is a CurateError."""
     existing = store.con.execute("SELECT content_hash FROM curations WHERE name = ?", [name]).fetchall()
     if existing:
         if existing[0][0] == digest:

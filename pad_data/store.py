@@ -358,6 +358,50 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE curated_examples ADD COLUMN verdict VARCHAR",
         "ALTER TABLE refine_examples ADD COLUMN verdict VARCHAR",
     ],
+    # v15: snapshot rows without a primary key. A snapshot is written once, as an append of rows
+    # that are one per program (per faulty program for refine) by construction, under a name
+    # `curations` keys. The key's index cost ~190 bytes a row held in memory by every later
+    # snapshot's commit: ~1 GB at a TinyGSM-size snapshot, and growing with every snapshot kept.
+    [
+        """CREATE TABLE curated_examples_v15 (
+            name VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            problem_id VARCHAR NOT NULL,
+            program_id VARCHAR NOT NULL,
+            dataset VARCHAR,
+            question VARCHAR,
+            program VARCHAR,
+            answer DOUBLE,
+            answer_text VARCHAR,
+            label VARCHAR,
+            teacher VARCHAR,
+            origin VARCHAR,
+            verdict VARCHAR)""",
+        "INSERT INTO curated_examples_v15 SELECT * FROM curated_examples ORDER BY rowid",
+        "DROP TABLE curated_examples",
+        "ALTER TABLE curated_examples_v15 RENAME TO curated_examples",
+        """CREATE TABLE refine_examples_v15 (
+            name VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,
+            problem_id VARCHAR NOT NULL,
+            faulty_program_id VARCHAR NOT NULL,
+            program_id VARCHAR NOT NULL,
+            dataset VARCHAR,
+            question VARCHAR,
+            faulty_program VARCHAR,
+            feedback VARCHAR,
+            program VARCHAR,
+            answer DOUBLE,
+            answer_text VARCHAR,
+            label VARCHAR,
+            injection_kind VARCHAR,
+            teacher VARCHAR,
+            origin VARCHAR,
+            verdict VARCHAR)""",
+        "INSERT INTO refine_examples_v15 SELECT * FROM refine_examples ORDER BY rowid",
+        "DROP TABLE refine_examples",
+        "ALTER TABLE refine_examples_v15 RENAME TO refine_examples",
+    ],
 ]
 
 # A problem's gold: its real gold answer (number or text) when it has one, else the consensus

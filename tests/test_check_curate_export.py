@@ -117,6 +117,17 @@ def test_curate_filters_dedups_prefers_shortest_and_splits_by_problem(db, tmp_pa
         assert st.scalar("SELECT count(*) FROM curated_examples c JOIN problems p USING (problem_id) "
                          "WHERE p.split = 'test' AND c.split <> 'test'") == 0
         assert set(st.df("SELECT DISTINCT split FROM curated_examples WHERE name = 'one'").split) == {"train", "validation", "test"}
+        # the streamed snapshot (SQL in a scratch database) is the pandas reference's selection, stored
+        # in (split, program_id) order, and its hash is content_hash of the stored rows
+        from pad_data.curate import _candidates, _select, content_hash
+        for name, p in (("exact", CurateParams(dedup="exact", max_per_problem=10)),
+                        ("ast", CurateParams(dedup="ast", max_per_problem=10)),
+                        ("one", CurateParams(max_per_problem=1, test_fraction=0.2, validation_fraction=0.2))):
+            stored = st.df("SELECT * EXCLUDE (name) FROM curated_examples WHERE name = ? ORDER BY rowid", [name])
+            ref = _select(_candidates(st, p), p, "program", "program_id").sort_values(["split", "program_id"])
+            assert stored[["split", "program_id"]].values.tolist() == ref[["split", "program_id"]].values.tolist()
+            assert stored.question.notna().all() and (stored.answer == ref.answer.values).all()
+            assert content_hash(stored, p) == st.scalar("SELECT content_hash FROM curations WHERE name = ?", [name])
         # reproducible and immutable
         assert curate(st, "one", CurateParams(max_per_problem=1, test_fraction=0.2, validation_fraction=0.2)) == {**one, "created": False}
         with pytest.raises(CurateError, match="immutable"):

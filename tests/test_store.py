@@ -25,6 +25,20 @@ def test_ids_are_stable_content_hashes():
     assert len(a) == 16
 
 
+def test_snapshot_rows_keep_their_order_when_the_key_is_dropped(db):
+    """Schema 15 rebuilds the snapshot tables without a key; exports read rows in stored order."""
+    with Store(db, migrate_to=14) as st:
+        st.con.execute("INSERT INTO curated_examples (name, split, problem_id, program_id, program) "
+                       "SELECT 's', CASE WHEN i < 3 THEN 'test' ELSE 'train' END, 'q' || i, 'p' || (9 - i), 'x' "
+                       "FROM range(10) t(i)")
+        before = st.df("SELECT * FROM curated_examples ORDER BY rowid")
+    with Store(db) as st:
+        assert st.version >= 15
+        assert st.df("SELECT * FROM curated_examples ORDER BY rowid").equals(before)
+        assert st.scalar("SELECT count(*) FROM duckdb_constraints() WHERE table_name IN "
+                         "('curated_examples', 'refine_examples') AND constraint_type = 'PRIMARY KEY'") == 0
+
+
 @pytest.mark.parametrize("target", range(0, SCHEMA_VERSION))
 def test_older_store_is_upgraded(db, target):
     with Store(db, migrate_to=target) as st:
