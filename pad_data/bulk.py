@@ -22,7 +22,9 @@ Python itself, so SQL trims and collapses exactly the same characters.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -470,7 +472,9 @@ class Batch:
 
         self.spec = spec
         self._tmp = tempfile.mkdtemp(prefix="pad-read-")
-        # a scratch database that spills to disk beyond SCRATCH_MEMORY (a 10M-record file is GBs)
+        # a scratch database that spills to disk beyond SCRATCH_MEMORY (a 10M-record file is GBs);
+        # the programs built end up in a file (``path``) the store attaches (:meth:`attached`)
+        self.path = os.path.join(self._tmp, "programs.duckdb")
         self.con = duckdb.connect(config={"memory_limit": SCRATCH_MEMORY, "temp_directory": self._tmp})
         self.con.execute("CREATE TABLE rec (" + ", ".join(
             f"{name} {_SQL_TYPES[str(t)]}" for name, t in REC_COLUMNS.items()) + ")")
@@ -603,7 +607,7 @@ class Batch:
             BATCH_ROWS)
 
     def programs(self, origin: str = "import") -> int:
-        """Build the ``programs`` rows (read them with :meth:`program_batches`): every sample of
+        """Build the ``programs`` rows (table ``prog``, read through :meth:`attached`): every sample of
         every record, ``sample_idx`` counting up per question in source order, the program
         extracted from its completion (in SQL where that is sure, else by
         :func:`pad_data.extract.extract_program`) and its content id, in source order. Returns
@@ -638,10 +642,24 @@ class Batch:
             self.con.execute("CREATE OR REPLACE TABLE prog AS SELECT * FROM prog "
                              "QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY rowid) = 1 ORDER BY rowid")
             n = distinct
+        self.con.execute(f"ATTACH {lit(self.path)} AS pad_out")
+        try:
+            self.con.execute("CREATE TABLE pad_out.prog AS SELECT * FROM prog")
+        finally:
+            self.con.execute("DETACH pad_out")
         return n
 
-    def program_batches(self) -> pa.RecordBatchReader:
-        return self.con.sql("SELECT * FROM prog").to_arrow_reader(BATCH_ROWS)
+    @contextlib.contextmanager
+    def attached(self, store) -> Iterator[str]:
+        """The programs :meth:`programs` built, attached read-only to ``store``'s connection as
+        ``pad_batch``, so the store copies ``pad_batch.prog`` with one ``INSERT ... SELECT``
+        that it writes out as it goes (rows appended from Python batches would sit in its
+        memory until the commit)."""
+        store.con.execute(f"ATTACH {lit(self.path)} AS pad_batch (READ_ONLY)")
+        try:
+            yield "pad_batch"
+        finally:
+            store.con.execute("DETACH pad_batch")
 
     def close(self) -> None:
         self.con.close()

@@ -332,7 +332,8 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
         warning = _warn_no_gold(batch, dataset, source)
         with store.transaction():
             r = _write_problems(store, batch.problems(split, str(source)), update)
-            added = sum(store.insert_rows("programs", b, "program_id") for b in batch.program_batches())
+            with batch.attached(store) as scratch:
+                added = store.insert_rows("programs", f"{scratch}.prog", "program_id")
     return {"read": read, "records": records, "added": added, "problems_added": r["added"],
             "updated": r["updated"], "relabeled": r["relabeled"], "differ": r["differ"],
             "skipped": len(bad), "skipped_records": bad, "split": split, "warning": warning}

@@ -658,20 +658,25 @@ class Store:
         finally:
             self.con.unregister("_pad_new_rows")
 
-    def insert_rows(self, table: str, rows, key: str) -> int:
-        """:meth:`insert_new` for Arrow rows (a table, or one record batch of a stream) whose
-        ``key`` values are distinct (bulk import): rows already in ``table`` are skipped (an
-        anti-join, then a plain insert: faster than ``INSERT OR IGNORE``); returns rows added."""
-        if rows.num_rows == 0:
+    def insert_rows(self, table: str, rows: pa.Table | pa.RecordBatch | str, key: str) -> int:
+        """:meth:`insert_new` for Arrow rows (a table, or one record batch of a stream), or the
+        rows of a table this connection can read (an attached database's: ``"db.table"``),
+        whose ``key`` values are distinct (bulk import): rows already in ``table`` are skipped
+        (an anti-join, then a plain insert: faster than ``INSERT OR IGNORE``); returns rows added."""
+        if isinstance(rows, str):
+            source, cols = rows, ", ".join(r[0] for r in self.con.execute(f"DESCRIBE {rows}").fetchall())
+        elif rows.num_rows == 0:
             return 0
-        cols = ", ".join(rows.schema.names)
-        self.con.register("_pad_new_arrow", rows)
+        else:
+            source, cols = "_pad_new_arrow", ", ".join(rows.schema.names)
+            self.con.register(source, rows)
         try:
             return self.con.execute(
-                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _pad_new_arrow n "
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {source} n "
                 f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{key} = n.{key})").fetchall()[0][0]
         finally:
-            self.con.unregister("_pad_new_arrow")
+            if source == "_pad_new_arrow":
+                self.con.unregister(source)
 
     def append(self, table: str, df: pd.DataFrame) -> int:
         """Insert every row of ``df`` into ``table`` (its columns by name); returns rows added."""
