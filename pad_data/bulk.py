@@ -34,6 +34,8 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
+from .store import sql_literal
+
 CHUNK_BYTES = 64 << 20
 SCRATCH_MEMORY = "2GB"  # DuckDB memory of a read (beyond it, it spills to a temp folder)
 BATCH_ROWS = 500_000  # rows per batch written to the store
@@ -48,11 +50,6 @@ GOLD_EXTRA = "\u2212$€£¥₹"
 
 
 # ---------------------------------------------------------------------- SQL text helpers
-def lit(s: str) -> str:
-    """A SQL string literal."""
-    return "'" + s.replace("'", "''") + "'"
-
-
 # every character ``str.isspace()`` is true for: what ``str.strip``/``split`` and ``re``'s ``\\s``
 # use (tests check it against this Python's own Unicode tables)
 PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
@@ -88,30 +85,30 @@ def ws_class(negate: bool = False) -> str:
 def strip_sql(expr: str) -> str:
     """``expr.strip()`` in SQL (DuckDB's ``trim(s, characters)`` is exact too, but slow)."""
     ws = ws_class()
-    return f"regexp_replace(regexp_replace({expr}, {lit('^' + ws + '+')}, ''), {lit(ws + '+$')}, '')"
+    return f"regexp_replace(regexp_replace({expr}, {sql_literal('^' + ws + '+')}, ''), {sql_literal(ws + '+$')}, '')"
 
 
 def blank_sql(expr: str) -> str:
     """``not expr.strip()`` in SQL."""
-    return f"NOT regexp_matches({expr}, {lit(ws_class(negate=True))})"
+    return f"NOT regexp_matches({expr}, {sql_literal(ws_class(negate=True))})"
 
 
 def normalize_sql(expr: str) -> str:
     """``" ".join(expr.split())`` in SQL (what problem ids hash); text with single spaces between
     words, and no other whitespace, is left as it is without a replace."""
     others = re2_class(PY_WHITESPACE.replace(" ", ""))
-    return (f"CASE WHEN regexp_matches({expr}, {lit(others + '|  |^ | $')}) "
-            f"THEN trim(regexp_replace({expr}, {lit(ws_class() + '+')}, ' ', 'g')) ELSE {expr} END")
+    return (f"CASE WHEN regexp_matches({expr}, {sql_literal(others + '|  |^ | $')}) "
+            f"THEN trim(regexp_replace({expr}, {sql_literal(ws_class() + '+')}, ' ', 'g')) ELSE {expr} END")
 
 
 def problem_id_sql(dataset: str, question: str) -> str:
     """:func:`pad_data.store.problem_id` in SQL."""
-    return f"left(sha256({lit('problem' + chr(31) + dataset + chr(31))} || {normalize_sql(question)}), 16)"
+    return f"left(sha256({sql_literal('problem' + chr(31) + dataset + chr(31))} || {normalize_sql(question)}), 16)"
 
 
 def program_id_sql(problem: str, origin: str, teacher: str, sample_idx: str, program: str) -> str:
     """:func:`pad_data.store.program_id` in SQL (sample_idx an integer expression)."""
-    sep = lit(chr(31))
+    sep = sql_literal(chr(31))
     return (f"left(sha256('program' || {sep} || {problem} || {sep} || {origin} || {sep} || {teacher} || {sep} "
             f"|| CAST({sample_idx} AS VARCHAR) || {sep} || {program}), 16)")
 
@@ -144,10 +141,10 @@ def plain_code_sql(s: str) -> tuple[str, str]:
     """
     breaks = re2_class("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
     starts = "^(?:[ \\t]*\\n)*(?:" + "|".join(re2_escape(w) for w in _CODE_WORDS) + "|@)"
-    cond = (f"(NOT contains({s}, '```') AND regexp_matches({s}, {lit(starts)}) "
-            f"AND NOT regexp_matches({s}, {lit(breaks + '|' + _not_code_line_re())}))")
-    blank_lines = lit("^(?:[ \\t]*\\n)+")
-    code = f"(regexp_replace(regexp_replace({s}, {blank_lines}, ''), {lit(ws_class() + '+$')}, '') || chr(10))"
+    cond = (f"(NOT contains({s}, '```') AND regexp_matches({s}, {sql_literal(starts)}) "
+            f"AND NOT regexp_matches({s}, {sql_literal(breaks + '|' + _not_code_line_re())}))")
+    blank_lines = sql_literal("^(?:[ \\t]*\\n)+")
+    code = f"(regexp_replace(regexp_replace({s}, {blank_lines}, ''), {sql_literal(ws_class() + '+$')}, '') || chr(10))"
     return cond, code
 
 
@@ -165,13 +162,13 @@ def fenced_code_sql(s: str, entry: str = "solution") -> tuple[str, str]:
     """
     ws = ws_class()
     defines = f"(?m)^{ws}*def {re2_escape(entry)}{ws}*\\("
-    first = (f"[b[2] for b in list_zip(regexp_extract_all({s}, {lit(_FENCE_RE2)}, 1), "
-             f"regexp_extract_all({s}, {lit(_FENCE_RE2)}, 2)) "
-             f"if lower(b[1]) IN ('', 'python', 'py', 'python3') AND regexp_matches(b[2], {lit(defines)})][1]")
-    multiline_strings = lit('"""' + "|'''|" + r"\\[\r\n]")  # a triple quote, or a backslash at a line end
+    first = (f"[b[2] for b in list_zip(regexp_extract_all({s}, {sql_literal(_FENCE_RE2)}, 1), "
+             f"regexp_extract_all({s}, {sql_literal(_FENCE_RE2)}, 2)) "
+             f"if lower(b[1]) IN ('', 'python', 'py', 'python3') AND regexp_matches(b[2], {sql_literal(defines)})][1]")
+    multiline_strings = sql_literal('"""' + "|'''|" + r"\\[\r\n]")  # a triple quote, or a backslash at a line end
     cond = (f"(contains({s}, '```') AND regexp_matches({s}, '(?m)^[ \\t]*```') "
             f"AND NOT regexp_matches({s}, {multiline_strings}))")
-    code = f"(regexp_replace(regexp_replace({first}, '^\\n+', ''), {lit(ws + '+$')}, '') || chr(10))"
+    code = f"(regexp_replace(regexp_replace({first}, '^\\n+', ''), {sql_literal(ws + '+$')}, '') || chr(10))"
     return cond, code
 
 
@@ -202,7 +199,7 @@ def gold_layers(raw: str, require_number: str = "false") -> list[str]:
     :func:`pad_data.answers.parse_answer` (or where it raises). ``require_number`` is a SQL
     boolean expression: GSM8K format, where a missing mark or number is an error."""
     names = ["sign", "sign2", "w1", "n1", "d1", "n2", "d2", "unit"]
-    outside = lit(re2_class("".join(chr(c) for c in range(128)) + GOLD_EXTRA, negate=True))
+    outside = sql_literal(re2_class("".join(chr(c) for c in range(128)) + GOLD_EXTRA, negate=True))
     return [
         # the kind of value, and a string's text
         f"""SELECT *, CASE WHEN {raw} IS NULL OR {raw} = 'null' THEN 'none' WHEN {raw} IN ('true', 'false') THEN 'bool'
@@ -226,7 +223,7 @@ def gold_layers(raw: str, require_number: str = "false") -> list[str]:
                  CASE WHEN g_mark THEN {strip_sql('g_after')} ELSE g_t0 END AS g_str FROM _prev_""",
         # plain integers ("42", "1,500") without the full pattern
         """SELECT *, regexp_full_match(g_str, '[0-9]{1,15}|[0-9]{1,3}(?:,[0-9]{3}){1,4}') AS g_int FROM _prev_""",
-        f"""SELECT *, CASE WHEN NOT g_int THEN regexp_extract(g_str, {lit(_gold_re2())}, {names}) END AS g_m,
+        f"""SELECT *, CASE WHEN NOT g_int THEN regexp_extract(g_str, {sql_literal(_gold_re2())}, {names}) END AS g_m,
                  g_int OR NOT regexp_matches(g_str, {outside}) AS g_alpha FROM _prev_""",
         """SELECT *, g_int OR coalesce(g_m.n1 <> '' OR g_m.n2 <> '', false) AS g_matched,
                  CASE WHEN g_int THEN g_str WHEN g_m.n1 <> '' THEN g_m.n1 ELSE g_m.n2 END AS g_num_s,
@@ -305,7 +302,7 @@ def records_sql(spec: Spec) -> str:
     ``samples``, the raw completions, and ``programs``, the code of each where SQL is sure of it)."""
     keys = spec.keys()
     v = {k: f"v[{i + 1}]" for i, k in enumerate(keys)}
-    paths = "[" + ", ".join(lit(json_pointer(k)) for k in keys) + "]"
+    paths = "[" + ", ".join(sql_literal(json_pointer(k)) for k in keys) + "]"
 
     def is_str(x: str) -> str:
         return f"coalesce(starts_with({x}, '\"'), false)"
@@ -318,7 +315,7 @@ def records_sql(spec: Spec) -> str:
                f"AND contains({v['answer']}->>'$', '####') THEN 'gsm8k' "
                f"WHEN {v['input']} IS NOT NULL AND {v['target']} IS NOT NULL THEN 'pal' ELSE 'jsonl' END")
     else:
-        fmt = lit(spec.fmt)
+        fmt = sql_literal(spec.fmt)
     if spec.question_field:
         qraws = [v[f] for f in spec.question_field]
     else:
@@ -362,7 +359,7 @@ def records_sql(spec: Spec) -> str:
         out.append(f"CASE WHEN _ps IS NOT NULL THEN [_code] ELSE list_transform(_pa, lambda x: {code_sql('x')}) "
                    "END AS programs")
         if spec.teacher:
-            out.append(f"{lit(spec.teacher)} AS teacher")
+            out.append(f"{sql_literal(spec.teacher)} AS teacher")
         else:
             checks.append(f"(_t IS NULL OR _t = 'null' OR {is_str('_t')}) AND (_m IS NULL OR _m = 'null' OR {is_str('_m')})")
             out.append("coalesce(nullif(_ts, ''), nullif(_ms, ''), 'import') AS teacher")
@@ -370,7 +367,7 @@ def records_sql(spec: Spec) -> str:
     layers = [
         # DuckDB takes the first of two equal keys, Python the last: lines with a key twice go to Python
         f"""SELECT ln, try(json_extract(j, {paths})) AS v, try(json_keys(j)) AS _keys,
-                   starts_with(j, '{{') AND NOT regexp_matches(j, {lit(NOT_PYTHON_JSON)}) AS _plain FROM _pad_lines""",
+                   starts_with(j, '{{') AND NOT regexp_matches(j, {sql_literal(NOT_PYTHON_JSON)}) AS _plain FROM _pad_lines""",
         """SELECT ln, v, coalesce(_plain AND v IS NOT NULL AND len(list_distinct(_keys)) = len(_keys), false) AS _ok
            FROM _prev_""",
         f"SELECT *, {fmt} AS _fmt FROM _prev_",
@@ -601,8 +598,8 @@ class Batch:
         """One ``problems`` row per question, from its first record, in batches."""
         s = self.spec
         return self.con.sql(
-            f"""SELECT problem_id, {lit(s.dataset)} AS dataset, {lit(split)} AS split, question, answer, answer_text,
-                       rationale, {lit(source)} AS source FROM rec
+            f"""SELECT problem_id, {sql_literal(s.dataset)} AS dataset, {sql_literal(split)} AS split, question, answer, answer_text,
+                       rationale, {sql_literal(source)} AS source FROM rec
                 QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY ln) = 1 ORDER BY ln""").to_arrow_reader(
             BATCH_ROWS)
 
@@ -624,10 +621,10 @@ class Batch:
                 self.con.execute("INSERT INTO extracted SELECT * FROM _pad_extracted")
             finally:
                 self.con.unregister("_pad_extracted")
-        pid = program_id_sql("problem_id", lit(origin), "teacher", "sample_idx", "program")
+        pid = program_id_sql("problem_id", sql_literal(origin), "teacher", "sample_idx", "program")
         self.con.execute(
             f"""CREATE OR REPLACE TABLE prog AS
-                SELECT {pid} AS program_id, problem_id, {lit(origin)} AS origin, teacher, sample_idx, program, completion
+                SELECT {pid} AS program_id, problem_id, {sql_literal(origin)} AS origin, teacher, sample_idx, program, completion
                 FROM (SELECT ln, problem_id, teacher, first + k AS sample_idx, coalesce(p, e.program) AS program,
                              s AS completion, k
                       FROM (SELECT ln, problem_id, teacher, first, unnest(samples) AS s, unnest(programs) AS p,
@@ -642,7 +639,7 @@ class Batch:
             self.con.execute("CREATE OR REPLACE TABLE prog AS SELECT * FROM prog "
                              "QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY rowid) = 1 ORDER BY rowid")
             n = distinct
-        self.con.execute(f"ATTACH {lit(self.path)} AS pad_out")
+        self.con.execute(f"ATTACH {sql_literal(self.path)} AS pad_out")
         try:
             self.con.execute("CREATE TABLE pad_out.prog AS SELECT * FROM prog")
         finally:
@@ -655,7 +652,7 @@ class Batch:
         ``pad_batch``, so the store copies ``pad_batch.prog`` with one ``INSERT ... SELECT``
         that it writes out as it goes (rows appended from Python batches would sit in its
         memory until the commit)."""
-        store.con.execute(f"ATTACH {lit(self.path)} AS pad_batch (READ_ONLY)")
+        store.con.execute(f"ATTACH {sql_literal(self.path)} AS pad_batch (READ_ONLY)")
         try:
             yield "pad_batch"
         finally:

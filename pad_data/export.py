@@ -24,7 +24,7 @@ from typing import Iterator
 
 from .curate import TASK_TABLES, snapshot_task
 from .options import did_you_mean
-from .store import Store
+from .store import Store, sql_literal
 
 FORMATS = ("hf", "parquet", "jsonl", "chat")
 SPLITS = ("train", "validation", "test")
@@ -42,21 +42,17 @@ CHAT_SYSTEM = ("Solve the problem by writing a Python program: a function soluti
 CHAT_FIX = "Running your program gave: {feedback}\nFix the program."
 
 
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _chat_columns(task: str) -> tuple[str, ...]:
     """SELECT expressions of the chat format: ``messages`` (a list of {role, content} structs,
     made by DuckDB) and the ids and labels (no question/program: they are in the messages)."""
     def msg(role: str, content: str) -> str:
         return f"{{'role': '{role}', 'content': {content}}}"
 
-    turns = [msg("system", _sql_str(CHAT_SYSTEM)), msg("user", "question")]
+    turns = [msg("system", sql_literal(CHAT_SYSTEM)), msg("user", "question")]
     if task == "refine":
         before, after = CHAT_FIX.split("{feedback}")
         turns += [msg("assistant", "faulty_program"),
-                  msg("user", f"{_sql_str(before)} || coalesce(feedback, '') || {_sql_str(after)}")]
+                  msg("user", f"{sql_literal(before)} || coalesce(feedback, '') || {sql_literal(after)}")]
     turns.append(msg("assistant", "program"))
     keep = tuple(c for c in COLUMNS[task] if c not in ("question", "program", "faulty_program", "feedback"))
     return (f"[{', '.join(turns)}] AS messages",) + keep
