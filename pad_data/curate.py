@@ -68,6 +68,9 @@ REFINE_LABELS = ["wrong_answer", "no_answer", "non_numeric", "syntax_error", "ru
 DEFAULT_ORIGINS = ["teacher", "import", "human"]
 SCAN_ROWS = 100_000  # program snapshots are analyzed this many candidates at a time (memory is bounded by it)
 SCRATCH_MEMORY = "512MB"  # DuckDB memory of the candidates' scratch copy (beyond it, it spills to a temp folder)
+# the store's DuckDB memory while the candidates are read: the joins of labeled_programs hold hash
+# tables that grow with the store (~0.5 GB at 10M programs; 256 MB ran out of memory there)
+CANDIDATE_MEMORY = "1GB"
 
 
 class CurateError(ValueError):
@@ -312,16 +315,20 @@ def _split_sql(p: CurateParams) -> str:
 
 
 @contextlib.contextmanager
-def _capped(store: Store, memory: str) -> Iterator[None]:
+def _capped(store: Store, memory: str, ordered: bool = True) -> Iterator[None]:
     """The store's DuckDB memory capped at ``memory`` meanwhile (it caches the blocks it reads
     up to its limit, 80% of RAM by default, and holds joins and sorts there; beyond the cap
-    they spill to disk), restored afterwards."""
-    before = store.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    they spill to disk), restored afterwards. ``ordered=False``: results may come in any
+    order (DuckDB then buffers less)."""
+    before = store.con.execute("SELECT current_setting('memory_limit'), "
+                               "current_setting('preserve_insertion_order')").fetchall()[0]
     store.con.execute(f"SET memory_limit = '{memory}'")
+    store.con.execute(f"SET preserve_insertion_order = {str(ordered).lower()}")
     try:
         yield
     finally:
-        store.con.execute(f"SET memory_limit = '{before}'")
+        store.con.execute(f"SET memory_limit = '{before[0]}'")
+        store.con.execute(f"SET preserve_insertion_order = {str(before[1]).lower()}")
 
 
 @contextlib.contextmanager
@@ -344,7 +351,7 @@ def _program_snapshot(store: Store, p: CurateParams) -> Iterator[tuple[duckdb.Du
     path = os.path.join(tmp, "snapshot.duckdb")
     scratch = duckdb.connect(path, config={"memory_limit": SCRATCH_MEMORY, "temp_directory": tmp})
     try:
-        with _capped(store, "256MB"):
+        with _capped(store, CANDIDATE_MEMORY, ordered=False):  # cand's order does not matter
             reader = store.con.sql(
                 f"SELECT program_id, problem_id, split AS source_split, label, program, dataset, gold AS answer, "
                 f"gold_text AS answer_text, teacher, origin, v.verdict FROM {CANDIDATES} WHERE {where}",
@@ -373,7 +380,7 @@ def _program_snapshot(store: Store, p: CurateParams) -> Iterator[tuple[duckdb.Du
         ids = scratch.sql("SELECT DISTINCT problem_id FROM cand JOIN chosen USING (program_id)").to_arrow_table()
         store.con.register("_pad_ids", ids)
         try:
-            with _capped(store, "256MB"):
+            with _capped(store, CANDIDATE_MEMORY, ordered=False):
                 _copy_into(scratch, "q", store.con.sql(
                     "SELECT problem_id, question FROM problems WHERE problem_id IN (SELECT problem_id FROM _pad_ids)"
                 ).to_arrow_reader(SCAN_ROWS))
