@@ -13,6 +13,11 @@ SHARED = Path(os.environ.get("PAD_SHARED_DATA") or ROOT.parent / "shared" / "dat
 # suite runs two test files at once on two cores, and torch's thread pools spinning against
 # each other made a tiny model's step several times slower than one thread.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Compiled bytecode is cached, here and in the processes the tests start. With
+# PYTHONDONTWRITEBYTECODE set (as on the CI machines) and a fresh virtualenv, every CLI, notebook
+# and bench a test starts compiled torch and transformers from source again: ~8 s a process.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 
 # The files that take longest start first (two workers, one file each at a time): with the
