@@ -315,23 +315,6 @@ def _split_sql(p: CurateParams) -> str:
 
 
 @contextlib.contextmanager
-def _capped(store: Store, memory: str, ordered: bool = True) -> Iterator[None]:
-    """The store's DuckDB memory capped at ``memory`` meanwhile (it caches the blocks it reads
-    up to its limit, 80% of RAM by default, and holds joins and sorts there; beyond the cap
-    they spill to disk), restored afterwards. ``ordered=False``: results may come in any
-    order (DuckDB then buffers less)."""
-    before = store.con.execute("SELECT current_setting('memory_limit'), "
-                               "current_setting('preserve_insertion_order')").fetchall()[0]
-    store.con.execute(f"SET memory_limit = '{memory}'")
-    store.con.execute(f"SET preserve_insertion_order = {str(ordered).lower()}")
-    try:
-        yield
-    finally:
-        store.con.execute(f"SET memory_limit = '{before[0]}'")
-        store.con.execute(f"SET preserve_insertion_order = {str(before[1]).lower()}")
-
-
-@contextlib.contextmanager
 def _program_snapshot(store: Store, p: CurateParams) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
     """Steps 1-4 for a program snapshot, out of the store's memory: yields a scratch DuckDB
     file (capped at :data:`SCRATCH_MEMORY`; it spills beyond that) and its path, holding
@@ -351,7 +334,7 @@ def _program_snapshot(store: Store, p: CurateParams) -> Iterator[tuple[duckdb.Du
     path = os.path.join(tmp, "snapshot.duckdb")
     scratch = duckdb.connect(path, config={"memory_limit": SCRATCH_MEMORY, "temp_directory": tmp})
     try:
-        with _capped(store, CANDIDATE_MEMORY, ordered=False):  # cand's order does not matter
+        with store.capped(CANDIDATE_MEMORY, ordered=False):  # cand's order does not matter
             reader = store.con.sql(
                 f"SELECT program_id, problem_id, split AS source_split, label, program, dataset, gold AS answer, "
                 f"gold_text AS answer_text, teacher, origin, v.verdict FROM {CANDIDATES} WHERE {where}",
@@ -380,7 +363,7 @@ def _program_snapshot(store: Store, p: CurateParams) -> Iterator[tuple[duckdb.Du
         ids = scratch.sql("SELECT DISTINCT problem_id FROM cand JOIN chosen USING (program_id)").to_arrow_table()
         store.con.register("_pad_ids", ids)
         try:
-            with _capped(store, CANDIDATE_MEMORY, ordered=False):
+            with store.capped(CANDIDATE_MEMORY, ordered=False):
                 _copy_into(scratch, "q", store.con.sql(
                     "SELECT problem_id, question FROM problems WHERE problem_id IN (SELECT problem_id FROM _pad_ids)"
                 ).to_arrow_reader(SCAN_ROWS))
@@ -522,7 +505,7 @@ def _append_snapshot(store: Store, name: str, p: CurateParams, digest: str, coun
     the store's memory capped (an append needs a few blocks at a time)."""
     store.con.execute(f"ATTACH {sql_literal(path)} AS pad_snapshot (READ_ONLY)")
     try:
-        with _capped(store, "256MB"):
+        with store.capped("256MB"):
             return _store_snapshot(store, name, p, digest, counts, "SELECT * FROM pad_snapshot.snap")
     finally:
         store.con.execute("DETACH pad_snapshot")

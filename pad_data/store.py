@@ -613,6 +613,22 @@ class Store:
 
     # ------------------------------------------------------------------ access
     @contextlib.contextmanager
+    def capped(self, memory: str, ordered: bool = True) -> Iterator[None]:
+        """DuckDB's memory capped at ``memory`` meanwhile, restored afterwards. Uncapped, it
+        caches the blocks it reads and writes up to 80% of RAM, so a bulk copy's memory grows
+        with the copy; capped, joins and sorts spill to disk. ``ordered=False``: results may
+        come in any order (DuckDB then buffers less)."""
+        before = self.con.execute("SELECT current_setting('memory_limit'), "
+                                  "current_setting('preserve_insertion_order')").fetchall()[0]
+        self.con.execute(f"SET memory_limit = '{memory}'")
+        self.con.execute(f"SET preserve_insertion_order = {str(ordered).lower()}")
+        try:
+            yield
+        finally:
+            self.con.execute(f"SET memory_limit = '{before[0]}'")
+            self.con.execute(f"SET preserve_insertion_order = {str(before[1]).lower()}")
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """Commit everything done inside, or nothing (also on Ctrl-C)."""
         con = self.con
