@@ -185,10 +185,18 @@ def test_eval_killed_part_way_resumes_with_only_the_missing_problems(whatis_stor
     # one torch thread in the subprocess and here: the same arithmetic, so the same samples
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
+    # right after its first commit: the WAL has grown and then not changed for 50 ms (a kill while the
+    # commit is still being written leaves a torn WAL, which the next open rightly drops)
     deadline = time.monotonic() + 90
-    while not (wal.exists() and wal.stat().st_size) and proc.poll() is None and time.monotonic() < deadline:
+    size, since = 0, time.monotonic()
+    while proc.poll() is None and time.monotonic() < deadline:
+        now = wal.stat().st_size if wal.exists() else 0
+        if now != size:
+            size, since = now, time.monotonic()
+        elif size and time.monotonic() - since >= 0.05:
+            break
         time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)  # right after its first commit
+    proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     con = duckdb.connect(str(whatis_store), read_only=True)
