@@ -418,29 +418,46 @@ def test_os_layer_holds_a_program_past_the_python_layer_as_root(host):
     _host_unchanged(host)
 
 
+def _descendants(root: int) -> dict[int, bytes]:
+    """pid -> cmdline of every live process below `root` (other pytest workers' pools are not ours)."""
+    parent, cmdline = {}, {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parent[int(pid)] = int(stat.rsplit(")", 1)[1].split()[1])
+            cmdline[int(pid)] = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = {}, [root]
+    while frontier:
+        here = frontier.pop()
+        for pid, ppid in parent.items():
+            if ppid == here and pid not in found:
+                found[pid] = cmdline[pid]
+                frontier.append(pid)
+    return found
+
+
+def _alive_as(pid: int, cmdline: bytes) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline
+    except OSError:
+        return False
+
+
 @bwrap_only
 def test_workers_run_as_an_unprivileged_user_and_leave_no_process_behind():
     marker = b"The sandbox worker"
     with SandboxPool(workers=2, timeout=1.0) as pool:
         list(pool.map([(0, "def solution():\n    return 1\n")]))
+        ours = {pid: cmd for pid, cmd in _descendants(os.getpid()).items() if marker in cmd}
         uids = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    status = Path(f"/proc/{pid}/status").read_text()
-                    uids.append(int(status.split("Uid:")[1].split()[1]))  # effective uid
-            except OSError:
-                continue
-    assert uids and set(uids) == {65534}
+        for pid in ours:
+            status = Path(f"/proc/{pid}/status").read_text()
+            uids.append(int(status.split("Uid:")[1].split()[1]))  # effective uid
+    assert len(uids) >= 2 and set(uids) == {65534}
     time.sleep(0.2)
-    left = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
-                left.append(pid)
-        except OSError:
-            continue
-    assert left == []
+    assert [pid for pid, cmd in ours.items() if _alive_as(pid, cmd)] == []
 
 
 @pytest.mark.parametrize("level", ["unshare", "process"])
