@@ -594,21 +594,30 @@ class Batch:
         return self.con.execute("SELECT count(*), count(*) FILTER (WHERE answer IS NULL AND answer_text IS NULL) "
                                 "FROM rec").fetchall()[0]
 
-    def problems(self, split: str, source: str) -> pa.RecordBatchReader:
-        """One ``problems`` row per question, from its first record, in batches."""
+    def finish(self, split: str, source: str, origin: str | None = None) -> int:
+        """Write what the store copies to the file ``path`` and free the scratch: ``prob``, one
+        ``problems`` row per question (from its first record), and with ``origin`` ``prog``, the
+        ``programs`` rows (:meth:`_programs`). The scratch connection is closed, so its memory
+        (up to SCRATCH_MEMORY) is given back before the store is taken. Returns how many programs."""
         s = self.spec
-        return self.con.sql(
-            f"""SELECT problem_id, {sql_literal(s.dataset)} AS dataset, {sql_literal(split)} AS split, question, answer, answer_text,
-                       rationale, {sql_literal(source)} AS source FROM rec
-                QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY ln) = 1 ORDER BY ln""").to_arrow_reader(
-            BATCH_ROWS)
+        self.con.execute(f"ATTACH {sql_literal(self.path)} AS pad_out")
+        try:
+            self.con.execute(
+                f"""CREATE TABLE pad_out.prob AS
+                    SELECT problem_id, {sql_literal(s.dataset)} AS dataset, {sql_literal(split)} AS split, question,
+                           answer, answer_text, rationale, {sql_literal(source)} AS source FROM rec
+                    QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY ln) = 1 ORDER BY ln""")
+            n = self._programs(origin, "pad_out.prog") if origin is not None else 0
+        finally:
+            self.con.execute("DETACH pad_out")
+        self.con.close()
+        return n
 
-    def programs(self, origin: str = "import") -> int:
-        """Build the ``programs`` rows (table ``prog``, read through :meth:`attached`): every sample of
-        every record, ``sample_idx`` counting up per question in source order, the program
-        extracted from its completion (in SQL where that is sure, else by
-        :func:`pad_data.extract.extract_program`) and its content id, in source order. Returns
-        how many."""
+    def _programs(self, origin: str, table: str) -> int:
+        """Create ``table`` with the ``programs`` rows: every sample of every record, ``sample_idx``
+        counting up per question in source order, the program extracted from its completion (in
+        SQL where that is sure, else by :func:`pad_data.extract.extract_program`) and its content
+        id, in source order. Returns how many."""
         from .extract import extract_program
 
         rest = self.con.execute("SELECT ln, k, s FROM (SELECT ln, unnest(samples) AS s, unnest(programs) AS p, "
@@ -622,36 +631,36 @@ class Batch:
             finally:
                 self.con.unregister("_pad_extracted")
         pid = program_id_sql("problem_id", sql_literal(origin), "teacher", "sample_idx", "program")
+        # ``first``: the samples of the question's earlier records (a window over narrow rows)
         self.con.execute(
-            f"""CREATE OR REPLACE TABLE prog AS
+            f"""CREATE TABLE {table} AS
+                WITH firsts AS (SELECT ln, coalesce(sum(len(samples)) OVER (PARTITION BY problem_id ORDER BY ln
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS first FROM rec)
                 SELECT {pid} AS program_id, problem_id, {sql_literal(origin)} AS origin, teacher, sample_idx, program, completion
                 FROM (SELECT ln, problem_id, teacher, first + k AS sample_idx, coalesce(p, e.program) AS program,
                              s AS completion, k
                       FROM (SELECT ln, problem_id, teacher, first, unnest(samples) AS s, unnest(programs) AS p,
                                    unnest(range(len(samples))) AS k
-                            FROM (SELECT *, coalesce(sum(len(samples)) OVER (PARTITION BY problem_id ORDER BY ln
-                                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS first FROM rec))
+                            FROM rec JOIN firsts USING (ln))
                       LEFT JOIN extracted e USING (ln, k))
                 ORDER BY ln, k""")
         self.con.execute("DROP TABLE extracted")
-        n, distinct = self.con.execute("SELECT count(*), count(DISTINCT program_id) FROM prog").fetchall()[0]
+        n, distinct = self.con.execute(f"SELECT count(*), count(DISTINCT program_id) FROM {table}").fetchall()[0]
         if distinct < n:  # two ids alike (a 64-bit hash collision): keep the first, as insert_new does
-            self.con.execute("CREATE OR REPLACE TABLE prog AS SELECT * FROM prog "
+            self.con.execute(f"CREATE TABLE prog_first AS SELECT * FROM {table} "
                              "QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY rowid) = 1 ORDER BY rowid")
+            self.con.execute(f"DELETE FROM {table}")
+            self.con.execute(f"INSERT INTO {table} SELECT * FROM prog_first")
+            self.con.execute("DROP TABLE prog_first")
             n = distinct
-        self.con.execute(f"ATTACH {sql_literal(self.path)} AS pad_out")
-        try:
-            self.con.execute("CREATE TABLE pad_out.prog AS SELECT * FROM prog")
-        finally:
-            self.con.execute("DETACH pad_out")
         return n
 
     @contextlib.contextmanager
     def attached(self, store) -> Iterator[str]:
-        """The programs :meth:`programs` built, attached read-only to ``store``'s connection as
-        ``pad_batch``, so the store copies ``pad_batch.prog`` with one ``INSERT ... SELECT``
-        that it writes out as it goes (rows appended from Python batches would sit in its
-        memory until the commit)."""
+        """The file :meth:`finish` wrote, attached read-only to ``store``'s connection as
+        ``pad_batch``, so the store copies ``pad_batch.prob`` and ``pad_batch.prog`` with one
+        ``INSERT ... SELECT`` each, written out as it goes (rows appended from Python batches
+        would sit in its memory until the commit)."""
         store.con.execute(f"ATTACH {sql_literal(self.path)} AS pad_batch (READ_ONLY)")
         try:
             yield "pad_batch"

@@ -20,7 +20,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 
 from .answers import AnswerError, Gold, parse_answer
 from .bulk import ANSWER_ALIASES, PROGRAM_ALIASES, QUESTION_ALIASES, Batch, Spec
@@ -195,17 +194,14 @@ def default_split(source: str | os.PathLike, fmt: str) -> str:
 
 
 # ---------------------------------------------------------------------- stages
-def _write_problems(store: Store, problems: pa.RecordBatchReader, update: bool) -> dict:
-    """Insert new problems (one row per problem_id; a stream of batches); with ``update`` also
-    replace the gold answer (and answer text, rationale) of problems already stored whose answer
-    differs, and relabel their programs' executions. The caller owns the transaction. Returns
-    ``added``, ``updated`` (gold changed), ``relabeled`` (executions whose label changed) and
-    ``differ`` (stored with another gold answer and not updated)."""
-    added, differ = 0, []
-    for batch in problems:
-        added += store.insert_rows("problems", batch, "problem_id")
-        gold = pa.Table.from_batches([batch]).select(["problem_id", "answer", "answer_text", "rationale"])
-        differ += store.update_gold(gold.to_pandas(), apply=update)
+def _write_problems(store: Store, problems: str, update: bool) -> dict:
+    """Insert new problems (``problems``: a table the store reads, one row per problem_id); with
+    ``update`` also replace the gold answer (and answer text, rationale) of problems already
+    stored whose answer differs, and relabel their programs' executions. The caller owns the
+    transaction. Returns ``added``, ``updated`` (gold changed), ``relabeled`` (executions whose
+    label changed) and ``differ`` (stored with another gold answer and not updated)."""
+    added = store.insert_rows("problems", problems, "problem_id")
+    differ = store.update_gold(problems, apply=update)
     relabeled = relabel(store, differ) if update and differ else 0
     return {"added": added, "updated": len(differ) if update else 0, "relabeled": relabeled,
             "differ": 0 if update else len(differ)}
@@ -268,8 +264,9 @@ def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | N
         _check_conflicts(batch, None)
         read = batch.records()
         warning = _warn_no_gold(batch, dataset, source)
-        with store.transaction():
-            r = _write_problems(store, batch.problems(split, str(source)), update)
+        batch.finish(split, str(source))
+        with store.transaction(), batch.attached(store) as scratch:
+            r = _write_problems(store, f"{scratch}.prob", update)
     return {"read": read, **r, "split": split, "warning": warning}
 
 
@@ -325,15 +322,14 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
         batch.add_rows(rows)
         _check_conflicts(batch, skipped)
         bad = sorted(skipped or [], key=_line_of)
-        read = batch.programs()
-        if not read:
-            raise IngestError(f"{source}: no valid records ({len(bad)} skipped; first: {bad[0]})")
         records = batch.records()
         warning = _warn_no_gold(batch, dataset, source)
-        with store.transaction():
-            r = _write_problems(store, batch.problems(split, str(source)), update)
-            with batch.attached(store) as scratch:
-                added = store.insert_rows("programs", f"{scratch}.prog", "program_id")
+        read = batch.finish(split, str(source), origin="import")
+        if not read:
+            raise IngestError(f"{source}: no valid records ({len(bad)} skipped; first: {bad[0]})")
+        with store.transaction(), batch.attached(store) as scratch:
+            r = _write_problems(store, f"{scratch}.prob", update)
+            added = store.insert_rows("programs", f"{scratch}.prog", "program_id")
     return {"read": read, "records": records, "added": added, "problems_added": r["added"],
             "updated": r["updated"], "relabeled": r["relabeled"], "differ": r["differ"],
             "skipped": len(bad), "skipped_records": bad, "split": split, "warning": warning}

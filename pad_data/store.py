@@ -706,29 +706,34 @@ class Store:
         finally:
             self.con.unregister("_pad_append_rows")
 
-    def update_gold(self, df: pd.DataFrame, apply: bool = True) -> list[str]:
-        """Problems of ``df`` (rows of ``problems``) already stored with another gold answer or
-        answer text; with ``apply``, their answer, answer_text (and rationale, when ``df`` has
-        one) are replaced. A row of ``df`` with no gold at all never replaces a stored one.
-        Returns the problem_ids that differ. The caller owns the transaction."""
-        if df.empty:
+    def update_gold(self, rows: pd.DataFrame | str, apply: bool = True) -> list[str]:
+        """Problems of ``rows`` (rows of ``problems``: a DataFrame, or a table this connection
+        reads, as for :meth:`insert_rows`) already stored with another gold answer or answer
+        text; with ``apply``, their answer, answer_text (and rationale, when ``rows`` has one) are
+        replaced. A row with no gold at all never replaces a stored one. Returns the problem_ids
+        that differ. The caller owns the transaction."""
+        if isinstance(rows, str):
+            source = rows
+        elif rows.empty:
             return []
-        new = df[["problem_id", "answer", "answer_text", "rationale"]]
-        self.con.register("_pad_gold", new)
+        else:
+            source = "_pad_gold"
+            self.con.register(source, rows[["problem_id", "answer", "answer_text", "rationale"]])
         try:
             ids = [r[0] for r in self.con.execute(
-                "SELECT p.problem_id FROM problems p JOIN _pad_gold n USING (problem_id) "
+                f"SELECT p.problem_id FROM problems p JOIN {source} n USING (problem_id) "
                 "WHERE (n.answer IS NOT NULL OR n.answer_text IS NOT NULL) "
                 "AND (p.answer IS DISTINCT FROM n.answer OR p.answer_text IS DISTINCT FROM n.answer_text) "
                 "ORDER BY 1").fetchall()]
             if apply and ids:
                 self.con.execute(
                     "UPDATE problems SET answer = n.answer, answer_text = n.answer_text, "
-                    "rationale = coalesce(n.rationale, problems.rationale) FROM _pad_gold n "
+                    f"rationale = coalesce(n.rationale, problems.rationale) FROM {source} n "
                     "WHERE problems.problem_id = n.problem_id AND (n.answer IS NOT NULL OR n.answer_text IS NOT NULL) "
                     "AND (problems.answer IS DISTINCT FROM n.answer OR problems.answer_text IS DISTINCT FROM n.answer_text)")
         finally:
-            self.con.unregister("_pad_gold")
+            if source == "_pad_gold":
+                self.con.unregister(source)
         return ids
 
     # ------------------------------------------------------------------ executions
