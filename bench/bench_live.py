@@ -1,6 +1,6 @@
 """Live-store benchmark: `pad sql` polled every 0.5 s while `pad execute` runs, vs the same execute alone.
 
-    .venv/bin/python bench/bench_live.py [--n 300000] [--repeats 2] [--poll 0.5] [--within 3] [--api]
+    .venv/bin/python bench/bench_live.py [--n 300000] [--repeats 2] [--poll 0.5] [--within 3] [--api] [--control]
 
 A store of ``--n`` GSM-style programs (bench_execute's) is copied for every run. Each repeat
 runs ``pad execute`` twice on a fresh copy, in alternating order: alone (the baseline), and
@@ -10,7 +10,10 @@ the share of polls answered (exit 0) within ``--within`` seconds, whether the co
 and the stage's programs/s (its own timer) with the poller over without it. The figure the
 issue asks for: >= 90% of polls answered within 3 s, with counts that grow, and a throughput
 ratio >= 0.90. ``--api`` adds a second reader at the same time: the Python API polled from this
-process (open read-only, count, close), with no process start-up in its times.
+process (open read-only, count, close), with no process start-up in its times. ``--control``
+adds a third run per repeat: the same poller reading a copy of the store that the stage never
+touches, so the same CPU is spent with no store shared; the stage's throughput there over its
+throughput with the real poller is what the live store itself costs.
 
 ``--before REV`` also runs the same pair with pad as it was at git revision REV (its
 ``pad_data`` extracted to a temporary folder; its own schema), for the figures before the live
@@ -113,7 +116,10 @@ def api_poller(db: Path, every: float, stop: threading.Event, out: list, retry: 
 
 
 def run_execute(template: Path, work: Path, poll: float | None, workers: int, pad: list[str] | None = None,
-                env: dict | None = None, api: bool = False) -> dict:
+                env: dict | None = None, api: bool = False, twin: Path | None = None) -> dict:
+    """One ``pad execute`` on a fresh copy of ``template``, polled every ``poll`` seconds (or not).
+    ``twin``: the poller reads that other store instead, a copy nobody writes: the same
+    processes and queries, the same CPU, but never the stage's store (the control)."""
     before = pad is not None
     pad = pad or [PAD]
     db = work / "run.duckdb"
@@ -123,7 +129,7 @@ def run_execute(template: Path, work: Path, poll: float | None, workers: int, pa
     stop = threading.Event()
     threads = []
     if poll:
-        threads = [threading.Thread(target=poller, args=(pad, env, db, poll, stop, polls), daemon=True)]
+        threads = [threading.Thread(target=poller, args=(pad, env, twin or db, poll, stop, polls), daemon=True)]
         if api:
             threads.append(threading.Thread(target=api_poller, args=(db, poll, stop, api_polls, not before),
                                             daemon=True))
@@ -170,6 +176,9 @@ def main() -> None:
     ap.add_argument("--api", action="store_true",
                     help="also poll the Python API from this process at the same time (a second reader)")
     ap.add_argument("--before", help="git revision of pad to run the same pair with, for comparison")
+    ap.add_argument("--control", action="store_true",
+                    help="also run the stage with the same poller reading a copy of the store that nobody writes: "
+                         "what the poller's CPU alone costs the stage, with no store shared")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "live.json"))
     args = ap.parse_args()
     results: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(),
@@ -193,8 +202,14 @@ def main() -> None:
             versions.append((args.before, pad, env, old_template))
         for k in range(args.repeats):
             for version, pad, env, tmpl in versions:
-                for polled in ([False, True] if k % 2 == 0 else [True, False]):
-                    r = run_execute(tmpl, work, args.poll if polled else None, args.workers, pad, env, args.api)
+                modes = [False, True] + (["control"] if args.control else [])
+                for polled in (modes if k % 2 == 0 else modes[::-1]):
+                    twin = None
+                    if polled == "control":
+                        twin = work / "twin.duckdb"
+                        shutil.copy(tmpl, twin)
+                    r = run_execute(tmpl, work, args.poll if polled else None, args.workers, pad, env,
+                                    args.api and polled is True, twin)
                     r.update(polled=polled, version=version)
                     if polled:
                         r["summary"] = summarize(r["polls"], args.within)
@@ -210,13 +225,13 @@ def main() -> None:
     for version, *_ in versions:
         runs = [r for r in results["runs"] if r["version"] == version]
         base = statistics.median(r["programs_per_s"] for r in runs if not r["polled"])
-        live = statistics.median(r["programs_per_s"] for r in runs if r["polled"])
-        polls = [p for r in runs if r["polled"] for p in r["polls"]]
-        api = summarize([p for r in runs if r["polled"] for p in r["api_polls"]], args.within)
+        live = statistics.median(r["programs_per_s"] for r in runs if r["polled"] is True)
+        polls = [p for r in runs if r["polled"] is True for p in r["polls"]]
+        api = summarize([p for r in runs if r["polled"] is True for p in r["api_polls"]], args.within)
         s = results["summary"][version] = {
             "baseline_programs_per_s": base, "polled_programs_per_s": live, "throughput_ratio": live / base,
             **summarize(polls, args.within), "api": api,
-            "counts_grow_every_run": all(r["summary"]["counts_grow"] for r in runs if r["polled"])}
+            "counts_grow_every_run": all(r["summary"]["counts_grow"] for r in runs if r["polled"] is True)}
         print(f"| {version} | {args.n:,} | {base:,.0f} | {live:,.0f} | {s['throughput_ratio']:.2f} | "
               f"{s['answered_within']} of {s['polls']} ({100 * s['share']:.0f}%) | {s['median_poll_s']:.2f} s / "
               f"{s['max_poll_s']:.2f} s | {s['counts_grow_every_run']} |")
@@ -226,6 +241,14 @@ def main() -> None:
                   f"{api['max_poll_s']:.3f} s" + (f"; errors: {api['errors'][:1]}" if api["errors"] else ""))
         if s["errors"]:
             print(f"  {version}: errors seen: {s['errors'][:2]}")
+        control = [r for r in runs if r["polled"] == "control"]
+        if control:
+            c = statistics.median(r["programs_per_s"] for r in control)
+            cpolls = summarize([p for r in control for p in r["polls"]], args.within)
+            s["control_programs_per_s"], s["control_ratio"] = c, c / base
+            print(f"  {version}, control (the same poller on a copy of the store nobody writes): {c:,.0f} programs/s, "
+                  f"ratio {c / base:.2f}; its polls: median {cpolls['median_poll_s']:.2f} s, {cpolls['polls']} polls. "
+                  f"The live store's own cost: {live / c:.2f} of the control's throughput")
     results["load_avg_at_end"] = os.getloadavg()
     print(f"`pad sql` on an idle store: {results['pad_sql_idle_s']:.2f} s; load average at start "
           f"{results['machine']['load_avg_at_start'][0]:.1f}, at end {results['load_avg_at_end'][0]:.1f}")
