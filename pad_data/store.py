@@ -552,6 +552,8 @@ class Store:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._locked = False
         self._in_transaction = False
+        self._caps: list[tuple[str, bool]] = []  # the caps of :meth:`capped` in force, innermost last
+        self._restore = False  # settings :meth:`capped` could not restore yet (see there)
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no such store (run `pad ingest` or `pad run` first)")
         self._open()
@@ -614,19 +616,34 @@ class Store:
     # ------------------------------------------------------------------ access
     @contextlib.contextmanager
     def capped(self, memory: str, ordered: bool = True) -> Iterator[None]:
-        """DuckDB's memory capped at ``memory`` meanwhile, restored afterwards. Uncapped, it
-        caches the blocks it reads and writes up to 80% of RAM, so a bulk copy's memory grows
-        with the copy; capped, joins and sorts spill to disk. ``ordered=False``: results may
-        come in any order (DuckDB then buffers less)."""
-        before = self.con.execute("SELECT current_setting('memory_limit'), "
-                                  "current_setting('preserve_insertion_order')").fetchall()[0]
-        self.con.execute(f"SET memory_limit = '{memory}'")
-        self.con.execute(f"SET preserve_insertion_order = {str(ordered).lower()}")
+        """DuckDB's memory capped at ``memory`` meanwhile; afterwards the enclosing cap, or
+        DuckDB's defaults. Uncapped, DuckDB caches the blocks it reads and writes up to 80% of
+        RAM, so a bulk copy's memory grows with the copy; capped, joins and sorts spill to disk.
+        ``ordered=False``: results may come in any order (DuckDB then buffers less). Inside a
+        transaction an error aborted, the settings are restored after its ROLLBACK, and that
+        error is the one raised."""
+        self._caps.append((memory, ordered))
         try:
+            self._settings(memory, ordered)
             yield
-        finally:
-            self.con.execute(f"SET memory_limit = '{before[0]}'")
-            self.con.execute(f"SET preserve_insertion_order = {str(before[1]).lower()}")
+        except BaseException:
+            self._caps.pop()
+            try:
+                self._settings(*(self._caps[-1] if self._caps else (None, None)))
+            except duckdb.Error:  # an aborted transaction takes no SET: restore after its ROLLBACK
+                self._restore = True
+            raise
+        self._caps.pop()
+        self._settings(*(self._caps[-1] if self._caps else (None, None)))
+
+    def _settings(self, memory: str | None, ordered: bool | None) -> None:
+        """Cap DuckDB's memory and set insertion order, or (None) reset both to DuckDB's defaults."""
+        if memory is None:
+            self.con.execute("RESET memory_limit")
+            self.con.execute("RESET preserve_insertion_order")
+        else:
+            self.con.execute(f"SET memory_limit = {sql_literal(memory)}")
+            self.con.execute(f"SET preserve_insertion_order = {str(ordered).lower()}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -641,6 +658,9 @@ class Store:
                 con.execute("ROLLBACK")
             except duckdb.Error:
                 pass  # a failed statement can end the transaction itself: the first error is the one to see
+            if self._restore:
+                self._restore = False
+                self._settings(*(self._caps[-1] if self._caps else (None, None)))
             raise
         else:
             con.execute("COMMIT")

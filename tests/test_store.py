@@ -130,6 +130,25 @@ def test_transaction_is_all_or_nothing(db):
     assert con.execute("SELECT count(*) FROM problems").fetchall() == [(1,)]
 
 
+def test_capped_restores_its_settings_even_in_a_transaction_an_error_aborted(db):
+    def settings(st):
+        return st.con.execute("SELECT current_setting('memory_limit'), "
+                              "current_setting('preserve_insertion_order')").fetchall()[0]
+
+    with Store(db) as st:
+        before = settings(st)
+        with st.capped("300MB", ordered=False):
+            assert settings(st) == ("286.1 MiB", False)
+            with st.capped("1GB"):
+                assert settings(st) == ("953.6 MiB", True)
+            assert settings(st) == ("286.1 MiB", False)
+        assert settings(st) == before
+        with pytest.raises(duckdb.ConstraintException, match="problem_id"):  # the error, not a failed SET
+            with st.transaction(), st.capped("300MB", ordered=False):
+                st.con.execute("INSERT INTO problems (problem_id, dataset, split, question) VALUES (NULL, 'd', 's', 'q')")
+        assert settings(st) == before
+
+
 def _add_program(st, pid):
     with st.transaction():
         st.con.execute("INSERT INTO problems (problem_id, dataset, split, question, answer) "
