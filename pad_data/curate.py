@@ -55,7 +55,7 @@ import pyarrow as pa
 from .feedback import feedback
 from .labels import LABELS
 from .options import FRACTION, COUNT, SEED, check_names, check_numbers
-from .store import ORIGINS, Store, content_id, sql_literal
+from .store import ORIGINS, Store, content_id, copy_into, sql_literal
 
 DEDUP = ("none", "exact", "ast")
 TASKS = ("program", "refine")
@@ -339,7 +339,7 @@ def _program_snapshot(store: Store, p: CurateParams) -> Iterator[tuple[duckdb.Du
                 f"SELECT program_id, problem_id, split AS source_split, label, program, dataset, gold AS answer, "
                 f"gold_text AS answer_text, teacher, origin, v.verdict FROM {CANDIDATES} WHERE {where}",
                 params=params).to_arrow_reader(SCAN_ROWS)
-            _copy_into(scratch, "cand", reader)
+            copy_into(scratch, "cand", reader)
         store.release()  # deduplication takes a while: other processes may use the store meanwhile
         n = scratch.execute("SELECT count(*) FROM cand").fetchall()[0][0]
         scratch.execute("CREATE TABLE info (program_id VARCHAR, _key VARCHAR, _order BIGINT)")
@@ -364,7 +364,7 @@ def _program_snapshot(store: Store, p: CurateParams) -> Iterator[tuple[duckdb.Du
         store.con.register("_pad_ids", ids)
         try:
             with store.capped(CANDIDATE_MEMORY, ordered=False):
-                _copy_into(scratch, "q", store.con.sql(
+                copy_into(scratch, "q", store.con.sql(
                     "SELECT problem_id, question FROM problems WHERE problem_id IN (SELECT problem_id FROM _pad_ids)"
                 ).to_arrow_reader(SCAN_ROWS))
         finally:
@@ -376,16 +376,6 @@ def _program_snapshot(store: Store, p: CurateParams) -> Iterator[tuple[duckdb.Du
     finally:
         scratch.close()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _copy_into(con: duckdb.DuckDBPyConnection, table: str, reader: pa.RecordBatchReader) -> None:
-    """Create ``table`` in ``con`` with the batches of ``reader`` (one at a time in memory)."""
-    con.register("_pad_batch", reader.schema.empty_table())
-    con.execute(f"CREATE TABLE {table} AS SELECT * FROM _pad_batch")
-    for batch in reader:
-        con.register("_pad_batch", batch)
-        con.execute(f"INSERT INTO {table} SELECT * FROM _pad_batch")
-    con.unregister("_pad_batch")
 
 
 def _snapshot_counts(scratch: duckdb.DuckDBPyConnection) -> dict:

@@ -1,21 +1,27 @@
 """The execute stage: run every program that has no execution yet, label it, store it.
 
-Programs are read from the store in pages (keyset pagination on ``program_id``), streamed
-through a :class:`~pad_data.sandbox.pool.SandboxPool`, labeled against their problem's gold
+The programs to execute are copied once into a scratch DuckDB file
+(:meth:`~pad_data.store.Store.pending_snapshot`: one pass over the store, read-only, whatever
+its size), read from there in batches, streamed through a
+:class:`~pad_data.sandbox.pool.SandboxPool`, labeled against their problem's gold
 answer (:func:`~pad_data.results.result_row`), and stored by a
 :class:`~pad_data.writer.GroupCommitter`: about once a second it opens the store, stores
 what was made (:meth:`~pad_data.store.Store.add_executions`), commits and closes it, so other
-processes can read the store while the stage runs. Interrupting it keeps every result handed
-over; rerunning executes only what is missing. ``rerun=True`` executes the selected programs
+processes can read the store while the stage runs. Programs added while it runs wait for the
+next run. Interrupting it keeps every result handed over; rerunning executes only what is missing. ``rerun=True`` executes the selected programs
 again and adds new executions (history is kept; ``labeled_programs`` shows the newest).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from collections import Counter
 from typing import Callable, Iterator
 
+import duckdb
 import pandas as pd
 
 from .results import result_row, results_table
@@ -25,10 +31,6 @@ from .writer import GroupCommitter
 
 PAGE = 20_000
 HANDOFF_S = 0.2  # results go to the committer at least this often
-
-
-def pending_count(store: Store, dataset: str | None = None, rerun: bool = False, origin: str | None = None) -> int:
-    return store.pending_count(dataset, origin, rerun)
 
 
 def results_of(chunks: list[list[dict]]):
@@ -47,10 +49,19 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
     warning. ``entry``: function or variable holding the answer [default: ``solution()``, else
     ``ans``]. Results are handed to the committer every ``commit_every`` rows (or 0.2 s), and
     committed about every ``commit_interval`` seconds; ``progress(handed over, total)``."""
-    total = pending_count(store, dataset, rerun, origin)
     store.release()  # not held while the sandbox starts
-    if limit is not None:
-        total = min(total, limit)
+    scratch = tempfile.mkdtemp(prefix="pad-execute-")
+    try:
+        return _execute(store, os.path.join(scratch, "pending.duckdb"), dataset, timeout, memory_mb, workers, rerun,
+                        limit, isolation_level, commit_every, origin, entry, progress, commit_interval)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _execute(store: Store, path: str, dataset: str | None, timeout: float, memory_mb: int, workers: int, rerun: bool,
+             limit: int | None, isolation_level: str, commit_every: int, origin: str | None, entry: str | None,
+             progress: Callable[[int, int], None] | None, commit_interval: float) -> dict:
+    total = 0
     labels: Counter = Counter()
     meta: dict[str, tuple] = {}
     handed = 0
@@ -61,24 +72,17 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
                            prepare=results_of) as committer:
 
         def items() -> Iterator[tuple[str, str]]:
-            served = 0
-            page = lambda st, after, n: st.pending_programs(dataset, origin, rerun, after=after, limit=n)  # noqa: E731
-            size = PAGE if limit is None else min(PAGE, limit)
-            nxt = committer.submit(lambda st: page(st, "", size))
-            while True:
-                rows = nxt.result()
-                if not rows:
-                    return
-                served += len(rows)
-                size = PAGE if limit is None else min(PAGE, limit - served)
-                last = rows[-1][0]
-                # read the next page while this one runs
-                nxt = committer.submit(lambda st, last=last, n=size: page(st, last, n)) if size > 0 else None
-                for pid, program, *context in rows:
-                    meta[pid] = context
-                    yield pid, program
-                if nxt is None:
-                    return
+            nonlocal total
+            # the committer's thread copies them while the sandbox starts (the store read-only)
+            total = committer.submit(lambda st: st.pending_snapshot(path, dataset, origin, rerun, limit)).result()
+            con = duckdb.connect(path, read_only=True)
+            try:
+                for batch in con.sql("SELECT * FROM pending").to_arrow_reader(PAGE):
+                    for pid, program, *context in zip(*(c.to_pylist() for c in batch.columns)):
+                        meta[pid] = context
+                        yield pid, program
+            finally:
+                con.close()
 
         buf: list[dict] = []
         now = pd.Timestamp.now()

@@ -469,7 +469,8 @@ EXEC_COLUMNS = RESULT_COLUMNS[:RESULT_COLUMNS.index("problem_id")]
 CONTEXT_COLUMNS = RESULT_COLUMNS[len(EXEC_COLUMNS):]
 LABEL_COLUMNS = ["program_id", "problem_id", "dataset", "origin", "teacher", "seq", "label", "status",
                  "error_type", "duration_ms"]
-# a program to execute, as pending_programs() serves it
+PENDING_BATCH = 50_000  # rows per batch streamed by pending_snapshot()
+# a program to execute, as pending_snapshot() copies it
 PENDING_COLUMNS = ["program_id", "program", "gold", "gold_text", "problem_id", "dataset", "origin", "teacher",
                    "prev_seq"]
 # statement kinds `pad sql` runs (SELECT covers WITH, VALUES, FROM-first, DESCRIBE, SHOW, SUMMARIZE)
@@ -777,17 +778,23 @@ class Store:
                 f"JOIN problems pr USING (problem_id) LEFT JOIN program_labels l USING (program_id) "
                 f"WHERE {' AND '.join(where) or 'TRUE'}", params)
 
-    def pending_count(self, dataset: str | None = None, origin: str | None = None, rerun: bool = False) -> int:
+    def pending_snapshot(self, path: str | os.PathLike, dataset: str | None = None, origin: str | None = None,
+                         rerun: bool = False, limit: int | None = None) -> int:
+        """Copy the programs to execute (:meth:`pending_query`'s rows; with ``limit``, the first
+        ``limit`` by ``program_id``) into table ``pending`` of a new DuckDB file ``path``,
+        streamed, with this store's memory capped. A stage then reads them from there without
+        the store: one pass over the store whatever its size, where pages read from the store
+        each joined every program (4.8 s a page at 10M programs). Returns how many."""
         query, params = self.pending_query(dataset, origin, rerun)
-        return self.scalar(f"SELECT count(*) FROM ({query})", params)
-
-    def pending_programs(self, dataset: str | None = None, origin: str | None = None, rerun: bool = False,
-                         after: str = "", limit: int = 20_000) -> list[tuple]:
-        """The next ``limit`` programs to execute with ``program_id`` > ``after``, in
-        ``program_id`` order (keyset pages); tuples of :data:`PENDING_COLUMNS`."""
-        query, params = self.pending_query(dataset, origin, rerun)
-        return self.con.execute(f"SELECT * FROM ({query}) WHERE program_id > ? ORDER BY program_id "
-                                f"LIMIT {int(limit)}", params + [after]).fetchall()
+        if limit is not None:
+            query = f"SELECT * FROM ({query}) ORDER BY program_id LIMIT {int(limit)}"
+        con = duckdb.connect(str(path), config={"memory_limit": "256MB"})
+        try:
+            with self.capped("1GB", ordered=limit is not None):
+                copy_into(con, "pending", self.con.sql(query, params=params).to_arrow_reader(PENDING_BATCH))
+            return con.execute("SELECT count(*) FROM pending").fetchall()[0][0]
+        finally:
+            con.close()
 
     def add_executions(self, results: pd.DataFrame | pa.Table | str | list[str]) -> dict[str, int]:
         """Store execution results and make each its program's current execution; returns
@@ -1078,6 +1085,17 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def copy_into(con: duckdb.DuckDBPyConnection, table: str, reader: pa.RecordBatchReader) -> None:
+    """Create ``table`` in ``con`` with the batches of ``reader`` (one at a time in memory): how
+    rows stream from the store into a scratch database."""
+    con.register("_pad_batch", reader.schema.empty_table())
+    con.execute(f"CREATE TABLE {table} AS SELECT * FROM _pad_batch")
+    for batch in reader:
+        con.register("_pad_batch", batch)
+        con.execute(f"INSERT INTO {table} SELECT * FROM _pad_batch")
+    con.unregister("_pad_batch")
 
 
 def sql_literal(text: str) -> str:
