@@ -6,8 +6,8 @@ never holding the store more than a third of the time: a slow commit spaces the 
 out), opens the store, writes everything gathered in one transaction, commits and closes it again
 (:meth:`~pad_data.store.Store.release`), so between commits any other process (``pad sql``,
 ``pad stats``, the review app, another stage) can open it. Work that needs no store (making
-the frame of rows: ``prepare``) is done before taking it. Reads a stage needs on the way (the
-next page of programs) run on the same thread, between commits, on the store opened
+the frame of rows: ``prepare``) is done before taking it. Reads a stage needs on the way
+(execute's copy of the programs to run) run on the same thread, between commits, on the store opened
 read-only, which other readers share (:meth:`submit`).
 
 Finding the store held by another process, the committer waits for it (up to ``patience``
