@@ -306,7 +306,9 @@ def test_the_pool_survives_a_mixed_batch_and_labels_everything_once():
     bad = [
         "def solution():\n    while True:\n        pass",
         "def solution():\n    x = iter([1])\n    for _ in range(10**5):\n        x = map(abs, x)\n    return next(x)",
-        "def solution():\n    x = []\n    while True:\n        x.append(' ' * 10**6)",
+        # address space in 50 MB steps, untouched: the limit is reached at once, where filling 256 MB
+        # page by page could outlast the 1 s timeout on a loaded CI machine (it did once)
+        "def solution():\n    x = []\n    while True:\n        x.append(bytearray(5 * 10**7))",
         "import os\ndef solution():\n    os.fork()",
     ]
     programs = [f"def solution():\n    return {i}" if i % 25 else bad[(i // 25) % 4] for i in range(400)]
