@@ -38,7 +38,6 @@ from .store import sql_literal
 
 CHUNK_BYTES = 64 << 20
 SCRATCH_MEMORY = "2GB"  # DuckDB memory of a read (beyond it, it spills to a temp folder)
-BATCH_ROWS = 500_000  # rows per batch written to the store
 SCAN_ROWS = 16_384  # lines per Arrow record batch handed to DuckDB: it scans one batch per thread
 USE_SQL = True  # False: every JSONL line takes the Python path (the reference; tests compare the two)
 QUESTION_ALIASES = ("question", "input", "problem")

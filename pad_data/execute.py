@@ -8,14 +8,14 @@ answer (:func:`~pad_data.results.result_row`), and stored by a
 :class:`~pad_data.writer.GroupCommitter`: about once a second it opens the store, stores
 what was made (:meth:`~pad_data.store.Store.add_executions`), commits and closes it, so other
 processes can read the store while the stage runs. Programs added while it runs wait for the
-next run. Interrupting it keeps every result handed over; rerunning executes only what is missing. ``rerun=True`` executes the selected programs
-again and adds new executions (history is kept; ``labeled_programs`` shows the newest).
+next run. Interrupting it keeps every result handed over; rerunning executes only what is
+missing. ``rerun=True`` executes the selected programs again and adds new executions (history
+is kept; ``labeled_programs`` shows the newest).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
 from collections import Counter
@@ -50,26 +50,17 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
     ``ans``]. Results are handed to the committer every ``commit_every`` rows (or 0.2 s), and
     committed about every ``commit_interval`` seconds; ``progress(handed over, total)``."""
     store.release()  # not held while the sandbox starts
-    scratch = tempfile.mkdtemp(prefix="pad-execute-")
-    try:
-        return _execute(store, os.path.join(scratch, "pending.duckdb"), dataset, timeout, memory_mb, workers, rerun,
-                        limit, isolation_level, commit_every, origin, entry, progress, commit_interval)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _execute(store: Store, path: str, dataset: str | None, timeout: float, memory_mb: int, workers: int, rerun: bool,
-             limit: int | None, isolation_level: str, commit_every: int, origin: str | None, entry: str | None,
-             progress: Callable[[int, int], None] | None, commit_interval: float) -> dict:
     total = 0
     labels: Counter = Counter()
     meta: dict[str, tuple] = {}
     handed = 0
     t0 = time.perf_counter()
-    with SandboxPool(workers=workers, timeout=timeout, memory_mb=memory_mb,
-                     isolation_level=isolation_level, entry=entry) as pool, \
+    with tempfile.TemporaryDirectory(prefix="pad-execute-", ignore_cleanup_errors=True) as scratch, \
+            SandboxPool(workers=workers, timeout=timeout, memory_mb=memory_mb,
+                        isolation_level=isolation_level, entry=entry) as pool, \
             GroupCommitter(store, Store.add_executions, interval=commit_interval, on_commit=labels.update,
                            prepare=results_of) as committer:
+        path = os.path.join(scratch, "pending.duckdb")
 
         def items() -> Iterator[tuple[str, str]]:
             nonlocal total

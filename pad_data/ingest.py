@@ -20,7 +20,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-
 from .answers import AnswerError, Gold, parse_answer
 from .bulk import ANSWER_ALIASES, PROGRAM_ALIASES, QUESTION_ALIASES, Batch, Spec
 from .labels import relabel

@@ -630,11 +630,15 @@ class Store:
         except BaseException:
             self._caps.pop()
             try:
-                self._settings(*(self._caps[-1] if self._caps else (None, None)))
+                self._apply_caps()
             except duckdb.Error:  # an aborted transaction takes no SET: restore after its ROLLBACK
                 self._restore = True
             raise
         self._caps.pop()
+        self._apply_caps()
+
+    def _apply_caps(self) -> None:
+        """The innermost :meth:`capped` cap in force, or DuckDB's defaults."""
         self._settings(*(self._caps[-1] if self._caps else (None, None)))
 
     def _settings(self, memory: str | None, ordered: bool | None) -> None:
@@ -661,7 +665,7 @@ class Store:
                 pass  # a failed statement can end the transaction itself: the first error is the one to see
             if self._restore:
                 self._restore = False
-                self._settings(*(self._caps[-1] if self._caps else (None, None)))
+                self._apply_caps()
             raise
         else:
             con.execute("COMMIT")
