@@ -248,11 +248,9 @@ def execute_ray(store: Store, shards: str | os.PathLike | None = None, address: 
 
 
 def _ingest_generate(store: Store, shard_id: str, path: str) -> int:
-    cols = ", ".join(PROGRAM_COLUMNS)
     fcols = ", ".join(FAILURE_COLUMNS)
     with store.transaction():
-        n = store.con.execute(f"INSERT INTO programs ({cols}) SELECT {cols} FROM read_parquet(?) r WHERE NOT EXISTS "
-                              "(SELECT 1 FROM programs p WHERE p.program_id = r.program_id)", [path]).fetchall()[0][0]
+        n = store.insert_new("programs", pd.read_parquet(path, columns=PROGRAM_COLUMNS), "program_id")
         store.con.execute("DELETE FROM generation_failures WHERE gen_key IN (SELECT gen_key FROM read_parquet(?))",
                           [path])
         if os.path.exists(f"{path}.failures"):

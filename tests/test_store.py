@@ -4,6 +4,7 @@ import time
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from pad_data.store import RESULT_COLUMNS, SCHEMA_VERSION, Store, StoreError, problem_id, program_id
@@ -37,6 +38,34 @@ def test_snapshot_rows_keep_their_order_when_the_key_is_dropped(db):
         assert st.df("SELECT * FROM curated_examples ORDER BY rowid").equals(before)
         assert st.scalar("SELECT count(*) FROM duckdb_constraints() WHERE table_name IN "
                          "('curated_examples', 'refine_examples') AND constraint_type = 'PRIMARY KEY'") == 0
+
+
+def test_programs_keep_their_rows_and_order_without_the_key_and_stay_unique(db):
+    """Schema 16 rebuilds programs without a primary key (its index doubled every bulk write);
+    the store's anti-join keeps program ids unique, whichever path inserts them."""
+    with Store(db, migrate_to=15) as st:
+        st.con.execute("INSERT INTO problems (problem_id, dataset, split, question) VALUES ('q', 'd', 'train', 'Q')")
+        st.con.execute("INSERT INTO programs (program_id, problem_id, origin, sample_idx, program, gen_key) "
+                       "SELECT 'p' || (9 - i), 'q', 'import', i, 'x = ' || i, CASE WHEN i = 4 THEN 'g' END "
+                       "FROM range(10) t(i)")
+        before = st.df("SELECT * FROM programs ORDER BY rowid")
+    with Store(db) as st:
+        assert st.version >= 16
+        assert st.df("SELECT * FROM programs ORDER BY rowid").equals(before)
+        assert st.scalar("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'programs' "
+                         "AND constraint_type = 'PRIMARY KEY'") == 0
+        assert {r[0] for r in st.con.execute("SELECT index_name FROM duckdb_indexes() "
+                                             "WHERE table_name = 'programs'").fetchall()} \
+            == {"programs_problem", "programs_gen_key"}
+        again = pd.DataFrame([{"program_id": "p3", "problem_id": "q", "origin": "import", "program": "y"},
+                              {"program_id": "new", "problem_id": "q", "origin": "import", "program": "z"},
+                              {"program_id": "new", "problem_id": "q", "origin": "import", "program": "z2"}])
+        assert st.insert_new("programs", again, "program_id") == 1
+        assert st.insert_rows("programs", pa.Table.from_pandas(again.iloc[:1]), "program_id") == 0
+        assert st.scalar("SELECT count(*) FROM programs") == 11
+        assert st.scalar("SELECT count(DISTINCT program_id) FROM programs") == 11
+        assert st.scalar("SELECT program FROM programs WHERE program_id = 'p3'") == "x = 6"
+        assert st.scalar("SELECT program FROM programs WHERE program_id = 'new'") == "z"
 
 
 @pytest.mark.parametrize("target", range(0, SCHEMA_VERSION))
