@@ -19,7 +19,8 @@ same run:
 | review | the data calls of the review app (``pad_data/review_app.py``): first load, a label filter, a text search | goal: 1 s |
 
 Also: the peak RSS of this process in each stage (sampled every 20 ms; baselines are stages of
-their own), the sandbox workers' peak, store and JSONL sizes.
+their own), the largest child process's ru_maxrss (an upper bound: a forked child counts
+the pages it inherits), store and JSONL sizes.
 Results go to ``bench/results/scale.json`` (``--json``).
 """
 
@@ -254,6 +255,7 @@ def run(n: int, work: Path, workers: int, timeout: float) -> dict:
     out["labels"] = r["labels"]
     out["execute_programs_per_s"] = n / out["execute_s"]
     out["exec_loop_programs_per_s"] = exec_loop(sample)
+    # the largest child's ru_maxrss: an upper bound only (a forked child counts the pages it inherits)
     out["sandbox_workers_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     out["store_mb_execute"] = size()
     print(f"execute: {out['execute_programs_per_s']:,.0f} programs/s, plain exec loop (1 core) "
@@ -321,8 +323,9 @@ def table(r: dict) -> str:
                  f"{r['review_filter_label_s']:.2f} / {r['review_filter_text_s']:.2f} s | goal 1 s | | "
                  f"{r['peak_rss_mb'].get('review', 0):,.0f} MiB |")
     lines.append(f"\n{r['programs']:,} programs, {r['problems']:,} problems; JSONL {r['jsonl_mb']:,.0f} MB, store "
-                 f"{r['store_mb']:,.0f} MB; peak RSS of pad's stages {r['peak_rss_mb_pipeline']:,.0f} MiB (sandbox workers "
-                 f"{r['sandbox_workers_peak_rss_mb']:,.0f} MiB); curated {r['curated_rows']:,} of "
+                 f"{r['store_mb']:,.0f} MB; peak RSS of pad's stages {r['peak_rss_mb_pipeline']:,.0f} MiB (largest child process "
+                 f"by ru_maxrss {r['sandbox_workers_peak_rss_mb']:,.0f} MiB: a forked child counts the pages it "
+                 f"inherits, so this is not what a sandbox worker uses); curated {r['curated_rows']:,} of "
                  f"{r['curate_candidates']:,} correct programs")
     return "\n".join(lines)
 
