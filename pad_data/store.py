@@ -404,8 +404,9 @@ MIGRATIONS: list[list[str]] = [
     ],
     # v16: programs without a primary key. program_id is a content hash and every insert goes
     # through the store's one rule, an anti-join (:meth:`Store.insert_rows`), as for executions
-    # and program_labels. The key's index made every bulk write of programs ~2x slower (1M
-    # imported: 4.7 s vs 2.1 s; at 10M 85 s vs 19 s), and a writer loads all of it into memory.
+    # and program_labels. The key's index made every bulk write of programs ~2x slower (a bare
+    # copy of 1M programs: 4.7-5.7 s vs 2.1-2.4 s; the 10M import's write: 95 s vs 44 s), and a
+    # writer loads all of it into memory.
     # Row order (rowid) is kept; the two lookup indexes are rebuilt.
     [
         """CREATE TABLE programs_v16 (
