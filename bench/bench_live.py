@@ -12,8 +12,8 @@ issue asks for: >= 90% of polls answered within 3 s, with counts that grow, and 
 ratio >= 0.90. ``--api`` adds a second reader at the same time: the Python API polled from this
 process (open read-only, count, close), with no process start-up in its times. ``--control``
 adds a third run per repeat: the same poller reading a copy of the store that the stage never
-touches, so the same CPU is spent with no store shared; the stage's throughput there over its
-throughput with the real poller is what the live store itself costs.
+touches. Since the stage answers `pad sql` on its own store (pad_data.live_reads), the control's
+polls are the full command instead (start DuckDB, open the copy): what a poll cost before.
 
 ``--before REV`` also runs the same pair with pad as it was at git revision REV (its
 ``pad_data`` extracted to a temporary folder; its own schema), for the figures before the live

@@ -10,10 +10,12 @@ import contextlib
 import csv
 import datetime as dt
 import decimal
+import functools
+import io
 import json
 import math
 import sys
-from typing import Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional
 
 import duckdb
 import typer
@@ -28,6 +30,11 @@ from .labels import LABELS
 from .options import check_numbers
 from .store import SCHEMA_VERSION, Store, StoreError, resolve_path
 from .teachers.base import TeacherError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    import click
 
 
 class _LazyAPI:
@@ -63,12 +70,16 @@ def _cli_errors(interrupted: str = "interrupted: committed work is kept; rerun t
     try:
         yield
     except (ValueError, RuntimeError, StoreError, TeacherError, duckdb.Error) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        err_console.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(_error_line(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print(interrupted)
         raise typer.Exit(130) from None
+
+
+def _error_line(exc: BaseException) -> str:
+    """An error as the one line ``error: ...`` shows."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def plural(n: int, word: str) -> str:
@@ -424,26 +435,80 @@ def sql(query: str = typer.Argument(..., help="SQL over problems, programs, exec
                                         "read_parquet, 'file.csv'...); writing stays impossible")) -> None:
     """Run a read-only SQL query against the store (no writes anywhere; files only with --read-files)."""
     with _cli_errors():
-        if fmt not in ("table", "csv", "json"):
-            raise ValueError(f"--format: unknown format {fmt!r}; choose table, csv or json")
-        check_numbers(("--max-rows", max_rows, opt.COUNT))
+        _check_sql_options(fmt, max_rows)
         with _store(read_only=True) as store:
             columns, rows = store.read_rows(query, read_files=read_files)
+    _print_rows(columns, rows, fmt, max_rows, console)
+
+
+def _check_sql_options(fmt: str, max_rows: int) -> None:
+    if fmt not in ("table", "csv", "json"):
+        raise ValueError(f"--format: unknown format {fmt!r}; choose table, csv or json")
+    check_numbers(("--max-rows", max_rows, opt.COUNT))
+
+
+def _print_rows(columns: list[str], rows: list[tuple], fmt: str, max_rows: int, out: Console) -> None:
+    """What `pad sql` prints, to ``out``."""
     rows = [[_plain(v) for v in row] for row in rows]
     if fmt == "csv":
-        out = csv.writer(sys.stdout, lineterminator="\n")
-        out.writerow(columns)
-        out.writerows([["" if v is None else v for v in row] for row in rows])
+        writer = csv.writer(out.file, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
     elif fmt == "json":
-        sys.stdout.write(json.dumps([dict(zip(columns, row)) for row in rows], ensure_ascii=False,
-                                    default=_json_value) + "\n")
+        out.file.write(json.dumps([dict(zip(columns, row)) for row in rows], ensure_ascii=False,
+                                  default=_json_value) + "\n")
     else:
         table = _table(*[str(c) for c in columns])
         for row in rows[:max_rows]:
             _add_row(table, *["" if v is None else str(v) for v in row])
-        console.print(table)
+        out.print(table)
         if len(rows) > max_rows:
-            console.print(f"... {len(rows) - max_rows} more rows (use --format csv or json)")
+            out.print(f"... {len(rows) - max_rows} more rows (use --format csv or json)")
+
+
+LIVE_ROWS = 50_000  # the most rows a stage answers `pad sql` with (more: the command runs the query itself)
+
+
+def answer_live_sql(request: dict, submit: Callable[[Callable[[Store], Any]], "Future"]) -> dict:
+    """A ``pad sql`` sent to the stage writing the store (:mod:`pad_data.live_reads`), answered as
+    the command answers it: ``{"code", "out", "err"}``. ``submit(fn)`` runs ``fn(store)`` on the
+    store opened read-only, between the stage's commits (:meth:`GroupCommitter.read_for_client`). ``{"code": None}`` tells the client to
+    run the command itself: arguments only the full CLI reports on, or a stage that stopped."""
+    try:
+        ctx = _click_sql().make_context("sql", list(request["args"]))
+        query, fmt, max_rows, read_files = (ctx.params[k] for k in ("query", "fmt", "max_rows", "read_files"))
+        _check_sql_options(fmt, max_rows)
+    except Exception:  # noqa: BLE001 - click's usage errors, bad options: the CLI's own messages
+        return {"code": None}
+    if read_files:  # the stage's reader is locked away from files: such a query opens the store itself
+        return {"code": None}
+
+    def read(store: Store) -> tuple:
+        try:
+            return store.read_rows(query, read_files=read_files, limit=LIVE_ROWS + 1), None
+        except Exception as exc:  # noqa: BLE001 - the query's error is the answer, not the stage's
+            return None, exc
+
+    try:
+        result, error = submit(read).result()
+    except BaseException:  # noqa: BLE001 - the stage failed or is closing
+        return {"code": None}
+    if error is not None:
+        if not isinstance(error, (ValueError, RuntimeError, StoreError, duckdb.Error)):
+            return {"code": None}  # what the CLI does not turn into one line, it shows itself
+        return {"code": 1, "out": "", "err": f"error: {_error_line(error)}\n"}
+    if len(result[1]) > LIVE_ROWS:  # not held in the stage's memory: the client runs it itself
+        return {"code": None}
+    out = io.StringIO()
+    terminal = bool(request.get("terminal"))
+    _print_rows(*result, fmt, max_rows, Console(file=out, width=request.get("width") or 200,
+                                               force_terminal=terminal, color_system="standard" if terminal else None))
+    return {"code": 0, "out": out.getvalue(), "err": ""}
+
+
+@functools.cache
+def _click_sql() -> "click.Command":
+    return typer.main.get_command(app).commands["sql"]
 
 
 def _plain(v: object) -> object:

@@ -39,8 +39,8 @@ if TYPE_CHECKING:  # pandas is imported where a frame is made: `pad sql` and `pa
     import pyarrow as pa
 
 from .labels import ABS_TOL
+from .paths import DEFAULT_DB, resolve_path  # noqa: F401 - where they were first
 
-DEFAULT_DB = "pad.duckdb"
 ORIGINS = ("teacher", "import", "injected", "student", "human")
 BUSY_TIMEOUT_S = 10.0  # how long an open waits for another process to let go of the store
 
@@ -527,11 +527,6 @@ def problem_id(dataset: str, question: str) -> str:
 def program_id(problem: str, program: str, teacher: str | None = None, sample_idx: int = 0,
                origin: str = "import") -> str:
     return content_id("program", problem, origin, teacher, sample_idx, program)
-
-
-def resolve_path(path: str | os.PathLike | None = None) -> Path:
-    """``path``, else ``$PAD_DB``, else ``./pad.duckdb``."""
-    return Path(path or os.environ.get("PAD_DB") or DEFAULT_DB)
 
 
 def busy_timeout() -> float:
@@ -1056,10 +1051,12 @@ class Store:
         extension downloads, and no further configuration changes."""
         return self._read(query, read_files).df()
 
-    def read_rows(self, query: str, read_files: bool = False) -> tuple[list[str], list[tuple]]:
-        """:meth:`read_query` as ``(column names, rows)``, with no pandas (what `pad sql` prints)."""
+    def read_rows(self, query: str, read_files: bool = False,
+                  limit: int | None = None) -> tuple[list[str], list[tuple]]:
+        """:meth:`read_query` as ``(column names, rows)``, with no pandas (what `pad sql` prints);
+        at most ``limit`` rows, if given."""
         cur = self._read(query, read_files)
-        rows = cur.fetchall()
+        rows = cur.fetchall() if limit is None else cur.fetchmany(limit)
         return [d[0] for d in cur.description or []], rows
 
     def _read(self, query: str, read_files: bool) -> duckdb.DuckDBPyConnection:

@@ -19,6 +19,9 @@ A stage whose work cannot be redone for free (paid teacher responses) passes ``s
 commit fails, the items it held and every item handed over afterwards go to ``salvage(items)``
 (a journal) instead of being dropped, ``failed`` is set so the stage can stop early, and
 ``close()`` raises the commit's error.
+
+While it runs, the committer also answers ``pad sql`` for other processes, on the store's
+socket (:mod:`pad_data.live_reads`), between commits as it does the stage's own reads.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable, TypeVar
 
+from .live_reads import ReadServer
 from .store import Store
 
 T = TypeVar("T")
 PATIENCE_S = 600.0  # a stage waits this long for a reader to let go before it gives up
+READER_AGE_S = 1.0  # a store kept open for other processes' queries is reopened after this long (see _client_call)
 GAP = 2.0  # after a commit, the store stays free at least this many times as long as the commit held it
 
 
@@ -57,6 +62,8 @@ class GroupCommitter:
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="pad-commit", daemon=True)
         self._closed = False
+        self.reads: ReadServer | None = None  # answers `pad sql` while the stage runs (from start())
+        self._reader: tuple[Store, float] | None = None  # (store, when opened) for read_for_client
 
     # ------------------------------------------------------------------ the stage's side
     def __enter__(self) -> "GroupCommitter":
@@ -69,6 +76,13 @@ class GroupCommitter:
     def start(self) -> None:
         self.store.release()  # the stage's own thread must not hold the store meanwhile
         self._thread.start()
+        self.reads = ReadServer(self.store.path, self._answer)
+
+    def _answer(self, request: dict) -> dict:
+        """A ``pad sql`` from another process, run like the stage's own reads (:meth:`submit`)."""
+        from .cli import answer_live_sql  # rendered by the CLI, as the command renders it
+
+        return answer_live_sql(request, self.read_for_client)
 
     def put(self, item: Any) -> None:
         """Hand over an item to commit; raises the committer's error, if it failed (with
@@ -85,10 +99,21 @@ class GroupCommitter:
         self._queue.put(("call", fn, fut))
         return fut
 
+    def read_for_client(self, fn: Callable[[Store], T]) -> "Future[T]":
+        """Like :meth:`submit`, for another process's query (``pad sql``): it runs on a read-only
+        store kept open for up to ``READER_AGE_S`` between commits, so polls do not each open
+        the store, and a failure is the caller's answer, never the stage's error."""
+        self._raise()
+        fut: Future = Future()
+        self._queue.put(("client", fn, fut))
+        return fut
+
     def close(self) -> None:
         """Commit everything handed over, stop the thread, and raise its error if it failed."""
         if not self._closed:
             self._closed = True
+            if self.reads is not None:
+                self.reads.close()
             if self._thread.is_alive():
                 self._queue.put(("stop",))
                 self._thread.join()
@@ -106,6 +131,9 @@ class GroupCommitter:
         try:
             while True:
                 timeout = None if not items else max(0.0, due - time.monotonic())
+                if self._reader is not None:  # wake up to let go of it when it is old
+                    timeout = max(0.0, min(timeout if timeout is not None else READER_AGE_S,
+                                           self._reader[1] + READER_AGE_S - time.monotonic()))
                 jobs = []
                 try:
                     jobs.append(self._queue.get(timeout=timeout))
@@ -117,12 +145,15 @@ class GroupCommitter:
                     except queue.Empty:
                         break
                 items += [j[1] for j in jobs if j[0] == "item"]
-                calls = [j for j in jobs if j[0] == "call"]
+                calls = [j for j in jobs if j[0] in ("call", "client")]
+                if self._reader is not None and time.monotonic() - self._reader[1] >= READER_AGE_S:
+                    self._drop_reader()
                 stop = any(j[0] == "stop" for j in jobs)
                 if items and (stop or time.monotonic() >= due):
                     began = held = time.monotonic()
                     try:
                         batch = self.prepare(items) if self.prepare else items  # before taking the store
+                        self._drop_reader()
                         held = time.monotonic()
                         self._commit(batch)
                     except BaseException:
@@ -136,16 +167,22 @@ class GroupCommitter:
                     # about one commit per interval, and the store free at least twice as long as
                     # the commit held it (a slow commit, on a busy machine, spaces the next ones)
                     due = max(began + self.interval, end + GAP * (end - held))
-                for _, fn, fut in calls:
+                for kind, fn, fut in calls:
                     held = time.monotonic()
-                    self._call(fn, fut)
+                    if kind == "client":
+                        self._client_call(fn, fut)
+                    else:
+                        self._drop_reader()
+                        self._call(fn, fut)
                     self.holds.append((held, time.monotonic() - held, "read"))
                 if stop:
+                    self._drop_reader()
                     return
         except BaseException as exc:  # surfaced to the stage by put(), submit() or close()
             self.error = exc
             self.failed.set()
             try:
+                self._drop_reader()
                 self.store.release()
             except BaseException:
                 pass
@@ -162,6 +199,23 @@ class GroupCommitter:
             fut.set_exception(exc)
             raise
 
+    def _client_call(self, fn: Callable[[Store], Any], fut: Future) -> None:
+        """Another process's read: on the kept reader (opened now if none), which is let go of
+        before any commit or read of the stage's own, and after ``READER_AGE_S``, so that a writer
+        waiting for the store (the review app's verdicts, another stage) gets in between polls."""
+        try:
+            if self._reader is None:
+                self._reader = (Store(self.store.path, read_only=True, wait=self.store.wait), time.monotonic())
+            fut.set_result(fn(self._reader[0]))
+        except Exception as exc:  # noqa: BLE001 - the client's answer, not the stage's error
+            self._drop_reader()
+            fut.set_exception(exc)
+
+    def _drop_reader(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader[0], None
+            reader.close()
+
     def _commit(self, batch: Any) -> None:
         with self.store.transaction():
             out = self.commit(self.store, batch)
@@ -173,7 +227,7 @@ class GroupCommitter:
         """After a failure: answer every call with the error until the stage closes."""
         while True:
             job = self._queue.get()
-            if job[0] == "call":
+            if job[0] in ("call", "client"):
                 job[2].set_exception(exc)
             elif job[0] == "item" and self.salvage is not None:
                 self.salvage([job[1]])
