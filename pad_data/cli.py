@@ -455,7 +455,7 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str, max_rows: int, 
         writer.writerow(columns)
         writer.writerows([["" if v is None else v for v in row] for row in rows])
     elif fmt == "json":
-        out.file.write(json.dumps([dict(zip(columns, row)) for row in rows], ensure_ascii=False,
+        out.file.write(json.dumps([dict(zip(columns, map(_json_keys, row))) for row in rows], ensure_ascii=False,
                                   default=_json_value) + "\n")
     else:
         table = _table(*[str(c) for c in columns])
@@ -467,15 +467,23 @@ def _print_rows(columns: list[str], rows: list[tuple], fmt: str, max_rows: int, 
 
 
 LIVE_ROWS = 50_000  # the most rows a stage answers `pad sql` with (more: the command runs the query itself)
+LIVE_BYTES = 32 << 20  # the longest answer it sends (longer: the same)
 
 
-def answer_live_sql(request: dict, submit: Callable[[Callable[[Store], Any]], "Future"]) -> dict:
+def answer_live_sql(request: dict, read: Callable[[Callable[[Store], Any]], Any]) -> dict:
     """A ``pad sql`` sent to the stage writing the store (:mod:`pad_data.live_reads`), answered as
-    the command answers it: ``{"code", "out", "err"}``. ``submit(fn)`` runs ``fn(store)`` on the
-    store opened read-only, between the stage's commits (:meth:`GroupCommitter.read_for_client`). ``{"code": None}`` tells the client to
-    run the command itself: arguments only the full CLI reports on, or a stage that stopped."""
+    the command answers it: ``{"code", "out", "err"}``. ``read(fn)`` returns ``fn(store)`` on the
+    store opened read-only, between the stage's commits (:meth:`GroupCommitter.read_for_client`).
+    ``{"code": None}`` tells the client to run the command itself: arguments only the full CLI
+    handles (``--help``, bad options, ``--read-files``), a query that took too long or a result too
+    large for the stage to hold, an error the CLI does not make one line of, a stage that stopped."""
+    args = request.get("args")
+    width = request.get("width")
+    if (not isinstance(args, list) or not all(isinstance(a, str) for a in args) or "--help" in args
+            or not (width is None or isinstance(width, int) and 20 <= width <= 10_000)):
+        return {"code": None}
     try:
-        ctx = _click_sql().make_context("sql", list(request["args"]))
+        ctx = _click_sql().make_context("sql", list(args))
         query, fmt, max_rows, read_files = (ctx.params[k] for k in ("query", "fmt", "max_rows", "read_files"))
         _check_sql_options(fmt, max_rows)
     except Exception:  # noqa: BLE001 - click's usage errors, bad options: the CLI's own messages
@@ -483,27 +491,32 @@ def answer_live_sql(request: dict, submit: Callable[[Callable[[Store], Any]], "F
     if read_files:  # the stage's reader is locked away from files: such a query opens the store itself
         return {"code": None}
 
-    def read(store: Store) -> tuple:
+    def rows(store: Store) -> tuple:
         try:
             return store.read_rows(query, read_files=read_files, limit=LIVE_ROWS + 1), None
         except Exception as exc:  # noqa: BLE001 - the query's error is the answer, not the stage's
             return None, exc
 
     try:
-        result, error = submit(read).result()
-    except BaseException:  # noqa: BLE001 - the stage failed or is closing
+        result, error = read(rows)
+    except Exception:  # noqa: BLE001 - too slow, or the stage failed or is closing
         return {"code": None}
     if error is not None:
-        if not isinstance(error, (ValueError, RuntimeError, StoreError, duckdb.Error)):
-            return {"code": None}  # what the CLI does not turn into one line, it shows itself
+        if not isinstance(error, (ValueError, RuntimeError, StoreError, duckdb.Error)) \
+                or isinstance(error, (duckdb.InterruptException, duckdb.OutOfMemoryException)):
+            return {"code": None}
         return {"code": 1, "out": "", "err": f"error: {_error_line(error)}\n"}
     if len(result[1]) > LIVE_ROWS:  # not held in the stage's memory: the client runs it itself
         return {"code": None}
     out = io.StringIO()
     terminal = bool(request.get("terminal"))
-    _print_rows(*result, fmt, max_rows, Console(file=out, width=request.get("width") or 200,
-                                               force_terminal=terminal, color_system="standard" if terminal else None))
-    return {"code": 0, "out": out.getvalue(), "err": ""}
+    try:
+        _print_rows(*result, fmt, max_rows, Console(file=out, width=width or 200, force_terminal=terminal,
+                                                    color_system="standard" if terminal else None))
+    except Exception:  # noqa: BLE001 - whatever the command would do with it, it does itself
+        return {"code": None}
+    text = out.getvalue()
+    return {"code": 0, "out": text, "err": ""} if len(text) <= LIVE_BYTES else {"code": None}
 
 
 @functools.cache
@@ -517,6 +530,16 @@ def _plain(v: object) -> object:
         return None
     if isinstance(v, decimal.Decimal):
         return float(v)
+    return v
+
+
+def _json_keys(v: object) -> object:
+    """``v`` with the keys of its maps (DuckDB MAPs: dates, numbers, lists...) as JSON takes them."""
+    if isinstance(v, dict):
+        return {k if isinstance(k, (str, int, float, bool)) or k is None else _json_value(k): _json_keys(x)
+                for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_keys(x) for x in v]
     return v
 
 

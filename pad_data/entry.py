@@ -12,7 +12,11 @@ from .paths import DEFAULT_DB
 
 
 def main() -> None:
-    reply = live_sql(sys.argv[1:])
+    try:
+        reply = live_sql(sys.argv[1:])
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
     if reply is None:
         from .cli import main as cli_main
 

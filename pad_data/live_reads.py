@@ -9,10 +9,13 @@ much a watcher slows the stage.
 
 The stage runs each query between its commits, on the store opened read-only and locked down
 exactly as ``pad sql`` opens it (:meth:`~pad_data.store.Store.read_rows`), so the answer and its
-errors are the same. The socket lives in a folder only this user can enter (``pad-<uid>``
-under ``$XDG_RUNTIME_DIR`` or the temp folder; a folder that is not private is not used), and
-the server also checks the caller's user id. Sandboxed programs cannot reach it: their seccomp
-filter refuses every socket.
+errors are the same; a query slower than a few seconds, or with a large result, is stopped and
+left to ``pad sql`` itself (:meth:`~pad_data.writer.GroupCommitter.read_for_client`). The socket
+lives in a folder only this user can enter (``pad-<uid>`` under ``$XDG_RUNTIME_DIR``,
+``$TMPDIR`` or ``/tmp``; a folder that is not private is not used), and the server also checks
+the caller's user id. Sandboxed programs do not reach it: under bubblewrap neither folder is
+mounted, and a forked program's seccomp filter refuses every socket (at the weaker isolation
+levels, a program that escaped Python could reach it, as it could the store's file itself).
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ import socket
 import stat
 import struct
 import threading
+import time
 
 TYPE_CHECKING = False  # not typing's: `pad sql` imports this module on every start, typing costs ~5 ms
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 MAX_REQUEST = 1 << 20  # bytes: a query and its options
-REPLY_TIMEOUT_S = 600.0  # how long a client waits for the stage's answer (the stage waits for the store itself)
+REQUEST_S = 2.0  # the server's wait for a client's whole request
+REPLY_TIMEOUT_S = 30.0  # a client's wait for the answer (the stage gives up on a query after 5 s)
 
 
 def socket_path(db: str | os.PathLike, create: bool = False) -> str | None:
@@ -76,14 +81,20 @@ def ask(db: str | os.PathLike, request: dict) -> dict | None:
     return reply if isinstance(reply, dict) and "code" in reply else None
 
 
-def _read_all(sock: socket.socket, limit: int | None = None) -> bytes:
+def _read_all(sock: socket.socket, limit: int | None = None, deadline: float | None = None) -> bytes:
+    """Everything until the peer shuts its side; ValueError past ``limit`` bytes, TimeoutError
+    past ``deadline`` (``time.monotonic()``)."""
     chunks, size = [], 0
-    while chunk := sock.recv(1 << 16):
+    while True:
+        if deadline is not None:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            return b"".join(chunks)
         chunks.append(chunk)
         size += len(chunk)
         if limit is not None and size > limit:
             raise ValueError("request too large")
-    return b"".join(chunks)
 
 
 class ReadServer:
@@ -139,13 +150,20 @@ class ReadServer:
                 try:
                     if not self._same_user(conn):
                         continue
-                    conn.settimeout(10.0)
-                    request = json.loads(_read_all(conn, MAX_REQUEST))
+                    request = json.loads(_read_all(conn, MAX_REQUEST, time.monotonic() + REQUEST_S))
+                except (OSError, ValueError, RecursionError):
+                    continue  # a client that went away, was too slow, or sent garbage
+                try:
                     reply = self.handle(request) if isinstance(request, dict) else {"code": None}
-                    conn.sendall(json.dumps(reply).encode())
+                    data = json.dumps(reply).encode()
+                except Exception:  # noqa: BLE001 - never the thread's end: the client asks pad sql
+                    reply, data = {"code": None}, b'{"code": null}'
+                try:
+                    conn.settimeout(REPLY_TIMEOUT_S)
+                    conn.sendall(data)
                     self.answered += isinstance(reply.get("code"), int)
-                except (OSError, ValueError):
-                    continue  # a client that went away or sent garbage
+                except OSError:
+                    continue
 
     @staticmethod
     def _same_user(conn: socket.socket) -> bool:

@@ -1092,6 +1092,12 @@ class Store:
     def close(self) -> None:
         self.release()
 
+    def interrupt(self) -> None:
+        """Stop the query running on this store's connection (from another thread), if any."""
+        con = self._con
+        if con is not None:
+            con.interrupt()
+
     def __enter__(self) -> "Store":
         return self
 

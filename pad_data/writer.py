@@ -26,10 +26,12 @@ socket (:mod:`pad_data.live_reads`), between commits as it does the stage's own 
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, TypeVar
 
 from .live_reads import ReadServer
@@ -38,6 +40,8 @@ from .store import Store
 T = TypeVar("T")
 PATIENCE_S = 600.0  # a stage waits this long for a reader to let go before it gives up
 READER_AGE_S = 1.0  # a store kept open for other processes' queries is reopened after this long (see _client_call)
+CLIENT_READ_S = 5.0  # another process's query that has no answer by then is stopped and left to that process
+CLIENT_MEMORY = "256MB"  # DuckDB memory of the reader those queries run on (a larger result: left to the process)
 GAP = 2.0  # after a commit, the store stays free at least this many times as long as the commit held it
 
 
@@ -76,7 +80,8 @@ class GroupCommitter:
     def start(self) -> None:
         self.store.release()  # the stage's own thread must not hold the store meanwhile
         self._thread.start()
-        self.reads = ReadServer(self.store.path, self._answer)
+        self._real_path = os.path.realpath(self.store.path)  # the file the socket is named after
+        self.reads = ReadServer(self._real_path, self._answer)
 
     def _answer(self, request: dict) -> dict:
         """A ``pad sql`` from another process, run like the stage's own reads (:meth:`submit`)."""
@@ -99,21 +104,33 @@ class GroupCommitter:
         self._queue.put(("call", fn, fut))
         return fut
 
-    def read_for_client(self, fn: Callable[[Store], T]) -> "Future[T]":
-        """Like :meth:`submit`, for another process's query (``pad sql``): it runs on a read-only
-        store kept open for up to ``READER_AGE_S`` between commits, so polls do not each open
-        the store, and a failure is the caller's answer, never the stage's error."""
-        self._raise()
+    def read_for_client(self, fn: Callable[[Store], T], timeout: float | None = None) -> T:
+        """``fn(store)`` for another process's query (``pad sql``), on the committer's thread like
+        :meth:`submit`, but on a read-only store kept open for up to ``READER_AGE_S`` between
+        commits (polls do not each open the store), capped at ``CLIENT_MEMORY``; its error is the
+        caller's, never the stage's. Not done within ``timeout`` seconds [``CLIENT_READ_S``] (waiting for a commit
+        included), it is cancelled or interrupted and TimeoutError raised: the stage's commits
+        never wait long on a query. RuntimeError once the committer stopped or failed."""
+        if self._closed or self.error is not None or not self._thread.is_alive():
+            raise RuntimeError("the stage is not serving reads")
+        timeout = CLIENT_READ_S if timeout is None else timeout
         fut: Future = Future()
         self._queue.put(("client", fn, fut))
-        return fut
+        try:
+            return fut.result(timeout)
+        except FutureTimeout:
+            if not fut.cancel():  # already running: stop the query
+                reader = self._reader
+                if reader is not None and fut.running():
+                    reader[0].interrupt()
+            raise TimeoutError(f"no answer within {timeout:g} s") from None
 
     def close(self) -> None:
         """Commit everything handed over, stop the thread, and raise its error if it failed."""
         if not self._closed:
             self._closed = True
             if self.reads is not None:
-                self.reads.close()
+                self.reads.close()  # (read_for_client refuses from here on)
             if self._thread.is_alive():
                 self._queue.put(("stop",))
                 self._thread.join()
@@ -126,6 +143,8 @@ class GroupCommitter:
     # ------------------------------------------------------------------ the committer's thread
     def _run(self) -> None:
         items: list = []
+        calls: list = []
+        stop = False
         due = -float("inf")  # when the next commit may begin
         wait, self.store.wait = self.store.wait, max(self.store.wait, self.patience)
         try:
@@ -187,7 +206,9 @@ class GroupCommitter:
             except BaseException:
                 pass
             self.store.wait = wait
-            self._drain(exc)
+            for _, _, fut in calls:  # taken with the failed commit: answered, not left waiting
+                _fail(fut, exc)
+            self._drain(exc, stopped=stop)
         finally:
             self.store.wait = wait
 
@@ -203,9 +224,13 @@ class GroupCommitter:
         """Another process's read: on the kept reader (opened now if none), which is let go of
         before any commit or read of the stage's own, and after ``READER_AGE_S``, so that a writer
         waiting for the store (the review app's verdicts, another stage) gets in between polls."""
+        if not fut.set_running_or_notify_cancel():
+            return  # its caller gave up waiting
         try:
-            if self._reader is None:
-                self._reader = (Store(self.store.path, read_only=True, wait=self.store.wait), time.monotonic())
+            if self._reader is None:  # waits for the store no longer than the caller does
+                reader = Store(self._real_path, read_only=True, wait=CLIENT_READ_S)
+                reader.con.execute(f"SET memory_limit = '{CLIENT_MEMORY}'")
+                self._reader = (reader, time.monotonic())
             fut.set_result(fn(self._reader[0]))
         except Exception as exc:  # noqa: BLE001 - the client's answer, not the stage's error
             self._drop_reader()
@@ -223,13 +248,26 @@ class GroupCommitter:
         if self.on_commit:
             self.on_commit(out)
 
-    def _drain(self, exc: BaseException) -> None:
-        """After a failure: answer every call with the error until the stage closes."""
+    def _drain(self, exc: BaseException, stopped: bool) -> None:
+        """After a failure: answer every call with the error until the stage closes (``stopped``:
+        it already asked to, with the commit that failed: only what is queued now)."""
         while True:
-            job = self._queue.get()
+            try:
+                job = self._queue.get_nowait() if stopped else self._queue.get()
+            except queue.Empty:
+                return
             if job[0] in ("call", "client"):
-                job[2].set_exception(exc)
+                _fail(job[2], exc)
             elif job[0] == "item" and self.salvage is not None:
                 self.salvage([job[1]])
             elif job[0] == "stop":
                 return
+
+
+def _fail(fut: Future, exc: BaseException) -> None:
+    """``fut`` ends with ``exc``, unless it ended already (or its caller cancelled it meanwhile)."""
+    try:
+        if not fut.done():
+            fut.set_exception(exc)
+    except InvalidStateError:
+        pass

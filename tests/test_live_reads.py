@@ -197,3 +197,91 @@ def test_a_large_result_is_left_to_pad_sql_itself(db, run_dir, monkeypatch):
         assert live_reads.ask(db, large) == {"code": None}
         assert live_sql(["--db", str(db), "sql", *large["args"]]) is None
         assert pad_cli("--db", db, "sql", *large["args"], check=True).stdout == "range\n0\n1\n2\n"
+
+
+def _raw(path: str, payload: bytes) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(path)
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(10)
+        while sock.recv(1 << 16):
+            pass
+
+
+def test_hostile_requests_and_odd_results_never_stop_the_server(db, run_dir):
+    """Garbage, deep nesting, odd option types, --help and a client that sends nothing each get
+    no answer or "run it yourself", and the next query is answered; a MAP with date keys prints
+    as JSON on either path (it was a TypeError)."""
+    from pad_data import live_reads as lr
+
+    Store(db).close()
+    with GroupCommitter(Store(db), _problems, interval=0.05) as committer:
+        path = committer.reads.path
+        for payload in (b"not json", b"[" * 100_000, b'{"command": "sql", "args": ["SELECT 1"], "width": "abc"}',
+                        b'{"command": "sql", "args": [1, 2]}'):
+            _raw(path, payload)
+        assert live_reads.ask(db, {"command": "sql", "args": ["SELECT 1", "--help"]}) == {"code": None}
+        idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        idle.connect(path)  # connects, never sends: the server waits REQUEST_S for it, then goes on
+        try:
+            t = time.monotonic()
+            query = ["SELECT MAP {DATE '2020-01-01': 1} AS m", "--format", "json"]
+            reply = live_reads.ask(db, {"command": "sql", "args": query})
+            assert time.monotonic() - t < lr.REQUEST_S + 5
+        finally:
+            idle.close()
+        assert reply == {"code": 0, "out": '[{"m": {"2020-01-01": 1}}]\n', "err": ""}
+        assert committer.reads.answered == 1 and not committer.failed.is_set()
+    assert pad_cli("--db", db, "sql", *query, check=True).stdout == reply["out"]
+
+
+def test_a_slow_query_is_stopped_and_never_holds_up_the_commits(db, run_dir, monkeypatch):
+    """A query with no answer within CLIENT_READ_S is interrupted and left to `pad sql` itself;
+    the stage commits meanwhile and goes on."""
+    from pad_data import writer
+
+    monkeypatch.setattr(writer, "CLIENT_READ_S", 0.5)
+    Store(db).close()
+    with GroupCommitter(Store(db), _problems, interval=0.05) as committer:
+        slow = {"command": "sql", "args": ["SELECT sum(a.range * b.range) FROM range(100000) a, range(1000000) b"]}
+        t = time.monotonic()
+        assert live_reads.ask(db, slow) == {"code": None}
+        assert time.monotonic() - t < 5
+        committer.put(_problem(0))
+        _committed(committer, 1)
+        assert time.monotonic() - t < 10  # the interrupted query did not hold the commit
+        assert live_reads.ask(db, {"command": "sql", "args": ["SELECT count(*) AS n FROM problems", "--format",
+                                                                "csv"]})["out"] == "n\n1\n"
+        assert not committer.failed.is_set()
+
+
+def test_a_failed_last_commit_is_raised_by_close_not_a_hang(db, run_dir):
+    """The commit that fails is the one close() asked for (the stop came with it): close() raises
+    its error instead of waiting forever for a second stop, and the server is gone."""
+    import threading
+
+    def commit(st: Store, items: list) -> None:
+        if "bad" in items:
+            raise RuntimeError("disk full")
+        _problems(st, [_problem(i) for i in items])
+
+    Store(db).close()
+    committer = GroupCommitter(Store(db), commit, interval=60)
+    committer.start()
+    committer.put(0)  # committed at once: the first item after a quiet spell
+    _committed(committer, 1)
+    committer.put("bad")  # not due for a minute: it goes with the stop
+    errors: list = []
+
+    def close() -> None:
+        try:
+            committer.close()
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    closer = threading.Thread(target=close, daemon=True)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive() and errors == ["disk full"]
+    assert live_reads.ask(db, {"command": "sql", "args": ["SELECT 1"]}) is None
