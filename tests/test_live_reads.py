@@ -285,3 +285,15 @@ def test_a_failed_last_commit_is_raised_by_close_not_a_hang(db, run_dir):
     closer.join(10)
     assert not closer.is_alive() and errors == ["disk full"]
     assert live_reads.ask(db, {"command": "sql", "args": ["SELECT 1"]}) is None
+
+
+def test_the_pad_command_asks_the_stage_before_loading_anything_heavy():
+    """What a poll costs is a Python start: the entry point loads neither DuckDB, typer, rich nor pathlib."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pad_data.entry; print(sorted(m for m in ('duckdb', 'typer', 'rich', 'pandas', 'pathlib', "
+            "'pad_data.cli', 'pad_data.store') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))).stdout
+    assert out == "[]\n"
