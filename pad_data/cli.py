@@ -470,17 +470,24 @@ LIVE_ROWS = 50_000  # the most rows a stage answers `pad sql` with (more: the co
 LIVE_BYTES = 32 << 20  # the longest answer it sends (longer: the same)
 
 
-def answer_live_sql(request: dict, read: Callable[[Callable[[Store], Any]], Any]) -> dict:
-    """A ``pad sql`` sent to the stage writing the store (:mod:`pad_data.live_reads`), answered as
-    the command answers it: ``{"code", "out", "err"}``. ``read(fn)`` returns ``fn(store)`` on the
-    store opened read-only, between the stage's commits (:meth:`GroupCommitter.read_for_client`).
-    ``{"code": None}`` tells the client to run the command itself: arguments only the full CLI
-    handles (``--help``, bad options, ``--read-files``), a query that took too long or a result too
-    large for the stage to hold, an error the CLI does not make one line of, a stage that stopped."""
-    args = request.get("args")
-    width = request.get("width")
+def answer_live(request: dict, read: Callable[[Callable[[Store], Any]], Any]) -> dict:
+    """A ``pad sql`` or ``pad stats`` sent to the stage writing the store (:mod:`pad_data.live_reads`),
+    answered as the command answers it: ``{"code", "out", "err"}``. ``read(fn)`` returns
+    ``fn(store)`` on the store opened read-only, between the stage's commits
+    (:meth:`GroupCommitter.read_for_client`). ``{"code": None}`` tells the client to run the
+    command itself: arguments only the full CLI handles (``--help``, bad options,
+    ``--read-files``), a query that took too long or a result too large for the stage to hold, an
+    error the CLI does not make one line of, a stage that stopped."""
+    args, width, db = request.get("args"), request.get("width"), request.get("db")
     if (not isinstance(args, list) or not all(isinstance(a, str) for a in args) or "--help" in args
             or not (width is None or isinstance(width, int) and 20 <= width <= 10_000)):
+        return {"code": None}
+    terminal = bool(request.get("terminal"))
+    out = Console(file=io.StringIO(), width=width or 200, force_terminal=terminal,
+                  color_system="standard" if terminal else None)
+    if request.get("command") == "stats" and not args and isinstance(db, str):
+        return _answer(read, queries.stats, lambda s: _print_stats(s, db, out), out)
+    if request.get("command") != "sql":
         return {"code": None}
     try:
         ctx = _click_sql().make_context("sql", list(args))
@@ -492,13 +499,28 @@ def answer_live_sql(request: dict, read: Callable[[Callable[[Store], Any]], Any]
         return {"code": None}
 
     def rows(store: Store) -> tuple:
+        return store.read_rows(query, read_files=read_files, limit=LIVE_ROWS + 1)
+
+    def show(result: tuple) -> None:
+        if len(result[1]) > LIVE_ROWS:  # not held in the stage's memory: the client runs it itself
+            raise OverflowError
+        _print_rows(*result, fmt, max_rows, out)
+
+    return _answer(read, rows, show, out)
+
+
+def _answer(read: Callable[[Callable[[Store], Any]], Any], fetch: Callable[[Store], Any],
+            show: Callable[[Any], None], out: Console) -> dict:
+    """:func:`answer_live`'s reply: ``show(fetch(store))`` printed to ``out``, or the one-line error."""
+
+    def guarded(store: Store) -> tuple:
         try:
-            return store.read_rows(query, read_files=read_files, limit=LIVE_ROWS + 1), None
+            return fetch(store), None
         except Exception as exc:  # noqa: BLE001 - the query's error is the answer, not the stage's
             return None, exc
 
     try:
-        result, error = read(rows)
+        result, error = read(guarded)
     except Exception:  # noqa: BLE001 - too slow, or the stage failed or is closing
         return {"code": None}
     if error is not None:
@@ -506,16 +528,11 @@ def answer_live_sql(request: dict, read: Callable[[Callable[[Store], Any]], Any]
                 or isinstance(error, (duckdb.InterruptException, duckdb.OutOfMemoryException)):
             return {"code": None}
         return {"code": 1, "out": "", "err": f"error: {_error_line(error)}\n"}
-    if len(result[1]) > LIVE_ROWS:  # not held in the stage's memory: the client runs it itself
-        return {"code": None}
-    out = io.StringIO()
-    terminal = bool(request.get("terminal"))
     try:
-        _print_rows(*result, fmt, max_rows, Console(file=out, width=width or 200, force_terminal=terminal,
-                                                    color_system="standard" if terminal else None))
-    except Exception:  # noqa: BLE001 - whatever the command would do with it, it does itself
+        show(result)
+    except Exception:  # noqa: BLE001 - too large, or whatever the command would do with it: it does itself
         return {"code": None}
-    text = out.getvalue()
+    text = out.file.getvalue()
     return {"code": 0, "out": text, "err": ""} if len(text) <= LIVE_BYTES else {"code": None}
 
 
@@ -567,25 +584,29 @@ def stats() -> None:
     """Counts of problems and programs per dataset, and labels."""
     with _cli_errors(), _store(read_only=True) as store:
         s = queries.stats(store)
-    table = _table("dataset", "problems", "with gold", "programs", "executed",
-                   title=f"{resolve_path(_state['db'])}")
+    _print_stats(s, str(resolve_path(_state["db"])), console)
+
+
+def _print_stats(s: dict, title: str, out: Console) -> None:
+    """What `pad stats` prints, to ``out``."""
+    table = _table("dataset", "problems", "with gold", "programs", "executed", title=title)
     for row in s["rows"]:
         _add_row(table, *row[:5])
-    console.print(table)
+    out.print(table)
     by_label = _table("dataset", "label", "programs", "share", title="labels (latest execution)")
     for row in s["rows"]:
         executed = row[4] or 1
         for label, n in zip(s["labels"], row[5:]):
             if n:
                 _add_row(by_label, row[0], label, n, f"{100 * n / executed:.1f}%")
-    console.print(by_label)
+    out.print(by_label)
     if s["teachers"]:
         teachers = _table("teacher", "origin", "programs", "prompt tokens", "completion tokens",
                           "est. cost (USD)", "failed, to retry", title="teachers")
         for t in s["teachers"]:
             _add_row(teachers, t[0], t[1], t[2], f"{t[3]:,.0f}", f"{t[4]:,.0f}",
                      "" if t[5] is None else f"{t[5]:.4f}", t[6])
-        console.print(teachers)
+        out.print(teachers)
 
 
 @app.command()

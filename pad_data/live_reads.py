@@ -1,9 +1,9 @@
-"""`pad sql` answered by the stage that is writing the store, over a Unix socket.
+"""`pad sql` and `pad stats` answered by the stage that is writing the store, over a Unix socket.
 
 While a long stage runs, its :class:`~pad_data.writer.GroupCommitter` serves reads on a socket
-named after the store (:class:`ReadServer`). ``pad sql`` asks there first (:func:`ask`, with
-nothing heavier than ``socket`` and ``json`` imported) and, when no stage answers, opens the
-store itself as before. A poll then costs a bare Python start and the query, not a start that
+named after the store (:class:`ReadServer`). ``pad sql`` and ``pad stats`` ask there first
+(:func:`ask`, with nothing heavier than ``socket`` and ``json`` imported) and, when no stage
+answers, open the store themselves as before. A poll then costs a bare Python start and the query, not a start that
 loads DuckDB, typer and rich and opens the store: on two busy cores that is what decides how
 much a watcher slows the stage.
 

@@ -84,10 +84,10 @@ class GroupCommitter:
         self.reads = ReadServer(self._real_path, self._answer)
 
     def _answer(self, request: dict) -> dict:
-        """A ``pad sql`` from another process, run like the stage's own reads (:meth:`submit`)."""
-        from .cli import answer_live_sql  # rendered by the CLI, as the command renders it
+        """A ``pad sql`` or ``pad stats`` from another process, run like the stage's own reads (:meth:`submit`)."""
+        from .cli import answer_live  # rendered by the CLI, as the command renders it
 
-        return answer_live_sql(request, self.read_for_client)
+        return answer_live(request, self.read_for_client)
 
     def put(self, item: Any) -> None:
         """Hand over an item to commit; raises the committer's error, if it failed (with

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import pad_cli
 from pad_data import live_reads
-from pad_data.entry import live_sql
+from pad_data.entry import live_command
 from pad_data.store import Store
 from pad_data.writer import GroupCommitter
 
@@ -80,9 +80,11 @@ def test_pad_sql_is_answered_by_the_stage_that_writes_the_store(db, run_dir):
         committer.put(_problem(3))  # the stage goes on
         _committed(committer, 4)
         assert pad_cli(*count, check=True).stdout == "n\n4\n"
+        live_stats = pad_cli("--db", db, "stats", check=True).stdout  # pad stats, too
         assert not committer.failed.is_set()
         answered, path = committer.reads.answered, Path(committer.reads.path)
-    assert answered == 5 + len(refusals)
+    assert answered == 6 + len(refusals)
+    assert pad_cli("--db", db, "stats", check=True).stdout == live_stats and "d " in live_stats
     assert not path.exists()  # the stage ended: no socket, and pad sql opens the store itself
     assert pad_cli(*count, check=True).stdout == "n\n4\n"
     with Store(db, read_only=True) as st:
@@ -101,13 +103,15 @@ def _echo(request: dict) -> dict:
     (["--db", "{db}", "sql", "SELECT 1"], ["SELECT 1"]),
     (["--db={db}", "sql", "SELECT 2", "--format", "csv"], ["SELECT 2", "--format", "csv"]),
     (["sql", "SELECT 3"], ["SELECT 3"]),  # the store from $PAD_DB
-    (["sql", "--help"], None), (["stats"], None), (["--db", "{db}"], None), (["--version", "sql", "x"], None),
+    (["--db", "{db}", "stats"], []),
+    (["sql", "--help"], None), (["stats", "--help"], None), (["ingest", "x.jsonl"], None), (["--db", "{db}"], None),
+    (["--version", "sql", "x"], None),
 ])
 def test_which_commands_ask_the_stage(db, run_dir, monkeypatch, args, sent):
     monkeypatch.setenv("PAD_DB", str(db))
     server = live_reads.ReadServer(db, _echo)
     try:
-        reply = live_sql([a.format(db=db) for a in args])
+        reply = live_command([a.format(db=db) for a in args])
         assert (None if reply is None else json.loads(reply["out"])) == sent
     finally:
         server.close()
@@ -195,7 +199,7 @@ def test_a_large_result_is_left_to_pad_sql_itself(db, run_dir, monkeypatch):
         assert live_reads.ask(db, small)["out"] == "range\n0\n1\n"
         large = dict(small, args=["SELECT * FROM range(3)", "--format", "csv"])
         assert live_reads.ask(db, large) == {"code": None}
-        assert live_sql(["--db", str(db), "sql", *large["args"]]) is None
+        assert live_command(["--db", str(db), "sql", *large["args"]]) is None
         assert pad_cli("--db", db, "sql", *large["args"], check=True).stdout == "range\n0\n1\n2\n"
 
 
