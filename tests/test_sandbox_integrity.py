@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pad_data.sandbox import isolation
+from pad_data.sandbox import isolation, seccomp
 from pad_data.sandbox.pool import SandboxPool
 
 bwrap_only = pytest.mark.skipif("bwrap" not in isolation.available_levels(),
@@ -478,3 +478,39 @@ def test_auto_refuses_to_run_without_bwrap(monkeypatch):
     assert isolation.resolve("process") == "process"
     with SandboxPool(workers=1, isolation_level="process") as pool:
         assert pool.warning and "below the OS sandbox" in pool.warning
+
+
+WORKER_FILTER_PROBE = """
+import json, os, socket
+from pad_data.sandbox import seccomp, worker
+worker._prepare_seccomp("sandbox", seccomp.build(seccomp.SANDBOX_DENY, child=False).hex())
+worker._install_seccomp("sandbox")  # as the worker installs it, before any program runs
+out = {}
+for name, make in (("unix", lambda: socket.socket(socket.AF_UNIX)), ("inet", socket.socket),
+                   ("pair", socket.socketpair)):
+    try:
+        make()
+        out[name] = "open"
+    except PermissionError:
+        out[name] = "refused"
+r, w = os.pipe()
+os.write(w, b"x")
+out["pipe"] = os.read(r, 1).decode()
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+out["fork"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not seccomp.supported(), reason="seccomp filters are built for x86_64 Linux")
+def test_the_workers_own_filter_refuses_sockets_and_keeps_pipes_and_fork():
+    """Fast-path programs run in the worker itself, under its filter alone: a program that got past
+    Python there reaches no socket (the network, or a running stage's read socket), while the
+    worker's pipes and its forks for the other programs still work."""
+    import subprocess
+
+    res = subprocess.run([sys.executable, "-c", WORKER_FILTER_PROBE], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"unix": "refused", "inet": "refused", "pair": "refused", "pipe": "x", "fork": 7}

@@ -5,7 +5,9 @@ in its config; the worker installs them with ``prctl`` before any program runs. 
 
 - ``SANDBOX_DENY`` (the whole worker, installed before any program runs): kernel attack surface
   and container escapes (mount family, ptrace, keyctl, bpf, perf, namespaces, module loading,
-  io_uring, userfaultfd, handle-based opens...). ``clone`` that asks for new namespaces is denied;
+  io_uring, userfaultfd, handle-based opens...), and sockets: the worker talks over pipes, and a
+  fast-path program (run in the worker itself) that escaped Python must not reach the network
+  or the socket a running stage answers reads on (pad_data.live_reads). ``clone`` that asks for new namespaces is denied;
   ``clone3`` answers ENOSYS so libc falls back to ``clone``, whose flags can be checked.
 - ``CHILD_DENY`` (each forked program, on top): no new processes or threads, no exec, no
   signals or resource changes aimed at other processes, no sockets, and no writes to the
@@ -42,6 +44,7 @@ SANDBOX_DENY = {
     "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428, "move_mount": 429,
     "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "pidfd_getfd": 438,
     "process_madvise": 440, "mount_setattr": 442, "quotactl_fd": 443, "process_mrelease": 448,
+    "socket": 41, "connect": 42, "accept": 43, "bind": 49, "listen": 50, "socketpair": 53, "accept4": 288,
 }
 CHILD_DENY = {
     "socket": 41, "connect": 42, "accept": 43, "bind": 49, "listen": 50, "socketpair": 53,
