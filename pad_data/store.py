@@ -603,11 +603,13 @@ class Store:
     def _open(self) -> None:
         self._con = connect(self.path, read_only=self.read_only, wait=self.wait)
         self._locked = False
+        if self._caps:  # a connection reopened inside :meth:`capped` is capped too
+            self._apply_caps()
 
     def release(self) -> None:
         """Close the connection, so other processes can open the store, until ``con`` is next used.
-        Nothing on the connection outlives it (temporary tables, registered frames, settings);
-        inside a transaction it is an error."""
+        Nothing on the connection outlives it (temporary tables, registered frames) but the caps
+        of :meth:`capped` blocks still open; inside a transaction it is an error."""
         if self._in_transaction:
             raise RuntimeError("release() inside a transaction")
         if self._con is not None:
@@ -664,7 +666,11 @@ class Store:
         self._apply_caps()
 
     def _apply_caps(self) -> None:
-        """The innermost :meth:`capped` cap in force, or DuckDB's defaults."""
+        """The innermost :meth:`capped` cap in force, or DuckDB's defaults. A released store is
+        not reopened for it: settings end with their connection, and :meth:`_open` applies the
+        caps in force."""
+        if self._con is None:
+            return
         self._settings(*(self._caps[-1] if self._caps else (None, None)))
 
     def _settings(self, memory: str | None, ordered: bool | None) -> None:

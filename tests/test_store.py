@@ -178,6 +178,23 @@ def test_capped_restores_its_settings_even_in_a_transaction_an_error_aborted(db)
         assert settings(st) == before
 
 
+def test_capped_survives_release_and_does_not_reopen_a_released_store(db):
+    def settings(st):
+        return st.con.execute("SELECT current_setting('memory_limit'), "
+                              "current_setting('preserve_insertion_order')").fetchall()[0]
+
+    with Store(db) as st:
+        before = settings(st)
+        with st.capped("300MB", ordered=False):
+            st.release()
+            assert settings(st) == ("286.1 MiB", False)  # reopened inside the block: still capped
+            st.release()
+        assert st._con is None  # leaving the block did not take the store again just to reset settings
+        with Store(db, wait=0) as other:  # nobody holds it
+            assert other.scalar("SELECT count(*) FROM problems") == 0
+        assert settings(st) == before
+
+
 def _add_program(st, pid):
     with st.transaction():
         st.con.execute("INSERT INTO problems (problem_id, dataset, split, question, answer) "
