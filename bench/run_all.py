@@ -1,6 +1,6 @@
 """Run every pad benchmark and print one summary: ``.venv/bin/python bench/run_all.py``.
 
-About 10 minutes on the 2-core reference machine. Each script prints its own table with its
+Every bench but bench_scale.py (run on its own), each timed. Each script prints its own table with its
 baselines and writes bench/results/<name>.json; this one runs them in turn and stops at the
 first failure. Pass ``--quick`` for a smaller run (minutes, not for quoting).
 """
