@@ -159,40 +159,38 @@ def test_transaction_is_all_or_nothing(db):
     assert con.execute("SELECT count(*) FROM problems").fetchall() == [(1,)]
 
 
-def test_capped_restores_its_settings_even_in_a_transaction_an_error_aborted(db):
-    def settings(st):
-        return st.con.execute("SELECT current_setting('memory_limit'), "
-                              "current_setting('preserve_insertion_order')").fetchall()[0]
+def _settings(st):
+    """The two settings :meth:`Store.capped` sets, as the store's connection has them."""
+    return st.con.execute("SELECT current_setting('memory_limit'), "
+                          "current_setting('preserve_insertion_order')").fetchall()[0]
 
+
+def test_capped_restores_its_settings_even_in_a_transaction_an_error_aborted(db):
     with Store(db) as st:
-        before = settings(st)
+        before = _settings(st)
         with st.capped("300MB", ordered=False):
-            assert settings(st) == ("286.1 MiB", False)
+            assert _settings(st) == ("286.1 MiB", False)
             with st.capped("1GB"):
-                assert settings(st) == ("953.6 MiB", True)
-            assert settings(st) == ("286.1 MiB", False)
-        assert settings(st) == before
+                assert _settings(st) == ("953.6 MiB", True)
+            assert _settings(st) == ("286.1 MiB", False)
+        assert _settings(st) == before
         with pytest.raises(duckdb.ConstraintException, match="problem_id"):  # the error, not a failed SET
             with st.transaction(), st.capped("300MB", ordered=False):
                 st.con.execute("INSERT INTO problems (problem_id, dataset, split, question) VALUES (NULL, 'd', 's', 'q')")
-        assert settings(st) == before
+        assert _settings(st) == before
 
 
 def test_capped_survives_release_and_does_not_reopen_a_released_store(db):
-    def settings(st):
-        return st.con.execute("SELECT current_setting('memory_limit'), "
-                              "current_setting('preserve_insertion_order')").fetchall()[0]
-
     with Store(db) as st:
-        before = settings(st)
+        before = _settings(st)
         with st.capped("300MB", ordered=False):
             st.release()
-            assert settings(st) == ("286.1 MiB", False)  # reopened inside the block: still capped
+            assert _settings(st) == ("286.1 MiB", False)  # reopened inside the block: still capped
             st.release()
         assert st._con is None  # leaving the block did not take the store again just to reset settings
         with Store(db, wait=0) as other:  # nobody holds it
             assert other.scalar("SELECT count(*) FROM problems") == 0
-        assert settings(st) == before
+        assert _settings(st) == before
 
 
 def _add_program(st, pid):
