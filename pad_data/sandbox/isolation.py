@@ -24,6 +24,7 @@ import functools
 import importlib.util
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -186,11 +187,47 @@ def available_levels() -> tuple[str, ...]:
     return tuple(found)
 
 
+def unreachable_by_sandbox_user(path: str) -> str | None:
+    """The first folder on ``path`` (root first, ``path`` included) that the sandbox user
+    (``nobody``, no supplementary groups) may not enter, or None."""
+    folder = "/"
+    for part in Path(os.path.abspath(path)).parts:
+        folder = os.path.join(folder, part)
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return folder
+        bit = stat.S_IXUSR if st.st_uid == NOBODY else stat.S_IXGRP if st.st_gid == NOBODY else stat.S_IXOTH
+        if not st.st_mode & bit:
+            return folder
+    return None
+
+
+def _bwrap_blocker() -> str | None:
+    """Why bwrap, installed, cannot start here when that is pad's setup and not the machine's:
+    run as root, the sandbox runs as ``nobody`` and must reach its staging folder under
+    ``$TMPDIR`` (see :func:`launch`)."""
+    if os.geteuid() != 0 or not shutil.which("bwrap"):
+        return None
+    tmp = tempfile.gettempdir()
+    folder = unreachable_by_sandbox_user(tmp)
+    if folder is None:
+        return None
+    return (f"bubblewrap cannot start the sandbox: run as root, pad runs it as user nobody (uid {NOBODY}), "
+            f"which cannot enter {folder} (mode {stat.S_IMODE(os.stat(folder).st_mode):04o}) on the way to the "
+            f"sandbox's staging folder in {tmp} (the temporary folder, from TMPDIR): set TMPDIR to a folder "
+            f"every user can traverse (e.g. TMPDIR=/tmp), or let others enter {folder} (chmod o+x)")
+
+
 def resolve(level: str = "auto") -> str:
     """The isolation level to use; ``auto`` means ``bwrap`` and fails without it."""
     if level not in LEVELS + ("auto",):
         raise ValueError(f"unknown isolation level {level!r}; choose from auto, {', '.join(LEVELS)}")
     levels = available_levels()
+    if level in ("auto", "bwrap") and "bwrap" not in levels:
+        blocker = _bwrap_blocker()
+        if blocker:
+            raise RuntimeError(blocker)
     if level == "auto":
         if "bwrap" not in levels:
             raise RuntimeError("bubblewrap is not available here, so programs cannot be isolated at the "
