@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional
 import duckdb
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from . import options as opt
 from . import queries
+from .display import json_visible, visible
 from .labels import LABELS
 from .options import check_numbers
 from .store import SCHEMA_VERSION, Store, StoreError, resolve_path
@@ -52,8 +52,9 @@ api = _LazyAPI()
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pad: curate synthetic program datasets for Program-aided Distillation.")
 # Piped output is not wrapped at 80 columns, so tables stay one row per line for grep/scripts.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+# No emoji codes: `:smile:` in a name or question is shown as written (see _say).
+console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
 _state: dict = {"db": None}
 
 
@@ -70,7 +71,7 @@ def _cli_errors(interrupted: str = "interrupted: committed work is kept; rerun t
     try:
         yield
     except (ValueError, RuntimeError, StoreError, TeacherError, duckdb.Error) as exc:
-        err_console.print(f"[red]error:[/red] {escape(_error_line(exc))}", highlight=False, soft_wrap=True)
+        _say(err_console, ("error:", "red"), f" {_error_line(exc)}", soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print(interrupted)
@@ -78,8 +79,16 @@ def _cli_errors(interrupted: str = "interrupted: committed work is kept; rerun t
 
 
 def _error_line(exc: BaseException) -> str:
-    """An error as the one line ``error: ...`` shows."""
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """An error as the one line ``error: ...`` shows (it may quote data: control characters visible)."""
+    return visible(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
+
+
+def _say(out: Console, *parts: str | tuple[str, str], **kw: Any) -> None:
+    """Print one message to ``out``: each part as plain text (no Rich markup or emoji codes, control
+    characters visible, see :mod:`pad_data.display`), a ``(text, style)`` part in that style. Every
+    message that may quote data (names, paths, errors, values) is printed through this."""
+    out.print(Text.assemble(*[(visible(p[0]), p[1]) if isinstance(p, tuple) else visible(p) for p in parts]),
+              highlight=False, **kw)
 
 
 def plural(n: int, word: str) -> str:
@@ -88,7 +97,7 @@ def plural(n: int, word: str) -> str:
 
 
 def _warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+    _say(err_console, ("warning:", "yellow"), f" {message}", soft_wrap=True)
 
 
 def _store(read_only: bool = False) -> Store:
@@ -144,8 +153,8 @@ def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv 
         with _store() as store:
             r = api.ingest(store, source, dataset, split=split, fmt=fmt, question_field=question_field,
                            answer_field=answer_field, limit=limit, config=config, update=update)
-    console.print(f"{dataset}/{r['split']}: read {plural(r['read'], 'problem')}, added {r['added']:,} "
-                  f"({r['read'] - r['added']:,} already stored)" + _gold_changes(r), markup=False, highlight=False)
+    _say(console, f"{dataset}/{r['split']}: read {plural(r['read'], 'problem')}, added {r['added']:,} "
+                  f"({r['read'] - r['added']:,} already stored)" + _gold_changes(r))
     _warn_gold(r)
 
 
@@ -161,7 +170,7 @@ def _gold_changes(r: dict) -> str:
 
 def _warn_gold(r: dict) -> None:
     if r.get("warning"):
-        err_console.print(f"warning: {r['warning']}", markup=False, highlight=False, soft_wrap=True)
+        _say(err_console, f"warning: {r['warning']}", soft_wrap=True)
 
 
 @app.command("import-programs")
@@ -194,12 +203,11 @@ def import_programs(file: str = typer.Argument(..., help="records with a questio
                                     program_field=program_field, answer_field=answer_field,
                                     teacher=teacher, limit=limit, skip_invalid=skip_invalid, update=update)
     for message in r["skipped_records"]:
-        err_console.print(f"skipped {message}", markup=False, highlight=False, soft_wrap=True)
-    console.print(f"{dataset}: read {plural(r['read'], 'program')} from {plural(r['records'], 'record')}, "
+        _say(err_console, f"skipped {message}", soft_wrap=True)
+    _say(console, f"{dataset}: read {plural(r['read'], 'program')} from {plural(r['records'], 'record')}, "
                   f"added {r['added']:,} (new problems: {r['problems_added']:,})"
                   + (f", skipped {plural(r['skipped'], 'invalid record')}" if skip_invalid else "")
-                  + _gold_changes(r),
-                  highlight=False, markup=False)
+                  + _gold_changes(r))
     _warn_gold(r)
 
 
@@ -325,10 +333,9 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
                              temperature=temperature, max_tokens=max_tokens, concurrency=concurrency, prompt=prompt,
                              split=split, limit=limit, prices=prices, max_retries=max_retries, timeout=timeout,
                              shards=shards, address=address, shard_size=shard_size, progress=progress)
-        console.print(f"{r['teacher']} ({r['prompt']} prompt, ray, {plural(r['shards'], 'shard')}): "
+        _say(console, f"{r['teacher']} ({r['prompt']} prompt, ray, {plural(r['shards'], 'shard')}): "
                       f"{plural(r['added'], 'program')} added, {r['cached']:,} already stored, {r['failed']:,} failed "
-                      f"(retried next run), {r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)",
-                      markup=False, highlight=False)
+                      f"(retried next run), {r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)")
         if r["failed"]:
             raise typer.Exit(3)
         return
@@ -339,12 +346,12 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
         r = run_generate(store, teacher, dataset, samples=samples, temperature=temperature,
                          max_tokens=max_tokens, concurrency=concurrency, prompt=prompt, split=split,
                          limit=limit, prices=prices, progress=progress)
-    console.print(f"{r['teacher']} ({r['prompt']} prompt): {plural(r['added'], 'program')} added, "
+    _say(console, f"{r['teacher']} ({r['prompt']} prompt): {plural(r['added'], 'program')} added, "
                   f"{r['cached']:,} already stored, {r['failed']:,} failed (retried next run), "
                   f"{plural(r['requests'], 'request')}, {plural(r['prompt_tokens'] + r['completion_tokens'], 'token')}, "
-                  f"{r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)", markup=False, highlight=False)
+                  f"{r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)")
     if r["failed"]:
-        err_console.print(f"last error: {r['last_error']}", highlight=False, soft_wrap=True)
+        _say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
         raise typer.Exit(3)
 
 
@@ -360,16 +367,15 @@ def _generate_batch(backend: str, engine: str, poll_interval: float, max_batch_r
     with _cli_errors(interrupted=stop), _store() as store, _progress("batch") as progress:
         r = generate_batch(store, poll_interval=poll_interval, max_batch_requests=max_batch_requests,
                            progress=progress, **kw)
-    console.print(f"{r['teacher']} ({r['prompt']} prompt, batch): {r['added']} programs added, {r['cached']} "
+    _say(console, f"{r['teacher']} ({r['prompt']} prompt, batch): {r['added']} programs added, {r['cached']} "
                   f"already stored, {r['failed']} failed (retried next run), {r['batches']} batches "
                   f"({r['resumed']} resumed, {r['pending']} still pending), {r['requests']} requests, "
-                  f"{r['prompt_tokens'] + r['completion_tokens']:,} tokens, {r['seconds']:.1f} s",
-                  markup=False, highlight=False)
+                  f"{r['prompt_tokens'] + r['completion_tokens']:,} tokens, {r['seconds']:.1f} s")
     if r["pending"]:
         err_console.print("batches still pending: rerun `pad generate --batch` with the same options to collect "
                           "them", highlight=False, soft_wrap=True, markup=False)
     if r["failed"]:
-        err_console.print(f"last error: {r['last_error']}", highlight=False, soft_wrap=True, markup=False)
+        _say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
         raise typer.Exit(3)
 
 
@@ -414,17 +420,16 @@ def synthesize(seed_dataset: str = typer.Option(..., "--from", help="seed datase
                            temperature=temperature, max_tokens=max_tokens, concurrency=concurrency, prompt=prompt,
                            seed=seed, split=split, max_requests=max_requests, contamination=contamination,
                            near_duplicate=near_duplicate, progress=progress)
-    console.print(f"{dataset}: {r['accepted_total']} synthesized problems (wanted {n}); this run: {r['accepted']} "
+    _say(console, f"{dataset}: {r['accepted_total']} synthesized problems (wanted {n}); this run: {r['accepted']} "
                   f"accepted, rejected {r['duplicate']} duplicates, {r['near_duplicate']} near duplicates, "
                   f"{r['contaminated']} contaminated, {r['unparsable']} unparsable; {r['cached']} replies already "
-                  f"stored, {r['requests']} requests, {r['failed']} failed (retried next run)",
-                  markup=False, highlight=False)
+                  f"stored, {r['requests']} requests, {r['failed']} failed (retried next run)")
     if r["failed"]:
-        err_console.print(f"last error: {r['last_error']}", highlight=False, soft_wrap=True, markup=False)
+        _say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
         raise typer.Exit(3)
     if r["accepted_total"] < n:
-        err_console.print(f"warning: only {r['accepted_total']} of {n} after {r['cached'] + r['requests']} replies "
-                          "(raise --max-requests for more)", highlight=False, soft_wrap=True, markup=False)
+        _say(err_console, f"warning: only {r['accepted_total']} of {n} after {r['cached'] + r['requests']} replies "
+                          "(raise --max-requests for more)", soft_wrap=True)
 
 
 @app.command()
@@ -448,15 +453,18 @@ def _check_sql_options(fmt: str, max_rows: int) -> None:
 
 
 def _print_rows(columns: list[str], rows: list[tuple], fmt: str, max_rows: int, out: Console) -> None:
-    """What `pad sql` prints, to ``out``."""
+    """What `pad sql` prints, to ``out``. Every format is safe on a terminal: csv and table show
+    control characters as ``\\x1b``... (csv keeps newlines and tabs, which it quotes); json escapes
+    them and stays exact."""
     rows = [[_plain(v) for v in row] for row in rows]
     if fmt == "csv":
         writer = csv.writer(out.file, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([["" if v is None else v for v in row] for row in rows])
+        writer.writerow([visible(str(c)) for c in columns])
+        writer.writerows([["" if v is None else visible(str(v)) if isinstance(v, str) else v for v in row]
+                          for row in rows])
     elif fmt == "json":
-        out.file.write(json.dumps([dict(zip(columns, map(_json_keys, row))) for row in rows], ensure_ascii=False,
-                                  default=_json_value) + "\n")
+        out.file.write(json_visible(json.dumps([dict(zip(columns, map(_json_keys, row))) for row in rows],
+                                               ensure_ascii=False, default=_json_value)) + "\n")
     else:
         table = _table(*[str(c) for c in columns])
         for row in rows[:max_rows]:
@@ -567,16 +575,17 @@ def _json_value(v: object) -> object:
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
-    """A table whose headers and cells are shown verbatim (never read as Rich markup or emoji codes); at
-    least as wide as its title, so the title never wraps mid-phrase."""
-    table = Table(title=Text(title) if title else None, min_width=len(title) if title else None)
+    """A table whose headers and cells are shown as plain text (never read as Rich markup or emoji codes,
+    control characters visible); at least as wide as its title, so the title never wraps mid-phrase."""
+    table = Table(title=Text(visible(title)) if title else None, min_width=len(title) if title else None)
     for c in columns:
-        table.add_column(Text(c), overflow="fold")
+        table.add_column(Text(visible(c)), overflow="fold")
     return table
 
 
 def _add_row(table: Table, *cells: object, style: str | None = None) -> None:
-    table.add_row(*[c if isinstance(c, Text) else Text(str(c)) for c in cells], style=style)
+    """A row of plain-text cells (as :func:`_table`); a :class:`Text` cell is the caller's own styling."""
+    table.add_row(*[c if isinstance(c, Text) else Text(visible(str(c))) for c in cells], style=style)
 
 
 @app.command()
@@ -625,15 +634,15 @@ def check(reference: Optional[str] = typer.Option(None, help="benchmark file who
                       ("--contamination", contamination, opt.FRACTION_OPEN))
         r = run_checks(store, reference=reference, expectations_file=expectations, docs_dir=docs,
                        bounds=Bounds(min_correct=min_correct, contamination=contamination))
-    table = Table("table", "expectation", "column", "observed", "result", title=f"pad check {r['run_id']}")
+    table = _table("table", "expectation", "column", "observed", "result", title=f"pad check {r['run_id']}")
     for res in r["results"]:
-        verdict = "[green]pass[/green]" if res.success else ("[red]FAIL[/red]" if res.check.critical
-                                                             else "[yellow]warn[/yellow]")
-        table.add_row(res.check.table, res.check.expectation.removeprefix("expect_"),
-                      str(res.check.kwargs.get("column", "")), res.observed, verdict)
+        verdict = Text("pass", "green") if res.success else (Text("FAIL", "red") if res.check.critical
+                                                             else Text("warn", "yellow"))
+        _add_row(table, res.check.table, res.check.expectation.removeprefix("expect_"),
+                 res.check.kwargs.get("column", ""), res.observed, verdict)
     console.print(table)
     if r["docs"]:
-        console.print(f"Data Docs: {r['docs']}")
+        _say(console, f"Data Docs: {r['docs']}")
     if not r["success"]:
         err_console.print(f"[red]error:[/red] {r['critical_failures']} critical check(s) failed")
         raise typer.Exit(1)
@@ -667,9 +676,8 @@ def inject_errors(per_program: int = typer.Option(2, help="variants per correct 
         with _progress("injecting") as progress:
             r = run_inject(store, per_program=per_program, kinds=_csv(kinds), seed=seed, dataset=dataset, limit=limit,
                            timeout=timeout, workers=workers, progress=progress)
-    console.print(f"{plural(r['sources'], 'correct program')} -> {plural(r['variants'], 'variant')}, "
-                  f"{r['added']:,} new ({r['variants'] - r['added']:,} already stored); executed {r['executed']:,}",
-                  markup=False, highlight=False)
+    _say(console, f"{plural(r['sources'], 'correct program')} -> {plural(r['variants'], 'variant')}, "
+                  f"{r['added']:,} new ({r['variants'] - r['added']:,} already stored); executed {r['executed']:,}")
     table = _table("injection kind", "variants", "loud (raise)", "silent (wrong answer)", "unchanged (correct)",
                    "not executed", title="every injected program in the store (view injection_outcomes)")
     for row in r["outcomes"].itertuples(index=False):
@@ -724,8 +732,8 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
         r = run_curate(store, name, params)
     state = "created" if r["created"] else "unchanged (same parameters and data)"
     what = "refinement pair" if task == "refine" else "program"
-    console.print(f"snapshot {r['name']} {state}: hash {r['content_hash']}, {plural(r['programs'], what)} over "
-                  f"{plural(r['problems'], 'problem')}; {_splits(r['splits'])}", markup=False, highlight=False)
+    _say(console, f"snapshot {r['name']} {state}: hash {r['content_hash']}, {plural(r['programs'], what)} over "
+                  f"{plural(r['problems'], 'problem')}; {_splits(r['splits'])}")
 
 
 def _splits(counts: dict) -> str:
@@ -766,9 +774,9 @@ def vote(dataset: Optional[str] = typer.Option(None, help="only this dataset [de
             r = run_vote(store, dataset=dataset, min_votes=min_votes)
             labels = api.label_counts(store, dataset)
     agreement = "" if r["agreement"] is None else f" (mean agreement {r['agreement']:.2f})"
-    console.print(f"{r['problems']} problems without gold: {r['voted']} got a consensus answer{agreement}, "
+    _say(console, f"{r['problems']} problems without gold: {r['voted']} got a consensus answer{agreement}, "
                   f"{r['below_min_votes']} had fewer than {min_votes} votes, {r['tied']} were tied, "
-                  f"{r['no_results']} had no numeric result", markup=False, highlight=False)
+                  f"{r['no_results']} had no numeric result")
     if r["agreement_hist"]:
         table = _table("agreement", "problems", title="consensus answers by agreement share")
         for bucket, n in r["agreement_hist"].items():
@@ -798,16 +806,16 @@ def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
             if name or fmt != "hf":
                 raise ValueError("--from-parquet takes no snapshot NAME and writes --format hf")
             r = export_parquet_shards(from_parquet, out, overwrite=overwrite, push_to_hub=push_to_hub)
-            console.print(f"exported {from_parquet} to {r['out']} (hf): {_splits(r['counts'])}"
-                          + (f"; pushed {r['pushed']}" if r["pushed"] else ""), markup=False, highlight=False)
+            _say(console, f"exported {from_parquet} to {r['out']} (hf): {_splits(r['counts'])}"
+                          + (f"; pushed {r['pushed']}" if r["pushed"] else ""))
             return
         if not name:
             raise ValueError("give a snapshot NAME (or --from-parquet DIR)")
         with _store() as store:
             r = run_export(store, name, out, fmt=fmt, license=license_, push_to_hub=push_to_hub,
                            overwrite=overwrite)
-    console.print(f"exported {name} to {r['out']} ({fmt}): {_splits(r['counts'])}"
-                  + (f"; pushed {r['pushed']}" if r["pushed"] else ""), markup=False, highlight=False)
+    _say(console, f"exported {name} to {r['out']} ({fmt}): {_splits(r['counts'])}"
+                  + (f"; pushed {r['pushed']}" if r["pushed"] else ""))
 
 
 @app.command()
@@ -831,7 +839,7 @@ def review(port: int = typer.Option(8501, help="port to serve on"),
         if old:  # the app reads only: upgrade the store first
             Store(db).close()
     url = f"http://{host}:{port}/" + (f"?token={secret}" if secret else "")
-    console.print(f"pad review on {url} (store {db}); Ctrl-C to stop", markup=False, highlight=False, soft_wrap=True)
+    _say(console, f"pad review on {url} (store {db}); Ctrl-C to stop", soft_wrap=True)
     raise typer.Exit(srv.serve(db, host, port, secret))
 
 
@@ -877,8 +885,7 @@ def run(source: Optional[str] = typer.Option(None, help="ingest this problem fil
                                   progress=progress, model=model, base_url=base_url, backend=backend)
 
         def report(step, result, seconds):
-            console.print(Text.assemble(("✓", "green"), f" {step.name} ({seconds:.2f} s): {_brief(result)}"),
-                          highlight=False)
+            _say(console, ("✓", "green"), f" {step.name} ({seconds:.2f} s): {_brief(result)}")
 
         results = api.run_pipeline(store, steps, on_step=report)
         summary = api.label_counts(store)
@@ -909,7 +916,7 @@ def _brief(result: dict) -> str:
 def _print_labels(counts: dict, title: str) -> None:
     """``title`` on a line of its own (a table title would wrap at the table's width), then the table."""
     total = sum(counts.values()) or 1
-    console.print(title, markup=False, highlight=False, soft_wrap=True)
+    _say(console, title, soft_wrap=True)
     table = Table("label", "programs", "share")
     for label in LABELS:
         if counts.get(label):

@@ -14,11 +14,13 @@ import argparse
 import getpass
 import hmac
 import os
+import re
 import sys
 
 import streamlit as st
 
 from pad_data import review as rv
+from pad_data.display import visible
 from pad_data.labels import LABELS
 from pad_data.store import StoreError, resolve_path
 
@@ -86,6 +88,17 @@ def highlighted(program: str, line: int | None) -> str:
     fmt = HtmlFormatter(noclasses=True, linenos="inline", hl_lines=[line] if line else [],
                         hl_color="#ffd7d7", style="default")
     return f'<div style="font-size:0.9em;overflow-x:auto">{highlight(program, PythonLexer(), fmt)}</div>'
+
+
+def literal(text: object) -> str:
+    """``text`` as a Markdown code span, for data inside Streamlit Markdown (st.markdown, st.error...):
+    shown as written, never read as Markdown, HTML, a link or image, an emoji or colour code."""
+    text = visible(str(text), keep="")  # a code span is one line
+    if not text:
+        return ""
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""  # CommonMark strips one space each side
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def move(delta: int | None = None, to: int | None = None) -> None:
@@ -219,20 +232,21 @@ def programs_tab(db: str, token: tuple, options: dict) -> None:
     except StoreError as exc:
         busy(exc)
     st.subheader(f"Program {pos + 1:,} of {total:,}: `{d['program_id']}`, label **{d['label'] or 'not executed'}**")
-    st.markdown(f"**Question** ({d['dataset']}, {d['split']}): {d['question']}")
+    st.markdown(f"**Question** ({literal(d['dataset'])}, {d['split']}):")
+    st.text(d["question"])  # plain text: a question is data, never Markdown
     gold = d["gold_text"] if d["gold_text"] is not None else d["gold"]
     a, b = st.columns(2)
     a.metric("Gold answer", str(gold))
     b.metric("Returned", "" if d["value"] is None else str(d["value"])[:40])
-    st.markdown(f"**Teacher** `{d['teacher']}` · **Origin** `{d['origin']}` · **Verdict** "
+    st.markdown(f"**Teacher** {literal(d['teacher'])} · **Origin** {literal(d['origin'])} · **Verdict** "
                 f"{d['verdict'] or 'none yet'}")
     line = int(d["error_line"]) if d["error_line"] is not None and d["error_line"] == d["error_line"] else None
     st.html(highlighted(d["program"], line))
     if d["error_type"] or d["error_message"]:
         where = ""
         if line and line <= len(d["program"].splitlines()):
-            where = f"line {line}: `{d['program'].splitlines()[line - 1].strip()}` — "
-        st.error(f"{where}{d['error_type'] or d['label']}: {d['error_message'] or ''}")
+            where = f"line {line}: {literal(d['program'].splitlines()[line - 1].strip())} — "
+        st.error(f"{where}{literal(d['error_type'] or d['label'])}: {literal(d['error_message'] or '')}")
     if d["stdout"]:
         st.text_area("stdout", d["stdout"], disabled=True, key=f"stdout_{d['program_id']}")
     if d["parent_program"]:
@@ -271,8 +285,8 @@ def programs_tab(db: str, token: tuple, options: dict) -> None:
             res = rv.try_program(edited)
             label, _ = label_for(res.status, res.value_type, res.value, d["gold"] if d["gold"] == d["gold"] else None,
                                  d["gold_text"])
-            st.info(f"Run result: {label} (status {res.status}, value {res.value!r}"
-                    f"{', ' + str(res.error_type) + ': ' + str(res.error_message) if res.error_type else ''})")
+            st.info(f"Run result: {label} (status {res.status}, value {literal(repr(res.value))}"
+                    f"{', ' + literal(f'{res.error_type}: {res.error_message}') if res.error_type else ''})")
         if save_col.button("Save as new program", key="save_fix"):
             try:
                 out = rv.save_fix(db, d["program_id"], edited, reviewer)
@@ -294,7 +308,7 @@ def sql_tab(db: str) -> None:
             busy(exc)
         except Exception as exc:  # noqa: BLE001 - SQL errors are shown, not raised
             st.session_state.pop("sql_result", None)
-            st.error(str(exc).splitlines()[0])
+            st.error(literal(str(exc).splitlines()[0]))
     if "sql_result" in st.session_state:
         result = st.session_state["sql_result"]
         st.dataframe(result, hide_index=True, key="sql_table")

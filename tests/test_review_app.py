@@ -123,6 +123,30 @@ def test_filter_open_judge_jump_fix_and_rerun(store):
     assert rows == [("human", pid, "tester", "correct")]
 
 
+def test_data_is_shown_as_plain_text_never_as_markdown(store, tmp_path):
+    """A question, a teacher's name and an error message are data: no link, image, HTML or
+    styling comes from them (a Markdown image would be fetched by the reviewer's browser)."""
+    import json
+
+    from markdown_it import MarkdownIt
+
+    question = "How many? ![img](http://evil.example/x.png) [link](http://evil.example) <b>hi</b> **bold** :red[x]"
+    program = "def solution():\n    raise ValueError('![i](http://evil.example/y.png) `tick` <b>x</b> :red[x]')\n"
+    (tmp_path / "p.jsonl").write_text(json.dumps({"question": question, "program": program, "answer": "2"}))
+    pad_cli("--db", store, "import-programs", tmp_path / "p.jsonl", "--dataset", "evil", "--teacher",
+            "t](http://evil.example) **x**", check=True)
+    pad_cli("--db", store, "execute", "--isolation", "process", check=True)
+    at = _app()
+    at.multiselect(key="f_dataset").select("evil").run()
+    assert question in [t.value for t in at.text]
+    shown = [m.value for m in at.markdown] + [e.value for e in at.error]
+    assert any("ValueError" in v and "evil.example/y.png" in v for v in shown)
+    for value in shown:
+        tokens = [t for block in MarkdownIt("commonmark").parse(value) for t in (block.children or [block])]
+        assert not {t.type for t in tokens} & {"image", "link_open", "html_inline", "html_block"}, value
+        assert not any("evil.example" in t.content or ":red[" in t.content for t in tokens if t.type == "text"), value
+
+
 def test_diff_against_parent_for_edited_programs(store):
     at = _app()
     at.multiselect(key="f_label").select("runtime_error").run()
