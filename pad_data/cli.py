@@ -105,10 +105,20 @@ def _store(read_only: bool = False) -> Store:
         import importlib
 
         importlib.import_module("pad_data.api")
-    store = Store(resolve_path(_state["db"]), read_only=read_only)
+    path = resolve_path(_state["db"])
+    torn = 0
+    if not read_only:
+        from .generate import torn_journal_bytes
+
+        torn = torn_journal_bytes(path)
+    store = Store(path, read_only=read_only)
     if store.recovered:
-        err_console.print(f"stored {store.recovered} programs that waited in {store.journal_path} "
-                          "(from a `pad generate` whose commit failed)", highlight=False, soft_wrap=True)
+        _say(err_console, f"stored {store.recovered} programs that waited in {store.journal_path} "
+                          "(from a `pad generate` whose commit failed)", soft_wrap=True)
+    if torn and not store.journal_path.exists():
+        _warn(f"the last line of {store.journal_path} was cut short ({plural(torn, 'byte')}, left by a run "
+              "stopped while writing it): the responses in it are lost and the next `pad generate` asks "
+              "for them again")
     return store
 
 

@@ -16,7 +16,9 @@ in :mod:`pad_data.teachers`.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 from typing import Callable
 
 import pandas as pd
@@ -159,32 +161,77 @@ class CommitError(RuntimeError):
 
 class _Journal:
     """The salvage of a failed generate: appends what could not be committed to the store's
-    journal (fsync'd); counts what it kept and, if even the journal fails, what was lost."""
+    journal (:meth:`Store.append_journal`: one line per item, fsync'd) and checks what reached it.
+    A write that fails is cut back to its last whole line, so the journal only ever holds whole
+    entries: the items in those are kept, the rest lost, and so is everything after (a journal
+    that failed once is not trusted again). Only what is verified on disk is reported as kept."""
 
     def __init__(self, store: Store, stats: dict):
         self.store, self.stats = store, stats
         self.error: BaseException | None = None  # the journal could not be written
-        self.lost = 0  # rows neither committed nor journaled
+        self.lost = 0  # programs neither committed nor journaled: the next run asks (and pays) for them again
 
     def __call__(self, items: list[tuple[str, list[dict]]]) -> None:
         if self.error is None:
+            path = self.store.journal_path
+            start = path.stat().st_size if path.exists() else 0
             try:
                 self.store.append_journal(items)
-                self.stats["journaled"] += sum(len(r) for kind, r in items if kind == "ok")
-                return
             except BaseException as exc:
                 self.error = exc
-        self.lost += sum(len(r) for _, r in items)
+            try:
+                whole = _whole_lines(path, start)
+            except OSError as exc:  # nothing of this write is known to be on disk
+                self.error, whole = self.error or exc, 0
+            if self.error is None and whole != len(items):
+                self.error = OSError(f"{whole} of the {len(items)} entries written reached the journal")
+            self.stats["journaled"] += _programs(items[:whole])
+            items = items[whole:]
+        self.lost += _programs(items)
 
     def failure(self, exc: BaseException) -> CommitError:
         reason, journal = _first_line(exc), self.store.journal_path
+        message = f"could not commit to {self.store.path}: {reason}; stopped sending requests; "
+        if self.error is None or self.stats["journaled"]:
+            message += (f"{self.stats['journaled']} programs kept in {journal}: the next `pad generate` "
+                        "stores them without asking again")
         if self.error is not None:
-            return CommitError(f"could not commit to {self.store.path}: {reason}; stopped sending requests; "
-                               f"{self.lost} rows are lost: the journal {journal} could not be written "
-                               f"({_first_line(self.error)})")
-        return CommitError(f"could not commit to {self.store.path}: {reason}; stopped sending requests; "
-                           f"{self.stats['journaled']} programs kept in {journal}: the next `pad generate` "
-                           "stores them without asking again")
+            message += ("; " if self.stats["journaled"] else "") + (
+                f"{self.lost} programs are lost: the journal {journal} could not be written "
+                f"({_first_line(self.error)}); the next run asks for them again")
+        return CommitError(message)
+
+
+def _programs(items: list[tuple[str, list[dict]]]) -> int:
+    return sum(len(rows) for kind, rows in items if kind == "ok")
+
+
+def _whole_lines(path: Path, start: int) -> int:
+    """The lines written to the journal past byte ``start``, once a torn last one is cut off and
+    the file is fsync'd again: those are on disk whole."""
+    with open(path, "r+b") as f:
+        f.seek(start)
+        tail = f.read()
+        end = tail.rfind(b"\n") + 1
+        if end != len(tail):
+            f.truncate(start + end)
+        os.fsync(f.fileno())
+    return tail.count(b"\n", 0, end)
+
+
+def torn_journal_bytes(db: Path) -> int:
+    """Bytes after the last whole line of the journal of the store ``db`` (a resolved path): what a
+    run killed while writing it left. Recovery cannot read them; their responses are asked for again.
+    Read before the store is opened, which replays the journal and removes it."""
+    journal = db.with_name(db.name + ".journal.jsonl")  # Store.journal_path, without opening the store
+    try:
+        with open(journal, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - (1 << 20)))
+            tail = f.read()
+    except OSError:
+        return 0
+    return len(tail) - tail.rfind(b"\n") - 1 if tail and not tail.endswith(b"\n") else 0
 
 
 def _first_line(exc: BaseException) -> str:
