@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from pad_data import review  # noqa: E402
 from pad_data.labels import relabel  # noqa: E402
+from pad_data.labels import MATCH_SQL  # noqa: E402
 from pad_data.queries import stats  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
@@ -48,9 +49,9 @@ QUERIES = {
     "error_types": "SELECT error_type, count(*) AS n FROM {src} WHERE error_type IS NOT NULL GROUP BY 1 ORDER BY n DESC",
 }
 # the alternative to relabeling on a gold update: correctness computed at query time from the value
-GOLD_JOIN = """SELECT CASE WHEN l.status <> 'ok' THEN l.label WHEN pr.answer IS NULL THEN l.label
+GOLD_JOIN = f"""SELECT CASE WHEN l.status <> 'ok' THEN l.label WHEN pr.answer IS NULL THEN l.label
                            WHEN e.value_num IS NULL THEN 'non_numeric'
-                           WHEN abs(e.value_num - pr.answer) < 1e-3 THEN 'correct' ELSE 'wrong_answer' END AS label,
+                           WHEN {MATCH_SQL.format(v='e.value_num', g='pr.answer')} THEN 'correct' ELSE 'wrong_answer' END AS label,
                       count(*)
                FROM program_labels l JOIN executions e USING (seq) JOIN problems pr USING (problem_id) GROUP BY 1"""
 

@@ -26,7 +26,7 @@ _NUM = r"(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _GOLD_RE = re.compile(
     rf"^\s*(?P<sign>[-+\u2212])?\s*[$€£¥₹]?\s*(?P<sign2>[-+])?"
     rf"(?:(?P<whole>\d+)\s+(?=\d+\s*/))?(?P<num>{_NUM})(?:\s*/\s*(?P<den>{_NUM}))?"
-    r"\s*(?P<unit>%|[^\W\d_°][^\d=+*^<>]*|°[^\d=+*^<>]*)?\s*$")
+    r"\s*(?P<unit>%|[^\W\d_°][^\d=+*^<>]*|°[^\d=+*^<>]*)?\s*\.?\s*$")
 
 
 class AnswerError(ValueError):

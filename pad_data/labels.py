@@ -1,15 +1,24 @@
 """The fixed label vocabulary and how an execution result becomes a label.
 
-Numeric answers match with PAL's absolute rule: ``correct`` iff ``|value - gold| < 1e-3``
-(strictly less; no relative tolerance, so 1001 for a gold of 1000 is a wrong answer).
-Values are compared as doubles: from ``|gold| >= 2**43`` (about 8.8e12) neighbouring doubles
-are more than 1e-3 apart, so there the rule means "rounds to the same double"; an int beyond
-``2**53`` is compared as its nearest double.
-Deliberate choices (documented in the README):
+Numbers match by one rule, :func:`numbers_match` (and :data:`MATCH_SQL`, the same rule for
+DuckDB): ``|value - gold| < max(1e-9, min(1e-3, 1e-3 * m), 1e-12 * m)`` with
+``m = max(|value|, |gold|)``. So:
+
+- from 1 to 1e9, PAL's absolute rule, ``|value - gold| < 1e-3`` (1001 for 1000 is wrong, 18.0004
+  for 18 is right): golds a dataset rounded to 3 decimals are accepted;
+- below 1, three significant digits (a relative 1e-3): ``0`` is wrong for a gold of
+  ``2.0107e-06``, ``2.01071e-06`` is right; ``0.3333`` is right for 1/3;
+- above 1e9, a relative 1e-12: the floating-point noise of a long computation is accepted
+  (``3.0000000000000004e13`` for 3e13), an answer off by one below 1e12 is not;
+- at 0, an absolute 1e-9 (``0.1 + 0.2 - 0.3`` is 0).
+
+Values and gold answers are read by the same parser (:func:`pad_data.answers.parse_number_with_unit`):
+a ``str`` value such as ``"1,234"``, ``"$12.50"``, ``"75%"``, ``"3/4"`` or ``"15 minutes"``
+compares as that number; any other string is ``non_numeric``. Deliberate choices (documented
+in the README):
+
 - a ``bool`` returned for a numeric question is ``non_numeric`` (True == 1 would be luck);
-- a ``str`` that parses as a number ("1,234", "$12.50", "75%", "3/4") is compared as that
-  number; any other string is ``non_numeric``;
-- NaN and infinities are ``non_numeric``; a huge int compares as its float value;
+- NaN and infinities are ``non_numeric``; an int too large for a double is ``wrong_answer``;
 - text gold answers (coin flip "yes"/"no", last letters "ab") compare case-insensitively
   after trimming whitespace; ``True``/``False`` count as "yes"/"no".
 """
@@ -17,8 +26,9 @@ Deliberate choices (documented in the README):
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
+
+from .answers import parse_number_with_unit
 
 LABELS: dict[str, str] = {
     "correct": "ran and returned the gold answer",
@@ -35,14 +45,19 @@ LABELS: dict[str, str] = {
 }
 ERROR_STATUSES = ("no_answer", "syntax_error", "runtime_error", "timeout", "memory_limit",
                   "forbidden", "crashed")
-ABS_TOL = 1e-3  # PAL: abs(value - gold) < 1e-3
-
-_NUM_RE = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
+ABS_TOL = 1e-3  # PAL's absolute tolerance, for answers from 1 to 1e9
+REL_TOL = 1e-3  # below 1: three significant digits
+NOISE_TOL = 1e-12  # above 1e9: floating-point noise
+ZERO_TOL = 1e-9  # at 0
+# numbers_match as SQL over two DOUBLE expressions {v} and {g}
+MATCH_SQL = (f"(abs({{v}} - {{g}}) < greatest({ZERO_TOL!r}, least({ABS_TOL!r}, {REL_TOL!r} * greatest(abs({{v}}), abs({{g}}))),"
+             f" {NOISE_TOL!r} * greatest(abs({{v}}), abs({{g}}))))")
 
 
 def parse_number(text: Any) -> float | None:
-    """A float from numeric text such as ``"1,234"``, ``"$12.50"``, ``"75%"``, ``"3/4"``; else None
-    (also for anything that is not finite as a double, such as an int of 400 digits)."""
+    """A float from a number, or from numeric text as a gold answer is read (``"1,234"``,
+    ``"$12.50"``, ``"75%"``, ``"3/4"``, ``"15 minutes"``); else None (also for anything that is
+    not finite as a double, such as an int of 400 digits)."""
     if isinstance(text, bool) or text is None:
         return None
     try:
@@ -55,20 +70,13 @@ def parse_number(text: Any) -> float | None:
 def _parse_number(text: Any) -> float | None:
     if isinstance(text, (int, float)):
         return float(text)
-    s = str(text).strip().replace(",", "").replace("$", "").replace(" ", "")
-    s = s.rstrip(".").removesuffix("%")
-    if _NUM_RE.match(s):
-        return float(s)
-    if s.count("/") == 1:
-        num, den = s.split("/")
-        if _NUM_RE.match(num) and _NUM_RE.match(den) and float(den) != 0:
-            return float(num) / float(den)
-    return None
+    return parse_number_with_unit(str(text))
 
 
 def numbers_match(value: float, gold: float) -> bool:
-    """PAL's rule: ``abs(value - gold) < 1e-3``, absolute and strict (see the module docstring)."""
-    return abs(value - gold) < ABS_TOL
+    """The one rule for numeric answers (see the module docstring)."""
+    m = max(abs(value), abs(gold))
+    return abs(value - gold) < max(ZERO_TOL, min(ABS_TOL, REL_TOL * m), NOISE_TOL * m)
 
 
 def _normalize_text(value: Any) -> str:

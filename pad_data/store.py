@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pandas is imported where a frame is made: `pad sql` and `pa
     import pandas as pd
     import pyarrow as pa
 
-from .labels import ABS_TOL
+from .labels import MATCH_SQL
 from .paths import DEFAULT_DB, resolve_path  # noqa: F401 - where they were first
 
 ORIGINS = ("teacher", "import", "injected", "student", "human")
@@ -438,13 +438,13 @@ MIGRATIONS: list[list[str]] = [
 # A problem's gold: its real gold answer (number or text) when it has one, else the consensus
 # of `pad vote` (gold_source 'consensus', with its agreement share). An execution labeled
 # 'unverifiable' (no gold when it ran) is labeled against the consensus by the rule of
-# labels.label_for for a numeric gold: PAL's absolute tolerance, non_numeric when the result is
+# labels.label_for for a numeric gold: labels.numbers_match (as MATCH_SQL), non_numeric when the result is
 # not a number, wrong_answer for an int too large for a double. `pad vote` writes the same
 # labels into program_labels: CONSENSUS_LABEL is the one rule for both ({e}: the execution,
 # {answer}: the consensus answer).
 CONSENSUS_LABEL = f"""CASE WHEN {{e}}.value_num IS NULL THEN
                  CASE WHEN {{e}}.value_type = 'int' THEN 'wrong_answer' ELSE 'non_numeric' END
-             WHEN abs({{e}}.value_num - {{answer}}) < {ABS_TOL!r} THEN 'correct'
+             WHEN {MATCH_SQL.format(v='{e}.value_num', g='{answer}')} THEN 'correct'
              ELSE 'wrong_answer' END"""
 
 LABELED_VIEW = f"""CREATE OR REPLACE VIEW labeled_programs AS

@@ -3,13 +3,14 @@ import pytest
 from pad_data.extract import extract_program
 import math
 
+from pad_data.answers import parse_answer
 from pad_data.labels import ABS_TOL, LABELS, label_for, numbers_match, parse_number
 
 
 @pytest.mark.parametrize("text,num", [
     ("42", 42.0), ("1,234", 1234.0), ("$12.50", 12.5), ("75%", 75.0), ("3/4", 0.75), ("-2.5e3", -2500.0),
     ("18.", 18.0), (" 7 ", 7.0), ("seven", None), ("", None), (True, None), (None, None), (float("nan"), None),
-    ("1/0", None),
+    ("1/0", None), ("15 minutes", 15.0), ("\u22123 m", -3.0), ("2 1/2 cups", 2.5), ("18.0.", 18.0),
 ])
 def test_parse_number(text, num):
     assert parse_number(text) == num
@@ -25,8 +26,17 @@ def test_parse_number(text, num):
     ("ok", "str", "72,070", 72000.0, "72000", "wrong_answer"),
     ("ok", "float", 1000000.5, 1000000.0, "1000000", "wrong_answer"),
     ("ok", "float", 1000000.0009, 1000000.0, "1000000", "correct"),
-    ("ok", "float", 0.001, 0.0, "0", "wrong_answer"),  # the boundary: exactly 1e-3 away is not < 1e-3
-    ("ok", "float", 0.0009999, 0.0, "0", "correct"),
+    ("ok", "float", 0.001, 0.0, "0", "wrong_answer"),
+    ("ok", "float", 0.0009999, 0.0, "0", "wrong_answer"),  # below 1 the rule is relative
+    ("ok", "float", 5.551115123125783e-17, 0.0, "0", "correct"),  # 0.1 + 0.2 - 0.3
+    ("ok", "int", 0, 2.0107e-06, "2.0107e-06", "wrong_answer"),  # a tiny gold is not 0
+    ("ok", "float", 2.01071e-06, 2.0107e-06, "2.0107e-06", "correct"),
+    ("ok", "float", 1 / 3, 0.3333, "0.3333", "correct"),  # a gold the dataset rounded
+    ("ok", "float", 1 / 3, 0.33, "0.33", "wrong_answer"),
+    ("ok", "float", 3.0000000000000004e13, 3e13, "30000000000000", "correct"),  # noise at scale
+    ("ok", "int", 123456789013, 123456789012.0, "123456789012", "wrong_answer"),
+    ("ok", "str", "15 minutes", 15.0, "15 minutes", "correct"),  # value and gold: one parser
+    ("ok", "str", "$1,500.00", 1500.0, "1500", "correct"),
     ("ok", "float", -17.9996, -18.0, "-18", "correct"),
     ("ok", "bool", True, 1.0, "1", "non_numeric"),
     ("ok", "str", "18", 18.0, "18", "correct"),
@@ -46,18 +56,28 @@ def test_label_for(status, vtype, value, gold, gold_text, label):
     assert label in LABELS
 
 
-def test_numbers_match_is_pals_absolute_rule():
+def test_numbers_match_is_right_at_both_ends_of_the_scale():
     assert ABS_TOL == 1e-3
+    # from 1 to 1e9: PAL's absolute rule
     assert numbers_match(18.0004, 18) and not numbers_match(18.017, 18)
-    assert numbers_match(0.0, 0.000999) and not numbers_match(0.0, 0.001)  # strictly less
     assert not numbers_match(1001, 1000.0) and not numbers_match(72070, 72000.0)
-    # from 2**43 on, neighbouring doubles are more than 1e-3 apart: the rule is "same double"
+    assert numbers_match(999_999_999.0009, 999_999_999) and not numbers_match(999_999_999.002, 999_999_999)
+    # below 1: relative (three significant digits), symmetric in value and gold
+    assert not numbers_match(0.0, 2.0107e-06) and not numbers_match(2.0107e-06, 0.0)
+    assert numbers_match(2.0107e-06 * (1 + 5e-4), 2.0107e-06) and not numbers_match(2.0107e-06 * 1.002, 2.0107e-06)
+    assert numbers_match(0.0, 1e-10) and not numbers_match(0.0, 1e-8)
+    # above 1e9: floating-point noise passes, an answer off by one below 1e12 does not
     big = 1e13
-    assert math.ulp(2.0 ** 43) > ABS_TOL >= math.ulp(2.0 ** 42)
-    assert numbers_match(big, big) and not numbers_match(math.nextafter(big, math.inf), big)
-    # ints beyond 2**53 compare as their nearest double
-    assert numbers_match(2 ** 53 + 1, float(2 ** 53)) and not numbers_match(2 ** 53 + 2, float(2 ** 53))
+    assert numbers_match(math.nextafter(big, math.inf), big) and numbers_match(big * (1 + 5e-13), big)
+    assert not numbers_match(big * (1 + 2e-12), big)
+    assert not numbers_match(987654321001, 987654321000.0)
+    assert numbers_match(2 ** 53 + 1, float(2 ** 53))
     assert label_for("ok", "int", 2 ** 53 + 1, float(2 ** 53), str(2 ** 53))[0] == "correct"
+
+
+def test_values_and_golds_go_through_one_parser():
+    for text in ("15 minutes", "$12.50", "75%", "3/4", "1,234", "2 1/2", "\u22125 apples", "12 cm.", "seven"):
+        assert parse_number(text) == parse_answer(text).number, text
 
 
 @pytest.mark.parametrize("text,expected", [
