@@ -145,3 +145,44 @@ def test_prose_and_fences_around_a_whole_program_still_go(program):
     # without fences, prose still ends the code at the first non-parsing top-level line
     assert extract_program("Sure! Here it is.\n" + MAIN_BLOCK + "That's all.") == \
         "def solution():\n    return 12 // 4\n"
+
+
+@pytest.mark.parametrize("path", ["pal/gsm.jsonl", "pal/svamp.jsonl", "pal/asdiv.jsonl", "pal/mawpsaddsub.jsonl",
+                                  "pal/mawpsmultiarith.jsonl", "pal/mawpssingleeq.jsonl", "pal/mawpssingleop.jsonl",
+                                  "pot/gsm8k.jsonl", "pot/svamp.jsonl", "pot/tabmwp.jsonl", "pot/multiarith_zs.jsonl"])
+def test_the_rule_on_real_golds(shared_data, path):
+    """Every numeric gold of the real PAL and PoT files matches itself whichever way a program
+    returns it (int, float, the dataset's own text), and never 0 or a value 1% off."""
+    import json
+
+    field = "target" if path.startswith("pal/") else "answer"
+    n = 0
+    for line in (shared_data / path).read_text().splitlines():
+        raw = json.loads(line).get(field)
+        gold = parse_answer(raw)
+        if gold.number is None:
+            continue
+        g = gold.number
+        n += 1
+        as_returned = [("float", g), ("str", str(raw))] + ([("int", int(g))] if g.is_integer() else [])
+        for vtype, value in as_returned:
+            assert label_for("ok", vtype, value, g, gold.text)[0] == "correct", (path, raw, vtype, value)
+        if g != 0:
+            assert label_for("ok", "float", g * 1.01, g, gold.text)[0] == "wrong_answer", (path, raw)
+            assert label_for("ok", "int", 0, g, gold.text)[0] == "wrong_answer", (path, raw)
+    assert n > 300
+
+
+def test_pot_tabmwp_programs_returning_units_are_compared_as_numbers(shared_data):
+    """PoT's TabMWP scripts set ``ans = '30 minutes'`` where the gold is '30 minutes': the value
+    goes through the gold's parser, so the real programs that got it right are correct."""
+    import json
+
+    labels = []
+    for line in (shared_data / "pot/tabmwp.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        value = rec.get("executed")
+        if isinstance(value, str) and parse_number(value) is not None and not value.replace(".", "").isdigit():
+            gold = parse_answer(rec["answer"])
+            labels.append(label_for("ok", "str", value, gold.number, gold.text)[0])
+    assert labels.count("correct") >= 3 and "non_numeric" not in labels
