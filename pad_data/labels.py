@@ -33,11 +33,11 @@ from .answers import parse_number_with_unit
 LABELS: dict[str, str] = {
     "correct": "ran and returned the gold answer",
     "wrong_answer": "ran and returned a different answer",
-    "no_answer": "no solution() defined and no ans variable set, or the answer is None",
+    "no_answer": "ran and returned nothing: no solution() defined and no ans variable set, or the answer is None",
     "non_numeric": "returned something that is not a number where the gold answer is one",
     "syntax_error": "does not compile",
     "runtime_error": "raised an exception (see error_type, e.g. NameError)",
-    "timeout": "still running at the time limit (killed)",
+    "timeout": "used more than its time limit of its own time (CPU, or asleep), not counting waits for a core",
     "memory_limit": "exceeded the memory limit",
     "forbidden": "tried something outside the sandbox policy (files, network, processes, imports...)",
     "crashed": "the interpreter died (segfault, abort)",

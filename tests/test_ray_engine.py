@@ -22,7 +22,8 @@ COLUMNS = "program_id, status, label, value, value_num, value_type, error_type, 
 
 
 def _programs(n: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """GSM8K-style programs: 10% raise, 1% do not compile, 1% return a string, the rest are right."""
+    """GSM8K-style programs: 10% raise, 1% do not compile, 1% return text that is not a number, the rest
+    are right."""
     rng = random.Random(seed)
     problems, programs = {}, []
     for i in range(n):
@@ -36,7 +37,7 @@ def _programs(n: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
         elif r < 0.11:
             src = src.replace("):", ")")
         elif r < 0.12:
-            src = src.replace("return cost", "return str(cost) + ' dollars'")
+            src = src.replace("return cost", "return 'about ' + str(cost)")
         pid = problem_id("pens", q)
         problems[pid] = {"problem_id": pid, "dataset": "pens", "split": "train", "question": q,
                          "answer": float(gold), "answer_text": str(gold)}

@@ -203,14 +203,11 @@ def test_timeouts_are_final_on_both_paths(forced_fork):
     slow_repr = prog("""
     import fractions
     class Slow(fractions.Fraction):
-        def __float__(self):
-            while True:
-                pass
         def __repr__(self):
             while True:
                 pass
     def solution():
-        return Slow(1, 2)
+        return [Slow(1, 2)]  # a list is shown by its repr, which calls the program's
     """)
     with SandboxPool(workers=1, timeout=0.5, fast_path=not forced_fork) as pool:
         res = dict(pool.map([(0, swallow), (1, slow_repr), (2, ORDINARY[0])]))
@@ -310,6 +307,8 @@ for line in sys.stdin:
                "BAD-BIGINT": {"status": "ok", "value": 10 ** 400, "value_type": "int"}}.get(src)
         if src == "BAD-JSON":
             out.write(b"{not json\n")
+        elif src == "BAD-DEEP":  # parses to a RecursionError, not a ValueError
+            out.write(b'{"key": %d, "status": "ok", "value": ' % key + b"[" * 100000 + b"]" * 100000 + b"}\n")
         elif bad is not None:
             out.write(json.dumps(dict({"key": key}, **bad)).encode() + b"\n")
         else:
@@ -317,7 +316,8 @@ for line in sys.stdin:
 '''
 
 
-@pytest.mark.parametrize("bad", ["BAD-DURATION", "BAD-VALUE", "BAD-STATUS", "BAD-KEY", "BAD-JSON", "BAD-BIGINT"])
+@pytest.mark.parametrize("bad", ["BAD-DURATION", "BAD-VALUE", "BAD-STATUS", "BAD-KEY", "BAD-JSON", "BAD-BIGINT",
+                                 "BAD-DEEP"])
 def test_a_malformed_worker_message_fails_only_that_program(bad):
     with SandboxPool(workers=1, timeout=1.0, isolation_level="process") as pool:
         pool._launch.argv = [sys.executable, "-c", FAKE_WORKER]

@@ -59,7 +59,7 @@ def test_infinite_loops_time_out_at_the_limit(body):
     r = run1(body, timeout=0.5)
     elapsed = time.monotonic() - t0
     assert r.status == "timeout"
-    assert 400 <= r.duration_ms < 1500
+    assert 400 <= r.duration_ms < 3000  # its timeout, plus a grace for one that catches it (wall time: generous)
     assert elapsed < 5
 
 
@@ -329,9 +329,11 @@ def test_plain_loops_are_stopped_in_the_worker_and_stubborn_ones_killed():
         res = dict(pool.map([(0, loop), (1, OK), (2, loop), (3, OK)]))
         assert [res[i].status for i in range(4)] == ["timeout", "ok", "timeout", "ok"]
         assert pool.stats["spawned"] == 1  # no restart: the worker's own timer stopped both
+        t0 = time.monotonic()
         res = dict(pool.map([(0, stubborn), (1, OK)]))
         assert res[0].status == "timeout" and res[1].value == 42
-        # killed once with both pending (either could be the culprit), then each run alone:
-        # only the stubborn one hangs a worker on its own, and only it is labeled timeout
-        assert pool.stats["suspects"] == 2 and pool.stats["timeouts"] == 1
-        assert pool.stats["spawned"] == 3
+        # the worker ends a program that goes on past its timeout + grace itself (it reports the
+        # timeout and retires): no kill by the parent, nothing rerun, one fresh worker
+        assert pool.stats["suspects"] == 0 and pool.stats["recycled"] == 1
+        assert pool.stats["spawned"] == 2
+        assert time.monotonic() - t0 < 0.3 + 0.15 + 1.5  # timeout + grace + a worker start

@@ -6,12 +6,12 @@ worker over a pipe; the worker reports every program's result the moment it fini
 so the parent always knows which program a worker is on. (Inside, each worker runs provably
 pure programs itself and forks a child for every other one: see ``worker.py``.) The parent:
 
-- lets the worker stop a program at the timeout itself (an in-process timer; the worker
-  goes on with its batch, no restart), and kills a worker whose program is still running
-  ``grace`` seconds later (SIGKILL, so nothing a program does, catching signals or
-  BaseException included, keeps it alive), labels that program ``timeout`` and hands the
-  rest of the worker's batch to the others: a timeout costs its own timeout, never a
-  whole batch's;
+- lets the worker stop a program at its timeout itself (a program's time is CPU time, or
+  for a forked program its own time asleep too, never time spent waiting for a core: see
+  ``worker.py``; the worker goes on with its batch, no restart); a program looping inside C
+  code gets SIGXCPU from the worker's CPU limit, and a worker still on one program after the
+  wall-clock backstop (``WALL_FACTOR`` x the timeout) is SIGKILLed; either way that program
+  is labeled ``timeout`` and the rest of the worker's batch goes to the others;
 - labels the in-flight program ``crashed`` when a worker dies (segfault, abort, OOM kill)
   and likewise re-queues the rest;
 - starts a fresh worker whenever one is gone (timeout, crash, or a worker retiring itself
@@ -40,6 +40,7 @@ EXECUTOR_VERSION = "pad-sandbox/2"
 STDOUT_CAP = 8192 + 64
 MAX_LINE = 1 << 20  # a result line longer than this is a protocol violation
 READY_TIMEOUT_S = 60.0
+WALL_FACTOR = 10  # the wall-clock backstop, in timeouts, for a program that blocks (or a busy machine)
 STATUSES = ("ok", "no_answer", "syntax_error", "runtime_error", "timeout", "memory_limit",
             "forbidden", "crashed")
 
@@ -169,11 +170,12 @@ class SandboxPool:
         self.batch_size = batch_size
         self.isolation = isolation.resolve(isolation_level)
         self.grace = max(0.2, min(1.0, self.timeout))
+        self.wall = WALL_FACTOR * self.timeout
         self._tmp = tempfile.TemporaryDirectory(prefix="pad-sandbox-")
         self._launch = isolation.launch(self.isolation, {
             "memory_mb": self.memory_mb, "stdout_limit": stdout_limit, "timeout": self.timeout,
-            "child_grace": self.grace / 2, "max_programs": max_programs_per_worker, "entry": entry,
-            "python_policy": python_policy, "fast_path": fast_path}, self._tmp.name)
+            "wall_limit": self.wall, "child_grace": self.grace / 2, "max_programs": max_programs_per_worker,
+            "entry": entry, "python_policy": python_policy, "fast_path": fast_path}, self._tmp.name)
         self._sel = selectors.DefaultSelector()
         self._workers: dict[int, _Worker] = {}
         self._failed_starts = 0
@@ -311,7 +313,7 @@ class SandboxPool:
             wait = 1.0
             for w in self._workers.values():
                 if w.ready and w.pending:
-                    wait = min(wait, w.since + self.timeout + self.grace - now)
+                    wait = min(wait, w.since + self.wall + self.grace - now)
                 elif not w.ready:
                     wait = min(wait, w.started_at + READY_TIMEOUT_S - now)
             out: list[tuple[int, ExecResult]] = []
@@ -356,18 +358,17 @@ class SandboxPool:
                 if "loading" in msg:  # the worker imports a package before the next program
                     w.since = now + READY_TIMEOUT_S
                     continue
+                if "loaded" in msg:  # ... and that program's clock starts now
+                    w.since = now
+                    continue
                 if not w.pending or msg.get("key") != w.pending[0][0] or isinstance(msg.get("key"), bool):
                     raise ProtocolError("result out of order")
                 result = ExecResult.from_worker(msg)
-            except ValueError as exc:  # json errors and ProtocolError
+            except (ValueError, RecursionError) as exc:  # json errors (nesting too deep too), ProtocolError
                 self._fail_current(w, queue, out, "ProtocolError", str(exc)[:200] or "unparsable result")
                 return
             item = w.pending.popleft()
-            if msg.get("retry") is True:  # a fast-path MemoryError on a worker that ran others first
-                self._suspects.append(item)
-                self.stats["suspects"] += 1
-            else:
-                out.append((item[0], result))
+            out.append((item[0], result))
             w.since = now
             path = msg.get("path")
             if path in ("fast", "fork"):
@@ -389,9 +390,15 @@ class SandboxPool:
             queue.extendleft(reversed(w.pending))
             return
         how = _describe_exit(w.proc.returncode, self.isolation)
-        self._blame(w, out, lambda: ExecResult("crashed", error_type="WorkerDied",
-                                               error_message=f"the interpreter died ({how})",
-                                               duration_ms=(time.monotonic() - w.since) * 1000), "crashes")
+        ms = (time.monotonic() - w.since) * 1000
+        if how == "SIGXCPU":  # the worker's CPU limit: a program looping inside C code
+            self._blame(w, out, lambda: ExecResult("timeout", error_type="Timeout",
+                                                   error_message=f"exceeded {self.timeout:g} s", duration_ms=ms),
+                        "timeouts")
+        else:
+            self._blame(w, out, lambda: ExecResult("crashed", error_type="WorkerDied",
+                                                   error_message=f"the interpreter died ({how})", duration_ms=ms),
+                        "crashes")
 
     def _blame(self, w: _Worker, out: list, result, stat: str) -> None:
         """A worker died or hung with programs pending. Workers send results in small bursts, so
@@ -417,7 +424,7 @@ class SandboxPool:
     def _check_deadlines(self, queue: deque, out: list) -> None:
         now = time.monotonic()
         for w in list(self._workers.values()):
-            if w.ready and w.pending and now - w.since > self.timeout + self.grace:
+            if w.ready and w.pending and now - w.since > self.wall + self.grace:
                 self._kill(w)
                 self._blame(w, out, lambda: ExecResult("timeout", error_type="Timeout",
                                                        error_message=f"exceeded {self.timeout:g} s",

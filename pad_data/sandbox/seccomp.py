@@ -5,7 +5,8 @@ in its config; the worker installs them with ``prctl`` before any program runs. 
 
 - ``SANDBOX_DENY`` (the whole worker, installed before any program runs): kernel attack surface
   and container escapes (mount family, ptrace, keyctl, bpf, perf, namespaces, module loading,
-  io_uring, userfaultfd, handle-based opens...), and sockets: the worker talks over pipes, and a
+  io_uring, userfaultfd, handle-based opens...), System V and POSIX IPC and extended-attribute
+  writes (state that outlives a program: a channel to the next one), and sockets: the worker talks over pipes, and a
   fast-path program (run in the worker itself) that escaped Python must not reach the network
   or the socket a running stage answers reads on (pad_data.live_reads). ``clone`` that asks for new namespaces is denied;
   ``clone3`` answers ENOSYS so libc falls back to ``clone``, whose flags can be checked.
@@ -45,6 +46,13 @@ SANDBOX_DENY = {
     "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "pidfd_getfd": 438,
     "process_madvise": 440, "mount_setattr": 442, "quotactl_fd": 443, "process_mrelease": 448,
     "socket": 41, "connect": 42, "accept": 43, "bind": 49, "listen": 50, "socketpair": 53, "accept4": 288,
+    # System V and POSIX IPC, and extended attributes: objects that outlive a program, so a
+    # channel between programs of one worker (and shared memory held past RLIMIT_AS)
+    "shmget": 29, "shmat": 30, "shmctl": 31, "semget": 64, "semop": 65, "semctl": 66, "shmdt": 67,
+    "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "semtimedop": 220, "mq_open": 240,
+    "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243, "mq_notify": 244,
+    "mq_getsetattr": 245, "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197,
+    "lremovexattr": 198, "fremovexattr": 199, "setxattrat": 463, "removexattrat": 466,
 }
 CHILD_DENY = {
     "socket": 41, "connect": 42, "accept": 43, "bind": 49, "listen": 50, "socketpair": 53,

@@ -22,8 +22,12 @@ Every program takes one of two paths, and gets the same label on either:
   escaping the Python layer, dies with it; it can only write its own result, which this
   process validates.
 
-A timer that fired makes the result ``timeout`` whatever the program does afterwards; turning
-the returned value into text happens under the same timer.
+A program's time is its own: CPU time (a profiling timer in the process that runs it), and for
+a forked program also time asleep or blocked, never time spent waiting for a core (see
+:func:`run_forked`), so a label does not depend on the machine's load; ``WALL_LIMIT`` is the
+backstop. A timer that fired makes the result ``timeout`` whatever the program does
+afterwards; turning a container's value into text happens under the same timer, and deciding
+whether a value is a number runs none of the program's code (:func:`_describe_value`).
 """
 
 import builtins
@@ -31,6 +35,7 @@ import gc
 import json
 import math
 import os
+import resource
 import select
 import signal as _signal
 import sys
@@ -41,7 +46,8 @@ CONFIG = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
 MEMORY_MB = int(CONFIG.get("memory_mb", 512))
 STDOUT_LIMIT = int(CONFIG.get("stdout_limit", 8192))
 MAX_PROGRAMS = int(CONFIG.get("max_programs", 20000))
-TIMEOUT = float(CONFIG.get("timeout", 2.0))
+TIMEOUT = float(CONFIG.get("timeout", 2.0))  # seconds of CPU time a program may use
+WALL_LIMIT = float(CONFIG.get("wall_limit", 10 * TIMEOUT))  # the backstop for programs that block
 CHILD_GRACE = float(CONFIG.get("child_grace", 0.1))
 ENTRY = CONFIG.get("entry") or None  # None: solution() if defined, else the ans variable
 POLICY = bool(CONFIG.get("python_policy", True))  # False only in tests of the OS layer
@@ -107,11 +113,22 @@ class ProgramTimeout(BaseException):
     """Raised into a program by the worker's own timer (the parent's SIGKILL is the backstop)."""
 
 
-_state = {"running": False, "violation": None, "fired": False, "trusted_import": False}
+_state = {"running": False, "violation": None, "fired": False, "trusted_import": False, "cpu0": 0.0,
+          "overrun": None}  # set by main() for the fast path; a forked program's process just ends
 
 
-def _on_alarm(signum, frame):
+def _exit_now():
+    os._exit(0)
+
+
+def _on_timer(signum, frame):
     if _state["running"]:
+        used = time.process_time() - _state["cpu0"]
+        if used < TIMEOUT:  # the kernel's profiling timer can run a little ahead of the CPU clock
+            _signal.setitimer(_signal.ITIMER_PROF, TIMEOUT - used, 0.05)
+            return
+        if _state["fired"] and used > TIMEOUT + CHILD_GRACE:
+            _state["overrun"]()  # it went on after its timeout, catching it: end it here
         _state["fired"] = True
         raise ProgramTimeout(f"exceeded {TIMEOUT:g} s")
 
@@ -203,13 +220,25 @@ def _sanitized(name):
 _LOADED_THIRD_PARTY = set()
 
 
+def _library_importing(top):
+    """True when a C function the program called imports a module for itself (``time.strptime``
+    imports ``_strptime`` through the calling frame's ``__import__``, which is the program's):
+    the program's frame is in a call, not at an import statement of its own, and the module
+    is one a library may load (:func:`_library_module`). Code the program had evaluated at run
+    time is not the program's compiled code, so it never gets here."""
+    frame = sys._getframe(2)
+    code = frame.f_code
+    return (code.co_filename == "<program>" and code.co_code[frame.f_lasti] not in _IMPORT_NAME
+            and _library_module(top))
+
+
 def _safe_import(name, globals=None, locals=None, fromlist=(), level=0):
     """``__import__`` for programs: sanitized copies of the allowlisted standard modules, and
     the preloaded third-party packages (numpy, sympy) as they are."""
     if level != 0:
         raise Forbidden("relative imports are not allowed")
     top = name.split(".")[0]
-    if top in _LOADED_THIRD_PARTY:
+    if top in _LOADED_THIRD_PARTY or _library_importing(top):
         _state["trusted_import"] = True  # a package's own lazy imports read its files
         try:
             return _REAL_IMPORT(name, globals, locals, fromlist, level)
@@ -376,22 +405,31 @@ _BLOCKED_PREFIXES = (
 )
 
 
-_READ_ROOTS = []  # the Python installation and the preloaded packages: imports read them
+_READ_ROOTS = []  # the import path (the Python installation, the preloaded packages): imports read them
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
+_LIBRARY_TOPS = set()  # top-level packages loaded before any program ran (stdlib's and preloaded ones)
+
+
+def _library_module(top):
+    """A module a library may import lazily while a program runs: a standard module, or one of
+    a package loaded before the program ran (``encodings.cp1252`` for ``str.encode``,
+    ``atexit`` for ``sympy.nsolve``, numpy's and sympy's own modules). What a module does once
+    imported is audited as ever."""
+    return top in _LIBRARY_TOPS or top in sys.stdlib_module_names
+
+
 def _import_read(event, args):
-    """True for what a lazy import inside a preloaded package does: import one of its
-    modules, list or read (never write) files under the Python installation."""
-    if event == "import":
-        return str(args[0]).split(".")[0] in _LOADED_THIRD_PARTY
+    """True for what a library's own lazy import does: list or read (never write) files
+    under the Python installation."""
     if event == "marshal.loads":  # a cached .pyc (marshal itself is not importable by programs)
         return True
     if event in ("open", "os.listdir", "os.scandir"):
         path = args[0]
         if isinstance(path, bytes):
             path = os.fsdecode(path)
-        if not isinstance(path, str) or ".." in path or not path.startswith(tuple(_READ_ROOTS)):
+        if not isinstance(path, str) or ".." in path or not (path.rstrip("/") + "/").startswith(tuple(_READ_ROOTS)):
             return False
         if event == "open":
             mode, flags = args[1], args[2]
@@ -400,54 +438,154 @@ def _import_read(event, args):
     return False
 
 
+def _program_importing():
+    """True when the code doing an import is the program's (or code it had evaluated), not a
+    library's."""
+    frame = sys._getframe(1)
+    while frame is not None and (frame.f_globals is _WORKER_GLOBALS
+                                 or str(frame.f_globals.get("__name__")).startswith("importlib")):
+        frame = frame.f_back  # this worker's hook and _safe_import, and importlib's machinery
+    return frame is not None and (frame.f_code.co_filename == "<program>"
+                                  or frame.f_globals.get("__name__") == "__program__")
+
+
+_WORKER_GLOBALS = globals()
+
+
+def _learn_libraries():
+    """What programs may use without running code of their own: the classes and number types
+    now loaded (:func:`_learn_types`) and the packages whose lazy imports are allowed."""
+    _learn_types()
+    _LIBRARY_TOPS.update(name.partition(".")[0] for name in sys.modules)
+
+
 def _audit(event, args):
-    if _state["running"] and not _state["trusted_import"] and event.startswith(_BLOCKED_PREFIXES) \
-            and not _import_read(event, args):
-        _state["violation"] = event
-        raise Forbidden(f"blocked operation: {event}")
+    if _state["running"] and not _state["trusted_import"] and event.startswith(_BLOCKED_PREFIXES):
+        if event == "import" and not _program_importing():
+            top = str(args[0]).partition(".")[0]
+            if _library_module(top):
+                return
+            # a library probing for an optional package (sympy's lambdify for scipy): absent,
+            # as the library expects, and nothing the program did
+            raise ModuleNotFoundError(f"No module named {top!r}", name=top)
+        if _import_read(event, args):
+            return
+        what = f"{event} {args[0]!r}" if args and isinstance(args[0], (str, bytes, int)) else event
+        _state["violation"] = what[:200]
+        raise Forbidden(f"blocked operation: {_state['violation']}")
 
 
 # ---------------------------------------------------------------- results
 def _describe_value(value):
-    """(value_type, json_value, repr) for what the program returned."""
+    """(value_type, json_value, repr) for what the program returned, decided without running
+    any code the program defined: a number is one of the library types pad knows (exact type,
+    never a subclass), converted by pad's own rule (:data:`_NUMBERS`), never through a method
+    the program could have replaced. An instance of a class the program defined, or of a
+    library class it subclassed, is shown by its type name alone (non_numeric)."""
     if value is None:
         return "none", None, None
-    if isinstance(value, bool):
+    cls = type(value)
+    if cls is bool:
         return "bool", value, repr(value)
-    if type(value) is int:
+    if cls is int:
         if abs(value) < 2**53:
             return "int", value, None
         try:
             return "int", float(value), f"<int with {value.bit_length()} bits>"
         except OverflowError:
             return "int", None, f"<int with {value.bit_length()} bits>"
-    if type(value) is float:
+    if cls is float:
         if math.isfinite(value):
             return "float", value, None
         return "float", None, repr(value)
-    if type(value) is str:
+    if cls is str:
         return "str", value[:VALUE_STR_LIMIT], None
-    tname = str(type(value).__name__)[:100]
-    numbers = _REAL.get("numbers")
-    if numbers is not None and isinstance(value, numbers.Real):
+    tname = _TYPE_NAME(cls)[:100]
+    if id(cls) not in _KNOWN_TYPES:  # defined by the program (or the class of its own subclass)
+        return tname, None, f"<{tname} object>"
+    convert = _NUMBERS.get(id(cls))
+    if convert is not None:
         try:
-            f = float(value)
-            return tname, (f if math.isfinite(f) else None), str(str(value))[:VALUE_STR_LIMIT]
-        except Exception:
-            pass
-    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
-        try:  # a numpy scalar (np.float64 is a float subclass and handled above)
-            inner = value.item()
-            if isinstance(inner, (bool, int, float)):
-                vtype, vjson, vrepr = _describe_value(inner)
-                return tname, vjson, vrepr if vrepr is not None else str(inner)
-        except Exception:
-            pass
+            number, text = convert(value)
+        except Exception:  # pad's own conversion failed: not a number (a timeout still ends the program)
+            number = text = None
+        if type(number) in (bool, int, float):
+            _, vjson, vrepr = _describe_value(number)
+            return tname, vjson, (text or vrepr or repr(number))[:VALUE_STR_LIMIT]
     try:
-        text = str(repr(value))
+        text = str(repr(value))  # a library type; a container may hold the program's objects
     except Exception:  # a timeout (BaseException) still ends the program
         text = f"<unrepresentable {tname}>"
     return tname, None, text[:VALUE_STR_LIMIT]
+
+
+_TYPE_NAME = type.__dict__["__name__"].__get__  # a metaclass cannot intercept it
+_KNOWN_TYPES = {}  # id -> every class that existed before any program ran (kept alive here)
+_NUMBERS = {}  # id(type) -> value -> (int | float | bool, text or None), for library numbers
+
+
+def _learn_types():
+    """Record every class now in the process (builtins, the allowed modules, preloaded packages)
+    and the library number types with pad's conversion for each. Called before any program
+    runs and after each package is preloaded."""
+    stack, seen = [object], set()
+    while stack:
+        cls = stack.pop()
+        if id(cls) not in seen:
+            seen.add(id(cls))
+            _KNOWN_TYPES[id(cls)] = cls
+            stack.extend(type.__subclasses__(cls))
+    fractions = _REAL.get("fractions")
+    if fractions is not None:
+        slot_n, slot_d = (fractions.Fraction.__dict__[k].__get__ for k in ("_numerator", "_denominator"))
+        _NUMBERS[id(fractions.Fraction)] = lambda v: _ratio(slot_n(v), slot_d(v))
+    decimal = _REAL.get("decimal")
+    if decimal is not None:  # an immutable type: its methods are its own
+        to_float, to_str = decimal.Decimal.__float__, decimal.Decimal.__str__
+        _NUMBERS[id(decimal.Decimal)] = lambda v: (to_float(v), to_str(v))
+    np = sys.modules.get("numpy") if "numpy" in _LOADED_THIRD_PARTY else None
+    if np is not None:  # numpy's scalar and array types are immutable
+        item = np.generic.item
+        for t in set(np.sctypeDict.values()):
+            if issubclass(t, (np.integer, np.floating, np.bool_)):
+                _NUMBERS[id(t)] = lambda v: (item(v), None)
+        array_item, ndarray = np.ndarray.item, np.ndarray
+        _NUMBERS[id(np.ndarray)] = lambda v: ((array_item(v), None) if ndarray.ndim.__get__(v) == 0
+                                              and ndarray.dtype.__get__(v).kind in "biuf" else (None, None))
+    sympy = sys.modules.get("sympy") if "sympy" in _LOADED_THIRD_PARTY else None
+    if sympy is not None:  # sympy's classes can be patched: read their slots, not their methods
+        slot_p, slot_q = (sympy.Rational.__dict__[k].__get__ for k in ("p", "q"))
+        slot_mpf = sympy.Float.__dict__["_mpf_"].__get__
+        for base, convert in ((sympy.Rational, lambda v: _ratio(slot_p(v), slot_q(v))),
+                              (sympy.Integer, lambda v: _ratio(slot_p(v), 1)),  # q is not set on these
+                              (sympy.Float, lambda v: (_mpf_to_float(slot_mpf(v)), None))):
+            stack = [base]
+            while stack:
+                cls = stack.pop()
+                _NUMBERS[id(cls)] = convert
+                stack.extend(type.__subclasses__(cls))
+
+
+def _ratio(num, den):
+    """A fraction's value and text from its numerator and denominator, both exact ints."""
+    if type(num) is not int or type(den) is not int or den == 0:
+        return None, None
+    return (num if den == 1 else num / den), (str(num) if den == 1 else f"{num}/{den}")
+
+
+def _mpf_to_float(mpf):
+    """The float of an mpmath ``(sign, mantissa, exponent, bitcount)`` tuple; None if not finite."""
+    if type(mpf) is not tuple or len(mpf) != 4:
+        return None
+    sign, man, exp, _ = mpf
+    if type(man) is not int:
+        man = int(man) if id(type(man)) in _KNOWN_TYPES else None  # gmpy's mpz
+    if type(man) is not int or type(exp) is not int or sign not in (0, 1):
+        return None
+    if man == 0:
+        return 0.0 if exp == 0 else None  # mpmath's inf and nan have a zero mantissa
+    value = math.ldexp(float(man), exp)
+    return -value if sign else value
 
 
 def _error_line(tb):
@@ -497,18 +635,23 @@ def compile_program(source):
                       "error_message": _short(exc)}
 
 
-def _answer(g):
-    """``(answer, how)``: the entry function's return value or the entry variable's value."""
+def _find_answer(g):
+    """``(obj, call, how)`` for the program's entry (the function to call or the variable to
+    read), or None when it defines none. Plain dict lookups: no program code runs here, so an
+    exception the program raises is never mistaken for a missing entry."""
     if ENTRY:
-        if ENTRY not in g:
-            raise LookupError(f"no {ENTRY}() or {ENTRY} variable defined")
-        obj = g[ENTRY]
-        return (obj(), ENTRY + "()") if callable(obj) else (obj, ENTRY)
-    if callable(g.get("solution")):
-        return g["solution"](), "solution()"
-    if "ans" in g:
-        return g["ans"], "ans"
-    raise LookupError("no solution() defined and no ans variable set")
+        obj = g.get(ENTRY, _MISSING)
+        if obj is _MISSING:
+            return None
+        return (obj, True, ENTRY + "()") if callable(obj) else (obj, False, ENTRY)
+    obj = g.get("solution", _MISSING)
+    if callable(obj):
+        return obj, True, "solution()"
+    obj = g.get("ans", _MISSING)
+    return None if obj is _MISSING else (obj, False, "ans")
+
+
+_MISSING = object()
 
 
 def run_program(code, builtins_template):
@@ -522,17 +665,21 @@ def run_program(code, builtins_template):
     sys.setrecursionlimit(depth + RECURSION_BUDGET)
     _state["violation"] = None
     _state["fired"] = False
+    _state["cpu0"] = time.process_time()
     old_stdout = sys.stdout
     sys.stdout = out
     _state["running"] = True
-    _signal.setitimer(_signal.ITIMER_REAL, TIMEOUT, 0.05)
+    _signal.setitimer(_signal.ITIMER_PROF, TIMEOUT, 0.05)  # CPU time: the machine's load does not count
     try:
         exec(code, g)
-        try:
-            value, how = _answer(g)
-        except LookupError as exc:
-            res = {"status": "no_answer", "error_message": str(exc)}
+        entry = _find_answer(g)
+        if entry is None:
+            res = {"status": "no_answer", "error_message": f"no {ENTRY}() or {ENTRY} variable defined" if ENTRY
+                   else "no solution() defined and no ans variable set"}
         else:
+            obj, call, how = entry
+            value = obj() if call else obj
+            entry = obj = None
             vtype, vjson, vrepr = _describe_value(value)
             if vtype == "none":
                 res = {"status": "no_answer", "error_message": f"{how} is None"}
@@ -559,7 +706,7 @@ def run_program(code, builtins_template):
         exc = None
     finally:
         _state["running"] = False
-        _signal.setitimer(_signal.ITIMER_REAL, 0)
+        _signal.setitimer(_signal.ITIMER_PROF, 0)
         sys.stdout = old_stdout
     if _state["fired"]:  # the timer fired: whatever the program did afterwards, it timed out
         res = {"status": "timeout", "error_type": "Timeout", "error_message": f"exceeded {TIMEOUT:g} s"}
@@ -592,7 +739,6 @@ def _vm_bytes():
 def _set_rlimits():
     """The zygote's own limits: no file writes or core dumps, and a soft address-space budget
     for fast-path programs (raised only around trusted package imports)."""
-    import resource
 
     limit = _vm_bytes() + MEMORY_MB * 1024 * 1024
     for res, soft, hard in ((resource.RLIMIT_FSIZE, 0, 0), (resource.RLIMIT_CORE, 0, 0),
@@ -643,6 +789,7 @@ def _child(code, wfd, bt):
             if res == resource.RLIMIT_AS:
                 soft = hard = limit
             resource.setrlimit(res, (soft, hard))
+        _state["overrun"] = _exit_now
         if "child" in _SECCOMP_FILTERS:
             _install_seccomp("child")
         res, _ = run_program(code, bt)
@@ -658,7 +805,13 @@ def _child(code, wfd, bt):
 
 
 def run_forked(code, bt):
-    """Run ``code`` in a child forked from this process; returns (result dict, harmed=False)."""
+    """Run ``code`` in a child forked from this process; returns (result dict, harmed=False).
+
+    The child's time is what it ran or chose to wait: CPU time (its own timer raises at
+    TIMEOUT; RLIMIT_CPU and the CPU time it is reaped with are the backstops) plus time
+    asleep or blocked, read from the kernel's per-task run-queue accounting, so a child that
+    sleeps, or closed its pipe and waits, is killed at TIMEOUT + CHILD_GRACE of its own time.
+    Time spent waiting for a core on a busy machine does not count; WALL_LIMIT bounds it."""
     rfd, wfd = os.pipe()
     started = time.monotonic()
     pid = os.fork()
@@ -666,37 +819,45 @@ def run_forked(code, bt):
         os.close(rfd)
         _child(code, wfd, bt)
     os.close(wfd)
-    deadline = started + TIMEOUT + CHILD_GRACE
-    chunks, size, killed = [], 0, False
+    chunks, size, killed, eof, exited = [], 0, False, False, False
+    pidfd = os.pidfd_open(pid)
     poller = select.poll()
     poller.register(rfd, select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    limit, wall_end = TIMEOUT + CHILD_GRACE, started + WALL_LIMIT + CHILD_GRACE
     try:
-        while True:
-            left = deadline - time.monotonic()
+        while not (eof and exited):
+            now = time.monotonic()
+            left = min(wall_end - now, limit - _own_time(pid, now - started, limit))
             if left <= 0 or size > MAX_CHILD_MESSAGE:
                 os.kill(pid, _signal.SIGKILL)
                 killed = True
                 break
-            if not poller.poll(left * 1000):
-                continue
-            chunk = os.read(rfd, 1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+            for fd, _ in poller.poll(max(left, 0.001) * 1000):
+                if fd == pidfd:
+                    exited = True
+                    poller.unregister(pidfd)
+                    continue
+                chunk = os.read(rfd, 1 << 16)
+                if not chunk:
+                    eof = True
+                    poller.unregister(rfd)
+                chunks.append(chunk)
+                size += len(chunk)
     finally:
         os.close(rfd)
-    _, status = os.waitpid(pid, 0)
-    if killed and size <= MAX_CHILD_MESSAGE or time.monotonic() - started >= TIMEOUT:
+        os.close(pidfd)
+    _, status, usage = os.wait4(pid, 0)
+    timed_out = {"status": "timeout", "error_type": "Timeout", "error_message": f"exceeded {TIMEOUT:g} s",
+                 "stdout": ""}
+    if killed and size <= MAX_CHILD_MESSAGE or usage.ru_utime + usage.ru_stime >= TIMEOUT:
         # measured here, not taken from the child: a program that ran past its time is a
         # timeout even if it reset its own timer state
-        return {"status": "timeout", "error_type": "Timeout", "error_message": f"exceeded {TIMEOUT:g} s",
-                "stdout": ""}, False
+        return timed_out, False
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         if sig == _signal.SIGXCPU:
-            return {"status": "timeout", "error_type": "Timeout",
-                    "error_message": f"exceeded {TIMEOUT:g} s (CPU)", "stdout": ""}, False
+            return timed_out, False
         try:
             how = _signal.Signals(sig).name
         except ValueError:
@@ -707,12 +868,25 @@ def run_forked(code, bt):
         msg = json.loads(b"".join(chunks))
         if not isinstance(msg, dict) or not isinstance(msg.get("status"), str):
             raise ValueError
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a result nested too deep to parse
         how = f"exit code {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else "no result"
         return {"status": "crashed", "error_type": "ProtocolError",
                 "error_message": f"the program's process ended without a valid result ({how})",
                 "stdout": ""}, False
     return {k: msg[k] for k in _RESULT_FIELDS if k in msg}, False
+
+
+def _own_time(pid, wall, limit):
+    """A child's own time after ``wall`` seconds: wall time less the time it waited for a core
+    (``/proc/PID/schedstat``). Read only once the wall time could exceed ``limit``."""
+    if wall < limit:
+        return wall
+    try:
+        with open(f"/proc/{pid}/schedstat", "rb") as fh:
+            waited = int(fh.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0  # no run-queue accounting: CPU time and WALL_LIMIT still bound the child
+    return wall - waited
 
 
 _RESULT_FIELDS = ("status", "value", "value_type", "value_repr", "error_type", "error_message",
@@ -734,31 +908,50 @@ def _encode(res):
 def handle(source, policy_bt, notify):
     """Compile, choose the path, run: (result dict, harmed)."""
     t0 = time.perf_counter()
+    _state["fired"] = False
     code, res = compile_program(source)
     harmed = False
     path = None
     if code is not None:
         if FAST_PATH and is_pure(code):
             path = "fast"
+            _arm_cpu_limit()
             res, harmed = run_program(code, _FAST_BUILTINS)
             counts = gc.get_count()
             if counts[1] or counts[2]:  # the program made enough objects for the collector to run:
                 gc.collect()  # whatever cycles it left must not eat a later program's memory
-            if res["status"] == "memory_limit" and _RAN[0]:
-                res["retry"] = True  # earlier programs may have fragmented this worker: rerun fresh
+            if res["status"] == "memory_limit":
+                # earlier programs may have fragmented this worker: the label comes from a child
+                # with the full headroom, and the worker retires after it (harmed)
+                path = "fork"
+                res, _ = run_forked(code, policy_bt)
         else:
             path = "fork"
-            for pkg in sorted(_third_party_imports(code) - _LOADED_THIRD_PARTY):
-                notify({"loading": pkg})  # the parent extends this program's deadline
+            loading = sorted(_third_party_imports(code) - _LOADED_THIRD_PARTY)
+            for pkg in loading:
+                notify({"loading": pkg})  # the parent holds this program's clock meanwhile
                 _preload(pkg)
+            if loading:
+                notify({"loaded": True})  # the program's clock starts now
+            _arm_cpu_limit()
             res, harmed = run_forked(code, policy_bt)
     res["duration_ms"] = (time.perf_counter() - t0) * 1000.0
     res["path"] = path
-    _RAN[0] += 1
     return res, harmed
 
 
-_RAN = [0]  # programs this worker has run
+_CPU_REARM_AT = [0.0]  # the worker's CPU time at which its RLIMIT_CPU is set again
+
+
+def _arm_cpu_limit():
+    """Keep the worker's soft RLIMIT_CPU between TIMEOUT + 0.25 and TIMEOUT + 1.5 s of CPU
+    ahead (it counts whole seconds): a fast-path program looping inside C code, where the
+    timer's handler cannot run, gets SIGXCPU, which the parent labels ``timeout``. Set again
+    every 0.25 s of the worker's CPU time, not per program."""
+    cpu = time.process_time()
+    if cpu >= _CPU_REARM_AT[0]:
+        resource.setrlimit(resource.RLIMIT_CPU, (math.ceil(cpu + TIMEOUT + 0.5), resource.RLIM_INFINITY))
+        _CPU_REARM_AT[0] = cpu + 0.25
 
 
 _PRELOAD_SUBMODULES = {"numpy": ("numpy.random", "numpy.linalg", "numpy.fft", "numpy.polynomial")}
@@ -767,12 +960,13 @@ _PRELOAD_SUBMODULES = {"numpy": ("numpy.random", "numpy.linalg", "numpy.fft", "n
 def _preload(pkg):
     """Import a third-party package in the zygote (outside any program), once."""
     import importlib
-    import resource
 
     if pkg in _LOADED_THIRD_PARTY:
         return
     try:
         resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        _CPU_REARM_AT[0] = 0.0
         importlib.import_module(pkg)
         for sub in _PRELOAD_SUBMODULES.get(pkg, ()):
             importlib.import_module(sub)
@@ -782,6 +976,7 @@ def _preload(pkg):
     except Exception:
         pass
     finally:
+        _learn_libraries()
         _set_rlimits()
         _child_limits()
         gc.freeze()  # children never scan (and so never copy) what the zygote holds
@@ -789,7 +984,6 @@ def _preload(pkg):
 
 def _child_limits():
     """Compute once, in the zygote, the rlimits each forked program sets."""
-    import resource
 
     limit = _vm_bytes() + MEMORY_MB * 1024 * 1024
     cpu = int(TIMEOUT + CHILD_GRACE) + 2
@@ -821,8 +1015,8 @@ def main():
     os.close(devnull)
     sys.stdout = sys.stderr = open(os.devnull, "w")
     sys.path[:] = [p for p in sys.path if p] + ([SITE_DIR] if SITE_DIR else [])
-    _READ_ROOTS.extend(os.path.join(os.path.realpath(p), "") for p in
-                       [os.path.dirname(os.__file__)] + ([SITE_DIR] if SITE_DIR else []))
+    _READ_ROOTS.extend(os.path.join(os.path.realpath(p), "") for p in  # what imports read
+                       [os.path.dirname(os.__file__)] + sys.path)
     _die_with_parent()
     os.environ.clear()
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -840,6 +1034,8 @@ def main():
         _REAL["datetime"].date(2020, 1, 1).strftime("%Y")
     import ctypes  # noqa: F401 - loaded before seccomp and the audit hook, used by children
 
+    _learn_libraries()
+
     _FAST_BUILTINS["__import__"] = _isolated(
         _fast_import, FAST_MODULES=FAST_MODULES, Forbidden=Forbidden,
         _COPIES={n: _COPIES[n] for n in FAST_MODULES if n in _COPIES})
@@ -854,7 +1050,7 @@ def main():
                   __import__=_safe_import, exit=_exit, quit=_exit)
     else:
         bt = dict(vars(builtins))
-    _signal.signal(_signal.SIGALRM, _on_alarm)
+    _signal.signal(_signal.SIGPROF, _on_timer)
     _set_rlimits()
     _child_limits()
     for name, program in SECCOMP.items():
@@ -886,10 +1082,22 @@ def main():
         flush()
         proto_out.write(_encode(msg))
 
+    def overrun():
+        """A fast-path program still running past its timeout + grace (it catches the timer's
+        exception): its result is ``timeout`` and the worker retires now, without the parent
+        having to kill it and rerun its batch."""
+        out_buf.append(_encode({"key": key, "status": "timeout", "error_type": "Timeout",
+                                "error_message": f"exceeded {TIMEOUT:g} s", "stdout": "", "path": "fast",
+                                "duration_ms": (time.perf_counter() - started) * 1000.0, "recycle": True}))
+        flush()
+        os._exit(0)
+
+    _state["overrun"] = overrun
     done = 0
     for line in proto_in:
         msg = json.loads(line)
         for key, source in msg["batch"]:
+            started = time.perf_counter()
             if out_buf and time.perf_counter() - flushed_at > FLUSH_S:
                 flush()
             try:
