@@ -739,8 +739,8 @@ def _vm_bytes():
 def _set_rlimits():
     """The zygote's own limits: no file writes or core dumps, and a soft address-space budget
     for fast-path programs (raised only around trusted package imports)."""
-
-    limit = _vm_bytes() + MEMORY_MB * 1024 * 1024
+    _VM_BASE[0] = _vm_bytes()
+    limit = _VM_BASE[0] + MEMORY_MB * 1024 * 1024
     for res, soft, hard in ((resource.RLIMIT_FSIZE, 0, 0), (resource.RLIMIT_CORE, 0, 0),
                             (resource.RLIMIT_AS, limit, resource.RLIM_INFINITY)):
         try:
@@ -749,6 +749,8 @@ def _set_rlimits():
             pass
 
 
+_VM_BASE = [0]  # the zygote's address space when its limits were set
+RETIRE_SLACK = 64 << 20  # a worker whose address space grew more than this since then retires
 _CHILD_LIMITS = []  # what each forked program sets, computed once in the zygote
 _SECCOMP_FILTERS = {}  # name -> (libc, keepalive buffer, struct sock_fprog), built once
 
@@ -922,9 +924,10 @@ def handle(source, policy_bt, notify):
                 gc.collect()  # whatever cycles it left must not eat a later program's memory
             if res["status"] == "memory_limit":
                 # earlier programs may have fragmented this worker: the label comes from a child
-                # with the full headroom, and the worker retires after it (harmed)
+                # with the full headroom; the worker goes on unless the bomb left it larger
                 path = "fork"
                 res, _ = run_forked(code, policy_bt)
+                harmed = _vm_bytes() > _VM_BASE[0] + RETIRE_SLACK
         else:
             path = "fork"
             loading = sorted(_third_party_imports(code) - _LOADED_THIRD_PARTY)
