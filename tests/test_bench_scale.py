@@ -12,7 +12,7 @@ import bench_scale  # noqa: E402
 
 def test_bench_scale_runs_every_stage_beside_its_baseline(tmp_path, capsys):
     out = tmp_path / "scale.json"
-    r = bench_scale.main(["--n", "240", "--workdir", str(tmp_path / "work"), "--json", str(out)])
+    r = bench_scale.main(["--n", "240", "--data", "uniform", "--workdir", str(tmp_path / "work"), "--json", str(out)])
     assert json.loads(out.read_text())["programs"] == 240
     for key in ("import_rows_per_s", "read_json_rows_per_s", "execute_programs_per_s", "exec_loop_programs_per_s",
                 "curate_programs_per_s", "ast_loop_programs_per_s", "export_rows_per_s", "datasets_write_rows_per_s",
@@ -26,3 +26,13 @@ def test_bench_scale_runs_every_stage_beside_its_baseline(tmp_path, capsys):
         assert con.execute("SELECT count(*) FROM programs WHERE program LIKE '%```%'").fetchall()[0][0] == 0
         assert con.execute("SELECT count(DISTINCT answer_text) > 1 FROM problems").fetchall()[0][0]
     assert "| import |" in capsys.readouterr().out
+
+
+def test_bench_scale_on_realistic_data_curates_exports_and_reviews(tmp_path, capsys):
+    r = bench_scale.main(["--n", "800", "--workdir", str(tmp_path / "work"), "--json", str(tmp_path / "s.json")])
+    assert r["data"] == "realistic" and r["programs"] == 800 + round(800 * 0.004)
+    assert {"correct", "wrong_answer", "runtime_error"} <= set(r["labels"]) and r["labels"]["correct"] > 600
+    for key in ("curate_programs_per_s", "ast_loop_programs_per_s", "export_rows_per_s", "review_first_load_s"):
+        assert r[key] > 0, key
+    assert 0 < r["curated_rows"] < r["curate_candidates"]  # duplicates and K per problem
+    assert "| curate (AST dedup) |" in capsys.readouterr().out
