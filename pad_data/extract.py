@@ -17,8 +17,9 @@ so nothing is lost by extraction.
 
 from __future__ import annotations
 
-import ast
 import re
+
+from .syntax import parse
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _CODE_START = re.compile(r"^(def |import |from |class |@)")
@@ -26,10 +27,11 @@ _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t\f]*\r?\n)+")
 
 
 def _parses(code: str) -> bool:
+    """Whether ``code`` parses (a tree too deep to parse counts as not: syntax.TooDeep is a ValueError)."""
     try:
-        ast.parse(code)
+        parse(code)
         return True
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    except (SyntaxError, ValueError):
         return False
 
 

@@ -29,6 +29,7 @@ import builtins
 from dataclasses import dataclass, field
 
 from pad_data.sandbox.pool import SandboxPool
+from pad_data.syntax import parse
 
 from .data import prompt_for
 
@@ -83,8 +84,8 @@ def probe(text: str, done: bool) -> str:
 def undefined_names(source: str) -> list[str]:
     """Names the program reads but never defines (assignment, argument, import, def) or gets from builtins."""
     try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+        tree = parse(source)
+    except (SyntaxError, ValueError):  # syntax.TooDeep too (ast.walk below is iterative: it cannot recurse)
         return []  # the sandbox reports the syntax error itself
     defined = set(_BUILTINS)
     for node in ast.walk(tree):
