@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -97,3 +99,48 @@ def check_names(option: str, values: Iterable[str] | None, known: Iterable[str],
                                                   + (", ..." if len(known) > 20 else "") if known else
                                                   f"; the store has no {what}s yet")
             raise OptionError(f"{option}: no {what} {value!r}{hint}")
+
+
+# ---------------------------------------------------------------------- memory
+MEMORY_ENV = "PAD_MEMORY_LIMIT"
+MEMORY_SHARE = 0.5  # the default budget: this share of the machine's RAM (DuckDB's own default is 80%)
+MIN_MEMORY = 256 * 2**20  # a stage halves it between two connections, and DuckDB cannot join on 2 threads in 64 MB
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,  # DuckDB's units: KB is 1000 bytes
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+
+
+def ram_bytes() -> int:
+    """The machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def size_bytes(text: str, option: str = "--memory-limit") -> int:
+    """``512MB``, ``2GB``, ``1.5GiB`` (DuckDB's units) or ``40%`` (of RAM) as bytes."""
+    raw = str(text).strip().lower()
+    m = _SIZE.match(raw[:-1]) if raw.endswith("%") else _SIZE.match(raw)
+    unit = "%" if raw.endswith("%") else (m.group(2) if m else "")
+    if not m or (unit != "%" and unit not in _UNITS):
+        raise OptionError(f"{option} must be a size such as 512MB, 2GB, 1.5GiB or 40% (of RAM), got {text!r}")
+    value = float(m.group(1))
+    if unit == "%":
+        if not 0 < value <= 100:
+            raise OptionError(f"{option} must be a share of RAM in (0, 100]%, got {text!r}")
+        return int(ram_bytes() * value / 100)
+    return int(value * _UNITS[unit])
+
+
+def memory_limit(value: str | int | None = None) -> int:
+    """The memory budget of a stage's DuckDB connections, in bytes: ``value`` (a size for
+    :func:`size_bytes`, or bytes), else ``$PAD_MEMORY_LIMIT``, else :data:`MEMORY_SHARE` of RAM.
+    At least :data:`MIN_MEMORY`; beyond it queries spill to disk."""
+    option = "--memory-limit"
+    if value is None and os.environ.get(MEMORY_ENV, "").strip():
+        value, option = os.environ[MEMORY_ENV], MEMORY_ENV
+    if value is None:
+        return max(MIN_MEMORY, int(ram_bytes() * MEMORY_SHARE))
+    n = value if isinstance(value, int) and not isinstance(value, bool) else size_bytes(str(value), option)
+    if n < MIN_MEMORY:
+        raise OptionError(f"{option} must be at least {MIN_MEMORY // 2**20}MiB (a stage shares it between two "
+                          f"DuckDB connections), got {value!r}")
+    return n

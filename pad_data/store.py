@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pandas is imported where a frame is made: `pad sql` and `pa
     import pyarrow as pa
 
 from .labels import MATCH_SQL
+from .options import memory_limit, size_bytes
 from .paths import DEFAULT_DB, resolve_path  # noqa: F401 - where they were first
 
 ORIGINS = ("teacher", "import", "injected", "student", "human")
@@ -569,13 +570,20 @@ class Store:
     ``wait``: seconds to wait for the store when another process holds it [default:
     ``$PAD_BUSY_TIMEOUT`` or 10]. After :meth:`release` the connection is reopened (waiting
     the same way) the next time ``con`` is used.
+
+    ``memory``: the memory budget of this store's DuckDB work (:func:`pad_data.options.memory_limit`:
+    ``--memory-limit``, ``$PAD_MEMORY_LIMIT``, or half the RAM), ``self.memory`` in bytes. The
+    connection is capped at it and spills to ``<store>.tmp`` beside the store beyond it;
+    :meth:`capped` caps lower, never higher, and a stage's scratch databases share it
+    (:meth:`share`).
     """
 
     def __init__(self, path: str | os.PathLike | None = None, read_only: bool = False,
-                 migrate_to: int | None = None, wait: float | None = None):
+                 migrate_to: int | None = None, wait: float | None = None, memory: str | int | None = None):
         self.path = resolve_path(path)
         self.read_only = read_only
         self.wait = busy_timeout() if wait is None else wait
+        self.memory = memory_limit(memory)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._locked = False
         self._in_transaction = False
@@ -603,8 +611,10 @@ class Store:
     def _open(self) -> None:
         self._con = connect(self.path, read_only=self.read_only, wait=self.wait)
         self._locked = False
-        if self._caps:  # a connection reopened inside :meth:`capped` is capped too
-            self._apply_caps()
+        # SET, not connect()'s config: another connection to the file in this process (which
+        # shares its database instance) must not need the same configuration
+        self._con.execute(f"SET temp_directory = {sql_literal(f'{self.path}.tmp')}")
+        self._apply_caps()  # the budget, or inside :meth:`capped` its cap
 
     def release(self) -> None:
         """Close the connection, so other processes can open the store, until ``con`` is next used.
@@ -643,14 +653,22 @@ class Store:
                     self.con.execute(view)
 
     # ------------------------------------------------------------------ access
+    def share(self, fraction: float, at_most: str | None = None) -> str:
+        """``fraction`` of :attr:`memory` (at most ``at_most``), as a DuckDB ``memory_limit``: what
+        one of several connections a stage keeps open at once may use."""
+        n = int(self.memory * fraction)
+        return f"{min(n, size_bytes(at_most)) if at_most else n}B"
+
     @contextlib.contextmanager
-    def capped(self, memory: str, ordered: bool = True) -> Iterator[None]:
-        """DuckDB's memory capped at ``memory`` meanwhile; afterwards the enclosing cap, or
-        DuckDB's defaults. Uncapped, DuckDB caches the blocks it reads and writes up to 80% of
-        RAM, so a bulk copy's memory grows with the copy; capped, joins and sorts spill to disk.
-        ``ordered=False``: results may come in any order (DuckDB then buffers less). Inside a
-        transaction an error aborted, the settings are restored after its ROLLBACK, and that
-        error is the one raised."""
+    def capped(self, memory: str | None = None, ordered: bool = True) -> Iterator[None]:
+        """DuckDB's memory capped at ``memory`` (never above :attr:`memory`, the budget; None: the
+        budget) meanwhile; afterwards the enclosing cap, or the budget. DuckDB caches the blocks
+        it reads and writes up to its cap, so a bulk copy's memory grows with the copy up to it;
+        beyond it, joins, sorts and windows spill to disk (see :meth:`problem_ranges` for the
+        queries that cannot). ``ordered=False``: results may come in any order (DuckDB then
+        buffers less). Inside a transaction an error aborted, the settings are restored after
+        its ROLLBACK, and that error is the one raised."""
+        memory = f"{min(size_bytes(memory), self.memory) if memory else self.memory}B"
         self._caps.append((memory, ordered))
         try:
             self._settings(memory, ordered)
@@ -665,18 +683,43 @@ class Store:
         self._caps.pop()
         self._apply_caps()
 
+    def problem_ranges(self, share: float = 1 / 8) -> list[str]:
+        """Conditions on ``problem_id`` that split the programs into ranges (every id in exactly
+        one, in order) holding about ``share`` of the budget each, counting each program's text
+        and ~200 bytes of other columns.
+
+        Why: a query over ``labeled_programs`` is one pipeline probing several hash joins at
+        once (programs with their problems and gold, then ``program_labels``, then
+        ``executions``), and DuckDB's join hash tables, each sized to fit the memory it sees,
+        are not aware of each other: over a 1M-program store such a query failed under 1 GB
+        and 512 MB caps ("failed to pin block") yet passed under 128 MB, spilling. Run range by
+        range (filters on ``problem_id`` reach programs and problems), every hash table holds one
+        range, so the query fits any budget. Bounds come from a seeded sample of the ids, so
+        any id scheme splits evenly."""
+        rows, text = self.con.execute("SELECT count(*), coalesce(sum(strlen(program)), 0) FROM programs").fetchall()[0]
+        k = max(1, -(-(rows * 200 + text) // max(1, int(self.memory * share))))
+        if k == 1:
+            return ["TRUE"]
+        ids = sorted(r[0] for r in self.con.execute(
+            f"SELECT problem_id FROM programs USING SAMPLE {min(rows, 100 * k)} ROWS (reservoir, 0)").fetchall())
+        bounds = sorted({ids[len(ids) * i // k] for i in range(1, k)})
+        conds = [f"problem_id < {sql_literal(bounds[0])}"]
+        conds += [f"problem_id >= {sql_literal(lo)} AND problem_id < {sql_literal(hi)}"
+                  for lo, hi in zip(bounds, bounds[1:])]
+        return conds + [f"problem_id >= {sql_literal(bounds[-1])}"]
+
     def _apply_caps(self) -> None:
-        """The innermost :meth:`capped` cap in force, or DuckDB's defaults. A released store is
-        not reopened for it: settings end with their connection, and :meth:`_open` applies the
-        caps in force."""
+        """The innermost :meth:`capped` cap in force, or the budget and DuckDB's default order. A
+        released store is not reopened for it: settings end with their connection, and
+        :meth:`_open` applies the caps in force."""
         if self._con is None:
             return
         self._settings(*(self._caps[-1] if self._caps else (None, None)))
 
     def _settings(self, memory: str | None, ordered: bool | None) -> None:
-        """Cap DuckDB's memory and set insertion order, or (None) reset both to DuckDB's defaults."""
+        """Cap DuckDB's memory and set insertion order, or (None) the budget and DuckDB's default order."""
         if memory is None:
-            self.con.execute("RESET memory_limit")
+            self.con.execute(f"SET memory_limit = '{self.memory}B'")
             self.con.execute("RESET preserve_insertion_order")
         else:
             self.con.execute(f"SET memory_limit = {sql_literal(memory)}")
@@ -1124,11 +1167,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def copy_into(con: duckdb.DuckDBPyConnection, table: str, reader: pa.RecordBatchReader) -> None:
-    """Create ``table`` in ``con`` with the batches of ``reader`` (one at a time in memory): how
-    rows stream from the store into a scratch database."""
-    con.register("_pad_batch", reader.schema.empty_table())
-    con.execute(f"CREATE TABLE {table} AS SELECT * FROM _pad_batch")
+def copy_into(con: duckdb.DuckDBPyConnection, table: str, reader: pa.RecordBatchReader, append: bool = False) -> None:
+    """Create ``table`` in ``con`` (``append``: append to it) with the batches of ``reader`` (one
+    at a time in memory): how rows stream from the store into a scratch database."""
+    if not append:
+        con.register("_pad_batch", reader.schema.empty_table())
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM _pad_batch")
     for batch in reader:
         con.register("_pad_batch", batch)
         con.execute(f"INSERT INTO {table} SELECT * FROM _pad_batch")
