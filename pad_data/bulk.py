@@ -37,7 +37,7 @@ import pyarrow as pa
 from .store import sql_literal
 
 CHUNK_BYTES = 64 << 20
-SCRATCH_MEMORY = "2GB"  # DuckDB memory of a read (beyond it, it spills to a temp folder)
+SCRATCH_MEMORY = "2GB"  # DuckDB memory of a read at most (beyond it, it spills to a temp folder); see Batch
 SCAN_ROWS = 16_384  # lines per Arrow record batch handed to DuckDB: it scans one batch per thread
 USE_SQL = True  # False: every JSONL line takes the Python path (the reference; tests compare the two)
 QUESTION_ALIASES = ("question", "input", "problem")
@@ -458,20 +458,23 @@ class Batch:
     ``first`` is the first record (what the split is guessed from). Lines that are not records
     raise an IngestError, or with a ``skipped`` list are appended to it, as
     :func:`pad_data.sources.read_records` does; ``limit`` counts records as it does.
+    ``memory``: the scratch database's DuckDB memory (a stage passes half its store's budget,
+    at most :data:`SCRATCH_MEMORY`), ``folder``: where it lives and spills (beside the store).
     """
 
     def __init__(self, source, spec: Spec, limit: int | None = None, config: str | None = None,
-                 hf_split: str | None = None, skipped: list[str] | None = None, chunk_bytes: int = CHUNK_BYTES):
+                 hf_split: str | None = None, skipped: list[str] | None = None, chunk_bytes: int = CHUNK_BYTES,
+                 memory: str = SCRATCH_MEMORY, folder: str | os.PathLike | None = None):
         import duckdb
 
         from .sources import IngestError, read_records
 
         self.spec = spec
-        self._tmp = tempfile.mkdtemp(prefix="pad-read-")
-        # a scratch database that spills to disk beyond SCRATCH_MEMORY (a 10M-record file is GBs);
+        self._tmp = tempfile.mkdtemp(prefix=".pad-read-", dir=folder)
+        # a scratch database that spills to disk beyond ``memory`` (a 10M-record file is GBs);
         # the programs built end up in a file (``path``) the store attaches (:meth:`attached`)
         self.path = os.path.join(self._tmp, "programs.duckdb")
-        self.con = duckdb.connect(config={"memory_limit": SCRATCH_MEMORY, "temp_directory": self._tmp})
+        self.con = duckdb.connect(config={"memory_limit": memory, "temp_directory": self._tmp})
         self.con.execute("CREATE TABLE rec (" + ", ".join(
             f"{name} {_SQL_TYPES[str(t)]}" for name, t in REC_COLUMNS.items()) + ")")
         self.slow: list = []
@@ -597,7 +600,7 @@ class Batch:
         """Write what the store copies to the file ``path`` and free the scratch: ``prob``, one
         ``problems`` row per question (from its first record), and with ``origin`` ``prog``, the
         ``programs`` rows (:meth:`_programs`). The scratch connection is closed, so its memory
-        (up to SCRATCH_MEMORY) is given back before the store is taken. Returns how many programs."""
+        (up to ``memory``) is given back before the store is taken. Returns how many programs."""
         s = self.spec
         self.con.execute(f"ATTACH {sql_literal(self.path)} AS pad_out")
         try:

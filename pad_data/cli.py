@@ -100,7 +100,11 @@ def _warn(message: str) -> None:
     _say(err_console, ("warning:", "yellow"), f" {message}", soft_wrap=True)
 
 
-def _store(read_only: bool = False) -> Store:
+MEMORY_HELP = ("DuckDB memory budget of this stage, e.g. 2GB, 512MiB or 40% (of RAM); beyond it, it spills to "
+               "disk beside the store [default: $PAD_MEMORY_LIMIT or 50% of RAM]")
+
+
+def _store(read_only: bool = False, memory: Optional[str] = None) -> Store:
     if not read_only:  # a command that writes runs a stage: load it before taking the store, not while holding it
         import importlib
 
@@ -111,7 +115,7 @@ def _store(read_only: bool = False) -> Store:
         from .generate import torn_journal_bytes
 
         torn = torn_journal_bytes(path)
-    store = Store(path, read_only=read_only)
+    store = Store(path, read_only=read_only, memory=memory)
     if store.recovered:
         _say(err_console, f"stored {store.recovered} programs that waited in {store.journal_path} "
                           "(from a `pad generate` whose commit failed)", soft_wrap=True)
@@ -155,12 +159,13 @@ def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv 
            config: Optional[str] = typer.Option(None, help="Hugging Face dataset config (e.g. main)"),
            limit: Optional[int] = typer.Option(None, help="read at most N records"),
            update: bool = typer.Option(False, "--update", help="replace the gold answer of problems already "
-                                       "stored when the file's differs, and relabel their programs")) -> None:
+                                       "stored when the file's differs, and relabel their programs"),
+           memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
     """Add problems (questions with gold answers) to the store."""
     with _cli_errors():
         check_numbers(("--limit", limit, opt.COUNT))
         opt.check_split(split)
-        with _store() as store:
+        with _store(memory=memory_limit) as store:
             r = api.ingest(store, source, dataset, split=split, fmt=fmt, question_field=question_field,
                            answer_field=answer_field, limit=limit, config=config, update=update)
     _say(console, f"{dataset}/{r['split']}: read {plural(r['read'], 'problem')}, added {r['added']:,} "
@@ -202,13 +207,14 @@ def import_programs(file: str = typer.Argument(..., help="records with a questio
                                                            "error and nothing is written)"),
                     update: bool = typer.Option(False, "--update", help="replace the gold answer of problems "
                                                 "already stored when the file's differs, and relabel their "
-                                                "programs")) -> None:
+                                                "programs"),
+                    memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
     """Import programs generated elsewhere (fences and prose around the code are stripped)."""
     fields = [f.strip() for value in question_field or [] for f in value.split(",") if f.strip()]
     with _cli_errors():
         check_numbers(("--limit", limit, opt.COUNT))
         opt.check_split(split)
-        with _store() as store:
+        with _store(memory=memory_limit) as store:
             r = api.import_programs(store, file, dataset, split=split, question_field=fields or None,
                                     program_field=program_field, answer_field=answer_field,
                                     teacher=teacher, limit=limit, skip_invalid=skip_invalid, update=update)
@@ -687,7 +693,8 @@ def inject_errors(per_program: int = typer.Option(2, help="variants per correct 
             r = run_inject(store, per_program=per_program, kinds=_csv(kinds), seed=seed, dataset=dataset, limit=limit,
                            timeout=timeout, workers=workers, progress=progress)
     _say(console, f"{plural(r['sources'], 'correct program')} -> {plural(r['variants'], 'variant')}, "
-                  f"{r['added']:,} new ({r['variants'] - r['added']:,} already stored); executed {r['executed']:,}")
+                  f"{r['added']:,} new ({r['variants'] - r['added']:,} already stored); executed {r['executed']:,}"
+                  + (f"; skipped {plural(r['too_deep'], 'program')} too deeply nested to edit" if r["too_deep"] else ""))
     table = _table("injection kind", "variants", "loud (raise)", "silent (wrong answer)", "unchanged (correct)",
                    "not executed", title="every injected program in the store (view injection_outcomes)")
     for row in r["outcomes"].itertuples(index=False):
@@ -722,14 +729,15 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
            min_agreement: Optional[float] = typer.Option(None, help="programs labeled against a consensus "
                                                          "answer (pad vote) only from problems whose agreement "
                                                          "share is at least this (0-1)"),
-           list_: bool = typer.Option(False, "--list", help="list snapshots")) -> None:
+           list_: bool = typer.Option(False, "--list", help="list snapshots"),
+           memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
     """Build a named, immutable, reproducible snapshot of train/validation/test splits."""
     from .curate import CurateParams, curate as run_curate, list_curations
 
     if datasets_old is not None:
         _warn("--datasets is deprecated: use --dataset (repeat it, or D1,D2, for several)")
     names = [d for value in [*(dataset or []), *([datasets_old] if datasets_old else [])] for d in _csv(value) or []]
-    with _cli_errors(), _store(read_only=list_) as store:
+    with _cli_errors(), _store(read_only=list_, memory=memory_limit) as store:
         if list_:
             _list_snapshots(list_curations(store))
             return
@@ -743,7 +751,9 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
     state = "created" if r["created"] else "unchanged (same parameters and data)"
     what = "refinement pair" if task == "refine" else "program"
     _say(console, f"snapshot {r['name']} {state}: hash {r['content_hash']}, {plural(r['programs'], what)} over "
-                  f"{plural(r['problems'], 'problem')}; {_splits(r['splits'])}")
+                  f"{plural(r['problems'], 'problem')}; {_splits(r['splits'])}"
+                  + (f"; {plural(r['too_deep'], 'candidate')} too deeply nested to analyze (kept: deduplicated "
+                     "by text, ranked last)" if r.get("too_deep") else ""))
 
 
 def _splits(counts: dict) -> str:
@@ -807,7 +817,8 @@ def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
                                                       "deleted"),
            from_parquet: Optional[str] = typer.Option(None, help="instead of a snapshot: a folder of Parquet "
                                                       "shards (train*.parquet, validation*, test*) to stream "
-                                                      "into a Hugging Face dataset")) -> None:
+                                                      "into a Hugging Face dataset"),
+           memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
     """Export a curated snapshot with a generated dataset card (or Parquet shards as an HF dataset)."""
     from .export import export as run_export, export_parquet_shards
 
@@ -821,7 +832,7 @@ def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
             return
         if not name:
             raise ValueError("give a snapshot NAME (or --from-parquet DIR)")
-        with _store() as store:
+        with _store(memory=memory_limit) as store:
             r = run_export(store, name, out, fmt=fmt, license=license_, push_to_hub=push_to_hub,
                            overwrite=overwrite)
     _say(console, f"exported {name} to {r['out']} ({fmt}): {_splits(r['counts'])}"

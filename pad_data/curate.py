@@ -56,6 +56,7 @@ from .feedback import feedback
 from .labels import LABELS
 from .options import FRACTION, COUNT, SEED, check_names, check_numbers
 from .store import ORIGINS, Store, content_id, copy_into, sql_literal
+from .syntax import TooDeep, tree_work
 
 DEDUP = ("none", "exact", "ast")
 TASKS = ("program", "refine")
@@ -67,10 +68,10 @@ REFINE_LABELS = ["wrong_answer", "no_answer", "non_numeric", "syntax_error", "ru
 # student's own programs; those only when asked for (--origins), or for refine pairs (every origin)
 DEFAULT_ORIGINS = ["teacher", "import", "human"]
 SCAN_ROWS = 100_000  # program snapshots are analyzed this many candidates at a time (memory is bounded by it)
-SCRATCH_MEMORY = "512MB"  # DuckDB memory of the candidates' scratch copy (beyond it, it spills to a temp folder)
-# the store's DuckDB memory while the candidates are read: the joins of labeled_programs hold hash
-# tables that grow with the store (~0.5 GB at 10M programs; 256 MB ran out of memory there)
-CANDIDATE_MEMORY = "1GB"
+# Memory: the store's budget (Store.memory, --memory-limit), halved between the store and the
+# scratch database while both are open; the candidates are read one problem range at a time
+# (Store.problem_ranges: RANGE_SHARE of the budget each), since their query's joins cannot spill.
+RANGE_SHARE = 1 / 16
 
 
 class CurateError(ValueError):
@@ -150,13 +151,30 @@ def dedup_key(program: str, mode: str) -> str:
     return program if mode == "none" else analyze(program, mode)[2]
 
 
+# the statements counted for a program that does not parse, and for one whose syntax tree is too
+# deep to analyze (syntax.TooDeep): both are keyed on their exact text and ranked after every other
+UNPARSED = 10**9
+TOO_DEEP = UNPARSED + 1
+
+
 def analyze(program: str, mode: str) -> tuple[int, int, str]:
-    """``(statements, characters, dedup key)`` from one parse of ``program``."""
+    """``(statements, characters, dedup key)`` from one parse of ``program``. A program that does
+    not parse, or is too deeply nested to analyze (such as ``return 1+1+...`` with 600 terms),
+    is kept: deduplicated on its exact text (``ast`` mode too) and ranked last (:data:`UNPARSED`,
+    :data:`TOO_DEEP` statements), so it is chosen only when nothing else is."""
     exact = "\n".join(line.rstrip() for line in program.strip().splitlines())
     try:
-        tree = ast.parse(program)
+        return _analyze_tree(program, mode, exact)
+    except TooDeep:
+        stmts = TOO_DEEP
     except (SyntaxError, ValueError):
-        return 10**9, len(program), hashlib.sha256(exact.encode()).hexdigest()
+        stmts = UNPARSED
+    return stmts, len(program), "" if mode == "none" else hashlib.sha256(exact.encode()).hexdigest()
+
+
+@tree_work
+def _analyze_tree(program: str, mode: str, exact: str) -> tuple[int, int, str]:
+    tree = ast.parse(program)
     stmts = sum(isinstance(n, ast.stmt) for n in ast.walk(tree))
     if mode == "ast":
         _drop_docstrings(tree)
@@ -166,6 +184,11 @@ def analyze(program: str, mode: str) -> tuple[int, int, str]:
     else:
         key = ""
     return stmts, len(program), key
+
+
+def too_deep(info: list[tuple[int, int, str]]) -> int:
+    """How many of :func:`analyze`'s results are of programs too deep to analyze."""
+    return sum(i[0] == TOO_DEEP for i in info)
 
 
 def _size(info: tuple[int, int, str]) -> int:
@@ -236,16 +259,26 @@ def _candidate_filter(p: CurateParams) -> tuple[str, list]:
     return " AND ".join(where), params
 
 
+def ranged(store: Store, query: str, params: list | None = None) -> Iterator[pa.RecordBatchReader]:
+    """``query`` (a SELECT over ``labeled_programs`` with a ``{range}`` condition to fill in) run
+    once per :meth:`Store.problem_ranges` range, each result streamed, with the store capped at
+    half the budget: the way to read ``labeled_programs`` within the budget at any size."""
+    with store.capped(store.share(0.5), ordered=False):
+        for cond in store.problem_ranges(RANGE_SHARE):
+            yield store.con.sql(query.format(range=f"({cond})"), params=params or None).to_arrow_reader(SCAN_ROWS)
+
+
 def _candidates(store: Store, p: CurateParams) -> pd.DataFrame:
     where, params = _candidate_filter(p)
     # the faulty side of refinement pairs also needs its links and what running it said
     extra = (", parent_program_id, status, value, error_type, error_message, error_line, timeout_s, injection_kind"
              if p.task == "refine" else ", parent_program_id")
-    df = store.df(f"""SELECT program_id, problem_id, dataset, split AS source_split, question, program,
-                             gold AS answer, gold_text AS answer_text, label, teacher, origin, v.verdict{extra}
-                      FROM {CANDIDATES} WHERE {where} ORDER BY program_id""", params)
+    query = f"""SELECT program_id, problem_id, dataset, split AS source_split, question, program,
+                       gold AS answer, gold_text AS answer_text, label, teacher, origin, v.verdict{extra}
+                FROM {CANDIDATES} WHERE {where} AND {{range}}"""
+    df = pa.concat_tables([r.read_all() for r in ranged(store, query, params)]).to_pandas()
     store.release()  # deduplication takes a while: other processes may use the store meanwhile
-    return df
+    return df.sort_values("program_id", kind="stable").reset_index(drop=True)
 
 
 def _check(p: CurateParams) -> None:
@@ -276,14 +309,23 @@ def _check_against_store(store: Store, p: CurateParams) -> None:
                                   f" (it has: {', '.join(sorted(held)) or 'no programs'})")
 
 
+def label_counts(store: Store, datasets: list[str] | None = None) -> dict[str, int]:
+    """Programs per current label (``(not executed)`` for none), most first, of ``datasets`` [default: all]."""
+    counts: Counter = Counter()
+    query = ("SELECT coalesce(label, '(not executed)') AS label, count(*) AS n FROM labeled_programs WHERE {range}"
+             + (" AND dataset IN (SELECT unnest(?))" if datasets else "") + " GROUP BY 1")
+    for reader in ranged(store, query, [datasets] if datasets else None):
+        for batch in reader:
+            counts.update(dict(zip(batch.column("label").to_pylist(), batch.column("n").to_pylist())))
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def _nothing_selected(store: Store, p: CurateParams) -> CurateError:
     """Why a curation selected nothing: what the filters match, one step at a time."""
     what = "refinement pairs" if p.task == "refine" else "programs"
     origins = p.resolved_origins()
-    counts = store.df("SELECT coalesce(label, '(not executed)') AS label, count(*) AS n FROM labeled_programs "
-                      + ("WHERE dataset IN (SELECT unnest(?))" if p.datasets else "") + " GROUP BY 1 ORDER BY 2 DESC",
-                      [p.datasets] if p.datasets else [])
-    have = ", ".join(f"{r.label} {r.n}" for r in counts.itertuples(index=False)) or "no programs"
+    counts = label_counts(store, p.datasets)
+    have = ", ".join(f"{label} {n}" for label, n in counts.items()) or "no programs"
     return CurateError(f"the filters select no {what} (labels {','.join(p.resolved_labels())}; origins "
                        f"{','.join(origins) if origins else 'all'}; datasets {','.join(p.datasets or []) or 'all'}); "
                        f"the store has: {have}; nothing was stored")
@@ -291,8 +333,10 @@ def _nothing_selected(store: Store, p: CurateParams) -> CurateError:
 
 def _select(df: pd.DataFrame, p: CurateParams, program_col: str, id_col: str, shortest: bool = True) -> pd.DataFrame:
     """Steps 2-4 on ``df``: dedup within problems, keep K per problem (the shortest, or a seeded
-    random K when ``shortest`` is False), assign splits."""
+    random K when ``shortest`` is False), assign splits. ``attrs["too_deep"]``: programs too
+    deep to analyze among ``df``'s."""
     info = _analyze_all(df[program_col].tolist(), p.dedup)
+    deep = too_deep(info)
     df["_key"] = [i[2] for i in info]
     if shortest:
         df["_order"] = [_size(i) for i in info]
@@ -303,6 +347,7 @@ def _select(df: pd.DataFrame, p: CurateParams, program_col: str, id_col: str, sh
         df = df.drop_duplicates(subset=["problem_id", "_key"], keep="first")
     df = df.groupby("problem_id", sort=False).head(p.max_per_problem)
     df["split"] = [_split_for(pid, src, p) for pid, src in zip(df["problem_id"], df["source_split"])]
+    df.attrs["too_deep"] = deep
     return df
 
 
@@ -317,61 +362,72 @@ def _split_sql(p: CurateParams) -> str:
 @contextlib.contextmanager
 def _program_snapshot(store: Store, p: CurateParams) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
     """Steps 1-4 for a program snapshot, out of the store's memory: yields a scratch DuckDB
-    file (capped at :data:`SCRATCH_MEMORY`; it spills beyond that) and its path, holding
-    ``snap``, the snapshot's rows (:data:`TASK_COLUMNS` ``program``) in their stored order
-    (split, program_id).
+    file and its path, holding ``snap``, the snapshot's rows (:data:`TASK_COLUMNS` ``program``)
+    in their stored order (split, program_id).
 
-    The candidates (with their program text, gold and verdict as read at this moment) are
-    copied in and the store is let go; programs are analyzed :data:`SCAN_ROWS` at a time;
-    deduplication, K per problem and splits run in SQL with :func:`_select`'s order
-    (``_size``, then program_id); the chosen problems' questions are copied in last and the
-    rows sorted there. Memory does not grow with the store, and the store only ever streams.
-    The store appends ``snap`` by attaching the file (:func:`_append_snapshot`): batches
-    appended through Python would sit in the store's memory until the commit.
+    The candidates (with their program text, gold and verdict as read at this moment) and the
+    questions of their problems are copied in range by range (:func:`ranged`), and the store
+    is let go; programs are analyzed :data:`SCAN_ROWS` at a time; deduplication, K per
+    problem and splits run in SQL with :func:`_select`'s order (``_size``, then program_id).
+    Memory stays within the store's budget at any size: the scratch database (in a folder
+    beside the store, where it spills) has half of it while the store is open, all of it
+    after; every statement there has at most one join, with the narrow side hashed, so each
+    spills on its own. The store appends ``snap`` by attaching the file
+    (:func:`_append_snapshot`): batches appended through Python would sit in the store's
+    memory until the commit.
     """
     where, params = _candidate_filter(p)
-    tmp = tempfile.mkdtemp(prefix="pad-curate-")
+    tmp = tempfile.mkdtemp(prefix=".pad-curate-", dir=store.path.parent)
     path = os.path.join(tmp, "snapshot.duckdb")
-    scratch = duckdb.connect(path, config={"memory_limit": SCRATCH_MEMORY, "temp_directory": tmp})
+    scratch = duckdb.connect(path, config={"memory_limit": store.share(0.5), "temp_directory": tmp,
+                                           "preserve_insertion_order": False})
     try:
-        with store.capped(CANDIDATE_MEMORY, ordered=False):  # cand's order does not matter
-            reader = store.con.sql(
-                f"SELECT program_id, problem_id, split AS source_split, label, program, dataset, gold AS answer, "
-                f"gold_text AS answer_text, teacher, origin, v.verdict FROM {CANDIDATES} WHERE {where}",
-                params=params).to_arrow_reader(SCAN_ROWS)
-            copy_into(scratch, "cand", reader)
+        cand = (f"SELECT program_id, problem_id, split AS source_split, label, program, dataset, gold AS answer, "
+                f"gold_text AS answer_text, teacher, origin, v.verdict FROM {CANDIDATES} WHERE {where} AND {{range}}")
+        for i, reader in enumerate(ranged(store, cand, params)):
+            copy_into(scratch, "cand", reader, append=i > 0)
+        # every question of the candidates' datasets (a scan: no join to hold in memory); the
+        # snapshot's join keeps those it needs
+        question = "SELECT problem_id, question FROM problems WHERE {range}" + (
+            f" AND dataset IN ({', '.join('?' * len(p.datasets))})" if p.datasets else "")
+        for i, reader in enumerate(ranged(store, question, list(p.datasets or []))):
+            copy_into(scratch, "q", reader, append=i > 0)
         store.release()  # deduplication takes a while: other processes may use the store meanwhile
+        scratch.execute(f"SET memory_limit = '{store.share(1)}'")
         n = scratch.execute("SELECT count(*) FROM cand").fetchall()[0][0]
         scratch.execute("CREATE TABLE info (program_id VARCHAR, _key VARCHAR, _order BIGINT)")
-        reader = scratch.cursor().sql("SELECT program_id, program FROM cand").to_arrow_reader(SCAN_ROWS)
+        # sorted by text, so that a program sampled several times (a third of a teacher's samples
+        # repeat one) is analyzed once per batch (a sort spills; a GROUP BY on long strings would not)
+        reader = scratch.cursor().sql("SELECT program_id, program FROM cand ORDER BY program").to_arrow_reader(SCAN_ROWS)
         with _analyzer(p.dedup, n) as run:
             for batch in reader:
-                info = run(batch.column("program").to_pylist())
+                programs = batch.column("program").to_pylist()
+                distinct = list(dict.fromkeys(programs))
+                found = dict(zip(distinct, run(distinct)))
+                info = [found[program] for program in programs]
                 scratch.register("_pad_info", pa.table({
                     "program_id": batch.column("program_id"), "_key": pa.array([i[2] for i in info], pa.string()),
                     "_order": pa.array([_size(i) for i in info], pa.int64())}))
                 scratch.execute("INSERT INTO info SELECT * FROM _pad_info")
                 scratch.unregister("_pad_info")
+        scratch.execute("""CREATE TABLE ranked AS SELECT program_id, problem_id, source_split, _key, _order
+                           FROM cand JOIN info USING (program_id)""")
         dedup = ("QUALIFY row_number() OVER (PARTITION BY problem_id, _key ORDER BY _order, program_id) = 1"
                  if p.dedup != "none" else "")
+        if dedup:
+            scratch.execute(f"CREATE TABLE kept AS SELECT * FROM ranked {dedup}")
         scratch.execute(f"""CREATE TABLE chosen AS
-            SELECT program_id, {_split_sql(p)} AS split FROM (
-                SELECT * FROM (SELECT program_id, problem_id, source_split, _key, _order
-                               FROM cand JOIN info USING (program_id) {dedup})
-                QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY _order, program_id) <= ?)""",
+            SELECT program_id, problem_id, {_split_sql(p)} AS split FROM {"kept" if dedup else "ranked"}
+            QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY _order, program_id) <= ?""",
                         [int(p.max_per_problem)])
-        ids = scratch.sql("SELECT DISTINCT problem_id FROM cand JOIN chosen USING (program_id)").to_arrow_table()
-        store.con.register("_pad_ids", ids)
-        try:
-            with store.capped(CANDIDATE_MEMORY, ordered=False):
-                copy_into(scratch, "q", store.con.sql(
-                    "SELECT problem_id, question FROM problems WHERE problem_id IN (SELECT problem_id FROM _pad_ids)"
-                ).to_arrow_reader(SCAN_ROWS))
-        finally:
-            store.con.unregister("_pad_ids")
-        scratch.execute(f"""CREATE TABLE snap AS
-            SELECT {", ".join(TASK_COLUMNS["program"])} FROM chosen JOIN cand USING (program_id) JOIN q USING (problem_id)
-            ORDER BY split, program_id""")
+        columns = ", ".join(c if c != "question" else "q.question" for c in TASK_COLUMNS["program"])
+        scratch.execute("""CREATE TABLE rows AS SELECT cand.*, chosen.split FROM cand JOIN chosen
+                           USING (program_id, problem_id)""")
+        scratch.execute(f"CREATE TABLE asked AS SELECT {columns} FROM rows JOIN q USING (problem_id)")
+        scratch.execute("DROP TABLE rows")
+        scratch.execute("SET preserve_insertion_order = true")  # snap's order is the snapshot's
+        scratch.execute(f"CREATE TABLE snap AS SELECT * FROM asked ORDER BY split, program_id")
+        scratch.execute("DROP TABLE asked")
         yield scratch, path
     finally:
         scratch.close()
@@ -379,11 +435,14 @@ def _program_snapshot(store: Store, p: CurateParams) -> Iterator[tuple[duckdb.Du
 
 
 def _snapshot_counts(scratch: duckdb.DuckDBPyConnection) -> dict:
-    """What a program snapshot's ``snap`` holds: rows per split and label, problems, programs."""
+    """What a program snapshot's ``snap`` holds: rows per split and label, problems, programs, and
+    ``too_deep`` (when any): candidates too deeply nested to analyze (kept by :func:`analyze`'s rule)."""
     def by(col: str) -> dict:
         return dict(scratch.execute(f"SELECT {col}, count(*) FROM snap GROUP BY 1 ORDER BY 1").fetchall())
     problems, programs = scratch.execute("SELECT count(DISTINCT problem_id), count(*) FROM snap").fetchall()[0]
-    return {"splits": by("split"), "problems": problems, "programs": programs, "labels": by("label")}
+    counts = {"splits": by("split"), "problems": problems, "programs": programs, "labels": by("label")}
+    deep = scratch.execute(f"SELECT count(*) FROM info WHERE _order >= {TOO_DEEP * 10**9}").fetchall()[0][0]
+    return counts | ({"too_deep": deep} if deep else {})
 
 
 def _snapshot_hash(scratch: duckdb.DuckDBPyConnection, p: CurateParams) -> str:
@@ -411,14 +470,16 @@ def build(store: Store, p: CurateParams) -> pd.DataFrame:
 
 
 def build_refine(store: Store, p: CurateParams) -> pd.DataFrame:
-    """Refinement pairs (faulty program + feedback -> correct program) for ``p``."""
+    """Refinement pairs (faulty program + feedback -> correct program) for ``p``; ``attrs["too_deep"]``:
+    programs too deep to analyze (kept by :func:`analyze`'s rule) among the candidates."""
     faulty = _candidates(store, p)
     good = _candidates(store, CurateParams(labels=["correct"], datasets=p.datasets, origins=list(ORIGINS),
                                            review=p.review))
     cols = TASK_COLUMNS["refine"]
     if faulty.empty or good.empty:
         return pd.DataFrame(columns=cols)
-    good = good.assign(_size=[_size(i) for i in _analyze_all(good["program"].tolist(), "none")])
+    sizes = _analyze_all(good["program"].tolist(), "none")
+    good = good.assign(_size=[_size(i) for i in sizes])
     good = good[["program_id", "problem_id", "program", "parent_program_id", "teacher", "_size"]]
     f = faulty.rename(columns={"program_id": "faulty_program_id", "program": "faulty_program"})
     f = f.drop(columns=["teacher"])
@@ -441,7 +502,9 @@ def build_refine(store: Store, p: CurateParams) -> pd.DataFrame:
     # faulty programs: a seeded random K per problem, so every kind of error is represented
     # (shortest-first would always leave out programs that do not parse)
     df = _select(df, p, "faulty_program", "faulty_program_id", shortest=False)
-    return df[cols].sort_values(["split", "faulty_program_id"]).reset_index(drop=True)
+    out = df[cols].sort_values(["split", "faulty_program_id"]).reset_index(drop=True)
+    out.attrs["too_deep"] = df.attrs["too_deep"] + too_deep(sizes)
+    return out
 
 
 def content_hash(rows: pd.DataFrame, p: CurateParams) -> str:
@@ -482,6 +545,8 @@ def curate(store: Store, name: str, p: CurateParams | None = None) -> dict:
     counts = {"splits": dict(Counter(rows["split"])), "problems": int(rows["problem_id"].nunique()),
               "programs": len(rows), "labels": dict(Counter(rows["label"])),
               "injection_kinds": dict(Counter(k for k in rows["injection_kind"] if isinstance(k, str)))}
+    if rows.attrs.get("too_deep"):
+        counts["too_deep"] = rows.attrs["too_deep"]
     store.con.register("_pad_cur", rows)
     try:
         return _store_snapshot(store, name, p, content_hash(rows, p), counts, "SELECT * FROM _pad_cur")
@@ -495,7 +560,7 @@ def _append_snapshot(store: Store, name: str, p: CurateParams, digest: str, coun
     the store's memory capped (an append needs a few blocks at a time)."""
     store.con.execute(f"ATTACH {sql_literal(path)} AS pad_snapshot (READ_ONLY)")
     try:
-        with store.capped("256MB"):
+        with store.capped("256MB"):  # or the budget, when lower
             return _store_snapshot(store, name, p, digest, counts, "SELECT * FROM pad_snapshot.snap")
     finally:
         store.con.execute("DETACH pad_snapshot")

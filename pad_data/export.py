@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .curate import TASK_TABLES, snapshot_task
+from .curate import TASK_TABLES, label_counts, snapshot_task
 from .options import did_you_mean
 from .store import Store, sql_literal
 
@@ -80,23 +80,23 @@ def _copy(store: Store, name: str, split: str, path: Path, fmt: str, task: str =
     return n
 
 
+EXPORT_MEMORY = "256MB"  # the export's DuckDB memory (or the store's budget, when lower): COPY needs a few blocks
+
+
 @contextlib.contextmanager
 def _bounded(store: Store):
-    """One DuckDB thread and a 256 MB buffer pool while exporting, restored afterwards.
+    """One DuckDB thread and :data:`EXPORT_MEMORY` (``Store.capped``) while exporting, restored afterwards.
 
-    DuckDB caches the blocks it scans up to memory_limit (80% of RAM by default) and its
-    parallel writers buffer batches to keep insertion order: both would make the export's
-    memory grow with the snapshot. Sorts and windows spill to disk under the cap instead.
+    DuckDB caches the blocks it scans up to its cap and its parallel writers buffer batches to
+    keep insertion order: both would make the export's memory grow with the snapshot.
     """
-    threads, memory = store.con.execute("SELECT current_setting('threads'), "
-                                        "current_setting('memory_limit')").fetchall()[0]
+    threads = store.con.execute("SELECT current_setting('threads')").fetchall()[0][0]
     store.con.execute("SET threads = 1")
-    store.con.execute("SET memory_limit = '256MB'")
     try:
-        yield
+        with store.capped(EXPORT_MEMORY):
+            yield
     finally:
         store.con.execute(f"SET threads = {int(threads)}")
-        store.con.execute(f"SET memory_limit = '{memory}'")
 
 
 def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, license: str) -> str:
@@ -109,9 +109,7 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
         f"SELECT DISTINCT dataset FROM {table} WHERE name = ? ORDER BY 1", [name]).fetchall()]
     teachers = store.con.execute(f"SELECT teacher, origin, count(*) FROM {table} WHERE name = ? "
                                  "GROUP BY ALL ORDER BY 3 DESC", [name]).fetchall()
-    marks = ", ".join("?" * len(datasets)) or "NULL"
-    before = store.con.execute(f"SELECT coalesce(label, '(not executed)'), count(*) FROM labeled_programs "
-                               f"WHERE dataset IN ({marks}) GROUP BY 1 ORDER BY 2 DESC", datasets).fetchall()
+    before = list(label_counts(store, datasets).items()) if datasets else []
     after = store.con.execute(f"SELECT label, count(*) FROM {table} WHERE name = ? GROUP BY 1 "
                               "ORDER BY 2 DESC", [name]).fetchall()
     run = store.con.execute("SELECT run_id, success, critical_failures, checks, created_at FROM check_runs "

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .answers import AnswerError, Gold, parse_answer
-from .bulk import ANSWER_ALIASES, PROGRAM_ALIASES, QUESTION_ALIASES, Batch, Spec
+from .bulk import ANSWER_ALIASES, PROGRAM_ALIASES, QUESTION_ALIASES, SCRATCH_MEMORY, Batch, Spec
 from .labels import relabel
 from .options import did_you_mean
 from .sources import IngestError, Record, read_records  # noqa: F401 - IngestError, read_records: public here too
@@ -237,6 +237,12 @@ def _fields(question_field: str | list[str] | None) -> list[str] | None:
     return [question_field] if isinstance(question_field, str) else (list(question_field) if question_field else None)
 
 
+def _scratch(store: Store) -> dict:
+    """Where a read's scratch database lives and how much memory it has: beside the store, half
+    the store's budget (at most bulk.SCRATCH_MEMORY)."""
+    return {"memory": store.share(0.5, at_most=SCRATCH_MEMORY), "folder": store.path.parent}
+
+
 def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | None = None,
            fmt: str = "auto", question_field: str | list[str] | None = None, answer_field: str | None = None,
            limit: int | None = None, config: str | None = None, update: bool = False) -> dict:
@@ -252,7 +258,7 @@ def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | N
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     spec = Spec(dataset, fmt, _fields(question_field), answer_field)
-    with Batch(source, spec, limit=limit, config=config, hf_split=split) as batch:
+    with Batch(source, spec, limit=limit, config=config, hf_split=split, **_scratch(store)) as batch:
         if not batch.fast:
             check_fields_exist(source, [r for _, r in batch.slow], {"--answer-field": answer_field})
         split = split or batch.first.split or default_split(
@@ -305,7 +311,7 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
     skipped: list[str] | None = [] if skip_invalid else None
     spec = Spec(dataset, "jsonl", _fields(question_field), answer_field, programs=True,
                 program_field=program_field, teacher=teacher)
-    with Batch(source, spec, limit=limit, skipped=skipped) as batch:
+    with Batch(source, spec, limit=limit, skipped=skipped, **_scratch(store)) as batch:
         if not batch.fast:
             check_fields_exist(source, [r for _, r in batch.slow], {"--answer-field": answer_field})
         split = split or batch.first.split or default_split(source, detect_format(batch.first))

@@ -7,6 +7,9 @@ from ``random.Random(f"{seed}:{program_id}:{kind}:{attempt}")``: the same seed g
 same variants on any machine. A kind that does not apply to a program (no constant to
 drop, one step to swap) is skipped for that program, never faked.
 
+A correct program whose syntax tree is too deep to edit (``return 1+1+...`` with 600 terms:
+:mod:`pad_data.syntax`) is skipped as a source, and counted (``too_deep``).
+
 The variants are stored as programs (origin ``injected``, ``parent_program_id`` = the
 correct program, ``injection_kind``) and then executed and labeled like any other
 program. The ``injection_outcomes`` view says which were *loud* (raised, did not compile,
@@ -26,8 +29,10 @@ from typing import Callable
 
 import pandas as pd
 
+from .curate import ranged
 from .execute import execute
 from .store import Store, content_id
+from .syntax import TooDeep, tree_work
 
 KINDS: dict[str, str] = {
     "operator": "a swapped arithmetic operator (+ and -, * and /, ...)",
@@ -242,8 +247,10 @@ def _syntax_slip(source: str, rng: random.Random) -> str | None:
     return None
 
 
+@tree_work
 def inject(program: str, kind: str, rng: random.Random, question: str | None = None) -> str | None:
-    """One faulty variant of ``program`` of ``kind``, or None when the kind does not apply."""
+    """One faulty variant of ``program`` of ``kind``, or None when the kind does not apply;
+    :class:`~pad_data.syntax.TooDeep` when its tree is too deep to edit."""
     if kind not in KINDS:
         raise InjectError(f"unknown injection kind {kind!r}; choose from {', '.join(KINDS)}")
     try:
@@ -258,8 +265,10 @@ def inject(program: str, kind: str, rng: random.Random, question: str | None = N
     return ast.unparse(ast.fix_missing_locations(tree))
 
 
+@tree_work
 def variants(program: str, kinds: list[str], k: int, key: str, question: str | None = None) -> list[tuple[str, str]]:
-    """Up to ``k`` distinct ``(kind, program)`` variants, kinds taken in a seeded order."""
+    """Up to ``k`` distinct ``(kind, program)`` variants, kinds taken in a seeded order;
+    :class:`~pad_data.syntax.TooDeep` when the program's tree is too deep to edit."""
     try:
         original = ast.unparse(ast.parse(program))
     except (SyntaxError, ValueError):
@@ -289,8 +298,10 @@ def inject_errors(store: Store, per_program: int = 2, kinds: list[str] | None = 
                   workers: int = 2, progress: Callable[[int, int], None] | None = None) -> dict:
     """Add injected variants of correct programs, then execute and label them.
 
-    Sources: programs whose latest label is ``correct`` and whose origin is not ``injected``.
-    Returns ``{"sources", "added", "by_kind", "executed", "outcomes"}``; rerunning adds nothing.
+    Sources: programs whose latest label is ``correct`` and whose origin is not ``injected``
+    (one too deep to edit is skipped: ``too_deep`` counts them).
+    Returns ``{"sources", "variants", "added", "by_kind", "too_deep", "executed", "outcomes"}``;
+    rerunning adds nothing.
     """
     kinds = list(kinds or KINDS)
     for kind in kinds:
@@ -302,14 +313,21 @@ def inject_errors(store: Store, per_program: int = 2, kinds: list[str] | None = 
     if dataset:
         where.append("dataset = ?")
         params.append(dataset)
-    src = store.df(f"SELECT program_id, problem_id, question, program, teacher FROM labeled_programs "
-                   f"WHERE {' AND '.join(where)} ORDER BY program_id"
-                   + (f" LIMIT {int(limit)}" if limit else ""), params)
+    # read range by range (curate.ranged: within the memory budget), each range's first `limit`
+    query = (f"SELECT program_id, problem_id, question, program, teacher FROM labeled_programs "
+             f"WHERE {' AND '.join(where)} AND {{range}}" + (f" ORDER BY program_id LIMIT {int(limit)}" if limit else ""))
+    src = pd.concat([r.read_pandas() for r in ranged(store, query, params)], ignore_index=True)
+    src = src.sort_values("program_id", kind="stable").head(limit).reset_index(drop=True) if limit else \
+        src.sort_values("program_id", kind="stable").reset_index(drop=True)
     store.release()  # not held while the variants are made
-    rows, by_kind = [], Counter()
+    rows, by_kind, deep = [], Counter(), 0
     for n, r in enumerate(src.itertuples(index=False), 1):
-        for i, (kind, text) in enumerate(variants(r.program, kinds, per_program, f"{seed}:{r.program_id}",
-                                                  r.question)):
+        try:
+            made = variants(r.program, kinds, per_program, f"{seed}:{r.program_id}", r.question)
+        except TooDeep:
+            deep += 1
+            made = []
+        for i, (kind, text) in enumerate(made):
             rows.append({"program_id": content_id("program", r.problem_id, "injected", r.program_id, kind, text),
                          "problem_id": r.problem_id, "origin": "injected", "teacher": r.teacher, "sample_idx": i,
                          "program": text, "parent_program_id": r.program_id, "injection_kind": kind})
@@ -320,7 +338,7 @@ def inject_errors(store: Store, per_program: int = 2, kinds: list[str] | None = 
         added = store.insert_new("programs", pd.DataFrame(rows), "program_id") if rows else 0
     executed = execute(store, origin="injected", timeout=timeout, workers=workers)["executed"] if run else 0
     return {"sources": len(src), "variants": len(rows), "added": added, "by_kind": dict(by_kind),
-            "executed": executed, "outcomes": outcomes(store)}
+            "too_deep": deep, "executed": executed, "outcomes": outcomes(store)}
 
 
 def outcomes(store: Store) -> pd.DataFrame:
