@@ -348,3 +348,69 @@ def test_libraries_own_lazy_imports_are_not_the_programs_doing(fast_path):
     refused = run_all({"os": "import os\nans = 1\n", "codecs": "import codecs\nans = 1\n",
                        "strptime": "import _strptime\nans = 1\n"}, timeout=5.0)
     assert {r.status for r in refused.values()} == {"forbidden"}
+
+
+# ---------------------------------------------------------------- found by an attacker's review
+HOARDER = prog("""
+def solution():
+    keep = []
+    keep.append(keep)  # a cycle of few objects that holds all the memory it can get
+    size = 1 << 24
+    while size >= 64:
+        try:
+            while True:
+                keep.append("x" * size)
+        except MemoryError:
+            size = size // 4
+    return len(keep)
+""")
+
+
+def test_a_program_that_leaves_a_cycle_full_of_memory_changes_no_later_label():
+    ordinary = {f"b{i}": f"def solution():\n    return {i} * 7\n" for i in range(3)}
+    ordinary["frac"] = "import fractions\ndef solution():\n    return fractions.Fraction(1, 2)\n"
+    items = {"warm": "def solution():\n    return 1\n", "hoarder": HOARDER, **ordinary}
+    got = run_all(items, timeout=5.0, memory_mb=256)
+    assert got["hoarder"].status == "ok"
+    assert {k: (got[k].status, got[k].value) for k in ordinary} == {
+        "b0": ("ok", 0), "b1": ("ok", 7), "b2": ("ok", 14), "frac": ("ok", 0.5)}
+
+
+TYPE_HINT_IMPORT = prog("""
+import typing
+def f(x: "".join(["__imp", "ort__"])):
+    pass
+imp = typing.get_type_hints(f)["x"]
+ans = str(imp("os"))
+""")
+WRAPPER_IMPORT = prog("""
+import functools
+def solution():
+    name, found = "".join(["__buil", "tins__"]), {}
+    holder = type("O", (), {name: found})()
+    functools.update_wrapper(holder, solution, assigned=(), updated=(name,))  # fills `found`
+    imp = found["".join(["__imp", "ort__"])]
+    return str(imp("os"))
+""")
+
+
+def test_a_program_holding_its_own_import_function_still_imports_only_its_allowlist():
+    """Both routes hand the program its ``__import__`` (an eval'd string annotation may use names the
+    program's code may not; the OS layer holds such a program): called directly, it imports no
+    module beyond the allowlist, even where a C function's own lazy import would be allowed."""
+    got = run_all({"hints": TYPE_HINT_IMPORT, "wrapper": WRAPPER_IMPORT}, timeout=5.0)
+    for r in got.values():
+        assert (r.status, r.error_message) == ("forbidden", "import of module 'os' is not allowed"), got
+
+
+SYMPY_LOOKS_FOR_NUMPY = prog("""
+import sympy
+from sympy.external import import_module
+ans = str(import_module("numpy") is not None)
+""")
+
+
+def test_what_a_library_finds_of_another_does_not_depend_on_what_ran_before():
+    fresh = run_all({"s": SYMPY_LOOKS_FOR_NUMPY}, timeout=20.0)["s"]
+    after = run_all({"n": "import numpy\nans = 1\n", "s": SYMPY_LOOKS_FOR_NUMPY}, timeout=20.0)["s"]
+    assert (fresh.status, fresh.value) == (after.status, after.value) == ("ok", "True")

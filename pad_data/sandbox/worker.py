@@ -220,16 +220,16 @@ def _sanitized(name):
 _LOADED_THIRD_PARTY = set()
 
 
-def _library_importing(top):
-    """True when a C function the program called imports a module for itself (``time.strptime``
-    imports ``_strptime`` through the calling frame's ``__import__``, which is the program's):
-    the program's frame is in a call, not at an import statement of its own, and the module
-    is one a library may load (:func:`_library_module`). Code the program had evaluated at run
-    time is not the program's compiled code, so it never gets here."""
+# Modules a C function of an allowed module imports through the calling frame's __import__,
+# which is the program's (time.strptime and datetime.strptime: _strptime). Found by the
+# entry-point sweep in tests/test_sandbox_trust.py.
+_C_IMPORTS = frozenset({"_strptime"})
+
+
+def _called_from_c():
+    """True when the program's frame is in a call, not at an import statement of its own."""
     frame = sys._getframe(2)
-    code = frame.f_code
-    return (code.co_filename == "<program>" and code.co_code[frame.f_lasti] not in _IMPORT_NAME
-            and _library_module(top))
+    return frame.f_code.co_code[frame.f_lasti] not in _IMPORT_NAME
 
 
 def _safe_import(name, globals=None, locals=None, fromlist=(), level=0):
@@ -238,12 +238,14 @@ def _safe_import(name, globals=None, locals=None, fromlist=(), level=0):
     if level != 0:
         raise Forbidden("relative imports are not allowed")
     top = name.split(".")[0]
-    if top in _LOADED_THIRD_PARTY or _library_importing(top):
+    if top in _LOADED_THIRD_PARTY:
         _state["trusted_import"] = True  # a package's own lazy imports read its files
         try:
             return _REAL_IMPORT(name, globals, locals, fromlist, level)
         finally:
             _state["trusted_import"] = False
+    if name in _C_IMPORTS and _called_from_c():
+        return _REAL_IMPORT(name, globals, locals, fromlist, level)  # audited as ever
     if name not in _COPIES and top not in _COPIES:
         raise Forbidden(f"import of module {name!r} is not allowed")
     mod = _COPIES.get(name) if fromlist else _COPIES[top]
@@ -413,11 +415,11 @@ _LIBRARY_TOPS = set()  # top-level packages loaded before any program ran (stdli
 
 
 def _library_module(top):
-    """A module a library may import lazily while a program runs: a standard module, or one of
-    a package loaded before the program ran (``encodings.cp1252`` for ``str.encode``,
-    ``atexit`` for ``sympy.nsolve``, numpy's and sympy's own modules). What a module does once
-    imported is audited as ever."""
-    return top in _LIBRARY_TOPS or top in sys.stdlib_module_names
+    """A module a library may import lazily while a program runs: a standard module (with the
+    interpreter's own ``_sysconfigdata_*``), or one of a package loaded before the program ran
+    (``encodings.cp1252`` for ``str.encode``, ``atexit`` for ``sympy.nsolve``, numpy's and
+    sympy's own modules). What a module does once imported is audited as ever."""
+    return top in _LIBRARY_TOPS or top in sys.stdlib_module_names or top.startswith("_sysconfigdata_")
 
 
 def _import_read(event, args):
@@ -629,7 +631,9 @@ def compile_program(source):
         word = exc.args[0].split("'")[1] if "'" in exc.args[0] else ""
         return None, {"status": "forbidden", "error_type": "Forbidden", "error_message": _short(exc),
                       "error_line": _line_of(source, word)}
-    except (ValueError, RecursionError, MemoryError, OverflowError) as exc:
+    except MemoryError as exc:  # the worker retires after it (harmed): no program after it pays
+        return None, {"status": "memory_limit", "error_type": "MemoryError", "error_message": _short(exc)}
+    except (ValueError, RecursionError, OverflowError) as exc:
         # null bytes, or nesting too deep for the compiler
         return None, {"status": "syntax_error", "error_type": type(exc).__name__,
                       "error_message": _short(exc)}
@@ -912,29 +916,29 @@ def handle(source, policy_bt, notify):
     t0 = time.perf_counter()
     _state["fired"] = False
     code, res = compile_program(source)
-    harmed = False
+    harmed = res is not None and res["status"] == "memory_limit"
     path = None
     if code is not None:
         if FAST_PATH and is_pure(code):
             path = "fast"
             _arm_cpu_limit()
             res, harmed = run_program(code, _FAST_BUILTINS)
+            # whatever cycles the program left must not eat a later program's memory: those made
+            # since the last collection are in generation 0 (0.2 us when it is empty)
             counts = gc.get_count()
-            if counts[1] or counts[2]:  # the program made enough objects for the collector to run:
-                gc.collect()  # whatever cycles it left must not eat a later program's memory
+            gc.collect() if counts[1] or counts[2] else gc.collect(0)
             if res["status"] == "memory_limit":
                 # earlier programs may have fragmented this worker: the label comes from a child
                 # with the full headroom; the worker goes on unless the bomb left it larger
                 path = "fork"
                 res, _ = run_forked(code, policy_bt)
-                harmed = _vm_bytes() > _VM_BASE[0] + RETIRE_SLACK
+                harmed = False
+            harmed = harmed or _grown()
         else:
             path = "fork"
-            loading = sorted(_third_party_imports(code) - _LOADED_THIRD_PARTY)
-            for pkg in loading:
-                notify({"loading": pkg})  # the parent holds this program's clock meanwhile
-                _preload(pkg)
-            if loading:
+            if _third_party_imports(code) - _LOADED_THIRD_PARTY:
+                notify({"loading": True})  # the parent holds this program's clock meanwhile
+                _preload_all()
                 notify({"loaded": True})  # the program's clock starts now
             _arm_cpu_limit()
             res, harmed = run_forked(code, policy_bt)
@@ -957,31 +961,48 @@ def _arm_cpu_limit():
         _CPU_REARM_AT[0] = cpu + 0.25
 
 
+def _grown():
+    """True when this worker's address space has grown more than RETIRE_SLACK above its base
+    (what a program left behind, or the allocator kept): it then retires, so no later program
+    starts with less headroom. Read (20 us) only when the peak RSS rose by that much since the
+    last look (1 us)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if peak <= _PEAK_SEEN[0] + RETIRE_SLACK:
+        return False
+    _PEAK_SEEN[0] = peak
+    return _vm_bytes() > _VM_BASE[0] + RETIRE_SLACK
+
+
+_PEAK_SEEN = [0]
 _PRELOAD_SUBMODULES = {"numpy": ("numpy.random", "numpy.linalg", "numpy.fft", "numpy.polynomial")}
 
 
-def _preload(pkg):
-    """Import a third-party package in the zygote (outside any program), once."""
+def _preload_all():
+    """Import every third-party package (numpy, then sympy) in the zygote, outside any program,
+    the first time a program needs one of them: a worker then has none or all of them loaded,
+    so what one library finds of another (sympy looks for numpy) never depends on which
+    programs ran before."""
     import importlib
 
-    if pkg in _LOADED_THIRD_PARTY:
-        return
     try:
         resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         _CPU_REARM_AT[0] = 0.0
-        importlib.import_module(pkg)
-        for sub in _PRELOAD_SUBMODULES.get(pkg, ()):
-            importlib.import_module(sub)
-        if pkg == "numpy":
-            sys.modules["numpy"].random.seed(0)
-        _LOADED_THIRD_PARTY.add(pkg)
-    except Exception:
-        pass
+        for pkg in THIRD_PARTY:
+            try:
+                importlib.import_module(pkg)
+                for sub in _PRELOAD_SUBMODULES.get(pkg, ()):
+                    importlib.import_module(sub)
+                if pkg == "numpy":
+                    sys.modules["numpy"].random.seed(0)
+                _LOADED_THIRD_PARTY.add(pkg)
+            except Exception:  # not installed: a program importing it gets ImportError
+                pass
     finally:
         _learn_libraries()
         _set_rlimits()
         _child_limits()
+        _PEAK_SEEN[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         gc.freeze()  # children never scan (and so never copy) what the zygote holds
 
 
@@ -1056,6 +1077,7 @@ def main():
     _signal.signal(_signal.SIGPROF, _on_timer)
     _set_rlimits()
     _child_limits()
+    _PEAK_SEEN[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     for name, program in SECCOMP.items():
         _prepare_seccomp(name, program)
     seccomp_on = False
