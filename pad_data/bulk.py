@@ -188,7 +188,7 @@ def _gold_re2() -> str:
     return (f"^{s}*(?P<sign>[-+\u2212])?{s}*[$€£¥₹]?{s}*(?P<sign2>[-+])?"
             f"(?:(?P<w1>[0-9]+){s}+(?P<n1>[0-9]+){s}*/{s}*(?P<d1>{num})"
             f"|(?P<n2>{num})(?:{s}*/{s}*(?P<d2>{num}))?)"
-            f"{s}*(?P<unit>%|[A-Za-z][^0-9=+*^<>]*)?{s}*$")
+            f"{s}*(?P<unit>%|[A-Za-z][^0-9=+*^<>]*)?{s}*\\.?{s}*$")
 
 
 def gold_layers(raw: str, require_number: str = "false") -> list[str]:
