@@ -1061,18 +1061,17 @@ class Store:
         run_id = rows[0][0]
         return run_id, {pid for rid, pid in rows if rid == run_id}
 
-    def add_eval_items(self, items: list[dict], programs: list[dict], executions: list[dict]) -> None:
-        """Store a batch of evaluated problems with their programs and executions, in one
-        transaction (a problem is evaluated whole or not at all)."""
+    def add_eval_items(self, items: list[dict], programs: list[dict],
+                       executions: pd.DataFrame | pa.Table | None) -> None:
+        """Store a batch of evaluated problems with their programs and executions (result rows,
+        :data:`RESULT_COLUMNS`), in one transaction (a problem is evaluated whole or not at all)."""
         import pandas as pd
-
-        from .results import results_frame
 
         with self.transaction():
             if programs:
                 self.insert_new("programs", pd.DataFrame(programs), "program_id")
-            if executions:
-                self.add_executions(results_frame(executions))
+            if executions is not None and len(executions):
+                self.add_executions(executions)
             if items:
                 df = pd.DataFrame(items)
                 cols = ", ".join(df.columns)

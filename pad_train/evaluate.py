@@ -249,7 +249,7 @@ def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cf
             items, programs, executions = evaluator(chunk)
             seconds = (time.perf_counter() - t0) / len(items)
             store.add_eval_items([{"run_id": run_id, "run_key": key, **item, "seconds": seconds} for item in items],
-                                 programs, executions)
+                                 programs, results_frame(executions) if executions else None)
             finished += len(chunk)
             if progress:
                 progress(finished, len(rows))

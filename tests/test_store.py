@@ -328,5 +328,5 @@ def test_v8_store_with_eval_runs_upgrades_in_place(db):
         assert st.con.execute("SELECT run_id, accuracy, run_key FROM eval_runs").fetchall() == [("r1", 0.75, None)]
         assert st.eval_resume_point("anything") == (None, set())
         st.add_eval_items([{"run_id": "r2", "problem_id": "p", "run_key": "k", "correct_by_round": "[true]",
-                            "labels": "[]", "programs": 1, "seconds": 0.1}], [], [])
+                            "labels": "[]", "programs": 1, "seconds": 0.1}], [], None)
         assert st.eval_resume_point("k") == ("r2", {"p"})
