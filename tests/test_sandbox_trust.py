@@ -415,3 +415,55 @@ def test_what_a_library_finds_of_another_does_not_depend_on_what_ran_before():
     fresh = run_all({"s": SYMPY_LOOKS_FOR_NUMPY}, timeout=20.0)["s"]
     after = run_all({"n": "import numpy\nans = 1\n", "s": SYMPY_LOOKS_FOR_NUMPY}, timeout=20.0)["s"]
     assert (fresh.status, fresh.value) == (after.status, after.value) == ("ok", "True")
+
+
+CODEC_POISON = prog("""
+def solution():
+    hold = []
+    size = 1 << 24
+    while size >= 64:
+        try:
+            hold.append('a' * size)
+        except MemoryError:
+            size //= 2
+    for enc in ['idna', 'gbk']:  # looked up with no memory left: the codec's C module cannot load
+        while hold:
+            try:
+                'x'.encode(enc)
+                break
+            except LookupError:
+                break
+            except MemoryError:
+                hold.pop()
+    hold = None
+    return 1
+""")
+
+
+def test_a_codec_lookup_that_failed_for_lack_of_memory_fails_no_later_program():
+    victims = {"idna": "def solution():\n    return len(str(b'abc', 'idna'))\n",
+               "gbk": "def solution():\n    return len('\\u4e2d\\u6587'.encode('gbk'))\n",
+               "gbk_forked": "from fractions import Fraction\ndef solution():\n    return len('\\u4e2d\\u6587'.encode('gbk'))\n"}
+    alone = {k: (r.status, r.value) for k, r in run_all(victims, timeout=2.0).items()}
+    got = run_all({"attacker": CODEC_POISON, **victims}, timeout=2.0)
+    assert alone == {"idna": ("ok", 3), "gbk": ("ok", 4), "gbk_forked": ("ok", 4)}
+    assert {k: (got[k].status, got[k].value) for k in victims} == alone
+
+
+ORDINARY_AS_CPYTHON = {  # what teachers write, and the value `python3 program.py` gives
+    "sympy_one": ("import sympy\ndef solution():\n    return sympy.Integer(1)\n", 1),
+    "sympy_half": ("from sympy import Rational\ndef solution():\n    return Rational(3, 6)\n", 0.5),
+    "sympy_zero": ("import sympy\nx = sympy.Symbol('x')\nans = (x ** 2 - 1).subs(x, 1)\n", 0),
+    "sympy_minus_one": ("import sympy\nans = sympy.Integer(-1)\n", -1),
+    "sympy_precise": ("import sympy\nans = sympy.N(sympy.pi, 400)\n", 3.141592653589793),
+    "longdouble": ("import numpy as np\ndef solution():\n    return np.longdouble(1.5)\n", 1.5),
+    "main_guard": ("def main():\n    return 42\nif __name__ == '__main__':\n    ans = main()\n", 42),
+    "future": ("from __future__ import annotations\nfrom dataclasses import dataclass\n@dataclass\nclass Item:\n"
+               "    price: float\ndef solution():\n    return Item(3.0).price\n", 3.0),
+}
+
+
+def test_ordinary_programs_get_the_value_cpython_gives():
+    got = run_all({k: src for k, (src, _) in ORDINARY_AS_CPYTHON.items()}, timeout=20.0)
+    assert {k: (r.status, r.value) for k, r in got.items()} == {
+        k: ("ok", pytest.approx(v)) for k, (_, v) in ORDINARY_AS_CPYTHON.items()}

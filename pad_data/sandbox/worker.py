@@ -58,7 +58,7 @@ ALLOWED_MODULES = tuple(
     CONFIG.get(
         "modules",
         "math cmath fractions decimal datetime time itertools functools collections statistics "
-        "random re string operator heapq bisect numbers copy typing dataclasses enum".split(),
+        "random re string operator heapq bisect numbers copy typing dataclasses enum __future__".split(),
     )
 )
 THIRD_PARTY = tuple(CONFIG.get("third_party", ("numpy", "sympy")))
@@ -113,7 +113,7 @@ class ProgramTimeout(BaseException):
     """Raised into a program by the worker's own timer (the parent's SIGKILL is the backstop)."""
 
 
-_state = {"running": False, "violation": None, "fired": False, "trusted_import": False, "cpu0": 0.0,
+_state = {"running": False, "violation": None, "fired": False, "trusted_import": False, "cpu0": 0.0, "globals": None,
           "overrun": None}  # set by main() for the fast path; a forked program's process just ends
 
 
@@ -447,8 +447,7 @@ def _program_importing():
     while frame is not None and (frame.f_globals is _WORKER_GLOBALS
                                  or str(frame.f_globals.get("__name__")).startswith("importlib")):
         frame = frame.f_back  # this worker's hook and _safe_import, and importlib's machinery
-    return frame is not None and (frame.f_code.co_filename == "<program>"
-                                  or frame.f_globals.get("__name__") == "__program__")
+    return frame is not None and (frame.f_code.co_filename == "<program>" or frame.f_globals is _state["globals"])
 
 
 _WORKER_GLOBALS = globals()
@@ -546,26 +545,40 @@ def _learn_types():
         to_float, to_str = decimal.Decimal.__float__, decimal.Decimal.__str__
         _NUMBERS[id(decimal.Decimal)] = lambda v: (to_float(v), to_str(v))
     np = sys.modules.get("numpy") if "numpy" in _LOADED_THIRD_PARTY else None
-    if np is not None:  # numpy's scalar and array types are immutable
+    if np is not None:  # numpy's scalar and array types are immutable: their own methods are safe
         item = np.generic.item
         for t in set(np.sctypeDict.values()):
-            if issubclass(t, (np.integer, np.floating, np.bool_)):
-                _NUMBERS[id(t)] = lambda v: (item(v), None)
+            if issubclass(t, (np.integer, np.floating, np.bool_)):  # a longdouble's item() is itself
+                _NUMBERS[id(t)] = lambda v: ((x if type(x) in (bool, int, float) else float(v)), None) \
+                    if (x := item(v)) is not None else (None, None)
         array_item, ndarray = np.ndarray.item, np.ndarray
         _NUMBERS[id(np.ndarray)] = lambda v: ((array_item(v), None) if ndarray.ndim.__get__(v) == 0
                                               and ndarray.dtype.__get__(v).kind in "biuf" else (None, None))
     sympy = sys.modules.get("sympy") if "sympy" in _LOADED_THIRD_PARTY else None
     if sympy is not None:  # sympy's classes can be patched: read their slots, not their methods
-        slot_p, slot_q = (sympy.Rational.__dict__[k].__get__ for k in ("p", "q"))
+        stack = [sympy.Rational]
+        while stack:
+            cls = stack.pop()
+            get_p, get_q = _sympy_part(cls, "p"), _sympy_part(cls, "q")
+            _NUMBERS[id(cls)] = lambda v, get_p=get_p, get_q=get_q: _ratio(get_p(v), get_q(v))
+            stack.extend(type.__subclasses__(cls))
         slot_mpf = sympy.Float.__dict__["_mpf_"].__get__
-        for base, convert in ((sympy.Rational, lambda v: _ratio(slot_p(v), slot_q(v))),
-                              (sympy.Integer, lambda v: _ratio(slot_p(v), 1)),  # q is not set on these
-                              (sympy.Float, lambda v: (_mpf_to_float(slot_mpf(v)), None))):
-            stack = [base]
-            while stack:
-                cls = stack.pop()
-                _NUMBERS[id(cls)] = convert
-                stack.extend(type.__subclasses__(cls))
+        stack = [sympy.Float]
+        while stack:
+            cls = stack.pop()
+            _NUMBERS[id(cls)] = lambda v: (_mpf_to_float(slot_mpf(v)), None)
+            stack.extend(type.__subclasses__(cls))
+
+
+def _sympy_part(cls, name):
+    """How to read a sympy rational's numerator or denominator without its methods: the instance
+    slot, or the class's own constant (``Integer.q``; ``One``, ``Half``... are singletons whose
+    ``p`` and ``q`` are class attributes), as it stood before any program ran."""
+    for c in cls.__mro__:
+        if name in c.__dict__:
+            part = c.__dict__[name]
+            return part.__get__ if type(part) is not int else (lambda v, part=part: part)
+    return lambda v: None
 
 
 def _ratio(num, den):
@@ -586,6 +599,9 @@ def _mpf_to_float(mpf):
         return None
     if man == 0:
         return 0.0 if exp == 0 else None  # mpmath's inf and nan have a zero mantissa
+    extra = man.bit_length() - 64  # a high-precision mantissa would overflow float()
+    if extra > 0:
+        man, exp = man >> extra, exp + extra
     value = math.ldexp(float(man), exp)
     return -value if sign else value
 
@@ -658,11 +674,21 @@ def _find_answer(g):
 _MISSING = object()
 
 
-def run_program(code, builtins_template):
-    """Run compiled ``code`` in this process; returns (result dict, harmed: bool)."""
+def run_program(code, builtins_template, as_main=False):
+    """Run compiled ``code`` in this process; returns (result dict, harmed: bool). ``as_main`` (a
+    forked child only): the program runs as the script ``__main__``, as ``python program.py``
+    would run it (``if __name__ == "__main__":`` blocks run, and dataclasses and typing find
+    the program's names through ``sys.modules``). Fast-path programs cannot name ``__name__``."""
     out = CappedWriter(STDOUT_LIMIT)
     harmed = False
-    g = {"__builtins__": dict(builtins_template), "__name__": "__program__"}
+    if as_main:
+        main_module = types.ModuleType("__main__")
+        sys.modules["__main__"] = main_module
+        g = main_module.__dict__
+        g["__builtins__"] = dict(builtins_template)
+    else:
+        g = {"__builtins__": dict(builtins_template), "__name__": "__program__"}
+    _state["globals"] = g
     depth, frame = 0, sys._getframe()
     while frame is not None:  # the same recursion budget whichever path called us
         depth, frame = depth + 1, frame.f_back
@@ -798,7 +824,7 @@ def _child(code, wfd, bt):
         _state["overrun"] = _exit_now
         if "child" in _SECCOMP_FILTERS:
             _install_seccomp("child")
-        res, _ = run_program(code, bt)
+        res, _ = run_program(code, bt, as_main=True)
         data = _encode(res)
     except BaseException:  # noqa: BLE001
         data = b""
@@ -922,7 +948,10 @@ def handle(source, policy_bt, notify):
         if FAST_PATH and is_pure(code):
             path = "fast"
             _arm_cpu_limit()
+            codecs_known = len(_CODEC_CACHE)
             res, harmed = run_program(code, _FAST_BUILTINS)
+            if len(_CODEC_CACHE) != codecs_known:
+                _forget_failed_codecs()
             # whatever cycles the program left must not eat a later program's memory: those made
             # since the last collection are in generation 0 (0.2 us when it is empty)
             counts = gc.get_count()
@@ -959,6 +988,18 @@ def _arm_cpu_limit():
     if cpu >= _CPU_REARM_AT[0]:
         resource.setrlimit(resource.RLIMIT_CPU, (math.ceil(cpu + TIMEOUT + 0.5), resource.RLIM_INFINITY))
         _CPU_REARM_AT[0] = cpu + 0.25
+
+
+_CODEC_CACHE = sys.modules["encodings"]._cache  # the one lazy import a fast-path program reaches
+
+
+def _forget_failed_codecs():
+    """Drop the codec lookups that failed during a fast-path program: ``encodings`` caches a
+    failed lookup for good, and one that failed because the program had filled the worker's
+    memory (the codec's C module could not load) would fail for every later program. A lookup
+    that failed for a real reason fails again, as it would in a fresh worker."""
+    for name in [name for name, entry in _CODEC_CACHE.items() if entry is None]:
+        del _CODEC_CACHE[name]
 
 
 def _grown():
