@@ -7,15 +7,10 @@ exit 1; nothing already stored is touched by a failed command.
 from __future__ import annotations
 
 import contextlib
-import csv
-import datetime as dt
-import decimal
 import functools
-import io
 import json
-import math
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional
 
 import duckdb
 import typer
@@ -25,16 +20,15 @@ from rich.text import Text
 
 from . import options as opt
 from . import queries
-from .display import json_visible, visible
 from .labels import LABELS
+from .render import (add_row, check_sql_options, error_line, plain_table, print_rows, print_stats, say,
+                     sql_params)
 from .options import check_numbers
 from .store import SCHEMA_VERSION, Store, StoreError, resolve_path
 from .teachers.base import TeacherError
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
-
-    import click
 
 
 class _LazyAPI:
@@ -52,7 +46,7 @@ api = _LazyAPI()
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pad: curate synthetic program datasets for Program-aided Distillation.")
 # Piped output is not wrapped at 80 columns, so tables stay one row per line for grep/scripts.
-# No emoji codes: `:smile:` in a name or question is shown as written (see _say).
+# No emoji codes: `:smile:` in a name or question is shown as written (see say).
 console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
 _state: dict = {"db": None}
@@ -71,24 +65,15 @@ def _cli_errors(interrupted: str = "interrupted: committed work is kept; rerun t
     try:
         yield
     except (ValueError, RuntimeError, StoreError, TeacherError, duckdb.Error) as exc:
-        _say(err_console, ("error:", "red"), f" {_error_line(exc)}", soft_wrap=True)
+        say(err_console, ("error:", "red"), f" {error_line(exc)}", soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print(interrupted)
         raise typer.Exit(130) from None
 
 
-def _error_line(exc: BaseException) -> str:
-    """An error as the one line ``error: ...`` shows (it may quote data: control characters visible)."""
-    return visible(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
 
 
-def _say(out: Console, *parts: str | tuple[str, str], **kw: Any) -> None:
-    """Print one message to ``out``: each part as plain text (no Rich markup or emoji codes, control
-    characters visible, see :mod:`pad_data.display`), a ``(text, style)`` part in that style. Every
-    message that may quote data (names, paths, errors, values) is printed through this."""
-    out.print(Text.assemble(*[(visible(p[0]), p[1]) if isinstance(p, tuple) else visible(p) for p in parts]),
-              highlight=False, **kw)
 
 
 def plural(n: int, word: str) -> str:
@@ -97,7 +82,7 @@ def plural(n: int, word: str) -> str:
 
 
 def _warn(message: str) -> None:
-    _say(err_console, ("warning:", "yellow"), f" {message}", soft_wrap=True)
+    say(err_console, ("warning:", "yellow"), f" {message}", soft_wrap=True)
 
 
 MEMORY_HELP = ("DuckDB memory budget of this stage, e.g. 2GB, 512MiB or 40% (of RAM); beyond it, it spills to "
@@ -117,7 +102,7 @@ def _store(read_only: bool = False, memory: Optional[str] = None) -> Store:
         torn = torn_journal_bytes(path)
     store = Store(path, read_only=read_only, memory=memory)
     if store.recovered:
-        _say(err_console, f"stored {store.recovered} programs that waited in {store.journal_path} "
+        say(err_console, f"stored {store.recovered} programs that waited in {store.journal_path} "
                           "(from a `pad generate` whose commit failed)", soft_wrap=True)
     if torn and not store.journal_path.exists():
         _warn(f"the last line of {store.journal_path} was cut short ({plural(torn, 'byte')}, left by a run "
@@ -168,7 +153,7 @@ def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv 
         with _store(memory=memory_limit) as store:
             r = api.ingest(store, source, dataset, split=split, fmt=fmt, question_field=question_field,
                            answer_field=answer_field, limit=limit, config=config, update=update)
-    _say(console, f"{dataset}/{r['split']}: read {plural(r['read'], 'problem')}, added {r['added']:,} "
+    say(console, f"{dataset}/{r['split']}: read {plural(r['read'], 'problem')}, added {r['added']:,} "
                   f"({r['read'] - r['added']:,} already stored)" + _gold_changes(r))
     _warn_gold(r)
 
@@ -185,7 +170,7 @@ def _gold_changes(r: dict) -> str:
 
 def _warn_gold(r: dict) -> None:
     if r.get("warning"):
-        _say(err_console, f"warning: {r['warning']}", soft_wrap=True)
+        say(err_console, f"warning: {r['warning']}", soft_wrap=True)
 
 
 @app.command("import-programs")
@@ -219,8 +204,8 @@ def import_programs(file: str = typer.Argument(..., help="records with a questio
                                     program_field=program_field, answer_field=answer_field,
                                     teacher=teacher, limit=limit, skip_invalid=skip_invalid, update=update)
     for message in r["skipped_records"]:
-        _say(err_console, f"skipped {message}", soft_wrap=True)
-    _say(console, f"{dataset}: read {plural(r['read'], 'program')} from {plural(r['records'], 'record')}, "
+        say(err_console, f"skipped {message}", soft_wrap=True)
+    say(console, f"{dataset}: read {plural(r['read'], 'program')} from {plural(r['records'], 'record')}, "
                   f"added {r['added']:,} (new problems: {r['problems_added']:,})"
                   + (f", skipped {plural(r['skipped'], 'invalid record')}" if skip_invalid else "")
                   + _gold_changes(r))
@@ -349,7 +334,7 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
                              temperature=temperature, max_tokens=max_tokens, concurrency=concurrency, prompt=prompt,
                              split=split, limit=limit, prices=prices, max_retries=max_retries, timeout=timeout,
                              shards=shards, address=address, shard_size=shard_size, progress=progress)
-        _say(console, f"{r['teacher']} ({r['prompt']} prompt, ray, {plural(r['shards'], 'shard')}): "
+        say(console, f"{r['teacher']} ({r['prompt']} prompt, ray, {plural(r['shards'], 'shard')}): "
                       f"{plural(r['added'], 'program')} added, {r['cached']:,} already stored, {r['failed']:,} failed "
                       f"(retried next run), {r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)")
         if r["failed"]:
@@ -362,12 +347,12 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
         r = run_generate(store, teacher, dataset, samples=samples, temperature=temperature,
                          max_tokens=max_tokens, concurrency=concurrency, prompt=prompt, split=split,
                          limit=limit, prices=prices, progress=progress)
-    _say(console, f"{r['teacher']} ({r['prompt']} prompt): {plural(r['added'], 'program')} added, "
+    say(console, f"{r['teacher']} ({r['prompt']} prompt): {plural(r['added'], 'program')} added, "
                   f"{r['cached']:,} already stored, {r['failed']:,} failed (retried next run), "
                   f"{plural(r['requests'], 'request')}, {plural(r['prompt_tokens'] + r['completion_tokens'], 'token')}, "
                   f"{r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)")
     if r["failed"]:
-        _say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
+        say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
         raise typer.Exit(3)
 
 
@@ -383,7 +368,7 @@ def _generate_batch(backend: str, engine: str, poll_interval: float, max_batch_r
     with _cli_errors(interrupted=stop), _store() as store, _progress("batch") as progress:
         r = generate_batch(store, poll_interval=poll_interval, max_batch_requests=max_batch_requests,
                            progress=progress, **kw)
-    _say(console, f"{r['teacher']} ({r['prompt']} prompt, batch): {r['added']} programs added, {r['cached']} "
+    say(console, f"{r['teacher']} ({r['prompt']} prompt, batch): {r['added']} programs added, {r['cached']} "
                   f"already stored, {r['failed']} failed (retried next run), {r['batches']} batches "
                   f"({r['resumed']} resumed, {r['pending']} still pending), {r['requests']} requests, "
                   f"{r['prompt_tokens'] + r['completion_tokens']:,} tokens, {r['seconds']:.1f} s")
@@ -391,7 +376,7 @@ def _generate_batch(backend: str, engine: str, poll_interval: float, max_batch_r
         err_console.print("batches still pending: rerun `pad generate --batch` with the same options to collect "
                           "them", highlight=False, soft_wrap=True, markup=False)
     if r["failed"]:
-        _say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
+        say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
         raise typer.Exit(3)
 
 
@@ -436,172 +421,48 @@ def synthesize(seed_dataset: str = typer.Option(..., "--from", help="seed datase
                            temperature=temperature, max_tokens=max_tokens, concurrency=concurrency, prompt=prompt,
                            seed=seed, split=split, max_requests=max_requests, contamination=contamination,
                            near_duplicate=near_duplicate, progress=progress)
-    _say(console, f"{dataset}: {r['accepted_total']} synthesized problems (wanted {n}); this run: {r['accepted']} "
+    say(console, f"{dataset}: {r['accepted_total']} synthesized problems (wanted {n}); this run: {r['accepted']} "
                   f"accepted, rejected {r['duplicate']} duplicates, {r['near_duplicate']} near duplicates, "
                   f"{r['contaminated']} contaminated, {r['unparsable']} unparsable; {r['cached']} replies already "
                   f"stored, {r['requests']} requests, {r['failed']} failed (retried next run)")
     if r["failed"]:
-        _say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
+        say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
         raise typer.Exit(3)
     if r["accepted_total"] < n:
-        _say(err_console, f"warning: only {r['accepted_total']} of {n} after {r['cached'] + r['requests']} replies "
+        say(err_console, f"warning: only {r['accepted_total']} of {n} after {r['cached'] + r['requests']} replies "
                           "(raise --max-requests for more)", soft_wrap=True)
 
 
-@app.command()
-def sql(query: str = typer.Argument(..., help="SQL over problems, programs, executions, labeled_programs"),
-        fmt: str = typer.Option("table", "--format", help="table|csv|json"),
-        max_rows: int = typer.Option(200, help="rows shown in table format"),
-        read_files: bool = typer.Option(False, "--read-files", help="let the query read files (read_csv, "
-                                        "read_parquet, 'file.csv'...); writing stays impossible")) -> None:
-    """Run a read-only SQL query against the store (no writes anywhere; files only with --read-files)."""
+@app.command("sql")
+@functools.wraps(sql_params)  # its options, help and parser are the live answer's too
+def sql(**params: Any) -> None:
     with _cli_errors():
-        _check_sql_options(fmt, max_rows)
+        check_sql_options(params["fmt"], params["max_rows"])
         with _store(read_only=True) as store:
-            columns, rows = store.read_rows(query, read_files=read_files)
-    _print_rows(columns, rows, fmt, max_rows, console)
+            columns, rows = store.read_rows(params["query"], read_files=params["read_files"])
+    print_rows(columns, rows, params["fmt"], params["max_rows"], console)
 
 
-def _check_sql_options(fmt: str, max_rows: int) -> None:
-    if fmt not in ("table", "csv", "json"):
-        raise ValueError(f"--format: unknown format {fmt!r}; choose table, csv or json")
-    check_numbers(("--max-rows", max_rows, opt.COUNT))
 
 
-def _print_rows(columns: list[str], rows: list[tuple], fmt: str, max_rows: int, out: Console) -> None:
-    """What `pad sql` prints, to ``out``. Every format is safe on a terminal: csv and table show
-    control characters as ``\\x1b``... (csv keeps newlines and tabs, which it quotes); json escapes
-    them and stays exact."""
-    rows = [[_plain(v) for v in row] for row in rows]
-    if fmt == "csv":
-        writer = csv.writer(out.file, lineterminator="\n")
-        writer.writerow([visible(str(c)) for c in columns])
-        writer.writerows([["" if v is None else visible(str(v)) if isinstance(v, str) else v for v in row]
-                          for row in rows])
-    elif fmt == "json":
-        out.file.write(json_visible(json.dumps([dict(zip(columns, map(_json_keys, row))) for row in rows],
-                                               ensure_ascii=False, default=_json_value)) + "\n")
-    else:
-        table = _table(*[str(c) for c in columns])
-        for row in rows[:max_rows]:
-            _add_row(table, *["" if v is None else str(v) for v in row])
-        out.print(table)
-        if len(rows) > max_rows:
-            out.print(f"... {len(rows) - max_rows} more rows (use --format csv or json)")
 
 
-LIVE_ROWS = 50_000  # the most rows a stage answers `pad sql` with (more: the command runs the query itself)
-LIVE_BYTES = 32 << 20  # the longest answer it sends (longer: the same)
 
 
-def answer_live(request: dict, read: Callable[[Callable[[Store], Any]], Any]) -> dict:
-    """A ``pad sql`` or ``pad stats`` sent to the stage writing the store (:mod:`pad_data.live_reads`),
-    answered as the command answers it: ``{"code", "out", "err"}``. ``read(fn)`` returns
-    ``fn(store)`` on the store opened read-only, between the stage's commits
-    (:meth:`GroupCommitter.read_for_client`). ``{"code": None}`` tells the client to run the
-    command itself: arguments only the full CLI handles (``--help``, bad options,
-    ``--read-files``), a query that took too long or a result too large for the stage to hold, an
-    error the CLI does not make one line of, a stage that stopped."""
-    args, width, db = request.get("args"), request.get("width"), request.get("db")
-    if (not isinstance(args, list) or not all(isinstance(a, str) for a in args) or "--help" in args
-            or not (width is None or isinstance(width, int) and 20 <= width <= 10_000)):
-        return {"code": None}
-    terminal = bool(request.get("terminal"))
-    out = Console(file=io.StringIO(), width=width or 200, force_terminal=terminal,
-                  color_system="standard" if terminal else None)
-    if request.get("command") == "stats" and not args and isinstance(db, str):
-        return _answer(read, queries.stats, lambda s: _print_stats(s, db, out), out)
-    if request.get("command") != "sql":
-        return {"code": None}
-    try:
-        ctx = _click_sql().make_context("sql", list(args))
-        query, fmt, max_rows, read_files = (ctx.params[k] for k in ("query", "fmt", "max_rows", "read_files"))
-        _check_sql_options(fmt, max_rows)
-    except Exception:  # noqa: BLE001 - click's usage errors, bad options: the CLI's own messages
-        return {"code": None}
-    if read_files:  # the stage's reader is locked away from files: such a query opens the store itself
-        return {"code": None}
-
-    def rows(store: Store) -> tuple:
-        return store.read_rows(query, read_files=read_files, limit=LIVE_ROWS + 1)
-
-    def show(result: tuple) -> None:
-        if len(result[1]) > LIVE_ROWS:  # not held in the stage's memory: the client runs it itself
-            raise OverflowError
-        _print_rows(*result, fmt, max_rows, out)
-
-    return _answer(read, rows, show, out)
 
 
-def _answer(read: Callable[[Callable[[Store], Any]], Any], fetch: Callable[[Store], Any],
-            show: Callable[[Any], None], out: Console) -> dict:
-    """:func:`answer_live`'s reply: ``show(fetch(store))`` printed to ``out``, or the one-line error."""
-
-    def guarded(store: Store) -> tuple:
-        try:
-            return fetch(store), None
-        except Exception as exc:  # noqa: BLE001 - the query's error is the answer, not the stage's
-            return None, exc
-
-    try:
-        result, error = read(guarded)
-    except Exception:  # noqa: BLE001 - too slow, or the stage failed or is closing
-        return {"code": None}
-    if error is not None:
-        if not isinstance(error, (ValueError, RuntimeError, StoreError, duckdb.Error)) \
-                or isinstance(error, (duckdb.InterruptException, duckdb.OutOfMemoryException)):
-            return {"code": None}
-        return {"code": 1, "out": "", "err": f"error: {_error_line(error)}\n"}
-    try:
-        show(result)
-    except Exception:  # noqa: BLE001 - too large, or whatever the command would do with it: it does itself
-        return {"code": None}
-    text = out.file.getvalue()
-    return {"code": 0, "out": text, "err": ""} if len(text) <= LIVE_BYTES else {"code": None}
 
 
-@functools.cache
-def _click_sql() -> "click.Command":
-    return typer.main.get_command(app).commands["sql"]
 
 
-def _plain(v: object) -> object:
-    """A value as `pad sql` prints it: NaN is missing, a decimal a float."""
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if isinstance(v, decimal.Decimal):
-        return float(v)
-    return v
 
 
-def _json_keys(v: object) -> object:
-    """``v`` with the keys of its maps (DuckDB MAPs: dates, numbers, lists...) as JSON takes them."""
-    if isinstance(v, dict):
-        return {k if isinstance(k, (str, int, float, bool)) or k is None else _json_value(k): _json_keys(x)
-                for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_keys(x) for x in v]
-    return v
 
 
-def _json_value(v: object) -> object:
-    if isinstance(v, (dt.datetime, dt.date, dt.time)):
-        return v.isoformat()
-    return str(v)
 
 
-def _table(*columns: str, title: str | None = None) -> Table:
-    """A table whose headers and cells are shown as plain text (never read as Rich markup or emoji codes,
-    control characters visible); at least as wide as its title, so the title never wraps mid-phrase."""
-    table = Table(title=Text(visible(title)) if title else None, min_width=len(title) if title else None)
-    for c in columns:
-        table.add_column(Text(visible(c)), overflow="fold")
-    return table
 
 
-def _add_row(table: Table, *cells: object, style: str | None = None) -> None:
-    """A row of plain-text cells (as :func:`_table`); a :class:`Text` cell is the caller's own styling."""
-    table.add_row(*[c if isinstance(c, Text) else Text(visible(str(c))) for c in cells], style=style)
 
 
 @app.command()
@@ -609,29 +470,9 @@ def stats() -> None:
     """Counts of problems and programs per dataset, and labels."""
     with _cli_errors(), _store(read_only=True) as store:
         s = queries.stats(store)
-    _print_stats(s, str(resolve_path(_state["db"])), console)
+    print_stats(s, str(resolve_path(_state["db"])), console)
 
 
-def _print_stats(s: dict, title: str, out: Console) -> None:
-    """What `pad stats` prints, to ``out``."""
-    table = _table("dataset", "problems", "with gold", "programs", "executed", title=title)
-    for row in s["rows"]:
-        _add_row(table, *row[:5])
-    out.print(table)
-    by_label = _table("dataset", "label", "programs", "share", title="labels (latest execution)")
-    for row in s["rows"]:
-        executed = row[4] or 1
-        for label, n in zip(s["labels"], row[5:]):
-            if n:
-                _add_row(by_label, row[0], label, n, f"{100 * n / executed:.1f}%")
-    out.print(by_label)
-    if s["teachers"]:
-        teachers = _table("teacher", "origin", "programs", "prompt tokens", "completion tokens",
-                          "est. cost (USD)", "failed, to retry", title="teachers")
-        for t in s["teachers"]:
-            _add_row(teachers, t[0], t[1], t[2], f"{t[3]:,.0f}", f"{t[4]:,.0f}",
-                     "" if t[5] is None else f"{t[5]:.4f}", t[6])
-        out.print(teachers)
 
 
 @app.command()
@@ -650,15 +491,15 @@ def check(reference: Optional[str] = typer.Option(None, help="benchmark file who
                       ("--contamination", contamination, opt.FRACTION_OPEN))
         r = run_checks(store, reference=reference, expectations_file=expectations, docs_dir=docs,
                        bounds=Bounds(min_correct=min_correct, contamination=contamination))
-    table = _table("table", "expectation", "column", "observed", "result", title=f"pad check {r['run_id']}")
+    table = plain_table("table", "expectation", "column", "observed", "result", title=f"pad check {r['run_id']}")
     for res in r["results"]:
         verdict = Text("pass", "green") if res.success else (Text("FAIL", "red") if res.check.critical
                                                              else Text("warn", "yellow"))
-        _add_row(table, res.check.table, res.check.expectation.removeprefix("expect_"),
+        add_row(table, res.check.table, res.check.expectation.removeprefix("expect_"),
                  res.check.kwargs.get("column", ""), res.observed, verdict)
     console.print(table)
     if r["docs"]:
-        _say(console, f"Data Docs: {r['docs']}")
+        say(console, f"Data Docs: {r['docs']}")
     if not r["success"]:
         err_console.print(f"[red]error:[/red] {r['critical_failures']} critical check(s) failed")
         raise typer.Exit(1)
@@ -692,13 +533,13 @@ def inject_errors(per_program: int = typer.Option(2, help="variants per correct 
         with _progress("injecting") as progress:
             r = run_inject(store, per_program=per_program, kinds=_csv(kinds), seed=seed, dataset=dataset, limit=limit,
                            timeout=timeout, workers=workers, progress=progress)
-    _say(console, f"{plural(r['sources'], 'correct program')} -> {plural(r['variants'], 'variant')}, "
+    say(console, f"{plural(r['sources'], 'correct program')} -> {plural(r['variants'], 'variant')}, "
                   f"{r['added']:,} new ({r['variants'] - r['added']:,} already stored); executed {r['executed']:,}"
                   + (f"; skipped {plural(r['too_deep'], 'program')} too deeply nested to edit" if r["too_deep"] else ""))
-    table = _table("injection kind", "variants", "loud (raise)", "silent (wrong answer)", "unchanged (correct)",
+    table = plain_table("injection kind", "variants", "loud (raise)", "silent (wrong answer)", "unchanged (correct)",
                    "not executed", title="every injected program in the store (view injection_outcomes)")
     for row in r["outcomes"].itertuples(index=False):
-        _add_row(table, *row)
+        add_row(table, *row)
     console.print(table)
 
 
@@ -750,7 +591,7 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
         r = run_curate(store, name, params)
     state = "created" if r["created"] else "unchanged (same parameters and data)"
     what = "refinement pair" if task == "refine" else "program"
-    _say(console, f"snapshot {r['name']} {state}: hash {r['content_hash']}, {plural(r['programs'], what)} over "
+    say(console, f"snapshot {r['name']} {state}: hash {r['content_hash']}, {plural(r['programs'], what)} over "
                   f"{plural(r['problems'], 'problem')}; {_splits(r['splits'])}"
                   + (f"; {plural(r['too_deep'], 'candidate')} too deeply nested to analyze (kept: deduplicated "
                      "by text, ranked last)" if r.get("too_deep") else ""))
@@ -770,10 +611,10 @@ def _list_snapshots(df: pd.DataFrame) -> None:
     if df.empty:
         console.print("no curated snapshots yet (create one with `pad curate NAME`)", markup=False, highlight=False)
         return
-    table = _table("name", "task", "created", "rows", "problems", "splits", "hash")
+    table = plain_table("name", "task", "created", "rows", "problems", "splits", "hash")
     for row in df.itertuples(index=False):
         counts, params = json.loads(row.counts), json.loads(row.params)
-        _add_row(table, row.name, params.get("task", "program"), _when(row.created_at), f"{counts['programs']:,}",
+        add_row(table, row.name, params.get("task", "program"), _when(row.created_at), f"{counts['programs']:,}",
                  f"{counts['problems']:,}", _splits(counts["splits"]), row.content_hash)
     console.print(table)
 
@@ -794,13 +635,13 @@ def vote(dataset: Optional[str] = typer.Option(None, help="only this dataset [de
             r = run_vote(store, dataset=dataset, min_votes=min_votes)
             labels = api.label_counts(store, dataset)
     agreement = "" if r["agreement"] is None else f" (mean agreement {r['agreement']:.2f})"
-    _say(console, f"{r['problems']} problems without gold: {r['voted']} got a consensus answer{agreement}, "
+    say(console, f"{r['problems']} problems without gold: {r['voted']} got a consensus answer{agreement}, "
                   f"{r['below_min_votes']} had fewer than {min_votes} votes, {r['tied']} were tied, "
                   f"{r['no_results']} had no numeric result")
     if r["agreement_hist"]:
-        table = _table("agreement", "problems", title="consensus answers by agreement share")
+        table = plain_table("agreement", "problems", title="consensus answers by agreement share")
         for bucket, n in r["agreement_hist"].items():
-            _add_row(table, bucket, n)
+            add_row(table, bucket, n)
         console.print(table)
     _print_labels(labels, title="labels now" + (f" ({dataset})" if dataset else ""))
 
@@ -827,7 +668,7 @@ def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
             if name or fmt != "hf":
                 raise ValueError("--from-parquet takes no snapshot NAME and writes --format hf")
             r = export_parquet_shards(from_parquet, out, overwrite=overwrite, push_to_hub=push_to_hub)
-            _say(console, f"exported {from_parquet} to {r['out']} (hf): {_splits(r['counts'])}"
+            say(console, f"exported {from_parquet} to {r['out']} (hf): {_splits(r['counts'])}"
                           + (f"; pushed {r['pushed']}" if r["pushed"] else ""))
             return
         if not name:
@@ -835,7 +676,7 @@ def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
         with _store(memory=memory_limit) as store:
             r = run_export(store, name, out, fmt=fmt, license=license_, push_to_hub=push_to_hub,
                            overwrite=overwrite)
-    _say(console, f"exported {name} to {r['out']} ({fmt}): {_splits(r['counts'])}"
+    say(console, f"exported {name} to {r['out']} ({fmt}): {_splits(r['counts'])}"
                   + (f"; pushed {r['pushed']}" if r["pushed"] else ""))
 
 
@@ -860,7 +701,7 @@ def review(port: int = typer.Option(8501, help="port to serve on"),
         if old:  # the app reads only: upgrade the store first
             Store(db).close()
     url = f"http://{host}:{port}/" + (f"?token={secret}" if secret else "")
-    _say(console, f"pad review on {url} (store {db}); Ctrl-C to stop", soft_wrap=True)
+    say(console, f"pad review on {url} (store {db}); Ctrl-C to stop", soft_wrap=True)
     raise typer.Exit(srv.serve(db, host, port, secret))
 
 
@@ -906,7 +747,7 @@ def run(source: Optional[str] = typer.Option(None, help="ingest this problem fil
                                   progress=progress, model=model, base_url=base_url, backend=backend)
 
         def report(step, result, seconds):
-            _say(console, ("✓", "green"), f" {step.name} ({seconds:.2f} s): {_brief(result)}")
+            say(console, ("✓", "green"), f" {step.name} ({seconds:.2f} s): {_brief(result)}")
 
         results = api.run_pipeline(store, steps, on_step=report)
         summary = api.label_counts(store)
@@ -937,7 +778,7 @@ def _brief(result: dict) -> str:
 def _print_labels(counts: dict, title: str) -> None:
     """``title`` on a line of its own (a table title would wrap at the table's width), then the table."""
     total = sum(counts.values()) or 1
-    _say(console, title, soft_wrap=True)
+    say(console, title, soft_wrap=True)
     table = Table("label", "programs", "share")
     for label in LABELS:
         if counts.get(label):

@@ -85,7 +85,7 @@ class GroupCommitter:
 
     def _answer(self, request: dict) -> dict:
         """A ``pad sql`` or ``pad stats`` from another process, run like the stage's own reads (:meth:`submit`)."""
-        from .cli import answer_live  # rendered by the CLI, as the command renders it
+        from .render import answer_live  # printed as the command prints it (rich, typer: loaded when asked)
 
         return answer_live(request, self.read_for_client)
 

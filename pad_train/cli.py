@@ -12,7 +12,8 @@ from pad_data.store import Store, resolve_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pad-train: fine-tune a student on curated splits and evaluate it in the sandbox.")
-from pad_data.cli import _add_row, _cli_errors, _say, _table, console, err_console as err  # noqa: E402  (one place for output and errors)
+from pad_data.cli import _cli_errors, console, err_console as err  # noqa: E402  (one place for output and errors)
+from pad_data.render import add_row, plain_table, say  # noqa: E402
 _state: dict = {"db": None}
 
 
@@ -70,7 +71,7 @@ def sft(split: str = typer.Option(..., "--split", help="curated snapshot name, o
             r = train(model, examples, out, cfg, resume=resume,
                       progress=lambda s, t, rec: bar.update(task, completed=s, total=t,
                                                             info=f"loss {rec['loss']:.3f} {rec['tokens_per_s']:,.0f} tok/s"))
-    _say(console, f"trained {r['steps']} steps on {len(examples)} examples: loss {r['first_loss']:.3f} -> "
+    say(console, f"trained {r['steps']} steps on {len(examples)} examples: loss {r['first_loss']:.3f} -> "
                   f"{r['last_loss']:.3f}, {r['tokens_per_s']:,.0f} tokens/s; model in {r['out']}")
 
 
@@ -122,7 +123,7 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
     after = (" (after each refinement round: " + " -> ".join(f"{100 * a:.1f}%" for a in rounds) + ")"
              if len(rounds) > 1 else "")
     resumed = f" (resumed: {r['resumed']} problems were evaluated before, {r['evaluated']} now)" if r["resumed"] else ""
-    _say(console, f"{dataset}/{split}: accuracy {100 * r['accuracy']:.1f}% ({r['correct']}/{r['questions']}){after}, "
+    say(console, f"{dataset}/{split}: accuracy {100 * r['accuracy']:.1f}% ({r['correct']}/{r['questions']}){after}, "
                   f"{r['settings']['decode']}, labels {r['labels']}, {r['programs_per_s']:.1f} programs/s, "
                   f"run {r['run_id']}{resumed}")
 
@@ -144,7 +145,7 @@ def verifier_(model: str = typer.Option(..., "--model", help="base model for the
             raise ValueError("no labeled programs in the store: run `pad execute` first")
         r = train_verifier(model, examples, out, VerifierConfig(epochs=epochs, lr=lr, batch_size=batch_size,
                                                                 max_length=max_length, seed=seed))
-    _say(console, f"verifier: {r['steps']} steps on {r['examples']} prefixes ({r['correct_steps']} correct steps): "
+    say(console, f"verifier: {r['steps']} steps on {r['examples']} prefixes ({r['correct_steps']} correct steps): "
                   f"loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}; model in {r['out']}")
 
 
@@ -156,11 +157,11 @@ def report():
     with _errors(), Store(resolve_path(_state["db"]), read_only=True) as store:
         df = get_report(store)
     if df.empty:
-        _say(console, f"no evaluation runs in {store.path} yet (run `pad-train eval`)")
+        say(console, f"no evaluation runs in {store.path} yet (run `pad-train eval`)")
         return
-    table = _table(*map(str, df.columns))
+    table = plain_table(*map(str, df.columns))
     for row in df.itertuples(index=False):
-        _add_row(table, *row)
+        add_row(table, *row)
     console.print(table)
 
 

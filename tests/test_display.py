@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import pad_cli
-from pad_data import cli
+from pad_data import render
 from pad_data.store import Store
 
 QUESTION = "How many? [bold]x[/bold] :smile: \x1b[2J"
@@ -64,7 +64,7 @@ def test_the_running_stages_answer_is_printed_the_same_way(evil):
     """A terminal's answer from a running stage (colours on): its own styling only."""
     with Store(evil, read_only=True) as st:
         for command, args in (("sql", ["SELECT stdout, question, teacher FROM labeled_programs"]), ("stats", [])):
-            reply = cli.answer_live({"command": command, "args": args, "db": str(evil), "terminal": True,
+            reply = render.answer_live({"command": command, "args": args, "db": str(evil), "terminal": True,
                                      "width": 300}, lambda fn: fn(st))
             assert reply["code"] == 0
             out = reply["out"]

@@ -190,9 +190,9 @@ def test_polls_do_not_keep_a_writer_out_and_file_reads_open_the_store_themselves
 
 def test_a_large_result_is_left_to_pad_sql_itself(db, run_dir, monkeypatch):
     """More than LIVE_ROWS rows are not gathered in the stage's memory: the command runs the query."""
-    from pad_data import cli
+    from pad_data import render
 
-    monkeypatch.setattr(cli, "LIVE_ROWS", 2)
+    monkeypatch.setattr(render, "LIVE_ROWS", 2)
     Store(db).close()
     with GroupCommitter(Store(db), _problems, interval=0.05):
         small = {"command": "sql", "args": ["SELECT * FROM range(2)", "--format", "csv"]}
