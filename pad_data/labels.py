@@ -104,15 +104,20 @@ def label_for(status: str, value_type: str | None, value: Any, gold: float | Non
     return "unverifiable", num
 
 
-def stored_label(status: str, value_type: str | None, value: str | None, gold: float | None,
-                 gold_text: str | None) -> tuple[str, float | None]:
-    """:func:`label_for` from a stored ``executions`` row (whose ``value`` is text: a ``repr`` for
-    numbers, ``True``/``False`` for bools, the value_repr of an int too large for a float)."""
-    if status == "ok" and value_type == "bool" and value in ("True", "False"):
-        return label_for(status, value_type, value == "True", gold, gold_text)
-    if status == "ok" and value_type == "int" and value is not None and parse_number(value) is None:
-        return label_for(status, value_type, None, gold, gold_text)  # an int too large for a float
-    return label_for(status, value_type, value, gold, gold_text)
+def stored_label(status: str, value_type: str | None, value: str | None, value_num: float | None,
+                 gold: float | None, gold_text: str | None) -> tuple[str, float | None]:
+    """:func:`label_for` from a stored ``executions`` row, given what the worker gave it: the row's
+    ``value`` is text (the value itself for a ``str``, ``repr`` of a number, ``True``/``False``
+    for a bool, or the ``repr`` of anything else), and ``value_num`` is NULL exactly when the
+    worker gave no number. So a non-string with no number was not a value :func:`label_for`
+    compared (a list, ``inf``, a sympy symbol: ``non_numeric``), however its repr reads."""
+    if status != "ok" or value_type == "str":
+        return label_for(status, value_type, value, gold, gold_text)
+    if value_num is not None and value_num == value_num:
+        return label_for(status, value_type, value, gold, gold_text)
+    if value in ("True", "False") and value_type in ("bool", "bool_", "ndarray"):  # numpy's bools too
+        return label_for(status, "bool", value == "True", gold, gold_text)
+    return label_for(status, value_type, None, gold, gold_text)  # (an int too large for a float too)
 
 
 def relabel(store, problem_ids: list[str]) -> int:
@@ -135,7 +140,7 @@ def relabel(store, problem_ids: list[str]) -> int:
         store.con.unregister("_pad_relabel_ids")
     changed, labels_changed = [], 0
     for seq, status, value_type, value, old_label, old_num, gold, gold_text in rows:
-        label, num = stored_label(status, value_type, value, gold, gold_text)
+        label, num = stored_label(status, value_type, value, old_num, gold, gold_text)
         if label != old_label or not _same_num(num, old_num):
             changed.append((seq, label, num))
             labels_changed += label != old_label

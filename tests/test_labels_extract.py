@@ -186,3 +186,28 @@ def test_pot_tabmwp_programs_returning_units_are_compared_as_numbers(shared_data
             gold = parse_answer(rec["answer"])
             labels.append(label_for("ok", "str", value, gold.number, gold.text)[0])
     assert labels.count("correct") >= 3 and "non_numeric" not in labels
+
+
+@pytest.mark.parametrize("vtype,vjson,vrepr,gold_text", [  # as the sandbox worker describes each value
+    ("list", None, "[1, 2]", "[1, 2]"), ("float", None, "inf", "inf"), ("tuple", None, "(1, 2)", "(1, 2)"),
+    ("dict", None, "{'a': 1}", "{'a': 1}"), ("list", None, "[]", "[]"), ("BooleanTrue", None, "True", "yes"),
+    ("bool", True, "True", "yes"), ("ndarray", True, "True", "yes"), ("bool_", False, "False", "no"),
+    ("int", 42, None, "42"), ("int", 1.2089258196146292e24, "<int with 81 bits>", "1.2089258196146292e24"),
+    ("int", None, "<int with 2000 bits>", "7"), ("str", "15 minutes", None, "15 minutes"), ("float", 1.5, None, "1.5"),
+    ("Symbol", None, "42", "42"),
+])
+def test_relabeling_a_stored_execution_gives_the_label_a_fresh_run_gives(vtype, vjson, vrepr, gold_text):
+    """labels.relabel (after `--update`) reads executions back from the store, where a value that
+    is not a string or a number is stored as its repr: it must label what the worker gave."""
+    import pandas as pd
+
+    from pad_data.labels import stored_label
+    from pad_data.results import result_row
+    from pad_data.sandbox.pool import ExecResult
+
+    res = ExecResult("ok", value=vjson, value_type=vtype, value_repr=vrepr)
+    gold = parse_answer(gold_text)
+    first = result_row("p", res, None, "zzz", 1.0, 256, "x", pd.Timestamp(0))  # stored against another gold
+    fresh = label_for("ok", vtype, vjson, gold.number, gold.text)[0]
+    again = stored_label("ok", first["value_type"], first["value"], first["value_num"], gold.number, gold.text)[0]
+    assert again == fresh

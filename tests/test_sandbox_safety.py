@@ -59,8 +59,10 @@ def test_infinite_loops_time_out_at_the_limit(body):
     r = run1(body, timeout=0.5)
     elapsed = time.monotonic() - t0
     assert r.status == "timeout"
-    assert 400 <= r.duration_ms < 3000  # its timeout, plus a grace for one that catches it (wall time: generous)
-    assert elapsed < 5
+    # 0.5 s of its own CPU time (0.75 s for one that catches it), or the 5 s wall-clock backstop on a
+    # machine so busy that it gets less than that: wall-time bounds are generous
+    assert 400 <= r.duration_ms < 6000
+    assert elapsed < 15
 
 
 def test_sleep_times_out_and_signals_are_out_of_reach():
@@ -73,11 +75,14 @@ def test_a_timeout_costs_its_own_timeout_not_the_batch():
     programs = [OK] * 300
     programs[10] = "def solution():\n    while True:\n        pass\n"
     t0 = time.monotonic()
-    res = execute_programs(programs, timeout=0.5, workers=2)
+    with SandboxPool(workers=2, timeout=0.5) as pool:
+        res = dict(pool.map(enumerate(programs)))
+        # the worker's own timer stopped the loop: no worker killed or restarted, nothing rerun
+        assert pool.stats["spawned"] == 2 and pool.stats["suspects"] == 0
     elapsed = time.monotonic() - t0
     assert res[10].status == "timeout"
-    assert all(r.status == "ok" and r.value == 42 for i, r in enumerate(res) if i != 10)
-    assert elapsed < 3.0
+    assert all(r.status == "ok" and r.value == 42 for i, r in res.items() if i != 10)
+    assert elapsed < 10  # 0.5 s of the loop's CPU time, on a machine that may be busy
 
 
 @pytest.mark.parametrize("body", [
@@ -336,4 +341,4 @@ def test_plain_loops_are_stopped_in_the_worker_and_stubborn_ones_killed():
         # timeout and retires): no kill by the parent, nothing rerun, one fresh worker
         assert pool.stats["suspects"] == 0 and pool.stats["recycled"] == 1
         assert pool.stats["spawned"] == 2
-        assert time.monotonic() - t0 < 0.3 + 0.15 + 1.5  # timeout + grace + a worker start
+        assert time.monotonic() - t0 < 10  # 0.45 s of its CPU time and a worker start (a busy machine: generous)

@@ -467,3 +467,13 @@ def test_ordinary_programs_get_the_value_cpython_gives():
     got = run_all({k: src for k, (src, _) in ORDINARY_AS_CPYTHON.items()}, timeout=20.0)
     assert {k: (r.status, r.value) for k, r in got.items()} == {
         k: ("ok", pytest.approx(v)) for k, (_, v) in ORDINARY_AS_CPYTHON.items()}
+
+
+@pytest.mark.parametrize("terms", [2950, 2990, 3050])
+def test_whether_a_deep_program_compiles_does_not_depend_on_what_ran_before(terms):
+    deep = "def solution():\n    return " + "+".join(["1"] * terms) + "\n"
+    labels = []
+    for before in ([], ["ans = 1\n"], ["import fractions\nans = 1\n"]):
+        got = run_all({**{f"b{i}": src for i, src in enumerate(before)}, "deep": deep}, timeout=5.0)
+        labels.append(got["deep"].status)
+    assert len(set(labels)) == 1, labels

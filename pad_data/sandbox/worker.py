@@ -632,10 +632,21 @@ def _line_of(source, word):
     return None
 
 
+def _recursion_budget():
+    """RECURSION_BUDGET frames from the caller on, whoever calls: a program gets the same budget on
+    either path, and so does its compilation (the compiler's depth limit is a multiple of it),
+    whatever ran in this worker before."""
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    sys.setrecursionlimit(depth + RECURSION_BUDGET)
+
+
 def compile_program(source):
     """``(code, None)`` or ``(None, result)`` for a program that does not compile or names
     something the policy forbids."""
     try:
+        _recursion_budget()
         code = compile(source, "<program>", "exec", dont_inherit=True)
         if POLICY:
             _check_names(code)
@@ -689,10 +700,7 @@ def run_program(code, builtins_template, as_main=False):
     else:
         g = {"__builtins__": dict(builtins_template), "__name__": "__program__"}
     _state["globals"] = g
-    depth, frame = 0, sys._getframe()
-    while frame is not None:  # the same recursion budget whichever path called us
-        depth, frame = depth + 1, frame.f_back
-    sys.setrecursionlimit(depth + RECURSION_BUDGET)
+    _recursion_budget()
     _state["violation"] = None
     _state["fired"] = False
     _state["cpu0"] = time.process_time()
