@@ -20,13 +20,18 @@ from typing import Any
 
 
 GSM8K_MARK = "####"
-_NUM = r"(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+# commas only as thousands groups: "2,3" or "1,23" is not a number
+_NUM = r"(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 # a number (or a fraction a/b, or a mixed number "3 1/2") with an optional sign and currency sign
-# before it, and an optional "%" or unit (no digits: "12 cm", "150 dollars", "3 m/s") after it
+# before it, and an optional currency sign, "%" or unit (no digits: "12 cm", "150 dollars",
+# "3 m/s") after it
 _GOLD_RE = re.compile(
-    rf"^\s*(?P<sign>[-+\u2212])?\s*[$€£¥₹]?\s*(?P<sign2>[-+])?"
-    rf"(?:(?P<whole>\d+)\s+(?=\d+\s*/))?(?P<num>{_NUM})(?:\s*/\s*(?P<den>{_NUM}))?"
+    rf"^\s*(?P<sign>[-+\u2212])?\s*[$€£¥₹]?\s*(?P<sign2>[-+\u2212])?"
+    rf"(?:(?P<whole>\d+)\s+(?=\d+\s*/))?(?P<num>{_NUM})(?:\s*/\s*(?P<den>{_NUM}))?\s*[$€£¥₹]?"
     r"\s*(?P<unit>%|[^\W\d_°][^\d=+*^<>]*|°[^\d=+*^<>]*)?\s*\.?\s*$")
+# a "unit" that changes the number is not a unit: "1.2 million", "$2.5k", "5 dozen", "3π", "3½"
+SCALE_WORDS = r"(?:thousand|million|billion|trillion|dozen|k|bn)s?\b"
+_SCALE_RE = re.compile(SCALE_WORDS, re.IGNORECASE)
 
 
 class AnswerError(ValueError):
@@ -45,6 +50,9 @@ def parse_number_with_unit(text: str) -> float | None:
     m = _GOLD_RE.match(text)
     if not m:
         return None
+    unit = m.group("unit") or ""
+    if _SCALE_RE.match(unit) or any(c.isnumeric() or c in "π√" for c in unit):
+        return None
     try:
         value = float(m.group("num").replace(",", ""))
         if m.group("den") is not None:
@@ -56,7 +64,7 @@ def parse_number_with_unit(text: str) -> float | None:
             value += int(m.group("whole"))
     except (ValueError, OverflowError):
         return None
-    if (m.group("sign") or "") in ("-", "\u2212") or m.group("sign2") == "-":
+    if (m.group("sign") or "") in ("-", "\u2212") or (m.group("sign2") or "") in ("-", "\u2212"):
         value = -value
     return value if math.isfinite(value) else None
 

@@ -34,6 +34,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
+from .answers import SCALE_WORDS
 from .store import sql_literal
 
 CHUNK_BYTES = 64 << 20
@@ -184,10 +185,10 @@ def _gold_re2() -> str:
     lookahead: the mixed number "W N/D" is its own alternative, tried first, as Python does."""
     ascii_ws = "".join(c for c in PY_WHITESPACE if ord(c) < 128)
     s = re2_class(ascii_ws)
-    num = r"(?:[0-9][0-9,]*(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
-    return (f"^{s}*(?P<sign>[-+\u2212])?{s}*[$€£¥₹]?{s}*(?P<sign2>[-+])?"
+    num = r"(?:(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+    return (f"^{s}*(?P<sign>[-+\u2212])?{s}*[$€£¥₹]?{s}*(?P<sign2>[-+\u2212])?"
             f"(?:(?P<w1>[0-9]+){s}+(?P<n1>[0-9]+){s}*/{s}*(?P<d1>{num})"
-            f"|(?P<n2>{num})(?:{s}*/{s}*(?P<d2>{num}))?)"
+            f"|(?P<n2>{num})(?:{s}*/{s}*(?P<d2>{num}))?){s}*[$€£¥₹]?"
             f"{s}*(?P<unit>%|[A-Za-z][^0-9=+*^<>]*)?{s}*\\.?{s}*$")
 
 
@@ -224,17 +225,19 @@ def gold_layers(raw: str, require_number: str = "false") -> list[str]:
         """SELECT *, regexp_full_match(g_str, '[0-9]{1,15}|[0-9]{1,3}(?:,[0-9]{3}){1,4}') AS g_int FROM _prev_""",
         f"""SELECT *, CASE WHEN NOT g_int THEN regexp_extract(g_str, {sql_literal(_gold_re2())}, {names}) END AS g_m,
                  g_int OR NOT regexp_matches(g_str, {outside}) AS g_alpha FROM _prev_""",
-        """SELECT *, g_int OR coalesce(g_m.n1 <> '' OR g_m.n2 <> '', false) AS g_matched,
+        f"""SELECT *, g_int OR coalesce(g_m.n1 <> '' OR g_m.n2 <> '', false) AS g_matched,
                  CASE WHEN g_int THEN g_str WHEN g_m.n1 <> '' THEN g_m.n1 ELSE g_m.n2 END AS g_num_s,
                  CASE WHEN g_int THEN '' WHEN g_m.n1 <> '' THEN g_m.d1 ELSE g_m.d2 END AS g_den_s,
                  CASE WHEN g_int THEN '' ELSE g_m.w1 END AS g_w1,
-                 NOT g_int AND (g_m.sign IN ('-', '\u2212') OR g_m.sign2 = '-') AS g_neg FROM _prev_""",
+                 NOT g_int AND (g_m.sign IN ('-', '\u2212') OR g_m.sign2 IN ('-', '\u2212')) AS g_neg,
+                 NOT g_int AND regexp_matches(lower(coalesce(g_m.unit, '')), '^' || {sql_literal(SCALE_WORDS)})
+                     AS g_scaled FROM _prev_""",
         """SELECT *, TRY_CAST(replace(g_num_s, ',', '') AS DOUBLE) AS g_v0,
                  CASE WHEN g_den_s <> '' THEN TRY_CAST(replace(g_den_s, ',', '') AS DOUBLE) END AS g_dv,
                  CASE WHEN g_w1 <> '' THEN TRY_CAST(g_w1 AS DOUBLE) END AS g_wv FROM _prev_""",
         """SELECT *, (CASE WHEN g_den_s <> '' THEN g_v0 / g_dv ELSE g_v0 END)
                      + (CASE WHEN g_w1 <> '' THEN g_wv ELSE 0 END) AS g_v FROM _prev_""",
-        """SELECT *, CASE WHEN NOT g_matched OR (g_den_s <> '' AND g_dv = 0) OR NOT isfinite(g_v) THEN NULL
+        """SELECT *, CASE WHEN NOT g_matched OR g_scaled OR (g_den_s <> '' AND g_dv = 0) OR NOT isfinite(g_v) THEN NULL
                           WHEN g_neg THEN -g_v ELSE g_v END AS g_snum,
                  g_alpha AND (NOT g_matched OR (g_v0 IS NOT NULL AND (g_den_s = '' OR g_dv IS NOT NULL)
                               AND (g_w1 = '' OR g_wv IS NOT NULL))) AS g_ssure FROM _prev_""",

@@ -51,7 +51,8 @@ def _answers(shared_data) -> list:
     return values
 
 
-TRICKY_GOLD = ["1,234", "$12.50", "75%", "3/4", "3 1/2", "12 cm", "-$5", "Tom ate 3.\n#### 1,500", "#### 1,500",
+TRICKY_GOLD = ["1.2 million", "$2.5k", "5 dozen", "5 Dozens", "2 kg", "3 bn", "2,3", "1,23", "1,2,3", "5,.5", "5€", "5$",
+               "$\u22125", "\u2212$5", "3 thousand", "7 K", "1,234", "$12.50", "75%", "3/4", "3 1/2", "12 cm", "-$5", "Tom ate 3.\n#### 1,500", "#### 1,500",
                "yes", "1 and 2", "5-6", "1/0", "####", "a ####  ", "#####5", "r\n####\n7", "\u22125", "€ 5", "+-5",
                "1e400", "1e400/1e400", "1e-400", "3 1/0", "1 2/3 cm", "1 23/4", "1 2", "007", "1.", ".5", "1.e5",
                "5 °C", "٣", "$-5", "- 5", "5/ 2", "5 /2 m/s", ",5", "5,", "12 m^2", "1 1/2/3", "x=5", "\t5 \u00a0",
@@ -63,7 +64,7 @@ TRICKY_GOLD = ["1,234", "$12.50", "75%", "3/4", "3 1/2", "12 cm", "-$5", "Tom at
 def test_gold_answers_in_sql_agree_with_answers_py(shared_data):
     rng = random.Random(0)
     real = _answers(shared_data)
-    fuzz = TRICKY_GOLD + ["".join(rng.choices(["1", "0", ",", ".", " ", "/", "-", "$", "%", "e", "cm", "####",
+    fuzz = TRICKY_GOLD + ["".join(rng.choices(["1", "0", ",", ".", " ", "/", "-", "$", "%", "e", "cm", "####", "k", "€",
                                                "\n", "\u2212", "x", "°"], k=rng.randint(1, 8))) for _ in range(3000)]
     fuzz += [rng.uniform(-1e6, 1e6) for _ in range(500)] + [rng.randint(-10**15, 10**15) for _ in range(500)]
     values = real + fuzz

@@ -11,6 +11,9 @@ from pad_data.labels import ABS_TOL, LABELS, label_for, numbers_match, parse_num
     ("42", 42.0), ("1,234", 1234.0), ("$12.50", 12.5), ("75%", 75.0), ("3/4", 0.75), ("-2.5e3", -2500.0),
     ("18.", 18.0), (" 7 ", 7.0), ("seven", None), ("", None), (True, None), (None, None), (float("nan"), None),
     ("1/0", None), ("15 minutes", 15.0), ("\u22123 m", -3.0), ("2 1/2 cups", 2.5), ("18.0.", 18.0),
+    # a word that changes the number is no unit; commas only in thousands groups; a sign after "$"
+    ("1.2 million", None), ("$2.5k", None), ("5 dozen", None), ("3\u03c0", None), ("3\u00bd", None),
+    ("2,3", None), ("1,23", None), ("1,234.5", 1234.5), ("5\u20ac", 5.0), ("$\u22125", -5.0),
 ])
 def test_parse_number(text, num):
     assert parse_number(text) == num
