@@ -460,6 +460,7 @@ ORDINARY_AS_CPYTHON = {  # what teachers write, and the value `python3 program.p
     "main_guard": ("def main():\n    return 42\nif __name__ == '__main__':\n    ans = main()\n", 42),
     "future": ("from __future__ import annotations\nfrom dataclasses import dataclass\n@dataclass\nclass Item:\n"
                "    price: float\ndef solution():\n    return Item(3.0).price\n", 3.0),
+    "namereplace": ("def solution():\n    return len('\\u00e9'.encode('ascii', 'namereplace'))\n", 35),
 }
 
 

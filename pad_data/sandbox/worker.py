@@ -221,9 +221,9 @@ _LOADED_THIRD_PARTY = set()
 
 
 # Modules a C function of an allowed module imports through the calling frame's __import__,
-# which is the program's (time.strptime and datetime.strptime: _strptime). Found by the
-# entry-point sweep in tests/test_sandbox_trust.py.
-_C_IMPORTS = frozenset({"_strptime"})
+# which is the program's (time.strptime and datetime.strptime: _strptime; the namereplace
+# error handler: unicodedata). Found by the entry-point sweep in tests/test_sandbox_trust.py.
+_C_IMPORTS = frozenset({"_strptime", "unicodedata"})
 
 
 def _called_from_c():
@@ -245,7 +245,7 @@ def _safe_import(name, globals=None, locals=None, fromlist=(), level=0):
         finally:
             _state["trusted_import"] = False
     if name in _C_IMPORTS and _called_from_c():
-        return _REAL_IMPORT(name, globals, locals, fromlist, level)  # audited as ever
+        return sys.modules[name]  # loaded before any program (main)
     if name not in _COPIES and top not in _COPIES:
         raise Forbidden(f"import of module {name!r} is not allowed")
     mod = _COPIES.get(name) if fromlist else _COPIES[top]
@@ -258,7 +258,10 @@ def _safe_import(name, globals=None, locals=None, fromlist=(), level=0):
 
 
 def _fast_import(name, globals=None, locals=None, fromlist=(), level=0):
-    """The fast path's ``__import__`` (is_pure() admits only FAST_MODULES)."""
+    """The fast path's ``__import__`` (is_pure() admits only FAST_MODULES, so any other name comes
+    from a C function importing for itself: :data:`_C_IMPORTS`, loaded before any program)."""
+    if level == 0 and name in _C_MODULES:
+        return _C_MODULES[name]
     if level != 0 or name not in FAST_MODULES:
         raise Forbidden(f"import of module {name!r} is not allowed")
     return _COPIES[name]
@@ -1105,13 +1108,16 @@ def main():
     if "datetime" in _REAL:  # warm lazy imports so they never happen under the audit hook
         _REAL["datetime"].datetime.strptime("2020", "%Y")
         _REAL["datetime"].date(2020, 1, 1).strftime("%Y")
+    for name in _C_IMPORTS:
+        __import__(name)
     import ctypes  # noqa: F401 - loaded before seccomp and the audit hook, used by children
 
     _learn_libraries()
 
     _FAST_BUILTINS["__import__"] = _isolated(
         _fast_import, FAST_MODULES=FAST_MODULES, Forbidden=Forbidden,
-        _COPIES={n: _COPIES[n] for n in FAST_MODULES if n in _COPIES})
+        _COPIES={n: _COPIES[n] for n in FAST_MODULES if n in _COPIES},
+        _C_MODULES={n: sys.modules[n] for n in _C_IMPORTS})
     if POLICY:
         bt = {n: getattr(builtins, n) for n in SAFE_BUILTIN_NAMES if hasattr(builtins, n)}
         for n in dir(builtins):
