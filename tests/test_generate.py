@@ -352,12 +352,17 @@ def test_a_journal_write_that_fails_is_reported_as_loss_and_its_whole_lines_stil
     _check_complete(db, 40, 2)
 
 
+def _journal_program_rows(pid: str) -> list[dict]:
+    """Two teacher programs as the journal holds them."""
+    return [{"program_id": f"p{i}", "problem_id": pid, "origin": "teacher", "teacher": "t", "sample_idx": i,
+             "program": "def solution():\n    return 1\n", "completion": "c", "gen_key": f"k{i}"} for i in range(2)]
+
+
 def test_a_torn_last_journal_line_is_reported_when_the_journal_is_recovered(db):
     _problems(db, 3)
     with Store(db) as st:
         pid = st.scalar("SELECT min(problem_id) FROM problems")
-        rows = [{"program_id": f"p{i}", "problem_id": pid, "origin": "teacher", "teacher": "t", "sample_idx": i,
-                 "program": "def solution():\n    return 1\n", "completion": "c", "gen_key": f"k{i}"} for i in range(2)]
+        rows = _journal_program_rows(pid)
         st.append_journal([("ok", rows)])
         journal = st.journal_path
     with journal.open("a") as f:
@@ -398,8 +403,7 @@ def test_journal_replay_is_idempotent_and_ignores_a_torn_last_line(db):
     _problems(db, 3)
     with Store(db) as st:
         pid = st.scalar("SELECT min(problem_id) FROM problems")
-        rows = [{"program_id": f"p{i}", "problem_id": pid, "origin": "teacher", "teacher": "t", "sample_idx": i,
-                 "program": "def solution():\n    return 1\n", "completion": "c", "gen_key": f"k{i}"} for i in range(2)]
+        rows = _journal_program_rows(pid)
         fail = [{"gen_key": "k9", "problem_id": pid, "sample_idx": 9, "model": "t", "error": "boom", "attempts": 3}]
         st.append_journal([("ok", rows), ("fail", fail)])
         journal = st.journal_path

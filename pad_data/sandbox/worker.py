@@ -550,10 +550,14 @@ def _learn_types():
     np = sys.modules.get("numpy") if "numpy" in _LOADED_THIRD_PARTY else None
     if np is not None:  # numpy's scalar and array types are immutable: their own methods are safe
         item = np.generic.item
+
+        def scalar(v):
+            x = item(v)
+            return (x if type(x) in (bool, int, float) else float(v)), None  # a longdouble's item() is itself
+
         for t in set(np.sctypeDict.values()):
-            if issubclass(t, (np.integer, np.floating, np.bool_)):  # a longdouble's item() is itself
-                _NUMBERS[id(t)] = lambda v: ((x if type(x) in (bool, int, float) else float(v)), None) \
-                    if (x := item(v)) is not None else (None, None)
+            if issubclass(t, (np.integer, np.floating, np.bool_)):
+                _NUMBERS[id(t)] = scalar
         array_item, ndarray = np.ndarray.item, np.ndarray
         _NUMBERS[id(np.ndarray)] = lambda v: ((array_item(v), None) if ndarray.ndim.__get__(v) == 0
                                               and ndarray.dtype.__get__(v).kind in "biuf" else (None, None))
