@@ -970,7 +970,7 @@ def handle(source, policy_bt, notify):
             # whatever cycles the program left must not eat a later program's memory: those made
             # since the last collection are in generation 0 (0.2 us when it is empty)
             counts = gc.get_count()
-            gc.collect() if counts[1] or counts[2] else gc.collect(0)
+            gc.collect(2 if counts[1] or counts[2] else 0)
             if res["status"] == "memory_limit":
                 # earlier programs may have fragmented this worker: the label comes from a child
                 # with the full headroom; the worker goes on unless the bomb left it larger
@@ -980,7 +980,7 @@ def handle(source, policy_bt, notify):
             harmed = harmed or _grown()
         else:
             path = "fork"
-            if _third_party_imports(code) - _LOADED_THIRD_PARTY:
+            if not _PRELOADED[0] and _third_party_imports(code):
                 notify({"loading": True})  # the parent holds this program's clock meanwhile
                 _preload_all()
                 notify({"loaded": True})  # the program's clock starts now
@@ -1033,6 +1033,9 @@ _PEAK_SEEN = [0]
 _PRELOAD_SUBMODULES = {"numpy": ("numpy.random", "numpy.linalg", "numpy.fft", "numpy.polynomial")}
 
 
+_PRELOADED = [False]  # _preload_all has run in this worker
+
+
 def _preload_all():
     """Import every third-party package (numpy, then sympy) in the zygote, outside any program,
     the first time a program needs one of them: a worker then has none or all of them loaded,
@@ -1040,6 +1043,7 @@ def _preload_all():
     programs ran before."""
     import importlib
 
+    _PRELOADED[0] = True  # once: a package that is not installed is not looked for again
     try:
         resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
