@@ -322,8 +322,16 @@ def served(base_store, tmp_path_factory):
 
 
 def _grid_row(page, table, row):
-    """Click row ``row``'s selection box in a Streamlit dataframe (a canvas grid)."""
-    box = table.bounding_box()
+    """Click row ``row``'s selection box in a Streamlit dataframe (a canvas grid), once the grid
+    has stopped moving: a click while it is still being laid out (a busy machine) lands elsewhere."""
+    table.locator("canvas").first.wait_for(timeout=30_000)
+    box, deadline = table.bounding_box(), time.monotonic() + 15
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        now = table.bounding_box()
+        if now == box:
+            break
+        box = now
     page.mouse.click(box["x"] + 18, box["y"] + 35 * (row + 1) + 17)
 
 
