@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pad_data.execute import execute  # noqa: E402
+from pad_data.stages.execute import execute  # noqa: E402
 from pad_data.sandbox.pool import SandboxPool  # noqa: E402
 from pad_data.sandbox.isolation import resolve  # noqa: E402
 from pad_data.store import Store, problem_id, program_id  # noqa: E402

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from openai_server import FakeTeacherServer  # noqa: E402
 
-from pad_data.generate import generate, make_teacher  # noqa: E402
-from pad_data.ingest import ingest  # noqa: E402
-from pad_data.prompts import load_prompt  # noqa: E402
+from pad_data.stages.generate import generate, make_teacher  # noqa: E402
+from pad_data.stages.ingest import ingest  # noqa: E402
+from pad_data.teachers.prompts import load_prompt  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
 GSM_TEST = ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"

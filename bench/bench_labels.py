@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pad_data import review  # noqa: E402
-from pad_data.labels import relabel  # noqa: E402
-from pad_data.labels import MATCH_SQL  # noqa: E402
-from pad_data.queries import stats  # noqa: E402
+from pad_data.rules.labels import relabel  # noqa: E402
+from pad_data.rules.labels import MATCH_SQL  # noqa: E402
+from pad_data.store.queries import stats  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
 WINDOW = """WITH latest AS (SELECT * FROM executions

@@ -12,7 +12,7 @@ issue asks for: >= 90% of polls answered within 3 s, with counts that grow, and 
 ratio >= 0.90. ``--api`` adds a second reader at the same time: the Python API polled from this
 process (open read-only, count, close), with no process start-up in its times. ``--control``
 adds a third run per repeat: the same poller reading a copy of the store that the stage never
-touches. Since the stage answers `pad sql` on its own store (pad_data.live_reads), the control's
+touches. Since the stage answers `pad sql` on its own store (pad_data.store.live_reads), the control's
 polls are the full command instead (start DuckDB, open the copy): what a poll cost before.
 
 ``--before REV`` also runs the same pair with pad as it was at git revision REV (its

@@ -1,7 +1,7 @@
 """The PaD paper's claim, measured with pad itself on CPU: PaD vs CoT vs answer-only.
 
 For each symbolic task (coin flip, last-letter concatenation) the data is built through pad:
-embedded problems (``pad_data.embedded``) -> the offline template teacher's programs, 4
+embedded problems (``pad_data.teachers.embedded``) -> the offline template teacher's programs, 4
 samples per question, about a third of them faulty -> pad's sandbox -> labels -> a curated
 split (correct programs only, one per question). The chain-of-thought and answer-only
 targets are for exactly the questions of that split: each problem's correct rationale ("The
@@ -45,10 +45,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pad_data.curate import CurateParams, curate  # noqa: E402
-from pad_data.embedded import EmbeddedProblem, embedded_problems  # noqa: E402
-from pad_data.execute import execute  # noqa: E402
-from pad_data.generate import generate_offline, ingest_embedded  # noqa: E402
+from pad_data.stages.curate import CurateParams, curate  # noqa: E402
+from pad_data.teachers.embedded import EmbeddedProblem, embedded_problems  # noqa: E402
+from pad_data.stages.execute import execute  # noqa: E402
+from pad_data.stages.generate import generate_offline, ingest_embedded  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
 TASKS = {  # task -> (dataset, embedded_problems count argument, length argument)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_execute import fill_store, make_programs  # noqa: E402
 
-from pad_data.execute import execute  # noqa: E402
+from pad_data.stages.execute import execute  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
 
-    from pad_data.ray_engine import connect, execute_ray
+    from pad_data.engines.ray_engine import connect, execute_ray
 
     triples = make_programs(args.n, errors=0.1)
     rows = []

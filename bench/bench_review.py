@@ -7,8 +7,8 @@ as pad makes them, GSM8K-length questions and programs), executes them as ``benc
 does (80% correct, 10% wrong, 10% NameError, through ``Store.add_executions``), then times, in
 the same run, what one page view of the review app reads:
 
-- **baseline**: ``pad_data/review.py`` as it was at ``--baseline-rev`` (loaded from git);
-- **pad**: ``pad_data/review.py`` now, uncached (the app caches these per store change, so a
+- **baseline**: ``pad_data/review/__init__.py`` as it was at ``--baseline-rev`` (loaded from git);
+- **pad**: ``pad_data/review/__init__.py`` now, uncached (the app caches these per store change, so a
   cold start is what this measures);
 
 for a first load (filter choices, overview, count, a page, the current program's detail), a
@@ -74,8 +74,8 @@ def build(db: Path, n: int) -> None:
 
 
 def baseline_module(rev: str):
-    """``pad_data/review.py`` at ``rev``, importable beside today's."""
-    src = subprocess.run(["git", "show", f"{rev}:pad_data/review.py"], cwd=ROOT, check=True,
+    """``pad_data/review/__init__.py`` at ``rev``, importable beside today's."""
+    src = subprocess.run(["git", "show", f"{rev}:pad_data/review/__init__.py"], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp(prefix="pad-bench-")) / "review_baseline.py"
     path.write_text(src)

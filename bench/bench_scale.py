@@ -22,7 +22,7 @@ same run:
 | execute | ``pad execute`` end to end | a plain ``exec`` loop, 1 core, no sandbox (bench_execute.py's ceiling), on a sample |
 | curate | ``pad curate --dedup ast`` | a plain ``ast.dump(ast.parse(p))`` loop, 1 core, on a sample |
 | export | ``pad export --format hf`` | ``datasets.Dataset(<the same rows as Arrow>).save_to_disk`` |
-| review | the data calls of the review app (``pad_data/review_app.py``): first load, a label filter, a text search | goal: 1 s |
+| review | the data calls of the review app (``pad_data/review/app.py``): first load, a label filter, a text search | goal: 1 s |
 
 Also: the peak RSS of this process in each stage (sampled every 20 ms; baselines are stages of
 their own), the largest child process's ru_maxrss (an upper bound: a forked child counts
@@ -54,10 +54,10 @@ sys.path.insert(0, str(ROOT))
 import duckdb  # noqa: E402
 
 from pad_data import review as rv  # noqa: E402
-from pad_data.curate import CurateParams, curate  # noqa: E402
-from pad_data.execute import execute  # noqa: E402
-from pad_data.export import export  # noqa: E402
-from pad_data.ingest import import_programs  # noqa: E402
+from pad_data.stages.curate import CurateParams, curate  # noqa: E402
+from pad_data.stages.execute import execute  # noqa: E402
+from pad_data.stages.export import export  # noqa: E402
+from pad_data.stages.ingest import import_programs  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
 

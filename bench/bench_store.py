@@ -36,9 +36,9 @@ GSM_TRAIN = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 
 import duckdb  # noqa: E402
 
-from pad_data.curate import CurateParams, curate  # noqa: E402
-from pad_data.execute import execute  # noqa: E402
-from pad_data.ingest import import_programs, ingest  # noqa: E402
+from pad_data.stages.curate import CurateParams, curate  # noqa: E402
+from pad_data.stages.execute import execute  # noqa: E402
+from pad_data.stages.ingest import import_programs, ingest  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
 
@@ -156,7 +156,7 @@ def bench_size(n: int, repeats: int, work: Path) -> dict:
     out["curated_rows"] = curated
 
     exp = ("import sys; sys.path.insert(0, '.'); from pad_data.store import Store; "
-           "from pad_data.export import export; "
+           "from pad_data.stages.export import export; "
            f"st = Store({str(db)!r}); export(st, 'bench-1', {str(work / 'exp')!r}, fmt='hf', overwrite=True)")
     base = ("import sys, shutil, duckdb, datasets; datasets.disable_progress_bars(); "
             f"con = duckdb.connect({str(db)!r}, read_only=True); "

@@ -17,4 +17,4 @@ def __getattr__(name: str):
         return list(API_NAMES)
     if name not in API_NAMES:
         raise AttributeError(f"module 'pad_data' has no attribute {name!r}")
-    return getattr(importlib.import_module("pad_data.api"), name)  # which sets them all here
+    return getattr(importlib.import_module("pad_data.api"), name)

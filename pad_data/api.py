@@ -10,24 +10,23 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Callable
 
-from .execute import execute
-from .batch import generate_batch
-from .curate import CurateParams, curate
-from .generate import generate, generate_offline, ingest_embedded, make_teacher
-from .ingest import IngestError, import_programs, ingest
-from .inject import inject_errors
-from .labels import LABELS
-from .pipeline import (Execute, Generate, ImportPrograms, Ingest, IngestEmbedded, OfflineTeacher, Step,
+from pad_data.stages.execute import execute
+from pad_data.stages.batch import generate_batch
+from pad_data.stages.curate import CurateParams, curate
+from pad_data.stages.generate import generate, generate_offline, ingest_embedded, make_teacher
+from pad_data.stages.ingest import IngestError, import_programs, ingest
+from pad_data.stages.inject import inject_errors
+from pad_data.rules.labels import LABELS
+from pad_data.engines.pipeline import (Execute, Generate, ImportPrograms, Ingest, IngestEmbedded, OfflineTeacher, Step,
                        run_pipeline)
-from .queries import datasets, label_counts, sql, stats
-from .sandbox.pool import ExecResult, SandboxPool, execute_programs
-from .store import ORIGINS, Store, StoreError
-from .teachers.base import TeacherError
-from .synthesize import synthesize
-from .vote import vote
+from pad_data.store.queries import datasets, label_counts, sql, stats
+from pad_data.sandbox.pool import ExecResult, SandboxPool, execute_programs
+from pad_data.store import ORIGINS, Store, StoreError
+from pad_data.teachers.base import TeacherError
+from pad_data.stages.synthesize import synthesize
+from pad_data.stages.vote import vote
 
 __all__ = ["Store", "StoreError", "IngestError", "ingest", "import_programs", "execute", "sql",
            "stats", "label_counts", "default_steps", "run_pipeline", "execute_programs",
@@ -66,6 +65,3 @@ def default_steps(source: str | None = None, dataset: str | None = None, program
     steps.append(Execute(timeout=timeout, memory_mb=memory_mb, workers=workers, progress=progress))
     return steps
 
-
-# pad_data.<name> is the API's, not the submodule of the same name (pad_data.execute is the function)
-vars(sys.modules[__package__]).update({name: globals()[name] for name in __all__})

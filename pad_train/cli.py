@@ -7,13 +7,13 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pad_data.options import check_split
+from pad_data.rules.options import check_split
 from pad_data.store import Store, resolve_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pad-train: fine-tune a student on curated splits and evaluate it in the sandbox.")
 from pad_data.cli import _cli_errors, console, err_console as err  # noqa: E402  (one place for output and errors)
-from pad_data.render import add_row, plain_table, say  # noqa: E402
+from pad_data.store.render import add_row, plain_table, say  # noqa: E402
 _state: dict = {"db": None}
 
 
@@ -47,8 +47,8 @@ def sft(split: str = typer.Option(..., "--split", help="curated snapshot name, o
         resume: bool = typer.Option(False, help="continue from the latest checkpoint in --out"),
         seed: int = typer.Option(0), save_every: int = typer.Option(0, help="checkpoint every N steps (0: each epoch)")):
     """Fine-tune a student: question -> program (or -> rationale with --cot, or refinement with --task refine)."""
-    from .data import load_examples, load_refine_examples
-    from .sft import SFTConfig, train
+    from pad_train.data import load_examples, load_refine_examples
+    from pad_train.sft import SFTConfig, train
 
     with _errors():
         if task not in ("program", "refine"):
@@ -102,7 +102,7 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
 
     Commits each batch as it goes; rerun the same command after an interruption to evaluate
     only the problems still missing."""
-    from .evaluate import EvalConfig, evaluate
+    from pad_train.evaluate import EvalConfig, evaluate
 
     if samples > 1 and temperature == 0:
         temperature = 0.7
@@ -136,7 +136,7 @@ def verifier_(model: str = typer.Option(..., "--model", help="base model for the
               epochs: float = typer.Option(2.0), lr: float = typer.Option(5e-5), batch_size: int = typer.Option(16),
               max_length: int = typer.Option(512), seed: int = typer.Option(0)):
     """Train a step verifier (correct vs faulty program prefixes, from the store's labels) for stepwise search."""
-    from .verifier import VerifierConfig, step_examples, train_verifier
+    from pad_train.verifier import VerifierConfig, step_examples, train_verifier
 
     with _errors():
         with Store(resolve_path(_state["db"]), read_only=True) as store:
@@ -152,7 +152,7 @@ def verifier_(model: str = typer.Option(..., "--model", help="base model for the
 @app.command()
 def report():
     """Compare evaluation runs (accuracy per dataset, model and decoding)."""
-    from .evaluate import report as get_report
+    from pad_train.evaluate import report as get_report
 
     with _errors(), Store(resolve_path(_state["db"]), read_only=True) as store:
         df = get_report(store)

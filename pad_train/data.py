@@ -54,7 +54,7 @@ def load_examples(split_name: str, part: str = "train", store: Store | None = No
         flag = "--cot" if cot else "--answer-only"
         if Path(split_name).is_dir() or store is None:
             raise ValueError(f"{flag} needs the store (it reads the problems of a curated snapshot)")
-        from pad_data.curate import snapshot_task
+        from pad_data.stages.curate import snapshot_task
 
         snapshot_task(store, split_name)  # says so when there is no such snapshot
         rows = store.df("SELECT DISTINCT c.problem_id, c.question, p.rationale, p.answer_text "
@@ -89,7 +89,7 @@ def _rows(split_name: str, part: str, store: Store | None) -> list[dict]:
         return dd[part].to_list()
     if store is None:
         raise ValueError(f"{split_name}: not a directory; pass the store to read a curated split")
-    from pad_data.curate import TASK_COLUMNS, TASK_TABLES, snapshot_task
+    from pad_data.stages.curate import TASK_COLUMNS, TASK_TABLES, snapshot_task
 
     task = snapshot_task(store, split_name)
     id_col = "faulty_program_id" if task == "refine" else "program_id"

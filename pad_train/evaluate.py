@@ -37,15 +37,15 @@ from typing import Callable
 
 import pandas as pd
 
-from pad_data.results import result_row, results_frame
-from pad_data.extract import extract_program
-from pad_data.feedback import feedback
-from pad_data.labels import label_for, numbers_match, parse_number
+from pad_data.stages.results import result_row, results_frame
+from pad_data.rules.extract import extract_program
+from pad_data.stages.feedback import feedback
+from pad_data.rules.labels import label_for, numbers_match, parse_number
 from pad_data.sandbox.pool import SandboxPool
 from pad_data.store import Store, content_id
 
-from .data import answer_prompt_for, cot_prompt_for, prompt_for, refine_prompt_for
-from .sft import load_model
+from pad_train.data import answer_prompt_for, cot_prompt_for, prompt_for, refine_prompt_for
+from pad_train.sft import load_model
 
 _ANSWER = re.compile(r"answer is\s*\$?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)
 DECODES = ("auto", "greedy", "sample", "stepwise")
@@ -266,8 +266,8 @@ class _ProgramBatch:
         self.model_dir, self.run_id, self.key = model_dir, run_id, key
         self.search = None
         if cfg.decode == "stepwise":
-            from .stepwise import StepwiseConfig, StepwiseSearch
-            from .verifier import Verifier
+            from pad_train.stepwise import StepwiseConfig, StepwiseSearch
+            from pad_train.verifier import Verifier
 
             self.search = StepwiseSearch(model, tok, StepwiseConfig(beams=cfg.beams, candidates=cfg.candidates,
                                                                     temperature=cfg.temperature or 0.8,

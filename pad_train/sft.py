@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from .data import Example
+from pad_train.data import Example
 
 
 @dataclass

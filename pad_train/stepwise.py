@@ -29,9 +29,9 @@ import builtins
 from dataclasses import dataclass, field
 
 from pad_data.sandbox.pool import SandboxPool
-from pad_data.syntax import parse
+from pad_data.rules.syntax import parse
 
-from .data import prompt_for
+from pad_train.data import prompt_for
 
 _BUILTINS = set(dir(builtins))
 

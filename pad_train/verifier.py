@@ -28,7 +28,7 @@ import pandas as pd
 
 from pad_data.store import Store
 
-from .data import prompt_for
+from pad_train.data import prompt_for
 
 
 @dataclass

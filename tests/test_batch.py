@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pad_data.batch import generate_batch
-from pad_data.generate import generate, make_teacher
+from pad_data.stages.batch import generate_batch
+from pad_data.stages.generate import generate, make_teacher
 from pad_data.store import Store, problem_id
 
 from openai_server import FakeTeacherServer

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from pad_data.embedded import embedded_problems  # noqa: E402
+from pad_data.teachers.embedded import embedded_problems  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

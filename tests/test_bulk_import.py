@@ -13,10 +13,10 @@ import tempfile
 import duckdb
 import pyarrow as pa
 
-from pad_data import bulk
-from pad_data.answers import AnswerError, parse_answer
-from pad_data.extract import extract_program
-from pad_data.ingest import IngestError, import_programs, ingest
+from pad_data.stages import bulk
+from pad_data.rules.answers import AnswerError, parse_answer
+from pad_data.rules.extract import extract_program
+from pad_data.stages.ingest import IngestError, import_programs, ingest
 from pad_data.store import Store, problem_id
 
 

@@ -4,9 +4,9 @@ import datasets
 import pandas as pd
 import pytest
 
-from pad_data.curate import CurateError, CurateParams, curate, dedup_key
-from pad_data.execute import execute
-from pad_data.ingest import ingest, import_programs
+from pad_data.stages.curate import CurateError, CurateParams, curate, dedup_key
+from pad_data.stages.execute import execute
+from pad_data.stages.ingest import ingest, import_programs
 from pad_data.store import Store, problem_id, program_id
 
 from conftest import pad_cli
@@ -119,7 +119,7 @@ def test_curate_filters_dedups_prefers_shortest_and_splits_by_problem(db, tmp_pa
         assert set(st.df("SELECT DISTINCT split FROM curated_examples WHERE name = 'one'").split) == {"train", "validation", "test"}
         # the streamed snapshot (SQL in a scratch database) is the pandas reference's selection, stored
         # in (split, program_id) order, and its hash is content_hash of the stored rows
-        from pad_data.curate import _candidates, _select, content_hash
+        from pad_data.stages.curate import _candidates, _select, content_hash
         for name, p in (("exact", CurateParams(dedup="exact", max_per_problem=10)),
                         ("ast", CurateParams(dedup="ast", max_per_problem=10)),
                         ("one", CurateParams(max_per_problem=1, test_fraction=0.2, validation_fraction=0.2))):
@@ -274,7 +274,7 @@ def test_curate_leaves_injected_programs_out_unless_asked(db, tmp_path):
 
 
 def test_export_overwrite_replaces_only_an_earlier_export_and_a_failure_keeps_it(db, tmp_path, monkeypatch):
-    from pad_data import export as export_mod
+    from pad_data.stages import export as export_mod
 
     _small_store(db, tmp_path, injected=False)
     pad_cli("--db", db, "curate", "v1", "--validation", "0", "--test", "0", check=True)

@@ -3,9 +3,9 @@ ranked last), inject-errors skips it, and both count it."""
 
 import json
 
-from pad_data.curate import TOO_DEEP, analyze
-from pad_data.extract import extract_program
-from pad_data.inject import inject_errors
+from pad_data.stages.curate import TOO_DEEP, analyze
+from pad_data.rules.extract import extract_program
+from pad_data.stages.inject import inject_errors
 from pad_data.store import Store
 from pad_train.stepwise import undefined_names
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import pad_cli
-from pad_data import render
+from pad_data.store import render
 from pad_data.store import Store
 
 QUESTION = "How many? [bold]x[/bold] :smile: \x1b[2J"

@@ -13,9 +13,9 @@ from pad_data import api
 from pad_data.cli import app as pad_app
 from pad_train.cli import app as train_app
 
-from pad_data.execute import execute
-from pad_data.generate import generate_offline, ingest_embedded
-from pad_data.ingest import import_programs
+from pad_data.stages.execute import execute
+from pad_data.stages.generate import generate_offline, ingest_embedded
+from pad_data.stages.ingest import import_programs
 from pad_data.sandbox.pool import execute_programs
 from pad_data.store import Store
 
@@ -397,11 +397,11 @@ def test_pad_sql_and_stats_start_without_the_stages():
     import subprocess
     import sys
 
-    code = ("import sys, pad_data.cli; heavy = sorted(m for m in ('pandas', 'pad_data.api', 'pad_data.execute') "
+    code = ("import sys, pad_data.cli; heavy = sorted(m for m in ('pandas', 'pad_data.api', 'pad_data.stages.execute') "
             "if m in sys.modules); print(heavy)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
     import pad_data
     from pad_data import api
 
     assert list(pad_data.API_NAMES) == api.__all__
-    assert pad_data.execute is api.execute and pad_data.Store is api.Store
+    assert pad_data.stages.execute is api.execute and pad_data.Store is api.Store

@@ -11,9 +11,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pad_data.generate import generate, make_teacher
-from pad_data.ingest import ingest
-from pad_data.prompts import BUILTIN, load_prompt
+from pad_data.stages.generate import generate, make_teacher
+from pad_data.stages.ingest import ingest
+from pad_data.teachers.prompts import BUILTIN, load_prompt
 from pad_data.store import Store, StoreError, problem_id
 
 from conftest import pad_cli
@@ -92,7 +92,7 @@ def test_failed_requests_are_recorded_and_retried_next_run(db):
 
 
 def test_killed_mid_run_then_rerun_completes_the_set(db, tmp_path):
-    from pad_data.generate import COMMIT_INTERVAL_S
+    from pad_data.stages.generate import COMMIT_INTERVAL_S
 
     _problems(db, 40)
     exe = Path(sys.executable).with_name("pad")

@@ -4,7 +4,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pad_data.ingest import IngestError, import_programs, ingest
+from pad_data.stages.ingest import IngestError, import_programs, ingest
 from pad_data.store import Store
 
 from conftest import pad_cli
@@ -281,7 +281,7 @@ def test_import_programs_sample_lists_from_parquet(db, tmp_path):
 
 
 # ---------------------------------------------------------------------- issue 15: gold answers
-from pad_data.answers import parse_answer  # noqa: E402
+from pad_data.rules.answers import parse_answer  # noqa: E402
 
 
 @pytest.mark.parametrize("raw,number,text", [
@@ -333,7 +333,7 @@ def test_an_answer_field_named_explicitly_must_exist(db, tmp_path):
 
 
 def test_no_gold_warns_and_update_corrects_gold_and_labels_without_executing(db, tmp_path):
-    from pad_data.execute import execute
+    from pad_data.stages.execute import execute
 
     f = tmp_path / "f.csv"
     f.write_text("question,ans\nWhat is 2 + 2?,4\nWhat is 3 + 3?,6\n")

@@ -1,10 +1,10 @@
 import pytest
 
-from pad_data.extract import extract_program
+from pad_data.rules.extract import extract_program
 import math
 
-from pad_data.answers import parse_answer
-from pad_data.labels import ABS_TOL, LABELS, label_for, numbers_match, parse_number
+from pad_data.rules.answers import parse_answer
+from pad_data.rules.labels import ABS_TOL, LABELS, label_for, numbers_match, parse_number
 
 
 @pytest.mark.parametrize("text,num", [
@@ -204,8 +204,8 @@ def test_relabeling_a_stored_execution_gives_the_label_a_fresh_run_gives(vtype, 
     is not a string or a number is stored as its repr: it must label what the worker gave."""
     import pandas as pd
 
-    from pad_data.labels import stored_label
-    from pad_data.results import result_row
+    from pad_data.rules.labels import stored_label
+    from pad_data.stages.results import result_row
     from pad_data.sandbox.pool import ExecResult
 
     res = ExecResult("ok", value=vjson, value_type=vtype, value_repr=vrepr)

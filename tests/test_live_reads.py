@@ -1,4 +1,4 @@
-"""`pad sql` answered by the stage that writes the store, over its socket (pad_data.live_reads)."""
+"""`pad sql` answered by the stage that writes the store, over its socket (pad_data.store.live_reads)."""
 
 import json
 import os
@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from conftest import pad_cli
-from pad_data import live_reads
-from pad_data.entry import live_command
+from pad_data.store import live_reads
+from pad_data.cli.entry import live_command
 from pad_data.store import Store
-from pad_data.writer import GroupCommitter
+from pad_data.store.writer import GroupCommitter
 
 
 @pytest.fixture
@@ -190,7 +190,7 @@ def test_polls_do_not_keep_a_writer_out_and_file_reads_open_the_store_themselves
 
 def test_a_large_result_is_left_to_pad_sql_itself(db, run_dir, monkeypatch):
     """More than LIVE_ROWS rows are not gathered in the stage's memory: the command runs the query."""
-    from pad_data import render
+    from pad_data.store import render
 
     monkeypatch.setattr(render, "LIVE_ROWS", 2)
     Store(db).close()
@@ -217,7 +217,7 @@ def test_hostile_requests_and_odd_results_never_stop_the_server(db, run_dir):
     """Garbage, deep nesting, odd option types, --help and a client that sends nothing each get
     no answer or "run it yourself", and the next query is answered; a MAP with date keys prints
     as JSON on either path (it was a TypeError)."""
-    from pad_data import live_reads as lr
+    from pad_data.store import live_reads as lr
 
     Store(db).close()
     with GroupCommitter(Store(db), _problems, interval=0.05) as committer:
@@ -243,7 +243,7 @@ def test_hostile_requests_and_odd_results_never_stop_the_server(db, run_dir):
 def test_a_slow_query_is_stopped_and_never_holds_up_the_commits(db, run_dir, monkeypatch):
     """A query with no answer within CLIENT_READ_S is interrupted and left to `pad sql` itself;
     the stage commits meanwhile and goes on."""
-    from pad_data import writer
+    from pad_data.store import writer
 
     monkeypatch.setattr(writer, "CLIENT_READ_S", 0.5)
     Store(db).close()
@@ -296,7 +296,7 @@ def test_the_pad_command_asks_the_stage_before_loading_anything_heavy():
     import subprocess
     import sys
 
-    code = ("import sys, pad_data.entry; print(sorted(m for m in ('duckdb', 'typer', 'rich', 'pandas', 'pathlib', "
+    code = ("import sys, pad_data.cli.entry; print(sorted(m for m in ('duckdb', 'typer', 'rich', 'pandas', 'pathlib', "
             "'pad_data.cli', 'pad_data.store') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))).stdout

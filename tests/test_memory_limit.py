@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pad_data.options import MIN_MEMORY, OptionError, memory_limit
+from pad_data.rules.options import MIN_MEMORY, OptionError, memory_limit
 from pad_data.store import Store
 
 from conftest import pad_cli

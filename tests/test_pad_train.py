@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from pad_data.curate import CurateParams, curate  # noqa: E402
-from pad_data.execute import execute  # noqa: E402
-from pad_data.ingest import import_programs, ingest  # noqa: E402
+from pad_data.stages.curate import CurateParams, curate  # noqa: E402
+from pad_data.stages.execute import execute  # noqa: E402
+from pad_data.stages.ingest import import_programs, ingest  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
 from conftest import pad_cli, tiny_gpt2  # noqa: E402
@@ -130,7 +130,7 @@ def test_a_chat_export_trains_with_trl_sft_trainer_as_is(whatis_store, tmp_path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from pad_data.export import export
+    from pad_data.stages.export import export
 
     out = tmp_path / "chat"
     with Store(whatis_store) as st:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pad_data.execute import execute
-from pad_data.generate import generate, make_teacher
+from pad_data.stages.execute import execute
+from pad_data.stages.generate import generate, make_teacher
 from pad_data.store import Store, problem_id, program_id
 
 from conftest import pad_cli
@@ -95,7 +95,7 @@ def test_a_worker_killed_mid_shard_redoes_only_that_shard_and_every_program_is_l
 def ray_cluster():
     ray = pytest.importorskip("ray")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    from pad_data.ray_engine import connect
+    from pad_data.engines.ray_engine import connect
 
     connect(num_cpus=2)
     yield ray
@@ -103,7 +103,7 @@ def ray_cluster():
 
 
 def test_ray_labels_8k_programs_exactly_like_the_local_engine_and_resumes(ray_cluster, tmp_path, monkeypatch):
-    from pad_data import ray_engine
+    from pad_data.engines import ray_engine
 
     local, dist = tmp_path / "local.duckdb", tmp_path / "ray.duckdb"
     _fill(local, 8_000)
@@ -144,7 +144,7 @@ def test_ray_labels_8k_programs_exactly_like_the_local_engine_and_resumes(ray_cl
 
 
 def test_ray_generate_asks_for_the_same_samples_as_local_and_resumes(ray_cluster, tmp_path):
-    from pad_data.ray_engine import generate_ray
+    from pad_data.engines.ray_engine import generate_ray
 
     def problems(db):
         with Store(db) as st, st.transaction():

@@ -14,9 +14,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from pad_data.execute import execute  # noqa: E402
-from pad_data.ingest import import_programs  # noqa: E402
-from pad_data.inject import KINDS, inject, variants  # noqa: E402
+from pad_data.stages.execute import execute  # noqa: E402
+from pad_data.stages.ingest import import_programs  # noqa: E402
+from pad_data.stages.inject import KINDS, inject, variants  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
 from conftest import pad_cli, tiny_gpt2  # noqa: E402
@@ -183,7 +183,7 @@ def refiner(tmp_path_factory):
 
 @pytest.mark.timeout(900)  # the first one also trains the shared student (module fixture)
 def test_a_student_trained_on_refinement_pairs_fixes_held_out_faulty_programs(refiner):
-    from pad_data.extract import extract_program
+    from pad_data.rules.extract import extract_program
     from pad_train.data import load_refine_examples
     from pad_train.evaluate import EvalConfig, generate_texts
     from pad_train.sft import load_model

@@ -230,8 +230,8 @@ def test_bulk_verdicts_are_set_based_kept_per_reviewer_and_upgrade_in_place(stor
 
 def test_curate_by_review_and_export_carries_the_verdict(store, tmp_path):
     from pad_data import review as rv
-    from pad_data.curate import CurateError, CurateParams, curate
-    from pad_data.export import export
+    from pad_data.stages.curate import CurateError, CurateParams, curate
+    from pad_data.stages.export import export
     from pad_data.store import Store
 
     rejected = rv.add_verdicts(str(store), "reject", None, "ann", filters=rv.Filters(label=["correct"],
@@ -363,7 +363,7 @@ def test_browser_overview_and_a_clicked_row_opens_its_program(served, browser):
 
 @needs_chromium
 def test_browser_bulk_verdict_on_a_filter_then_curate_excludes_them(served, browser):
-    from pad_data.curate import CurateParams, curate
+    from pad_data.stages.curate import CurateParams, curate
     from pad_data.store import Store
 
     db, port = served
@@ -435,7 +435,7 @@ def test_installed_wheel_serves_the_app_needs_a_token_off_loopback_and_stops_on_
     server = _children(proc.pid)
     assert len(server) == 1
     argv = open(f"/proc/{server[0]}/cmdline").read().split("\0")
-    assert str(site / "pad_data" / "review_app.py") in argv  # the installed app
+    assert str(site / "pad_data" / "review" / "app.py") in argv  # the installed app
     assert not any(token in a for a in argv)  # the token is not on the command line
     try:
         page = browser.new_page()

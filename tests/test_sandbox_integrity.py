@@ -216,7 +216,7 @@ def test_timeouts_are_final_on_both_paths(forced_fork):
 
 
 def test_poison_pills_are_stored_escaped(tmp_path):
-    from pad_data.execute import execute
+    from pad_data.stages.execute import execute
     from pad_data.store import Store, problem_id, program_id
     import pandas as pd
 

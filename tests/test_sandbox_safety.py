@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pad_data.labels import label_for
+from pad_data.rules.labels import label_for
 from pad_data.sandbox import isolation
 from pad_data.sandbox.pool import SandboxPool, execute_programs
 

@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from pad_data.execute import execute  # noqa: E402
-from pad_data.ingest import import_programs  # noqa: E402
+from pad_data.stages.execute import execute  # noqa: E402
+from pad_data.stages.ingest import import_programs  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
 from conftest import tiny_gpt2  # noqa: E402
@@ -49,7 +49,7 @@ def test_stepwise_search_beats_greedy_when_greedys_first_step_fails(tmp_path):
     db = tmp_path / "pad.duckdb"
     (tmp_path / "test.jsonl").write_text("\n".join(json.dumps({"question": f"What is {n}?", "answer": n})
                                                    for n in test_n))
-    from pad_data.ingest import ingest
+    from pad_data.stages.ingest import ingest
 
     with Store(db) as st:
         ingest(st, tmp_path / "test.jsonl", "whatis", split="test")

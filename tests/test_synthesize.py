@@ -2,15 +2,15 @@ import json
 
 import pytest
 
-from pad_data.check import coverage, ngrams, normalize_text
-from pad_data.curate import CurateParams, curate
-from pad_data.execute import execute
-from pad_data.generate import generate, make_teacher
-from pad_data.ingest import ingest
-from pad_data.labels import numbers_match
+from pad_data.stages.check import coverage, ngrams, normalize_text
+from pad_data.stages.curate import CurateParams, curate
+from pad_data.stages.execute import execute
+from pad_data.stages.generate import generate, make_teacher
+from pad_data.stages.ingest import ingest
+from pad_data.rules.labels import numbers_match
 from pad_data.store import Store
-from pad_data.synthesize import parse_problem, synthesize
-from pad_data.vote import vote
+from pad_data.stages.synthesize import parse_problem, synthesize
+from pad_data.stages.vote import vote
 
 from conftest import pad_cli
 from openai_server import FakeTeacherServer

@@ -2,14 +2,14 @@ import json
 
 import pytest
 
-from pad_data.answers import parse_answer
-from pad_data.curate import CurateParams, curate
-from pad_data.execute import execute
-from pad_data.batch import generate_batch
-from pad_data.ingest import ingest
-from pad_data.labels import numbers_match
+from pad_data.rules.answers import parse_answer
+from pad_data.stages.curate import CurateParams, curate
+from pad_data.stages.execute import execute
+from pad_data.stages.batch import generate_batch
+from pad_data.stages.ingest import ingest
+from pad_data.rules.labels import numbers_match
 from pad_data.store import Store
-from pad_data.vote import majority, vote
+from pad_data.stages.vote import majority, vote
 
 from conftest import pad_cli
 from openai_server import FakeTeacherServer

@@ -32,7 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import seccomp
+from pad_data.sandbox import seccomp
 
 WORKER_SOURCE = (Path(__file__).with_name("worker.py")).read_text()
 LEVELS = ("bwrap", "unshare", "process")

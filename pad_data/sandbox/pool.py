@@ -34,7 +34,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Iterable, Iterator
 
-from . import isolation
+from pad_data.sandbox import isolation
 
 EXECUTOR_VERSION = "pad-sandbox/2"
 STDOUT_CAP = 8192 + 64

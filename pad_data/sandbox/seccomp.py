@@ -8,7 +8,7 @@ in its config; the worker installs them with ``prctl`` before any program runs. 
   io_uring, userfaultfd, handle-based opens...), System V and POSIX IPC and extended-attribute
   writes (state that outlives a program: a channel to the next one), and sockets: the worker talks over pipes, and a
   fast-path program (run in the worker itself) that escaped Python must not reach the network
-  or the socket a running stage answers reads on (pad_data.live_reads). ``clone`` that asks for new namespaces is denied;
+  or the socket a running stage answers reads on (pad_data.store.live_reads). ``clone`` that asks for new namespaces is denied;
   ``clone3`` answers ENOSYS so libc falls back to ``clone``, whose flags can be checked.
 - ``CHILD_DENY`` (each forked program, on top): no new processes or threads, no exec, no
   signals or resource changes aimed at other processes, no sockets, and no writes to the

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from .base import Completion, TeacherError
+from pad_data.teachers.base import Completion, TeacherError
 
 
 class HFTeacher:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from ..embedded import EmbeddedProblem
+from pad_data.teachers.embedded import EmbeddedProblem
 
 NAME = "offline-template-v1"
 FAULTS = {  # intended fault -> probability per sample

@@ -16,7 +16,7 @@ import random
 
 import openai
 
-from .base import Completion, TeacherError
+from pad_data.teachers.base import Completion, TeacherError
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
 

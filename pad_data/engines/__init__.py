@@ -1,0 +1,1 @@
+"""How stages run: the pipeline of steps, locally or on Ray."""

@@ -1,0 +1,116 @@
+"""Pipelines: a list of small steps run in order over one store (datatrove-style).
+
+A :class:`Step` is anything with a ``name`` and ``run(store) -> dict``. ``pad run`` is
+``run_pipeline(store, default_steps(...))``; every step is idempotent, so rerunning a
+pipeline only does the missing work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from pad_data.stages import execute as execute_mod
+from pad_data.stages import generate
+from pad_data.stages import ingest
+from pad_data.store import Store
+
+
+class Step(Protocol):
+    name: str
+
+    def run(self, store: Store) -> dict: ...
+
+
+@dataclass
+class IngestEmbedded:
+    seed: int = 0
+    name: str = "ingest embedded problems"
+
+    def run(self, store: Store) -> dict:
+        return generate.ingest_embedded(store, seed=self.seed)
+
+
+@dataclass
+class Ingest:
+    source: str
+    dataset: str
+    split: str | None = None
+    fmt: str = "auto"
+    limit: int | None = None
+    name: str = "ingest"
+
+    def run(self, store: Store) -> dict:
+        return ingest.ingest(store, self.source, self.dataset, split=self.split, fmt=self.fmt,
+                             limit=self.limit)
+
+
+@dataclass
+class ImportPrograms:
+    source: str
+    dataset: str
+    teacher: str | None = None
+    name: str = "import programs"
+
+    def run(self, store: Store) -> dict:
+        return ingest.import_programs(store, self.source, self.dataset, teacher=self.teacher)
+
+
+@dataclass
+class OfflineTeacher:
+    samples: int = 4
+    seed: int = 0
+    name: str = "generate (offline template teacher)"
+
+    def run(self, store: Store) -> dict:
+        return generate.generate_offline(store, samples=self.samples, seed=self.seed)
+
+
+@dataclass
+class Generate:
+    """Programs from a real teacher (OpenAI-compatible server or local model) for ``datasets``."""
+
+    datasets: list[str]
+    model: str
+    base_url: str | None = None
+    backend: str = "openai"
+    samples: int = 4
+    concurrency: int = 16
+    name: str = "generate (teacher)"
+
+    def run(self, store: Store) -> dict:
+        added = cached = failed = 0
+        for dataset in self.datasets:
+            teacher = generate.make_teacher(self.backend, self.model, base_url=self.base_url)
+            r = generate.generate(store, teacher, dataset, samples=self.samples, concurrency=self.concurrency)
+            added, cached, failed = added + r["added"], cached + r["cached"], failed + r["failed"]
+        return {"teacher": self.model, "added": added, "cached": cached, "failed": failed}
+
+
+@dataclass
+class Execute:
+    timeout: float = 2.0
+    memory_mb: int = 512
+    workers: int = 2
+    dataset: str | None = None
+    progress: Callable[[int, int], None] | None = field(default=None, repr=False)
+    name: str = "execute + label"
+
+    def run(self, store: Store) -> dict:
+        return execute_mod.execute(store, dataset=self.dataset, timeout=self.timeout,
+                                   memory_mb=self.memory_mb, workers=self.workers,
+                                   progress=self.progress)
+
+
+def run_pipeline(store: Store, steps: list[Step],
+                 on_step: Callable[[Step, dict, float], None] | None = None) -> list[tuple[str, dict]]:
+    """Run ``steps`` in order; returns ``[(step name, its result), ...]``."""
+    results = []
+    for step in steps:
+        t0 = time.perf_counter()
+        result = step.run(store)
+        if on_step:
+            on_step(step, result, time.perf_counter() - t0)
+        results.append((step.name, result))
+    return results

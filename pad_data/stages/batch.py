@@ -1,0 +1,305 @@
+"""``pad generate --batch``: the same requests through the OpenAI Batch API (half the price, results within 24 h).
+
+A run plans like a live one (:func:`pad_data.stages.generate.plan`: the same cache keys, so batch and
+live runs mix) and then, for the samples still missing:
+
+1. samples already in a *pending job* of the store (submitted by an earlier run that was killed,
+   interrupted or run with ``wait=False``) are not submitted again: that job is polled;
+2. the rest become new jobs of at most ``max_batch_requests`` requests (one chat completion per
+   problem, ``n`` = its missing samples). A job is committed (``batch_jobs``, its requests in
+   ``batch_requests``) before anything is sent, then its input file is uploaded (``/v1/files``,
+   purpose ``batch``), its id committed, the batch created (``/v1/batches``, with the job id in
+   its metadata) and its id committed. A run killed between two of these steps finds the job
+   and goes on from there (a batch created but not yet recorded is found again by its metadata);
+3. every ``poll_interval`` seconds the unfinished batches are retrieved (their status is
+   committed, so ``pad sql`` shows it) until each is ``completed``, ``failed``, ``expired`` or
+   ``cancelled`` (or ``lost``: the server answers 404 for it); then its output file (and error
+   file) is downloaded and, in one transaction,
+   its programs are stored (the program ids a live run would give them), the samples that got
+   no answer go to ``generation_failures`` (retried by the next run, live or batch) and the job
+   is marked ingested. A sample stored meanwhile by a live run is not stored twice.
+
+Cost estimates are half the list prices (the Batch API discount).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from types import SimpleNamespace
+from typing import Callable
+
+import pandas as pd
+
+from pad_data.rules.extract import extract_program
+from pad_data.stages.generate import plan
+from pad_data.teachers.prompts import Prompt
+from pad_data.store import Store, content_id
+from pad_data.teachers.base import TeacherError, estimate_cost
+
+TERMINAL = ("completed", "failed", "expired", "cancelled", "lost")  # lost: the server does not know it (404)
+BATCH_DISCOUNT = 0.5
+ENDPOINT = "/v1/chat/completions"
+
+
+def completion_rows(model: str, prompt_id: str, pid: str, idxs: list[int], keys: list[str], texts: list[str],
+                    prompt_tokens: int | None, completion_tokens: int | None,
+                    prices: tuple[float, float] | None, discount: float = 1.0) -> list[dict]:
+    """``programs`` rows for the completions ``texts`` of samples ``idxs`` (cache keys ``keys``) of
+    problem ``pid``: the rows a live run stores (usage split evenly over the samples)."""
+    k = len(texts)
+    pt = prompt_tokens / k if prompt_tokens is not None else None
+    ct = completion_tokens / k if completion_tokens is not None else None
+    cost = estimate_cost(model, pt, ct, prices)
+    rows = []
+    for idx, key, text in zip(idxs, keys, texts):
+        code = extract_program(text)
+        rows.append({"program_id": content_id("program", pid, "teacher", key, code), "problem_id": pid,
+                     "origin": "teacher", "teacher": model, "sample_idx": idx, "program": code, "completion": text,
+                     "prompt_id": prompt_id, "gen_key": key, "prompt_tokens": pt, "completion_tokens": ct,
+                     "cost_usd": None if cost is None else cost * discount})
+    return rows
+
+
+class BatchClient:
+    """The few Batch API calls pad makes, over the official ``openai`` client (its own retries on)."""
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, max_retries: int = 6,
+                 timeout: float = 120.0):
+        import openai
+
+        self.errors = (openai.OpenAIError,)
+        self.client = openai.OpenAI(base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
+                                    api_key=api_key or os.environ.get("OPENAI_API_KEY") or "no-key",
+                                    max_retries=max_retries, timeout=timeout)
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except self.errors as exc:
+            raise TeacherError(f"Batch API {what}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+
+    def upload(self, name: str, data: bytes) -> str:
+        return self._call("upload", self.client.files.create, file=(name, data, "application/jsonl"),
+                          purpose="batch").id
+
+    def create(self, input_file_id: str, job_id: str):
+        return self._call("create", self.client.batches.create, input_file_id=input_file_id, endpoint=ENDPOINT,
+                          completion_window="24h", metadata={"pad_job": job_id})
+
+    def find(self, job_id: str, input_file_id: str):
+        """The batch created for ``job_id`` from ``input_file_id``, if there is one."""
+        for i, b in enumerate(self._call("list", self.client.batches.list, limit=100)):
+            if (b.metadata or {}).get("pad_job") == job_id and b.input_file_id == input_file_id:
+                return b
+            if i >= 1000:
+                break
+        return None
+
+    def retrieve(self, batch_id: str):
+        """The batch, or a stand-in with status ``lost`` when the server does not know it (404)."""
+        import openai
+
+        try:
+            return self.client.batches.retrieve(batch_id)
+        except openai.NotFoundError:
+            return SimpleNamespace(id=batch_id, status="lost", output_file_id=None, error_file_id=None,
+                                   errors=None, request_counts=None)
+        except self.errors as exc:
+            raise TeacherError(f"Batch API retrieve: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+
+    def download(self, file_id: str) -> str:
+        return self._call("download", self.client.files.content, file_id).text
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _jobs(store: Store, where: str, params: list) -> list[dict]:
+    return store.df(f"SELECT * FROM batch_jobs WHERE {where} ORDER BY created_at, job_id", params).to_dict("records")
+
+
+def _set(store: Store, job_id: str, **cols) -> None:
+    with store.transaction() as con:
+        con.execute(f"UPDATE batch_jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE job_id = ?",
+                    list(cols.values()) + [job_id])
+
+
+def _new_jobs(store: Store, model: str, dataset: str, prompt, temperature: float, max_tokens: int,
+              todo: list[tuple[str, str, list[int]]], keys: dict[str, list[str]], max_batch_requests: int) -> None:
+    """Commit jobs (and their requests) for the samples ``todo``; nothing is sent yet."""
+    for start in range(0, len(todo), max_batch_requests):
+        chunk = todo[start:start + max_batch_requests]
+        gen_keys = [[keys[pid][i] for i in idxs] for pid, _, idxs in chunk]
+        job_id = uuid.uuid4().hex[:16]
+        reqs = pd.DataFrame({"job_id": job_id,
+                             "custom_id": [f"{pid}:{','.join(map(str, idxs))}" for pid, _, idxs in chunk],
+                             "problem_id": [pid for pid, _, _ in chunk], "sample_idxs": [idxs for _, _, idxs in chunk],
+                             "gen_keys": gen_keys})
+        with store.transaction() as con:
+            con.execute("INSERT OR IGNORE INTO batch_jobs (job_id, model, dataset, prompt_id, temperature, max_tokens, "
+                        "status, requests, samples) VALUES (?, ?, ?, ?, ?, ?, 'new', ?, ?)",
+                        [job_id, model, dataset, prompt.prompt_id, float(temperature), max_tokens, len(chunk),
+                         sum(len(ks) for ks in gen_keys)])
+            store.append("batch_requests", reqs)
+
+
+def _input_file(store: Store, job: dict) -> bytes:
+    prompt = Prompt("", store.scalar("SELECT text FROM prompts WHERE prompt_id = ?", [job["prompt_id"]]))
+    reqs = store.con.execute("SELECT r.custom_id, r.sample_idxs, pr.question FROM batch_requests r "
+                             "JOIN problems pr USING (problem_id) WHERE r.job_id = ? ORDER BY r.custom_id",
+                             [job["job_id"]]).fetchall()
+    lines = [json.dumps({"custom_id": cid, "method": "POST", "url": ENDPOINT,
+                         "body": {"model": job["model"], "messages": [{"role": "user", "content": prompt.render(q)}],
+                                  "n": len(idxs), "temperature": job["temperature"],
+                                  "max_tokens": int(job["max_tokens"])}}, ensure_ascii=False)
+             for cid, idxs, q in reqs]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _submit(store: Store, client: BatchClient, job: dict) -> dict:
+    """Upload and create the batch of ``job``, committing each id as soon as it is known."""
+    if not job["input_file_id"]:
+        file_id = client.upload(f"pad-{job['job_id']}.jsonl", _input_file(store, job))
+        _set(store, job["job_id"], input_file_id=file_id, status="uploaded")
+        job.update(input_file_id=file_id, status="uploaded")
+    if not job["batch_id"]:
+        b = client.find(job["job_id"], job["input_file_id"]) or client.create(job["input_file_id"], job["job_id"])
+        _set(store, job["job_id"], batch_id=b.id, status=b.status, submitted_at=pd.Timestamp.now())
+        job.update(batch_id=b.id, status=b.status)
+    return job
+
+
+def _parse_output(text: str, where: str) -> dict[str, dict]:
+    out = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TeacherError(f"{where}:{n}: invalid JSON in the batch output: {exc.msg}") from None
+            out[str(rec.get("custom_id"))] = rec
+    return out
+
+
+def _line_error(rec: dict | None, status: str) -> str:
+    if rec is None:
+        return f"no output for this request (batch {status})"
+    resp = rec.get("response") or {}
+    err = rec.get("error") or (resp.get("body") or {}).get("error") or {}
+    msg = err.get("message") if isinstance(err, dict) else str(err)
+    return f"batch request failed ({resp.get('status_code', '?')}): {msg or 'no message'}"[:500]
+
+
+def _ingest(store: Store, client: BatchClient, job: dict, batch, prices, stats: dict) -> None:
+    """Download the results of a finished batch and store them, in one transaction."""
+    results: dict[str, dict] = {}
+    for fid in (batch.error_file_id, batch.output_file_id):  # output lines win over error lines
+        if fid:
+            results.update(_parse_output(client.download(fid), f"batch {batch.id} file {fid}"))
+    reqs = store.con.execute("SELECT custom_id, problem_id, sample_idxs, gen_keys FROM batch_requests "
+                             "WHERE job_id = ? ORDER BY custom_id", [job["job_id"]]).fetchall()
+    status = batch.status
+    if status == "failed" and getattr(batch, "errors", None) and batch.errors.data:
+        status = f"failed: {batch.errors.data[0].message}"
+    ok, failed = [], []
+    for cid, pid, idxs, gen_keys in reqs:
+        rec = results.get(cid)
+        resp = (rec or {}).get("response") or {}
+        body = resp.get("body") or {}
+        texts = [c.get("message", {}).get("content") for c in body.get("choices") or []]
+        texts = [t for t in texts if isinstance(t, str)][: len(idxs)]
+        if resp.get("status_code") == 200 and texts:
+            usage = body.get("usage") or {}
+            ok += completion_rows(job["model"], job["prompt_id"], pid, idxs[: len(texts)], gen_keys[: len(texts)],
+                                  texts, usage.get("prompt_tokens"), usage.get("completion_tokens"), prices,
+                                  BATCH_DISCOUNT)
+            stats["prompt_tokens"] += usage.get("prompt_tokens") or 0
+            stats["completion_tokens"] += usage.get("completion_tokens") or 0
+            missing = list(zip(idxs, gen_keys))[len(texts):]
+            error = f"the batch answered {len(texts)} of {len(idxs)} samples"
+        else:
+            missing, error = list(zip(idxs, gen_keys)), _line_error(rec, status)
+        failed += [{"gen_key": k, "problem_id": pid, "sample_idx": i, "model": job["model"], "error": error,
+                    "attempts": 1} for i, k in missing]
+        if missing:
+            stats["last_error"] = error
+    with store.transaction() as con:
+        if ok:
+            df = pd.DataFrame(ok)
+            con.register("_pad_batch_ok", df)
+            try:  # a sample a live run stored meanwhile is not stored twice
+                have = {r[0] for r in con.execute("SELECT gen_key FROM programs WHERE gen_key IN "
+                                                  "(SELECT gen_key FROM _pad_batch_ok)").fetchall()}
+            finally:
+                con.unregister("_pad_batch_ok")
+            df = df[~df.gen_key.isin(have)]
+            if len(df):
+                stats["added"] += store.insert_new("programs", df, "program_id")
+                con.execute("DELETE FROM generation_failures WHERE gen_key IN (SELECT unnest(?))",
+                            [list(df.gen_key)])
+        if failed:
+            store.append("generation_failures", pd.DataFrame(failed))
+            stats["failed"] += len(failed)
+        con.execute("UPDATE batch_jobs SET status = ?, output_file_id = ?, error_file_id = ?, finished_at = "
+                    "coalesce(finished_at, current_timestamp), ingested_at = current_timestamp WHERE job_id = ?",
+                    [batch.status, batch.output_file_id, batch.error_file_id, job["job_id"]])
+
+
+def generate_batch(store: Store, model: str, dataset: str, base_url: str | None = None, samples: int = 4,
+                   temperature: float = 0.7, max_tokens: int = 512, prompt: str | None = None,
+                   split: str | None = None, limit: int | None = None, prices: tuple[float, float] | None = None,
+                   poll_interval: float = 30.0, wait: bool = True, max_batch_requests: int = 50_000,
+                   max_retries: int = 6, timeout: float = 120.0, api_key: str | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> dict:
+    """Generate the missing samples of ``dataset`` through the Batch API (see the module docstring).
+    ``wait=False`` submits and returns; a later run polls. Returns generate's counts plus ``batches``
+    (jobs this run submitted or polled), ``resumed`` (of them, from an earlier run) and ``pending``."""
+    p, todo, keys, cached = plan(store, model, dataset, samples, temperature, max_tokens, prompt, split, limit)
+    config = "model = ? AND dataset = ? AND prompt_id = ? AND temperature = ? AND max_tokens = ?"
+    params = [model, dataset, p.prompt_id, float(temperature), max_tokens]
+    pending = _jobs(store, f"ingested_at IS NULL AND {config}", params)
+    in_flight = {r[0] for r in store.con.execute(
+        f"SELECT unnest(gen_keys) FROM batch_requests WHERE job_id IN (SELECT job_id FROM batch_jobs "
+        f"WHERE ingested_at IS NULL AND {config})", params).fetchall()}
+    todo = [(pid, q, [i for i in idxs if keys[pid][i] not in in_flight]) for pid, q, idxs in todo]
+    todo = [t for t in todo if t[2]]
+    total = sum(len(t[2]) for t in todo) + sum(j["samples"] for j in pending)
+    stats = {"requested_samples": total, "cached": cached, "added": 0, "failed": 0, "requests": 0,
+             "prompt_tokens": 0, "completion_tokens": 0, "batches": 0, "resumed": len(pending), "pending": 0,
+             "teacher": model, "prompt": p.name}
+    t0 = time.perf_counter()
+    _new_jobs(store, model, dataset, p, temperature, max_tokens, todo, keys, max_batch_requests)
+    jobs = _jobs(store, f"ingested_at IS NULL AND {config}", params)
+    stats["batches"] = len(jobs)
+    stats["requests"] = sum(j["requests"] for j in jobs)
+    client = BatchClient(base_url, api_key=api_key, max_retries=max_retries, timeout=timeout)
+    try:
+        jobs = [_submit(store, client, j) for j in jobs]
+        finished = 0
+        while jobs and wait:
+            running = 0
+            for job in list(jobs):
+                b = client.retrieve(job["batch_id"])
+                if b.status != job["status"]:
+                    _set(store, job["job_id"], status=b.status)
+                    job["status"] = b.status
+                if b.status in TERMINAL:
+                    _ingest(store, client, job, b, prices, stats)
+                    jobs.remove(job)
+                    finished += job["samples"]
+                elif getattr(b, "request_counts", None) and b.request_counts.total:
+                    c = b.request_counts
+                    running += job["samples"] * (c.completed + c.failed) // c.total
+            if progress:
+                progress(finished + running, total)
+            if jobs:
+                time.sleep(poll_interval)
+        stats["pending"] = len(jobs)
+    finally:
+        client.close()
+    stats["seconds"] = time.perf_counter() - t0
+    stats["programs_per_s"] = stats["added"] / stats["seconds"] if stats["seconds"] > 0 else 0.0
+    return stats

@@ -1,0 +1,128 @@
+"""``pad vote``: consensus answers (self-consistency) for problems that have no gold answer.
+
+For each problem with no gold (neither a number nor a text), the numeric results of its
+programs vote: the latest execution of each program of origin teacher, import or human (not
+injected variants, not a student's programs) that ran and returned a number. Values equal
+within the label tolerance (:func:`pad_data.rules.labels.numbers_match`) are one answer: a value's
+*votes* are the results that match it, and the value with the most votes wins (between
+values with as many votes, the one returned exactly most often, then the smallest). When two
+values that do not match each other share the most votes the problem is *tied* and gets no
+consensus. A winner with at least ``min_votes`` votes becomes the problem's consensus, stored
+in ``consensus`` with ``votes``, ``voters`` (results that voted) and ``agreement`` =
+votes / voters. ``labeled_programs`` then shows it as the problem's ``gold``
+(``gold_source = 'consensus'``) and labels the problem's programs ``correct`` or
+``wrong_answer`` against it; problems without one stay ``unverifiable``. A real gold answer
+always wins: problems that have one are never voted on.
+
+A vote replaces the consensus rows of the problems it covers (one dataset, or all), so
+rerunning it after more programs were generated and executed updates them, and a higher
+``min_votes`` withdraws consensus answers that no longer reach it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Iterable
+
+import pandas as pd
+
+from pad_data.rules.labels import numbers_match
+from pad_data.rules.options import COUNT, check_names, check_numbers
+from pad_data.store import CONSENSUS_LABEL, Store
+
+VOTERS = ("teacher", "import", "human")  # origins whose programs vote
+
+
+def format_answer(value: float) -> str:
+    """``18`` for 18.0, ``2.5`` for 2.5: the consensus as answer text."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
+
+
+def majority(values: Iterable[float]) -> tuple[float, int] | None:
+    """``(winner, votes)`` among ``values`` (see the module docstring), or None when tied or empty."""
+    vals = sorted(values)
+    if not vals:
+        return None
+    exact = Counter(vals)
+    best: list[tuple[int, int, float]] = []  # (votes, exact count, value) of the leaders
+    lo = hi = 0
+    for v in sorted(exact):  # a window over the sorted values: everything that matches v
+        while not numbers_match(vals[lo], v):
+            lo += 1
+        hi = max(hi, lo)
+        while hi < len(vals) and numbers_match(vals[hi], v):
+            hi += 1
+        key = (hi - lo, exact[v], v)
+        if not best or key[0] > best[0][0]:
+            best = [key]
+        elif key[0] == best[0][0]:
+            best.append(key)
+    votes = best[0][0]
+    winner = min(best, key=lambda k: (-k[1], k[2]))[2]
+    if any(not numbers_match(v, winner) for _, _, v in best):
+        return None
+    return winner, votes
+
+
+def vote(store: Store, dataset: str | None = None, min_votes: int = 3) -> dict:
+    """Vote on every problem without gold (of ``dataset``, or all); store the consensus answers.
+
+    Returns counts: ``problems`` (without gold), ``no_results`` (no program returned a number),
+    ``tied``, ``below_min_votes``, ``voted`` (consensus stored), the mean ``agreement`` of the
+    voted problems and ``agreement_hist`` (voted problems per agreement decile)."""
+    check_numbers(("--min-votes", min_votes, COUNT))
+    if dataset is not None:
+        check_names("--dataset", [dataset], [r[0] for r in store.con.execute(
+            "SELECT DISTINCT dataset FROM problems").fetchall()], "dataset")
+    scope, params = ("pr.dataset = ?", [dataset]) if dataset else ("TRUE", [])
+    no_gold = "pr.answer IS NULL AND trim(coalesce(pr.answer_text, '')) = ''"
+    problems = [r[0] for r in store.con.execute(
+        f"SELECT problem_id FROM problems pr WHERE {scope} AND {no_gold}", params).fetchall()]
+    rows = store.con.execute(f"""
+        WITH latest AS (
+            SELECT program_id, status, value_num FROM executions
+            QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY seq DESC) = 1)
+        SELECT p.problem_id, e.value_num
+        FROM programs p JOIN problems pr USING (problem_id) JOIN latest e USING (program_id)
+        WHERE {scope} AND {no_gold} AND p.origin IN ({', '.join('?' * len(VOTERS))})
+          AND e.status = 'ok' AND e.value_num IS NOT NULL AND isfinite(e.value_num)""",
+                             params + list(VOTERS)).fetchall()
+    by_problem: dict[str, list[float]] = defaultdict(list)
+    for pid, value in rows:
+        by_problem[pid].append(value)
+    stats = {"problems": len(problems), "no_results": len(problems) - len(by_problem), "tied": 0,
+             "below_min_votes": 0, "voted": 0}
+    out = []
+    for pid in sorted(by_problem):
+        values = by_problem[pid]
+        result = majority(values)
+        if result is None:
+            stats["tied"] += 1
+        elif result[1] < min_votes:
+            stats["below_min_votes"] += 1
+        else:
+            answer, votes = result
+            out.append({"problem_id": pid, "answer": answer, "answer_text": format_answer(answer),
+                        "votes": votes, "voters": len(values), "agreement": votes / len(values),
+                        "min_votes": min_votes})
+    stats["voted"] = len(out)
+    with store.transaction():
+        store.con.execute(f"DELETE FROM consensus WHERE problem_id IN "
+                          f"(SELECT problem_id FROM problems pr WHERE {scope})", params)
+        if out:
+            store.insert_new("consensus", pd.DataFrame(out), "problem_id")
+        # the materialized current labels follow (labeled_programs applies the same rule)
+        store.con.execute(f"""
+            UPDATE program_labels SET label = s.label FROM (
+                SELECT l.seq, CASE WHEN c.problem_id IS NULL THEN e.label
+                                   ELSE {CONSENSUS_LABEL.format(e='e', answer='c.answer')} END AS label
+                FROM program_labels l JOIN executions e ON e.seq = l.seq
+                LEFT JOIN consensus c ON c.problem_id = l.problem_id
+                WHERE e.label = 'unverifiable'
+                  AND l.problem_id IN (SELECT problem_id FROM problems pr WHERE {scope})) s
+            WHERE program_labels.seq = s.seq AND program_labels.label <> s.label""", params)
+    agreements = [r["agreement"] for r in out]
+    stats["agreement"] = sum(agreements) / len(agreements) if agreements else None
+    hist = Counter(min(int(a * 10), 9) for a in agreements)
+    stats["agreement_hist"] = {f"{d / 10:.1f}-{(d + 1) / 10:.1f}": hist[d] for d in sorted(hist)}
+    return stats
