@@ -33,34 +33,14 @@ from typing import Callable
 
 import pandas as pd
 
-from pad_data.rules.extract import extract_program
-from pad_data.stages.generate import plan
+from pad_data.stages.generate import completion_rows, plan
 from pad_data.teachers.prompts import Prompt
-from pad_data.store import Store, content_id
-from pad_data.teachers.base import TeacherError, estimate_cost
+from pad_data.store import Store
+from pad_data.teachers.base import TeacherError
 
 TERMINAL = ("completed", "failed", "expired", "cancelled", "lost")  # lost: the server does not know it (404)
 BATCH_DISCOUNT = 0.5
 ENDPOINT = "/v1/chat/completions"
-
-
-def completion_rows(model: str, prompt_id: str, pid: str, idxs: list[int], keys: list[str], texts: list[str],
-                    prompt_tokens: int | None, completion_tokens: int | None,
-                    prices: tuple[float, float] | None, discount: float = 1.0) -> list[dict]:
-    """``programs`` rows for the completions ``texts`` of samples ``idxs`` (cache keys ``keys``) of
-    problem ``pid``: the rows a live run stores (usage split evenly over the samples)."""
-    k = len(texts)
-    pt = prompt_tokens / k if prompt_tokens is not None else None
-    ct = completion_tokens / k if completion_tokens is not None else None
-    cost = estimate_cost(model, pt, ct, prices)
-    rows = []
-    for idx, key, text in zip(idxs, keys, texts):
-        code = extract_program(text)
-        rows.append({"program_id": content_id("program", pid, "teacher", key, code), "problem_id": pid,
-                     "origin": "teacher", "teacher": model, "sample_idx": idx, "program": code, "completion": text,
-                     "prompt_id": prompt_id, "gen_key": key, "prompt_tokens": pt, "completion_tokens": ct,
-                     "cost_usd": None if cost is None else cost * discount})
-    return rows
 
 
 class BatchClient:

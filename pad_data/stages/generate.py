@@ -88,7 +88,34 @@ def ingest_embedded(store: Store, seed: int = 0, problems: list[EmbeddedProblem]
 
 
 def gen_key(pid: str, prompt_id: str, model: str, temperature: float, max_tokens: int, idx: int) -> str:
+    """The cache key of sample ``idx`` of problem ``pid`` under one generation configuration."""
     return content_id("gen", pid, prompt_id, model, repr(float(temperature)), max_tokens, idx)
+
+
+def teacher_program_id(pid: str, key: str, program: str) -> str:
+    """The id of a program a teacher wrote for the sample with cache key ``key``: it hashes the key
+    rather than the teacher and sample index, so another prompt or sampling setting gives another id."""
+    return content_id("program", pid, "teacher", key, program)
+
+
+def completion_rows(model: str, prompt_id: str, pid: str, idxs: list[int], keys: list[str], texts: list[str],
+                    prompt_tokens: int | None, completion_tokens: int | None,
+                    prices: tuple[float, float] | None, discount: float = 1.0) -> list[dict]:
+    """``programs`` rows for the completions ``texts`` of samples ``idxs`` (cache keys ``keys``) of
+    problem ``pid``, as live, Ray and Batch API runs store them: the usage of the request is split
+    evenly over its samples, and its cost multiplied by ``discount``."""
+    k = len(texts)
+    pt = prompt_tokens / k if prompt_tokens is not None else None
+    ct = completion_tokens / k if completion_tokens is not None else None
+    cost = estimate_cost(model, pt, ct, prices)
+    rows = []
+    for idx, key, text in zip(idxs, keys, texts):
+        code = extract_program(text)
+        rows.append({"program_id": teacher_program_id(pid, key, code), "problem_id": pid,
+                     "origin": "teacher", "teacher": model, "sample_idx": idx, "program": code, "completion": text,
+                     "prompt_id": prompt_id, "gen_key": key, "prompt_tokens": pt, "completion_tokens": ct,
+                     "cost_usd": None if cost is None else cost * discount})
+    return rows
 
 
 def make_teacher(backend: str, model: str, base_url: str | None = None, max_retries: int = 6,
@@ -300,20 +327,8 @@ async def run_requests(teacher: Teacher, prompt: Prompt, todo: list[tuple[str, s
     sem = asyncio.Semaphore(concurrency)
 
     def store_completion(pid: str, idxs: list[int], comp) -> None:
-        k = len(idxs)
-        pt = comp.prompt_tokens / k if comp.prompt_tokens is not None else None
-        ct = comp.completion_tokens / k if comp.completion_tokens is not None else None
-        cost = estimate_cost(teacher.name, pt, ct, prices)
-        rows = []
-        for idx, text in zip(idxs, comp.texts):
-            code = extract_program(text)
-            key = keys[pid][idx]
-            rows.append({"program_id": content_id("program", pid, "teacher", key, code),
-                         "problem_id": pid, "origin": "teacher", "teacher": teacher.name,
-                         "sample_idx": idx, "program": code, "completion": text,
-                         "prompt_id": prompt.prompt_id, "gen_key": key, "prompt_tokens": pt,
-                         "completion_tokens": ct, "cost_usd": cost})
-        put("ok", rows)
+        put("ok", completion_rows(teacher.name, prompt.prompt_id, pid, idxs, [keys[pid][i] for i in idxs],
+                                  comp.texts, comp.prompt_tokens, comp.completion_tokens, prices))
         stats["prompt_tokens"] += comp.prompt_tokens or 0
         stats["completion_tokens"] += comp.completion_tokens or 0
 
