@@ -34,16 +34,16 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import pandas as pd
 
 from pad_data.stages.check import NGRAM, coverage, load_reference, ngrams, normalize_text
 from pad_data.rules.options import COUNT, CONCURRENCY, FRACTION_OPEN, MAX_TOKENS, SEED, TEMPERATURE, Range, check_names, \
     check_numbers
-from pad_data.teachers.prompts import load_synthesis_prompt
+from pad_data.teachers.prompts import Prompt, load_synthesis_prompt
 from pad_data.store import Store, content_id, problem_id
-from pad_data.teachers.base import Teacher, TeacherError, estimate_cost
+from pad_data.teachers.base import Completion, Teacher, TeacherError, estimate_cost
 
 OUTCOMES = ("accepted", "contaminated", "duplicate", "near_duplicate", "unparsable")
 MIN_WORDS = 5
@@ -149,6 +149,32 @@ def synthesize(store: Store, teacher: Teacher, seed_dataset: str, dataset: str, 
         "SELECT DISTINCT dataset FROM problems").fetchall()], "dataset")
     p = load_synthesis_prompt(prompt)
     ref = _reference_index(list(reference or []))
+    pool, seen = _seed_problems(store, seed_dataset, dataset, split)
+    max_requests = max_requests or 3 * n + 10
+    keys = [synth_key(seed_dataset, dataset, p.prompt_id, teacher.name, temperature, max_tokens, seed, i)
+            for i in range(max_requests)]
+    with store.transaction():
+        store.insert_new("prompts", pd.DataFrame([{"prompt_id": p.prompt_id, "name": p.name, "text": p.text}]),
+                         "prompt_id")
+    done = _stored_outcomes(store, keys)
+    stats = {o: 0 for o in OUTCOMES}
+    stats.update(cached=len(done), accepted_total=sum(o == "accepted" for o in done.values()), requests=0,
+                 failed=0, prompt_tokens=0, completion_tokens=0, prompt=p.name, teacher=teacher.name)
+    run = _Synthesis(store, teacher, p, seed_dataset, dataset, keys, pool, seen, ref, stats, n=n, shots=shots,
+                     seed=seed, temperature=temperature, max_tokens=max_tokens, contamination=contamination,
+                     near_duplicate=near_duplicate, prices=prices, progress=progress)
+    t0 = time.perf_counter()
+    asyncio.run(run.ask_all(iter([i for i in range(max_requests) if keys[i] not in done]), concurrency))
+    stats["requests"] = getattr(teacher, "requests", stats["requests"])
+    stats["seconds"] = time.perf_counter() - t0
+    return stats
+
+
+def _seed_problems(store: Store, seed_dataset: str, dataset: str, split: str | None
+                   ) -> tuple[list[tuple[str, str]], _Index]:
+    """``(pool, seen)``: the ``(problem_id, question)`` pairs of ``seed_dataset`` (of ``split``)
+    shown as examples, and an index of every question a new one must not repeat (all of
+    ``seed_dataset`` and the problems ``dataset`` holds already)."""
     seeds = store.con.execute("SELECT problem_id, question, split FROM problems WHERE dataset = ? "
                               "ORDER BY problem_id", [seed_dataset]).fetchall()
     pool = [(pid, q) for pid, q, s in seeds if split is None or s == split]
@@ -160,95 +186,122 @@ def synthesize(store: Store, teacher: Teacher, seed_dataset: str, dataset: str, 
     for pid, q in store.con.execute("SELECT problem_id, question FROM problems WHERE dataset = ? ORDER BY problem_id",
                                     [dataset]).fetchall():
         seen.add(q, pid)
-    max_requests = max_requests or 3 * n + 10
-    keys = [synth_key(seed_dataset, dataset, p.prompt_id, teacher.name, temperature, max_tokens, seed, i)
-            for i in range(max_requests)]
-    with store.transaction():
-        store.insert_new("prompts", pd.DataFrame([{"prompt_id": p.prompt_id, "name": p.name, "text": p.text}]),
-                         "prompt_id")
+    return pool, seen
+
+
+def _stored_outcomes(store: Store, keys: list[str]) -> dict[str, str]:
+    """``{synth_key: outcome}`` of the requests among ``keys`` whose replies are stored."""
     store.con.register("_pad_keys", pd.DataFrame({"k": keys}))
     try:
-        done = dict(store.con.execute("SELECT synth_key, outcome FROM synth_requests "
+        return dict(store.con.execute("SELECT synth_key, outcome FROM synth_requests "
                                       "WHERE synth_key IN (SELECT k FROM _pad_keys)").fetchall())
     finally:
         store.con.unregister("_pad_keys")
-    stats = {o: 0 for o in OUTCOMES}
-    stats.update(cached=len(done), accepted_total=sum(o == "accepted" for o in done.values()), requests=0,
-                 failed=0, prompt_tokens=0, completion_tokens=0, prompt=p.name, teacher=teacher.name)
-    todo = iter([i for i in range(max_requests) if keys[i] not in done])
-    t0 = time.perf_counter()
 
-    def shown(i: int) -> list[tuple[str, str]]:
-        return random.Random(f"{seed}:{i}").sample(pool, min(shots, len(pool)))
 
-    def render(examples: list[tuple[str, str]]) -> str:
-        return p.text.replace("{examples}", "\n\n".join(f"Example problem: {' '.join(q.split())}"
-                                                         for _, q in examples))
+@dataclass
+class _Synthesis:
+    """The requests of one synthesize run: what each shows the teacher, and how its reply is
+    judged and stored. Counts go to ``stats`` as replies arrive."""
 
-    def store_reply(i: int, examples: list[tuple[str, str]], comp) -> None:
+    store: Store
+    teacher: Teacher
+    prompt: Prompt
+    seed_dataset: str
+    dataset: str
+    keys: list[str]
+    pool: list[tuple[str, str]]
+    seen: _Index
+    reference: _Index
+    stats: dict
+    n: int
+    shots: int
+    seed: int
+    temperature: float
+    max_tokens: int
+    contamination: float
+    near_duplicate: float
+    prices: tuple[float, float] | None
+    progress: Callable[[int, int], None] | None
+    in_flight: int = 0
+
+    def shown(self, i: int) -> list[tuple[str, str]]:
+        """The seed problems request ``i`` shows: the same for the same ``(seed, i)`` on every run."""
+        return random.Random(f"{self.seed}:{i}").sample(self.pool, min(self.shots, len(self.pool)))
+
+    def render(self, examples: list[tuple[str, str]]) -> str:
+        return self.prompt.text.replace("{examples}", "\n\n".join(f"Example problem: {' '.join(q.split())}"
+                                                                   for _, q in examples))
+
+    async def ask_all(self, todo: Iterator[int], concurrency: int) -> None:
+        """Ask for the request indices ``todo`` in order, ``concurrency`` at a time, while the
+        accepted problems and the requests in flight are fewer than ``n``."""
+        cond = asyncio.Condition()
+        try:
+            await asyncio.gather(*(self._worker(cond, todo) for _ in range(concurrency)))
+        finally:
+            await self.teacher.aclose()
+
+    async def _worker(self, cond: asyncio.Condition, todo: Iterator[int]) -> None:
+        while (i := await self._next(cond, todo)) is not None:
+            examples = self.shown(i)
+            comp = await self._ask(examples)
+            async with cond:
+                self.in_flight -= 1
+                if comp is not None:
+                    self.store_reply(i, examples, comp)
+                if self.progress:
+                    self.progress(self.stats["accepted_total"], self.n)
+                cond.notify_all()
+
+    async def _next(self, cond: asyncio.Condition, todo: Iterator[int]) -> int | None:
+        """The next request index, once one more request could still be needed; None when
+        ``n`` problems are accepted or no index is left."""
+        async with cond:
+            await cond.wait_for(lambda: self.stats["accepted_total"] >= self.n
+                                or self.stats["accepted_total"] + self.in_flight < self.n)
+            if self.stats["accepted_total"] >= self.n:
+                return None
+            i = next(todo, None)
+            if i is not None:
+                self.in_flight += 1
+            return i
+
+    async def _ask(self, examples: list[tuple[str, str]]) -> Completion | None:
+        """The teacher's reply to a request showing ``examples``, or None when it failed (counted)."""
+        try:
+            self.stats["requests"] += 1
+            comp = await self.teacher.complete(self.render(examples), 1, self.temperature, self.max_tokens)
+            if not comp.texts:
+                raise TeacherError("empty response")
+            return comp
+        except TeacherError as exc:
+            self.stats["failed"] += 1
+            self.stats["last_error"] = str(exc)
+            return None
+
+    def store_reply(self, i: int, examples: list[tuple[str, str]], comp: Completion) -> None:
+        """Judge the reply to request ``i`` and commit it (and the problem, when accepted)."""
         text = comp.texts[0]
         question = parse_problem(text)
-        outcome, similar = judge(question, seen, ref, contamination, near_duplicate)
-        new_pid = problem_id(dataset, question) if outcome == "accepted" else None
-        cost = estimate_cost(teacher.name, comp.prompt_tokens, comp.completion_tokens, prices)
-        row = {"synth_key": keys[i], "dataset": dataset, "seed_dataset": seed_dataset, "request_idx": i,
-               "model": teacher.name, "prompt_id": p.prompt_id, "seed_problem_ids": [pid for pid, _ in examples],
-               "completion": text, "question": question, "outcome": outcome, "similar_to": similar,
-               "problem_id": new_pid, "prompt_tokens": comp.prompt_tokens,
-               "completion_tokens": comp.completion_tokens, "cost_usd": cost}
-        with store.transaction() as con:
+        outcome, similar = judge(question, self.seen, self.reference, self.contamination, self.near_duplicate)
+        new_pid = problem_id(self.dataset, question) if outcome == "accepted" else None
+        cost = estimate_cost(self.teacher.name, comp.prompt_tokens, comp.completion_tokens, self.prices)
+        row = {"synth_key": self.keys[i], "dataset": self.dataset, "seed_dataset": self.seed_dataset,
+               "request_idx": i, "model": self.teacher.name, "prompt_id": self.prompt.prompt_id,
+               "seed_problem_ids": [pid for pid, _ in examples], "completion": text, "question": question,
+               "outcome": outcome, "similar_to": similar, "problem_id": new_pid,
+               "prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens, "cost_usd": cost}
+        with self.store.transaction() as con:
             con.execute(f"INSERT OR IGNORE INTO synth_requests ({', '.join(row)}) "
                         f"VALUES ({', '.join('?' * len(row))})", list(row.values()))
             if new_pid:
                 con.execute("INSERT OR IGNORE INTO problems (problem_id, dataset, split, question, source) "
-                            "VALUES (?, ?, 'train', ?, ?)", [new_pid, dataset, question, f"synthesize:{teacher.name}"])
+                            "VALUES (?, ?, 'train', ?, ?)",
+                            [new_pid, self.dataset, question, f"synthesize:{self.teacher.name}"])
         if new_pid:
-            seen.add(question, new_pid)
-            stats["accepted_total"] += 1
-        stats[outcome] += 1
-        stats["prompt_tokens"] += comp.prompt_tokens or 0
-        stats["completion_tokens"] += comp.completion_tokens or 0
-
-    async def run() -> None:
-        cond = asyncio.Condition()
-        in_flight = 0
-
-        async def worker() -> None:
-            nonlocal in_flight
-            while True:
-                async with cond:
-                    await cond.wait_for(lambda: stats["accepted_total"] >= n
-                                        or stats["accepted_total"] + in_flight < n)
-                    if stats["accepted_total"] >= n:
-                        return
-                    i = next(todo, None)
-                    if i is None:
-                        return
-                    in_flight += 1
-                examples = shown(i)
-                try:
-                    stats["requests"] += 1
-                    comp = await teacher.complete(render(examples), 1, temperature, max_tokens)
-                    if not comp.texts:
-                        raise TeacherError("empty response")
-                except TeacherError as exc:
-                    stats["failed"] += 1
-                    stats["last_error"] = str(exc)
-                    comp = None
-                async with cond:
-                    in_flight -= 1
-                    if comp is not None:
-                        store_reply(i, examples, comp)
-                    if progress:
-                        progress(stats["accepted_total"], n)
-                    cond.notify_all()
-
-        try:
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-        finally:
-            await teacher.aclose()
-
-    asyncio.run(run())
-    stats["requests"] = getattr(teacher, "requests", stats["requests"])
-    stats["seconds"] = time.perf_counter() - t0
-    return stats
+            self.seen.add(question, new_pid)
+            self.stats["accepted_total"] += 1
+        self.stats[outcome] += 1
+        self.stats["prompt_tokens"] += comp.prompt_tokens or 0
+        self.stats["completion_tokens"] += comp.completion_tokens or 0
