@@ -1,10 +1,12 @@
+import hashlib
 import json
 
 import datasets
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from pad_data.stages.curate import CurateError, CurateParams, curate, dedup_key
+from pad_data.stages.curate import CurateError, CurateParams, content_hash, curate, dedup_key
 from pad_data.stages.execute import execute
 from pad_data.stages.ingest import ingest, import_programs
 from pad_data.store import Store, problem_id, program_id
@@ -89,6 +91,14 @@ def test_ast_dedup_collapses_renamed_and_reformatted_copies():
     assert dedup_key(a, "exact") == dedup_key(a + "\n\n", "exact")
 
 
+def _documented_split(problem_id: str, source_split: str, p: CurateParams) -> str:
+    """The split rule as documented in pad_data/stages/curate/split.py."""
+    if source_split in ("test", "validation"):
+        return source_split
+    u = int(hashlib.sha256(f"{p.seed}:{problem_id}".encode()).hexdigest()[:12], 16) / 16**12
+    return "test" if u < p.test_fraction else "validation" if u < p.test_fraction + p.validation_fraction else "train"
+
+
 def test_curate_filters_dedups_prefers_shortest_and_splits_by_problem(db, tmp_path):
     recs = []
     for i in range(1, 41):
@@ -117,17 +127,20 @@ def test_curate_filters_dedups_prefers_shortest_and_splits_by_problem(db, tmp_pa
         assert st.scalar("SELECT count(*) FROM curated_examples c JOIN problems p USING (problem_id) "
                          "WHERE p.split = 'test' AND c.split <> 'test'") == 0
         assert set(st.df("SELECT DISTINCT split FROM curated_examples WHERE name = 'one'").split) == {"train", "validation", "test"}
-        # the streamed snapshot (SQL in a scratch database) is the pandas reference's selection, stored
-        # in (split, program_id) order, and its hash is content_hash of the stored rows
-        from pad_data.stages.curate import _candidates, _select, content_hash
+        # stored in (split, program_id) order, each problem in the split the documented rule draws
+        # (so snapshots stay reproducible), with its question and gold; the hash is content_hash
+        # of the stored rows
         for name, p in (("exact", CurateParams(dedup="exact", max_per_problem=10)),
                         ("ast", CurateParams(dedup="ast", max_per_problem=10)),
                         ("one", CurateParams(max_per_problem=1, test_fraction=0.2, validation_fraction=0.2))):
-            stored = st.df("SELECT * EXCLUDE (name) FROM curated_examples WHERE name = ? ORDER BY rowid", [name])
-            ref = _select(_candidates(st, p), p, "program", "program_id").sort_values(["split", "program_id"])
-            assert stored[["split", "program_id"]].values.tolist() == ref[["split", "program_id"]].values.tolist()
-            assert stored.question.notna().all() and (stored.answer == ref.answer.values).all()
-            assert content_hash(stored, p) == st.scalar("SELECT content_hash FROM curations WHERE name = ?", [name])
+            stored = st.df("SELECT c.* EXCLUDE (name), p.split AS source_split, p.answer AS gold FROM curated_examples c "
+                           "JOIN problems p USING (problem_id) WHERE name = ? ORDER BY c.rowid", [name])
+            assert stored[["split", "program_id"]].values.tolist() == sorted(stored[["split", "program_id"]].values.tolist())
+            assert stored.split.tolist() == [_documented_split(pid, src, p)
+                                             for pid, src in zip(stored.problem_id, stored.source_split)]
+            assert stored.question.notna().all() and (stored.answer == stored.gold).all()
+            rows = pa.Table.from_pandas(stored[["split", "program_id", "program", "verdict"]]).to_batches()
+            assert content_hash(p, rows) == st.scalar("SELECT content_hash FROM curations WHERE name = ?", [name])
         # reproducible and immutable
         assert curate(st, "one", CurateParams(max_per_problem=1, test_fraction=0.2, validation_fraction=0.2)) == {**one, "created": False}
         with pytest.raises(CurateError, match="immutable"):
@@ -195,7 +208,7 @@ def test_push_to_hub_offline_fails_clearly_after_building_the_export(db, tmp_pat
         pad_cli("--db", db, "export", "nope", "--out", tmp_path / "p", check=True)
 
 
-# ---------------------------------------------------------------------- issue 15
+# ---------------------------------------------------------------------- snapshot names and injected programs
 def _small_store(db, tmp_path, injected=True):
     """10 problems with one correct imported program each, executed; with ``injected``, an injected
     variant of each that still returns the gold answer (an 'unchanged' injection) and one that fails."""

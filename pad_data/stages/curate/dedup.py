@@ -1,0 +1,119 @@
+"""What deduplication (``none``, ``exact``, ``ast``) and the shortest-first order read from a program.
+
+``exact``: the same text after stripping whitespace at the ends of lines; ``ast``: the same
+normalized syntax tree (docstrings dropped, local names renamed in order of first use, so
+renamed variables and formatting collapse). One parse of a program gives its key and its size.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import itertools
+import os
+from typing import Callable, Iterator
+
+from pad_data.rules.syntax import TooDeep, tree_work
+
+Info = tuple[int, int, str]  # (statements, characters, dedup key)
+
+# the statements counted for a program that does not parse, and for one whose syntax tree is too
+# deep to analyze (syntax.TooDeep): both are keyed on their exact text and ranked after every other
+UNPARSED = 10**9
+TOO_DEEP = UNPARSED + 1
+PARALLEL_FROM = 20_000  # programs in all from which analysis runs in worker processes
+
+
+class _Canon(ast.NodeTransformer):
+    """Rename arguments and local names to v0, v1, ... in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    def _n(self, name: str) -> str:
+        if name not in self.names:
+            self.names[name] = f"v{len(self.names)}"
+        return self.names[name]
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if isinstance(node.ctx, ast.Store) or node.id in self.names:
+            node.id = self._n(node.id)
+        return node
+
+    def visit_arg(self, node: ast.arg) -> ast.AST:
+        node.arg = self._n(node.arg)
+        node.annotation = None
+        return node
+
+
+def _drop_docstrings(tree: ast.AST) -> None:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+
+
+def dedup_key(program: str, mode: str) -> str:
+    """The key programs are deduplicated on (see the module docstring)."""
+    return program if mode == "none" else analyze(program, mode)[2]
+
+
+def analyze(program: str, mode: str) -> Info:
+    """``(statements, characters, dedup key)`` from one parse of ``program``. A program that does
+    not parse, or is too deeply nested to analyze (such as ``return 1+1+...`` with 600 terms),
+    is kept: deduplicated on its exact text (``ast`` mode too) and ranked last (:data:`UNPARSED`,
+    :data:`TOO_DEEP` statements), so it is chosen only when nothing else is."""
+    exact = "\n".join(line.rstrip() for line in program.strip().splitlines())
+    try:
+        return _analyze_tree(program, mode, exact)
+    except TooDeep:
+        stmts = TOO_DEEP
+    except (SyntaxError, ValueError):
+        stmts = UNPARSED
+    return stmts, len(program), "" if mode == "none" else hashlib.sha256(exact.encode()).hexdigest()
+
+
+@tree_work
+def _analyze_tree(program: str, mode: str, exact: str) -> Info:
+    tree = ast.parse(program)
+    stmts = sum(isinstance(n, ast.stmt) for n in ast.walk(tree))
+    if mode == "ast":
+        _drop_docstrings(tree)
+        key = hashlib.sha256(ast.dump(_Canon().visit(tree), annotate_fields=False).encode()).hexdigest()
+    elif mode == "exact":
+        key = hashlib.sha256(exact.encode()).hexdigest()
+    else:
+        key = ""
+    return stmts, len(program), key
+
+
+def too_deep(info: list[Info]) -> int:
+    """How many of :func:`analyze`'s results are of programs too deep to analyze."""
+    return sum(i[0] == TOO_DEEP for i in info)
+
+
+def size(info: Info) -> int:
+    """One sortable number from :func:`analyze`: fewest statements first, then fewest characters
+    (a program of :data:`TOO_DEEP` statements sizes at least ``TOO_DEEP * 10**9``)."""
+    return info[0] * 10**9 + min(info[1], 10**9 - 1)
+
+
+def analyze_all(programs: list[str], mode: str) -> list[Info]:
+    """:func:`analyze` over many programs; in worker processes when there are many."""
+    with analyzer(mode, len(programs)) as run:
+        return run(programs)
+
+
+@contextlib.contextmanager
+def analyzer(mode: str, n: int) -> Iterator[Callable[[list[str]], list[Info]]]:
+    """A function that runs :func:`analyze` over a list of programs: in worker processes (started
+    once, for every list) when ``n`` programs in all make that worth it."""
+    if n < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+        yield lambda programs: [analyze(p, mode) for p in programs]
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as ex:
+        yield lambda programs: list(ex.map(analyze, programs, itertools.repeat(mode), chunksize=2000))

@@ -1,0 +1,127 @@
+"""Program snapshots, streamed through a scratch DuckDB file so the snapshot's text never sits in memory.
+
+The candidates (with their program text, gold and verdict as read at this moment) and the
+questions of their problems are copied in range by range (:func:`~.candidates.ranged`), and
+the store is let go; programs are analyzed :data:`~.candidates.SCAN_ROWS` at a time, each
+ranked shortest first (fewest statements, then fewest characters, then program_id: shorter
+correct programs are easier to learn and less likely to be right by accident); the selection
+(:func:`~.choose.choose`) runs in SQL.
+
+Memory stays within the store's budget at any size: the scratch database (in a folder beside
+the store, where it spills) has half of it while the store is open, all of it after; every
+statement there has at most one join, with the narrow side hashed, so each spills on its own.
+The store appends the snapshot by attaching the file (:func:`~.snapshots.append_snapshot`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+
+from pad_data.stages.curate.candidates import SCAN_ROWS, candidates_query, nothing_selected, ranged
+from pad_data.stages.curate.choose import choose
+from pad_data.stages.curate.dedup import TOO_DEEP, analyzer, size
+from pad_data.stages.curate.params import CurateParams
+from pad_data.stages.curate.snapshots import HASHED, TASK_COLUMNS, append_snapshot, content_hash
+from pad_data.store import Store, copy_into
+
+CANDIDATE_COLUMNS = ("program_id, problem_id, split AS source_split, label, program, dataset, gold AS answer, "
+                     "gold_text AS answer_text, teacher, origin, v.verdict")
+
+
+def curate_programs(store: Store, name: str, p: CurateParams) -> dict:
+    """Create program snapshot ``name`` for ``p`` (checked); returns its counts and hash."""
+    with _scratch(store) as (scratch, path):
+        _copy_candidates(store, scratch, p)
+        store.release()  # deduplication takes a while: other processes may use the store meanwhile
+        scratch.execute(f"SET memory_limit = '{store.share(1)}'")
+        _rank(scratch, p)
+        choose(scratch, "ranked", p, "program_id")
+        _assemble(scratch)
+        counts = _counts(scratch)
+        if not counts["programs"]:
+            raise nothing_selected(store, p)
+        hashed = scratch.cursor().sql(f"SELECT {', '.join(HASHED['program'])} FROM snap")
+        digest = content_hash(p, hashed.to_arrow_reader(SCAN_ROWS))
+        scratch.close()
+        return append_snapshot(store, name, p, digest, counts, path)
+
+
+@contextlib.contextmanager
+def _scratch(store: Store) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+    """A scratch DuckDB file in a new folder beside the store (where it spills), with half the
+    store's budget, and its path; the folder is deleted afterwards."""
+    tmp = tempfile.mkdtemp(prefix=".pad-curate-", dir=store.path.parent)
+    path = os.path.join(tmp, "snapshot.duckdb")
+    scratch = duckdb.connect(path, config={"memory_limit": store.share(0.5), "temp_directory": tmp,
+                                           "preserve_insertion_order": False})
+    try:
+        yield scratch, path
+    finally:
+        scratch.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _copy_candidates(store: Store, scratch: duckdb.DuckDBPyConnection, p: CurateParams) -> None:
+    """Tables ``cand`` (the candidates) and ``q`` (every question of the candidates' datasets: a
+    scan, with no join to hold in memory; the snapshot's join keeps those it needs)."""
+    query, params = candidates_query(p, CANDIDATE_COLUMNS)
+    for i, reader in enumerate(ranged(store, query, params)):
+        copy_into(scratch, "cand", reader, append=i > 0)
+    question = "SELECT problem_id, question FROM problems WHERE {range}" + (
+        f" AND dataset IN ({', '.join('?' * len(p.datasets))})" if p.datasets else "")
+    for i, reader in enumerate(ranged(store, question, list(p.datasets or []))):
+        copy_into(scratch, "q", reader, append=i > 0)
+
+
+def _rank(scratch: duckdb.DuckDBPyConnection, p: CurateParams) -> None:
+    """Tables ``info`` (each candidate's dedup key and size) and ``ranked`` (the candidates as
+    :func:`~.choose.choose` reads them, shortest first)."""
+    n = scratch.execute("SELECT count(*) FROM cand").fetchall()[0][0]
+    scratch.execute("CREATE TABLE info (program_id VARCHAR, _key VARCHAR, _order BIGINT)")
+    # sorted by text, so that a program sampled several times (teachers often repeat one) is
+    # analyzed once per batch (a sort spills; a GROUP BY on long strings would not)
+    reader = scratch.cursor().sql("SELECT program_id, program FROM cand ORDER BY program").to_arrow_reader(SCAN_ROWS)
+    with analyzer(p.dedup, n) as run:
+        for batch in reader:
+            programs = batch.column("program").to_pylist()
+            distinct = list(dict.fromkeys(programs))
+            found = dict(zip(distinct, run(distinct)))
+            info = [found[program] for program in programs]
+            scratch.register("_pad_info", pa.table({
+                "program_id": batch.column("program_id"), "_key": pa.array([i[2] for i in info], pa.string()),
+                "_order": pa.array([size(i) for i in info], pa.int64())}))
+            scratch.execute("INSERT INTO info SELECT * FROM _pad_info")
+            scratch.unregister("_pad_info")
+    scratch.execute("""CREATE TABLE ranked AS SELECT program_id, problem_id, source_split, _key, _order
+                       FROM cand JOIN info USING (program_id)""")
+
+
+def _assemble(scratch: duckdb.DuckDBPyConnection) -> None:
+    """Table ``snap``: the ``chosen`` candidates with their questions, in the snapshot's columns
+    (:data:`~.snapshots.TASK_COLUMNS`) and stored order (split, program_id)."""
+    columns = ", ".join(c if c != "question" else "q.question" for c in TASK_COLUMNS["program"])
+    scratch.execute("""CREATE TABLE rows AS SELECT cand.*, chosen.split FROM cand JOIN chosen
+                       USING (program_id, problem_id)""")
+    scratch.execute(f"CREATE TABLE asked AS SELECT {columns} FROM rows JOIN q USING (problem_id)")
+    scratch.execute("DROP TABLE rows")
+    scratch.execute("SET preserve_insertion_order = true")  # snap's order is the snapshot's
+    scratch.execute("CREATE TABLE snap AS SELECT * FROM asked ORDER BY split, program_id")
+    scratch.execute("DROP TABLE asked")
+
+
+def _counts(scratch: duckdb.DuckDBPyConnection) -> dict:
+    """What ``snap`` holds: rows per split and label, problems, programs, and ``too_deep`` (when
+    any): candidates too deeply nested to analyze (kept by :func:`~.dedup.analyze`'s rule)."""
+    def by(col: str) -> dict:
+        return dict(scratch.execute(f"SELECT {col}, count(*) FROM snap GROUP BY 1 ORDER BY 1").fetchall())
+    problems, programs = scratch.execute("SELECT count(DISTINCT problem_id), count(*) FROM snap").fetchall()[0]
+    counts = {"splits": by("split"), "problems": problems, "programs": programs, "labels": by("label")}
+    deep = scratch.execute(f"SELECT count(*) FROM info WHERE _order >= {TOO_DEEP * 10**9}").fetchall()[0][0]
+    return counts | ({"too_deep": deep} if deep else {})

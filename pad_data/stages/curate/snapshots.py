@@ -1,0 +1,100 @@
+"""Snapshots as stored: their names, tables, content hash, and the one way they are written.
+
+A snapshot's parameters, counts and content hash are a row of ``curations``; its rows are in
+``curated_examples`` (programs) or ``refine_examples`` (refinement pairs). A name is never
+overwritten: storing it again with the same content changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Iterable
+
+import pandas as pd
+import pyarrow as pa
+
+from pad_data.stages.curate.params import CurateError, CurateParams
+from pad_data.store import Store, content_id, sql_literal
+
+TASK_TABLES = {"program": "curated_examples", "refine": "refine_examples"}
+TASK_COLUMNS = {
+    "program": ["split", "problem_id", "program_id", "dataset", "question", "program", "answer", "answer_text",
+                "label", "teacher", "origin", "verdict"],
+    "refine": ["split", "problem_id", "faulty_program_id", "program_id", "dataset", "question", "faulty_program",
+               "feedback", "program", "answer", "answer_text", "label", "injection_kind", "teacher", "origin",
+               "verdict"],
+}
+# the columns of a snapshot's rows its content hash reads, per task
+HASHED = {"program": ["split", "program_id", "program", "verdict"],
+          "refine": ["split", "faulty_program_id", "program_id", "program", "verdict"]}
+
+
+def check_name(name: str) -> None:
+    """A snapshot name is letters, digits, '-', '_' and '.' (CurateError otherwise)."""
+    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise CurateError(f"bad snapshot name {name!r}: use letters, digits, '-', '_' and '.'")
+
+
+def content_hash(p: CurateParams, rows: Iterable[pa.RecordBatch]) -> str:
+    """The content hash of a snapshot with parameters ``p`` and rows ``rows`` (in their stored
+    order, with the :data:`HASHED` columns of ``p.task``): 16 hex digits of a sha256 over the
+    parameters and each row's split, ids, program text and verdict."""
+    h = hashlib.sha256(p.to_json().encode())
+    for batch in rows:
+        columns = [batch.column(c).to_pylist() for c in HASHED[p.task]]
+        if p.task == "program":
+            columns.insert(1, [""] * batch.num_rows)
+        for split, faulty_id, pid, program, verdict in zip(*columns):
+            h.update(_hash_line(split, faulty_id, pid, program, verdict))
+    return h.hexdigest()[:16]
+
+
+def _hash_line(split: str, faulty_id: str, pid: str, program: str, verdict: str | None) -> bytes:
+    """One row's part of a snapshot's content hash (an unreviewed row's has no verdict field, so
+    snapshots without verdicts keep their hash)."""
+    judged = f"\x1f{verdict}" if isinstance(verdict, str) else ""
+    return f"{split}\x1f{faulty_id + chr(31) if faulty_id else ''}{pid}\x1f{content_id(program)}{judged}\n".encode()
+
+
+def snapshot_task(store: Store, name: str) -> str:
+    """``program`` or ``refine``: what snapshot ``name`` holds (CurateError if there is none)."""
+    rows = store.con.execute("SELECT params FROM curations WHERE name = ?", [name]).fetchall()
+    if not rows:
+        raise CurateError(f"no curated snapshot named {name!r} (see `pad curate --list`)")
+    return json.loads(rows[0][0]).get("task", "program")
+
+
+def list_curations(store: Store) -> pd.DataFrame:
+    return store.df("SELECT name, content_hash, created_at, counts, params FROM curations ORDER BY created_at")
+
+
+def append_snapshot(store: Store, name: str, p: CurateParams, digest: str, counts: dict, path: str) -> dict:
+    """:func:`store_snapshot` of table ``snap`` of the DuckDB file ``path``, attached read-only:
+    one ``INSERT ... SELECT`` that DuckDB writes out as it goes, in the file's row order, with
+    the store's memory capped (an append needs a few blocks at a time; batches appended through
+    Python would sit in the store's memory until the commit)."""
+    store.con.execute(f"ATTACH {sql_literal(path)} AS pad_snapshot (READ_ONLY)")
+    try:
+        with store.capped("256MB"):  # or the budget, when lower
+            return store_snapshot(store, name, p, digest, counts, "SELECT * FROM pad_snapshot.snap")
+    finally:
+        store.con.execute("DETACH pad_snapshot")
+
+
+def store_snapshot(store: Store, name: str, p: CurateParams, digest: str, counts: dict, rows_sql: str) -> dict:
+    """Store snapshot ``name`` (its rows: ``rows_sql``, with the task's columns, in the order
+    stored) unless it exists: the same content changes nothing, other content is a CurateError.
+    Returns its counts and hash (``created`` False if it existed)."""
+    existing = store.con.execute("SELECT content_hash FROM curations WHERE name = ?", [name]).fetchall()
+    if existing:
+        if existing[0][0] == digest:
+            return {"name": name, "created": False, "content_hash": digest, **counts}
+        raise CurateError(f"snapshot {name!r} exists with different content (hash {existing[0][0]}, "
+                          f"now {digest}); snapshots are immutable: choose a new name")
+    table, cols = TASK_TABLES[p.task], ", ".join(TASK_COLUMNS[p.task])
+    with store.transaction():
+        store.con.execute("INSERT INTO curations (name, params, content_hash, counts) VALUES (?, ?, ?, ?)",
+                          [name, p.to_json(), digest, json.dumps(counts)])
+        store.con.execute(f"INSERT INTO {table} (name, {cols}) SELECT ?, {cols} FROM ({rows_sql})", [name])
+    return {"name": name, "created": True, "content_hash": digest, **counts}
