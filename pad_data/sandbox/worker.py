@@ -968,7 +968,7 @@ def handle(source, policy_bt, notify):
             if len(_CODEC_CACHE) != codecs_known:
                 _forget_failed_codecs()
             # whatever cycles the program left must not eat a later program's memory: those made
-            # since the last collection are in generation 0 (0.2 us when it is empty)
+            # since the last collection are in generation 0 (nearly free when it is empty)
             counts = gc.get_count()
             gc.collect(2 if counts[1] or counts[2] else 0)
             if res["status"] == "memory_limit":
@@ -1020,8 +1020,8 @@ def _forget_failed_codecs():
 def _grown():
     """True when this worker's address space has grown more than RETIRE_SLACK above its base
     (what a program left behind, or the allocator kept): it then retires, so no later program
-    starts with less headroom. Read (20 us) only when the peak RSS rose by that much since the
-    last look (1 us)."""
+    starts with less headroom. Read (a file read) only when the peak RSS (a getrusage call, far
+    cheaper) rose by that much since the last look."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if peak <= _PEAK_SEEN[0] + RETIRE_SLACK:
         return False
@@ -1087,9 +1087,9 @@ def _die_with_parent():
         pass
 
 
-def main():
-    # Private copies of the protocol pipes; fds 0-2 then point at /dev/null so nothing a
-    # program does at the C level can corrupt the protocol.
+def _take_protocol_pipes():
+    """Private copies of the protocol pipes; fds 0-2 then point at /dev/null so nothing a
+    program does at the C level can corrupt the protocol."""
     proto_in = os.fdopen(os.dup(0), "rb", buffering=1 << 16)
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
     _PROTOCOL_FDS.extend((proto_in.fileno(), proto_out.fileno()))
@@ -1098,6 +1098,12 @@ def main():
         os.dup2(devnull, fd)
     os.close(devnull)
     sys.stdout = sys.stderr = open(os.devnull, "w")
+    return proto_in, proto_out
+
+
+def _settle_process():
+    """The import path, what imports may read, death with the parent, and an environment
+    with nothing inherited but single-threaded math libraries."""
     sys.path[:] = [p for p in sys.path if p] + ([SITE_DIR] if SITE_DIR else [])
     _READ_ROOTS.extend(os.path.join(os.path.realpath(p), "") for p in  # what imports read
                        [os.path.dirname(os.__file__)] + sys.path)
@@ -1106,6 +1112,10 @@ def main():
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"  # no threads: children are forked from this process
 
+
+def _load_allowed_modules():
+    """The sanitized module copies, warmed so no lazy import happens under the audit hook,
+    and the fast path's ``__import__`` over them."""
     for name in ALLOWED_MODULES:
         try:
             _sanitized(name)
@@ -1126,17 +1136,28 @@ def main():
         _fast_import, FAST_MODULES=FAST_MODULES, Forbidden=Forbidden,
         _COPIES={n: _COPIES[n] for n in FAST_MODULES if n in _COPIES},
         _C_MODULES={n: sys.modules[n] for n in _C_IMPORTS})
-    if POLICY:
-        bt = {n: getattr(builtins, n) for n in SAFE_BUILTIN_NAMES if hasattr(builtins, n)}
-        for n in dir(builtins):
-            obj = getattr(builtins, n)
-            if isinstance(obj, type) and issubclass(obj, BaseException):
-                bt[n] = obj
-        bt.update({n: _blocked(n) for n in BLOCKED_BUILTINS})
-        bt.update(getattr=_safe_getattr, setattr=_safe_setattr, delattr=_safe_delattr,
-                  __import__=_safe_import, exit=_exit, quit=_exit)
-    else:
-        bt = dict(vars(builtins))
+
+
+def _forked_builtins():
+    """The builtins of a program on the forked path: the safe ones, every exception class,
+    the blocked ones as stubs that raise Forbidden, and guarded attribute access and import."""
+    if not POLICY:
+        return dict(vars(builtins))
+    bt = {n: getattr(builtins, n) for n in SAFE_BUILTIN_NAMES if hasattr(builtins, n)}
+    for n in dir(builtins):
+        obj = getattr(builtins, n)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            bt[n] = obj
+    bt.update({n: _blocked(n) for n in BLOCKED_BUILTINS})
+    bt.update(getattr=_safe_getattr, setattr=_safe_setattr, delattr=_safe_delattr,
+              __import__=_safe_import, exit=_exit, quit=_exit)
+    return bt
+
+
+def _lock_down():
+    """The timer's handler, the zygote's and children's rlimits, the seccomp filters (the
+    worker's own installed now), a frozen heap and the audit hook. Returns whether this
+    worker runs under seccomp."""
     _signal.signal(_signal.SIGPROF, _on_timer)
     _set_rlimits()
     _child_limits()
@@ -1150,65 +1171,93 @@ def main():
     gc.freeze()
     if POLICY:
         sys.addaudithook(_audit)
-    proto_out.write(_dumps({"ready": True, "pid": os.getpid(), "modules": sorted(_COPIES),
-                            "seccomp": seccomp_on}).encode() + b"\n")
+    return seccomp_on
 
-    # Results go out in small bursts (one write per FLUSH_S of work, and at the end of every
-    # batch): far fewer wake-ups of the parent. A program that hangs or kills the worker loses
-    # at most the burst before it, and the parent then reruns each pending program alone.
-    out_buf = []
-    flushed_at = time.perf_counter()
 
-    def flush():
-        nonlocal flushed_at
-        if out_buf:
-            proto_out.write(b"".join(out_buf))
-            out_buf.clear()
-        flushed_at = time.perf_counter()
+class _Replies:
+    """Results go out in small bursts (one write per FLUSH_S of work, and at the end of every
+    batch): far fewer wake-ups of the parent. A program that hangs or kills the worker loses
+    at most the burst before it, and the parent then reruns each pending program alone."""
 
-    def notify(msg):
-        flush()
-        proto_out.write(_encode(msg))
+    def __init__(self, proto_out):
+        self.proto_out = proto_out
+        self.buf = []
+        self.flushed_at = time.perf_counter()
+        self.key = None  # the program now running, and when it started (for overrun)
+        self.started = 0.0
 
-    def overrun():
+    def flush(self):
+        if self.buf:
+            self.proto_out.write(b"".join(self.buf))
+            self.buf.clear()
+        self.flushed_at = time.perf_counter()
+
+    def notify(self, msg):
+        self.flush()
+        self.proto_out.write(_encode(msg))
+
+    def overrun(self):
         """A fast-path program still running past its timeout + grace (it catches the timer's
         exception): its result is ``timeout`` and the worker retires now, without the parent
         having to kill it and rerun its batch."""
-        out_buf.append(_encode({"key": key, "status": "timeout", "error_type": "Timeout",
-                                "error_message": f"exceeded {TIMEOUT:g} s", "stdout": "", "path": "fast",
-                                "duration_ms": (time.perf_counter() - started) * 1000.0, "recycle": True}))
-        flush()
+        self.buf.append(_encode({"key": self.key, "status": "timeout", "error_type": "Timeout",
+                                 "error_message": f"exceeded {TIMEOUT:g} s", "stdout": "", "path": "fast",
+                                 "duration_ms": (time.perf_counter() - self.started) * 1000.0,
+                                 "recycle": True}))
+        self.flush()
         os._exit(0)
 
-    _state["overrun"] = overrun
+
+def _handle_guarded(source, bt, notify):
+    """:func:`handle`, with a failure of the worker itself turned into the program's result
+    (and the worker retired): never let a program take the worker down silently."""
+    try:
+        return handle(source, bt, notify)
+    except MemoryError:  # even our own bookkeeping ran out: no allocation until it is freed
+        return dict(INTERNAL_ERROR_RESULT, status="memory_limit", error_type="MemoryError",
+                    error_message="memory limit reached"), True
+    except BaseException:  # noqa: BLE001
+        res = dict(INTERNAL_ERROR_RESULT)
+        if _state["fired"]:
+            res.update(status="timeout", error_type="Timeout", error_message=f"exceeded {TIMEOUT:g} s")
+        return res, True
+
+
+def _serve(proto_in, replies, bt):
+    """Run every batch the parent sends, one result per program; the worker exits when a
+    program harmed it or it has run MAX_PROGRAMS."""
     done = 0
     for line in proto_in:
         msg = json.loads(line)
         for key, source in msg["batch"]:
-            started = time.perf_counter()
-            if out_buf and time.perf_counter() - flushed_at > FLUSH_S:
-                flush()
-            try:
-                res, harmed = handle(source, bt, notify)
-            except MemoryError:  # even our own bookkeeping ran out: no allocation until it is freed
-                res, harmed = dict(INTERNAL_ERROR_RESULT, status="memory_limit", error_type="MemoryError",
-                                   error_message="memory limit reached"), True
-            except BaseException:  # noqa: BLE001 - never let a program take the worker down silently
-                res, harmed = dict(INTERNAL_ERROR_RESULT), True
-                if _state["fired"]:
-                    res.update(status="timeout", error_type="Timeout",
-                               error_message=f"exceeded {TIMEOUT:g} s")
+            replies.key, replies.started = key, time.perf_counter()
+            if replies.buf and time.perf_counter() - replies.flushed_at > FLUSH_S:
+                replies.flush()
+            res, harmed = _handle_guarded(source, bt, replies.notify)
             res["key"] = key
             done += 1
             recycle = harmed or done >= MAX_PROGRAMS
             if recycle:
                 res["recycle"] = True
-            out_buf.append(_encode(res))
+            replies.buf.append(_encode(res))
             if recycle:
-                flush()
+                replies.flush()
                 os._exit(0)
-        flush()
+        replies.flush()
     os._exit(0)
+
+
+def main():
+    proto_in, proto_out = _take_protocol_pipes()
+    _settle_process()
+    _load_allowed_modules()
+    bt = _forked_builtins()
+    seccomp_on = _lock_down()
+    proto_out.write(_dumps({"ready": True, "pid": os.getpid(), "modules": sorted(_COPIES),
+                            "seccomp": seccomp_on}).encode() + b"\n")
+    replies = _Replies(proto_out)
+    _state["overrun"] = replies.overrun
+    _serve(proto_in, replies, bt)
 
 
 if __name__ == "__main__":
