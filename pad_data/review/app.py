@@ -16,12 +16,13 @@ import hmac
 import os
 import re
 import sys
+from typing import NoReturn
 
 import streamlit as st
 
 from pad_data import review as rv
 from pad_data.rules.display import visible
-from pad_data.rules.labels import LABELS
+from pad_data.rules.labels import LABELS, label_for
 from pad_data.store import StoreError, resolve_path
 
 PAGE_SIZES = [25, 50, 100]
@@ -49,7 +50,7 @@ def check_token() -> None:
     st.session_state["_pad_token"] = given
 
 
-def busy(exc: Exception) -> None:
+def busy(exc: Exception) -> NoReturn:
     st.warning(f"{exc}", icon=BUSY_ICON)
     st.stop()
 
@@ -182,9 +183,9 @@ def bulk_panel(db: str, filters: rv.Filters, total: int, selected: list[str], re
                 st.rerun()
 
 
-def programs_tab(db: str, token: tuple, options: dict) -> None:
-    filters, page_size = filter_bar(options)
-    reviewer = st.session_state.get("reviewer", "")
+def _current_page(db: str, token: tuple, filters: rv.Filters, page_size: int) -> tuple[int, int, int, object]:
+    """``(total, pos, start, table)``: the count of the filter, the open program's position (back to
+    the first when the filter changed), and the page of rows holding it."""
     signature = repr(filters)
     if st.session_state.get("filters_sig") != signature:
         st.session_state["filters_sig"] = signature
@@ -194,13 +195,18 @@ def programs_tab(db: str, token: tuple, options: dict) -> None:
         total = cached_count(db, token, filters)
         pos = min(st.session_state.get("pos", 0), max(total - 1, 0))
         start = (pos // page_size) * page_size
-        table = cached_page(db, token, filters, start, page_size)
+        return total, pos, start, cached_page(db, token, filters, start, page_size)
     except StoreError as exc:
         busy(exc)
 
+
+def _program_table(table, filters: rv.Filters, total: int, pos: int, start: int,
+                   page_size: int) -> tuple[int, list[str]]:
+    """The page as a selectable table: ``(pos, selected program ids)``, where a row just selected
+    becomes the open program."""
     st.write(f"**{total:,}** {'program matches' if total == 1 else 'programs match'}. Showing rows "
              f"{start + 1 if total else 0:,}-{min(start + page_size, total):,}; select a row to open it.")
-    key = f"programs_table_{abs(hash((signature, start, page_size)))}"
+    key = f"programs_table_{abs(hash((repr(filters), start, page_size)))}"
     event = st.dataframe(table, hide_index=True, key=key, on_select="rerun", selection_mode="multi-row")
     rows = list(event.selection.rows) if event is not None else []
     before = set(st.session_state.get("_selected_rows", {}).get(key, []))
@@ -209,8 +215,10 @@ def programs_tab(db: str, token: tuple, options: dict) -> None:
     if opened and opened[-1] < len(table):
         pos = start + opened[-1]
         st.session_state["pos"] = pos
-    selected = [table.program_id.iloc[r] for r in rows if r < len(table)]
+    return pos, [table.program_id.iloc[r] for r in rows if r < len(table)]
 
+
+def _nav_bar(pos: int, total: int) -> None:
     nav = st.columns([1, 1, 2, 4])
     nav[0].button("◀ Previous", shortcut="k", disabled=pos == 0, key="prev", on_click=move, args=(-1,))
     nav[1].button("Next ▶", shortcut="j", disabled=pos >= total - 1, key="next", on_click=move, args=(1,))
@@ -220,17 +228,20 @@ def programs_tab(db: str, token: tuple, options: dict) -> None:
                             on_change=lambda: move(to=st.session_state["jump"] - 1))
     nav[3].caption("Keyboard: " + " · ".join(f"`{k}` {what}" for k, what in SHORTCUTS.items())
                    + " (verdict keys save and move on)")
-    bulk_panel(db, filters, total, selected, reviewer)
 
-    if not total:
-        st.info("No program matches these filters.")
-        return
+
+def _open_program(db: str, token: tuple, filters: rv.Filters, table, pos: int, start: int) -> dict:
+    """The detail of the program at ``pos`` (on this page, or read alone when a jump left it)."""
     try:
         pid = table.program_id.iloc[pos - start] if pos - start < len(table) else \
             cached_page(db, token, filters, pos, 1).program_id.iloc[0]
-        d = cached_detail(db, token, pid)
+        return cached_detail(db, token, pid)
     except StoreError as exc:
         busy(exc)
+
+
+def _program_view(d: dict, pos: int, total: int) -> None:
+    """The program with its question, answers, error, output, parent diff, siblings and reviews."""
     st.subheader(f"Program {pos + 1:,} of {total:,}: `{d['program_id']}`, label **{d['label'] or 'not executed'}**")
     st.markdown(f"**Question** ({literal(d['dataset'])}, {d['split']}):")
     st.text(d["question"])  # plain text: a question is data, never Markdown
@@ -258,42 +269,63 @@ def programs_tab(db: str, token: tuple, options: dict) -> None:
         st.markdown("**Reviews** (`current`: each reviewer's verdict now; the others are history)")
         st.dataframe(d["reviews"], hide_index=True, key="reviews")
 
-    review_col, edit_col = st.columns(2)
-    with review_col:
-        st.markdown("**Verdict** (saved with the note, then the next program opens)")
-        note = st.text_area("Note", key=f"note_{d['program_id']}")
-        buttons = st.columns(3)
-        for col, (verdict, keyname, label) in zip(buttons, (("accept", "a", "Accept"), ("reject", "x", "Reject"),
-                                                             ("needs-fix", "f", "Needs fix"))):
-            if col.button(label, key=f"verdict_{verdict}", shortcut=keyname):
-                try:
-                    rv.add_review(db, d["program_id"], verdict, note, reviewer)
-                except StoreError as exc:
-                    busy(exc)
-                st.session_state["saved"] = f"Saved {verdict} for `{d['program_id']}`."
-                move(1 if pos < total - 1 else 0)
-                st.rerun()
-        if "saved" in st.session_state:
-            st.success(st.session_state.pop("saved"))
-    with edit_col:
-        st.markdown("**Fix and re-run**")
-        edited = st.text_area("Program", d["program"], height=260, key=f"edit_{d['program_id']}")
-        run_col, save_col = st.columns(2)
-        if run_col.button("Run in sandbox", key="run_edit"):
-            from pad_data.rules.labels import label_for
 
-            res = rv.try_program(edited)
-            label, _ = label_for(res.status, res.value_type, res.value, d["gold"] if d["gold"] == d["gold"] else None,
-                                 d["gold_text"])
-            st.info(f"Run result: {label} (status {res.status}, value {literal(repr(res.value))}"
-                    f"{', ' + literal(f'{res.error_type}: {res.error_message}') if res.error_type else ''})")
-        if save_col.button("Save as new program", key="save_fix"):
+def _verdict_panel(db: str, d: dict, pos: int, total: int, reviewer: str) -> None:
+    """Accept, reject or needs-fix with a note; saving opens the next program."""
+    st.markdown("**Verdict** (saved with the note, then the next program opens)")
+    note = st.text_area("Note", key=f"note_{d['program_id']}")
+    buttons = st.columns(3)
+    for col, (verdict, keyname, label) in zip(buttons, (("accept", "a", "Accept"), ("reject", "x", "Reject"),
+                                                         ("needs-fix", "f", "Needs fix"))):
+        if col.button(label, key=f"verdict_{verdict}", shortcut=keyname):
             try:
-                out = rv.save_fix(db, d["program_id"], edited, reviewer)
-                st.success(f"Saved fix `{out['program_id']}` (origin human): {out['label']}"
-                           + ("" if out["added"] else " (this exact program was already stored)"))
+                rv.add_review(db, d["program_id"], verdict, note, reviewer)
             except StoreError as exc:
                 busy(exc)
+            st.session_state["saved"] = f"Saved {verdict} for `{d['program_id']}`."
+            move(1 if pos < total - 1 else 0)
+            st.rerun()
+    if "saved" in st.session_state:
+        st.success(st.session_state.pop("saved"))
+
+
+def _fix_panel(db: str, d: dict, reviewer: str) -> None:
+    """Edit the program, run the edit in the sandbox, or save it as a new program."""
+    st.markdown("**Fix and re-run**")
+    edited = st.text_area("Program", d["program"], height=260, key=f"edit_{d['program_id']}")
+    run_col, save_col = st.columns(2)
+    if run_col.button("Run in sandbox", key="run_edit"):
+        res = rv.try_program(edited)
+        label, _ = label_for(res.status, res.value_type, res.value, d["gold"] if d["gold"] == d["gold"] else None,
+                             d["gold_text"])
+        st.info(f"Run result: {label} (status {res.status}, value {literal(repr(res.value))}"
+                f"{', ' + literal(f'{res.error_type}: {res.error_message}') if res.error_type else ''})")
+    if save_col.button("Save as new program", key="save_fix"):
+        try:
+            out = rv.save_fix(db, d["program_id"], edited, reviewer)
+            st.success(f"Saved fix `{out['program_id']}` (origin human): {out['label']}"
+                       + ("" if out["added"] else " (this exact program was already stored)"))
+        except StoreError as exc:
+            busy(exc)
+
+
+def programs_tab(db: str, token: tuple, options: dict) -> None:
+    filters, page_size = filter_bar(options)
+    reviewer = st.session_state.get("reviewer", "")
+    total, pos, start, table = _current_page(db, token, filters, page_size)
+    pos, selected = _program_table(table, filters, total, pos, start, page_size)
+    _nav_bar(pos, total)
+    bulk_panel(db, filters, total, selected, reviewer)
+    if not total:
+        st.info("No program matches these filters.")
+        return
+    d = _open_program(db, token, filters, table, pos, start)
+    _program_view(d, pos, total)
+    review_col, edit_col = st.columns(2)
+    with review_col:
+        _verdict_panel(db, d, pos, total, reviewer)
+    with edit_col:
+        _fix_panel(db, d, reviewer)
 
 
 def sql_tab(db: str) -> None:
