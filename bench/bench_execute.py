@@ -200,8 +200,8 @@ def main() -> None:
     ceiling = med(lambda: inprocess(progs), "in-process exec, 1 core (unsandboxed ceiling)", len(progs))
     he = med(lambda: process_per_program(progs[: args.baseline_n], args.workers),
              f"process-per-program, human-eval style ({args.workers} threads)", args.baseline_n)
-    # one unmeasured run first: run after run in one process the rate rises (11.5k -> 13.3k/s at 20k), and
-    # the first pad rows, after the process-per-program baseline, came out below the later ones
+    # one unmeasured run first: run after run in one process the rate rises, and the first pad rows,
+    # after the process-per-program baseline, come out below the later ones (bench/README.md)
     pad_end_to_end(clean, args.workers, 2.0)
     pad = med(lambda: pad_end_to_end(clean, args.workers, 2.0),
               f"pad execute end to end ({args.workers} workers)", len(clean))

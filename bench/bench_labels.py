@@ -7,8 +7,8 @@ each and a second execution for 10% of them (a rerun), written through
 ``Store.add_executions`` (the one insert path, timed). Then, in the same run:
 
 - label distribution and error-type ranking: on ``program_labels`` (what pad's counts read),
-  on ``labeled_programs`` (the joined view), and, as the baseline, the window over every
-  execution that ``labeled_programs`` was before schema v9;
+  on ``labeled_programs`` (the joined view), and, as the baseline, a window over every
+  execution that picks each program's latest;
 - a gold-answer update of 1% of the problems: ``update_gold`` + ``relabel`` (what
   ``ingest --update`` does), against the alternative of storing only the value and computing
   correctness at query time (a label distribution that joins the gold answer);

@@ -13,7 +13,7 @@ ratio >= 0.90. ``--api`` adds a second reader at the same time: the Python API p
 process (open read-only, count, close), with no process start-up in its times. ``--control``
 adds a third run per repeat: the same poller reading a copy of the store that the stage never
 touches. Since the stage answers `pad sql` on its own store (pad_data.store.live_reads), the control's
-polls are the full command instead (start DuckDB, open the copy): what a poll cost before.
+polls are the full command instead (start DuckDB, open the copy): what a poll costs without live reads.
 
 ``--before REV`` also runs the same pair with pad as it was at git revision REV (its
 ``pad_data`` extracted to a temporary folder; its own schema), for the figures before the live
@@ -94,7 +94,7 @@ def poller(pad: list[str], env: dict | None, db: Path, every: float, stop: threa
 def api_poller(db: Path, every: float, stop: threading.Event, out: list, retry: bool) -> None:
     """The Python API in a loop (this process: no start-up cost, so its time is the wait for the
     store): open read-only, count, close. ``retry``: pad's Store (waits while the store is held);
-    else a bare DuckDB connection, which is what Store did before the live store."""
+    else a bare DuckDB connection, which fails while the store is held."""
     t0 = time.monotonic()
     nxt = t0
     while not stop.is_set():

@@ -1,4 +1,4 @@
-"""Review-app benchmark (#17): the app's data calls on a 1M-program store, before and after.
+"""Review-app benchmark: the app's data calls on a 1M-program store, against a baseline revision.
 
     .venv/bin/python bench/bench_review.py [--n 1000000] [--repeats 3] [--baseline-rev 0dcacc6]
 
@@ -87,8 +87,8 @@ def baseline_module(rev: str):
 
 
 def view(mod, db: str, filters, first: bool, offset: int = 0) -> float:
-    """Seconds for what one page view reads, uncached (before #17 the app read all of it on
-    every interaction; now only what a change of store, filter or page makes it read)."""
+    """Seconds for what one page view reads, uncached (the app reads only what a change of store,
+    filter or page makes it read; the baseline revision's app read all of it on every interaction)."""
     t = time.perf_counter()
     with mod.reading(db) as store:
         if first:
@@ -98,7 +98,7 @@ def view(mod, db: str, filters, first: bool, offset: int = 0) -> float:
         table = mod.page(store, filters, (offset // 50) * 50, 50)
         if mod is rv:  # the app opens the current row of the page it shows
             current = table.iloc[offset % 50:offset % 50 + 1]
-        else:  # before #17 it read the current row again
+        else:  # the baseline reads the current row again
             current = mod.page(store, filters, offset, 1)
         if len(current):
             mod.program_detail(store, current.program_id.iloc[0])

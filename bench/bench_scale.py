@@ -1,4 +1,4 @@
-"""Scale benchmark (#16): a TinyGSM-size pipeline, import -> execute -> curate -> HF export.
+"""Scale benchmark: a TinyGSM-size pipeline, import -> execute -> curate -> HF export.
 
     .venv/bin/python bench/bench_scale.py               # 1M realistic programs: curate, export, review
     .venv/bin/python bench/bench_scale.py --data uniform # 1M uniform records: every stage from import on

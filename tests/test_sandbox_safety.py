@@ -312,7 +312,7 @@ def test_the_pool_survives_a_mixed_batch_and_labels_everything_once():
         "def solution():\n    while True:\n        pass",
         "def solution():\n    x = iter([1])\n    for _ in range(10**5):\n        x = map(abs, x)\n    return next(x)",
         # address space in 50 MB steps, untouched: the limit is reached at once, where filling 256 MB
-        # page by page could outlast the 1 s timeout on a loaded CI machine (it did once)
+        # page by page could outlast the 1 s timeout on a loaded CI machine
         "def solution():\n    x = []\n    while True:\n        x.append(bytearray(5 * 10**7))",
         "import os\ndef solution():\n    os.fork()",
     ]

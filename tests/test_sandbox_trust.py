@@ -1,4 +1,4 @@
-"""Labels you can trust, round 2: an error a program raises is its error, no channel between
+"""Labels you can trust: an error a program raises is its error, no channel between
 programs through the worker's IPC namespace, a program costs a worker its own timeout, values are
 decided without the program's hooks, labels do not depend on the machine's load, and libraries'
 own lazy imports are not the program's doing.
