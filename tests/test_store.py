@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import re
 import time
 
 import duckdb
@@ -330,3 +331,73 @@ def test_v8_store_with_eval_runs_upgrades_in_place(db):
         st.add_eval_items([{"run_id": "r2", "problem_id": "p", "run_key": "k", "correct_by_round": "[true]",
                             "labels": "[]", "programs": 1, "seconds": 0.1}], [], None)
         assert st.eval_resume_point("k") == ("r2", {"p"})
+
+
+READ_ONLY_CASES = [  # query, what pad sql says, what the review app's SQL tab says (None: runs)
+    ("SELECT 1", None, None),
+    ("WITH t AS (SELECT 1 AS x) SELECT x FROM t", None, None),
+    ("FROM programs", None, None),
+    ("EXPLAIN SELECT 1", None, "only SELECT is allowed (this is a EXPLAIN statement)"),
+    ("EXPLAIN ANALYZE DELETE FROM programs", "pad sql is read-only: EXPLAIN DELETE statements", "only SELECT"),
+    ("DELETE FROM programs", "pad sql is read-only: DELETE statements are not allowed", "only SELECT is allowed"),
+    ("SELECT 1; DROP TABLE programs", "DROP statements", "only SELECT is allowed: give one statement"),
+    ("COPY programs TO 'x.csv'", "COPY statements", "(this is a COPY statement)"),
+    ("", "empty query", "empty query"),
+    ("SELEC 1", "syntax error", "syntax error"),
+]
+
+
+@pytest.mark.parametrize("query,pad_sql,one_select", READ_ONLY_CASES)
+def test_one_read_only_guard_for_pad_sql_and_the_review_app(query, pad_sql, one_select):
+    from pad_data.store.sqltools import read_only_statements
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE programs (program_id VARCHAR)")
+    for single, refusal in ((False, pad_sql), (True, one_select)):
+        if refusal is None:
+            assert read_only_statements(con, query, one_select=single)
+        else:
+            with pytest.raises(ValueError, match=re.escape(refusal)):
+                read_only_statements(con, query, one_select=single)
+    assert con.execute("SELECT count(*) FROM programs").fetchall() == [(0,)]
+
+
+def test_sql_toolbox_quotes_lists_and_registers_frames():
+    from pad_data.store.sqltools import any_of, registered, sql_literal
+
+    con = duckdb.connect()
+    assert con.execute(f"SELECT {sql_literal(chr(39) + 'a' + chr(39) * 2)}").fetchall() == [("'a''",)]
+    where, params = any_of("x", iter(["b", "c"]))
+    assert con.execute(f"SELECT x FROM (VALUES ('a'), ('b'), ('c')) t(x) WHERE {where} ORDER BY x",
+                       params).fetchall() == [("b",), ("c",)]
+    with registered(con, pd.DataFrame({"x": [1, 2]})) as a, registered(con, pa.table({"x": [3]})) as b:
+        assert a != b
+        assert con.execute(f"SELECT sum(x) FROM (FROM {a} UNION ALL FROM {b})").fetchall() == [(6,)]
+    with pytest.raises(duckdb.CatalogException):
+        con.execute(f"FROM {a}")
+
+
+def test_labels_and_failures_are_written_through_the_store(db):
+    with Store(db) as st:
+        for pid in ("a", "b"):
+            _add_program(st, pid)
+        with st.transaction():
+            _exec(st, "a", "unverifiable")
+            _exec(st, "b", "wrong_answer")
+        seq_a, seq_b = (st.scalar("SELECT seq FROM program_labels WHERE program_id = ?", [p]) for p in "ab")
+        with st.transaction():  # a consensus label: program_labels only, the execution keeps its own
+            st.set_labels("SELECT seq, 'correct' AS label FROM executions WHERE seq = ?", [seq_a])
+        assert st.scalar("SELECT label FROM executions WHERE seq = ?", [seq_a]) == "unverifiable"
+        with st.transaction():  # a gold answer changed: both
+            st.relabel_executions(pd.DataFrame({"seq": [seq_b], "label": ["correct"], "value_num": [1.0]}))
+        assert st.df("SELECT program_id, label FROM program_labels ORDER BY 1").values.tolist() == [
+            ["a", "correct"], ["b", "correct"]]
+        assert st.scalar("SELECT label || value_num FROM executions WHERE seq = ?", [seq_b]) == "correct1.0"
+        fail = {"gen_key": "k1", "problem_id": "p", "sample_idx": 0, "model": "m", "error": "e", "attempts": 1}
+        with st.transaction():
+            st.add_failures([fail, {**fail, "gen_key": "k2"}])
+            st.add_failures(pd.DataFrame([fail]), replay=True)  # recorded already: skipped
+        assert st.scalar("SELECT count(*) FROM generation_failures") == 2
+        with st.transaction():
+            st.drop_failures(iter(["k1", "nope"]))
+        assert st.con.execute("SELECT gen_key FROM generation_failures").fetchall() == [("k2",)]

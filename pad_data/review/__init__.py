@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import duckdb
 import pandas as pd
 
 from pad_data.stages.results import result_row, results_frame
 from pad_data.sandbox.pool import SandboxPool, execute_programs
-from pad_data.store import Store, connect, program_id, sql_literal
+from pad_data.store import Store, connect, program_id
+from pad_data.store.sqltools import any_of, read_only_statements
 
 VERDICTS = ("accept", "reject", "needs-fix")
 UNREVIEWED = "(none)"  # the verdict filter's value for programs no reviewer has judged
@@ -57,10 +57,6 @@ def store_token(path: str) -> tuple:
     return tuple(out)
 
 
-def _in(col: str, values: list) -> tuple[str, list]:
-    return f"{col} IN ({', '.join('?' * len(values))})", list(values)
-
-
 @dataclass
 class Filters:
     dataset: list[str] = field(default_factory=list)
@@ -89,15 +85,15 @@ class Filters:
         else:
             for col in ("origin", "teacher"):
                 if getattr(self, col):
-                    add(*_in(col, getattr(self, col)))
+                    add(*any_of(col, getattr(self, col)))
             if self.dataset:
-                c, v = _in("dataset", self.dataset)
+                c, v = any_of("dataset", self.dataset)
                 add(f"problem_id IN (SELECT problem_id FROM problems WHERE {c})", v)
         if self.verdict:
             judged = [v for v in self.verdict if v != UNREVIEWED]
             either = []
             if judged:
-                c, v = _in("verdict", judged)
+                c, v = any_of("verdict", judged)
                 either.append(f"program_id IN (SELECT program_id FROM program_verdicts WHERE {c})")
                 params.extend(v)
             if UNREVIEWED in self.verdict:
@@ -115,7 +111,7 @@ class Filters:
         clauses, params = [], []
         for col in FILTER_COLUMNS:
             if getattr(self, col):
-                c, v = _in(col, getattr(self, col))
+                c, v = any_of(col, getattr(self, col))
                 clauses.append(c)
                 params += v
         return " AND ".join(clauses) or "TRUE", params
@@ -194,21 +190,18 @@ def page(store: Store, f: Filters, offset: int, limit: int = 50) -> pd.DataFrame
         return store.df("SELECT NULL::VARCHAR AS program_id, NULL::VARCHAR AS dataset, NULL::VARCHAR AS label, "
                         "NULL::VARCHAR AS error_type, NULL::VARCHAR AS verdict, NULL::VARCHAR AS origin, "
                         "NULL::VARCHAR AS teacher, NULL::VARCHAR AS question LIMIT 0")
-    # constant IN lists: a lookup in the primary-key index (a parameter list would scan the table)
-    lit = ", ".join(sql_literal(i) for i in ids)
-    problems = ", ".join(sql_literal(p) for p in {r[1] for r in rows})
-    order = " ".join(f"WHEN {sql_literal(i)} THEN {n}" for n, i in enumerate(ids))
-    return store.df(f"""
-        WITH p AS (SELECT program_id, problem_id, origin, teacher FROM programs WHERE program_id IN ({lit}))
+    # each table filtered by the page's ids before the joins ($ids: the page's order)
+    return store.df("""
+        WITH p AS (SELECT program_id, problem_id, origin, teacher FROM programs WHERE program_id = ANY($ids))
         SELECT p.program_id, pr.dataset, l.label, l.error_type, v.verdict, p.origin, p.teacher,
                left(pr.question, 120) AS question
-        FROM p JOIN (SELECT problem_id, dataset, question FROM problems WHERE problem_id IN ({problems})) pr
+        FROM p JOIN (SELECT problem_id, dataset, question FROM problems WHERE problem_id = ANY($problems)) pr
             USING (problem_id)
-        LEFT JOIN (SELECT program_id, label, error_type FROM program_labels WHERE program_id IN ({lit})) l
+        LEFT JOIN (SELECT program_id, label, error_type FROM program_labels WHERE program_id = ANY($ids)) l
             USING (program_id)
-        LEFT JOIN (SELECT program_id, verdict FROM program_verdicts WHERE program_id IN ({lit})) v
+        LEFT JOIN (SELECT program_id, verdict FROM program_verdicts WHERE program_id = ANY($ids)) v
             USING (program_id)
-        ORDER BY CASE p.program_id {order} END""")
+        ORDER BY list_position($ids, p.program_id)""", {"ids": ids, "problems": sorted({r[1] for r in rows})})
 
 
 def add_verdicts(path: str, verdict: str, note: str | None, reviewer: str | None,
@@ -299,14 +292,7 @@ def run_sql(path: str, query: str, limit: int = 1000) -> pd.DataFrame:
     ValueError "only SELECT is allowed"."""
     con = connect(path, read_only=True, config={"enable_external_access": False})
     try:
-        try:
-            statements = con.extract_statements(query)
-        except duckdb.Error as exc:
-            raise ValueError(str(exc).strip().splitlines()[0]) from None
-        if len(statements) != 1:
-            raise ValueError("only SELECT is allowed: give one statement" if statements else "empty query")
-        if statements[0].type.name != "SELECT":
-            raise ValueError(f"only SELECT is allowed (this is a {statements[0].type.name} statement)")
+        statements = read_only_statements(con, query, one_select=True)
         return con.execute(f"SELECT * FROM ({statements[0].query.strip().rstrip(';')}) LIMIT {int(limit)}").df()
     finally:
         con.close()

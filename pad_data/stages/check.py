@@ -296,14 +296,9 @@ def run_checks(store: Store, reference: str | os.PathLike | None = None,
              "column_name": r.check.kwargs.get("column"), "kwargs": json.dumps(r.check.kwargs, default=str),
              "observed": r.observed, "success": r.success, "critical": r.check.critical} for r in results]
     with store.transaction():
-        store.con.execute("INSERT INTO check_runs (run_id, success, critical_failures, checks, reference) "
-                          "VALUES (?, ?, ?, ?, ?)", [run_id, critical_failures == 0, critical_failures,
-                                                    len(results), str(reference) if reference else None])
-        store.con.register("_pad_checks", pd.DataFrame(rows))
-        try:
-            store.con.execute("INSERT INTO check_results SELECT run_id, table_name, expectation, column_name, "
-                              "kwargs, observed, success, critical FROM _pad_checks")
-        finally:
-            store.con.unregister("_pad_checks")
+        store.append("check_runs", pd.DataFrame([{
+            "run_id": run_id, "success": critical_failures == 0, "critical_failures": critical_failures,
+            "checks": len(results), "reference": str(reference) if reference else None}]))
+        store.append("check_results", pd.DataFrame(rows))
     return {"run_id": run_id, "success": critical_failures == 0, "critical_failures": critical_failures,
             "results": results, "docs": str(Path(docs_dir) / "index.html") if docs_dir else None}

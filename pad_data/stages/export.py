@@ -2,8 +2,8 @@
 
 Rows never pass through Python lists: DuckDB ``COPY``s each split straight to parquet/jsonl,
 and the ``hf`` format loads those parquet files with ``datasets`` (memory-mapped Arrow) and
-``save_to_disk``s a ``DatasetDict`` (train/validation/test). Peak heap at 1M rows: 384 MiB,
-vs 1.5 GiB for ``Dataset.from_pandas`` (bench/README.md); it is not perfectly flat.
+``save_to_disk``s a ``DatasetDict`` (train/validation/test), a fraction of the heap of
+``Dataset.from_pandas`` (bench/README.md), though not perfectly flat.
 Columns fit training directly: question, program, answer, answer_text, plus ids, labels and verdicts.
 The ``chat`` format is the ``hf`` layout with a ``messages`` column instead of question and
 program (system, user question, assistant program; a refinement pair is a two-turn fix
@@ -67,16 +67,16 @@ def _copy(store: Store, name: str, split: str, path: Path, fmt: str, task: str =
     """COPY one split to a file, streaming: memory stays flat however many rows there are.
 
     Runs under :func:`_bounded` (one thread: parallel writers buffer batches to keep the
-    insertion order, 435 MiB at 1M rows vs 99 MiB) with 20k-row groups. No ORDER BY either (a sort holds every row): rows come out in insertion order, which
-    `pad curate` made (split, program_id), so exports stay deterministic.
+    insertion order) with 20k-row groups. No ORDER BY either (a sort holds every row): rows
+    come out in insertion order, which `pad curate` made (split, program_id), so exports stay
+    deterministic.
     """
     table = TASK_TABLES[task]
     n = store.scalar(f"SELECT count(*) FROM {table} WHERE name = ? AND split = ?", [name, split])
-    lit = name.replace("'", "''")
     opts = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 20000" if fmt == "parquet" else "FORMAT json"
     columns = _chat_columns(task) if chat else COLUMNS[task]
-    store.con.execute(f"COPY (SELECT {', '.join(columns)} FROM {table} WHERE name = '{lit}' "
-                      f"AND split = '{split}') TO '{str(path).replace(chr(39), chr(39) * 2)}' ({opts})")
+    store.con.execute(f"COPY (SELECT {', '.join(columns)} FROM {table} WHERE name = {sql_literal(name)} "
+                      f"AND split = {sql_literal(split)}) TO {sql_literal(str(path))} ({opts})")
     return n
 
 

@@ -1,0 +1,48 @@
+"""Opening a store's file: DuckDB lets one process hold it at a time, so an open waits its turn."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import duckdb
+
+BUSY_TIMEOUT_S = 10.0  # how long an open waits for another process to let go of the store
+
+
+class StoreError(Exception):
+    """A store that cannot be used: newer schema, locked by another process, not DuckDB."""
+
+
+def busy_timeout() -> float:
+    """Seconds an open waits for a store another process holds: ``$PAD_BUSY_TIMEOUT``, else 10."""
+    raw = os.environ.get("PAD_BUSY_TIMEOUT")
+    try:
+        return max(0.0, float(raw)) if raw else BUSY_TIMEOUT_S
+    except ValueError:
+        raise StoreError(f"PAD_BUSY_TIMEOUT must be a number of seconds, got {raw!r}") from None
+
+
+def connect(path: str | os.PathLike, read_only: bool = False, wait: float | None = None,
+            config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, retrying every few milliseconds while another process holds the
+    file (a stage committing, or a reader), for up to ``wait`` seconds [default:
+    :func:`busy_timeout`]; then a StoreError "the store is busy"."""
+    wait = busy_timeout() if wait is None else wait
+    deadline = time.monotonic() + wait
+    pause = 0.005
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=config or {})
+        except duckdb.IOException as exc:
+            msg = str(exc).splitlines()[0]
+            if "lock" not in msg.lower():
+                raise StoreError(f"{path}: cannot open store: {msg}") from None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreError(f"{path}: the store is busy (another process held it for {wait:g} s); "
+                                 "try again, or wait longer with PAD_BUSY_TIMEOUT=SECONDS") from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.02)
+        except duckdb.Error as exc:
+            raise StoreError(f"{path}: not a pad store: {str(exc).splitlines()[0]}") from None
