@@ -129,15 +129,10 @@ def relabel(store, problem_ids: list[str]) -> int:
 
     if not problem_ids:
         return 0
-    ids = pd.DataFrame({"problem_id": list(problem_ids)})
-    store.con.register("_pad_relabel_ids", ids)
-    try:
-        rows = store.con.execute(
-            "SELECT e.seq, e.status, e.value_type, e.value, e.label, e.value_num, pr.answer, pr.answer_text "
-            "FROM executions e JOIN programs p USING (program_id) JOIN problems pr USING (problem_id) "
-            "WHERE pr.problem_id IN (SELECT problem_id FROM _pad_relabel_ids)").fetchall()
-    finally:
-        store.con.unregister("_pad_relabel_ids")
+    rows = store.con.execute(
+        "SELECT e.seq, e.status, e.value_type, e.value, e.label, e.value_num, pr.answer, pr.answer_text "
+        "FROM executions e JOIN programs p USING (program_id) JOIN problems pr USING (problem_id) "
+        "WHERE pr.problem_id = ANY(?)", [list(problem_ids)]).fetchall()
     changed, labels_changed = [], 0
     for seq, status, value_type, value, old_label, old_num, gold, gold_text in rows:
         label, num = stored_label(status, value_type, value, old_num, gold, gold_text)
@@ -145,15 +140,7 @@ def relabel(store, problem_ids: list[str]) -> int:
             changed.append((seq, label, num))
             labels_changed += label != old_label
     if changed:
-        df = pd.DataFrame(changed, columns=["seq", "label", "value_num"])
-        store.con.register("_pad_relabel", df)
-        try:
-            store.con.execute("UPDATE executions SET label = r.label, value_num = r.value_num "
-                              "FROM _pad_relabel r WHERE executions.seq = r.seq")
-            store.con.execute("UPDATE program_labels SET label = r.label FROM _pad_relabel r "
-                              "WHERE program_labels.seq = r.seq AND program_labels.label <> r.label")
-        finally:
-            store.con.unregister("_pad_relabel")
+        store.relabel_executions(pd.DataFrame(changed, columns=["seq", "label", "value_num"]))
     return labels_changed
 
 
