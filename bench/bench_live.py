@@ -166,7 +166,7 @@ def summarize(polls: list, within: float) -> dict:
             "distinct_counts": len(set(counts))}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=300_000)
     ap.add_argument("--repeats", type=int, default=2)
@@ -180,49 +180,55 @@ def main() -> None:
                     help="also run the stage with the same poller reading a copy of the store that nobody writes: "
                          "what the poller's CPU alone costs the stage, with no store shared")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "live.json"))
-    args = ap.parse_args()
-    results: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                                 "load_avg_at_start": os.getloadavg()},
-                     "n": args.n, "poll_s": args.poll, "within_s": args.within, "runs": []}
-    with tempfile.TemporaryDirectory(prefix="pad-live-") as d:
-        work = Path(d)
-        template = work / "template.duckdb"
-        t = time.perf_counter()
-        make_store(template, args.n)
-        print(f"store of {args.n:,} programs in {time.perf_counter() - t:.1f} s", flush=True)
-        idle = [time.perf_counter()]
-        res = subprocess.run([PAD, "--db", str(template), "sql", "SELECT count(*) FROM programs"], capture_output=True)
-        results["pad_sql_idle_s"] = time.perf_counter() - idle[0]
-        assert res.returncode == 0
-        versions = [("now", None, None, template)]
-        if args.before:
-            pad, env, schema = old_pad(args.before, work)
-            old_template = work / "template-before.duckdb"
-            make_store(old_template, args.n, schema=schema)
-            versions.append((args.before, pad, env, old_template))
-        for k in range(args.repeats):
-            for version, pad, env, tmpl in versions:
-                modes = [False, True] + (["control"] if args.control else [])
-                for polled in (modes if k % 2 == 0 else modes[::-1]):
-                    twin = None
-                    if polled == "control":
-                        twin = work / "twin.duckdb"
-                        shutil.copy(tmpl, twin)
-                    r = run_execute(tmpl, work, args.poll if polled else None, args.workers, pad, env,
-                                    args.api and polled is True, twin)
-                    r.update(polled=polled, version=version)
-                    if polled:
-                        r["summary"] = summarize(r["polls"], args.within)
-                        r["api_summary"] = summarize(r["api_polls"], args.within)
-                    results["runs"].append(r)
-                    print(json.dumps({"version": version, "polled": polled, "programs_per_s": round(r["programs_per_s"]),
-                                      "wall_s": round(r["wall_s"], 1), **r.get("summary", {}),
-                                      "api": r.get("api_summary") if args.api else None}), flush=True)
+    return ap.parse_args()
+
+
+def run_versions(args: argparse.Namespace, work: Path, results: dict) -> list[str]:
+    """Build the stores, then every repeat's runs (alone, polled, control) for pad now and ``--before``,
+    in alternating order; each run is appended to ``results["runs"]``. Returns the versions run."""
+    template = work / "template.duckdb"
+    t = time.perf_counter()
+    make_store(template, args.n)
+    print(f"store of {args.n:,} programs in {time.perf_counter() - t:.1f} s", flush=True)
+    idle = [time.perf_counter()]
+    res = subprocess.run([PAD, "--db", str(template), "sql", "SELECT count(*) FROM programs"], capture_output=True)
+    results["pad_sql_idle_s"] = time.perf_counter() - idle[0]
+    assert res.returncode == 0
+    versions = [("now", None, None, template)]
+    if args.before:
+        pad, env, schema = old_pad(args.before, work)
+        old_template = work / "template-before.duckdb"
+        make_store(old_template, args.n, schema=schema)
+        versions.append((args.before, pad, env, old_template))
+    for k in range(args.repeats):
+        for version, pad, env, tmpl in versions:
+            modes = [False, True] + (["control"] if args.control else [])
+            for polled in (modes if k % 2 == 0 else modes[::-1]):
+                twin = None
+                if polled == "control":
+                    twin = work / "twin.duckdb"
+                    shutil.copy(tmpl, twin)
+                r = run_execute(tmpl, work, args.poll if polled else None, args.workers, pad, env,
+                                args.api and polled is True, twin)
+                r.update(polled=polled, version=version)
+                if polled:
+                    r["summary"] = summarize(r["polls"], args.within)
+                    r["api_summary"] = summarize(r["api_polls"], args.within)
+                results["runs"].append(r)
+                print(json.dumps({"version": version, "polled": polled, "programs_per_s": round(r["programs_per_s"]),
+                                  "wall_s": round(r["wall_s"], 1), **r.get("summary", {}),
+                                  "api": r.get("api_summary") if args.api else None}), flush=True)
+    return [version for version, *_ in versions]
+
+
+def report(args: argparse.Namespace, versions: list[str], results: dict) -> None:
+    """Print the table of medians per version (and the API reader's and the control's figures), and
+    keep them in ``results["summary"]``."""
     print(f"\n| pad | programs | execute alone, programs/s | with `pad sql` every {args.poll} s | throughput ratio | "
           f"polls answered within {args.within:g} s | median / max poll | counts grow |")
     print("|---|---|---|---|---|---|---|---|")
     results["summary"] = {}
-    for version, *_ in versions:
+    for version in versions:
         runs = [r for r in results["runs"] if r["version"] == version]
         base = statistics.median(r["programs_per_s"] for r in runs if not r["polled"])
         live = statistics.median(r["programs_per_s"] for r in runs if r["polled"] is True)
@@ -249,13 +255,22 @@ def main() -> None:
             print(f"  {version}, control (the same poller on a copy of the store nobody writes): {c:,.0f} programs/s, "
                   f"ratio {c / base:.2f}; its polls: median {cpolls['median_poll_s']:.2f} s, {cpolls['polls']} polls. "
                   f"The live store's own cost: {live / c:.2f} of the control's throughput")
+
+
+def main() -> None:
+    args = parse_args()
+    results: dict = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(),
+                                 "load_avg_at_start": os.getloadavg()},
+                     "n": args.n, "poll_s": args.poll, "within_s": args.within, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="pad-live-") as d:
+        versions = run_versions(args, Path(d), results)
+    report(args, versions, results)
     results["load_avg_at_end"] = os.getloadavg()
     print(f"`pad sql` on an idle store: {results['pad_sql_idle_s']:.2f} s; load average at start "
           f"{results['machine']['load_avg_at_start'][0]:.1f}, at end {results['load_avg_at_end'][0]:.1f}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.json}")
-
 
 if __name__ == "__main__":
     main()
