@@ -7,7 +7,9 @@ __version__ = "0.1.0"
 API_NAMES = ("Store", "StoreError", "IngestError", "ingest", "import_programs", "execute", "sql", "stats",
              "label_counts", "default_steps", "run_pipeline", "execute_programs", "SandboxPool", "ExecResult",
              "generate_offline", "ingest_embedded", "LABELS", "generate", "make_teacher", "TeacherError",
-             "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS", "vote", "synthesize", "generate_batch")
+             "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS", "vote", "synthesize", "generate_batch",
+             "TeacherSpec", "run_checks", "CheckBounds", "list_curations", "export", "export_parquet_shards",
+             "INJECTION_KINDS", "torn_journal_bytes")
 
 
 def __getattr__(name: str):

@@ -1,7 +1,7 @@
 """The `pad` command. ``pad sql`` and ``pad stats`` (what one polls while a stage runs) are first
 put to the stage writing the store, if one is serving reads (:mod:`pad_data.store.live_reads`), before
 anything heavy is imported; everything else, and those two with no stage to answer them, is
-:mod:`pad_data.cli`."""
+:mod:`pad_data.cli.commands`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def main() -> None:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
     if reply is None:
-        from pad_data.cli import main as cli_main
+        from pad_data.cli.commands import main as cli_main
 
         cli_main()
         return

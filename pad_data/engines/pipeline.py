@@ -2,7 +2,8 @@
 
 A :class:`Step` is anything with a ``name`` and ``run(store) -> dict``. ``pad run`` is
 ``run_pipeline(store, default_steps(...))``; every step is idempotent, so rerunning a
-pipeline only does the missing work.
+pipeline only does the missing work. The steps that scale out (:class:`Generate`,
+:class:`Execute`) take their engine, ``local`` or ``ray`` (:mod:`pad_data.engines.dispatch`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from pad_data.stages import execute as execute_mod
+from pad_data.engines import dispatch
 from pad_data.stages import generate
 from pad_data.stages import ingest
 from pad_data.store import Store
@@ -77,13 +78,16 @@ class Generate:
     backend: str = "openai"
     samples: int = 4
     concurrency: int = 16
+    engine: str = "local"
+    address: str | None = None
     name: str = "generate (teacher)"
 
     def run(self, store: Store) -> dict:
         added = cached = failed = 0
+        teacher = dispatch.TeacherSpec(self.backend, self.model, base_url=self.base_url)
         for dataset in self.datasets:
-            teacher = generate.make_teacher(self.backend, self.model, base_url=self.base_url)
-            r = generate.generate(store, teacher, dataset, samples=self.samples, concurrency=self.concurrency)
+            r = dispatch.generate(store, teacher, dataset, samples=self.samples, concurrency=self.concurrency,
+                                  engine=self.engine, address=self.address)
             added, cached, failed = added + r["added"], cached + r["cached"], failed + r["failed"]
         return {"teacher": self.model, "added": added, "cached": cached, "failed": failed}
 
@@ -95,12 +99,14 @@ class Execute:
     workers: int = 2
     dataset: str | None = None
     progress: Callable[[int, int], None] | None = field(default=None, repr=False)
+    engine: str = "local"
+    address: str | None = None
     name: str = "execute + label"
 
     def run(self, store: Store) -> dict:
-        return execute_mod.execute(store, dataset=self.dataset, timeout=self.timeout,
-                                   memory_mb=self.memory_mb, workers=self.workers,
-                                   progress=self.progress)
+        return dispatch.execute(store, dataset=self.dataset, timeout=self.timeout, memory_mb=self.memory_mb,
+                                workers=self.workers, progress=self.progress, engine=self.engine,
+                                address=self.address)
 
 
 def run_pipeline(store: Store, steps: list[Step],

@@ -36,7 +36,8 @@ import pandas as pd
 from pad_data.stages.results import result_row, results_frame
 from pad_data.store import PENDING_COLUMNS, Store
 
-SHARD_SIZE = 5_000
+SHARD_SIZE = 5_000  # programs per execute shard
+GENERATE_SHARD_SIZE = 500  # problems per generate shard
 PROGRAM_COLUMNS = ["program_id", "problem_id", "origin", "teacher", "sample_idx", "program", "completion",
                    "prompt_id", "gen_key", "prompt_tokens", "completion_tokens", "cost_usd"]
 FAILURE_COLUMNS = ["gen_key", "problem_id", "sample_idx", "model", "error", "attempts"]
@@ -265,8 +266,9 @@ def generate_ray(store: Store, backend: str, model: str, dataset: str, base_url:
                  samples: int = 4, temperature: float = 0.7, max_tokens: int = 512, concurrency: int = 8,
                  prompt: str | None = None, split: str | None = None, limit: int | None = None,
                  prices: tuple[float, float] | None = None, max_retries: int = 6, timeout: float = 120.0,
-                 shards: str | os.PathLike | None = None, address: str | None = None, shard_size: int = 500,
-                 num_cpus: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+                 shards: str | os.PathLike | None = None, address: str | None = None,
+                 shard_size: int = GENERATE_SHARD_SIZE, num_cpus: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
     """``pad generate --engine ray``: the same requests as ``pad generate``, from Ray tasks.
 
     ``shard_size`` counts problems; each task keeps ``concurrency`` requests in flight.

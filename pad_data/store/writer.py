@@ -21,7 +21,8 @@ commit fails, the items it held and every item handed over afterwards go to ``sa
 ``close()`` raises the commit's error.
 
 While it runs, the committer also answers ``pad sql`` for other processes, on the store's
-socket (:mod:`pad_data.store.live_reads`), between commits as it does the stage's own reads.
+socket (:mod:`pad_data.store.live_reads`), between commits as it does the stage's own reads; what
+it answers is ``answer(request, read)`` [default: :func:`printed_answer`, as the command prints it].
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ CLIENT_READ_S = 5.0  # another process's query that has no answer by then is sto
 CLIENT_MEMORY = "256MB"  # DuckDB memory of the reader those queries run on (a larger result: left to the process)
 GAP = 2.0  # after a commit, the store stays free at least this many times as long as the commit held it
 
+Read = Callable[[Callable[[Store], Any]], Any]  # runs fn(store) on the store opened read-only
+Answer = Callable[[dict, Read], dict]  # (live_reads request, read) -> {"code", "out", "err"}
+
+
+def printed_answer(request: dict, read: Read) -> dict:
+    """:func:`pad_data.store.render.answer_live`: the reply printed as ``pad sql``/``pad stats`` print it
+    (rich and typer are loaded on the first request, not by every stage)."""
+    from pad_data.store.render import answer_live
+
+    return answer_live(request, read)
+
 
 class GroupCommitter:
     """Commit items with ``commit(store, prepare(items))`` on a thread, about every ``interval`` seconds.
@@ -51,14 +63,16 @@ class GroupCommitter:
     ``prepare`` (say, making a frame of the rows) runs before the store is opened, so the store
     is held only for ``commit``, which runs inside a transaction; its return value goes to
     ``on_commit`` (on the committer's thread). The first item after a quiet spell is committed
-    at once.
+    at once. Another process's ``pad sql``/``pad stats`` gets ``answer(request, read)``, ``read``
+    being :meth:`read_for_client`.
     """
 
     def __init__(self, store: Store, commit: Callable[[Store, Any], Any], interval: float = 1.0,
                  on_commit: Callable[[Any], None] | None = None, patience: float = PATIENCE_S,
-                 prepare: Callable[[list], Any] | None = None, salvage: Callable[[list], None] | None = None):
+                 prepare: Callable[[list], Any] | None = None, salvage: Callable[[list], None] | None = None,
+                 answer: Answer = printed_answer):
         self.store, self.commit, self.interval, self.on_commit = store, commit, interval, on_commit
-        self.patience, self.prepare, self.salvage = patience, prepare, salvage
+        self.patience, self.prepare, self.salvage, self.answer = patience, prepare, salvage, answer
         self.failed = threading.Event()  # set when a commit failed
         self.error: BaseException | None = None
         self.commits = 0
@@ -85,9 +99,7 @@ class GroupCommitter:
 
     def _answer(self, request: dict) -> dict:
         """A ``pad sql`` or ``pad stats`` from another process, run like the stage's own reads (:meth:`submit`)."""
-        from pad_data.store.render import answer_live  # printed as the command prints it (rich, typer: loaded when asked)
-
-        return answer_live(request, self.read_for_client)
+        return self.answer(request, self.read_for_client)
 
     def put(self, item: Any) -> None:
         """Hand over an item to commit; raises the committer's error, if it failed (with

@@ -1,0 +1,723 @@
+"""``pad``'s commands (typer), each a thin wrapper over the Python API.
+
+Stages and engines are reached only through :mod:`pad_data.api`; besides it the commands check
+their options (:mod:`pad_data.rules.options`), open the store, print through
+:mod:`pad_data.store.render`, and check what must fail before a store is opened (the sandbox's
+isolation, a teacher's API key). Errors the user can fix (bad input, busy store, bad SQL) print
+one line ``error: ...`` and exit 1; nothing already stored is touched by a failed command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional
+
+import duckdb
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from pad_data.rules import options as opt
+from pad_data.rules.labels import LABELS
+from pad_data.rules.options import check_numbers
+from pad_data.store import SCHEMA_VERSION, Store, StoreError, queries, resolve_path
+from pad_data.store.render import (add_row, check_sql_options, error_line, plain_table, print_rows, print_stats, say,
+                                   sql_params)
+from pad_data.teachers.base import TeacherError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class _LazyAPI:
+    """:mod:`pad_data.api`, imported on first use: ``pad sql`` and ``pad stats`` (what one polls
+    while a stage runs) start without loading the stages or pandas."""
+
+    def __getattr__(self, name: str):
+        from pad_data import api as module
+
+        return getattr(module, name)
+
+
+api = _LazyAPI()
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="pad: curate synthetic program datasets for Program-aided Distillation.")
+# Piped output is not wrapped at 80 columns, so tables stay one row per line for grep/scripts.
+# No emoji codes: `:smile:` in a name or question is shown as written (see say).
+console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
+_state: dict = {"db": None}
+
+
+@app.callback()
+def _global(db: Optional[str] = typer.Option(None, "--db", envvar="PAD_DB",
+                                             help="DuckDB store file [default: ./pad.duckdb]")) -> None:
+    _state["db"] = db
+
+
+@contextlib.contextmanager
+def _cli_errors(interrupted: str = "interrupted: committed work is kept; rerun to continue") -> Iterator[None]:
+    """Errors a user can fix (ValueError covers IngestError, CheckError, CurateError, ExportError)
+    become one line ``error: ...`` and exit 1; Ctrl-C prints ``interrupted`` and exits 130."""
+    try:
+        yield
+    except (ValueError, RuntimeError, StoreError, TeacherError, duckdb.Error) as exc:
+        say(err_console, ("error:", "red"), f" {error_line(exc)}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print(interrupted)
+        raise typer.Exit(130) from None
+
+
+def plural(n: int, word: str) -> str:
+    """``1 problem``, ``2 problems``, ``1,000 programs``."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _warn(message: str) -> None:
+    say(err_console, ("warning:", "yellow"), f" {message}", soft_wrap=True)
+
+
+MEMORY_HELP = ("DuckDB memory budget of this stage, e.g. 2GB, 512MiB or 40% (of RAM); beyond it, it spills to "
+               "disk beside the store [default: $PAD_MEMORY_LIMIT or 50% of RAM]")
+
+
+def _store(read_only: bool = False, memory: Optional[str] = None) -> Store:
+    path = resolve_path(_state["db"])
+    # a command that writes runs a stage: the API (and the stages) load here, not while the store is held
+    torn = 0 if read_only else api.torn_journal_bytes(path)
+    store = Store(path, read_only=read_only, memory=memory)
+    if store.recovered:
+        say(err_console, f"stored {store.recovered} programs that waited in {store.journal_path} "
+                          "(from a `pad generate` whose commit failed)", soft_wrap=True)
+    if torn and not store.journal_path.exists():
+        _warn(f"the last line of {store.journal_path} was cut short ({plural(torn, 'byte')}, left by a run "
+              "stopped while writing it): the responses in it are lost and the next `pad generate` asks "
+              "for them again")
+    return store
+
+
+@contextlib.contextmanager
+def _progress(description: str) -> Iterator:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                  console=err_console, transient=True, disable=not err_console.is_interactive) as prog:
+        task = prog.add_task(description, total=None, rate="")
+        start = [None]
+
+        def update(done: int, total: int) -> None:
+            import time
+
+            now = time.perf_counter()
+            start[0] = start[0] or now
+            rate = done / (now - start[0]) if now > start[0] else 0
+            prog.update(task, completed=done, total=total, rate=f"{rate:,.0f}/s" if rate else "")
+
+        yield update
+
+
+# ---------------------------------------------------------------------- commands
+@app.command()
+def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv file, a dataset "
+                                                  "directory, or a Hugging Face dataset name"),
+           dataset: str = typer.Option(..., "--dataset", help="dataset name in the store"),
+           split: Optional[str] = typer.Option(None, help="train/validation/test [default: from the file name]"),
+           fmt: str = typer.Option("auto", "--format", help="auto|gsm8k|pal|jsonl"),
+           question_field: Optional[str] = typer.Option(None, help="field holding the question"),
+           answer_field: Optional[str] = typer.Option(None, help="field holding the gold answer"),
+           config: Optional[str] = typer.Option(None, help="Hugging Face dataset config (e.g. main)"),
+           limit: Optional[int] = typer.Option(None, help="read at most N records"),
+           update: bool = typer.Option(False, "--update", help="replace the gold answer of problems already "
+                                       "stored when the file's differs, and relabel their programs"),
+           memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
+    """Add problems (questions with gold answers) to the store."""
+    with _cli_errors():
+        check_numbers(("--limit", limit, opt.COUNT))
+        opt.check_split(split)
+        with _store(memory=memory_limit) as store:
+            r = api.ingest(store, source, dataset, split=split, fmt=fmt, question_field=question_field,
+                           answer_field=answer_field, limit=limit, config=config, update=update)
+    say(console, f"{dataset}/{r['split']}: read {plural(r['read'], 'problem')}, added {r['added']:,} "
+                  f"({r['read'] - r['added']:,} already stored)" + _gold_changes(r))
+    _warn_gold(r)
+
+
+def _gold_changes(r: dict) -> str:
+    out = ""
+    if r.get("updated"):
+        out += f"; updated the gold answer of {r['updated']:,}, relabeled {plural(r['relabeled'], 'execution')}"
+    if r.get("differ"):
+        out += (f"; {r['differ']} stored with a different gold answer were left as they are "
+                "(pass --update to replace them)")
+    return out
+
+
+def _warn_gold(r: dict) -> None:
+    if r.get("warning"):
+        say(err_console, f"warning: {r['warning']}", soft_wrap=True)
+
+
+@app.command("import-programs")
+def import_programs(file: str = typer.Argument(..., help="records with a question, a program and a gold answer"),
+                    dataset: str = typer.Option(..., "--dataset"),
+                    split: Optional[str] = typer.Option(None),
+                    question_field: Optional[List[str]] = typer.Option(
+                        None, help="field holding the question; several (repeat the option, or F1,F2) are "
+                                   "joined with a space in that order (default: question or input)"),
+                    program_field: Optional[str] = typer.Option(
+                        None, help="field holding the program: a string, or a list of strings (one sample "
+                                   "each) (default: program or code)"),
+                    answer_field: Optional[str] = typer.Option(None, help="[default: answer or target]"),
+                    teacher: Optional[str] = typer.Option(None, help="teacher/model name to record"),
+                    limit: Optional[int] = typer.Option(None),
+                    skip_invalid: bool = typer.Option(False, "--skip-invalid",
+                                                      help="import the valid records and list each skipped one "
+                                                           "on stderr (default: the first bad record is an "
+                                                           "error and nothing is written)"),
+                    update: bool = typer.Option(False, "--update", help="replace the gold answer of problems "
+                                                "already stored when the file's differs, and relabel their "
+                                                "programs"),
+                    memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
+    """Import programs generated elsewhere (fences and prose around the code are stripped)."""
+    fields = [f.strip() for value in question_field or [] for f in value.split(",") if f.strip()]
+    with _cli_errors():
+        check_numbers(("--limit", limit, opt.COUNT))
+        opt.check_split(split)
+        with _store(memory=memory_limit) as store:
+            r = api.import_programs(store, file, dataset, split=split, question_field=fields or None,
+                                    program_field=program_field, answer_field=answer_field,
+                                    teacher=teacher, limit=limit, skip_invalid=skip_invalid, update=update)
+    for message in r["skipped_records"]:
+        say(err_console, f"skipped {message}", soft_wrap=True)
+    say(console, f"{dataset}: read {plural(r['read'], 'program')} from {plural(r['records'], 'record')}, "
+                  f"added {r['added']:,} (new problems: {r['problems_added']:,})"
+                  + (f", skipped {plural(r['skipped'], 'invalid record')}" if skip_invalid else "")
+                  + _gold_changes(r))
+    _warn_gold(r)
+
+
+@app.command()
+def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"),
+            timeout: float = typer.Option(2.0, help="seconds per program"),
+            memory_mb: int = typer.Option(512, help="memory a program may use (MiB)"),
+            workers: int = typer.Option(2, help="sandbox worker processes"),
+            rerun: bool = typer.Option(False, help="execute again programs that already have a result"),
+            limit: Optional[int] = typer.Option(None, help="at most N programs"),
+            isolation: str = typer.Option("auto", help="auto|bwrap|unshare|process"),
+            origin: Optional[str] = typer.Option(None, help="only programs of this origin (teacher, injected, ...)"),
+            engine: str = typer.Option("local", help="local (this machine) | ray (Ray Data over Parquet shards)"),
+            address: Optional[str] = typer.Option(None, help="ray: cluster address [default: start a local Ray]"),
+            shards: Optional[str] = typer.Option(None, help="ray: shard folder, shared by all nodes "
+                                                            "[default: beside the store, STORE.shards/]"),
+            shard_size: int = typer.Option(5000, help="ray: programs per shard"),
+            entry: Optional[str] = typer.Option(None, help="function to call or variable to read for the "
+                                                           "answer [default: solution(), else ans]")) -> None:
+    """Run programs that have no execution yet in the sandbox, and label them."""
+    from pad_data.sandbox.isolation import WEAK_WARNING, resolve
+
+    with _cli_errors():
+        check_numbers(("--timeout", timeout, opt.TIMEOUT), ("--memory-mb", memory_mb, opt.MEMORY_MB),
+                      ("--workers", workers, opt.WORKERS), ("--limit", limit, opt.COUNT),
+                      ("--shard-size", shard_size, opt.COUNT))
+        if origin is not None:
+            opt.check_names("--origin", [origin], api.ORIGINS, "origin")
+        level = resolve(isolation)
+    warning = None if level == "bwrap" else WEAK_WARNING.format(level=level)
+    if warning:
+        _warn(warning)
+    with _cli_errors(), _store() as store:
+        if dataset is not None:
+            opt.check_names("--dataset", [dataset], api.datasets(store), "dataset")
+        with _progress("executing") as progress:
+            r = api.execute(store, dataset=dataset, timeout=timeout, memory_mb=memory_mb, workers=workers,
+                            rerun=rerun, limit=limit, isolation_level=level, origin=origin, entry=entry,
+                            progress=progress, engine=engine, address=address, shards=shards,
+                            shard_size=shard_size)
+    how = ", ".join(x for x in (f"{r['programs_per_s']:,.0f}/s" if r["executed"] else "", r.get("executor")) if x)
+    _print_labels(r["labels"], title=f"executed {plural(r['executed'], 'program')} in {r['seconds']:.2f} s"
+                                     + (f" ({how})" if how else ""))
+    if warning:
+        _warn(f"these labels were made with isolation {level!r}, below the OS sandbox (see README, threat model)")
+
+
+@app.command()
+def generate(dataset: str = typer.Option(..., "--dataset", help="problems to write programs for"),
+             model: str = typer.Option(..., "--model", help="model name (openai) or path/Hub name (hf)"),
+             base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server, e.g. "
+                                                    "http://localhost:8000/v1 [env OPENAI_BASE_URL]"),
+             backend: str = typer.Option("openai", help="openai (any compatible server) | hf (local transformers)"),
+             samples: int = typer.Option(4, help="programs per question"),
+             temperature: float = typer.Option(0.7),
+             max_tokens: int = typer.Option(512),
+             concurrency: int = typer.Option(16, help="requests in flight"),
+             max_retries: int = typer.Option(6, help="retries per request on 429/5xx/timeouts/bad responses"),
+             timeout: float = typer.Option(120.0, help="seconds per request"),
+             prompt: Optional[str] = typer.Option(None, help="arithmetic | coin_flip | last_letters | a file with {question}"),
+             split: Optional[str] = typer.Option(None),
+             limit: Optional[int] = typer.Option(None, help="at most N questions"),
+             price_in: Optional[float] = typer.Option(None, help="USD per 1M prompt tokens (cost estimate)"),
+             price_out: Optional[float] = typer.Option(None, help="USD per 1M completion tokens"),
+             engine: str = typer.Option("local", help="local | ray (Ray Data tasks over Parquet shards)"),
+             address: Optional[str] = typer.Option(None, help="ray: cluster address [default: start a local Ray]"),
+             shards: Optional[str] = typer.Option(None, help="ray: shard folder shared by all nodes "
+                                                            "[default: STORE.shards/]"),
+             shard_size: int = typer.Option(500, help="ray: problems per shard"),
+             batch: bool = typer.Option(False, "--batch", help="through the OpenAI Batch API (half the price, "
+                                        "results within 24 h); batch ids are stored, so a rerun resumes polling"),
+             poll_interval: float = typer.Option(30.0, help="--batch: seconds between polls"),
+             wait: bool = typer.Option(True, "--wait/--no-wait", help="--batch: poll until the batches finish, "
+                                       "or submit and exit (a later --batch run collects them)"),
+             max_batch_requests: int = typer.Option(50_000, help="--batch: requests per batch (the API's limit "
+                                                    "is 50,000)")) -> None:
+    """Ask a teacher LLM for programs (cached, resumable: a rerun only asks for what is missing).
+
+    The API key comes from OPENAI_API_KEY.
+    """
+    with _cli_errors():
+        check_numbers(("--samples", samples, opt.SAMPLES), ("--temperature", temperature, opt.TEMPERATURE),
+                      ("--max-tokens", max_tokens, opt.MAX_TOKENS), ("--concurrency", concurrency, opt.CONCURRENCY),
+                      ("--max-retries", max_retries, opt.RETRIES), ("--timeout", timeout, opt.REQUEST_TIMEOUT),
+                      ("--limit", limit, opt.COUNT), ("--price-in", price_in, opt.PRICE),
+                      ("--price-out", price_out, opt.PRICE), ("--shard-size", shard_size, opt.COUNT))
+        opt.check_split(split)
+        _check_api_key(backend, base_url)
+    prices = (price_in or 0.0, price_out or 0.0) if (price_in is not None or price_out is not None) else None
+    if batch:
+        _generate_batch(dataset=dataset, model=model, base_url=base_url, backend=backend, samples=samples,
+                        temperature=temperature, max_tokens=max_tokens, prompt=prompt, split=split, limit=limit,
+                        prices=prices, poll_interval=poll_interval, wait=wait, max_batch_requests=max_batch_requests,
+                        max_retries=max_retries, timeout=timeout, engine=engine)
+        return
+    teacher = api.TeacherSpec(backend, model, base_url=base_url, max_retries=max_retries, timeout=timeout)
+    with _cli_errors(), _store() as store, _progress("generating") as progress:
+        r = api.generate(store, teacher, dataset, samples=samples, temperature=temperature, max_tokens=max_tokens,
+                         concurrency=concurrency, prompt=prompt, split=split, limit=limit, prices=prices,
+                         progress=progress, engine=engine, address=address, shards=shards, shard_size=shard_size)
+    _say_generated(r, engine)
+
+
+def _check_api_key(backend: str, base_url: Optional[str]) -> None:
+    """A teacher on OpenAI's API with no key fails here, before the store is opened."""
+    if backend == "openai":
+        from pad_data.teachers.openai_teacher import check_api_key
+
+        check_api_key(base_url)
+
+
+def _say_generated(r: dict, engine: str) -> None:
+    """What `pad generate` prints (a Ray run counts its shards, a local one its requests and tokens);
+    exit 3 when a request failed."""
+    if engine == "ray":
+        where, usage = f", ray, {plural(r['shards'], 'shard')}", ""
+    else:
+        where = ""
+        usage = (f"{plural(r['requests'], 'request')}, "
+                 f"{plural(r['prompt_tokens'] + r['completion_tokens'], 'token')}, ")
+    say(console, f"{r['teacher']} ({r['prompt']} prompt{where}): {plural(r['added'], 'program')} added, "
+                  f"{r['cached']:,} already stored, {r['failed']:,} failed (retried next run), {usage}"
+                  f"{r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)")
+    if r["failed"]:
+        if r.get("last_error"):
+            say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
+        raise typer.Exit(3)
+
+
+def _generate_batch(backend: str, engine: str, poll_interval: float, max_batch_requests: int, **kw: Any) -> None:
+    with _cli_errors():
+        check_numbers(("--poll-interval", poll_interval, opt.POLL_INTERVAL),
+                      ("--max-batch-requests", max_batch_requests, opt.BATCH_REQUESTS))
+        if backend != "openai" or engine != "local":
+            raise ValueError("--batch needs --backend openai and --engine local")
+    stop = "interrupted: the batch ids are stored; rerun with --batch to resume polling"
+    with _cli_errors(interrupted=stop), _store() as store, _progress("batch") as progress:
+        r = api.generate_batch(store, poll_interval=poll_interval, max_batch_requests=max_batch_requests,
+                               progress=progress, **kw)
+    say(console, f"{r['teacher']} ({r['prompt']} prompt, batch): {r['added']} programs added, {r['cached']} "
+                  f"already stored, {r['failed']} failed (retried next run), {r['batches']} batches "
+                  f"({r['resumed']} resumed, {r['pending']} still pending), {r['requests']} requests, "
+                  f"{r['prompt_tokens'] + r['completion_tokens']:,} tokens, {r['seconds']:.1f} s")
+    if r["pending"]:
+        err_console.print("batches still pending: rerun `pad generate --batch` with the same options to collect "
+                          "them", highlight=False, soft_wrap=True, markup=False)
+    if r["failed"]:
+        say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
+        raise typer.Exit(3)
+
+
+@app.command()
+def synthesize(seed_dataset: str = typer.Option(..., "--from", help="seed dataset whose problems are shown as examples"),
+               dataset: str = typer.Option(..., "--dataset", help="the new dataset (problems without gold)"),
+               model: str = typer.Option(..., "--model", help="model name (openai) or path/Hub name (hf)"),
+               base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server [env OPENAI_BASE_URL]"),
+               backend: str = typer.Option("openai", help="openai | hf"),
+               n: int = typer.Option(100, "--n", help="new problems wanted (rejected replies are replaced)"),
+               shots: int = typer.Option(4, help="seed problems shown per request"),
+               reference: Optional[List[str]] = typer.Option(None, help="benchmark file (JSONL with question) new "
+                                                             "problems must not resemble; repeatable"),
+               temperature: float = typer.Option(1.0),
+               max_tokens: int = typer.Option(400),
+               concurrency: int = typer.Option(8, help="requests in flight"),
+               prompt: Optional[str] = typer.Option(None, help="prompt file with an {examples} placeholder "
+                                                    "[default: pad's own]"),
+               seed: int = typer.Option(0, help="seed of the examples drawn for each request"),
+               split: Optional[str] = typer.Option(None, help="draw examples from this split of --from only"),
+               max_requests: Optional[int] = typer.Option(None, help="request indices to use at most "
+                                                          "[default: 3 n + 10]"),
+               contamination: float = typer.Option(0.8, help="reject when more than this share of the words is "
+                                                   "covered by 8-grams of a --reference (as pad check)"),
+               near_duplicate: float = typer.Option(0.8, help="reject when more than this share of the words is "
+                                                    "covered by 8-grams of seed or already accepted problems"),
+               max_retries: int = typer.Option(6, help="retries per request on 429/5xx/timeouts/bad responses"),
+               timeout: float = typer.Option(120.0, help="seconds per request")) -> None:
+    """Have a teacher write new problems in the style of a seed dataset (cached: a rerun sends no request).
+
+    Exact and near duplicates (of the seeds and of each other) and problems close to a --reference
+    benchmark are rejected and counted. New problems have no gold: generate, execute, then `pad vote`.
+    """
+    with _cli_errors():
+        check_numbers(("--max-retries", max_retries, opt.RETRIES), ("--timeout", timeout, opt.REQUEST_TIMEOUT))
+    with _cli_errors(), _store() as store, _progress("synthesizing") as progress:
+        teacher = api.make_teacher(backend, model, base_url=base_url, max_retries=max_retries, timeout=timeout)
+        r = api.synthesize(store, teacher, seed_dataset, dataset, n=n, shots=shots, reference=reference,
+                           temperature=temperature, max_tokens=max_tokens, concurrency=concurrency, prompt=prompt,
+                           seed=seed, split=split, max_requests=max_requests, contamination=contamination,
+                           near_duplicate=near_duplicate, progress=progress)
+    say(console, f"{dataset}: {r['accepted_total']} synthesized problems (wanted {n}); this run: {r['accepted']} "
+                  f"accepted, rejected {r['duplicate']} duplicates, {r['near_duplicate']} near duplicates, "
+                  f"{r['contaminated']} contaminated, {r['unparsable']} unparsable; {r['cached']} replies already "
+                  f"stored, {r['requests']} requests, {r['failed']} failed (retried next run)")
+    if r["failed"]:
+        say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
+        raise typer.Exit(3)
+    if r["accepted_total"] < n:
+        say(err_console, f"warning: only {r['accepted_total']} of {n} after {r['cached'] + r['requests']} replies "
+                          "(raise --max-requests for more)", soft_wrap=True)
+
+
+@app.command("sql")
+@functools.wraps(sql_params)  # its options, help and parser are the live answer's too
+def sql(**params: Any) -> None:
+    with _cli_errors():
+        check_sql_options(params["fmt"], params["max_rows"])
+        with _store(read_only=True) as store:
+            columns, rows = store.read_rows(params["query"], read_files=params["read_files"])
+    print_rows(columns, rows, params["fmt"], params["max_rows"], console)
+
+
+@app.command()
+def stats() -> None:
+    """Counts of problems and programs per dataset, and labels."""
+    with _cli_errors(), _store(read_only=True) as store:
+        s = queries.stats(store)
+    print_stats(s, str(resolve_path(_state["db"])), console)
+
+
+@app.command()
+def check(reference: Optional[str] = typer.Option(None, help="benchmark file whose questions must not be in "
+                                                             "a train split (e.g. gsm8k/test.jsonl)"),
+          expectations: Optional[str] = typer.Option(None, help="YAML/JSON file with more expectations"),
+          docs: Optional[str] = typer.Option(None, help="write Great Expectations Data Docs HTML here"),
+          min_correct: float = typer.Option(0.05, help="warning when the share of correct programs is lower"),
+          contamination: float = typer.Option(0.8, help="max share of a train question's words covered by "
+                                                        "reference 8-grams")) -> None:
+    """Run the data quality suite (Great Expectations); exit 1 when a critical check fails."""
+    with _cli_errors(), _store() as store:
+        check_numbers(("--min-correct", min_correct, opt.FRACTION),
+                      ("--contamination", contamination, opt.FRACTION_OPEN))
+        r = api.run_checks(store, reference=reference, expectations_file=expectations, docs_dir=docs,
+                           bounds=api.CheckBounds(min_correct=min_correct, contamination=contamination))
+    table = plain_table("table", "expectation", "column", "observed", "result", title=f"pad check {r['run_id']}")
+    for res in r["results"]:
+        verdict = Text("pass", "green") if res.success else (Text("FAIL", "red") if res.check.critical
+                                                             else Text("warn", "yellow"))
+        add_row(table, res.check.table, res.check.expectation.removeprefix("expect_"),
+                res.check.kwargs.get("column", ""), res.observed, verdict)
+    console.print(table)
+    if r["docs"]:
+        say(console, f"Data Docs: {r['docs']}")
+    if not r["success"]:
+        err_console.print(f"[red]error:[/red] {r['critical_failures']} critical check(s) failed")
+        raise typer.Exit(1)
+
+
+@app.command("inject-errors")
+def inject_errors(per_program: int = typer.Option(2, help="variants per correct program"),
+                  kinds: Optional[str] = typer.Option(None, help="comma-separated kinds [default: all; see --list]"),
+                  seed: int = typer.Option(0),
+                  dataset: Optional[str] = typer.Option(None, help="only programs of this dataset"),
+                  limit: Optional[int] = typer.Option(None, help="at most N source programs"),
+                  timeout: float = typer.Option(2.0, help="seconds per program when executing the variants"),
+                  workers: int = typer.Option(2, help="sandbox worker processes"),
+                  list_: bool = typer.Option(False, "--list", help="list the injection kinds")) -> None:
+    """Make faulty variants of correct programs (AST edits), then execute and label them."""
+    if list_:
+        table = Table("kind", "what it does")
+        for kind, what in api.INJECTION_KINDS.items():
+            table.add_row(kind, what)
+        console.print(table)
+        return
+    with _cli_errors():
+        check_numbers(("--per-program", per_program, opt.SAMPLES), ("--seed", seed, opt.SEED),
+                      ("--limit", limit, opt.COUNT), ("--timeout", timeout, opt.TIMEOUT),
+                      ("--workers", workers, opt.WORKERS))
+    with _cli_errors(), _store() as store:
+        if dataset is not None:
+            opt.check_names("--dataset", [dataset], api.datasets(store), "dataset")
+        with _progress("injecting") as progress:
+            r = api.inject_errors(store, per_program=per_program, kinds=_csv(kinds), seed=seed, dataset=dataset,
+                                  limit=limit, timeout=timeout, workers=workers, progress=progress)
+    say(console, f"{plural(r['sources'], 'correct program')} -> {plural(r['variants'], 'variant')}, "
+                  f"{r['added']:,} new ({r['variants'] - r['added']:,} already stored); executed {r['executed']:,}"
+                  + (f"; skipped {plural(r['too_deep'], 'program')} too deeply nested to edit" if r["too_deep"] else ""))
+    table = plain_table("injection kind", "variants", "loud (raise)", "silent (wrong answer)", "unchanged (correct)",
+                        "not executed", title="every injected program in the store (view injection_outcomes)")
+    for row in r["outcomes"].itertuples(index=False):
+        add_row(table, *row)
+    console.print(table)
+
+
+def _csv(value: Optional[str]) -> Optional[list[str]]:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
+@app.command()
+def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immutable)"),
+           task: str = typer.Option("program", help="program: question -> program; refine: question + faulty "
+                                                    "program + feedback -> correct program"),
+           labels_: Optional[str] = typer.Option(None, "--labels", help="comma-separated labels to keep "
+                                                 "[default: correct; for refine, every faulty label]"),
+           siblings: bool = typer.Option(False, help="refine: also pair faulty programs with a correct sibling"),
+           dataset: Optional[List[str]] = typer.Option(None, "--dataset", help="only this dataset; repeat the "
+                                                       "option (or D1,D2) for several [default: all]"),
+           datasets_old: Optional[str] = typer.Option(None, "--datasets", hidden=True,
+                                                      help="deprecated spelling of --dataset"),
+           origins: Optional[str] = typer.Option(None, help="comma-separated origins [default: teacher,import,"
+                                                  "human; for refine, all] (injected only when named)"),
+           dedup: str = typer.Option("ast", help="none | exact | ast"),
+           max_per_problem: int = typer.Option(4, help="at most K programs per problem (shortest first)"),
+           validation: float = typer.Option(0.05, help="share of train problems for validation"),
+           test: float = typer.Option(0.05, help="share of train problems for test"),
+           seed: int = typer.Option(0),
+           review: str = typer.Option("exclude-rejected", help="reviewers' verdicts: exclude-rejected (leave "
+                                      "out programs a reviewer rejects) | accepted-only | ignore"),
+           min_agreement: Optional[float] = typer.Option(None, help="programs labeled against a consensus "
+                                                         "answer (pad vote) only from problems whose agreement "
+                                                         "share is at least this (0-1)"),
+           list_: bool = typer.Option(False, "--list", help="list snapshots"),
+           memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
+    """Build a named, immutable, reproducible snapshot of train/validation/test splits."""
+    if datasets_old is not None:
+        _warn("--datasets is deprecated: use --dataset (repeat it, or D1,D2, for several)")
+    names = [d for value in [*(dataset or []), *([datasets_old] if datasets_old else [])] for d in _csv(value) or []]
+    with _cli_errors(), _store(read_only=list_, memory=memory_limit) as store:
+        if list_:
+            _list_snapshots(api.list_curations(store))
+            return
+        if not name:
+            raise ValueError("give a snapshot NAME (or --list)")
+        params = api.CurateParams(labels=_csv(labels_), datasets=names or None, origins=_csv(origins), dedup=dedup,
+                                  max_per_problem=max_per_problem, validation_fraction=validation,
+                                  test_fraction=test, seed=seed, task=task, siblings=siblings,
+                                  min_agreement=min_agreement, review=review)
+        r = api.curate(store, name, params)
+    state = "created" if r["created"] else "unchanged (same parameters and data)"
+    what = "refinement pair" if task == "refine" else "program"
+    say(console, f"snapshot {r['name']} {state}: hash {r['content_hash']}, {plural(r['programs'], what)} over "
+                  f"{plural(r['problems'], 'problem')}; {_splits(r['splits'])}"
+                  + (f"; {plural(r['too_deep'], 'candidate')} too deeply nested to analyze (kept: deduplicated "
+                     "by text, ranked last)" if r.get("too_deep") else ""))
+
+
+def _splits(counts: dict) -> str:
+    """``train 191, validation 10, test 7`` (splits in that order, empty ones left out)."""
+    return ", ".join(f"{s} {counts[s]:,}" for s in opt.SPLITS if counts.get(s)) or "no rows"
+
+
+def _when(ts: object) -> str:
+    """A stored timestamp to the second."""
+    return ts.strftime("%Y-%m-%d %H:%M:%S") if hasattr(ts, "strftime") else str(ts)[:19]
+
+
+def _list_snapshots(df: pd.DataFrame) -> None:
+    if df.empty:
+        console.print("no curated snapshots yet (create one with `pad curate NAME`)", markup=False, highlight=False)
+        return
+    table = plain_table("name", "task", "created", "rows", "problems", "splits", "hash")
+    for row in df.itertuples(index=False):
+        counts, params = json.loads(row.counts), json.loads(row.params)
+        add_row(table, row.name, params.get("task", "program"), _when(row.created_at), f"{counts['programs']:,}",
+                f"{counts['problems']:,}", _splits(counts["splits"]), row.content_hash)
+    console.print(table)
+
+
+@app.command()
+def vote(dataset: Optional[str] = typer.Option(None, help="only this dataset [default: all]"),
+         min_votes: int = typer.Option(3, help="votes the winning value needs to become the consensus")) -> None:
+    """Consensus answers for problems without gold: the majority of their programs' numeric results.
+
+    Their programs are then labeled correct/wrong_answer against it in labeled_programs
+    (gold_source 'consensus', with the agreement share); run after `pad execute`.
+    """
+    with _cli_errors():
+        check_numbers(("--min-votes", min_votes, opt.COUNT))
+        with _store() as store:
+            r = api.vote(store, dataset=dataset, min_votes=min_votes)
+            labels = api.label_counts(store, dataset)
+    agreement = "" if r["agreement"] is None else f" (mean agreement {r['agreement']:.2f})"
+    say(console, f"{r['problems']} problems without gold: {r['voted']} got a consensus answer{agreement}, "
+                  f"{r['below_min_votes']} had fewer than {min_votes} votes, {r['tied']} were tied, "
+                  f"{r['no_results']} had no numeric result")
+    if r["agreement_hist"]:
+        table = plain_table("agreement", "problems", title="consensus answers by agreement share")
+        for bucket, n in r["agreement_hist"].items():
+            add_row(table, bucket, n)
+        console.print(table)
+    _print_labels(labels, title="labels now" + (f" ({dataset})" if dataset else ""))
+
+
+@app.command()
+def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
+           out: str = typer.Option(..., "--out", help="output directory"),
+           fmt: str = typer.Option("hf", "--format", help="hf (DatasetDict.save_to_disk) | chat (the same, with a "
+                                                          "`messages` column for TRL/chat trainers) | parquet | jsonl"),
+           license_: str = typer.Option("other", "--license", help="license field of the dataset card"),
+           push_to_hub: Optional[str] = typer.Option(None, help="also upload to this Hub dataset repo"),
+           overwrite: bool = typer.Option(False, help="replace --out when an earlier pad export wrote it "
+                                                      "(it holds a .pad-export file); other folders are never "
+                                                      "deleted"),
+           from_parquet: Optional[str] = typer.Option(None, help="instead of a snapshot: a folder of Parquet "
+                                                      "shards (train*.parquet, validation*, test*) to stream "
+                                                      "into a Hugging Face dataset"),
+           memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
+    """Export a curated snapshot with a generated dataset card (or Parquet shards as an HF dataset)."""
+    with _cli_errors():
+        if from_parquet:
+            if name or fmt != "hf":
+                raise ValueError("--from-parquet takes no snapshot NAME and writes --format hf")
+            r = api.export_parquet_shards(from_parquet, out, overwrite=overwrite, push_to_hub=push_to_hub)
+            say(console, f"exported {from_parquet} to {r['out']} (hf): {_splits(r['counts'])}"
+                          + (f"; pushed {r['pushed']}" if r["pushed"] else ""))
+            return
+        if not name:
+            raise ValueError("give a snapshot NAME (or --from-parquet DIR)")
+        with _store(memory=memory_limit) as store:
+            r = api.export(store, name, out, fmt=fmt, license=license_, push_to_hub=push_to_hub,
+                           overwrite=overwrite)
+    say(console, f"exported {name} to {r['out']} ({fmt}): {_splits(r['counts'])}"
+                  + (f"; pushed {r['pushed']}" if r["pushed"] else ""))
+
+
+@app.command()
+def review(port: int = typer.Option(8501, help="port to serve on"),
+           host: str = typer.Option("127.0.0.1", help="address to bind (127.0.0.1: this machine only; any other "
+                                                      "address needs a token)"),
+           token: Optional[str] = typer.Option(None, help="access token the browser must give (?token=...); "
+                                                          "without it: none on loopback, else a new one, printed")) -> None:
+    """Open the review app (Streamlit) on the store: find, read, judge (one or in bulk) and fix programs."""
+    from pad_data.review import server as srv
+
+    with _cli_errors():
+        check_numbers(("--port", port, opt.PORT))
+        srv.check_port(host, port)
+        secret = srv.access_token(host, token)
+        db = resolve_path(_state["db"]).resolve()
+        if not db.exists():
+            raise ValueError(f"{db}: no such store (run `pad run` first)")
+        with Store(db, read_only=True, migrate_to=0) as store:
+            old = store.version < SCHEMA_VERSION
+        if old:  # the app reads only: upgrade the store first
+            Store(db).close()
+    url = f"http://{host}:{port}/" + (f"?token={secret}" if secret else "")
+    say(console, f"pad review on {url} (store {db}); Ctrl-C to stop", soft_wrap=True)
+    raise typer.Exit(srv.serve(db, host, port, secret))
+
+
+@app.command()
+def labels() -> None:
+    """The label vocabulary."""
+    table = Table("label", "meaning")
+    for k, v in LABELS.items():
+        table.add_row(k, v)
+    console.print(table)
+
+
+@app.command()
+def run(source: Optional[str] = typer.Option(None, help="ingest this problem file instead of the embedded set"),
+        dataset: Optional[str] = typer.Option(None, help="dataset name for --source"),
+        programs: Optional[str] = typer.Option(None, help="import programs from this file"),
+        model: Optional[str] = typer.Option(None, help="a real teacher instead of the offline one "
+                                                       "(see `pad generate`; key from OPENAI_API_KEY)"),
+        base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for --model"),
+        backend: str = typer.Option("openai", help="openai | hf (with --model)"),
+        samples: int = typer.Option(4, help="programs per problem"),
+        seed: int = typer.Option(0),
+        timeout: float = typer.Option(2.0),
+        memory_mb: int = typer.Option(512),
+        workers: int = typer.Option(2)) -> None:
+    """The whole pipeline: problems -> programs -> sandboxed execution -> labels -> summary.
+
+    With no options: pad's embedded problems and the offline template teacher (no network).
+    `--source FILE --dataset NAME` uses your problems; `--model M [--base-url URL]` a real teacher;
+    `--programs FILE` programs made elsewhere.
+    """
+    with _cli_errors():
+        check_numbers(("--samples", samples, opt.SAMPLES), ("--seed", seed, opt.SEED),
+                      ("--timeout", timeout, opt.TIMEOUT), ("--memory-mb", memory_mb, opt.MEMORY_MB),
+                      ("--workers", workers, opt.WORKERS))
+        if model:
+            _check_api_key(backend, base_url)
+    with _cli_errors(), _store() as store, _progress("executing") as progress:
+        steps = api.default_steps(source=source, dataset=dataset, programs=programs, samples=samples,
+                                  seed=seed, timeout=timeout, memory_mb=memory_mb, workers=workers,
+                                  progress=progress, model=model, base_url=base_url, backend=backend)
+
+        def report(step, result, seconds):
+            say(console, ("✓", "green"), f" {step.name} ({seconds:.2f} s): {_brief(result)}")
+
+        results = api.run_pipeline(store, steps, on_step=report)
+        summary = api.label_counts(store)
+    exec_result = dict(results)[steps[-1].name]
+    rate = f" at {exec_result['programs_per_s']:,.0f}/s" if exec_result["executed"] else ""
+    _print_labels(summary, title=f"labels in {store.path} (this run executed "
+                                 f"{plural(exec_result['executed'], 'program')}{rate})")
+
+
+def _brief(result: dict) -> str:
+    """One step's result as ``read 319, added 319`` (what `pad run` prints per step): scalars only,
+    rates as ``545 programs/s``; the step's time is printed beside it."""
+    parts = []
+    for key, value in result.items():
+        if key in ("labels", "pool", "seconds") or value is None or isinstance(value, (dict, list, tuple)):
+            continue
+        if key.endswith("_per_s"):
+            parts.append(f"{value:,.0f} {key.removesuffix('_per_s')}/s")
+            continue
+        if isinstance(value, float):
+            value = f"{value:,.2f}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        parts.append(f"{key.replace('_', ' ')} {value}")
+    return ", ".join(parts)
+
+
+def _print_labels(counts: dict, title: str) -> None:
+    """``title`` on a line of its own (a table title would wrap at the table's width), then the table."""
+    total = sum(counts.values()) or 1
+    say(console, title, soft_wrap=True)
+    table = Table("label", "programs", "share")
+    for label in LABELS:
+        if counts.get(label):
+            table.add_row(label, str(counts[label]), f"{100 * counts[label] / total:.1f}%")
+    table.add_row("total", str(sum(counts.values())), "", style="bold")
+    console.print(table)
+
+
+def main() -> None:
+    app()
