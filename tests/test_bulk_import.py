@@ -13,15 +13,16 @@ import tempfile
 import duckdb
 import pyarrow as pa
 
-from pad_data.stages import bulk
 from pad_data.rules.answers import AnswerError, parse_answer
+from pad_data.rules.answers_sql import PY_WHITESPACE, chain, gold_layers, strip_sql
 from pad_data.rules.extract import extract_program
+from pad_data.stages import bulk
 from pad_data.stages.ingest import IngestError, import_programs, ingest
-from pad_data.store import Store, problem_id
+from pad_data.store import Store, problem_id, program_id
 
 
 def test_whitespace_is_pythons_own():
-    assert bulk.PY_WHITESPACE == "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+    assert PY_WHITESPACE == "".join(c for c in map(chr, range(0x110000)) if c.isspace())
 
 
 def _sql_values(expr: str, values: list[str]) -> list:
@@ -31,15 +32,13 @@ def _sql_values(expr: str, values: list[str]) -> list:
 
 
 def test_strip_split_and_blank_in_sql_are_pythons():
-    ws = bulk.PY_WHITESPACE
+    ws = PY_WHITESPACE
     rng = random.Random(1)
     values = ["", " ", "a", " a  b ", "a\u00a0\u3000b", "\u2028x\u2029", "x\x1c\x1fy", "\u200bx"]  # \u200b: not space
     values += ["".join(rng.choice(ws + "ab\u200b") for _ in range(rng.randint(0, 8))) for _ in range(3000)]
-    assert _sql_values(bulk.strip_sql("x"), values) == [v.strip() for v in values]
+    assert _sql_values(strip_sql("x"), values) == [v.strip() for v in values]
     assert _sql_values(bulk.normalize_sql("x"), values) == [" ".join(v.split()) for v in values]
     assert _sql_values(bulk.blank_sql("x"), values) == [not v.strip() for v in values]
-    dataset, q = "gsm8k", "  Tom\u00a0has 3\n apples. "
-    assert _sql_values(bulk.problem_id_sql(dataset, "x"), [q]) == [problem_id(dataset, q)]
 
 
 def _answers(shared_data) -> list:
@@ -51,50 +50,105 @@ def _answers(shared_data) -> list:
     return values
 
 
-TRICKY_GOLD = ["1.2 million", "$2.5k", "5 dozen", "5 Dozens", "2 kg", "3 bn", "2,3", "1,23", "1,2,3", "5,.5", "5€", "5$",
-               "$\u22125", "\u2212$5", "3 thousand", "7 K", "1,234", "$12.50", "75%", "3/4", "3 1/2", "12 cm", "-$5", "Tom ate 3.\n#### 1,500", "#### 1,500",
-               "yes", "1 and 2", "5-6", "1/0", "####", "a ####  ", "#####5", "r\n####\n7", "\u22125", "€ 5", "+-5",
-               "1e400", "1e400/1e400", "1e-400", "3 1/0", "1 2/3 cm", "1 23/4", "1 2", "007", "1.", ".5", "1.e5",
-               "5 °C", "٣", "$-5", "- 5", "5/ 2", "5 /2 m/s", ",5", "5,", "12 m^2", "1 1/2/3", "x=5", "\t5 \u00a0",
-               "1" * 400, "9" * 20 + " 1/2", "-0", "-0/5", "5 km/h", "3  1/2x", "$", "%", "5 %", "5e", "1/2/3",
-               "7 #### 8 #### 9", "#### 1 ##### 2", "r ###### 12", "a\n####\n####\n5", "##########",
-               True, False, None, 0, -0.0, 2.5, 1e20, 1e300, 123456789012345678, 1e-7, 0.1, 7.0, [1], {"v": 1}]
+# hand-written gold answers, by what they try; SQL reads every one of them as answers.py does
+EDGE_GOLD = {
+    "commas": ["1,234", "1,234.5", "2,3", "1,23", "1,2,3", ",5", "5,", "5,.5", "99999999999999999999 1/2"],
+    "currency": ["$12.50", "-$5", "$-5", "5$", "$\u22125", "\u2212$5", "$", "5€", "€ 5", "£3", "¥7", "₹2"],
+    "units": ["12 cm", "12 cm.", "150 dollars", "5 apples", "5 km/h", "5 /2 m/s", "12 m^2", "75%", "5 %", "%",
+              "3  1/2x", "x=5"],
+    "scale words": ["1.2 million", "$2.5k", "5 dozen", "5 Dozens", "3 thousand", "7 K", "3 bn", "2 kg"],
+    "unicode minus": ["\u22125", "\u22123 m", "+-5", "- 5", "-0"],
+    "fractions": ["3/4", "3 1/2", "1 2/3 cm", "1 23/4", "1/0", "3 1/0", "1/2/3", "1 1/2/3", "5/ 2", "-0/5", "1 2",
+                  "1e400/1e400"],
+    "exponents and dots": ["1e400", "1e-400", "1.5e3", "-2.5e3", "5e", "1.", ".5", "1.e5", "007", "18.0.",
+                           "1" * 400],
+    "whitespace": ["\t5 \u00a0", "\u30005\u2028"],
+    "text": ["yes", "No", "ab", "1 and 2", "5-6", "", "   "],
+    "GSM8K marks": ["Tom ate 3.\n#### 1,500", "#### 1,500", "####", "a ####  ", "#####5", "r\n####\n7",
+                    "7 #### 8 #### 9", "#### 1 ##### 2", "r ###### 12", "a\n####\n####\n5", "##########"],
+    "JSON values": [True, False, None, 0, -0.0, 2.5, 1e-7, 0.1, 7.0, 123456789012345, -42],
+}
+# what SQL leaves to answers.py: text beyond ASCII and \u2212$€£¥₹, JSON numbers beyond a double's
+# exact integers, other JSON
+PYTHON_ONLY = ["5 °C", "٣", "3π", "3½", "½", 1e20, 1e300, 123456789012345678, 10**400, [1], {"v": 1}]
 
 
-def test_gold_answers_in_sql_agree_with_answers_py(shared_data):
-    rng = random.Random(0)
-    real = _answers(shared_data)
-    fuzz = TRICKY_GOLD + ["".join(rng.choices(["1", "0", ",", ".", " ", "/", "-", "$", "%", "e", "cm", "####", "k", "€",
-                                               "\n", "\u2212", "x", "°"], k=rng.randint(1, 8))) for _ in range(3000)]
-    fuzz += [rng.uniform(-1e6, 1e6) for _ in range(500)] + [rng.randint(-10**15, 10**15) for _ in range(500)]
-    values = real + fuzz
+def _sql_golds(values: list, require: bool) -> list[tuple]:
+    """``(g_number, g_text, g_rationale, g_sure)`` of each raw answer, by the SQL parser."""
     raws = [json.dumps(v) for v in values]
     con = duckdb.connect()
     con.register("src", pa.table({"i": list(range(len(raws))), "a": raws}))
-    for require in (False, True):
-        sql = bulk.chain([f"SELECT i, a::JSON AS _a, {str(require).lower()} AS req FROM src"]
-                         + bulk.gold_layers("_a", "req"))
-        rows = con.execute(f"SELECT g_number, g_text, g_rationale, g_sure FROM ({sql}) ORDER BY i").fetchall()
-        sure = 0
-        for value, (number, text, rationale, ok) in zip(values, rows):
-            if not ok:
-                continue
-            sure += 1
-            gold = parse_answer(value, require_number=require)  # sure: never raises
-            assert (gold.number, gold.text, gold.rationale) == (number, text, rationale), value
-            if number is not None:
-                assert math.copysign(1, gold.number) == math.copysign(1, number), value
-        if require:  # every GSM8K gold answer is read in SQL, and the other kinds are errors
-            gsm = [ok for v, (*_, ok) in zip(real, rows) if isinstance(v, str) and "####" in v]
-            assert all(gsm) and len(gsm) == 7473 + 1319 and sure < len(values) * 0.5
-        else:  # every real gold answer is read in SQL, and most of the tricky ones
-            assert all(r[3] for r in rows[:len(real)]) and len(real) > 20000 and sure > len(values) * 0.8
-    bad = [v for v in values if isinstance(v, str)]
-    for v in bad[:300]:  # where SQL is unsure, answers.py decides (and may raise): never a wrong "sure"
-        try:
-            parse_answer(v, require_number=True)
-        except AnswerError:
-            pass
+    sql = chain([f"SELECT i, a::JSON AS _a, {str(require).lower()} AS req FROM src"] + gold_layers("_a", "req"))
+    return con.execute(f"SELECT g_number, g_text, g_rationale, g_sure FROM ({sql}) ORDER BY i").fetchall()
+
+
+def _python_gold(value, require: bool) -> tuple | str:
+    """answers.py's gold answer, or 'error' where it raises an AnswerError (and nothing else)."""
+    try:
+        gold = parse_answer(value, require_number=require)
+    except AnswerError:
+        return "error"
+    return gold.number, gold.text, gold.rationale
+
+
+def _assert_agree(values: list, require: bool) -> list:
+    """Where SQL is sure, its gold answer is answers.py's (a zero's sign too); returns the values
+    it is not sure of (answers.py decides those, and raises nothing but an AnswerError)."""
+    unsure = []
+    for value, (number, text, rationale, sure) in zip(values, _sql_golds(values, require)):
+        python = _python_gold(value, require)
+        if not sure:
+            unsure.append(value)
+            continue
+        assert python == (number, text, rationale), (value, require)
+        if number is not None:
+            assert math.copysign(1, python[0]) == math.copysign(1, number), value
+    return unsure
+
+
+def test_the_sql_gold_parser_is_answers_py(shared_data):
+    real = _answers(shared_data)
+    gsm = [v for v in real if isinstance(v, str) and "####" in v]
+    assert len(real) > 20000 and len(gsm) == 7473 + 1319
+    edge = [v for group in EDGE_GOLD.values() for v in group]
+    marked = [f"r\n#### {v}" for v in edge if isinstance(v, str)]
+    marked_python = [f"r\n#### {v}" for v in PYTHON_ONLY if isinstance(v, str)]
+    # every real gold answer and every hand-written one is read in SQL, as answers.py reads it
+    assert _assert_agree(real + edge + marked + marked_python + PYTHON_ONLY, require=False) == \
+        marked_python + PYTHON_ONLY
+    # GSM8K format: every real GSM8K answer is read in SQL; what SQL leaves is an error in
+    # answers.py, an answer beyond SQL's alphabet, or not text (ingest rejects it before)
+    unsure = _assert_agree(gsm + edge + marked + marked_python + PYTHON_ONLY, require=True)
+    assert not set(gsm) & set(map(str, unsure))
+    assert [v for v in unsure if isinstance(v, str) and _python_gold(v, True) != "error"] == \
+        ["r\n#### 5 °C", "r\n#### ٣"]
+
+
+def test_the_sql_gold_parser_is_answers_py_on_random_input():
+    rng = random.Random(0)
+    fuzz = ["".join(rng.choices(["1", "0", ",", ".", " ", "/", "-", "$", "%", "e", "cm", "####", "k", "€",
+                                 "\n", "\u2212", "x", "°"], k=rng.randint(1, 8))) for _ in range(3000)]
+    fuzz += [rng.uniform(-1e6, 1e6) for _ in range(500)] + [rng.randint(-10**15, 10**15) for _ in range(500)]
+    assert len(_assert_agree(fuzz, require=False)) < len(fuzz) * 0.2
+    assert len(_assert_agree(fuzz, require=True)) > len(fuzz) * 0.5  # mostly errors: no mark
+
+
+TRICKY_TEXT = ["  Tom\u00a0has 3\n apples. ", "a\x1fb", "it's \"quoted\"", "back\\slash", "\u2028line\u2029",
+               "\u3000wide\u3000", "x\x1c\x1dy", "\u200bzero-width", "tab\tand  spaces", "ünïcödé 😀", "", "''"]
+
+
+def test_ids_in_sql_are_the_stores():
+    for dataset in ("gsm8k", "it's", "a\x1fb", "\u00a0d "):
+        assert _sql_values(bulk.problem_id_sql(dataset, "x"), TRICKY_TEXT) == \
+            [problem_id(dataset, q) for q in TRICKY_TEXT], dataset
+    rows = [(problem_id("d", q), origin, teacher, k, q) for k, q in enumerate(TRICKY_TEXT)
+            for origin, teacher in (("import", "import"), ("teacher", "o'brien\x1f"), ("human", ""))]
+    con = duckdb.connect()
+    con.register("t", pa.table({"i": list(range(len(rows))), "p": [r[0] for r in rows], "o": [r[1] for r in rows],
+                                "t": [r[2] for r in rows], "k": [r[3] for r in rows], "g": [r[4] for r in rows]}))
+    sql = f"SELECT {bulk.program_id_sql('p', 'o', 't', 'k', 'g')} FROM t ORDER BY i"
+    got = [r[0] for r in con.execute(sql).fetchall()]
+    assert got == [program_id(p, g, teacher=t, sample_idx=k, origin=o) for p, o, t, k, g in rows]
 
 
 COMPLETIONS = [
@@ -220,8 +274,8 @@ def test_bulk_import_is_the_python_import_row_for_row(monkeypatch, tmp_path):
         assert (r_sql, err_sql, rows_sql) == (r_py, err_py, rows_py), kwargs
     assert err_sql is None and r_sql["records"] == 3
     # the bulk path did read most lines in SQL
-    with bulk.Batch(f, bulk.Spec("m", programs=True), skipped=[]) as batch:
-        assert batch.fast >= 8 and len(batch.slow) + batch.fast == 24
+    with bulk.SourceRead(f, bulk.Spec("m", programs=True), skipped=[]) as reading:
+        assert reading.fast >= 8 and len(reading.slow) + reading.fast == 24
     assert not list(scratch.iterdir())  # every read's scratch database is gone, failed ones too
 
 

@@ -3,8 +3,8 @@ import pytest
 from pad_data.rules.extract import extract_program
 import math
 
-from pad_data.rules.answers import parse_answer
-from pad_data.rules.labels import ABS_TOL, LABELS, label_for, numbers_match, parse_number
+from pad_data.rules.answers import AnswerError, format_number, parse_answer, parse_number
+from pad_data.rules.labels import ABS_TOL, LABELS, label_for, numbers_match
 
 
 @pytest.mark.parametrize("text,num", [
@@ -17,6 +17,26 @@ from pad_data.rules.labels import ABS_TOL, LABELS, label_for, numbers_match, par
 ])
 def test_parse_number(text, num):
     assert parse_number(text) == num
+
+
+def test_a_gold_is_read_as_a_value_is_after_its_gsm8k_mark():
+    for text in ("15 minutes", "$12.50", "75%", "3/4", "1,234", "2 1/2", "\u22125 apples", "12 cm.", "seven"):
+        assert parse_answer(text).number == parse_number(text) == parse_answer(f"r\n#### {text}").number, text
+    assert parse_number("r\n#### 5") is None  # a value has no rationale
+    for big in (10**400, float("inf"), float("nan")):  # no number: an error for a gold, None for a value
+        assert parse_number(big) is None
+        with pytest.raises(AnswerError, match="is not a finite number"):
+            parse_answer(big)
+
+
+@pytest.mark.parametrize("value,text", [
+    (18, "18"), (18.0, "18"), (2.5, "2.5"), (-0.0, "0"), (-7.0, "-7"), (1e-07, "1e-07"), (0.1, "0.1"),
+    (10**20, "100000000000000000000"), (2.0**53 - 1, "9007199254740991"), (2.0**53, "9007199254740992.0"),
+    (1e20, "1e+20"),
+])
+def test_format_number(value, text):
+    assert format_number(value) == text
+    assert parse_number(text) == float(value)
 
 
 @pytest.mark.parametrize("status,vtype,value,gold,gold_text,label", [
@@ -76,11 +96,6 @@ def test_numbers_match_is_right_at_both_ends_of_the_scale():
     assert not numbers_match(987654321001, 987654321000.0)
     assert numbers_match(2 ** 53 + 1, float(2 ** 53))
     assert label_for("ok", "int", 2 ** 53 + 1, float(2 ** 53), str(2 ** 53))[0] == "correct"
-
-
-def test_values_and_golds_go_through_one_parser():
-    for text in ("15 minutes", "$12.50", "75%", "3/4", "1,234", "2 1/2", "\u22125 apples", "12 cm.", "seven"):
-        assert parse_number(text) == parse_answer(text).number, text
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -12,7 +12,7 @@ DuckDB): ``|value - gold| < max(1e-9, min(1e-3, 1e-3 * m), 1e-12 * m)`` with
   (``3.0000000000000004e13`` for 3e13), an answer off by one below 1e12 is not;
 - at 0, an absolute 1e-9 (``0.1 + 0.2 - 0.3`` is 0).
 
-Values and gold answers are read by the same parser (:func:`pad_data.rules.answers.parse_number_with_unit`):
+Values and gold answers are read by the same parser (:func:`pad_data.rules.answers.parse_number`):
 a ``str`` value such as ``"1,234"``, ``"$12.50"``, ``"75%"``, ``"3/4"`` or ``"15 minutes"``
 compares as that number; any other string is ``non_numeric``. Deliberate choices (documented
 in the README):
@@ -25,10 +25,9 @@ in the README):
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from pad_data.rules.answers import parse_number_with_unit
+from pad_data.rules.answers import parse_number
 
 LABELS: dict[str, str] = {
     "correct": "ran and returned the gold answer",
@@ -54,32 +53,14 @@ MATCH_SQL = (f"(abs({{v}} - {{g}}) < greatest({ZERO_TOL!r}, least({ABS_TOL!r}, {
              f" {NOISE_TOL!r} * greatest(abs({{v}}), abs({{g}}))))")
 
 
-def parse_number(text: Any) -> float | None:
-    """A float from a number, or from numeric text as a gold answer is read (``"1,234"``,
-    ``"$12.50"``, ``"75%"``, ``"3/4"``, ``"15 minutes"``); else None (also for anything that is
-    not finite as a double, such as an int of 400 digits)."""
-    if isinstance(text, bool) or text is None:
-        return None
-    try:
-        value = _parse_number(text)
-    except (OverflowError, ValueError):
-        return None
-    return value if value is not None and math.isfinite(value) else None
-
-
-def _parse_number(text: Any) -> float | None:
-    if isinstance(text, (int, float)):
-        return float(text)
-    return parse_number_with_unit(str(text))
-
-
 def numbers_match(value: float, gold: float) -> bool:
     """The one rule for numeric answers (see the module docstring)."""
     m = max(abs(value), abs(gold))
     return abs(value - gold) < max(ZERO_TOL, min(ABS_TOL, REL_TOL * m), NOISE_TOL * m)
 
 
-def _normalize_text(value: Any) -> str:
+def normalize_text(value: Any) -> str:
+    """A text answer as compared: trimmed, whitespace collapsed, lower case (a bool is yes/no)."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     return " ".join(str(value).split()).lower()
@@ -100,7 +81,7 @@ def label_for(status: str, value_type: str | None, value: Any, gold: float | Non
     if gold_text is not None and gold_text.strip() != "":
         if value is None:
             return "non_numeric", num
-        return ("correct" if _normalize_text(value) == _normalize_text(gold_text) else "wrong_answer"), num
+        return ("correct" if normalize_text(value) == normalize_text(gold_text) else "wrong_answer"), num
     return "unverifiable", num
 
 

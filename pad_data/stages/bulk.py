@@ -2,9 +2,10 @@
 
 A JSONL file is read in chunks of whole lines and handed to DuckDB as Arrow (no copy). DuckDB
 parses each line, picks its fields, validates them and computes the row: the problem id (sha256
-of the whitespace-collapsed question), the gold answer (the rules of :mod:`pad_data.rules.answers`,
-in SQL) and, later, the program extracted from each completion and its id. A line goes to the
-Python path of :mod:`pad_data.stages.ingest` (the reference) whenever DuckDB could answer differently:
+of the whitespace-collapsed question), the gold answer (:mod:`pad_data.rules.answers_sql`, the
+answer parser in SQL) and, later, the program extracted from each completion and its id. A line
+goes to the Python path of :mod:`pad_data.stages.ingest` (the reference) whenever DuckDB could
+answer differently:
 
 - not JSON as Python's ``json`` reads it: DuckDB accepts trailing commas and ``nan``/``inf``
   (lines with anything that looks like them go to Python), and takes the first of two equal keys
@@ -34,58 +35,25 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from pad_data.rules.answers import SCALE_WORDS
+from pad_data.rules.answers_sql import PY_WHITESPACE, chain, gold_layers, re2_class, strip_sql, ws_class
 from pad_data.store import sql_literal
 
 CHUNK_BYTES = 64 << 20
-SCRATCH_MEMORY = "2GB"  # DuckDB memory of a read at most (beyond it, it spills to a temp folder); see Batch
+SCRATCH_MEMORY = "2GB"  # DuckDB memory of a read at most (beyond it, it spills to a temp folder); see SourceRead
 SCAN_ROWS = 16_384  # lines per Arrow record batch handed to DuckDB: it scans one batch per thread
 USE_SQL = True  # False: every JSONL line takes the Python path (the reference; tests compare the two)
 QUESTION_ALIASES = ("question", "input", "problem")
 ANSWER_ALIASES = ("answer", "target", "gold")
 PROGRAM_ALIASES = ("program", "code", "generation", "completion")
-# the alphabet of gold-answer text the SQL number parser covers exactly (ASCII, the minus sign
-# and the currency signs of answers.py's pattern); anything else goes to answers.py
-GOLD_EXTRA = "\u2212$€£¥₹"
 
 
 # ---------------------------------------------------------------------- SQL text helpers
-# every character ``str.isspace()`` is true for: what ``str.strip``/``split`` and ``re``'s ``\\s``
-# use (tests check it against this Python's own Unicode tables)
-PY_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-                 "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
-
-
-def re2_class(chars: str, negate: bool = False) -> str:
-    """An RE2 character class of ``chars`` (ranges compressed, every character escaped)."""
-    codes = sorted(set(map(ord, chars)))
-    parts, i = [], 0
-    while i < len(codes):
-        j = i
-        while j + 1 < len(codes) and codes[j + 1] == codes[j] + 1:
-            j += 1
-        parts.append(f"\\x{{{codes[i]:x}}}" + (f"-\\x{{{codes[j]:x}}}" if j > i else ""))
-        i = j + 1
-    return "[" + ("^" if negate else "") + "".join(parts) + "]"
-
-
 def re2_escape(s: str) -> str:
     return "".join("\\" + c if c in r"\.^$|?*+()[]{}" else c for c in s)
 
 
 def json_pointer(key: str) -> str:
     return "/" + key.replace("~", "~0").replace("/", "~1")
-
-
-def ws_class(negate: bool = False) -> str:
-    """Python's whitespace as an RE2 class."""
-    return re2_class(PY_WHITESPACE, negate)
-
-
-def strip_sql(expr: str) -> str:
-    """``expr.strip()`` in SQL (DuckDB's ``trim(s, characters)`` is exact too, but slow)."""
-    ws = ws_class()
-    return f"regexp_replace(regexp_replace({expr}, {sql_literal('^' + ws + '+')}, ''), {sql_literal(ws + '+$')}, '')"
 
 
 def blank_sql(expr: str) -> str:
@@ -179,96 +147,6 @@ def code_sql(s: str) -> str:
     return f"CASE WHEN {plain} THEN {plain_code} WHEN {fenced} THEN {fenced_code} END"
 
 
-# ---------------------------------------------------------------------- gold answers
-def _gold_re2() -> str:
-    """answers.py's ``_GOLD_RE`` for text in the ASCII + GOLD_EXTRA alphabet, without its
-    lookahead: the mixed number "W N/D" is its own alternative, tried first, as Python does."""
-    ascii_ws = "".join(c for c in PY_WHITESPACE if ord(c) < 128)
-    s = re2_class(ascii_ws)
-    num = r"(?:(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
-    return (f"^{s}*(?P<sign>[-+\u2212])?{s}*[$€£¥₹]?{s}*(?P<sign2>[-+\u2212])?"
-            f"(?:(?P<w1>[0-9]+){s}+(?P<n1>[0-9]+){s}*/{s}*(?P<d1>{num})"
-            f"|(?P<n2>{num})(?:{s}*/{s}*(?P<d2>{num}))?){s}*[$€£¥₹]?"
-            f"{s}*(?P<unit>%|[A-Za-z][^0-9=+*^<>]*)?{s}*\\.?{s}*$")
-
-
-def gold_layers(raw: str, require_number: str = "false") -> list[str]:
-    """SELECT layers (see :func:`chain`) that add the gold answer of the JSON value ``raw`` (raw
-    JSON text; NULL when the field is missing) as ``g_number``, ``g_text``, ``g_rationale``, and
-    ``g_sure``: false where SQL cannot be sure to agree with
-    :func:`pad_data.rules.answers.parse_answer` (or where it raises). ``require_number`` is a SQL
-    boolean expression: GSM8K format, where a missing mark or number is an error."""
-    names = ["sign", "sign2", "w1", "n1", "d1", "n2", "d2", "unit"]
-    outside = sql_literal(re2_class("".join(chr(c) for c in range(128)) + GOLD_EXTRA, negate=True))
-    return [
-        # the kind of value, and a string's text
-        f"""SELECT *, CASE WHEN {raw} IS NULL OR {raw} = 'null' THEN 'none' WHEN {raw} IN ('true', 'false') THEN 'bool'
-                 WHEN starts_with({raw}, '"') THEN 'str'
-                 WHEN regexp_full_match({raw}, '-?[0-9]{{1,15}}') THEN 'int'
-                 WHEN regexp_full_match({raw}, '-?[0-9]+(?:\\.[0-9]+)?(?:[eE][-+]?[0-9]+)?') THEN 'float'
-                 ELSE 'other' END AS g_kind,
-                 CASE WHEN starts_with({raw}, '"') THEN {raw}->>'$' END AS g_s0 FROM _prev_""",
-        f"SELECT *, {strip_sql('g_s0')} AS g_t0 FROM _prev_",
-        # GSM8K's "rationale #### answer": around the last mark (a regex where marks run together)
-        """SELECT *, coalesce(contains(g_t0, '####'), false) AS g_mark,
-                 CASE WHEN contains(g_t0, '#####') THEN regexp_extract(g_t0, '(?s)^(.*)####(.*)$', ['b', 'a'])
-                      END AS g_rx,
-                 CASE WHEN contains(g_t0, '####') AND NOT contains(g_t0, '#####') THEN string_split(g_t0, '####')
-                      END AS g_split FROM _prev_""",
-        """SELECT *, CASE WHEN g_rx IS NOT NULL THEN g_rx.b
-                          WHEN g_split IS NOT NULL THEN array_to_string(g_split[:len(g_split) - 1], '####') END AS g_before,
-                 CASE WHEN g_rx IS NOT NULL THEN g_rx.a WHEN g_split IS NOT NULL THEN g_split[len(g_split)] END AS g_after
-            FROM _prev_""",
-        f"""SELECT *, CASE WHEN g_mark THEN nullif({strip_sql('g_before')}, '') END AS g_rat,
-                 CASE WHEN g_mark THEN {strip_sql('g_after')} ELSE g_t0 END AS g_str FROM _prev_""",
-        # plain integers ("42", "1,500") without the full pattern
-        """SELECT *, regexp_full_match(g_str, '[0-9]{1,15}|[0-9]{1,3}(?:,[0-9]{3}){1,4}') AS g_int FROM _prev_""",
-        f"""SELECT *, CASE WHEN NOT g_int THEN regexp_extract(g_str, {sql_literal(_gold_re2())}, {names}) END AS g_m,
-                 g_int OR NOT regexp_matches(g_str, {outside}) AS g_alpha FROM _prev_""",
-        f"""SELECT *, g_int OR coalesce(g_m.n1 <> '' OR g_m.n2 <> '', false) AS g_matched,
-                 CASE WHEN g_int THEN g_str WHEN g_m.n1 <> '' THEN g_m.n1 ELSE g_m.n2 END AS g_num_s,
-                 CASE WHEN g_int THEN '' WHEN g_m.n1 <> '' THEN g_m.d1 ELSE g_m.d2 END AS g_den_s,
-                 CASE WHEN g_int THEN '' ELSE g_m.w1 END AS g_w1,
-                 NOT g_int AND (g_m.sign IN ('-', '\u2212') OR g_m.sign2 IN ('-', '\u2212')) AS g_neg,
-                 NOT g_int AND regexp_matches(lower(coalesce(g_m.unit, '')), '^' || {sql_literal(SCALE_WORDS)})
-                     AS g_scaled FROM _prev_""",
-        """SELECT *, TRY_CAST(replace(g_num_s, ',', '') AS DOUBLE) AS g_v0,
-                 CASE WHEN g_den_s <> '' THEN TRY_CAST(replace(g_den_s, ',', '') AS DOUBLE) END AS g_dv,
-                 CASE WHEN g_w1 <> '' THEN TRY_CAST(g_w1 AS DOUBLE) END AS g_wv FROM _prev_""",
-        """SELECT *, (CASE WHEN g_den_s <> '' THEN g_v0 / g_dv ELSE g_v0 END)
-                     + (CASE WHEN g_w1 <> '' THEN g_wv ELSE 0 END) AS g_v FROM _prev_""",
-        """SELECT *, CASE WHEN NOT g_matched OR g_scaled OR (g_den_s <> '' AND g_dv = 0) OR NOT isfinite(g_v) THEN NULL
-                          WHEN g_neg THEN -g_v ELSE g_v END AS g_snum,
-                 g_alpha AND (NOT g_matched OR (g_v0 IS NOT NULL AND (g_den_s = '' OR g_dv IS NOT NULL)
-                              AND (g_w1 = '' OR g_wv IS NOT NULL))) AS g_ssure FROM _prev_""",
-        f"""SELECT *, TRY_CAST({raw} AS DOUBLE) AS g_f FROM _prev_""",
-        f"""SELECT *,
-            CASE g_kind WHEN 'int' THEN CAST(CAST({raw} AS BIGINT) AS DOUBLE) WHEN 'float' THEN g_f
-                        WHEN 'str' THEN CASE WHEN g_str <> '' THEN g_snum END END AS g_number,
-            CASE g_kind WHEN 'bool' THEN CASE {raw} WHEN 'true' THEN 'yes' ELSE 'no' END
-                        WHEN 'int' THEN CAST(CAST({raw} AS BIGINT) AS VARCHAR)
-                        WHEN 'float' THEN CASE WHEN g_f = trunc(g_f) AND abs(g_f) < 1e15
-                                               THEN CAST(CAST(g_f AS BIGINT) AS VARCHAR) ELSE CAST(g_f AS VARCHAR) END
-                        WHEN 'str' THEN CASE WHEN g_str = '' THEN NULL
-                                             WHEN g_rat IS NOT NULL AND g_snum IS NOT NULL THEN replace(g_str, ',', '')
-                                             ELSE g_str END END AS g_text,
-            g_rat AS g_rationale,
-            coalesce(CASE WHEN {require_number} THEN g_kind = 'str' AND g_mark AND g_ssure AND g_snum IS NOT NULL
-                          ELSE CASE g_kind WHEN 'none' THEN true WHEN 'bool' THEN true WHEN 'int' THEN true
-                                 WHEN 'float' THEN isfinite(g_f) AND (g_f <> trunc(g_f) OR abs(g_f) < 1e15)
-                                 WHEN 'str' THEN g_str = '' OR g_ssure ELSE false END END, false) AS g_sure
-            FROM _prev_""",
-    ]
-
-
-def chain(layers: list[str]) -> str:
-    """Nest SELECT layers: each reads the one before as ``_prev_``."""
-    sql = layers[0]
-    for layer in layers[1:]:
-        sql = layer.replace("_prev_", f"({sql}) _", 1)
-    return sql
-
-
 # ---------------------------------------------------------------------- records
 @dataclass
 class Spec:
@@ -305,66 +183,13 @@ def records_sql(spec: Spec) -> str:
     keys = spec.keys()
     v = {k: f"v[{i + 1}]" for i, k in enumerate(keys)}
     paths = "[" + ", ".join(sql_literal(json_pointer(k)) for k in keys) + "]"
-
-    def is_str(x: str) -> str:
-        return f"coalesce(starts_with({x}, '\"'), false)"
-
-    def pick(aliases: tuple[str, ...]) -> str:
-        return "coalesce(" + ", ".join(v[a] for a in aliases) + ")"
-
-    if spec.fmt == "auto":
-        fmt = (f"CASE WHEN {v['question']} IS NOT NULL AND {is_str(v['answer'])} "
-               f"AND contains({v['answer']}->>'$', '####') THEN 'gsm8k' "
-               f"WHEN {v['input']} IS NOT NULL AND {v['target']} IS NOT NULL THEN 'pal' ELSE 'jsonl' END")
-    else:
-        fmt = sql_literal(spec.fmt)
-    if spec.question_field:
-        qraws = [v[f] for f in spec.question_field]
-    else:
-        qraws = [f"CASE _fmt WHEN 'gsm8k' THEN {v.get('question', 'NULL')} WHEN 'pal' THEN {v.get('input', 'NULL')} "
-                 f"ELSE {pick(QUESTION_ALIASES)} END"]
-    if spec.answer_field:
-        araw = v[spec.answer_field]
-    else:
-        araw = (f"CASE _fmt WHEN 'gsm8k' THEN {v.get('answer', 'NULL')} WHEN 'pal' THEN {v.get('target', 'NULL')} "
-                f"ELSE {pick(ANSWER_ALIASES)} END")
-    raws = [f"{q} AS _q{i}" for i, q in enumerate(qraws)] + [f"{araw} AS _a"]
-    strs = [f"CASE WHEN {is_str(f'_q{i}')} THEN _q{i}->>'$' END AS _qs{i}" for i in range(len(qraws))]
-    strs.append(f"CASE WHEN {is_str('_a')} THEN _a->>'$' END AS _as")
+    raws, strs = _raw_fields(spec, v)
+    question, q_ok = _question_sql(spec)
+    checks, out = ["_ok", q_ok, _answer_ok(spec), "g_sure"], ["ln"]
     if spec.programs:
-        raws.append(f"{v[spec.program_field] if spec.program_field else pick(PROGRAM_ALIASES)} AS _p")
-        strs += [f"CASE WHEN {is_str('_p')} THEN _p->>'$' END AS _ps",
-                 "CASE WHEN starts_with(_p, '[') THEN json_extract_string(_p, '$[*]') END AS _pa",
-                 "CASE WHEN starts_with(_p, '[') THEN json_type(_p, '$[*]') END AS _pt"]
-        if not spec.teacher:
-            raws += [f"{v['teacher']} AS _t", f"{v['model']} AS _m"]
-            strs += ["_t->>'$' AS _ts", "_m->>'$' AS _ms"]
-    if len(qraws) == 1:
-        question = "_qs0"
-        q_ok = f"_qs0 IS NOT NULL AND NOT ({blank_sql('_qs0')})"
-    else:
-        parts = ", ".join(strip_sql(f"_qs{i}") for i in range(len(qraws)))
-        question = f"array_to_string(list_filter([{parts}], lambda x: x <> ''), ' ')"
-        q_ok = " AND ".join(f"_qs{i} IS NOT NULL" for i in range(len(qraws))) + " AND _question <> ''"
-    a_ok = "_a IS NOT NULL" if spec.answer_field else "true"
-    if spec.fmt in ("pal", "auto"):
-        a_ok += " AND (_fmt <> 'pal' OR coalesce(_a <> 'null', false))"
-    if spec.fmt in ("gsm8k", "auto"):
-        a_ok += f" AND (_fmt <> 'gsm8k' OR (_as IS NOT NULL AND NOT ({blank_sql('_as')})))"
-    checks = ["_ok", q_ok, a_ok, "g_sure"]
-    out = ["ln"]
-    if spec.programs:
-        checks.append(f"CASE WHEN _ps IS NOT NULL THEN NOT ({blank_sql('_ps')}) "
-                      f"WHEN _pa IS NOT NULL THEN len(_pa) > 0 AND list_bool_and(list_transform(_pt, lambda t: t = 'VARCHAR')) "
-                      f"AND list_bool_and(list_transform(_pa, lambda e: NOT ({blank_sql('e')}))) ELSE false END")
-        out.append("CASE WHEN _ps IS NOT NULL THEN [_ps] ELSE _pa END AS samples")
-        out.append(f"CASE WHEN _ps IS NOT NULL THEN [_code] ELSE list_transform(_pa, lambda x: {code_sql('x')}) "
-                   "END AS programs")
-        if spec.teacher:
-            out.append(f"{sql_literal(spec.teacher)} AS teacher")
-        else:
-            checks.append(f"(_t IS NULL OR _t = 'null' OR {is_str('_t')}) AND (_m IS NULL OR _m = 'null' OR {is_str('_m')})")
-            out.append("coalesce(nullif(_ts, ''), nullif(_ms, ''), 'import') AS teacher")
+        program_checks, program_out = _program_columns(spec)
+        checks += program_checks
+        out += program_out
     fast = " AND ".join(f"coalesce({c}, false)" for c in checks)
     layers = [
         # DuckDB takes the first of two equal keys, Python the last: lines with a key twice go to Python
@@ -372,7 +197,7 @@ def records_sql(spec: Spec) -> str:
                    starts_with(j, '{{') AND NOT regexp_matches(j, {sql_literal(NOT_PYTHON_JSON)}) AS _plain FROM _pad_lines""",
         """SELECT ln, v, coalesce(_plain AND v IS NOT NULL AND len(list_distinct(_keys)) = len(_keys), false) AS _ok
            FROM _prev_""",
-        f"SELECT *, {fmt} AS _fmt FROM _prev_",
+        f"SELECT *, {_format_sql(spec, v)} AS _fmt FROM _prev_",
         f"SELECT ln, _ok, _fmt, {', '.join(raws)} FROM _prev_",
         f"SELECT *, {', '.join(strs)} FROM _prev_",
         f"SELECT *, {question} AS _question FROM _prev_",
@@ -386,6 +211,95 @@ def records_sql(spec: Spec) -> str:
     layers.append(f"SELECT *, CASE WHEN fast THEN {problem_id_sql(spec.dataset, 'question')} END AS problem_id "
                   "FROM _prev_")
     return chain(layers)
+
+
+def _is_str(x: str) -> str:
+    """Whether the raw JSON ``x`` is a string."""
+    return f"coalesce(starts_with({x}, '\"'), false)"
+
+
+def _pick(v: dict[str, str], aliases: tuple[str, ...]) -> str:
+    """The first of the ``aliases`` fields a record has."""
+    return "coalesce(" + ", ".join(v[a] for a in aliases) + ")"
+
+
+def _format_sql(spec: Spec, v: dict[str, str]) -> str:
+    """The record's format (``_fmt``): ``auto`` guesses it per record as ``ingest.detect_format`` does."""
+    if spec.fmt != "auto":
+        return sql_literal(spec.fmt)
+    return (f"CASE WHEN {v['question']} IS NOT NULL AND {_is_str(v['answer'])} "
+            f"AND contains({v['answer']}->>'$', '####') THEN 'gsm8k' "
+            f"WHEN {v['input']} IS NOT NULL AND {v['target']} IS NOT NULL THEN 'pal' ELSE 'jsonl' END")
+
+
+def _question_raws(spec: Spec, v: dict[str, str]) -> list[str]:
+    """The raw JSON of each question field (several with ``question_field``, else one by format)."""
+    if spec.question_field:
+        return [v[f] for f in spec.question_field]
+    return [f"CASE _fmt WHEN 'gsm8k' THEN {v.get('question', 'NULL')} WHEN 'pal' THEN {v.get('input', 'NULL')} "
+            f"ELSE {_pick(v, QUESTION_ALIASES)} END"]
+
+
+def _raw_fields(spec: Spec, v: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Two layers' columns: the raw JSON of the fields a record is read from (``_q<i>``, ``_a``,
+    ``_p``, ``_t``, ``_m``), then the text of those that are strings (``_qs<i>``, ``_as``, ...)."""
+    qraws = _question_raws(spec, v)
+    if spec.answer_field:
+        araw = v[spec.answer_field]
+    else:
+        araw = (f"CASE _fmt WHEN 'gsm8k' THEN {v.get('answer', 'NULL')} WHEN 'pal' THEN {v.get('target', 'NULL')} "
+                f"ELSE {_pick(v, ANSWER_ALIASES)} END")
+    raws = [f"{q} AS _q{i}" for i, q in enumerate(qraws)] + [f"{araw} AS _a"]
+    strs = [f"CASE WHEN {_is_str(f'_q{i}')} THEN _q{i}->>'$' END AS _qs{i}" for i in range(len(qraws))]
+    strs.append(f"CASE WHEN {_is_str('_a')} THEN _a->>'$' END AS _as")
+    if spec.programs:
+        raws.append(f"{v[spec.program_field] if spec.program_field else _pick(v, PROGRAM_ALIASES)} AS _p")
+        strs += [f"CASE WHEN {_is_str('_p')} THEN _p->>'$' END AS _ps",
+                 "CASE WHEN starts_with(_p, '[') THEN json_extract_string(_p, '$[*]') END AS _pa",
+                 "CASE WHEN starts_with(_p, '[') THEN json_type(_p, '$[*]') END AS _pt"]
+        if not spec.teacher:
+            raws += [f"{v['teacher']} AS _t", f"{v['model']} AS _m"]
+            strs += ["_t->>'$' AS _ts", "_m->>'$' AS _ms"]
+    return raws, strs
+
+
+def _question_sql(spec: Spec) -> tuple[str, str]:
+    """(the question, the check that it is a non-blank string): one field as it is, or several
+    fields' values, each trimmed, joined with a space."""
+    n = len(spec.question_field) if spec.question_field else 1
+    if n == 1:
+        return "_qs0", f"_qs0 IS NOT NULL AND NOT ({blank_sql('_qs0')})"
+    parts = ", ".join(strip_sql(f"_qs{i}") for i in range(n))
+    return (f"array_to_string(list_filter([{parts}], lambda x: x <> ''), ' ')",
+            " AND ".join(f"_qs{i} IS NOT NULL" for i in range(n)) + " AND _question <> ''")
+
+
+def _answer_ok(spec: Spec) -> str:
+    """The checks of the answer field that Python's path makes before reading the answer."""
+    a_ok = "_a IS NOT NULL" if spec.answer_field else "true"
+    if spec.fmt in ("pal", "auto"):
+        a_ok += " AND (_fmt <> 'pal' OR coalesce(_a <> 'null', false))"
+    if spec.fmt in ("gsm8k", "auto"):
+        a_ok += f" AND (_fmt <> 'gsm8k' OR (_as IS NOT NULL AND NOT ({blank_sql('_as')})))"
+    return a_ok
+
+
+def _program_columns(spec: Spec) -> tuple[list[str], list[str]]:
+    """(checks, output columns) of a record's programs: ``samples`` (a string, or a list of
+    non-blank strings), ``programs`` (the code SQL is sure of) and ``teacher``."""
+    checks = [f"CASE WHEN _ps IS NOT NULL THEN NOT ({blank_sql('_ps')}) "
+              f"WHEN _pa IS NOT NULL THEN len(_pa) > 0 AND list_bool_and(list_transform(_pt, lambda t: t = 'VARCHAR')) "
+              f"AND list_bool_and(list_transform(_pa, lambda e: NOT ({blank_sql('e')}))) ELSE false END"]
+    out = ["CASE WHEN _ps IS NOT NULL THEN [_ps] ELSE _pa END AS samples",
+           f"CASE WHEN _ps IS NOT NULL THEN [_code] ELSE list_transform(_pa, lambda x: {code_sql('x')}) "
+           "END AS programs"]
+    if spec.teacher:
+        out.append(f"{sql_literal(spec.teacher)} AS teacher")
+    else:
+        checks.append(f"(_t IS NULL OR _t = 'null' OR {_is_str('_t')}) "
+                      f"AND (_m IS NULL OR _m = 'null' OR {_is_str('_m')})")
+        out.append("coalesce(nullif(_ts, ''), nullif(_ms, ''), 'import') AS teacher")
+    return checks, out
 
 
 # ---------------------------------------------------------------------- lines
@@ -452,7 +366,7 @@ REC_COLUMNS = {"ln": pa.int64(), "where_": pa.string(), "problem_id": pa.string(
                "teacher": pa.string(), "samples": pa.list_(pa.string()), "programs": pa.list_(pa.string())}
 
 
-class Batch:
+class SourceRead:
     """The records of one source: the rows DuckDB was sure of (table ``rec`` of a scratch
     in-memory connection, so the store is not held while reading), and the :class:`Record` s
     left to the Python path (``slow``, in source order), whose rows :meth:`add_rows` appends.
@@ -676,7 +590,7 @@ class Batch:
         self.con.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
-    def __enter__(self) -> "Batch":
+    def __enter__(self) -> "SourceRead":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pad_data.rules.answers import AnswerError, Gold, parse_answer
-from pad_data.stages.bulk import ANSWER_ALIASES, PROGRAM_ALIASES, QUESTION_ALIASES, SCRATCH_MEMORY, Batch, Spec
+from pad_data.stages.bulk import ANSWER_ALIASES, PROGRAM_ALIASES, QUESTION_ALIASES, SCRATCH_MEMORY, SourceRead, Spec
 from pad_data.rules.labels import relabel
 from pad_data.rules.options import did_you_mean
 from pad_data.stages.sources import IngestError, Record, read_records  # noqa: F401 - IngestError, read_records: public here too
@@ -206,8 +206,8 @@ def _write_problems(store: Store, problems: str, update: bool) -> dict:
             "differ": 0 if update else len(differ)}
 
 
-def _warn_no_gold(batch: Batch, dataset: str, source: str | os.PathLike) -> str | None:
-    rows, missing = batch.gold_counts()
+def _warn_no_gold(reading: SourceRead, dataset: str, source: str | os.PathLike) -> str | None:
+    rows, missing = reading.gold_counts()
     if rows and missing == rows:
         return (f"{source}: none of the {missing} problems read has a gold answer (no field "
                 f"{'/'.join(ANSWER_ALIASES)}? pass --answer-field); dataset {dataset!r} cannot be labeled "
@@ -219,18 +219,18 @@ def _problem_cols(prob: dict) -> dict:
     return {k: prob[k] for k in ("problem_id", "question", "answer", "answer_text", "rationale")}
 
 
-def _check_conflicts(batch: Batch, skipped: list[str] | None) -> None:
+def _check_conflicts(reading: SourceRead, skipped: list[str] | None) -> None:
     """Questions of the source with different gold answers: an IngestError naming the first record
     that disagrees with an earlier one; with a ``skipped`` list, every record of such a question is
     listed there and dropped."""
-    rows = batch.conflict_candidates()
+    rows = reading.conflict_candidates()
     conflicts = _conflicts(rows, [r["where"] for r in rows])
     if not conflicts:
         return
     if skipped is None:
         raise IngestError(_first_later(conflicts, rows))
     skipped.extend(conflicts.values())
-    batch.drop_problems({rows[i]["problem_id"] for i in conflicts})
+    reading.drop_problems({rows[i]["problem_id"] for i in conflicts})
 
 
 def _fields(question_field: str | list[str] | None) -> list[str] | None:
@@ -258,19 +258,19 @@ def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | N
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     spec = Spec(dataset, fmt, _fields(question_field), answer_field)
-    with Batch(source, spec, limit=limit, config=config, hf_split=split, **_scratch(store)) as batch:
-        if not batch.fast:
-            check_fields_exist(source, [r for _, r in batch.slow], {"--answer-field": answer_field})
-        split = split or batch.first.split or default_split(
-            source, fmt if fmt != "auto" else detect_format(batch.first))
-        batch.add_rows([{"ln": ln, "where_": rec.where, **_problem_cols(
+    with SourceRead(source, spec, limit=limit, config=config, hf_split=split, **_scratch(store)) as reading:
+        if not reading.fast:
+            check_fields_exist(source, [r for _, r in reading.slow], {"--answer-field": answer_field})
+        split = split or reading.first.split or default_split(
+            source, fmt if fmt != "auto" else detect_format(reading.first))
+        reading.add_rows([{"ln": ln, "where_": rec.where, **_problem_cols(
             problem_row(rec, fmt, dataset, split, str(source), question_field, answer_field))}
-            for ln, rec in batch.slow])
-        _check_conflicts(batch, None)
-        read = batch.records()
-        warning = _warn_no_gold(batch, dataset, source)
-        batch.finish(split, str(source))
-        with store.transaction(), batch.attached(store) as scratch:
+            for ln, rec in reading.slow])
+        _check_conflicts(reading, None)
+        read = reading.records()
+        warning = _warn_no_gold(reading, dataset, source)
+        reading.finish(split, str(source))
+        with store.transaction(), reading.attached(store) as scratch:
             r = _write_problems(store, f"{scratch}.prob", update)
     return {"read": read, **r, "split": split, "warning": warning}
 
@@ -311,12 +311,12 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
     skipped: list[str] | None = [] if skip_invalid else None
     spec = Spec(dataset, "jsonl", _fields(question_field), answer_field, programs=True,
                 program_field=program_field, teacher=teacher)
-    with Batch(source, spec, limit=limit, skipped=skipped, **_scratch(store)) as batch:
-        if not batch.fast:
-            check_fields_exist(source, [r for _, r in batch.slow], {"--answer-field": answer_field})
-        split = split or batch.first.split or default_split(source, detect_format(batch.first))
+    with SourceRead(source, spec, limit=limit, skipped=skipped, **_scratch(store)) as reading:
+        if not reading.fast:
+            check_fields_exist(source, [r for _, r in reading.slow], {"--answer-field": answer_field})
+        split = split or reading.first.split or default_split(source, detect_format(reading.first))
         rows = []
-        for ln, rec in batch.slow:
+        for ln, rec in reading.slow:
             try:
                 rows.append({"ln": ln, "where_": rec.where, **_program_record(
                     rec, dataset, split, str(source), question_field, program_field, answer_field, teacher)})
@@ -324,15 +324,15 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
                 if skipped is None:
                     raise
                 skipped.append(str(exc))
-        batch.add_rows(rows)
-        _check_conflicts(batch, skipped)
+        reading.add_rows(rows)
+        _check_conflicts(reading, skipped)
         bad = sorted(skipped or [], key=_line_of)
-        records = batch.records()
-        warning = _warn_no_gold(batch, dataset, source)
-        read = batch.finish(split, str(source), origin="import")
+        records = reading.records()
+        warning = _warn_no_gold(reading, dataset, source)
+        read = reading.finish(split, str(source), origin="import")
         if not read:
             raise IngestError(f"{source}: no valid records ({len(bad)} skipped; first: {bad[0]})")
-        with store.transaction(), batch.attached(store) as scratch:
+        with store.transaction(), reading.attached(store) as scratch:
             r = _write_problems(store, f"{scratch}.prob", update)
             added = store.insert_rows("programs", f"{scratch}.prog", "program_id")
     return {"read": read, "records": records, "added": added, "problems_added": r["added"],

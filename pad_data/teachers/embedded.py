@@ -16,6 +16,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from pad_data.rules.answers import format_number
+
 NAMES = ["Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal", "Kira",
          "Liam", "Maya", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sami", "Tara", "Uma", "Victor",
          "Wen", "Ximena", "Yusuf", "Zoe"]
@@ -34,10 +36,6 @@ class EmbeddedProblem:
     steps: list[tuple[str, str]] = field(default_factory=list)  # (variable, python expression)
     data: dict = field(default_factory=dict)  # template inputs (symbolic tasks)
     rationale: str | None = None  # a correct step-by-step rationale (symbolic tasks)
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
 
 
 def _arith(rng: random.Random, kind: str) -> EmbeddedProblem:
@@ -108,7 +106,7 @@ def _arith(rng: random.Random, kind: str) -> EmbeddedProblem:
     for var, expr in steps:
         env[var] = eval(expr, {}, env)  # our own template expressions, not untrusted input
     answer = float(env["result"])
-    return EmbeddedProblem("pad-arith", q, answer, _fmt(answer), kind, steps)
+    return EmbeddedProblem("pad-arith", q, answer, format_number(answer), kind, steps)
 
 
 ARITH_KINDS = ("packs", "wages", "discount", "fraction", "distance", "share", "ages", "average")
