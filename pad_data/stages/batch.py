@@ -36,6 +36,7 @@ import pandas as pd
 from pad_data.stages.generate import completion_rows, plan
 from pad_data.teachers.prompts import Prompt
 from pad_data.store import Store
+from pad_data.store.sqltools import registered
 from pad_data.teachers.base import TeacherError
 
 TERMINAL = ("completed", "failed", "expired", "cancelled", "lost")  # lost: the server does not know it (404)
@@ -208,21 +209,12 @@ def _ingest(store: Store, client: BatchClient, job: dict, batch, prices, stats: 
             stats["last_error"] = error
     with store.transaction() as con:
         if ok:
-            df = pd.DataFrame(ok)
-            con.register("_pad_batch_ok", df)
-            try:  # a sample a live run stored meanwhile is not stored twice
-                have = {r[0] for r in con.execute("SELECT gen_key FROM programs WHERE gen_key IN "
-                                                  "(SELECT gen_key FROM _pad_batch_ok)").fetchall()}
-            finally:
-                con.unregister("_pad_batch_ok")
-            df = df[~df.gen_key.isin(have)]
-            if len(df):
-                stats["added"] += store.insert_new("programs", df, "program_id")
-                con.execute("DELETE FROM generation_failures WHERE gen_key IN (SELECT unnest(?))",
-                            [list(df.gen_key)])
-        if failed:
-            store.append("generation_failures", pd.DataFrame(failed))
-            stats["failed"] += len(failed)
+            with registered(con, pd.DataFrame({"gen_key": [r["gen_key"] for r in ok]})) as keys:
+                have = {r[0] for r in con.execute(f"SELECT gen_key FROM programs WHERE gen_key IN "
+                                                  f"(SELECT gen_key FROM {keys})").fetchall()}
+            ok = [r for r in ok if r["gen_key"] not in have]  # a live run stored them meanwhile
+        stats["added"] += store.add_generated(ok, failed)
+        stats["failed"] += len(failed)
         con.execute("UPDATE batch_jobs SET status = ?, output_file_id = ?, error_file_id = ?, finished_at = "
                     "coalesce(finished_at, current_timestamp), ingested_at = current_timestamp WHERE job_id = ?",
                     [batch.status, batch.output_file_id, batch.error_file_id, job["job_id"]])

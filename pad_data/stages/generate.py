@@ -29,6 +29,8 @@ from pad_data.teachers.prompts import Prompt, load_prompt
 from pad_data.store import Store, content_id, problem_id, program_id
 from pad_data.teachers import offline
 from pad_data.teachers.base import Teacher, TeacherError, estimate_cost
+from pad_data.store.journal import journal_path
+from pad_data.store.sqltools import first_line, registered
 from pad_data.store.writer import GroupCommitter
 
 COMMIT_INTERVAL_S = 0.25  # responses are small and arrive one by one: commit them soon
@@ -217,7 +219,7 @@ class _Journal:
         self.lost += _programs(items)
 
     def failure(self, exc: BaseException) -> CommitError:
-        reason, journal = _first_line(exc), self.store.journal_path
+        reason, journal = first_line(exc), self.store.journal_path
         message = f"could not commit to {self.store.path}: {reason}; stopped sending requests; "
         if self.error is None or self.stats["journaled"]:
             message += (f"{self.stats['journaled']} programs kept in {journal}: the next `pad generate` "
@@ -225,7 +227,7 @@ class _Journal:
         if self.error is not None:
             message += ("; " if self.stats["journaled"] else "") + (
                 f"{self.lost} programs are lost: the journal {journal} could not be written "
-                f"({_first_line(self.error)}); the next run asks for them again")
+                f"({first_line(self.error)}); the next run asks for them again")
         return CommitError(message)
 
 
@@ -250,7 +252,7 @@ def torn_journal_bytes(db: Path) -> int:
     """Bytes after the last whole line of the journal of the store ``db`` (a resolved path): what a
     run killed while writing it left. Recovery cannot read them; their responses are asked for again.
     Read before the store is opened, which replays the journal and removes it."""
-    journal = db.with_name(db.name + ".journal.jsonl")  # Store.journal_path, without opening the store
+    journal = journal_path(db)
     try:
         with open(journal, "rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -259,11 +261,6 @@ def torn_journal_bytes(db: Path) -> int:
     except OSError:
         return 0
     return len(tail) - tail.rfind(b"\n") - 1 if tail and not tail.endswith(b"\n") else 0
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def plan(store: Store, model: str, dataset: str, samples: int, temperature: float, max_tokens: int,
@@ -289,12 +286,9 @@ def plan(store: Store, model: str, dataset: str, samples: int, temperature: floa
                                                    "text": p.text}]), "prompt_id")
     keys = {pid: [gen_key(pid, p.prompt_id, model, temperature, max_tokens, i)
                   for i in range(samples)] for pid, _ in problems}
-    store.con.register("_pad_keys", pd.DataFrame({"k": [k for ks in keys.values() for k in ks]}))
-    try:
+    with registered(store.con, pd.DataFrame({"k": [k for ks in keys.values() for k in ks]})) as wanted:
         have = {r[0] for r in store.con.execute(
-            "SELECT gen_key FROM programs WHERE gen_key IN (SELECT k FROM _pad_keys)").fetchall()}
-    finally:
-        store.con.unregister("_pad_keys")
+            f"SELECT gen_key FROM programs WHERE gen_key IN (SELECT k FROM {wanted})").fetchall()}
     todo = [(pid, q, [i for i in range(samples) if keys[pid][i] not in have]) for pid, q in problems]
     return p, [t for t in todo if t[2]], keys, len(have)
 

@@ -43,6 +43,7 @@ from pad_data.rules.options import COUNT, CONCURRENCY, FRACTION_OPEN, MAX_TOKENS
     check_numbers
 from pad_data.teachers.prompts import Prompt, load_synthesis_prompt
 from pad_data.store import Store, content_id, problem_id
+from pad_data.store.sqltools import registered
 from pad_data.teachers.base import Completion, Teacher, TeacherError, estimate_cost
 
 OUTCOMES = ("accepted", "contaminated", "duplicate", "near_duplicate", "unparsable")
@@ -191,12 +192,9 @@ def _seed_problems(store: Store, seed_dataset: str, dataset: str, split: str | N
 
 def _stored_outcomes(store: Store, keys: list[str]) -> dict[str, str]:
     """``{synth_key: outcome}`` of the requests among ``keys`` whose replies are stored."""
-    store.con.register("_pad_keys", pd.DataFrame({"k": keys}))
-    try:
-        return dict(store.con.execute("SELECT synth_key, outcome FROM synth_requests "
-                                      "WHERE synth_key IN (SELECT k FROM _pad_keys)").fetchall())
-    finally:
-        store.con.unregister("_pad_keys")
+    with registered(store.con, pd.DataFrame({"k": keys})) as wanted:
+        return dict(store.con.execute(f"SELECT synth_key, outcome FROM synth_requests "
+                                      f"WHERE synth_key IN (SELECT k FROM {wanted})").fetchall())
 
 
 @dataclass
