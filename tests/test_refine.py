@@ -123,6 +123,7 @@ def test_refine_pairs_carry_feedback_and_export(tmp_path):
                      "FROM refine_examples r JOIN labeled_programs f ON f.program_id = r.faulty_program_id "
                      "JOIN labeled_programs t ON t.program_id = r.program_id")
         assert len(rows) > 0 and (rows.target_label == "correct").all() and "correct" not in set(rows.label)
+        assert "ok" in set(rows.status) and "NameError" in set(rows.error_type)  # both feedback forms are checked
         for r in rows.itertuples():
             if r.status == "ok":
                 assert r.feedback == f"returned {r.value}"
