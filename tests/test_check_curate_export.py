@@ -204,8 +204,8 @@ def test_push_to_hub_offline_fails_clearly_after_building_the_export(db, tmp_pat
     err = res.stderr.strip()
     assert err.startswith("error: push to the Hugging Face Hub (someone/pad-test) failed") and "\n" not in err
     assert (tmp_path / "o" / "dataset_dict.json").exists() and (tmp_path / "o" / "README.md").exists()
-    with pytest.raises(Exception):
-        pad_cli("--db", db, "export", "nope", "--out", tmp_path / "p", check=True)
+    missing = pad_cli("--db", db, "export", "nope", "--out", tmp_path / "p")
+    assert missing.returncode == 1 and "no curated snapshot named 'nope'" in missing.stderr
 
 
 # ---------------------------------------------------------------------- snapshot names and injected programs
