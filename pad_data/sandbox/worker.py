@@ -1226,14 +1226,14 @@ def _handle_guarded(source, bt, notify):
 def _serve(proto_in, replies, bt):
     """Run every batch the parent sends, one result per program; the worker exits when a
     program harmed it or it has run MAX_PROGRAMS."""
-    done = 0
+    done, notify = 0, replies.notify
     for line in proto_in:
         msg = json.loads(line)
         for key, source in msg["batch"]:
             replies.key, replies.started = key, time.perf_counter()
             if replies.buf and time.perf_counter() - replies.flushed_at > FLUSH_S:
                 replies.flush()
-            res, harmed = _handle_guarded(source, bt, replies.notify)
+            res, harmed = _handle_guarded(source, bt, notify)
             res["key"] = key
             done += 1
             recycle = harmed or done >= MAX_PROGRAMS
