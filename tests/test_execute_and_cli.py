@@ -404,4 +404,4 @@ def test_pad_sql_and_stats_start_without_the_stages():
     from pad_data import api
 
     assert list(pad_data.API_NAMES) == api.__all__
-    assert pad_data.stages.execute is api.execute and pad_data.Store is api.Store
+    assert pad_data.execute is api.execute and pad_data.Store is api.Store

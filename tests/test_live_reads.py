@@ -203,6 +203,17 @@ def test_a_large_result_is_left_to_pad_sql_itself(db, run_dir, monkeypatch):
         assert pad_cli("--db", db, "sql", *large["args"], check=True).stdout == "range\n0\n1\n2\n"
 
 
+def test_the_committer_answers_with_the_answer_it_is_given(db):
+    """The writer knows only the protocol: what a stage answers is its ``answer(request, read)``."""
+    Store(db).close()
+
+    def answer(request: dict, read) -> dict:
+        return {"code": 0, "out": f"{request['command']} {read(lambda st: st.scalar('SELECT 41 + 1'))}", "err": ""}
+
+    with GroupCommitter(Store(db), _problems, interval=0.05, answer=answer):
+        assert live_reads.ask(db, {"command": "sql", "args": []}) == {"code": 0, "out": "sql 42", "err": ""}
+
+
 def _raw(path: str, payload: bytes) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(path)
@@ -297,7 +308,7 @@ def test_the_pad_command_asks_the_stage_before_loading_anything_heavy():
     import sys
 
     code = ("import sys, pad_data.cli.entry; print(sorted(m for m in ('duckdb', 'typer', 'rich', 'pandas', 'pathlib', "
-            "'pad_data.cli', 'pad_data.store') if m in sys.modules))")
+            "'pad_data.cli.commands', 'pad_data.store') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))).stdout
     assert out == "[]\n"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pad_data import api
 from pad_data.stages.execute import execute
 from pad_data.stages.generate import generate, make_teacher
 from pad_data.store import Store, problem_id, program_id
@@ -128,7 +129,7 @@ def test_ray_labels_8k_programs_exactly_like_the_local_engine_and_resumes(ray_cl
         assert st.scalar("SELECT count(*) FROM executions") == 2000
         outputs = st.df("SELECT output_path FROM shards WHERE ingested_at IS NULL").output_path
         finished = [p for p in outputs if Path(p).exists()]
-        r = ray_engine.execute_ray(st, shard_size=1000)  # resume: ingest what finished, run the rest
+        r = api.execute(st, engine="ray", shard_size=1000)  # resume through the API: the finished, then the rest
         assert r["executed"] == 6_000
         for p in finished:  # a shard with a result is never redone
             assert len(list(Path(p).parent.glob(Path(p).name + ".running-*"))) == 1
@@ -144,8 +145,6 @@ def test_ray_labels_8k_programs_exactly_like_the_local_engine_and_resumes(ray_cl
 
 
 def test_ray_generate_asks_for_the_same_samples_as_local_and_resumes(ray_cluster, tmp_path):
-    from pad_data.engines.ray_engine import generate_ray
-
     def problems(db):
         with Store(db) as st, st.transaction():
             st.insert_new("problems", pd.DataFrame([{
@@ -161,11 +160,13 @@ def test_ray_generate_asks_for_the_same_samples_as_local_and_resumes(ray_cluster
             generate(st, make_teacher("openai", "fake-teacher", base_url=srv.base_url, timeout=1.0,
                                       backoff_base=0.01), "toy", samples=3, concurrency=8)
         with Store(dist) as st:
-            r = generate_ray(st, "openai", "fake-teacher", "toy", base_url=srv.base_url, samples=3, concurrency=8,
-                             timeout=1.0, shard_size=15)
+            teacher = api.TeacherSpec("openai", "fake-teacher", base_url=srv.base_url, timeout=1.0)
+            with pytest.raises(ValueError, match="builds the teacher in each task"):
+                api.generate(st, teacher.make(), "toy", engine="ray")
+            r = api.generate(st, teacher, "toy", samples=3, concurrency=8, engine="ray", shard_size=15)
             assert r["added"] == 180 and r["shards"] == 4 and r["failed"] == 0
             before = srv.requests
-            again = generate_ray(st, "openai", "fake-teacher", "toy", base_url=srv.base_url, samples=3, timeout=1.0)
+            again = api.generate(st, teacher, "toy", samples=3, engine="ray")
             assert again["added"] == 0 and again["shards"] == 0 and srv.requests == before
     cols = "program_id, problem_id, sample_idx, program, completion, gen_key, prompt_id"
     with Store(local, read_only=True) as a, Store(dist, read_only=True) as b:
