@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import pad_cli
+from conftest import pad_cli, pad_process
 from pad_data.store import live_reads
 from pad_data.cli.entry import live_command
 from pad_data.store import Store
@@ -43,6 +43,7 @@ def _committed(committer: GroupCommitter, commits: int) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.e2e
 def test_pad_sql_is_answered_by_the_stage_that_writes_the_store(db, run_dir):
     """While a stage's committer runs, `pad sql` gets its answer from the stage (counted by the
     server), sees each commit, gets the same one-line errors and refusals as from the store
@@ -57,12 +58,12 @@ def test_pad_sql_is_answered_by_the_stage_that_writes_the_store(db, run_dir):
         for i in range(3):
             committer.put(_problem(i))
             _committed(committer, i + 1)
-            res = pad_cli(*count)
+            res = pad_process(*count)
             assert res.returncode == 0, res.stderr
             seen.append(res.stdout)
         assert seen == ["n\n1\n", "n\n2\n", "n\n3\n"]
         assert committer.reads.answered == 3
-        live_table = pad_cli(*table, check=True).stdout
+        live_table = pad_process(*table, check=True).stdout
         assert "p2" in live_table and "2.0" in live_table
         refusals = {
             "SELECT nope FROM problems": "nope",
@@ -70,27 +71,27 @@ def test_pad_sql_is_answered_by_the_stage_that_writes_the_store(db, run_dir):
             "SELECT * FROM read_csv('/etc/passwd')": "--read-files",
         }
         for query, words in refusals.items():
-            res = pad_cli("--db", db, "sql", query)
+            res = pad_process("--db", db, "sql", query)
             assert res.returncode == 1 and res.stdout == ""
             assert res.stderr.startswith("error: ") and words in res.stderr and len(res.stderr.splitlines()) == 1
         assert committer.reads.answered == 4 + len(refusals)
-        res = pad_cli("--db", db, "sql", "SELECT 1", "--format", "xml")  # an option error: the CLI's own message
+        res = pad_process("--db", db, "sql", "SELECT 1", "--format", "xml")  # an option error: the CLI's own message
         assert res.returncode == 1 and "--format: unknown format 'xml'" in res.stderr
         assert committer.reads.answered == 4 + len(refusals)
         committer.put(_problem(3))  # the stage goes on
         _committed(committer, 4)
-        assert pad_cli(*count, check=True).stdout == "n\n4\n"
-        live_stats = pad_cli("--db", db, "stats", check=True).stdout  # pad stats, too
+        assert pad_process(*count, check=True).stdout == "n\n4\n"
+        live_stats = pad_process("--db", db, "stats", check=True).stdout  # pad stats, too
         assert not committer.failed.is_set()
         answered, path = committer.reads.answered, Path(committer.reads.path)
     assert answered == 6 + len(refusals)
-    assert pad_cli("--db", db, "stats", check=True).stdout == live_stats and "d " in live_stats
+    assert pad_process("--db", db, "stats", check=True).stdout == live_stats and "d " in live_stats
     assert not path.exists()  # the stage ended: no socket, and pad sql opens the store itself
-    assert pad_cli(*count, check=True).stdout == "n\n4\n"
+    assert pad_process(*count, check=True).stdout == "n\n4\n"
     with Store(db, read_only=True) as st:
         assert st.scalar("SELECT count(*) FROM problems") == 4
     # what the stage printed is what pad sql prints on its own (less the row committed since)
-    direct = pad_cli("--db", db, "sql", "SELECT problem_id, answer FROM problems WHERE problem_id < 'p3' ORDER BY 1",
+    direct = pad_process("--db", db, "sql", "SELECT problem_id, answer FROM problems WHERE problem_id < 'p3' ORDER BY 1",
                      check=True).stdout
     assert direct == live_table
 
@@ -147,6 +148,7 @@ def test_a_socket_folder_others_can_enter_is_not_used(db, run_dir):
     server.close()
 
 
+@pytest.mark.e2e
 def test_polls_do_not_keep_a_writer_out_and_file_reads_open_the_store_themselves(db, run_dir, tmp_path):
     """The stage keeps its reader for other processes' queries open at most READER_AGE_S: another
     writer (here a process opening the store to write, waiting at most 5 s) gets in while polls
@@ -184,10 +186,11 @@ def test_polls_do_not_keep_a_writer_out_and_file_reads_open_the_store_themselves
         answered = [r for r in replies if r and r["code"] == 0]
         assert len(answered) >= 5 and answered[-1]["out"] == "n\n1\n"  # the writer's row, seen live
         before = committer.reads.answered
-        res = pad_cli("--db", db, "sql", f"SELECT n FROM '{csv}'", "--read-files", "--format", "csv", check=True)
+        res = pad_process("--db", db, "sql", f"SELECT n FROM '{csv}'", "--read-files", "--format", "csv", check=True)
         assert res.stdout == "n\n7\n" and committer.reads.answered == before
 
 
+@pytest.mark.e2e
 def test_a_large_result_is_left_to_pad_sql_itself(db, run_dir, monkeypatch):
     """More than LIVE_ROWS rows are not gathered in the stage's memory: the command runs the query."""
     from pad_data.store import render
@@ -200,7 +203,7 @@ def test_a_large_result_is_left_to_pad_sql_itself(db, run_dir, monkeypatch):
         large = dict(small, args=["SELECT * FROM range(3)", "--format", "csv"])
         assert live_reads.ask(db, large) == {"code": None}
         assert live_command(["--db", str(db), "sql", *large["args"]]) is None
-        assert pad_cli("--db", db, "sql", *large["args"], check=True).stdout == "range\n0\n1\n2\n"
+        assert pad_process("--db", db, "sql", *large["args"], check=True).stdout == "range\n0\n1\n2\n"
 
 
 def test_the_committer_answers_with_the_answer_it_is_given(db):
@@ -302,13 +305,14 @@ def test_a_failed_last_commit_is_raised_by_close_not_a_hang(db, run_dir):
     assert live_reads.ask(db, {"command": "sql", "args": ["SELECT 1"]}) is None
 
 
+@pytest.mark.e2e
 def test_the_pad_command_asks_the_stage_before_loading_anything_heavy():
     """What a poll costs is a Python start: the entry point loads neither DuckDB, typer, rich nor pathlib."""
     import subprocess
     import sys
 
     code = ("import sys, pad_data.cli.entry; print(sorted(m for m in ('duckdb', 'typer', 'rich', 'pandas', 'pathlib', "
-            "'pad_data.cli.commands', 'pad_data.store') if m in sys.modules))")
+            "'pad_data.cli.commands', 'pad_data.store.store') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))).stdout
     assert out == "[]\n"
