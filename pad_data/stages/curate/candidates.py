@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pad_data.stages.curate.params import CurateError, CurateParams
-from pad_data.store import Store
+from pad_data.store import Store, any_of
 
 SCAN_ROWS = 100_000  # rows per Arrow batch read from the store (memory is bounded by it)
 # the candidates are read one problem range at a time (Store.problem_ranges: RANGE_SHARE of the
@@ -33,12 +33,12 @@ REVIEW_RULES = {"exclude-rejected": "v.verdict IS DISTINCT FROM 'reject'", "acce
 
 def candidate_filter(p: CurateParams) -> tuple[str, list]:
     """``(WHERE condition, params)`` over :data:`CANDIDATES`: the filters of the module docstring."""
-    labels = p.resolved_labels()
-    where, params = [f"label IN ({', '.join('?' * len(labels))})"], list(labels)
-    for col, values in (("dataset", p.datasets), ("origin", p.resolved_origins())):
+    where, params = [], []
+    for col, values in (("label", p.resolved_labels()), ("dataset", p.datasets), ("origin", p.resolved_origins())):
         if values:
-            where.append(f"{col} IN ({', '.join('?' * len(values))})")
-            params += list(values)
+            condition, value = any_of(col, values)
+            where.append(condition)
+            params += value
     if REVIEW_RULES[p.review]:
         where.append(REVIEW_RULES[p.review])
     if p.min_agreement is not None:
@@ -74,9 +74,10 @@ def read_candidates(store: Store, p: CurateParams, columns: str) -> pd.DataFrame
 def label_counts(store: Store, datasets: list[str] | None = None) -> dict[str, int]:
     """Programs per current label (``(not executed)`` for none), most first, of ``datasets`` [default: all]."""
     counts: Counter = Counter()
-    query = ("SELECT coalesce(label, '(not executed)') AS label, count(*) AS n FROM labeled_programs WHERE {range}"
-             + (" AND dataset IN (SELECT unnest(?))" if datasets else "") + " GROUP BY 1")
-    for reader in ranged(store, query, [datasets] if datasets else None):
+    condition, params = any_of("dataset", datasets) if datasets else ("true", [])
+    query = ("SELECT coalesce(label, '(not executed)') AS label, count(*) AS n FROM labeled_programs "
+             f"WHERE {{range}} AND {condition} GROUP BY 1")
+    for reader in ranged(store, query, params):
         for batch in reader:
             counts.update(dict(zip(batch.column("label").to_pylist(), batch.column("n").to_pylist())))
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

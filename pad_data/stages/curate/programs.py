@@ -29,7 +29,7 @@ from pad_data.stages.curate.choose import choose
 from pad_data.stages.curate.dedup import TOO_DEEP, analyzer, size
 from pad_data.stages.curate.params import CurateParams
 from pad_data.stages.curate.snapshots import HASHED, TASK_COLUMNS, append_snapshot, content_hash
-from pad_data.store import Store, copy_into
+from pad_data.store import Store, any_of, copy_into, registered
 
 CANDIDATE_COLUMNS = ("program_id, problem_id, split AS source_split, label, program, dataset, gold AS answer, "
                      "gold_text AS answer_text, teacher, origin, v.verdict")
@@ -74,9 +74,9 @@ def _copy_candidates(store: Store, scratch: duckdb.DuckDBPyConnection, p: Curate
     query, params = candidates_query(p, CANDIDATE_COLUMNS)
     for i, reader in enumerate(ranged(store, query, params)):
         copy_into(scratch, "cand", reader, append=i > 0)
-    question = "SELECT problem_id, question FROM problems WHERE {range}" + (
-        f" AND dataset IN ({', '.join('?' * len(p.datasets))})" if p.datasets else "")
-    for i, reader in enumerate(ranged(store, question, list(p.datasets or []))):
+    condition, params = any_of("dataset", p.datasets) if p.datasets else ("true", [])
+    question = f"SELECT problem_id, question FROM problems WHERE {{range}} AND {condition}"
+    for i, reader in enumerate(ranged(store, question, params)):
         copy_into(scratch, "q", reader, append=i > 0)
 
 
@@ -94,11 +94,11 @@ def _rank(scratch: duckdb.DuckDBPyConnection, p: CurateParams) -> None:
             distinct = list(dict.fromkeys(programs))
             found = dict(zip(distinct, run(distinct)))
             info = [found[program] for program in programs]
-            scratch.register("_pad_info", pa.table({
+            analyzed = pa.table({
                 "program_id": batch.column("program_id"), "_key": pa.array([i[2] for i in info], pa.string()),
-                "_order": pa.array([size(i) for i in info], pa.int64())}))
-            scratch.execute("INSERT INTO info SELECT * FROM _pad_info")
-            scratch.unregister("_pad_info")
+                "_order": pa.array([size(i) for i in info], pa.int64())})
+            with registered(scratch, analyzed) as rows:
+                scratch.execute(f"INSERT INTO info SELECT * FROM {rows}")
     scratch.execute("""CREATE TABLE ranked AS SELECT program_id, problem_id, source_split, _key, _order
                        FROM cand JOIN info USING (program_id)""")
 

@@ -26,7 +26,7 @@ from pad_data.stages.curate.dedup import analyze_all, size, too_deep
 from pad_data.stages.curate.params import CurateParams
 from pad_data.stages.curate.snapshots import HASHED, TASK_COLUMNS, content_hash, store_snapshot
 from pad_data.stages.feedback import feedback
-from pad_data.store import ORIGINS, Store
+from pad_data.store import ORIGINS, Store, registered
 
 CANDIDATE_COLUMNS = ("program_id, problem_id, dataset, split AS source_split, question, program, gold AS answer, "
                      "gold_text AS answer_text, label, teacher, origin, v.verdict, parent_program_id")
@@ -45,11 +45,8 @@ def curate_refine(store: Store, name: str, p: CurateParams) -> dict:
     if rows.attrs.get("too_deep"):
         counts["too_deep"] = rows.attrs["too_deep"]
     digest = content_hash(p, pa.Table.from_pandas(rows[HASHED["refine"]], preserve_index=False).to_batches())
-    store.con.register("_pad_cur", rows)
-    try:
-        return store_snapshot(store, name, p, digest, counts, "SELECT * FROM _pad_cur")
-    finally:
-        store.con.unregister("_pad_cur")
+    with registered(store.con, rows) as frame:
+        return store_snapshot(store, name, p, digest, counts, f"SELECT * FROM {frame}")
 
 
 def build_refine(store: Store, p: CurateParams) -> pd.DataFrame:
@@ -102,7 +99,6 @@ def _chosen(store: Store, pairs: pd.DataFrame, info: list, p: CurateParams) -> p
         "source_split": pairs["source_split"], "_key": pa.array([i[2] for i in info], pa.string()),
         "_order": pa.array([int(hashlib.sha256(f"{p.seed}:{i}".encode()).hexdigest()[:15], 16)
                             for i in pairs["faulty_program_id"]], pa.int64())})
-    with duckdb.connect(config={"memory_limit": store.share(0.5)}) as con:
-        con.register("ranked", ranked)
-        choose(con, "ranked", p, "faulty_program_id")
+    with duckdb.connect(config={"memory_limit": store.share(0.5)}) as con, registered(con, ranked) as frame:
+        choose(con, frame, p, "faulty_program_id")
         return con.sql("SELECT * FROM chosen").df()
