@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 import pyarrow as pa  # noqa: E402
 
-from pad_data.store import Store, content_id, problem_id, program_id  # noqa: E402
+from pad_data.store import Store, problem_id, program_id  # noqa: E402
+from pad_data.store.ids import injected_program_id  # noqa: E402
 
 TEACHERS = ("gpt-4o-mini-2024-07-18", "Qwen2.5-72B-Instruct")
 SAMPLES = 4  # per teacher and problem
@@ -334,7 +335,7 @@ def generate(n: int, seed: int = 0, injected: int = 4000) -> tuple[list[dict], l
         label = {"syntax_slip": "syntax_error", "undefined_name": "runtime_error", "steps_swapped": "runtime_error"
                  }.get(kind, "wrong_answer" if rng.random() < 0.85 else "correct")
         text = corrupt(prog, label, rng) if label != "correct" else prog.replace("\n", "\n\n", 1)
-        prid = content_id("program", pid, "injected", parent, kind, text)
+        prid = injected_program_id(pid, parent, kind, text)
         gold = golds[pid] if label == "correct" else None
         programs.append({"program_id": prid, "problem_id": pid, "origin": "injected", "teacher": teacher,
                          "sample_idx": i % 2, "program": text, "parent_program_id": parent, "injection_kind": kind})

@@ -34,13 +34,13 @@ from typing import Any, Callable
 import pandas as pd
 
 from pad_data.stages.results import result_row, results_frame
-from pad_data.store import PENDING_COLUMNS, Store
+from pad_data.store import PENDING_COLUMNS, Store, sql_literal
+from pad_data.store.schema import FAILURE_COLUMNS
 
 SHARD_SIZE = 5_000  # programs per execute shard
 GENERATE_SHARD_SIZE = 500  # problems per generate shard
 PROGRAM_COLUMNS = ["program_id", "problem_id", "origin", "teacher", "sample_idx", "program", "completion",
                    "prompt_id", "gen_key", "prompt_tokens", "completion_tokens", "cost_usd"]
-FAILURE_COLUMNS = ["gen_key", "problem_id", "sample_idx", "model", "error", "attempts"]
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -132,10 +132,7 @@ def _outstanding(store: Store, stage: str) -> list[tuple[str, str, str, str | No
 
 
 def _register(store: Store, stage: str, shards: list[tuple[str, str, str, int]], settings: str | None) -> None:
-    with store.transaction():
-        for shard_id, inp, outp, n in shards:
-            store.con.execute("INSERT INTO shards (shard_id, stage, input_path, output_path, rows_in, settings) "
-                              "VALUES (?, ?, ?, ?, ?, ?)", [shard_id, stage, inp, outp, n, settings])
+    store.add_shards(stage, shards, settings)
     store.release()  # the tasks run without the store: other processes may read it meanwhile
 
 
@@ -193,8 +190,7 @@ def _ingest_execute(store: Store, shard_id: str, path: str) -> dict[str, int]:
     """Store a result shard (the local engine's rule) and mark it ingested; ``{label: stored}``."""
     with store.transaction():
         stored = store.add_executions(path)
-        store.con.execute("UPDATE shards SET rows_out = ?, ingested_at = current_timestamp WHERE shard_id = ?",
-                          [sum(stored.values()), shard_id])
+        store.shard_ingested(shard_id, sum(stored.values()))
     return stored
 
 
@@ -218,7 +214,7 @@ def execute_ray(store: Store, shards: str | os.PathLike | None = None, address: 
     # plan new shards from the programs still without an execution (and in no shard left to run)
     query, params = store.pending_query(dataset, origin)
     if todo:
-        inputs = ", ".join("'" + s[1].replace("'", "''") + "'" for s in todo)
+        inputs = ", ".join(sql_literal(s[1]) for s in todo)
         query += f" AND p.program_id NOT IN (SELECT program_id FROM read_parquet([{inputs}]))"
     store.con.execute(
         f"CREATE OR REPLACE TEMP TABLE _pad_pending AS SELECT *, (row_number() OVER (ORDER BY program_id) - 1) "
@@ -231,7 +227,7 @@ def execute_ray(store: Store, shards: str | os.PathLike | None = None, address: 
         shard_id = f"execute-{batch}-{k:05d}"
         inp, outp = str(root / f"{shard_id}.in.parquet"), str(root / f"{shard_id}.out.parquet")
         store.con.execute(f"COPY (SELECT {cols} FROM _pad_pending WHERE shard = {k}) "
-                          f"TO '{inp.replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
+                          f"TO {sql_literal(inp)} (FORMAT parquet)")
         planned.append((shard_id, inp, outp, n))
     store.con.execute("DROP TABLE _pad_pending")
     settings = json.dumps({"timeout": timeout, "memory_mb": memory_mb, "entry": entry})
@@ -249,16 +245,13 @@ def execute_ray(store: Store, shards: str | os.PathLike | None = None, address: 
 
 
 def _ingest_generate(store: Store, shard_id: str, path: str) -> int:
-    fcols = ", ".join(FAILURE_COLUMNS)
+    programs = pd.read_parquet(path, columns=PROGRAM_COLUMNS)
     with store.transaction():
-        n = store.insert_new("programs", pd.read_parquet(path, columns=PROGRAM_COLUMNS), "program_id")
-        store.con.execute("DELETE FROM generation_failures WHERE gen_key IN (SELECT gen_key FROM read_parquet(?))",
-                          [path])
+        n = store.insert_new("programs", programs, "program_id")
+        store.drop_failures(programs["gen_key"])
         if os.path.exists(f"{path}.failures"):
-            store.con.execute(f"INSERT INTO generation_failures ({fcols}) SELECT {fcols} FROM "
-                              "read_parquet(?, union_by_name = true)", [f"{path}.failures"])
-        store.con.execute("UPDATE shards SET rows_out = ?, ingested_at = current_timestamp WHERE shard_id = ?",
-                          [n, shard_id])
+            store.add_failures(pd.read_parquet(f"{path}.failures").reindex(columns=FAILURE_COLUMNS))
+        store.shard_ingested(shard_id, n)
     return n
 
 

@@ -27,6 +27,7 @@ from pad_data.teachers.embedded import EmbeddedProblem, embedded_problems
 from pad_data.rules.extract import extract_program
 from pad_data.teachers.prompts import Prompt, load_prompt
 from pad_data.store import Store, content_id, problem_id, program_id
+from pad_data.store.ids import teacher_program_id
 from pad_data.teachers import offline
 from pad_data.teachers.base import Teacher, TeacherError, estimate_cost
 from pad_data.store.journal import journal_path
@@ -92,12 +93,6 @@ def ingest_embedded(store: Store, seed: int = 0, problems: list[EmbeddedProblem]
 def gen_key(pid: str, prompt_id: str, model: str, temperature: float, max_tokens: int, idx: int) -> str:
     """The cache key of sample ``idx`` of problem ``pid`` under one generation configuration."""
     return content_id("gen", pid, prompt_id, model, repr(float(temperature)), max_tokens, idx)
-
-
-def teacher_program_id(pid: str, key: str, program: str) -> str:
-    """The id of a program a teacher wrote for the sample with cache key ``key``: it hashes the key
-    rather than the teacher and sample index, so another prompt or sampling setting gives another id."""
-    return content_id("program", pid, "teacher", key, program)
 
 
 def completion_rows(model: str, prompt_id: str, pid: str, idxs: list[int], keys: list[str], texts: list[str],

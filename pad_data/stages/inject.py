@@ -31,7 +31,8 @@ import pandas as pd
 
 from pad_data.stages.curate import ranged
 from pad_data.stages.execute import execute
-from pad_data.store import Store, content_id
+from pad_data.store import Store
+from pad_data.store.ids import injected_program_id
 from pad_data.rules.syntax import TooDeep, tree_work
 
 KINDS: dict[str, str] = {
@@ -328,7 +329,7 @@ def inject_errors(store: Store, per_program: int = 2, kinds: list[str] | None = 
             deep += 1
             made = []
         for i, (kind, text) in enumerate(made):
-            rows.append({"program_id": content_id("program", r.problem_id, "injected", r.program_id, kind, text),
+            rows.append({"program_id": injected_program_id(r.problem_id, r.program_id, kind, text),
                          "problem_id": r.problem_id, "origin": "injected", "teacher": r.teacher, "sample_idx": i,
                          "program": text, "parent_program_id": r.program_id, "injection_kind": kind})
             by_kind[kind] += 1

@@ -26,3 +26,19 @@ def program_id(problem: str, program: str, teacher: str | None = None, sample_id
                origin: str = "import") -> str:
     """A program's id: its problem, origin, teacher, sample and source text."""
     return content_id("program", problem, origin, teacher, sample_idx, program)
+
+
+def teacher_program_id(problem: str, gen_key: str, program: str) -> str:
+    """A teacher's program: it hashes the sample's cache key (``generate.gen_key``) rather than
+    the teacher and sample index, so another prompt or sampling setting gives another id."""
+    return content_id("program", problem, "teacher", gen_key, program)
+
+
+def injected_program_id(problem: str, parent: str, kind: str, program: str) -> str:
+    """A faulty variant of program ``parent`` made by injection ``kind``."""
+    return content_id("program", problem, "injected", parent, kind, program)
+
+
+def student_program_id(problem: str, model: str, run_id: str, sample: int, round_: int, program: str) -> str:
+    """A student's program in an evaluation run; ``round_`` > 0 for a refinement round."""
+    return content_id("program", problem, "student", model, run_id, sample, *((round_,) if round_ else ()), program)

@@ -19,11 +19,10 @@ if TYPE_CHECKING:  # pandas is imported where a frame is made: `pad sql` and `pa
 from pad_data.rules.options import memory_limit, size_bytes
 from pad_data.store import journal
 from pad_data.store.connection import StoreError, busy_timeout, connect
-from pad_data.store.ids import content_id, normalize_question, problem_id, program_id
 from pad_data.store.migrations import apply_migrations, current_version
-from pad_data.store.paths import DEFAULT_DB, resolve_path
-from pad_data.store.schema import (CONSENSUS_LABEL, EXEC_COLUMNS, FAILURE_COLUMNS, LABEL_COLUMNS, ORIGINS,
-                                   PENDING_COLUMNS, RESULT_COLUMNS, RESULT_TYPES, SCHEMA_VERSION, VIEWS)
+from pad_data.store.paths import resolve_path
+from pad_data.store.schema import (EXEC_COLUMNS, FAILURE_COLUMNS, LABEL_COLUMNS, RESULT_TYPES, SCHEMA_VERSION,
+                                   VIEWS)
 from pad_data.store.sqltools import any_of, copy_into, first_line, read_only_statements, registered, sql_literal
 
 PENDING_BATCH = 50_000  # rows per batch streamed by pending_snapshot()
@@ -439,6 +438,19 @@ class Store:
             return n
         finally:
             con.execute("DROP TABLE IF EXISTS _pad_verdicts")
+
+    # ------------------------------------------------------------------ Ray shards
+    def add_shards(self, stage: str, shards: list[tuple[str, str, str, int]], settings: str | None) -> None:
+        """Catalog planned shards ``(shard_id, input_path, output_path, rows_in)`` of ``stage``."""
+        with self.transaction():
+            for shard_id, inp, outp, n in shards:
+                self.con.execute("INSERT INTO shards (shard_id, stage, input_path, output_path, rows_in, settings) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", [shard_id, stage, inp, outp, n, settings])
+
+    def shard_ingested(self, shard_id: str, rows_out: int) -> None:
+        """Mark a shard's results stored (in the caller's transaction, with the rows themselves)."""
+        self.con.execute("UPDATE shards SET rows_out = ?, ingested_at = current_timestamp WHERE shard_id = ?",
+                         [rows_out, shard_id])
 
     # ------------------------------------------------------------------ generation
     def add_generated(self, programs: list[dict], failures: list[dict], healed: list[str] | None = None,
