@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import time
 import uuid
 from collections import Counter
@@ -37,33 +36,19 @@ from typing import Callable
 
 import pandas as pd
 
-from pad_data.stages.results import result_row, results_frame
+from pad_data.rules.answers import cot_answer, cot_answer_text
 from pad_data.rules.extract import extract_program
+from pad_data.rules.labels import label_for, numbers_match
+from pad_data.rules.majority import Answer, majority
 from pad_data.stages.feedback import feedback
-from pad_data.rules.labels import label_for, numbers_match, parse_number
+from pad_data.stages.results import result_row, results_frame
 from pad_data.sandbox.pool import SandboxPool
 from pad_data.store import Store, content_id
 
 from pad_train.data import answer_prompt_for, cot_prompt_for, prompt_for, refine_prompt_for
 from pad_train.sft import load_model
 
-_ANSWER = re.compile(r"answer is\s*\$?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)
 DECODES = ("auto", "greedy", "sample", "stepwise")
-
-
-def cot_answer(text: str) -> float | None:
-    """The final answer of a rationale: "... The answer is 42." (else the last number in it)."""
-    m = _ANSWER.findall(text) or re.findall(r"-?[\d,]*\.?\d+", text)
-    return parse_number(m[-1]) if m else None
-
-
-def cot_answer_text(text: str) -> str | None:
-    """The final text answer of a rationale (coin flip, last letters): "... The answer is nk." -> "nk"."""
-    m = re.findall(r"answer is\s*(.*)", text, re.IGNORECASE)
-    if not m:
-        return None
-    answer = m[-1].strip().rstrip(".").strip().strip("\"'").strip()
-    return answer or None
 
 
 @dataclass
@@ -131,14 +116,18 @@ def generate_programs(model, tok, seq2seq: bool, questions: list[str], cfg: Eval
                           progress)
 
 
-def _vote(labels_values: list[tuple[str, object]]) -> int:
-    """Index of the sample whose answer most samples agree on (errors never win a vote)."""
-    answers = [(str(v) if v is not None else None) for _, v in labels_values]
-    counts = Counter(a for a in answers if a is not None)
-    if not counts:
-        return 0
-    best = counts.most_common(1)[0][0]
-    return answers.index(best)
+def _answer(execution: dict) -> Answer | None:
+    """A sample's answer as votes count it: its number, else its value's text; None when it failed."""
+    if execution["status"] != "ok":
+        return None
+    return execution["value_num"] if execution["value_num"] is not None else execution["value"]
+
+
+def _vote(answers: list[Answer | None]) -> int:
+    """Index of the sample whose answer most samples agree on, by the one majority rule (a tie goes
+    to the answer given first; failures never win a vote)."""
+    result = majority([a for a in answers if a is not None], ties="first")
+    return 0 if result is None else answers.index(result[0])
 
 
 def _needs_fix(execution: dict) -> bool:
@@ -151,12 +140,9 @@ def _correct_by_round(chains: dict[int, list[dict]], rounds: int, vote: bool) ->
     samples' chains (each sample's latest program at or before the round; a vote when ``vote``)."""
     out = []
     for upto in range(rounds + 1):
-        samples = []
-        for i in sorted(chains):
-            last = [s for s in chains[i] if s["round"] <= upto][-1]["execution"]
-            samples.append((last["label"], last["value"] if last["status"] == "ok" else None))
-        chosen = samples[_vote(samples)] if vote else samples[0]
-        out.append(chosen[0] == "correct")
+        last = [[s for s in chains[i] if s["round"] <= upto][-1]["execution"] for i in sorted(chains)]
+        chosen = last[_vote([_answer(e) for e in last])] if vote else last[0]
+        out.append(chosen["label"] == "correct")
     return out
 
 
@@ -352,16 +338,13 @@ class _CotBatch:
 
 
 def _cot_correct(texts: list[str], gold, gold_text) -> bool:
+    """Whether the answer most rationales agree on (the one majority rule) is the gold answer."""
     numeric = not pd.isna(gold)
-    if numeric:
-        answers = [cot_answer(t) for t in texts]
-    else:
-        answers = [cot_answer_text(t) for t in texts]
-        answers = [a.lower() if a is not None else None for a in answers]
-    votes = Counter(a for a in answers if a is not None)
-    answer = votes.most_common(1)[0][0] if votes else None
-    if answer is None:
+    read = cot_answer if numeric else cot_answer_text
+    result = majority([a for a in map(read, texts) if a is not None], ties="first")
+    if result is None:
         return False
+    answer = result[0]
     if numeric:
         return bool(numbers_match(answer, float(gold)))
     return isinstance(gold_text, str) and bool(gold_text.strip()) and \

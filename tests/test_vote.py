@@ -3,13 +3,14 @@ import json
 import pytest
 
 from pad_data.rules.answers import parse_answer
+from pad_data.rules.labels import numbers_match
+from pad_data.rules.majority import majority
+from pad_data.stages.batch import generate_batch
 from pad_data.stages.curate import CurateParams, curate
 from pad_data.stages.execute import execute
-from pad_data.stages.batch import generate_batch
 from pad_data.stages.ingest import ingest
-from pad_data.rules.labels import numbers_match
+from pad_data.stages.vote import vote
 from pad_data.store import Store
-from pad_data.stages.vote import majority, vote
 
 from conftest import pad_cli
 from openai_server import FakeTeacherServer
@@ -26,6 +27,21 @@ def test_majority_groups_values_within_the_label_tolerance_and_refuses_ties():
     assert majority([1.0, 1.0, 2.0, 2.0]) is None  # tied: two answers with 2 votes each
     assert majority([1.0, 1.0006, 1.0012]) == (1.0006, 3)  # the middle value matches both ends
     assert majority([1000.0, 1001.0, 1001.0]) == (1001.0, 2)  # PAL's absolute rule: 1000 != 1001
+
+
+def test_one_majority_rule_for_texts_and_for_a_vote_that_must_choose():
+    # texts agree as labels compare them; a number never agrees with a text
+    assert majority(["Yes", "yes", "no", "YES"]) == ("YES", 3)  # three forms, one each: the smallest
+    assert majority(["ab", "a b", "ab "]) == ("ab", 2)
+    assert majority(["18", "18", 18.0, 18.0004, 18.0]) == (18.0, 3)
+    assert majority(["18", 18.0, 18.0004, "18"]) is None  # "18" and 18.0 do not agree: 2 votes each
+    # ties: no consensus, or (a sampled answer must be chosen) the leader given first
+    for answers, first in (([2.0, 1.0, 1.0, 2.0], 2.0), ([1.0, 2.0, 2.0, 1.0], 1.0), (["b", 3.0, "B", 3.0], "b"),
+                           ([3.0, "x"], 3.0)):
+        assert majority(answers) is None
+        assert majority(answers, ties="first") == (first, 2 if len(answers) > 2 else 1)
+    assert majority([1.0, 1.0006, 1.0012], ties="first") == (1.0006, 3)  # not a tie: they agree
+    assert majority([], ties="first") is None
 
 
 def test_vote_recovers_hidden_gsm8k_gold_and_agreement_curation_is_clean(db, tmp_path, shared_data):

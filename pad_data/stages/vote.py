@@ -1,67 +1,36 @@
 """``pad vote``: consensus answers (self-consistency) for problems that have no gold answer.
 
-For each problem with no gold (neither a number nor a text), the numeric results of its
-programs vote: the latest execution of each program of origin teacher, import or human (not
-injected variants, not a student's programs) that ran and returned a number. Values equal
-within the label tolerance (:func:`pad_data.rules.labels.numbers_match`) are one answer: a value's
-*votes* are the results that match it, and the value with the most votes wins (between
-values with as many votes, the one returned exactly most often, then the smallest). When two
-values that do not match each other share the most votes the problem is *tied* and gets no
-consensus. A winner with at least ``min_votes`` votes becomes the problem's consensus, stored
-in ``consensus`` with ``votes``, ``voters`` (results that voted) and ``agreement`` =
-votes / voters. ``labeled_programs`` then shows it as the problem's ``gold``
-(``gold_source = 'consensus'``) and labels the problem's programs ``correct`` or
-``wrong_answer`` against it; problems without one stay ``unverifiable``. A real gold answer
-always wins: problems that have one are never voted on.
+For each problem with no gold (neither a number nor a text), the numeric results of its programs
+vote: the latest execution of each program of origin teacher, import or human (not injected
+variants, not a student's programs) that ran and returned a number. Values equal within the label
+tolerance (:func:`pad_data.rules.labels.numbers_match`) are one answer, by the one majority rule
+(:func:`pad_data.rules.majority.majority`): a value's *votes* are the results that match it, and the
+value with the most votes wins (between values with as many votes, the one returned exactly most
+often, then the smallest). When two values that do not match each other share the most votes the
+problem is *tied* and gets no consensus. A winner with at least ``min_votes`` votes becomes the
+problem's consensus, stored in ``consensus`` with ``votes``, ``voters`` (results that voted) and
+``agreement`` = votes / voters. ``labeled_programs`` then shows it as the problem's ``gold``
+(``gold_source = 'consensus'``) and labels the problem's programs ``correct`` or ``wrong_answer``
+against it; problems without one stay ``unverifiable``. A real gold answer always wins: problems
+that have one are never voted on.
 
-A vote replaces the consensus rows of the problems it covers (one dataset, or all), so
-rerunning it after more programs were generated and executed updates them, and a higher
-``min_votes`` withdraws consensus answers that no longer reach it.
+A vote replaces the consensus rows of the problems it covers (one dataset, or all), so rerunning it
+after more programs were generated and executed updates them, and a higher ``min_votes`` withdraws
+consensus answers that no longer reach it.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Iterable
 
 import pandas as pd
 
-from pad_data.rules.labels import numbers_match
+from pad_data.rules.answers import format_number
+from pad_data.rules.majority import majority
 from pad_data.rules.options import COUNT, check_names, check_numbers
 from pad_data.store import CONSENSUS_LABEL, Store
 
 VOTERS = ("teacher", "import", "human")  # origins whose programs vote
-
-
-def format_answer(value: float) -> str:
-    """``18`` for 18.0, ``2.5`` for 2.5: the consensus as answer text."""
-    return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
-
-
-def majority(values: Iterable[float]) -> tuple[float, int] | None:
-    """``(winner, votes)`` among ``values`` (see the module docstring), or None when tied or empty."""
-    vals = sorted(values)
-    if not vals:
-        return None
-    exact = Counter(vals)
-    best: list[tuple[int, int, float]] = []  # (votes, exact count, value) of the leaders
-    lo = hi = 0
-    for v in sorted(exact):  # a window over the sorted values: everything that matches v
-        while not numbers_match(vals[lo], v):
-            lo += 1
-        hi = max(hi, lo)
-        while hi < len(vals) and numbers_match(vals[hi], v):
-            hi += 1
-        key = (hi - lo, exact[v], v)
-        if not best or key[0] > best[0][0]:
-            best = [key]
-        elif key[0] == best[0][0]:
-            best.append(key)
-    votes = best[0][0]
-    winner = min(best, key=lambda k: (-k[1], k[2]))[2]
-    if any(not numbers_match(v, winner) for _, _, v in best):
-        return None
-    return winner, votes
 
 
 def vote(store: Store, dataset: str | None = None, min_votes: int = 3) -> dict:
@@ -102,7 +71,7 @@ def vote(store: Store, dataset: str | None = None, min_votes: int = 3) -> dict:
             stats["below_min_votes"] += 1
         else:
             answer, votes = result
-            out.append({"problem_id": pid, "answer": answer, "answer_text": format_answer(answer),
+            out.append({"problem_id": pid, "answer": answer, "answer_text": format_number(answer),
                         "votes": votes, "voters": len(values), "agreement": votes / len(values),
                         "min_votes": min_votes})
     stats["voted"] = len(out)
