@@ -44,6 +44,7 @@ from pad_data.stages.feedback import feedback
 from pad_data.stages.results import result_row, results_frame
 from pad_data.sandbox.pool import SandboxPool
 from pad_data.store import Store, content_id
+from pad_data.store.ids import student_program_id
 
 from pad_train.data import answer_prompt_for, cot_prompt_for, prompt_for, refine_prompt_for
 from pad_train.sft import load_model
@@ -274,8 +275,7 @@ class _ProgramBatch:
             progs = {}
             for pid, i, rnd, text, parent in items:
                 code = extract_program(text)
-                key = (pid, "student", model_dir, run_id, i) + ((rnd,) if rnd else ()) + (code,)
-                progs[content_id("program", *key)] = (pid, i, rnd, text, code, parent)
+                progs[student_program_id(pid, model_dir, run_id, i, rnd, code)] = (pid, i, rnd, text, code, parent)
             results = dict(self.pool.map((k, v[4]) for k, v in progs.items()))
             for prog_id, (pid, i, rnd, text, code, parent) in progs.items():
                 gold = problems[pid].answer
