@@ -102,12 +102,6 @@ def _jobs(store: Store, where: str, params: list) -> list[dict]:
     return store.df(f"SELECT * FROM batch_jobs WHERE {where} ORDER BY created_at, job_id", params).to_dict("records")
 
 
-def _set(store: Store, job_id: str, **cols) -> None:
-    with store.transaction() as con:
-        con.execute(f"UPDATE batch_jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE job_id = ?",
-                    list(cols.values()) + [job_id])
-
-
 def _new_jobs(store: Store, model: str, dataset: str, prompt, temperature: float, max_tokens: int,
               todo: list[tuple[str, str, list[int]]], keys: dict[str, list[str]], max_batch_requests: int) -> None:
     """Commit jobs (and their requests) for the samples ``todo``; nothing is sent yet."""
@@ -119,12 +113,9 @@ def _new_jobs(store: Store, model: str, dataset: str, prompt, temperature: float
                              "custom_id": [f"{pid}:{','.join(map(str, idxs))}" for pid, _, idxs in chunk],
                              "problem_id": [pid for pid, _, _ in chunk], "sample_idxs": [idxs for _, _, idxs in chunk],
                              "gen_keys": gen_keys})
-        with store.transaction() as con:
-            con.execute("INSERT OR IGNORE INTO batch_jobs (job_id, model, dataset, prompt_id, temperature, max_tokens, "
-                        "status, requests, samples) VALUES (?, ?, ?, ?, ?, ?, 'new', ?, ?)",
-                        [job_id, model, dataset, prompt.prompt_id, float(temperature), max_tokens, len(chunk),
-                         sum(len(ks) for ks in gen_keys)])
-            store.append("batch_requests", reqs)
+        store.add_batch_job({"job_id": job_id, "model": model, "dataset": dataset, "prompt_id": prompt.prompt_id,
+                             "temperature": float(temperature), "max_tokens": max_tokens, "requests": len(chunk),
+                             "samples": sum(len(ks) for ks in gen_keys)}, reqs)
 
 
 def _input_file(store: Store, job: dict) -> bytes:
@@ -144,11 +135,11 @@ def _submit(store: Store, client: BatchClient, job: dict) -> dict:
     """Upload and create the batch of ``job``, committing each id as soon as it is known."""
     if not job["input_file_id"]:
         file_id = client.upload(f"pad-{job['job_id']}.jsonl", _input_file(store, job))
-        _set(store, job["job_id"], input_file_id=file_id, status="uploaded")
+        store.set_batch_job(job["job_id"], input_file_id=file_id, status="uploaded")
         job.update(input_file_id=file_id, status="uploaded")
     if not job["batch_id"]:
         b = client.find(job["job_id"], job["input_file_id"]) or client.create(job["input_file_id"], job["job_id"])
-        _set(store, job["job_id"], batch_id=b.id, status=b.status, submitted_at=pd.Timestamp.now())
+        store.set_batch_job(job["job_id"], batch_id=b.id, status=b.status, submitted_at=pd.Timestamp.now())
         job.update(batch_id=b.id, status=b.status)
     return job
 
@@ -215,9 +206,8 @@ def _ingest(store: Store, client: BatchClient, job: dict, batch, prices, stats: 
             ok = [r for r in ok if r["gen_key"] not in have]  # a live run stored them meanwhile
         stats["added"] += store.add_generated(ok, failed)
         stats["failed"] += len(failed)
-        con.execute("UPDATE batch_jobs SET status = ?, output_file_id = ?, error_file_id = ?, finished_at = "
-                    "coalesce(finished_at, current_timestamp), ingested_at = current_timestamp WHERE job_id = ?",
-                    [batch.status, batch.output_file_id, batch.error_file_id, job["job_id"]])
+        store.set_batch_job(job["job_id"], ingested=True, status=batch.status, output_file_id=batch.output_file_id,
+                            error_file_id=batch.error_file_id)
 
 
 def generate_batch(store: Store, model: str, dataset: str, base_url: str | None = None, samples: int = 4,
@@ -256,7 +246,7 @@ def generate_batch(store: Store, model: str, dataset: str, base_url: str | None 
             for job in list(jobs):
                 b = client.retrieve(job["batch_id"])
                 if b.status != job["status"]:
-                    _set(store, job["job_id"], status=b.status)
+                    store.set_batch_job(job["job_id"], status=b.status)
                     job["status"] = b.status
                 if b.status in TERMINAL:
                     _ingest(store, client, job, b, prices, stats)

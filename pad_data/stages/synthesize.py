@@ -290,13 +290,8 @@ class _Synthesis:
                "seed_problem_ids": [pid for pid, _ in examples], "completion": text, "question": question,
                "outcome": outcome, "similar_to": similar, "problem_id": new_pid,
                "prompt_tokens": comp.prompt_tokens, "completion_tokens": comp.completion_tokens, "cost_usd": cost}
-        with self.store.transaction() as con:
-            con.execute(f"INSERT OR IGNORE INTO synth_requests ({', '.join(row)}) "
-                        f"VALUES ({', '.join('?' * len(row))})", list(row.values()))
-            if new_pid:
-                con.execute("INSERT OR IGNORE INTO problems (problem_id, dataset, split, question, source) "
-                            "VALUES (?, ?, 'train', ?, ?)",
-                            [new_pid, self.dataset, question, f"synthesize:{self.teacher.name}"])
+        self.store.add_synth_request(row, new_pid and {"problem_id": new_pid, "dataset": self.dataset, "question": question,
+                                                       "source": f"synthesize:{self.teacher.name}"})
         if new_pid:
             self.seen.add(question, new_pid)
             self.stats["accepted_total"] += 1

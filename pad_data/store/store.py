@@ -186,8 +186,12 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Commit everything done inside, or nothing (also on Ctrl-C)."""
+        """Commit everything done inside, or nothing (also on Ctrl-C). Inside another transaction
+        it joins that one, so a method that writes may be called within a caller's transaction."""
         con = self.con
+        if self._in_transaction:
+            yield con
+            return
         con.execute("BEGIN TRANSACTION")
         self._in_transaction = True
         try:
@@ -519,6 +523,44 @@ class Store:
                              f"waiting in {path}: {first_line(exc)} (they stay there)") from None
         journal.remove(path)
         return added
+
+    def add_batch_job(self, job: dict, requests: pd.DataFrame) -> None:
+        """Commit a Batch API job (status ``new``: nothing sent yet) with its requests."""
+        with self.transaction() as con:
+            con.execute(f"INSERT OR IGNORE INTO batch_jobs ({', '.join(job)}, status) "
+                        f"VALUES ({', '.join('?' * len(job))}, 'new')", list(job.values()))
+            self.append("batch_requests", requests)
+
+    def set_batch_job(self, job_id: str, ingested: bool = False, **cols: object) -> None:
+        """Update a Batch API job's columns; ``ingested``: its results were stored (call it in the
+        transaction that stores them), which also dates its end if the API did not."""
+        sets = [f"{c} = ?" for c in cols]
+        if ingested:
+            sets += ["finished_at = coalesce(finished_at, current_timestamp)", "ingested_at = current_timestamp"]
+        with self.transaction() as con:
+            con.execute(f"UPDATE batch_jobs SET {', '.join(sets)} WHERE job_id = ?", list(cols.values()) + [job_id])
+
+    def add_synth_request(self, row: dict, problem: dict | None) -> None:
+        """Store a synthesis request's outcome and, if accepted, the new problem (``problem_id``,
+        ``dataset``, ``question``, ``source``; split ``train``), in one transaction."""
+        with self.transaction() as con:
+            con.execute(f"INSERT OR IGNORE INTO synth_requests ({', '.join(row)}) "
+                        f"VALUES ({', '.join('?' * len(row))})", list(row.values()))
+            if problem:
+                con.execute("INSERT OR IGNORE INTO problems (problem_id, dataset, split, question, source) "
+                            "VALUES (?, ?, 'train', ?, ?)",
+                            [problem["problem_id"], problem["dataset"], problem["question"], problem["source"]])
+
+    # ------------------------------------------------------------------ curated snapshots
+    def add_snapshot(self, name: str, params: str, content_hash: str, counts: str, table: str, columns: list[str],
+                     rows_sql: str) -> None:
+        """Store snapshot ``name``: its ``curations`` row and its rows (``rows_sql``, a query this
+        connection can run, with ``columns``) in ``table``, in one transaction."""
+        cols = ", ".join(columns)
+        with self.transaction() as con:
+            con.execute("INSERT INTO curations (name, params, content_hash, counts) VALUES (?, ?, ?, ?)",
+                        [name, params, content_hash, counts])
+            con.execute(f"INSERT INTO {table} (name, {cols}) SELECT ?, {cols} FROM ({rows_sql})", [name])
 
     # ------------------------------------------------------------------ student evaluation
     def eval_resume_point(self, run_key: str) -> tuple[str | None, set[str]]:

@@ -92,9 +92,6 @@ def store_snapshot(store: Store, name: str, p: CurateParams, digest: str, counts
             return {"name": name, "created": False, "content_hash": digest, **counts}
         raise CurateError(f"snapshot {name!r} exists with different content (hash {existing[0][0]}, "
                           f"now {digest}); snapshots are immutable: choose a new name")
-    table, cols = TASK_TABLES[p.task], ", ".join(TASK_COLUMNS[p.task])
-    with store.transaction():
-        store.con.execute("INSERT INTO curations (name, params, content_hash, counts) VALUES (?, ?, ?, ?)",
-                          [name, p.to_json(), digest, json.dumps(counts)])
-        store.con.execute(f"INSERT INTO {table} (name, {cols}) SELECT ?, {cols} FROM ({rows_sql})", [name])
+    store.add_snapshot(name, p.to_json(), digest, json.dumps(counts), TASK_TABLES[p.task], TASK_COLUMNS[p.task],
+                       rows_sql)
     return {"name": name, "created": True, "content_hash": digest, **counts}
