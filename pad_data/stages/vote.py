@@ -28,7 +28,7 @@ import pandas as pd
 from pad_data.rules.answers import format_number
 from pad_data.rules.majority import majority
 from pad_data.rules.options import COUNT, check_names, check_numbers
-from pad_data.store import CONSENSUS_LABEL, Store
+from pad_data.store import Store, any_of
 
 VOTERS = ("teacher", "import", "human")  # origins whose programs vote
 
@@ -47,15 +47,16 @@ def vote(store: Store, dataset: str | None = None, min_votes: int = 3) -> dict:
     no_gold = "pr.answer IS NULL AND trim(coalesce(pr.answer_text, '')) = ''"
     problems = [r[0] for r in store.con.execute(
         f"SELECT problem_id FROM problems pr WHERE {scope} AND {no_gold}", params).fetchall()]
+    voters, voter_params = any_of("p.origin", VOTERS)
     rows = store.con.execute(f"""
         WITH latest AS (
             SELECT program_id, status, value_num FROM executions
             QUALIFY row_number() OVER (PARTITION BY program_id ORDER BY seq DESC) = 1)
         SELECT p.problem_id, e.value_num
         FROM programs p JOIN problems pr USING (problem_id) JOIN latest e USING (program_id)
-        WHERE {scope} AND {no_gold} AND p.origin IN ({', '.join('?' * len(VOTERS))})
+        WHERE {scope} AND {no_gold} AND {voters}
           AND e.status = 'ok' AND e.value_num IS NOT NULL AND isfinite(e.value_num)""",
-                             params + list(VOTERS)).fetchall()
+                             params + voter_params).fetchall()
     by_problem: dict[str, list[float]] = defaultdict(list)
     for pid, value in rows:
         by_problem[pid].append(value)
@@ -75,21 +76,8 @@ def vote(store: Store, dataset: str | None = None, min_votes: int = 3) -> dict:
                         "votes": votes, "voters": len(values), "agreement": votes / len(values),
                         "min_votes": min_votes})
     stats["voted"] = len(out)
-    with store.transaction():
-        store.con.execute(f"DELETE FROM consensus WHERE problem_id IN "
-                          f"(SELECT problem_id FROM problems pr WHERE {scope})", params)
-        if out:
-            store.insert_new("consensus", pd.DataFrame(out), "problem_id")
-        # the materialized current labels follow (labeled_programs applies the same rule)
-        store.con.execute(f"""
-            UPDATE program_labels SET label = s.label FROM (
-                SELECT l.seq, CASE WHEN c.problem_id IS NULL THEN e.label
-                                   ELSE {CONSENSUS_LABEL.format(e='e', answer='c.answer')} END AS label
-                FROM program_labels l JOIN executions e ON e.seq = l.seq
-                LEFT JOIN consensus c ON c.problem_id = l.problem_id
-                WHERE e.label = 'unverifiable'
-                  AND l.problem_id IN (SELECT problem_id FROM problems pr WHERE {scope})) s
-            WHERE program_labels.seq = s.seq AND program_labels.label <> s.label""", params)
+    store.set_consensus(f"SELECT problem_id FROM problems pr WHERE {scope}", params,
+                        pd.DataFrame(out))
     agreements = [r["agreement"] for r in out]
     stats["agreement"] = sum(agreements) / len(agreements) if agreements else None
     hist = Counter(min(int(a * 10), 9) for a in agreements)

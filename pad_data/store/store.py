@@ -21,7 +21,7 @@ from pad_data.store import journal
 from pad_data.store.connection import StoreError, busy_timeout, connect
 from pad_data.store.migrations import apply_migrations, current_version
 from pad_data.store.paths import resolve_path
-from pad_data.store.schema import (EXEC_COLUMNS, FAILURE_COLUMNS, LABEL_COLUMNS, RESULT_TYPES, SCHEMA_VERSION,
+from pad_data.store.schema import (CONSENSUS_LABEL, EXEC_COLUMNS, FAILURE_COLUMNS, LABEL_COLUMNS, RESULT_TYPES, SCHEMA_VERSION,
                                    VIEWS)
 from pad_data.store.sqltools import any_of, copy_into, first_line, read_only_statements, registered, sql_literal
 
@@ -415,6 +415,22 @@ class Store:
             self.con.execute(f"UPDATE executions SET label = r.label, value_num = r.value_num "
                              f"FROM {rows} r WHERE executions.seq = r.seq")
         self.set_labels(changed)
+
+    def set_consensus(self, problems: str, params: list, rows: pd.DataFrame) -> None:
+        """Replace the consensus answers of the problems ``problems`` selects (a query of
+        ``problem_id`` with ``params``) by ``rows``, and relabel those problems' unverifiable
+        executions against them, as ``labeled_programs`` does, in one transaction."""
+        with self.transaction():
+            self.con.execute(f"DELETE FROM consensus WHERE problem_id IN ({problems})", params)
+            if len(rows):
+                self.insert_new("consensus", rows, "problem_id")
+            self.set_labels(f"""
+                SELECT l.seq, CASE WHEN c.problem_id IS NULL THEN e.label
+                                   ELSE {CONSENSUS_LABEL.format(e='e', answer='c.answer')} END AS label
+                FROM program_labels l JOIN executions e ON e.seq = l.seq
+                LEFT JOIN consensus c ON c.problem_id = l.problem_id
+                WHERE e.label = 'unverifiable' AND l.problem_id IN ({problems})""", params)
+
     # ------------------------------------------------------------------ reviews
     def add_verdicts(self, programs: str, params: list | None, verdict: str, note: str | None,
                      reviewer: str | None) -> int:
