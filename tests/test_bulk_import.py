@@ -17,6 +17,7 @@ from pad_data.rules.answers import AnswerError, parse_answer
 from pad_data.rules.answers_sql import PY_WHITESPACE, chain, gold_layers, strip_sql
 from pad_data.rules.extract import extract_program
 from pad_data.stages import bulk
+from pad_data.store import ids
 from pad_data.stages.ingest import IngestError, import_programs, ingest
 from pad_data.store import Store, problem_id, program_id
 
@@ -37,7 +38,7 @@ def test_strip_split_and_blank_in_sql_are_pythons():
     values = ["", " ", "a", " a  b ", "a\u00a0\u3000b", "\u2028x\u2029", "x\x1c\x1fy", "\u200bx"]  # \u200b: not space
     values += ["".join(rng.choice(ws + "ab\u200b") for _ in range(rng.randint(0, 8))) for _ in range(3000)]
     assert _sql_values(strip_sql("x"), values) == [v.strip() for v in values]
-    assert _sql_values(bulk.normalize_sql("x"), values) == [" ".join(v.split()) for v in values]
+    assert _sql_values(ids.normalize_sql("x"), values) == [" ".join(v.split()) for v in values]
     assert _sql_values(bulk.blank_sql("x"), values) == [not v.strip() for v in values]
 
 
@@ -139,14 +140,14 @@ TRICKY_TEXT = ["  Tom\u00a0has 3\n apples. ", "a\x1fb", "it's \"quoted\"", "back
 
 def test_ids_in_sql_are_the_stores():
     for dataset in ("gsm8k", "it's", "a\x1fb", "\u00a0d "):
-        assert _sql_values(bulk.problem_id_sql(dataset, "x"), TRICKY_TEXT) == \
+        assert _sql_values(ids.problem_id_sql(dataset, "x"), TRICKY_TEXT) == \
             [problem_id(dataset, q) for q in TRICKY_TEXT], dataset
     rows = [(problem_id("d", q), origin, teacher, k, q) for k, q in enumerate(TRICKY_TEXT)
             for origin, teacher in (("import", "import"), ("teacher", "o'brien\x1f"), ("human", ""))]
     con = duckdb.connect()
     con.register("t", pa.table({"i": list(range(len(rows))), "p": [r[0] for r in rows], "o": [r[1] for r in rows],
                                 "t": [r[2] for r in rows], "k": [r[3] for r in rows], "g": [r[4] for r in rows]}))
-    sql = f"SELECT {bulk.program_id_sql('p', 'o', 't', 'k', 'g')} FROM t ORDER BY i"
+    sql = f"SELECT {ids.program_id_sql('p', 'o', 't', 'k', 'g')} FROM t ORDER BY i"
     got = [r[0] for r in con.execute(sql).fetchall()]
     assert got == [program_id(p, g, teacher=t, sample_idx=k, origin=o) for p, o, t, k, g in rows]
 

@@ -35,8 +35,9 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from pad_data.rules.answers_sql import PY_WHITESPACE, chain, gold_layers, re2_class, strip_sql, ws_class
+from pad_data.rules.answers_sql import chain, gold_layers, re2_class, strip_sql, ws_class
 from pad_data.store import sql_literal
+from pad_data.store.ids import problem_id_sql, program_id_sql
 
 CHUNK_BYTES = 64 << 20
 SCRATCH_MEMORY = "2GB"  # DuckDB memory of a read at most (beyond it, it spills to a temp folder); see SourceRead
@@ -59,26 +60,6 @@ def json_pointer(key: str) -> str:
 def blank_sql(expr: str) -> str:
     """``not expr.strip()`` in SQL."""
     return f"NOT regexp_matches({expr}, {sql_literal(ws_class(negate=True))})"
-
-
-def normalize_sql(expr: str) -> str:
-    """``" ".join(expr.split())`` in SQL (what problem ids hash); text with single spaces between
-    words, and no other whitespace, is left as it is without a replace."""
-    others = re2_class(PY_WHITESPACE.replace(" ", ""))
-    return (f"CASE WHEN regexp_matches({expr}, {sql_literal(others + '|  |^ | $')}) "
-            f"THEN trim(regexp_replace({expr}, {sql_literal(ws_class() + '+')}, ' ', 'g')) ELSE {expr} END")
-
-
-def problem_id_sql(dataset: str, question: str) -> str:
-    """:func:`pad_data.store.problem_id` in SQL."""
-    return f"left(sha256({sql_literal('problem' + chr(31) + dataset + chr(31))} || {normalize_sql(question)}), 16)"
-
-
-def program_id_sql(problem: str, origin: str, teacher: str, sample_idx: str, program: str) -> str:
-    """:func:`pad_data.store.program_id` in SQL (sample_idx an integer expression)."""
-    sep = sql_literal(chr(31))
-    return (f"left(sha256('program' || {sep} || {problem} || {sep} || {origin} || {sep} || {teacher} || {sep} "
-            f"|| CAST({sample_idx} AS VARCHAR) || {sep} || {program}), 16)")
 
 
 # ---------------------------------------------------------------------- program extraction

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 
+from pad_data.rules.answers_sql import PY_WHITESPACE, re2_class, ws_class
+from pad_data.store.sqltools import sql_literal
+
 
 def content_id(*parts: object) -> str:
     """A stable 16-hex-digit id from the given parts (sha256 of their \\x1f-joined text)."""
@@ -42,3 +45,24 @@ def injected_program_id(problem: str, parent: str, kind: str, program: str) -> s
 def student_program_id(problem: str, model: str, run_id: str, sample: int, round_: int, program: str) -> str:
     """A student's program in an evaluation run; ``round_`` > 0 for a refinement round."""
     return content_id("program", problem, "student", model, run_id, sample, *((round_,) if round_ else ()), program)
+
+
+# SQL twins of the rules above (bulk import computes ids in DuckDB); tests/test_bulk_import.py checks they agree
+def normalize_sql(expr: str) -> str:
+    """``" ".join(expr.split())`` in SQL (what problem ids hash); text with single spaces between
+    words, and no other whitespace, is left as it is without a replace."""
+    others = re2_class(PY_WHITESPACE.replace(" ", ""))
+    return (f"CASE WHEN regexp_matches({expr}, {sql_literal(others + '|  |^ | $')}) "
+            f"THEN trim(regexp_replace({expr}, {sql_literal(ws_class() + '+')}, ' ', 'g')) ELSE {expr} END")
+
+
+def problem_id_sql(dataset: str, question: str) -> str:
+    """:func:`problem_id` in SQL."""
+    return f"left(sha256({sql_literal('problem' + chr(31) + dataset + chr(31))} || {normalize_sql(question)}), 16)"
+
+
+def program_id_sql(problem: str, origin: str, teacher: str, sample_idx: str, program: str) -> str:
+    """:func:`program_id` in SQL (sample_idx an integer expression)."""
+    sep = sql_literal(chr(31))
+    return (f"left(sha256('program' || {sep} || {problem} || {sep} || {origin} || {sep} || {teacher} || {sep} "
+            f"|| CAST({sample_idx} AS VARCHAR) || {sep} || {program}), 16)")
