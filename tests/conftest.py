@@ -1,6 +1,8 @@
+import contextlib
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -11,11 +13,11 @@ SHARED = Path(os.environ.get("PAD_SHARED_DATA") or ROOT.parent / "shared" / "dat
 
 # One torch thread per process, here and in the CLIs the tests start (they inherit it): the
 # suite runs two test files at once on two cores, and torch's thread pools spinning against
-# each other made a tiny model's step several times slower than one thread.
+# each other make a tiny model's step slower than one thread does.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Compiled bytecode is cached, here and in the processes the tests start. With
 # PYTHONDONTWRITEBYTECODE set (as on the CI machines) and a fresh virtualenv, every CLI, notebook
-# and bench a test starts compiled torch and transformers from source again: ~8 s a process.
+# and bench a test starts would compile torch and transformers from source again.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
 
@@ -60,14 +62,37 @@ def shared_data():
     return SHARED
 
 
-def pad_cli(*args, cwd=None, env=None, check=False):
-    """Run the real `pad` console script in a subprocess."""
+def pad_cli(*args, cwd: Path | None = None, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    """Run `pad ARGS` in this process through typer's CliRunner on the CLI app: the commands' exit
+    code, stdout and stderr as the console script gives them, without starting a Python and importing
+    pad each time. `pad sql`/`pad stats` put to a running stage go through the console script's own
+    entry: :func:`pad_process`."""
+    from typer.testing import CliRunner
+
+    from pad_data.cli import app
+
+    argv = [str(a) for a in args]
+    with contextlib.chdir(cwd) if cwd else contextlib.nullcontext():
+        res = CliRunner().invoke(app, argv, env=env, prog_name="pad")
+    stderr = res.stderr
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(res.exception))  # as an uncaught error prints it
+    return _checked(subprocess.CompletedProcess(["pad", *argv], res.exit_code, res.stdout, stderr), check)
+
+
+def pad_process(*args, cwd: Path | None = None, env: dict | None = None,
+                check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real `pad` console script in a subprocess: for the end-to-end tests of the entry point,
+    signals, live reads and servers."""
     exe = Path(sys.executable).with_name("pad")
-    full_env = dict(os.environ, **(env or {}))
-    res = subprocess.run([str(exe), *map(str, args)], cwd=cwd, env=full_env, capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run([str(exe), *map(str, args)], cwd=cwd, env=dict(os.environ, **(env or {})),
+                         capture_output=True, text=True, timeout=300)
+    return _checked(res, check)
+
+
+def _checked(res: subprocess.CompletedProcess, check: bool) -> subprocess.CompletedProcess:
     if check and res.returncode != 0:
-        raise AssertionError(f"pad {args} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+        raise AssertionError(f"{res.args} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
     return res
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 
 from pad_data.stages.batch import generate_batch
 from pad_data.stages.generate import generate, make_teacher
@@ -28,6 +29,7 @@ def _counters(srv):
     return srv.requests, srv.uploads, srv.batches_created, srv.batch_polls, srv.downloads
 
 
+@pytest.mark.e2e
 def test_batch_killed_while_polling_resumes_polling_and_mixes_with_live_runs(db):
     _problems(db, 40)
     exe = Path(sys.executable).with_name("pad")

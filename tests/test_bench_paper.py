@@ -15,6 +15,7 @@ from pad_data.store import Store  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.e2e
 def test_bench_paper_writes_every_cell_from_a_real_pipeline(tmp_path):
     out, work = tmp_path / "r.json", tmp_path / "work"
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_paper.py"), "--tasks", "letters",

@@ -5,9 +5,12 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import bench_scale  # noqa: E402
+
+pytestmark = pytest.mark.e2e
 
 
 def test_bench_scale_runs_every_stage_beside_its_baseline(tmp_path, capsys):

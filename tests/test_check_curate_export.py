@@ -31,6 +31,7 @@ def _gsm8k_with_programs(db, shared_data, n=None):
         execute(st)
 
 
+@pytest.mark.e2e
 def test_check_passes_a_clean_gsm8k_store_and_fails_a_planted_leak(db, shared_data, tmp_path):
     _gsm8k_with_programs(db, shared_data)
     ref = shared_data / "gsm8k" / "test.jsonl"

@@ -94,6 +94,7 @@ def test_offline_pipeline_labels_match_in_process_execution(db):
             assert value_num == pytest.approx(float(expected))
 
 
+@pytest.mark.e2e
 def test_pad_run_from_a_fresh_directory(tmp_path):
     res = pad_cli("run", cwd=tmp_path, check=True)
     assert "correct" in res.stdout and "wrong_answer" in res.stdout and "total" in res.stdout
@@ -141,7 +142,7 @@ def test_execute_programs_api_without_a_store():
     assert res[0].value == 42 and res[1].error_type == "TypeError"
 
 
-# ---------------------------------------------------------------------- issue 15
+# ---------------------------------------------------------------------- option checks
 @pytest.mark.parametrize("args,message", [
     (["--timeout", "nan"], "--timeout must be a number of seconds in [0.01, 3600], got nan"),
     (["--timeout", "inf"], "--timeout must be a number of seconds in [0.01, 3600], got inf"),
@@ -214,9 +215,9 @@ def test_sql_is_read_only_for_files_too_and_prints_values_verbatim(db, tmp_path)
     assert list(rows[0].values()) == values + ["[i]"]
 
 
-# ---------------------------------------------------------------------- issue 20
+# ---------------------------------------------------------------------- what the CLI prints
 def _invoke(app, *args):
-    """The CLI in-process (the same code as the console script; fast, for output checks)."""
+    """`pad-train` in-process (the same code as its console script)."""
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
@@ -225,41 +226,41 @@ def test_cli_output_reads_as_sentences(db, tmp_path, monkeypatch):
     key, listed snapshots to the second, a teacher whose requests all failed, an empty report."""
     f = tmp_path / "one.jsonl"
     f.write_text(json.dumps({"question": "What is 2 plus 2?", "answer": 4, "program": "def solution():\n    return 4"}))
-    bad = _invoke(pad_app, "--db", db, "import-programs", f, "--dataset", "d", "--split", "tset")
-    assert bad.exit_code == 1 and bad.stderr == ("error: --split must be one of train, validation, test, "
-                                                 "got 'tset' (did you mean 'test'?)\n")
+    bad = pad_cli("--db", db, "import-programs", f, "--dataset", "d", "--split", "tset")
+    assert bad.returncode == 1 and bad.stderr == ("error: --split must be one of train, validation, test, "
+                                                  "got 'tset' (did you mean 'test'?)\n")
     assert not db.exists()  # checked before the store is even opened
-    r = _invoke(pad_app, "--db", db, "import-programs", f, "--dataset", "d", "--split", "train")
-    assert r.exit_code == 0 and r.stdout == "d: read 1 program from 1 record, added 1 (new problems: 1)\n"
-    r = _invoke(pad_app, "--db", db, "ingest", f, "--dataset", "d", "--split", "train")
+    r = pad_cli("--db", db, "import-programs", f, "--dataset", "d", "--split", "train")
+    assert r.returncode == 0 and r.stdout == "d: read 1 program from 1 record, added 1 (new problems: 1)\n"
+    r = pad_cli("--db", db, "ingest", f, "--dataset", "d", "--split", "train")
     assert r.stdout == "d/train: read 1 problem, added 0 (1 already stored)\n"
-    r = _invoke(pad_app, "--db", db, "execute", "--isolation", "process")
+    r = pad_cli("--db", db, "execute", "--isolation", "process")
     assert re.fullmatch(r"executed 1 program in \d+\.\d\d s \([\d,]+/s, pad-sandbox/\S+\)", r.stdout.splitlines()[0])
-    r = _invoke(pad_app, "--db", db, "execute", "--isolation", "process")
+    r = pad_cli("--db", db, "execute", "--isolation", "process")
     assert re.fullmatch(r"executed 0 programs in \d+\.\d\d s", r.stdout.splitlines()[0])
     for args, message in ((["execute", "--engine", "ray", "--rerun"], "--rerun runs on --engine local only"),
                           (["generate", "--dataset", "nope", "--model", "m", "--base-url", "http://127.0.0.1:9/v1"],
                            "no problems in dataset 'nope'; run `pad ingest` first")):
-        r = _invoke(pad_app, "--db", db, *args)  # raised under the progress bar: still one line, no blank one
-        assert r.exit_code == 1 and r.stderr.splitlines()[-1] == f"error: {message}" and "\n\n" not in r.stderr
+        r = pad_cli("--db", db, *args)  # raised under the progress bar: still one line, no blank one
+        assert r.returncode == 1 and r.stderr.splitlines()[-1] == f"error: {message}" and "\n\n" not in r.stderr
         assert not r.stderr.startswith("\n")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     for args in (["generate", "--dataset", "d", "--model", "gpt-4o-mini"], ["run", "--model", "gpt-4o-mini"]):
         t0 = time.monotonic()
-        r = _invoke(pad_app, "--db", db, *args)
-        assert r.exit_code == 1 and r.stderr.startswith("error: OPENAI_API_KEY is not set: export it") and \
+        r = pad_cli("--db", db, *args)
+        assert r.returncode == 1 and r.stderr.startswith("error: OPENAI_API_KEY is not set: export it") and \
             len(r.stderr.splitlines()) == 1 and time.monotonic() - t0 < 5
-    assert _invoke(pad_app, "--db", db, "curate", "--list").stdout.startswith("no curated snapshots yet")
-    a = _invoke(pad_app, "--db", db, "curate", "a", "--dataset", "d")
+    assert pad_cli("--db", db, "curate", "--list").stdout.startswith("no curated snapshots yet")
+    a = pad_cli("--db", db, "curate", "a", "--dataset", "d")
     assert re.fullmatch(r"snapshot a created: hash (\w+), 1 program over 1 problem; (train|validation|test) 1\n",
                         a.stdout)
-    old = _invoke(pad_app, "--db", db, "curate", "b", "--datasets", "d")  # the deprecated spelling still works
-    assert old.exit_code == 0 and old.stderr.startswith("warning: --datasets is deprecated: use --dataset")
+    old = pad_cli("--db", db, "curate", "b", "--datasets", "d")  # the deprecated spelling still works
+    assert old.returncode == 0 and old.stderr.startswith("warning: --datasets is deprecated: use --dataset")
     assert old.stdout.split("hash ")[1][:16] == a.stdout.split("hash ")[1][:16]
-    bad = _invoke(pad_app, "--db", db, "curate", "c", "--dataset", "dd")
+    bad = pad_cli("--db", db, "curate", "c", "--dataset", "dd")
     assert bad.stderr == "error: --dataset: no dataset 'dd' (did you mean 'd'?)\n"
-    listing = _invoke(pad_app, "--db", db, "curate", "--list").stdout
+    listing = pad_cli("--db", db, "curate", "--list").stdout
     assert re.search(r"│ a +│ program │ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d │ 1 +│ 1 +│ \w+ 1 +│", listing), listing
     assert "{" not in listing
     with Store(db) as st, st.transaction():
@@ -267,7 +268,7 @@ def test_cli_output_reads_as_sentences(db, tmp_path, monkeypatch):
                        "VALUES ('k1', 'p', 0, 'ghost-teacher', 'APIConnectionError')")
     with Store(db, read_only=True) as st:
         assert ("ghost-teacher", "teacher", 0, 0, 0, None, 1) in api.stats(st)["teachers"]
-    assert re.search(r"│ ghost-teacher +│ teacher +│ 0 +│ 0 +│ 0 +│ +│ 1 +│", _invoke(pad_app, "--db", db, "stats").stdout)
+    assert re.search(r"│ ghost-teacher +│ teacher +│ 0 +│ 0 +│ 0 +│ +│ 1 +│", pad_cli("--db", db, "stats").stdout)
     r = _invoke(train_app, "--db", db, "report")
     assert r.exit_code == 0 and r.stdout == f"no evaluation runs in {db} yet (run `pad-train eval`)\n"
     r = _invoke(train_app, "--db", db, "eval", "--model", "m", "--dataset", "d", "--split", "tset")
@@ -320,7 +321,7 @@ def test_pyproject_license_is_an_spdx_string_and_the_extras_hold_trl_and_nbconve
     assert "trl" in extras["train"] and "nbconvert" in extras["test"] and "ipywidgets" in extras["test"]
 
 
-# ---------------------------------------------------------------------- issue 16: a live store
+# ---------------------------------------------------------------------- a store read while a stage writes it
 def _slow_programs(db, n):
     """n programs of a few milliseconds each (a loop), in a fresh store."""
     import pandas as pd
@@ -339,6 +340,7 @@ def _slow_programs(db, n):
                                                 for i, p in enumerate(progs)]), "program_id")
 
 
+@pytest.mark.e2e
 def test_store_is_readable_while_a_stage_runs(db):
     """`pad execute` runs in one process; meanwhile `pad sql`, `pad stats` and the review app's
     data layer read the store from others, get answers (never "busy"), and see counts grow."""
@@ -392,6 +394,7 @@ def test_store_is_readable_while_a_stage_runs(db):
             {"correct": n // 2, "wrong_answer": n // 2}
 
 
+@pytest.mark.e2e
 def test_pad_sql_and_stats_start_without_the_stages():
     """What one polls while a stage runs starts light: no pandas, no stages; the API stays whole."""
     import subprocess

@@ -91,6 +91,7 @@ def test_failed_requests_are_recorded_and_retried_next_run(db):
     _check_complete(db, 6, 2)
 
 
+@pytest.mark.e2e
 def test_killed_mid_run_then_rerun_completes_the_set(db, tmp_path):
     from pad_data.stages.generate import COMMIT_INTERVAL_S
 
@@ -124,6 +125,7 @@ def test_killed_mid_run_then_rerun_completes_the_set(db, tmp_path):
     _check_complete(db, 40, 2)
 
 
+@pytest.mark.e2e
 def test_gsm8k_test_1319_questions_4_samples_20pct_faults(db, shared_data):
     with Store(db) as st:
         ingest(st, shared_data / "gsm8k" / "test.jsonl", "gsm8k")
@@ -180,6 +182,7 @@ def tiny_causal_lm(path: Path) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_local_hf_teacher_behind_the_same_interface(db, tmp_path):
     pytest.importorskip("torch")
     model_dir = tiny_causal_lm(tmp_path / "tiny")
@@ -260,6 +263,7 @@ def _committed(db):
         con.close()
 
 
+@pytest.mark.e2e
 def test_commit_failure_journals_every_response_stops_requests_and_next_run_stores_them(db):
     _problems(db, 40)
     journal = db.with_name(db.name + ".journal.jsonl")
@@ -328,6 +332,7 @@ main()
 """
 
 
+@pytest.mark.e2e
 def test_a_journal_write_that_fails_is_reported_as_loss_and_its_whole_lines_still_recover(db):
     _problems(db, 40)
     journal = db.with_name(db.name + ".journal.jsonl")
@@ -374,6 +379,7 @@ def test_a_torn_last_journal_line_is_reported_when_the_journal_is_recovered(db):
     assert not journal.exists()
 
 
+@pytest.mark.e2e
 def test_kill_9_after_a_commit_failure_keeps_the_journal_and_the_rerun_asks_only_for_the_rest(db):
     _problems(db, 40)
     journal = db.with_name(db.name + ".journal.jsonl")

@@ -280,7 +280,7 @@ def test_import_programs_sample_lists_from_parquet(db, tmp_path):
             [[0, "ans = 1 + 1\n"], [1, "ans = 2\n"]]
 
 
-# ---------------------------------------------------------------------- issue 15: gold answers
+# ---------------------------------------------------------------------- gold answers
 from pad_data.rules.answers import parse_answer  # noqa: E402
 
 

@@ -78,6 +78,7 @@ def _run_watching(folder: Path, *args: object) -> tuple[subprocess.CompletedProc
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), seen
 
 
+@pytest.mark.e2e
 def test_curate_and_export_spill_under_a_small_budget_and_equal_an_unlimited_run(tmp_path):
     built = tmp_path / "built.duckdb"
     _big_store(built)

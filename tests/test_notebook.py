@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,6 +14,7 @@ def _outputs(nb, kind=None):
             if kind is None or o.get("output_type") == kind]
 
 
+@pytest.mark.e2e
 def test_explore_notebook_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("PAD_NOTEBOOK_DIR", str(tmp_path))
     nb = nbformat.read(NOTEBOOK, as_version=4)

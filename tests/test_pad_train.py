@@ -13,7 +13,7 @@ from pad_data.stages.execute import execute  # noqa: E402
 from pad_data.stages.ingest import import_programs, ingest  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
-from conftest import pad_cli, tiny_gpt2  # noqa: E402
+from conftest import pad_process, tiny_gpt2  # noqa: E402
 
 
 @pytest.fixture
@@ -36,10 +36,11 @@ def whatis_store(tmp_path):
     return db
 
 
+@pytest.mark.e2e
 def test_sft_then_eval_learns_the_trivial_split_and_writes_student_programs(whatis_store, tmp_path):
     base = tiny_gpt2(tmp_path / "base")
     out = tmp_path / "student"
-    res = pad_cli("--db", whatis_store, "--help")  # the data CLI still answers
+    res = pad_process("--db", whatis_store, "--help")  # the data CLI still answers
     assert res.returncode == 0
     import subprocess, sys
     exe = str(Path(sys.executable).with_name("pad-train"))
@@ -64,6 +65,7 @@ def test_sft_then_eval_learns_the_trivial_split_and_writes_student_programs(what
     assert rep.returncode == 0 and "whatis" in rep.stdout and "greedy" in rep.stdout
 
 
+@pytest.mark.e2e
 def test_self_consistency_and_resume(whatis_store, tmp_path):
     from pad_train.data import load_examples
     from pad_train.evaluate import EvalConfig, evaluate
@@ -84,6 +86,7 @@ def test_self_consistency_and_resume(whatis_store, tmp_path):
         assert st.scalar("SELECT count(*) FROM programs WHERE eval_run_id = ?", [r["run_id"]]) == 15
 
 
+@pytest.mark.e2e
 def test_cot_baseline_trains_on_gsm8k_rationales(db, shared_data, tmp_path):
     from pad_train.data import load_examples
     from pad_train.sft import SFTConfig, train
@@ -123,6 +126,7 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{% if m['role'] ==
                  "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 
 
+@pytest.mark.e2e
 def test_a_chat_export_trains_with_trl_sft_trainer_as_is(whatis_store, tmp_path):
     """A chat export -> load_from_disk -> one TRL SFTTrainer step, nothing converted; loss only on the
     assistant turn (the chat template marks it)."""
@@ -159,6 +163,7 @@ def test_a_chat_export_trains_with_trl_sft_trainer_as_is(whatis_store, tmp_path)
     assert result.global_step == 1 and result.training_loss > 0
 
 
+@pytest.mark.e2e
 def test_eval_killed_part_way_resumes_with_only_the_missing_problems(whatis_store, tmp_path):
     """kill -9 a real `pad-train eval` after its first commit; the rerun evaluates only the rest and
     ends with what an uninterrupted run gets (sampling, a vote and a refinement round included)."""

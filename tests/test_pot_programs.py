@@ -44,6 +44,7 @@ def _same(value_num, value, recorded) -> bool:
     return str(value).strip() == str(recorded).strip()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", list(FILES))
 def test_pot_programs_reproduce_their_recorded_values(shared_data, tmp_path, name):
     src = shared_data / "pot" / f"{name}.jsonl"

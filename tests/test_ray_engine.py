@@ -55,6 +55,7 @@ def _fill(db: Path, n: int, seed: int = 0) -> None:
         st.insert_new("programs", pd.DataFrame(programs), "program_id")
 
 
+@pytest.mark.e2e
 def test_a_worker_killed_mid_shard_redoes_only_that_shard_and_every_program_is_labeled_once(tmp_path):
     """`pad execute --engine ray` in its own process (its own local Ray); SIGKILL a Ray worker
     while it is running a shard; the run still finishes, labeling every program exactly once."""
@@ -103,6 +104,7 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.e2e
 def test_ray_labels_8k_programs_exactly_like_the_local_engine_and_resumes(ray_cluster, tmp_path, monkeypatch):
     from pad_data.engines import ray_engine
 
@@ -144,6 +146,7 @@ def test_ray_labels_8k_programs_exactly_like_the_local_engine_and_resumes(ray_cl
     assert set(la.label) == {"correct", "wrong_answer", "runtime_error", "syntax_error", "non_numeric"}
 
 
+@pytest.mark.e2e
 def test_ray_generate_asks_for_the_same_samples_as_local_and_resumes(ray_cluster, tmp_path):
     def problems(db):
         with Store(db) as st, st.transaction():
@@ -190,14 +193,12 @@ def test_export_from_parquet_streams_shards_into_a_dataset(tmp_path):
     assert bad.returncode == 1 and "no .parquet files" in bad.stderr
 
 
-def test_everything_else_works_without_ray(tmp_path):
+def test_everything_else_works_without_ray(tmp_path, monkeypatch):
     """Ray is an optional extra: with it unimportable, local execution works and --engine ray says what to install."""
     db = tmp_path / "pad.duckdb"
     _fill(db, 200)
-    code = ("import sys; sys.modules['ray'] = None; sys.argv = ['pad', '--db', sys.argv[1]] + sys.argv[2:]; "
-            "from pad_data.cli import main; main()")
-    r = subprocess.run([sys.executable, "-c", code, str(db), "execute", "--engine", "ray"], capture_output=True,
-                       text=True)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as when it is not installed
+    r = pad_cli("--db", db, "execute", "--engine", "ray")
     assert r.returncode == 1 and 'pip install "pad[ray]"' in r.stderr
-    r = subprocess.run([sys.executable, "-c", code, str(db), "execute"], capture_output=True, text=True)
+    r = pad_cli("--db", db, "execute")
     assert r.returncode == 0 and "executed 200 programs" in r.stdout, r.stderr

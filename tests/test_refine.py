@@ -112,6 +112,7 @@ def test_inject_errors_stores_parents_kinds_and_labels_and_reruns_add_nothing(tm
     assert bad.returncode == 1 and "unknown injection kind 'typo'" in bad.stderr
 
 
+@pytest.mark.e2e
 def test_refine_pairs_carry_feedback_and_export(tmp_path):
     db = tmp_path / "pad.duckdb"
     pad_cli("--db", db, "run", check=True)
@@ -182,6 +183,7 @@ def refiner(tmp_path_factory):
     return db, tmp / "student"
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(900)  # the first one also trains the shared student (module fixture)
 def test_a_student_trained_on_refinement_pairs_fixes_held_out_faulty_programs(refiner):
     from pad_data.rules.extract import extract_program
@@ -200,6 +202,7 @@ def test_a_student_trained_on_refinement_pairs_fixes_held_out_faulty_programs(re
     assert fixed >= 0.8 * len(held_out), fixed
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(900)  # the first one also trains the shared student (module fixture)
 def test_eval_refine_rounds_and_stepwise_end_to_end(refiner):
     db, student = refiner

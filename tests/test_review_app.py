@@ -335,6 +335,7 @@ def _grid_row(page, table, row):
     page.mouse.click(box["x"] + 18, box["y"] + 35 * (row + 1) + 17)
 
 
+@pytest.mark.e2e
 @needs_chromium
 def test_browser_overview_and_a_clicked_row_opens_its_program(served, browser):
     db, port = served
@@ -361,6 +362,7 @@ def test_browser_overview_and_a_clicked_row_opens_its_program(served, browser):
     page.close()
 
 
+@pytest.mark.e2e
 @needs_chromium
 def test_browser_bulk_verdict_on_a_filter_then_curate_excludes_them(served, browser):
     from pad_data.stages.curate import CurateParams, curate
@@ -405,6 +407,7 @@ def test_busy_port_is_one_error_line_before_anything_else(base_store):
     assert res.stderr == f"error: port {port} on 127.0.0.1 is in use (another pad review?); choose another with --port\n"
 
 
+@pytest.mark.e2e
 @needs_chromium
 def test_installed_wheel_serves_the_app_needs_a_token_off_loopback_and_stops_on_sigterm(base_store, tmp_path, browser):
     """Built as a wheel, installed (not editable) into a folder, run from outside the source tree,

@@ -146,6 +146,7 @@ def _labels(results: dict) -> dict:
     return {k: (r.status, r.value) for k, r in results.items()}
 
 
+@pytest.mark.e2e
 @bwrap_only
 def test_attackers_interleaved_in_one_worker_change_no_ordinary_label():
     alone = {}
@@ -406,6 +407,7 @@ def _host_unchanged(host) -> None:
     assert host["arrived"] == []
 
 
+@pytest.mark.e2e
 @bwrap_only
 def test_os_layer_holds_a_program_past_the_python_layer_as_root(host):
     out = _os_probe(host["tmp"], _attack_body(host))
@@ -445,6 +447,7 @@ def _alive_as(pid: int, cmdline: bytes) -> bool:
         return False
 
 
+@pytest.mark.e2e
 @bwrap_only
 def test_workers_run_as_an_unprivileged_user_and_leave_no_process_behind():
     marker = b"The sandbox worker"
@@ -460,6 +463,7 @@ def test_workers_run_as_an_unprivileged_user_and_leave_no_process_behind():
     assert [pid for pid, cmd in ours.items() if _alive_as(pid, cmd)] == []
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("level", ["unshare", "process"])
 def test_below_bwrap_seccomp_still_blocks_writes_processes_and_sockets(host, level):
     out = _os_probe(host["tmp"], _attack_body(host), level=level)
@@ -504,6 +508,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not seccomp.supported(), reason="seccomp filters are built for x86_64 Linux")
 def test_the_workers_own_filter_refuses_sockets_and_keeps_pipes_and_fork():
     """Fast-path programs run in the worker itself, under its filter alone: a program that got past

@@ -159,6 +159,7 @@ def test_allowed_modules_do_not_leak_dangerous_objects(body):
         assert r.error_type == "AttributeError"
 
 
+@pytest.mark.e2e
 def test_network_connections_never_arrive():
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -197,6 +198,7 @@ def test_environment_secrets_are_not_visible(monkeypatch):
     assert "sk-test-secret" not in repr(r)
 
 
+@pytest.mark.e2e
 def test_isolation_layer_itself_hides_host_env_and_network(tmp_path, monkeypatch):
     """The OS layer, probed by trusted code inside the same command the workers get."""
     level = isolation.resolve("auto")

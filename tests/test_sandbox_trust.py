@@ -106,6 +106,7 @@ ans = 42 if got > 0 else 0
 """
 
 
+@pytest.mark.e2e
 @bwrap_only
 @pytest.mark.skipif(not seccomp.supported(), reason="seccomp filters are built for x86_64 Linux")
 def test_forked_programs_past_the_python_layer_get_no_ipc_and_leave_nothing_for_the_next():
@@ -127,6 +128,7 @@ exec(sys.stdin.read())
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not seccomp.supported(), reason="seccomp filters are built for x86_64 Linux")
 def test_the_workers_own_filter_refuses_ipc():
     res = subprocess.run([sys.executable, "-c", WORKER_FILTER_IPC], input=IPC_PROBE, capture_output=True,
@@ -149,6 +151,7 @@ ans = 1
 """
 
 
+@pytest.mark.e2e
 @bwrap_only
 def test_a_program_that_closes_its_pipe_and_sleeps_costs_a_worker_its_timeout():
     items = {"plain": prog(CLOSE_AND_SLEEP.format(extra="")),
@@ -261,6 +264,7 @@ def _labels_of(got: dict) -> dict:
     return {k: (r.status, r.value) for k, r in got.items()}
 
 
+@pytest.mark.e2e
 def test_the_same_programs_get_the_same_labels_beside_cpu_hogs():
     """Each hog in its own session gets its own share of the cores (autogroups), as other jobs on a
     busy CI box or Ray node do: a program's time is its own CPU time, not the machine's."""

@@ -28,6 +28,7 @@ def _run(source: str):
     return execute_programs([source])[0]
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(600)  # trains a student and a verifier, then evaluates twice (once resumed)
 def test_stepwise_search_beats_greedy_when_greedys_first_step_fails(tmp_path):
     """60% of training programs start with a step that raises (1 / 0), 40% with one that runs:
