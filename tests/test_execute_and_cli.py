@@ -250,7 +250,8 @@ def test_cli_output_reads_as_sentences(db, tmp_path, monkeypatch):
         t0 = time.monotonic()
         r = pad_cli("--db", db, *args)
         assert r.returncode == 1 and r.stderr.startswith("error: OPENAI_API_KEY is not set: export it") and \
-            len(r.stderr.splitlines()) == 1 and time.monotonic() - t0 < 5
+            len(r.stderr.splitlines()) == 1
+        assert time.monotonic() - t0 < 30  # said before any request: no retries waited for, even on a busy machine
     assert pad_cli("--db", db, "curate", "--list").stdout.startswith("no curated snapshots yet")
     a = pad_cli("--db", db, "curate", "a", "--dataset", "d")
     assert re.fullmatch(r"snapshot a created: hash (\w+), 1 program over 1 problem; (train|validation|test) 1\n",

@@ -230,7 +230,7 @@ def _raw(path: str, payload: bytes) -> None:
 def test_hostile_requests_and_odd_results_never_stop_the_server(db, run_dir):
     """Garbage, deep nesting, odd option types, --help and a client that sends nothing each get
     no answer or "run it yourself", and the next query is answered; a MAP with date keys prints
-    as JSON on either path (it was a TypeError)."""
+    as JSON on either path."""
     from pad_data.store import live_reads as lr
 
     Store(db).close()
