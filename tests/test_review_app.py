@@ -238,7 +238,9 @@ def test_curate_by_review_and_export_carries_the_verdict(store, tmp_path):
                                                                                       dataset=["pad-arith"]))
     accepted = rv.add_verdicts(str(store), "accept", None, "ann", filters=rv.Filters(label=["correct"],
                                                                                       dataset=["pad-coin"]))
-    assert rejected > 0 and accepted > 0
+    correct = "SELECT count(*) FROM program_labels WHERE label = 'correct' AND dataset = ?"
+    assert (rejected, accepted) == (_q(store, correct, ["pad-arith"])[0][0], _q(store, correct, ["pad-coin"])[0][0])
+    assert rejected and accepted
     every = dict(dedup="none", max_per_problem=10)
     with Store(store) as st:
         counts = {mode: curate(st, mode, CurateParams(review=mode, **every))["programs"]
