@@ -44,7 +44,7 @@ def test_format_number(value, text):
     ("ok", "float", 18.0004, 18.0, "18", "correct"),
     ("ok", "float", 18.017, 18.0, "18", "wrong_answer"),  # PAL's rule is absolute: |v - g| < 1e-3
     ("ok", "float", 18.02, 18.0, "18", "wrong_answer"),
-    ("ok", "int", 1001, 1000.0, "1000", "wrong_answer"),  # was correct under a relative 1e-3
+    ("ok", "int", 1001, 1000.0, "1000", "wrong_answer"),  # a relative 1e-3 would call it correct
     ("ok", "int", 72070, 72000.0, "72000", "wrong_answer"),
     ("ok", "str", "72,070", 72000.0, "72000", "wrong_answer"),
     ("ok", "float", 1000000.5, 1000000.0, "1000000", "wrong_answer"),

@@ -42,7 +42,7 @@ def test_snapshot_rows_keep_their_order_when_the_key_is_dropped(db):
 
 
 def test_programs_keep_their_rows_and_order_without_the_key_and_stay_unique(db):
-    """Schema 16 rebuilds programs without a primary key (its index doubled every bulk write);
+    """Schema 16 rebuilds programs without a primary key (its index slowed every bulk write);
     the store's anti-join keeps program ids unique, whichever path inserts them."""
     with Store(db, migrate_to=15) as st:
         st.con.execute("INSERT INTO problems (problem_id, dataset, split, question) VALUES ('q', 'd', 'train', 'Q')")

@@ -3,7 +3,7 @@
 While a long stage runs, its :class:`~pad_data.store.writer.GroupCommitter` serves reads on a socket
 named after the store (:class:`ReadServer`). ``pad sql`` and ``pad stats`` ask there first
 (:func:`ask`, with nothing heavier than ``socket`` and ``json`` imported) and, when no stage
-answers, open the store themselves as before. A poll then costs a bare Python start and the query, not a start that
+answers, open the store themselves. A poll then costs a bare Python start and the query, not a start that
 loads DuckDB, typer and rich and opens the store: on two busy cores that is what decides how
 much a watcher slows the stage.
 
@@ -30,7 +30,7 @@ import struct
 import threading
 import time
 
-TYPE_CHECKING = False  # not typing's: `pad sql` imports this module on every start, typing costs ~5 ms
+TYPE_CHECKING = False  # not typing's: `pad sql` imports this module on every start, and typing's import is not free
 if TYPE_CHECKING:
     from collections.abc import Callable
 
