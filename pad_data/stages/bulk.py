@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from pad_data.rules.answers_sql import chain, gold_layers, re2_class, strip_sql, ws_class
 from pad_data.store import sql_literal
+from pad_data.store.sqltools import registered
 from pad_data.store.ids import problem_id_sql, program_id_sql
 
 CHUNK_BYTES = 64 << 20
@@ -463,11 +464,8 @@ class SourceRead:
         """Append rows (dicts with the keys of REC_COLUMNS; missing ones are NULL) to ``rec``."""
         if rows:
             table = pa.Table.from_pylist(rows, schema=pa.schema(REC_COLUMNS))
-            self.con.register("_pad_rows", table)
-            try:
-                self.con.execute("INSERT INTO rec SELECT * FROM _pad_rows")
-            finally:
-                self.con.unregister("_pad_rows")
+            with registered(self.con, table) as new:
+                self.con.execute(f"INSERT INTO rec SELECT * FROM {new}")
 
     def conflict_candidates(self) -> list[dict]:
         """Rows (``ln, where, problem_id, answer, answer_text``, in source order) of every question
@@ -483,11 +481,9 @@ class SourceRead:
                 for ln, w, pid, a, t in rows]
 
     def drop_problems(self, problem_ids: set[str]) -> None:
-        self.con.register("_pad_drop", pa.table({"problem_id": sorted(problem_ids)}))
-        try:
-            self.con.execute("DELETE FROM rec WHERE problem_id IN (SELECT problem_id FROM _pad_drop)")
-        finally:
-            self.con.unregister("_pad_drop")
+        # a frame rather than a list parameter: a file may hold many conflicting questions
+        with registered(self.con, pa.table({"problem_id": sorted(problem_ids)})) as drop:
+            self.con.execute(f"DELETE FROM rec WHERE problem_id IN (SELECT problem_id FROM {drop})")
 
     def gold_counts(self) -> tuple[int, int]:
         """(records, records without any gold answer)."""
@@ -524,12 +520,10 @@ class SourceRead:
                                 "unnest(range(len(samples))) AS k FROM rec) WHERE p IS NULL").fetchall()
         self.con.execute("CREATE OR REPLACE TABLE extracted (ln BIGINT, k BIGINT, program VARCHAR)")
         if rest:
-            self.con.register("_pad_extracted", pa.table({"ln": [r[0] for r in rest], "k": [r[1] for r in rest],
-                                                          "program": [extract_program(r[2]) for r in rest]}))
-            try:
-                self.con.execute("INSERT INTO extracted SELECT * FROM _pad_extracted")
-            finally:
-                self.con.unregister("_pad_extracted")
+            programs = pa.table({"ln": [r[0] for r in rest], "k": [r[1] for r in rest],
+                                 "program": [extract_program(r[2]) for r in rest]})
+            with registered(self.con, programs) as new:
+                self.con.execute(f"INSERT INTO extracted SELECT * FROM {new}")
         pid = program_id_sql("problem_id", sql_literal(origin), "teacher", "sample_idx", "program")
         # ``first``: the samples of the question's earlier records (a window over narrow rows)
         self.con.execute(
