@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from pad_data.stages.curate import TASK_TABLES, label_counts, snapshot_task
+from pad_data.stages.curate import TASK_TABLES, label_counts_with_unexecuted, snapshot_task
 from pad_data.rules.options import did_you_mean
 from pad_data.store import Store, sql_literal
 
@@ -109,7 +109,7 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
         f"SELECT DISTINCT dataset FROM {table} WHERE name = ? ORDER BY 1", [name]).fetchall()]
     teachers = store.con.execute(f"SELECT teacher, origin, count(*) FROM {table} WHERE name = ? "
                                  "GROUP BY ALL ORDER BY 3 DESC", [name]).fetchall()
-    before = list(label_counts(store, datasets).items()) if datasets else []
+    before = list(label_counts_with_unexecuted(store, datasets).items()) if datasets else []
     after = store.con.execute(f"SELECT label, count(*) FROM {table} WHERE name = ? GROUP BY 1 "
                               "ORDER BY 2 DESC", [name]).fetchall()
     run = store.con.execute("SELECT run_id, success, critical_failures, checks, created_at FROM check_runs "

@@ -19,7 +19,7 @@ changes nothing.
 
 from __future__ import annotations
 
-from pad_data.stages.curate.candidates import label_counts, ranged
+from pad_data.stages.curate.candidates import label_counts_with_unexecuted, ranged
 from pad_data.stages.curate.dedup import TOO_DEEP, UNPARSED, analyze, dedup_key
 from pad_data.stages.curate.params import (DEDUP, DEFAULT_ORIGINS, REFINE_LABELS, REVIEW_MODES, TASKS, CurateError,
                                            CurateParams, check, check_against_store)
@@ -30,8 +30,8 @@ from pad_data.stages.curate.snapshots import TASK_COLUMNS, TASK_TABLES, check_na
 from pad_data.store import Store
 
 __all__ = ["CurateError", "CurateParams", "curate", "build_refine", "list_curations", "snapshot_task", "content_hash",
-           "label_counts", "ranged", "analyze", "dedup_key", "TOO_DEEP", "UNPARSED", "TASK_TABLES", "TASK_COLUMNS",
-           "DEDUP", "TASKS", "REVIEW_MODES", "REFINE_LABELS", "DEFAULT_ORIGINS"]
+           "label_counts_with_unexecuted", "ranged", "analyze", "dedup_key", "TOO_DEEP", "UNPARSED", "TASK_TABLES",
+           "TASK_COLUMNS", "DEDUP", "TASKS", "REVIEW_MODES", "REFINE_LABELS", "DEFAULT_ORIGINS"]
 
 
 def curate(store: Store, name: str, p: CurateParams | None = None) -> dict:

@@ -71,7 +71,7 @@ def read_candidates(store: Store, p: CurateParams, columns: str) -> pd.DataFrame
     return df.sort_values("program_id", kind="stable").reset_index(drop=True)
 
 
-def label_counts(store: Store, datasets: list[str] | None = None) -> dict[str, int]:
+def label_counts_with_unexecuted(store: Store, datasets: list[str] | None = None) -> dict[str, int]:
     """Programs per current label (``(not executed)`` for none), most first, of ``datasets`` [default: all]."""
     counts: Counter = Counter()
     condition, params = any_of("dataset", datasets) if datasets else ("true", [])
@@ -87,7 +87,7 @@ def nothing_selected(store: Store, p: CurateParams) -> CurateError:
     """Why a curation selected nothing: what the filters asked for, and what the store has."""
     what = "refinement pairs" if p.task == "refine" else "programs"
     origins = p.resolved_origins()
-    counts = label_counts(store, p.datasets)
+    counts = label_counts_with_unexecuted(store, p.datasets)
     have = ", ".join(f"{label} {n}" for label, n in counts.items()) or "no programs"
     return CurateError(f"the filters select no {what} (labels {','.join(p.resolved_labels())}; origins "
                        f"{','.join(origins) if origins else 'all'}; datasets {','.join(p.datasets or []) or 'all'}); "
