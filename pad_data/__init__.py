@@ -9,7 +9,7 @@ API_NAMES = ("Store", "StoreError", "IngestError", "ingest", "import_programs", 
              "generate_offline", "ingest_embedded", "LABELS", "generate", "make_teacher", "TeacherError",
              "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS", "vote", "synthesize", "generate_batch",
              "TeacherSpec", "run_checks", "CheckBounds", "list_curations", "export", "export_parquet_shards",
-             "INJECTION_KINDS", "torn_journal_bytes")
+             "INJECTION_KINDS", "torn_journal_bytes", "delete_dataset")
 
 
 def __getattr__(name: str):

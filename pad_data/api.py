@@ -21,6 +21,7 @@ from pad_data.sandbox.pool import ExecResult, SandboxPool, execute_programs
 from pad_data.stages.batch import generate_batch
 from pad_data.stages.check import Bounds as CheckBounds, run_checks
 from pad_data.stages.curate import CurateParams, curate, list_curations
+from pad_data.stages.datasets import delete_dataset
 from pad_data.stages.export import export, export_parquet_shards
 from pad_data.stages.generate import generate_offline, ingest_embedded, make_teacher, torn_journal_bytes
 from pad_data.stages.ingest import IngestError, import_programs, ingest
@@ -36,7 +37,7 @@ __all__ = ["Store", "StoreError", "IngestError", "ingest", "import_programs", "e
            "SandboxPool", "ExecResult", "generate_offline", "ingest_embedded", "LABELS", "generate",
            "make_teacher", "TeacherError", "inject_errors", "curate", "CurateParams", "datasets", "ORIGINS",
            "vote", "synthesize", "generate_batch", "TeacherSpec", "run_checks", "CheckBounds", "list_curations",
-           "export", "export_parquet_shards", "INJECTION_KINDS", "torn_journal_bytes"]
+           "export", "export_parquet_shards", "INJECTION_KINDS", "torn_journal_bytes", "delete_dataset"]
 
 
 EMBEDDED_DATASETS = ["pad-arith", "pad-coin", "pad-letters"]

@@ -8,7 +8,8 @@ so a run is reproducible. ``questions_seen`` counts successful answers per quest
 It also speaks the Batch API: ``POST /v1/files`` (multipart upload), ``GET /v1/files/ID`` and
 ``/content``, ``POST /v1/batches``, ``GET /v1/batches/ID`` (each poll moves the batch on by the
 time since it was created: ``batch_s``) and ``GET /v1/batches`` (list). Questions containing
-``fail_if`` become error-file lines.
+``fail_if`` become error-file lines. ``batch_api=False`` plays a server without it (404 on those
+paths); ``upload_requests`` counts every upload it receives, answered or refused.
 
 Given ``answers`` (question -> the gold answer the test hides from the store), it plays a
 teacher that is mostly right: :func:`plausible_program` writes a program per sample that
@@ -122,7 +123,7 @@ class FakeTeacherServer:
     def __init__(self, fault_rate: float = 0.0, seed: int = 0, support_n: bool = True,
                  slow_s: float = 2.0, delay_s: float = 0.0, fail_if: str | None = None,
                  answers: dict[str, float] | None = None, memorized: list[str] | None = None,
-                 batch_s: float = 0.2):
+                 batch_s: float = 0.2, batch_api: bool = True):
         self.fault_rate = fault_rate
         self.support_n = support_n
         self.slow_s = slow_s
@@ -136,7 +137,9 @@ class FakeTeacherServer:
         self.batch_s = batch_s  # how long a batch takes (half validating, half in progress)
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
+        self.batch_api = batch_api
         self.uploads = self.batches_created = self.batch_polls = self.downloads = 0
+        self.upload_requests = 0
         self.requests = 0
         self.faults: Counter = Counter()
         self.questions_seen: Counter = Counter()
@@ -165,6 +168,11 @@ class FakeTeacherServer:
                 else:
                     data = self.rfile.read(int(self.headers.get("content-length", 0)))
                 path = self.path.split("?")[0].rstrip("/")
+                if path.endswith("/files"):
+                    with server.lock:
+                        server.upload_requests += 1
+                if not server.batch_api and path.endswith(("/files", "/batches")):
+                    return server._send(self, 404, b'{"error": {"message": "not found"}}')
                 if path.endswith("/files"):
                     return server.upload(self, self.headers.get("content-type", ""), data)
                 if path.endswith("/batches"):
@@ -355,6 +363,8 @@ class FakeTeacherServer:
     def do_get(self, h) -> None:
         parts = h.path.split("?")[0].rstrip("/").split("/")[2:]  # after /v1
         with self.lock:
+            if not self.batch_api:
+                return self._send(h, 404, b'{"error": {"message": "not found"}}')
             if parts[:1] == ["batches"] and len(parts) == 2 and parts[1] in self.batches:
                 self.batch_polls += 1
                 return self._send(h, 200, json.dumps(self._advance(parts[1])).encode())

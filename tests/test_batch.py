@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pad_data.stages.batch import generate_batch
 from pad_data.stages.generate import generate, make_teacher
 from pad_data.store import Store, problem_id
 
+from conftest import pad_cli
 from openai_server import FakeTeacherServer
 
 
@@ -99,3 +101,75 @@ def test_batch_failed_lines_lost_batch_id_and_no_wait(db):
         assert st.scalar("SELECT count(*) FROM generation_failures") == 0
         assert st.df("SELECT status FROM batch_jobs ORDER BY created_at").status.tolist() == \
             ["completed", "lost", "completed"]
+
+
+def test_a_failed_submit_leaves_nothing_and_stored_samples_are_never_uploaded_again(db):
+    """A --batch run against a server without the Batch API fails and leaves no job; after a live
+    run stored every sample, --batch uploads nothing (money spent on a teacher is never spent twice)."""
+    _problems(db, 8)
+    with FakeTeacherServer(batch_api=False) as srv:
+        args = ["--db", db, "generate", "--dataset", "toy", "--model", "fake-teacher", "--base-url", srv.base_url,
+                "--samples", "2"]
+        env = {"OPENAI_API_KEY": "test"}
+        res = pad_cli(*args, "--batch", "--poll-interval", "0.05", "--max-retries", "0", env=env)
+        assert res.returncode == 1 and "Batch API upload: NotFoundError" in res.stderr
+        assert srv.upload_requests == 1
+        with Store(db) as st:
+            assert st.scalar("SELECT count(*) FROM batch_jobs") == 0
+            assert st.scalar("SELECT count(*) FROM batch_requests") == 0
+        pad_cli(*args, env=env, check=True)  # live: every sample stored
+        assert srv.requests == 8
+        srv.batch_api = True
+        res = pad_cli(*args, "--batch", "--poll-interval", "0.05", env=env, check=True)
+        assert "0 programs added, 16 already stored" in res.stdout and "0 batches" in res.stdout
+        assert (srv.upload_requests, srv.batches_created, srv.requests) == (1, 0, 8)
+
+
+def _interrupted(monkeypatch, method: str):
+    """Make BatchClient.METHOD stop the run as Ctrl-C (or a kill) would, once."""
+    from pad_data.stages import batch
+
+    real = getattr(batch.BatchClient, method)
+
+    def stop(self, *args, **kwargs):
+        monkeypatch.setattr(batch.BatchClient, method, real)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch.BatchClient, method, stop)
+
+
+def test_a_job_left_unsent_is_rechecked_against_the_cache_right_before_upload(db, monkeypatch):
+    _problems(db, 6)
+    with FakeTeacherServer(batch_s=0.1) as srv, Store(db) as st:
+        live = lambda: make_teacher("openai", "fake-teacher", base_url=srv.base_url)  # noqa: E731
+        # interrupted before its upload: the job stays 'new' with both samples of each problem
+        _interrupted(monkeypatch, "upload")
+        with pytest.raises(KeyboardInterrupt):
+            generate_batch(st, "fake-teacher", "toy", base_url=srv.base_url, samples=2, poll_interval=0.05)
+        assert st.df("SELECT status, requests, samples FROM batch_jobs").values.tolist() == [["new", 6, 12]]
+        assert generate(st, live(), "toy", samples=1)["added"] == 6  # a live run stores sample 0 meanwhile
+        r = generate_batch(st, "fake-teacher", "toy", base_url=srv.base_url, samples=2, poll_interval=0.05)
+        assert (r["resumed"], r["requests"], r["added"], r["cached"], r["closed"]) == (1, 6, 6, 6, 0)
+        sent = [json.loads(line) for f in srv.files.values() if f["meta"]["purpose"] == "batch"
+                for line in f["data"].decode().splitlines()]
+        assert len(sent) == 6 and {b["body"]["n"] for b in sent} == {1}  # only sample 1 was asked for
+        assert all(b["custom_id"].endswith(":1") for b in sent)
+        assert st.scalar("SELECT count(*) FROM programs") == 12
+        assert st.scalar("SELECT count(DISTINCT (problem_id, sample_idx)) FROM programs") == 12
+
+        # uploaded but interrupted before the batch was created; a live run then stores every sample:
+        # the job is closed without a batch (and a job with every sample stored is never uploaded)
+        _interrupted(monkeypatch, "create")
+        with pytest.raises(KeyboardInterrupt):
+            generate_batch(st, "fake-teacher", "toy", base_url=srv.base_url, samples=3, poll_interval=0.05)
+        uploads, created = srv.uploads, srv.batches_created
+        assert generate(st, live(), "toy", samples=3)["added"] == 6
+        r = generate_batch(st, "fake-teacher", "toy", base_url=srv.base_url, samples=3, poll_interval=0.05)
+        assert (r["closed"], r["batches"], r["added"], r["requests"]) == (1, 0, 0, 0)
+        assert (srv.uploads, srv.batches_created) == (uploads, created)
+        job = st.con.execute("SELECT status, requests, samples, input_file_id, batch_id, ingested_at IS NOT NULL "
+                             "FROM batch_jobs ORDER BY created_at").fetchall()[-1]
+        assert job == ("cached", 0, 0, None, None, True)
+        assert st.scalar("SELECT count(*) FROM batch_requests WHERE job_id IN "
+                         "(SELECT job_id FROM batch_jobs WHERE status = 'cached')") == 0
+        assert st.scalar("SELECT count(*) FROM programs") == 18

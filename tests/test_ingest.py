@@ -118,11 +118,21 @@ def test_import_programs_pal_style_with_fences(db, tmp_path):
         assert sorted(progs.sample_idx) == [0, 0, 1]
 
 
-def test_import_programs_missing_program_field(db, tmp_path):
+def test_import_programs_missing_program_field_names_the_fields(db, tmp_path, shared_data):
     f = tmp_path / "p.jsonl"
     f.write_text('{"question": "q", "answer": 1}\n')
-    with Store(db) as st, pytest.raises(IngestError, match=r"p.jsonl:1: missing field 'program'"):
+    with Store(db) as st, pytest.raises(IngestError, match=r"p.jsonl: no record has a program field \(program, code, "
+                                        r"generation, completion\): name it with --program-field; fields: answer, "
+                                        r"question$"):
         import_programs(st, f, "x")
+    pot = shared_data / "pot" / "multiarith_zs.jsonl"
+    res = pad_cli("--db", db, "import-programs", pot, "--dataset", "ma", "--program-field", "generate")
+    assert res.returncode == 1 and res.stderr == \
+        f"error: {pot}: no record has field 'generate' (--program-field) (did you mean 'generated'?)\n"
+    res = pad_cli("--db", db, "import-programs", pot, "--dataset", "ma", "--program-field", "175b_verification.code")
+    assert res.returncode == 1 and res.stderr == f"error: {pot}: no record has field '175b_verification.code' " \
+        "(--program-field); fields: answer, executed, generated, question\n"
+    assert count(db) == 0
 
 
 def _write_jsonl(path, records):
@@ -165,7 +175,7 @@ def test_import_programs_a_list_of_samples_per_record(db, tmp_path):
     ([], "p.jsonl:2: field 'generated' is an empty list"),
     (["ans = 1", 5], "p.jsonl:2: field 'generated' element 1: must be a string, got int"),
     (["ans = 1", None], "p.jsonl:2: field 'generated' element 1: must be a string, got NoneType"),
-    (["ans = 1", "  "], "p.jsonl:2: field 'generated' element 1 is empty"),
+    (["", "  "], "p.jsonl:2: field 'generated' has only empty samples"),
     ({"code": "ans = 1"}, "p.jsonl:2: field 'generated' must be a string or a list of strings, got dict"),
 ])
 def test_import_programs_rejects_a_bad_sample_list_whole(db, tmp_path, value, message):
@@ -195,10 +205,11 @@ def test_import_programs_question_from_several_fields(db, tmp_path):
         assert st.scalar("SELECT answer FROM problems WHERE dataset = 'a'") == 17.0
         r = import_programs(st, f, "api", question_field=["Body", "Question"], answer_field="Answer")
         assert r["read"] == 1 and st.scalar("SELECT question FROM problems WHERE dataset = 'api'") == joined
-        with pytest.raises(IngestError, match=r"svamp.jsonl:1: missing field 'Passage'"):
+        with pytest.raises(IngestError, match=r"svamp.jsonl: no record has field 'Passage' \(--question-field\)"):
             import_programs(st, f, "api2", question_field=["Passage", "Question"])
     res = pad_cli("--db", db, "import-programs", f, "--dataset", "e", "--question-field", "Body,Equation2")
-    assert res.returncode == 1 and "svamp.jsonl:1: missing field 'Equation2'" in res.stderr
+    assert res.returncode == 1 and \
+        "svamp.jsonl: no record has field 'Equation2' (--question-field) (did you mean 'Equation'?)" in res.stderr
 
 
 MESSY = [
@@ -249,9 +260,9 @@ def test_import_programs_strict_by_default_and_skip_invalid_reports_every_skippe
 
 
 def test_import_programs_skip_invalid_with_nothing_valid_is_an_error(db, tmp_path):
-    f = _write_jsonl(tmp_path / "prompts.jsonl", ['{"prompt": "a"}', "not json"])
+    f = _write_jsonl(tmp_path / "prompts.jsonl", ['{"prompt": "a"}', "not json", '{"question": 5, "code": "ans = 5"}'])
     res = pad_cli("--db", db, "import-programs", f, "--dataset", "x", "--skip-invalid")
-    assert res.returncode == 1 and "no valid records (2 skipped" in res.stderr and count(db, "programs") == 0
+    assert res.returncode == 1 and "no valid records (3 skipped" in res.stderr and count(db, "programs") == 0
 
 
 def test_import_pot_multiarith_keeps_every_program_whole(db, shared_data):

@@ -8,7 +8,7 @@ from pad_data.rules.majority import majority
 from pad_data.stages.batch import generate_batch
 from pad_data.stages.curate import CurateParams, curate
 from pad_data.stages.execute import execute
-from pad_data.stages.ingest import ingest
+from pad_data.stages.ingest import import_programs, ingest
 from pad_data.stages.vote import vote
 from pad_data.store import Store
 
@@ -129,3 +129,39 @@ def test_vote_and_min_agreement_bad_input_fail_clearly(db):
             curate(st, "x", CurateParams(min_agreement=1.5))
         assert CurateParams().to_json() == CurateParams(min_agreement=None).to_json()  # old snapshot hashes hold
         assert '"min_agreement": 0.6' in CurateParams(min_agreement=0.6).to_json()
+
+
+def test_vote_skips_problems_whose_programs_are_not_all_executed_unless_partial(db, tmp_path, shared_data):
+    """PoT's SVAMP programs, three samples of each problem, gold hidden: with some not yet executed,
+    `pad vote` votes only on the problems whose programs all ran and says how many it skipped."""
+    records = [json.loads(line) for line in (shared_data / "pot" / "svamp.jsonl").read_text().splitlines()
+               if "generated" in line][:10]
+    f = tmp_path / "pot.jsonl"
+    f.write_text("\n".join(json.dumps({"question": f"{r['passage']} {r['question']}", "program": r["generated"] * 3})
+                           for r in records))
+    with Store(db) as st:
+        import_programs(st, f, "svamp-nogold")
+        execute(st, workers=2, limit=21)
+        waiting = dict(st.con.execute(
+            "SELECT problem_id, count(*) FROM programs WHERE program_id NOT IN (SELECT program_id FROM program_labels) "
+            "GROUP BY 1").fetchall())
+        assert sum(waiting.values()) == 9 and 3 <= len(waiting) <= 9
+        r = vote(st)
+        assert (r["problems"], r["unexecuted"], r["unexecuted_programs"], r["skipped"]) == (10, len(waiting), 9,
+                                                                                          len(waiting))
+        assert r["voted"] == 10 - len(waiting) and r["no_results"] == 0
+        assert set(waiting).isdisjoint(r[0] for r in st.con.execute("SELECT problem_id FROM consensus").fetchall())
+    res = pad_cli("--db", db, "vote")
+    assert res.returncode == 0, res.stderr
+    assert f"warning: skipped {len(waiting)} problems with 9 programs not yet executed" in res.stderr
+    assert "--partial" in res.stderr
+    res = pad_cli("--db", db, "vote", "--partial", "--min-votes", "1")
+    assert f"voted on {len(waiting)} problems with 9 programs not yet executed (--partial)" in res.stdout
+    assert "10 got a consensus answer" in res.stdout and "skipped" not in res.stderr
+    with Store(db) as st:
+        execute(st, workers=2)
+        r = vote(st)
+        assert (r["voted"], r["unexecuted"], r["skipped"]) == (10, 0, 0)
+        assert st.scalar("SELECT count(*) FROM consensus WHERE votes = 3 AND agreement = 1") == 10
+    res = pad_cli("--db", db, "vote")
+    assert "not yet executed" not in res.stdout + res.stderr

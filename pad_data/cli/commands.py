@@ -343,6 +343,9 @@ def _generate_batch(backend: str, engine: str, poll_interval: float, max_batch_r
                   f"already stored, {r['failed']} failed (retried next run), {r['batches']} batches "
                   f"({r['resumed']} resumed, {r['pending']} still pending), {r['requests']} requests, "
                   f"{r['prompt_tokens'] + r['completion_tokens']:,} tokens, {r['seconds']:.1f} s")
+    if r["closed"]:
+        say(console, f"{r['closed']} batches of an earlier run closed unsent: every sample they held was stored "
+                     "since", soft_wrap=True)
     if r["pending"]:
         err_console.print("batches still pending: rerun `pad generate --batch` with the same options to collect "
                           "them", highlight=False, soft_wrap=True, markup=False)
@@ -559,7 +562,9 @@ def _list_snapshots(df: pd.DataFrame) -> None:
 
 @app.command()
 def vote(dataset: Optional[str] = typer.Option(None, help="only this dataset [default: all]"),
-         min_votes: int = typer.Option(3, help="votes the winning value needs to become the consensus")) -> None:
+         min_votes: int = typer.Option(3, help="votes the winning value needs to become the consensus"),
+         partial: bool = typer.Option(False, "--partial", help="also vote on problems whose programs are not all "
+                                      "executed yet (by default they are skipped and counted)")) -> None:
     """Consensus answers for problems without gold: the majority of their programs' numeric results.
 
     Their programs are then labeled correct/wrong_answer against it in labeled_programs
@@ -568,12 +573,18 @@ def vote(dataset: Optional[str] = typer.Option(None, help="only this dataset [de
     with _cli_errors():
         check_numbers(("--min-votes", min_votes, opt.COUNT))
         with _store() as store:
-            r = api.vote(store, dataset=dataset, min_votes=min_votes)
+            r = api.vote(store, dataset=dataset, min_votes=min_votes, partial=partial)
             labels = api.label_counts(store, dataset)
     agreement = "" if r["agreement"] is None else f" (mean agreement {r['agreement']:.2f})"
     say(console, f"{r['problems']} problems without gold: {r['voted']} got a consensus answer{agreement}, "
                   f"{r['below_min_votes']} had fewer than {min_votes} votes, {r['tied']} were tied, "
                   f"{r['no_results']} had no numeric result")
+    if r["skipped"]:
+        _warn(f"skipped {r['skipped']} problems with {r['unexecuted_programs']} programs not yet executed (their "
+              "vote would count only the programs that ran): run `pad execute` first, or pass --partial")
+    elif r["unexecuted"]:
+        say(console, f"voted on {r['unexecuted']} problems with {r['unexecuted_programs']} programs not yet "
+                     "executed (--partial)", soft_wrap=True)
     if r["agreement_hist"]:
         table = plain_table("agreement", "problems", title="consensus answers by agreement share")
         for bucket, n in r["agreement_hist"].items():

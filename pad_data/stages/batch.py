@@ -10,7 +10,12 @@ live runs mix) and then, for the samples still missing:
    ``batch_requests``) before anything is sent, then its input file is uploaded (``/v1/files``,
    purpose ``batch``), its id committed, the batch created (``/v1/batches``, with the job id in
    its metadata) and its id committed. A run killed between two of these steps finds the job
-   and goes on from there (a batch created but not yet recorded is found again by its metadata);
+   and goes on from there (a batch created but not yet recorded is found again by its metadata).
+   Right before its input file is uploaded (and before a batch is created from a file uploaded
+   earlier), a job's requests are checked against the cache again: samples stored since (by a
+   live run, by gen_key) are dropped from it, and a job with none left is closed (status
+   ``cached``) without sending anything. A submit the server refuses (a 4xx answer: a server
+   without the Batch API) leaves no job behind: nothing was created, so nothing is paid for;
 3. every ``poll_interval`` seconds the unfinished batches are retrieved (their status is
    committed, so ``pad sql`` shows it) until each is ``completed``, ``failed``, ``expired`` or
    ``cancelled`` (or ``lost``: the server answers 404 for it); then its output file (and error
@@ -57,10 +62,15 @@ class BatchClient:
                                     max_retries=max_retries, timeout=timeout)
 
     def _call(self, what: str, fn, *args, **kwargs):
+        import openai
+
         try:
             return fn(*args, **kwargs)
         except self.errors as exc:
-            raise TeacherError(f"Batch API {what}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+            error = TeacherError(f"Batch API {what}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+            # a 4xx answer: the server refused the call, so it created nothing (a timeout or a 5xx may have)
+            error.refused = isinstance(exc, openai.APIStatusError) and 400 <= exc.status_code < 500
+            raise error from None
 
     def upload(self, name: str, data: bytes) -> str:
         return self._call("upload", self.client.files.create, file=(name, data, "application/jsonl"),
@@ -109,13 +119,39 @@ def _new_jobs(store: Store, model: str, dataset: str, prompt, temperature: float
         chunk = todo[start:start + max_batch_requests]
         gen_keys = [[keys[pid][i] for i in idxs] for pid, _, idxs in chunk]
         job_id = uuid.uuid4().hex[:16]
-        reqs = pd.DataFrame({"job_id": job_id,
-                             "custom_id": [f"{pid}:{','.join(map(str, idxs))}" for pid, _, idxs in chunk],
+        reqs = pd.DataFrame({"job_id": job_id, "custom_id": [_custom_id(pid, idxs) for pid, _, idxs in chunk],
                              "problem_id": [pid for pid, _, _ in chunk], "sample_idxs": [idxs for _, _, idxs in chunk],
                              "gen_keys": gen_keys})
         store.add_batch_job({"job_id": job_id, "model": model, "dataset": dataset, "prompt_id": prompt.prompt_id,
                              "temperature": float(temperature), "max_tokens": max_tokens, "requests": len(chunk),
                              "samples": sum(len(ks) for ks in gen_keys)}, reqs)
+
+
+def _custom_id(problem_id: str, sample_idxs: list[int]) -> str:
+    return f"{problem_id}:{','.join(map(str, sample_idxs))}"
+
+
+def _recheck(store: Store, job: dict) -> dict | None:
+    """Drop from ``job`` (not yet submitted) the samples stored since it was planned, by gen_key;
+    returns its ``requests`` and ``samples`` left, or None when none is left (the job is closed)."""
+    reqs = store.df("SELECT custom_id, problem_id, sample_idxs, gen_keys FROM batch_requests WHERE job_id = ? "
+                    "ORDER BY custom_id", [job["job_id"]])
+    keys = [k for ks in reqs["gen_keys"] for k in ks]
+    with registered(store.con, pd.DataFrame({"gen_key": keys})) as frame:
+        stored = {r[0] for r in store.con.execute(
+            f"SELECT gen_key FROM programs WHERE gen_key IN (SELECT gen_key FROM {frame})").fetchall()}
+    if not stored:
+        return {"requests": len(reqs), "samples": len(keys)}
+    left = []
+    for pid, idxs, gen_keys in zip(reqs["problem_id"], reqs["sample_idxs"], reqs["gen_keys"]):
+        kept = [(i, k) for i, k in zip(idxs, gen_keys) if k not in stored]
+        if kept:
+            left.append({"custom_id": _custom_id(pid, [i for i, _ in kept]), "problem_id": pid,
+                         "sample_idxs": [int(i) for i, _ in kept], "gen_keys": [k for _, k in kept]})
+    store.shrink_batch_job(job["job_id"], pd.DataFrame(left, columns=["custom_id", "problem_id", "sample_idxs",
+                                                                      "gen_keys"]))
+    samples = len(keys) - len(stored)
+    return {"requests": len(left), "samples": samples} if samples else None
 
 
 def _input_file(store: Store, job: dict) -> bytes:
@@ -131,16 +167,30 @@ def _input_file(store: Store, job: dict) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def _submit(store: Store, client: BatchClient, job: dict) -> dict:
-    """Upload and create the batch of ``job``, committing each id as soon as it is known."""
-    if not job["input_file_id"]:
-        file_id = client.upload(f"pad-{job['job_id']}.jsonl", _input_file(store, job))
-        store.set_batch_job(job["job_id"], input_file_id=file_id, status="uploaded")
-        job.update(input_file_id=file_id, status="uploaded")
-    if not job["batch_id"]:
-        b = client.find(job["job_id"], job["input_file_id"]) or client.create(job["input_file_id"], job["job_id"])
-        store.set_batch_job(job["job_id"], batch_id=b.id, status=b.status, submitted_at=pd.Timestamp.now())
-        job.update(batch_id=b.id, status=b.status)
+def _submit(store: Store, client: BatchClient, job: dict) -> dict | None:
+    """Upload and create the batch of ``job``, committing each id as soon as it is known; the job
+    without the samples stored since it was planned (None: it had none left, and was closed)."""
+    if job["batch_id"]:
+        return job
+    found = client.find(job["job_id"], job["input_file_id"]) if job["input_file_id"] else None
+    if found is None:
+        left = _recheck(store, job)
+        if left is None:
+            return None
+        if (left["requests"], left["samples"]) != (job["requests"], job["samples"]):
+            job.update(left, input_file_id=None)  # the file uploaded (if any) asks for stored samples
+        try:
+            if not job["input_file_id"]:
+                file_id = client.upload(f"pad-{job['job_id']}.jsonl", _input_file(store, job))
+                store.set_batch_job(job["job_id"], input_file_id=file_id, status="uploaded")
+                job.update(input_file_id=file_id, status="uploaded")
+            found = client.create(job["input_file_id"], job["job_id"])
+        except TeacherError as exc:
+            if not job["input_file_id"] or getattr(exc, "refused", False):
+                store.delete_batch_job(job["job_id"])  # nothing was created: the next run plans afresh
+            raise
+    store.set_batch_job(job["job_id"], batch_id=found.id, status=found.status, submitted_at=pd.Timestamp.now())
+    job.update(batch_id=found.id, status=found.status)
     return job
 
 
@@ -218,7 +268,8 @@ def generate_batch(store: Store, model: str, dataset: str, base_url: str | None 
                    progress: Callable[[int, int], None] | None = None) -> dict:
     """Generate the missing samples of ``dataset`` through the Batch API (see the module docstring).
     ``wait=False`` submits and returns; a later run polls. Returns generate's counts plus ``batches``
-    (jobs this run submitted or polled), ``resumed`` (of them, from an earlier run) and ``pending``."""
+    (jobs this run submitted or polled), ``resumed`` (of them, from an earlier run), ``closed`` (jobs
+    of an earlier run whose samples were all stored since: closed unsent) and ``pending``."""
     p, todo, keys, cached = plan(store, model, dataset, samples, temperature, max_tokens, prompt, split, limit)
     config = "model = ? AND dataset = ? AND prompt_id = ? AND temperature = ? AND max_tokens = ?"
     params = [model, dataset, p.prompt_id, float(temperature), max_tokens]
@@ -228,18 +279,21 @@ def generate_batch(store: Store, model: str, dataset: str, base_url: str | None 
         f"WHERE ingested_at IS NULL AND {config})", params).fetchall()}
     todo = [(pid, q, [i for i in idxs if keys[pid][i] not in in_flight]) for pid, q, idxs in todo]
     todo = [t for t in todo if t[2]]
-    total = sum(len(t[2]) for t in todo) + sum(j["samples"] for j in pending)
-    stats = {"requested_samples": total, "cached": cached, "added": 0, "failed": 0, "requests": 0,
-             "prompt_tokens": 0, "completion_tokens": 0, "batches": 0, "resumed": len(pending), "pending": 0,
+    stats = {"requested_samples": 0, "cached": cached, "added": 0, "failed": 0, "requests": 0,
+             "prompt_tokens": 0, "completion_tokens": 0, "batches": 0, "resumed": 0, "closed": 0, "pending": 0,
              "teacher": model, "prompt": p.name}
     t0 = time.perf_counter()
     _new_jobs(store, model, dataset, p, temperature, max_tokens, todo, keys, max_batch_requests)
     jobs = _jobs(store, f"ingested_at IS NULL AND {config}", params)
-    stats["batches"] = len(jobs)
-    stats["requests"] = sum(j["requests"] for j in jobs)
     client = BatchClient(base_url, api_key=api_key, max_retries=max_retries, timeout=timeout)
     try:
-        jobs = [_submit(store, client, j) for j in jobs]
+        submitted = [_submit(store, client, j) for j in jobs]
+        jobs = [j for j in submitted if j is not None]
+        stats["closed"] = len(submitted) - len(jobs)  # every sample stored since: nothing sent
+        stats["resumed"] = len({j["job_id"] for j in pending} & {j["job_id"] for j in jobs})
+        stats["batches"] = len(jobs)
+        stats["requests"] = sum(j["requests"] for j in jobs)
+        stats["requested_samples"] = total = sum(j["samples"] for j in jobs)
         finished = 0
         while jobs and wait:
             running = 0

@@ -140,10 +140,12 @@ class Spec:
     programs: bool = False  # import-programs: a program field, and a teacher
     program_field: str | None = None
     teacher: str | None = None
+    no_gold: bool = False  # no gold answer, whatever the records hold
 
     def keys(self) -> list[str]:
-        keys = list(self.question_field or QUESTION_ALIASES) + [self.answer_field] if self.answer_field \
-            else list(self.question_field or QUESTION_ALIASES) + list(ANSWER_ALIASES)
+        keys = list(self.question_field or QUESTION_ALIASES)
+        if not self.no_gold:
+            keys += [self.answer_field] if self.answer_field else list(ANSWER_ALIASES)
         if self.fmt in ("auto", "gsm8k", "pal"):
             keys += ["question", "answer", "input", "target"]
         if self.programs:
@@ -162,9 +164,8 @@ def records_sql(spec: Spec) -> str:
     """A query over ``_pad_lines(ln, j)``: per line ``fast`` and, where true, the record's row
     (``problem_id, question, answer, answer_text, rationale`` and, for programs, ``teacher``,
     ``samples``, the raw completions, and ``programs``, the code of each where SQL is sure of it)."""
-    keys = spec.keys()
-    v = {k: f"v[{i + 1}]" for i, k in enumerate(keys)}
-    paths = "[" + ", ".join(sql_literal(json_pointer(k)) for k in keys) + "]"
+    v, pointers, nested_ok = _fields_sql(spec.keys())
+    paths = "[" + ", ".join(sql_literal(p) for p in pointers) + "]"
     raws, strs = _raw_fields(spec, v)
     question, q_ok = _question_sql(spec)
     checks, out = ["_ok", q_ok, _answer_ok(spec), "g_sure"], ["ln"]
@@ -177,14 +178,15 @@ def records_sql(spec: Spec) -> str:
         # DuckDB takes the first of two equal keys, Python the last: lines with a key twice go to Python
         f"""SELECT ln, try(json_extract(j, {paths})) AS v, try(json_keys(j)) AS _keys,
                    starts_with(j, '{{') AND NOT regexp_matches(j, {sql_literal(NOT_PYTHON_JSON)}) AS _plain FROM _pad_lines""",
-        """SELECT ln, v, coalesce(_plain AND v IS NOT NULL AND len(list_distinct(_keys)) = len(_keys), false) AS _ok
+        f"""SELECT ln, v, coalesce(_plain AND v IS NOT NULL AND len(list_distinct(_keys)) = len(_keys)
+                                   AND {nested_ok}, false) AS _ok
            FROM _prev_""",
         f"SELECT *, {_format_sql(spec, v)} AS _fmt FROM _prev_",
         f"SELECT ln, _ok, _fmt, {', '.join(raws)} FROM _prev_",
         f"SELECT *, {', '.join(strs)} FROM _prev_",
         f"SELECT *, {question} AS _question FROM _prev_",
     ]
-    layers += gold_layers("_a", "_fmt = 'gsm8k'")
+    layers += gold_layers("_a", "false" if spec.no_gold else "_fmt = 'gsm8k'")
     layers.append(f"SELECT *, {fast} AS fast FROM _prev_")
     if spec.programs:
         layers.append(f"SELECT *, CASE WHEN fast AND _ps IS NOT NULL THEN {code_sql('_ps')} END AS _code FROM _prev_")
@@ -193,6 +195,36 @@ def records_sql(spec: Spec) -> str:
     layers.append(f"SELECT *, CASE WHEN fast THEN {problem_id_sql(spec.dataset, 'question')} END AS problem_id "
                   "FROM _prev_")
     return chain(layers)
+
+
+def _fields_sql(keys: list[str]) -> tuple[dict[str, str], list[str], str]:
+    """``(v, pointers, ok)``: the raw JSON of each field (``v[name]``, SQL over the list ``v`` that
+    ``json_extract(j, pointers)`` gives) and the condition that the nested objects read are sure.
+
+    A dotted name is, as :func:`pad_data.stages.sources.lookup` reads it, the key itself when the
+    record has it, else the path through nested objects (every step an object: a JSON pointer
+    would also index arrays). DuckDB takes the first of two equal keys of a nested object where
+    Python takes the last, so a record with a duplicate key in an object on a path goes to Python.
+    """
+    pointers: list[str] = []
+
+    def at(pointer: str) -> str:
+        if pointer not in pointers:
+            pointers.append(pointer)
+        return f"v[{pointers.index(pointer) + 1}]"
+
+    v, ok = {}, []
+    for key in keys:
+        parts = key.split(".")
+        v[key] = at(json_pointer(key))
+        if len(parts) < 2 or not all(parts):
+            continue
+        steps = [at("".join(json_pointer(p) for p in parts[:i])) for i in range(1, len(parts))]
+        objects = " AND ".join(f"json_type({s}) = 'OBJECT'" for s in steps)
+        v[key] = f"coalesce({v[key]}, CASE WHEN {objects} THEN {at(''.join(json_pointer(p) for p in parts))} END)"
+        ok += [f"(json_type({s}) IS DISTINCT FROM 'OBJECT' OR len(list_distinct(json_keys({s}))) = len(json_keys({s})))"
+               for s in steps]
+    return v, pointers, " AND ".join(dict.fromkeys(ok)) or "true"
 
 
 def _is_str(x: str) -> str:
@@ -226,7 +258,9 @@ def _raw_fields(spec: Spec, v: dict[str, str]) -> tuple[list[str], list[str]]:
     """Two layers' columns: the raw JSON of the fields a record is read from (``_q<i>``, ``_a``,
     ``_p``, ``_t``, ``_m``), then the text of those that are strings (``_qs<i>``, ``_as``, ...)."""
     qraws = _question_raws(spec, v)
-    if spec.answer_field:
+    if spec.no_gold:
+        araw = "NULL::JSON"
+    elif spec.answer_field:
         araw = v[spec.answer_field]
     else:
         araw = (f"CASE _fmt WHEN 'gsm8k' THEN {v.get('answer', 'NULL')} WHEN 'pal' THEN {v.get('target', 'NULL')} "
@@ -258,6 +292,8 @@ def _question_sql(spec: Spec) -> tuple[str, str]:
 
 def _answer_ok(spec: Spec) -> str:
     """The checks of the answer field that Python's path makes before reading the answer."""
+    if spec.no_gold:
+        return "true"
     a_ok = "_a IS NOT NULL" if spec.answer_field else "true"
     if spec.fmt in ("pal", "auto"):
         a_ok += " AND (_fmt <> 'pal' OR coalesce(_a <> 'null', false))"
@@ -479,6 +515,13 @@ class SourceRead:
                ORDER BY ln""").fetchall()
         return [{"ln": ln, "where": self.where(ln, w), "problem_id": pid, "answer": a, "answer_text": t}
                 for ln, w, pid, a, t in rows]
+
+    def kept_lines(self, lines: list[int]) -> set[int]:
+        """Those of ``lines`` whose record is still read (not dropped by :meth:`drop_problems`)."""
+        if not lines:
+            return set()
+        with registered(self.con, pa.table({"ln": pa.array(lines, pa.int64())})) as wanted:
+            return {r[0] for r in self.con.execute(f"SELECT ln FROM rec WHERE ln IN (SELECT ln FROM {wanted})").fetchall()}
 
     def drop_problems(self, problem_ids: set[str]) -> None:
         # a frame rather than a list parameter: a file may hold many conflicting questions

@@ -4,12 +4,15 @@ Rows never pass through Python lists: DuckDB ``COPY``s each split straight to pa
 and the ``hf`` format loads those parquet files with ``datasets`` (memory-mapped Arrow) and
 ``save_to_disk``s a ``DatasetDict`` (train/validation/test), a fraction of the heap of
 ``Dataset.from_pandas`` (bench/README.md), though not perfectly flat.
-Columns fit training directly: question, program, answer, answer_text, plus ids, labels and verdicts.
+Columns fit training directly: question, program, answer, answer_text, plus where the answer came
+from (``gold_source``: gold, or consensus with its ``agreement``), ids, labels and verdicts.
 The ``chat`` format is the ``hf`` layout with a ``messages`` column instead of question and
 program (system, user question, assistant program; a refinement pair is a two-turn fix
-conversation), built in SQL as well, for TRL's ``SFTTrainer`` and other chat trainers.
-A dataset card (README.md) records provenance, teachers, label counts before/after
-filtering, the latest check results, the license, and for ``chat`` how to train on it.
+conversation), built in SQL as well, for TRL's ``SFTTrainer`` and other chat trainers; the system
+turn asks for the program's own style (:data:`STYLE_SQL`).
+A dataset card (README.md) describes the data as it is: provenance, teachers, gold vs consensus
+answers, program styles, label counts before/after filtering, the latest check results, the
+license, and for ``chat`` how to train on it. Folders and files get the modes the umask gives.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -29,17 +33,37 @@ from pad_data.store import Store, sql_literal
 FORMATS = ("hf", "parquet", "jsonl", "chat")
 SPLITS = ("train", "validation", "test")
 COLUMNS = {
-    "program": ("question", "program", "answer", "answer_text", "problem_id", "program_id", "dataset",
-                "label", "teacher", "origin", "verdict"),
+    "program": ("question", "program", "answer", "answer_text", "gold_source", "agreement", "problem_id",
+                "program_id", "dataset", "label", "teacher", "origin", "verdict"),
     # refinement pairs: input = question + faulty_program + feedback, target = program
-    "refine": ("question", "faulty_program", "feedback", "program", "answer", "answer_text", "problem_id",
-               "faulty_program_id", "program_id", "dataset", "label", "injection_kind", "teacher", "origin",
-               "verdict"),
+    "refine": ("question", "faulty_program", "feedback", "program", "answer", "answer_text", "gold_source",
+               "agreement", "problem_id", "faulty_program_id", "program_id", "dataset", "label", "injection_kind",
+               "teacher", "origin", "verdict"),
 }
-# the chat format: what the student is told, and (refine) how the execution feedback is put to it
-CHAT_SYSTEM = ("Solve the problem by writing a Python program: a function solution() that computes the "
-               "answer and returns it. Reply with the program only.")
+# A program's style, read from its text ({p}): `function` (PAL: a top-level `def solution(`, which the
+# sandbox calls), `script` (PoT: top-level statements that set `ans`, which the sandbox reads), `other`.
+STYLE_SQL = (r"CASE WHEN regexp_matches({p}, '(?m)^def\s+solution\s*\(') THEN 'function' "
+             r"WHEN regexp_matches({p}, '(?m)^ans\s*=([^=]|$)') THEN 'script' ELSE 'other' END")
+STYLE_NAMES = {"function": "`def solution(): ... return result` functions (PAL style)",
+               "script": "scripts that assign the answer to `ans` (PoT style)",
+               "other": "other programs (neither a `solution()` function nor an `ans =` script)"}
+# the chat format: what the student is told (for the style of the program it is to write), and
+# (refine) how the execution feedback is put to it
+CHAT_SYSTEMS = {
+    "function": ("Solve the problem by writing a Python program: a function solution() that computes the "
+                 "answer and returns it. Reply with the program only."),
+    "script": ("Solve the problem by writing a Python script that computes the answer and assigns it to a "
+               "variable named ans. Reply with the program only."),
+    "other": "Solve the problem by writing a Python program that computes the answer. Reply with the program only.",
+}
 CHAT_FIX = "Running your program gave: {feedback}\nFix the program."
+
+
+def _system_sql(program: str) -> str:
+    """The chat system turn for the style of ``program`` (a column), as a SQL expression."""
+    style = STYLE_SQL.format(p=program)
+    cases = " ".join(f"WHEN {sql_literal(k)} THEN {sql_literal(v)}" for k, v in CHAT_SYSTEMS.items())
+    return f"CASE {style} {cases} END"
 
 
 def _chat_columns(task: str) -> tuple[str, ...]:
@@ -48,7 +72,7 @@ def _chat_columns(task: str) -> tuple[str, ...]:
     def msg(role: str, content: str) -> str:
         return f"{{'role': '{role}', 'content': {content}}}"
 
-    turns = [msg("system", sql_literal(CHAT_SYSTEM)), msg("user", "question")]
+    turns = [msg("system", _system_sql("program")), msg("user", "question")]
     if task == "refine":
         before, after = CHAT_FIX.split("{feedback}")
         turns += [msg("assistant", "faulty_program"),
@@ -114,6 +138,11 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
                               "ORDER BY 2 DESC", [name]).fetchall()
     run = store.con.execute("SELECT run_id, success, critical_failures, checks, created_at FROM check_runs "
                             "ORDER BY created_at DESC LIMIT 1").fetchall()
+    sources = store.con.execute(
+        f"SELECT coalesce(gold_source, 'none'), count(*), count(DISTINCT problem_id), min(agreement), "
+        f"avg(agreement) FROM {table} WHERE name = ? GROUP BY 1 ORDER BY 1", [name]).fetchall()
+    styles = dict(store.con.execute(f"SELECT {STYLE_SQL.format(p='program')}, count(*) FROM {table} "
+                                    "WHERE name = ? GROUP BY 1", [name]).fetchall())
     lines = [
         "---", f"license: {license}", "task_categories:", "- text-generation", "tags:", "- pad",
         "- program-aided-distillation", "- synthetic", "- math-word-problems"]
@@ -129,7 +158,8 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
                "Self-refinement pairs (question + faulty program + execution feedback -> correct program)")
               + (" as chat conversations" if fmt == "chat" else "")
               + " curated with pad, a toolkit for Program-aided Distillation (PaD): every program was "
-              "executed in pad's sandbox and labeled by its outcome.", "",
+              "executed in pad's sandbox and labeled by its outcome against its problem's answer.", "",
+              *_answers_section(sources), *_styles_section(styles),
               "## Provenance", "",
               f"- snapshot `{name}`, content hash `{info[1]}`, created {str(info[2])[:19]}",
               f"- source datasets: {', '.join(datasets) or '-'}",
@@ -155,34 +185,77 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
             lines += [f"| {t} | {e} | {c or ''} | {o} |" for t, e, c, o in failed]
     else:
         lines.append("No `pad check` run recorded for this store.")
-    columns = ("`question`, `program` (a Python `def solution(): ... return result`), `answer` (gold, float or "
-               "null), `answer_text` (gold as text), `problem_id`, `program_id`, `dataset`, `label`, `teacher`, "
-               "`origin`, `verdict` (reviewers' verdict when the snapshot was made: accept, reject, needs-fix, "
-               "or null).")
+    answer = ("`answer` (float or null) and `answer_text`: the problem's answer the label was judged against, "
+              "`gold_source` (`gold`: the dataset's gold answer; `consensus`: the majority answer of the "
+              "problem's programs (`pad vote`), not a verified fact; null: none), `agreement` (for a consensus: "
+              "the share of the problem's numeric results that agreed with it)")
+    columns = (f"`question`, `program` (Python: {_styles_text(styles)}), {answer}, `problem_id`, `program_id`, "
+               "`dataset`, `label`, `teacher`, `origin`, `verdict` (reviewers' verdict when the snapshot was made: "
+               "accept, reject, needs-fix, or null).")
     if task == "refine":
         columns = ("`question`, `faulty_program`, `feedback` (what executing it said: error type, message and "
-                   "line, or `returned X`), `program` (the correct target), `answer`, `answer_text`, `problem_id`, "
-                   "`faulty_program_id`, `program_id`, `dataset`, `label` (of the faulty program), "
+                   f"line, or `returned X`), `program` (the correct target; {_styles_text(styles)}), {answer}, "
+                   "`problem_id`, `faulty_program_id`, `program_id`, `dataset`, `label` (of the faulty program), "
                    "`injection_kind` (for injected errors), `teacher`, `origin`, `verdict` (reviewers' verdict when "
                    "the snapshot was made, or null) (of the faulty program).")
     if fmt == "chat":
-        columns = _chat_card(task)
+        columns = _chat_card(task, styles)
     lines += ["", "## Columns", "", columns, "", "## License", "",
               f"`{license}`. Check the licenses of the source datasets and the teacher's terms of use.", ""]
     return "\n".join(lines)
 
 
-def _chat_card(task: str) -> str:
+def _answers_section(sources: list[tuple]) -> list[str]:
+    """The card's account of where the answers come from (rows of gold_source, rows, problems,
+    min and mean agreement)."""
+    what = {"gold": "the dataset's gold answer", "consensus": "a consensus (`pad vote`: the majority answer of "
+            "the problem's programs; not a verified gold)", "none": "no answer"}
+    lines = ["## Answers", "", "| answer | rows | problems | agreement (min / mean) |", "|---|---|---|---|"]
+    for src, rows, problems, low, mean in sources:
+        agreement = f"{low:.2f} / {mean:.2f}" if low is not None else "-"
+        lines.append(f"| {what.get(src, src)} | {rows} | {problems} | {agreement} |")
+    consensus = sum(r[1] for r in sources if r[0] == "consensus")
+    if consensus:
+        lines += ["", f"{consensus} rows are labeled against a consensus answer (`gold_source` = `consensus`): "
+                      "the program agrees with the majority of its problem's programs, which can be wrong together; "
+                      "filter on `gold_source` and `agreement` to keep only gold-verified rows."]
+    return lines + [""]
+
+
+def _styles_section(styles: dict[str, int]) -> list[str]:
+    """The card's count of program styles (read from the programs: :data:`STYLE_SQL`)."""
+    lines = ["## Program style", "", "| style | programs |", "|---|---|"]
+    lines += [f"| {STYLE_NAMES[k]} | {styles[k]} |" for k in STYLE_NAMES if styles.get(k)]
+    return lines + [""]
+
+
+def _styles_text(styles: dict[str, int]) -> str:
+    present = [k for k in STYLE_NAMES if styles.get(k)]
+    if len(present) == 1:
+        return {"function": "a `def solution(): ... return result` function",
+                "script": "a script that assigns the answer to `ans`",
+                "other": "a program"}[present[0]]
+    return ", ".join(f"{styles[k]} {STYLE_NAMES[k]}" for k in present) or "none"
+
+
+def _chat_card(task: str, styles: dict[str, int]) -> str:
     """The chat format's columns, and how to train on them with TRL."""
+    present = [k for k in CHAT_SYSTEMS if styles.get(k)] or ["function"]
+    if len(present) == 1:
+        system = f"The system turn says: \"{CHAT_SYSTEMS[present[0]]}\""
+    else:
+        system = "The system turn asks for the style of the program in the last turn: " + "; ".join(
+            f"for {STYLE_NAMES[k]} ({styles[k]}): \"{CHAT_SYSTEMS[k]}\"" for k in present)
     if task == "refine":
         turns = ("`system`, `user` (the question), `assistant` (the faulty program), `user` (what running it "
                  "gave, as in `pad`'s feedback, then \"Fix the program.\"), `assistant` (the correct program)")
-        rest = ("`answer`, `answer_text`, `problem_id`, `faulty_program_id`, `program_id`, `dataset`, `label` "
-                "(of the faulty program), `injection_kind`, `teacher`, `origin`, `verdict`")
-    else:
-        turns = "`system`, `user` (the question), `assistant` (a `def solution(): ... return result` program)"
-        rest = ("`answer`, `answer_text`, `problem_id`, `program_id`, `dataset`, `label`, `teacher`, `origin`, "
+        rest = ("`answer`, `answer_text`, `gold_source`, `agreement`, `problem_id`, `faulty_program_id`, "
+                "`program_id`, `dataset`, `label` (of the faulty program), `injection_kind`, `teacher`, `origin`, "
                 "`verdict`")
+    else:
+        turns = f"`system`, `user` (the question), `assistant` ({_styles_text(styles)})"
+        rest = ("`answer`, `answer_text`, `gold_source`, `agreement`, `problem_id`, `program_id`, `dataset`, "
+                "`label`, `teacher`, `origin`, `verdict`")
     code = ['from datasets import load_from_disk', 'from trl import SFTConfig, SFTTrainer', '',
             'dd = load_from_disk("path/to/this/folder")  # from the Hub: datasets.load_dataset("USER/REPO")']
     if task == "refine":
@@ -197,8 +270,8 @@ def _chat_card(task: str) -> str:
             if task == "program" else
             "Trained on `messages` as they are, a student would also learn the faulty program of the first "
             "assistant turn: the prompt/completion split above makes SFTTrainer train on the fix only.")
-    return "\n".join([f"`messages`: a list of `{{role, content}}` turns: {turns}. The system turn says: "
-                      f"\"{CHAT_SYSTEM}\"", "", f"Also: {rest}.", "", "## Training on it", "",
+    return "\n".join([f"`messages`: a list of `{{role, content}}` turns: {turns}. {system}", "",
+                      f"Also: {rest}.", "", "## Training on it", "",
                       "A conversational dataset as TRL's `SFTTrainer` takes it (the model's tokenizer needs a "
                       "chat template; the other columns are left alone):", "", "```python", *code, "```", "",
                       loss])
@@ -225,7 +298,7 @@ def _building(out: str | Path, overwrite: bool, what: str) -> Iterator[Path]:
         raise ExportError(f"{out}: not a folder pad export wrote (no {MARKER} file in it); refusing to replace "
                           "it: choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.pad-export-", dir=out.parent))
+    tmp = _new_folder(out.parent, f".{out.name}.pad-export-")
     try:
         yield tmp
         (tmp / MARKER).write_text(json.dumps({"what": what, "written_by": "pad export"}) + "\n")
@@ -239,6 +312,18 @@ def _building(out: str | Path, overwrite: bool, what: str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _new_folder(parent: Path, prefix: str) -> Path:
+    """A new, uniquely named folder in ``parent`` with the mode the umask gives (``tempfile.mkdtemp``
+    makes it 700, which the export would keep once moved into place)."""
+    while True:
+        path = parent / f"{prefix}{uuid.uuid4().hex[:12]}"
+        try:
+            path.mkdir(mode=0o777)
+            return path
+        except FileExistsError:
+            continue
 
 
 def export(store: Store, name: str, out: str | Path, fmt: str = "hf", license: str = "other",

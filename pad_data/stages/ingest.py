@@ -24,7 +24,7 @@ from pad_data.rules.answers import AnswerError, Gold, parse_answer
 from pad_data.stages.bulk import ANSWER_ALIASES, PROGRAM_ALIASES, QUESTION_ALIASES, SCRATCH_MEMORY, SourceRead, Spec
 from pad_data.rules.labels import relabel
 from pad_data.rules.options import did_you_mean
-from pad_data.stages.sources import IngestError, Record, read_records  # noqa: F401 - IngestError, read_records: public here too
+from pad_data.stages.sources import IngestError, Record, field_names, lookup, read_records  # noqa: F401 - IngestError, read_records: public here too
 from pad_data.store import Store, problem_id
 
 FORMATS = ("auto", "gsm8k", "pal", "jsonl")
@@ -32,11 +32,12 @@ FORMATS = ("auto", "gsm8k", "pal", "jsonl")
 
 # ---------------------------------------------------------------------- interpreting
 def _field(rec: Record, name: str, required: bool = True) -> Any:
-    if name not in rec.data or rec.data[name] is None:
-        if required:
-            raise IngestError(f"{rec.where}: missing field '{name}'")
-        return None
-    return rec.data[name]
+    """The value of field ``name`` (a key, or a dotted path: :func:`lookup`); missing or null is an
+    IngestError when ``required``, else None."""
+    value = lookup(rec.data, name)[1]
+    if value is None and required:
+        raise IngestError(f"{rec.where}: missing field '{name}'")
+    return value
 
 
 def _text_field(rec: Record, name: str) -> str:
@@ -66,11 +67,13 @@ def _question_text(rec: Record, fields: str | list[str]) -> str:
     return question
 
 
-def _program_samples(rec: Record, name: str) -> list[str]:
-    """The completions in field ``name``: a string is one sample, a list of strings one per element."""
+def _program_samples(rec: Record, name: str) -> tuple[list[str], list[str]]:
+    """The completions in field ``name`` (a string is one sample, a list of strings one per
+    element) and a ``"file:line: ..."`` message for each empty element of a list: that sample
+    is left out, the others kept (a list with nothing but empty samples is an error)."""
     value = _field(rec, name)
     if isinstance(value, str):
-        return [_text_field(rec, name)]
+        return [_text_field(rec, name)], []
     if isinstance(value, (list, tuple)):
         if not value:
             raise IngestError(f"{rec.where}: field '{name}' is an empty list")
@@ -78,9 +81,11 @@ def _program_samples(rec: Record, name: str) -> list[str]:
             if not isinstance(item, str):
                 raise IngestError(f"{rec.where}: field '{name}' element {i}: must be a string, "
                                   f"got {type(item).__name__}")
-            if not item.strip():
-                raise IngestError(f"{rec.where}: field '{name}' element {i} is empty")
-        return list(value)
+        samples = [item for item in value if item.strip()]
+        if not samples:
+            raise IngestError(f"{rec.where}: field '{name}' has only empty samples")
+        return samples, [f"{rec.where}: field '{name}' element {i} is empty (that sample only)"
+                         for i, item in enumerate(value) if not item.strip()]
     raise IngestError(f"{rec.where}: field '{name}' must be a string or a list of strings, "
                       f"got {type(value).__name__}")
 
@@ -110,20 +115,23 @@ def parse_gold(rec: Record, field: str, value: Any, require_number: bool = False
 
 
 def problem_row(rec: Record, fmt: str, dataset: str, split: str, source: str,
-                question_field: str | list[str] | None, answer_field: str | None) -> dict:
+                question_field: str | list[str] | None, answer_field: str | None, no_gold: bool = False) -> dict:
     """One ``problems`` row from a record, or an IngestError naming what is wrong.
 
     ``question_field`` may name several fields: their trimmed values joined with one space.
     An ``answer_field`` named explicitly must be in the record (its value may be null).
+    ``no_gold``: the problem has no gold answer, whatever the record holds.
     """
     if fmt == "auto":
         fmt = detect_format(rec)
     qf = question_field or {"gsm8k": "question", "pal": "input"}.get(fmt) or _pick(rec, None, QUESTION_ALIASES)
     af = answer_field or {"gsm8k": "answer", "pal": "target"}.get(fmt) or _pick(rec, None, ANSWER_ALIASES)
     question = _question_text(rec, qf)
-    if answer_field and answer_field not in rec.data:
+    if no_gold:
+        gold = Gold(None, None)
+    elif answer_field and not lookup(rec.data, answer_field)[0]:
         raise IngestError(f"{rec.where}: missing field '{answer_field}'")
-    if fmt == "gsm8k":
+    elif fmt == "gsm8k":
         gold = parse_gold(rec, af, _text_field(rec, af), require_number=True)
     else:
         gold = parse_gold(rec, af, _field(rec, af, required=fmt == "pal"))
@@ -132,18 +140,44 @@ def problem_row(rec: Record, fmt: str, dataset: str, split: str, source: str,
             "rationale": gold.rationale, "source": source}
 
 
-def check_fields_exist(source: str | os.PathLike, records: list[Record], fields: dict[str, Any]) -> None:
-    """Each field named explicitly (``{option: name or [names]}``) must be in some record: else
-    an IngestError naming the field and the file, with the closest field name. (Question and
-    program fields are required in every record anyway: a missing one names file:line.)"""
-    seen: set[str] = set()
-    for rec in records:
-        seen.update(map(str, rec.data))
+def check_fields_exist(source: str | os.PathLike, records: list[Record], fields: dict[str, Any],
+                       programs: bool = False) -> None:
+    """Each field named explicitly (``{option: name or [names]}``; a dotted name may be a path
+    into nested objects) must be in some record: else an IngestError naming the field and the
+    file, with the closest field name or the fields there are. With ``programs`` and no
+    ``--program-field``, some record must have one of :data:`PROGRAM_ALIASES`. (A field in some
+    records only is an error naming file:line where it is required.)"""
+    def missing(message: str, name: str | None = None) -> IngestError:
+        seen: set[str] = set()
+        for rec in records:
+            seen.update(field_names(rec.data))
+        hint = did_you_mean(name, seen) if name else ""
+        top = sorted({f for f in seen if "." not in f})
+        return IngestError(f"{source}: {message}{hint or '; fields: ' + ', '.join(top[:20])}"
+                           + (", ..." if len(top) > 20 and not hint else ""))
+
     for option, names in fields.items():
         for name in ([names] if isinstance(names, str) else names or []):
-            if name not in seen:
-                raise IngestError(f"{source}: no record has field '{name}' ({option})"
-                                  f"{did_you_mean(name, seen) or '; fields: ' + ', '.join(sorted(seen)[:20])}")
+            if not any(lookup(rec.data, name)[0] for rec in records):
+                raise missing(f"no record has field '{name}' ({option})", name)
+    if programs and not fields.get("--program-field") and \
+            not any(a in rec.data for rec in records for a in PROGRAM_ALIASES):
+        raise missing(f"no record has a program field ({', '.join(PROGRAM_ALIASES)}): name it with --program-field")
+
+
+def check_field_options(question_field: str | list[str] | None, answer_field: str | None,
+                        program_field: str | None = None, no_gold: bool = False) -> None:
+    """Field names given must not be empty (an empty one would silently mean the default), and
+    ``no_gold`` (problems without gold answers) takes no ``answer_field``."""
+    if answer_field is not None and not answer_field.strip():
+        raise IngestError("--answer-field is empty: to read the problems without gold answers, pass --no-gold")
+    if no_gold and answer_field is not None:
+        raise IngestError("--no-gold reads no gold answer: leave out --answer-field")
+    if program_field is not None and not program_field.strip():
+        raise IngestError("--program-field is empty: name the field holding the programs")
+    names = [question_field] if isinstance(question_field, str) else question_field
+    if names is not None and (not names or not all(n.strip() for n in names)):
+        raise IngestError("--question-field is empty: name the field(s) holding the question")
 
 
 def _conflicts(rows: list[dict], wheres: list[str]) -> dict[int, str]:
@@ -206,12 +240,14 @@ def _write_problems(store: Store, problems: str, update: bool) -> dict:
             "differ": 0 if update else len(differ)}
 
 
-def _warn_no_gold(reading: SourceRead, dataset: str, source: str | os.PathLike) -> str | None:
+def _warn_no_gold(reading: SourceRead, dataset: str, source: str | os.PathLike, no_gold: bool) -> str | None:
+    if no_gold:  # asked for
+        return None
     rows, missing = reading.gold_counts()
     if rows and missing == rows:
         return (f"{source}: none of the {missing} problems read has a gold answer (no field "
-                f"{'/'.join(ANSWER_ALIASES)}? pass --answer-field); dataset {dataset!r} cannot be labeled "
-                "correct or wrong")
+                f"{'/'.join(ANSWER_ALIASES)}? pass --answer-field, or --no-gold to say so); dataset {dataset!r} "
+                "cannot be labeled correct or wrong")
     return None
 
 
@@ -245,8 +281,11 @@ def _scratch(store: Store) -> dict:
 
 def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | None = None,
            fmt: str = "auto", question_field: str | list[str] | None = None, answer_field: str | None = None,
-           limit: int | None = None, config: str | None = None, update: bool = False) -> dict:
+           limit: int | None = None, config: str | None = None, update: bool = False, no_gold: bool = False) -> dict:
     """Add the problems in ``source`` to ``dataset``.
+
+    Fields are keys, or dotted paths into nested objects (``a.b``: the key ``a.b`` when a record
+    has one). ``no_gold``: the problems have no gold answer (``pad vote`` can give them one).
 
     With ``update``, problems already stored get the gold answer of the file (when it differs)
     and the executions of their programs are relabeled (no re-execution). A question that
@@ -257,18 +296,20 @@ def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | N
     """
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    spec = Spec(dataset, fmt, _fields(question_field), answer_field)
+    check_field_options(question_field, answer_field, no_gold=no_gold)
+    spec = Spec(dataset, fmt, _fields(question_field), answer_field, no_gold=no_gold)
     with SourceRead(source, spec, limit=limit, config=config, hf_split=split, **_scratch(store)) as reading:
         if not reading.fast:
-            check_fields_exist(source, [r for _, r in reading.slow], {"--answer-field": answer_field})
+            check_fields_exist(source, [r for _, r in reading.slow],
+                               {"--question-field": question_field, "--answer-field": answer_field})
         split = split or reading.first.split or default_split(
             source, fmt if fmt != "auto" else detect_format(reading.first))
         reading.add_rows([{"ln": ln, "where_": rec.where, **_problem_cols(
-            problem_row(rec, fmt, dataset, split, str(source), question_field, answer_field))}
+            problem_row(rec, fmt, dataset, split, str(source), question_field, answer_field, no_gold))}
             for ln, rec in reading.slow])
         _check_conflicts(reading, None)
         read = reading.records()
-        warning = _warn_no_gold(reading, dataset, source)
+        warning = _warn_no_gold(reading, dataset, source, no_gold)
         reading.finish(split, str(source))
         with store.transaction(), reading.attached(store) as scratch:
             r = _write_problems(store, f"{scratch}.prob", update)
@@ -276,50 +317,58 @@ def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | N
 
 
 def _program_record(rec: Record, dataset: str, split: str, source: str, question_field: str | list[str] | None,
-                    program_field: str | None, answer_field: str | None, teacher: str | None) -> dict:
-    """The row of one record for import-programs (``samples``: its raw completions), or an
-    IngestError naming what is wrong."""
+                    program_field: str | None, answer_field: str | None, teacher: str | None,
+                    no_gold: bool = False) -> tuple[dict, list[str]]:
+    """The row of one record for import-programs (``samples``: its raw completions) and the
+    messages of the empty samples left out, or an IngestError naming what is wrong."""
     pf = _pick(rec, program_field, PROGRAM_ALIASES)
-    samples = _program_samples(rec, pf)
+    samples, empty = _program_samples(rec, pf)
     qf = question_field or _pick(rec, None, QUESTION_ALIASES)
-    prob = problem_row(rec, "jsonl", dataset, split, source, qf, answer_field)
+    prob = problem_row(rec, "jsonl", dataset, split, source, qf, answer_field, no_gold)
     t = str(teacher or rec.data.get("teacher") or rec.data.get("model") or "import")
-    return {**_problem_cols(prob), "teacher": t, "samples": samples}
+    return {**_problem_cols(prob), "teacher": t, "samples": samples}, empty
 
 
 def import_programs(store: Store, source: str | os.PathLike, dataset: str, split: str | None = None,
                     question_field: str | list[str] | None = None, program_field: str | None = None,
                     answer_field: str | None = None, teacher: str | None = None,
-                    limit: int | None = None, skip_invalid: bool = False, update: bool = False) -> dict:
+                    limit: int | None = None, skip_invalid: bool = False, update: bool = False,
+                    no_gold: bool = False) -> dict:
     """Add programs made elsewhere (creating their problems).
 
     ``question_field``: a field name, or a list of them whose values are joined with a space
     (e.g. ``["Body", "Question"]``). ``program_field`` holds a string (one sample) or a list
-    of strings (one sample each); ``sample_idx`` counts up per problem across the file.
-    Gold answers are read by the one answer parser (GSM8K's ``#### N`` included).
+    of strings (one sample each); ``sample_idx`` counts up per problem across the file. An empty
+    element of a list is left out (and listed in ``skipped_samples``), the record's other samples
+    kept. Fields may be dotted paths into nested objects, as for :func:`ingest`. Gold answers are read by the one answer parser (GSM8K's ``#### N`` included).
     Strict by default: the first bad record raises an IngestError naming file:line and field,
     and nothing is written. With ``skip_invalid`` the valid records are imported and every bad
     one (including lines that are not JSON) is listed in ``skipped_records`` as
     ``"file:line: reason"``, in file order. Records of one question with different gold
-    answers are bad records (every one of them). ``update``: as for :func:`ingest`.
+    answers are bad records (every one of them). ``update``, ``no_gold``: as for :func:`ingest`.
     JSONL is read in bulk by DuckDB (:mod:`pad_data.stages.bulk`), with the same rules and messages.
 
     Returns ``read`` (programs), ``records`` (records imported), ``added`` (new programs),
     ``problems_added``, ``updated``, ``relabeled``, ``differ``, ``skipped`` (records skipped),
-    ``skipped_records``, ``split`` and ``warning``.
+    ``skipped_records``, ``skipped_samples`` (``"file:line: ..."`` of each empty sample left out
+    of a record imported), ``split`` and ``warning``.
     """
+    check_field_options(question_field, answer_field, program_field, no_gold)
     skipped: list[str] | None = [] if skip_invalid else None
     spec = Spec(dataset, "jsonl", _fields(question_field), answer_field, programs=True,
-                program_field=program_field, teacher=teacher)
+                program_field=program_field, teacher=teacher, no_gold=no_gold)
     with SourceRead(source, spec, limit=limit, skipped=skipped, **_scratch(store)) as reading:
         if not reading.fast:
-            check_fields_exist(source, [r for _, r in reading.slow], {"--answer-field": answer_field})
+            check_fields_exist(source, [r for _, r in reading.slow],
+                               {"--question-field": question_field, "--program-field": program_field,
+                                "--answer-field": answer_field}, programs=True)
         split = split or reading.first.split or default_split(source, detect_format(reading.first))
-        rows = []
+        rows, empty = [], {}
         for ln, rec in reading.slow:
             try:
-                rows.append({"ln": ln, "where_": rec.where, **_program_record(
-                    rec, dataset, split, str(source), question_field, program_field, answer_field, teacher)})
+                row, empty[ln] = _program_record(rec, dataset, split, str(source), question_field, program_field,
+                                                 answer_field, teacher, no_gold)
+                rows.append({"ln": ln, "where_": rec.where, **row})
             except IngestError as exc:
                 if skipped is None:
                     raise
@@ -327,8 +376,10 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
         reading.add_rows(rows)
         _check_conflicts(reading, skipped)
         bad = sorted(skipped or [], key=_line_of)
+        kept = reading.kept_lines([ln for ln, messages in empty.items() if messages])
+        empty_samples = [m for ln in sorted(kept) for m in empty[ln]]
         records = reading.records()
-        warning = _warn_no_gold(reading, dataset, source)
+        warning = _warn_no_gold(reading, dataset, source, no_gold)
         read = reading.finish(split, str(source), origin="import")
         if not read:
             raise IngestError(f"{source}: no valid records ({len(bad)} skipped; first: {bad[0]})")
@@ -337,7 +388,8 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
             added = store.insert_rows("programs", f"{scratch}.prog", "program_id")
     return {"read": read, "records": records, "added": added, "problems_added": r["added"],
             "updated": r["updated"], "relabeled": r["relabeled"], "differ": r["differ"],
-            "skipped": len(bad), "skipped_records": bad, "split": split, "warning": warning}
+            "skipped": len(bad), "skipped_records": bad, "skipped_samples": empty_samples, "split": split,
+            "warning": warning}
 
 
 def _line_of(message: str) -> int:

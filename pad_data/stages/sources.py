@@ -30,6 +30,33 @@ class Record:
     split: str | None = None  # the Hugging Face split it came from, if any
 
 
+def lookup(data: dict, name: str) -> tuple[bool, Any]:
+    """``(found, value)`` of field ``name`` of a record: the key ``name`` itself when the record
+    has it, else a dotted path through nested objects (``175b_verification.solution``; a list on
+    the way, or an empty part, is not a path). A null value is found (and None)."""
+    if name in data:
+        return True, data[name]
+    parts = name.split(".")
+    if len(parts) < 2 or not all(parts):
+        return False, None
+    value: Any = data
+    for part in parts:
+        if not isinstance(value, dict) or part not in value:
+            return False, None
+        value = value[part]
+    return True, value
+
+
+def field_names(data: dict, depth: int = 3) -> set[str]:
+    """The fields of a record, nested objects' ones as dotted paths (``a.b``), ``depth`` levels down."""
+    out = set()
+    for key, value in data.items():
+        out.add(str(key))
+        if depth > 1 and isinstance(value, dict):
+            out.update(f"{key}.{sub}" for sub in field_names(value, depth - 1))
+    return out
+
+
 # ---------------------------------------------------------------------- reading
 def read_records(source: str | os.PathLike, limit: int | None = None, config: str | None = None,
                  hf_split: str | None = None, skipped: list[str] | None = None) -> list[Record]:

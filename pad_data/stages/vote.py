@@ -17,6 +17,10 @@ that have one are never voted on.
 A vote replaces the consensus rows of the problems it covers (one dataset, or all), so rerunning it
 after more programs were generated and executed updates them, and a higher ``min_votes`` withdraws
 consensus answers that no longer reach it.
+
+A problem with voting programs not yet executed is skipped (its consensus, if any, left as it is)
+and counted: a majority of the programs that ran first can differ from the majority of all of them.
+``partial=True`` votes on what has run.
 """
 
 from __future__ import annotations
@@ -33,12 +37,15 @@ from pad_data.store import Store, any_of
 VOTERS = ("teacher", "import", "human")  # origins whose programs vote
 
 
-def vote(store: Store, dataset: str | None = None, min_votes: int = 3) -> dict:
-    """Vote on every problem without gold (of ``dataset``, or all); store the consensus answers.
+def vote(store: Store, dataset: str | None = None, min_votes: int = 3, partial: bool = False) -> dict:
+    """Vote on every problem without gold (of ``dataset``, or all) whose voting programs have all
+    been executed (``partial``: on every one); store the consensus answers.
 
-    Returns counts: ``problems`` (without gold), ``no_results`` (no program returned a number),
-    ``tied``, ``below_min_votes``, ``voted`` (consensus stored), the mean ``agreement`` of the
-    voted problems and ``agreement_hist`` (voted problems per agreement decile)."""
+    Returns counts: ``problems`` (without gold), ``unexecuted`` (of them, problems with programs
+    not yet executed: skipped, or with ``partial`` voted on anyway) and ``unexecuted_programs``,
+    ``skipped``, ``no_results`` (no program returned a number), ``tied``, ``below_min_votes``,
+    ``voted`` (consensus stored), the mean ``agreement`` of the voted problems and
+    ``agreement_hist`` (voted problems per agreement decile)."""
     check_numbers(("--min-votes", min_votes, COUNT))
     if dataset is not None:
         check_names("--dataset", [dataset], [r[0] for r in store.con.execute(
@@ -48,6 +55,12 @@ def vote(store: Store, dataset: str | None = None, min_votes: int = 3) -> dict:
     problems = [r[0] for r in store.con.execute(
         f"SELECT problem_id FROM problems pr WHERE {scope} AND {no_gold}", params).fetchall()]
     voters, voter_params = any_of("p.origin", VOTERS)
+    unexecuted = dict(store.con.execute(f"""
+        SELECT p.problem_id, count(*) FROM programs p JOIN problems pr USING (problem_id)
+        WHERE {scope} AND {no_gold} AND {voters}
+          AND NOT EXISTS (SELECT 1 FROM program_labels l WHERE l.program_id = p.program_id)
+        GROUP BY 1""", params + voter_params).fetchall())
+    skipped = set() if partial else set(unexecuted)
     rows = store.con.execute(f"""
         WITH latest AS (
             SELECT program_id, status, value_num FROM executions
@@ -59,9 +72,12 @@ def vote(store: Store, dataset: str | None = None, min_votes: int = 3) -> dict:
                              params + voter_params).fetchall()
     by_problem: dict[str, list[float]] = defaultdict(list)
     for pid, value in rows:
-        by_problem[pid].append(value)
-    stats = {"problems": len(problems), "no_results": len(problems) - len(by_problem), "tied": 0,
-             "below_min_votes": 0, "voted": 0}
+        if pid not in skipped:
+            by_problem[pid].append(value)
+    stats = {"problems": len(problems), "unexecuted": len(unexecuted),
+             "unexecuted_programs": sum(unexecuted.values()), "skipped": len(skipped),
+             "no_results": len(problems) - len(skipped) - len(by_problem), "tied": 0, "below_min_votes": 0,
+             "voted": 0}
     out = []
     for pid in sorted(by_problem):
         values = by_problem[pid]
@@ -76,8 +92,12 @@ def vote(store: Store, dataset: str | None = None, min_votes: int = 3) -> dict:
                         "votes": votes, "voters": len(values), "agreement": votes / len(values),
                         "min_votes": min_votes})
     stats["voted"] = len(out)
-    store.set_consensus(f"SELECT problem_id FROM problems pr WHERE {scope}", params,
-                        pd.DataFrame(out))
+    covered = f"SELECT problem_id FROM problems pr WHERE {scope}"
+    if skipped:  # their consensus stays as it is
+        condition, skip_params = any_of("pr.problem_id", sorted(skipped))
+        covered += f" AND NOT ({condition})"
+        params = params + skip_params
+    store.set_consensus(covered, params, pd.DataFrame(out))
     agreements = [r["agreement"] for r in out]
     stats["agreement"] = sum(agreements) / len(agreements) if agreements else None
     hist = Counter(min(int(a * 10), 9) for a in agreements)

@@ -389,6 +389,24 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX programs_problem ON programs (problem_id)",
         "CREATE INDEX programs_gen_key ON programs (gen_key)",
     ],
+    # v17: a snapshot row says where its answer came from: gold_source ('gold': the problem's real
+    # gold; 'consensus': `pad vote`'s majority, with its agreement share) as it was when the
+    # snapshot was made, so an export says which answers are facts and which are votes.
+    # Snapshots made before: a problem with a real gold now had it then (a gold is never erased);
+    # an answer on a problem without one can only have been a consensus (its agreement kept
+    # when the consensus still gives that answer).
+    [
+        *[stmt for table in ("curated_examples", "refine_examples") for stmt in (
+            f"ALTER TABLE {table} ADD COLUMN gold_source VARCHAR",
+            f"ALTER TABLE {table} ADD COLUMN agreement DOUBLE",
+            f"""UPDATE {table} t SET gold_source = CASE
+                    WHEN pr.answer IS NOT NULL OR trim(coalesce(pr.answer_text, '')) <> '' THEN 'gold'
+                    WHEN t.answer IS NOT NULL OR trim(coalesce(t.answer_text, '')) <> '' THEN 'consensus' END,
+                agreement = CASE WHEN pr.answer IS NULL AND trim(coalesce(pr.answer_text, '')) = ''
+                                  AND c.answer_text = t.answer_text THEN c.agreement END
+                FROM problems pr LEFT JOIN consensus c USING (problem_id)
+                WHERE pr.problem_id = t.problem_id""")],
+    ],
 ]
 
 

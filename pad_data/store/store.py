@@ -556,6 +556,24 @@ class Store:
         with self.transaction() as con:
             con.execute(f"UPDATE batch_jobs SET {', '.join(sets)} WHERE job_id = ?", list(cols.values()) + [job_id])
 
+    def shrink_batch_job(self, job_id: str, requests: pd.DataFrame) -> None:
+        """Replace the requests of Batch API job ``job_id``, not yet submitted, by ``requests``
+        (custom_id, problem_id, sample_idxs, gen_keys: those still missing from the cache), and
+        forget its input file (it asks for the others). With none left the job is closed unsent:
+        status ``cached``, ingested."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM batch_requests WHERE job_id = ?", [job_id])
+            self.append("batch_requests", requests.assign(job_id=job_id))
+            samples = int(requests["gen_keys"].map(len).sum()) if len(requests) else 0
+            self.set_batch_job(job_id, ingested=not samples, status="new" if samples else "cached",
+                               input_file_id=None, requests=len(requests), samples=samples)
+
+    def delete_batch_job(self, job_id: str) -> None:
+        """Remove Batch API job ``job_id`` and its requests: a job the server created nothing for."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM batch_requests WHERE job_id = ?", [job_id])
+            con.execute("DELETE FROM batch_jobs WHERE job_id = ?", [job_id])
+
     def add_synth_request(self, row: dict, problem: dict | None) -> None:
         """Store a synthesis request's outcome and, if accepted, the new problem (``problem_id``,
         ``dataset``, ``question``, ``source``; split ``train``), in one transaction."""

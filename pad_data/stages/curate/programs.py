@@ -32,7 +32,7 @@ from pad_data.stages.curate.snapshots import HASHED, TASK_COLUMNS, append_snapsh
 from pad_data.store import Store, any_of, copy_into, registered
 
 CANDIDATE_COLUMNS = ("program_id, problem_id, split AS source_split, label, program, dataset, gold AS answer, "
-                     "gold_text AS answer_text, teacher, origin, v.verdict")
+                     "gold_text AS answer_text, gold_source, agreement, teacher, origin, v.verdict")
 
 
 def curate_programs(store: Store, name: str, p: CurateParams) -> dict:

@@ -29,7 +29,8 @@ from pad_data.stages.feedback import feedback
 from pad_data.store import ORIGINS, Store, registered
 
 CANDIDATE_COLUMNS = ("program_id, problem_id, dataset, split AS source_split, question, program, gold AS answer, "
-                     "gold_text AS answer_text, label, teacher, origin, v.verdict, parent_program_id")
+                     "gold_text AS answer_text, gold_source, agreement, label, teacher, origin, v.verdict, "
+                     "parent_program_id")
 # the faulty side also needs what running it said
 FAULTY_COLUMNS = CANDIDATE_COLUMNS + ", status, value, error_type, error_message, error_line, timeout_s, injection_kind"
 

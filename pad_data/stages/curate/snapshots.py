@@ -20,10 +20,10 @@ from pad_data.store import Store, content_id, sql_literal
 TASK_TABLES = {"program": "curated_examples", "refine": "refine_examples"}
 TASK_COLUMNS = {
     "program": ["split", "problem_id", "program_id", "dataset", "question", "program", "answer", "answer_text",
-                "label", "teacher", "origin", "verdict"],
+                "gold_source", "agreement", "label", "teacher", "origin", "verdict"],
     "refine": ["split", "problem_id", "faulty_program_id", "program_id", "dataset", "question", "faulty_program",
-               "feedback", "program", "answer", "answer_text", "label", "injection_kind", "teacher", "origin",
-               "verdict"],
+               "feedback", "program", "answer", "answer_text", "gold_source", "agreement", "label", "injection_kind",
+               "teacher", "origin", "verdict"],
 }
 # the columns of a snapshot's rows its content hash reads, per task
 HASHED = {"program": ["split", "program_id", "program", "verdict"],
