@@ -184,7 +184,7 @@ def refiner(tmp_path_factory):
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(1800)  # the first one also trains the shared student (module fixture): ~5 min alone, far longer on a busy machine
+@pytest.mark.timeout(1800)  # the first one also trains the shared student (module fixture)
 def test_a_student_trained_on_refinement_pairs_fixes_held_out_faulty_programs(refiner):
     from pad_data.rules.extract import extract_program
     from pad_train.data import load_refine_examples
@@ -203,7 +203,7 @@ def test_a_student_trained_on_refinement_pairs_fixes_held_out_faulty_programs(re
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(1800)  # the first one also trains the shared student (module fixture): ~5 min alone, far longer on a busy machine
+@pytest.mark.timeout(1800)  # the first one also trains the shared student (module fixture)
 def test_eval_refine_rounds_and_stepwise_end_to_end(refiner):
     db, student = refiner
     r = subprocess.run([PAD_TRAIN, "--db", str(db), "eval", "--model", str(student), "--dataset", "whatis",
