@@ -130,8 +130,12 @@ def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv 
            dataset: str = typer.Option(..., "--dataset", help="dataset name in the store"),
            split: Optional[str] = typer.Option(None, help="train/validation/test [default: from the file name]"),
            fmt: str = typer.Option("auto", "--format", help="auto|gsm8k|pal|jsonl"),
-           question_field: Optional[str] = typer.Option(None, help="field holding the question"),
-           answer_field: Optional[str] = typer.Option(None, help="field holding the gold answer"),
+           question_field: Optional[str] = typer.Option(None, help="field holding the question (a.b: field b "
+                                                        "of object a)"),
+           answer_field: Optional[str] = typer.Option(None, help="field holding the gold answer (a.b: field b "
+                                                      "of object a)"),
+           no_gold: bool = typer.Option(False, "--no-gold", help="the problems have no gold answer (pad vote "
+                                        "can give them a consensus)"),
            config: Optional[str] = typer.Option(None, help="Hugging Face dataset config (e.g. main)"),
            limit: Optional[int] = typer.Option(None, help="read at most N records"),
            update: bool = typer.Option(False, "--update", help="replace the gold answer of problems already "
@@ -143,7 +147,7 @@ def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv 
         opt.check_split(split)
         with _store(memory=memory_limit) as store:
             r = api.ingest(store, source, dataset, split=split, fmt=fmt, question_field=question_field,
-                           answer_field=answer_field, limit=limit, config=config, update=update)
+                           answer_field=answer_field, limit=limit, config=config, update=update, no_gold=no_gold)
     say(console, f"{dataset}/{r['split']}: read {plural(r['read'], 'problem')}, added {r['added']:,} "
                   f"({r['read'] - r['added']:,} already stored)" + _gold_changes(r))
     _warn_gold(r)
@@ -170,11 +174,13 @@ def import_programs(file: str = typer.Argument(..., help="records with a questio
                     split: Optional[str] = typer.Option(None),
                     question_field: Optional[List[str]] = typer.Option(
                         None, help="field holding the question; several (repeat the option, or F1,F2) are "
-                                   "joined with a space in that order (default: question or input)"),
+                                   "joined with a space in that order (default: question or input); a.b: "
+                                   "field b of object a"),
                     program_field: Optional[str] = typer.Option(
                         None, help="field holding the program: a string, or a list of strings (one sample "
-                                   "each) (default: program or code)"),
+                                   "each; an empty one is skipped) (default: program or code)"),
                     answer_field: Optional[str] = typer.Option(None, help="[default: answer or target]"),
+                    no_gold: bool = typer.Option(False, "--no-gold", help="the problems have no gold answer"),
                     teacher: Optional[str] = typer.Option(None, help="teacher/model name to record"),
                     limit: Optional[int] = typer.Option(None),
                     skip_invalid: bool = typer.Option(False, "--skip-invalid",
@@ -191,16 +197,62 @@ def import_programs(file: str = typer.Argument(..., help="records with a questio
         check_numbers(("--limit", limit, opt.COUNT))
         opt.check_split(split)
         with _store(memory=memory_limit) as store:
-            r = api.import_programs(store, file, dataset, split=split, question_field=fields or None,
-                                    program_field=program_field, answer_field=answer_field,
+            r = api.import_programs(store, file, dataset, split=split,
+                                    question_field=fields if question_field else None,
+                                    program_field=program_field, answer_field=answer_field, no_gold=no_gold,
                                     teacher=teacher, limit=limit, skip_invalid=skip_invalid, update=update)
-    for message in r["skipped_records"]:
+    for message in r["skipped_records"] + r["skipped_samples"]:
         say(err_console, f"skipped {message}", soft_wrap=True)
     say(console, f"{dataset}: read {plural(r['read'], 'program')} from {plural(r['records'], 'record')}, "
                   f"added {r['added']:,} (new problems: {r['problems_added']:,})"
                   + (f", skipped {plural(r['skipped'], 'invalid record')}" if skip_invalid else "")
+                  + (f", skipped {plural(len(r['skipped_samples']), 'empty sample')}" if r["skipped_samples"] else "")
                   + _gold_changes(r))
     _warn_gold(r)
+
+
+_ROW_WORDS = {"problems": "problem", "programs": "program", "executions": "execution", "program_labels": "label",
+              "reviews": "review", "consensus": "consensus answer", "generation_failures": "generation failure",
+              "synth_requests": "synthesis request"}
+
+
+def _rows_text(rows: dict) -> str:
+    """``3 problems, 12 programs, ...`` (tables with no rows left out; current_reviews: part of reviews)."""
+    return ", ".join(plural(rows[t], w) for t, w in _ROW_WORDS.items() if rows.get(t)) or "no rows"
+
+
+def _interactive() -> bool:
+    """Whether a question can be answered: stdin is a terminal."""
+    return sys.stdin.isatty()
+
+
+@app.command()
+def delete(dataset: str = typer.Option(..., "--dataset", help="the dataset to delete"),
+           yes: bool = typer.Option(False, "--yes", help="delete without asking"),
+           memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
+    """Delete a dataset: its problems, programs, executions, labels, reviews, consensus answers,
+    generation failures and synthesis requests, in one transaction. Curated snapshots that used
+    it are kept (they hold copies of their rows)."""
+    def kept(snapshots: list) -> str:
+        return (f"; {plural(len(snapshots), 'curated snapshot')} that used it {'is' if len(snapshots) == 1 else 'are'} "
+                f"kept: {', '.join(snapshots)}" if snapshots else "")
+
+    def confirm(plan: dict) -> bool:
+        if yes:
+            return True
+        if not _interactive():
+            raise ValueError(f"pad delete asks before deleting dataset {dataset!r} ({_rows_text(plan['rows'])}): "
+                             "pass --yes to delete it without asking; nothing was deleted")
+        return typer.confirm(f"delete dataset {dataset!r}: {_rows_text(plan['rows'])}{kept(plan['snapshots'])}?",
+                             default=False, err=True)
+
+    with _cli_errors():
+        with _store(memory=memory_limit) as store:
+            r = api.delete_dataset(store, dataset, confirm=confirm)
+    if not r["deleted"]:
+        say(err_console, f"dataset {dataset!r} not deleted")
+        raise typer.Exit(1)
+    say(console, f"deleted dataset {dataset!r}: {_rows_text(r['rows'])}{kept(r['snapshots'])}")
 
 
 @app.command()
@@ -552,11 +604,14 @@ def _list_snapshots(df: pd.DataFrame) -> None:
     if df.empty:
         console.print("no curated snapshots yet (create one with `pad curate NAME`)", markup=False, highlight=False)
         return
-    table = plain_table("name", "task", "created", "rows", "problems", "splits", "hash")
+    gone = any(len(d) for d in df.deleted_datasets)  # the column only when a dataset was deleted (pad delete)
+    table = plain_table("name", "task", "created", "rows", "problems", "splits", "hash",
+                        *(["datasets deleted since (rows kept)"] if gone else []))
     for row in df.itertuples(index=False):
         counts, params = json.loads(row.counts), json.loads(row.params)
         add_row(table, row.name, params.get("task", "program"), _when(row.created_at), f"{counts['programs']:,}",
-                f"{counts['problems']:,}", _splits(counts["splits"]), row.content_hash)
+                f"{counts['problems']:,}", _splits(counts["splits"]), row.content_hash,
+                *([", ".join(row.deleted_datasets)] if gone else []))
     console.print(table)
 
 

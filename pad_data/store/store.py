@@ -596,6 +596,41 @@ class Store:
                         [name, params, content_hash, counts])
             con.execute(f"INSERT INTO {table} (name, {cols}) SELECT ?, {cols} FROM ({rows_sql})", [name])
 
+    # ------------------------------------------------------------------ datasets
+    # what a dataset's rows are, table by table (every one keyed by its problems, directly or not);
+    # snapshots copy their rows, so they stay
+    DATASET_TABLES = {
+        "executions": "program_id IN (SELECT program_id FROM programs WHERE {problems})",
+        "program_labels": "dataset = $dataset",
+        "current_reviews": "program_id IN (SELECT program_id FROM programs WHERE {problems})",
+        "reviews": "program_id IN (SELECT program_id FROM programs WHERE {problems})",
+        "consensus": "{problems}",
+        "generation_failures": "{problems}",
+        "synth_requests": "dataset = $dataset",
+        "programs": "{problems}",
+        "problems": "dataset = $dataset",
+    }
+
+    _DATASET_PROBLEMS = "problem_id IN (SELECT problem_id FROM problems WHERE dataset = $dataset)"
+
+    def dataset_rows(self, dataset: str) -> dict[str, int]:
+        """The rows of dataset ``dataset`` per table of :attr:`DATASET_TABLES` (what
+        :meth:`delete_dataset` deletes)."""
+        return {table: self.con.execute(f"SELECT count(*) FROM {table} WHERE "
+                                        f"{where.format(problems=self._DATASET_PROBLEMS)}",
+                                        {"dataset": dataset}).fetchall()[0][0]
+                for table, where in self.DATASET_TABLES.items()}
+
+    def delete_dataset(self, dataset: str) -> dict[str, int]:
+        """Delete dataset ``dataset``: its rows in every table of :attr:`DATASET_TABLES`, in one
+        transaction (all or nothing). Returns the rows deleted per table."""
+        deleted = {}
+        with self.transaction() as con:
+            for table, where in self.DATASET_TABLES.items():
+                deleted[table] = con.execute(f"DELETE FROM {table} WHERE {where.format(problems=self._DATASET_PROBLEMS)}",
+                                             {"dataset": dataset}).fetchall()[0][0]
+        return deleted
+
     # ------------------------------------------------------------------ student evaluation
     def eval_resume_point(self, run_key: str) -> tuple[str | None, set[str]]:
         """The unfinished evaluation run with ``run_key`` (no eval_runs row yet) and the

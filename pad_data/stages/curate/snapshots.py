@@ -66,7 +66,16 @@ def snapshot_task(store: Store, name: str) -> str:
 
 
 def list_curations(store: Store) -> pd.DataFrame:
-    return store.df("SELECT name, content_hash, created_at, counts, params FROM curations ORDER BY created_at")
+    """Every snapshot, oldest first; ``deleted_datasets``: the datasets its rows come from that the
+    store no longer holds (``pad delete``: the snapshot keeps its copies of their rows)."""
+    return store.df(
+        """WITH used AS (SELECT DISTINCT name, dataset FROM curated_examples
+                         UNION SELECT DISTINCT name, dataset FROM refine_examples),
+                gone AS (SELECT name, list(dataset ORDER BY dataset) AS deleted_datasets FROM used
+                         WHERE dataset NOT IN (SELECT DISTINCT dataset FROM problems) GROUP BY name)
+           SELECT c.name, c.content_hash, c.created_at, c.counts, c.params,
+                  coalesce(g.deleted_datasets, []) AS deleted_datasets
+           FROM curations c LEFT JOIN gone g USING (name) ORDER BY c.created_at""")
 
 
 def append_snapshot(store: Store, name: str, p: CurateParams, digest: str, counts: dict, path: str) -> dict:
