@@ -178,13 +178,13 @@ def refiner(tmp_path_factory):
     r = subprocess.run([PAD_TRAIN, "--db", str(db), "sft", "--split", "fix", "--task", "refine", "--mix", "1",
                         "--mix-split", "buggy", "--model", str(base), "--out", str(tmp / "student"), "--epochs", "50",
                         "--lr", "3e-3", "--batch-size", "16", "--max-length", "256"],
-                       capture_output=True, text=True, timeout=900)
+                       capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr
     return db, tmp / "student"
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(900)  # the first one also trains the shared student (module fixture)
+@pytest.mark.timeout(1800)  # the first one also trains the shared student (module fixture)
 def test_a_student_trained_on_refinement_pairs_fixes_held_out_faulty_programs(refiner):
     from pad_data.rules.extract import extract_program
     from pad_train.data import load_refine_examples
@@ -203,12 +203,12 @@ def test_a_student_trained_on_refinement_pairs_fixes_held_out_faulty_programs(re
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(900)  # the first one also trains the shared student (module fixture)
+@pytest.mark.timeout(1800)  # the first one also trains the shared student (module fixture)
 def test_eval_refine_rounds_and_stepwise_end_to_end(refiner):
     db, student = refiner
     r = subprocess.run([PAD_TRAIN, "--db", str(db), "eval", "--model", str(student), "--dataset", "whatis",
                         "--split", "test", "--max-new-tokens", "40", "--refine-rounds", "2", "--decode", "stepwise",
-                        "--beams", "2", "--candidates", "3"], capture_output=True, text=True, timeout=900)
+                        "--beams", "2", "--candidates", "3"], capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr
     assert "after each refinement round" in r.stdout
     with Store(db, read_only=True) as st:
