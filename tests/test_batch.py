@@ -173,3 +173,18 @@ def test_a_job_left_unsent_is_rechecked_against_the_cache_right_before_upload(db
         assert st.scalar("SELECT count(*) FROM batch_requests WHERE job_id IN "
                          "(SELECT job_id FROM batch_jobs WHERE status = 'cached')") == 0
         assert st.scalar("SELECT count(*) FROM programs") == 18
+
+
+def test_a_live_run_leaves_samples_an_uncollected_batch_job_asks_for(db):
+    """Samples already paid for in a Batch API job are not asked for again by a live run."""
+    _problems(db, 6)
+    with FakeTeacherServer(batch_s=0.2) as srv, Store(db) as st:
+        r = generate_batch(st, "fake-teacher", "toy", base_url=srv.base_url, samples=2, wait=False)
+        assert (r["batches"], r["pending"], r["added"]) == (1, 1, 0)
+        teacher = make_teacher("openai", "fake-teacher", base_url=srv.base_url)
+        g = generate(st, teacher, "toy", samples=3)  # only the third sample is new
+        assert (g["added"], g["cached"], g["in_batch"], srv.requests) == (6, 0, 12, 6)
+        r = generate_batch(st, "fake-teacher", "toy", base_url=srv.base_url, samples=2, poll_interval=0.05)
+        assert (r["resumed"], r["added"], srv.batches_created) == (1, 12, 1)
+        g = generate(st, teacher, "toy", samples=3)
+        assert (g["added"], g["cached"], g["in_batch"], srv.requests) == (0, 18, 0, 6)

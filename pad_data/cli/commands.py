@@ -375,20 +375,24 @@ def _say_generated(r: dict, engine: str) -> None:
     say(console, f"{r['teacher']} ({r['prompt']} prompt{where}): {plural(r['added'], 'program')} added, "
                   f"{r['cached']:,} already stored, {r['failed']:,} failed (retried next run), {usage}"
                   f"{r['seconds']:.1f} s ({r['programs_per_s']:,.1f} programs/s)")
+    if r.get("in_batch"):
+        say(err_console, f"note: {plural(r['in_batch'], 'sample')} left to Batch API jobs not yet collected "
+                         "(`pad generate --batch` collects them)")
     if r["failed"]:
         if r.get("last_error"):
             say(err_console, f"last error: {r['last_error']}", soft_wrap=True)
         raise typer.Exit(3)
 
 
-def _generate_batch(backend: str, engine: str, poll_interval: float, max_batch_requests: int, **kw: Any) -> None:
+def _generate_batch(backend: str, engine: str, poll_interval: float, max_batch_requests: int, memory: Optional[str],
+                    **kw: Any) -> None:
     with _cli_errors():
         check_numbers(("--poll-interval", poll_interval, opt.POLL_INTERVAL),
                       ("--max-batch-requests", max_batch_requests, opt.BATCH_REQUESTS))
         if backend != "openai" or engine != "local":
             raise ValueError("--batch needs --backend openai and --engine local")
     stop = "interrupted: the batch ids are stored; rerun with --batch to resume polling"
-    with _cli_errors(interrupted=stop), _store() as store, _progress("batch") as progress:
+    with _cli_errors(interrupted=stop), _store(memory=memory) as store, _progress("batch") as progress:
         r = api.generate_batch(store, poll_interval=poll_interval, max_batch_requests=max_batch_requests,
                                progress=progress, **kw)
     say(console, f"{r['teacher']} ({r['prompt']} prompt, batch): {r['added']} programs added, {r['cached']} "

@@ -273,7 +273,8 @@ def generate_ray(store: Store, backend: str, model: str, dataset: str, base_url:
     t0 = time.perf_counter()
     root, ingest, added, todo = _resume(store, shards, "generate",
                                         lambda sid, path: _ingest_generate(store, sid, path))
-    p, missing, keys, cached = plan(store, model, dataset, samples, temperature, max_tokens, prompt, split, limit)
+    p, missing, keys, cached, in_batch = plan(store, model, dataset, samples, temperature, max_tokens, prompt,
+                                              split, limit)
     settings = json.dumps({"backend": backend, "model": model, "base_url": base_url, "temperature": temperature,
                            "max_tokens": max_tokens, "concurrency": concurrency, "prompt_name": p.name,
                            "prompt_text": p.text, "prices": list(prices) if prices else None,
@@ -297,6 +298,7 @@ def generate_ray(store: Store, backend: str, model: str, dataset: str, base_url:
                   address, num_cpus)
     seconds = time.perf_counter() - t0
     failed = store.scalar("SELECT count(*) FROM generation_failures")
-    return {"added": added, "cached": cached, "failed": failed, "shards": len(todo), "seconds": seconds,
+    return {"added": added, "cached": cached, "in_batch": in_batch, "failed": failed, "shards": len(todo),
+            "seconds": seconds,
             "programs_per_s": added / seconds if seconds > 0 and added else 0.0, "teacher": model,
             "prompt": p.name, "shard_dir": str(root)}

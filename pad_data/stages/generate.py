@@ -143,10 +143,10 @@ def generate(store: Store, teacher: Teacher, dataset: str, samples: int = 4, tem
     if concurrency < 1:
         raise ValueError("--samples and --concurrency must be >= 1")
     recovered, store.recovered = store.recovered + store.replay_journal(), 0
-    p, todo, keys, cached = plan(store, teacher.name, dataset, samples, temperature, max_tokens, prompt,
-                                 split, limit)
+    p, todo, keys, cached, in_batch = plan(store, teacher.name, dataset, samples, temperature, max_tokens, prompt,
+                                           split, limit)
     total = sum(len(t[2]) for t in todo)
-    stats = new_stats(total, cached=cached)
+    stats = new_stats(total, cached=cached, in_batch=in_batch)
     stats["recovered"] = recovered
     failed_keys = {r[0] for r in store.con.execute("SELECT gen_key FROM generation_failures").fetchall()}
 
@@ -260,9 +260,12 @@ def torn_journal_bytes(db: Path) -> int:
 
 def plan(store: Store, model: str, dataset: str, samples: int, temperature: float, max_tokens: int,
          prompt: str | None = None, split: str | None = None, limit: int | None = None
-         ) -> tuple[Prompt, list[tuple[str, str, list[int]]], dict[str, list[str]], int]:
-    """What a generation run must ask for: ``(prompt, todo, keys, cached)``, where ``todo`` is
-    ``[(problem_id, question, [missing sample_idx])]`` and ``keys`` the samples' cache keys."""
+         ) -> tuple[Prompt, list[tuple[str, str, list[int]]], dict[str, list[str]], int, int]:
+    """What a generation run must ask for: ``(prompt, todo, keys, cached, in_batch)``, where ``todo`` is
+    ``[(problem_id, question, [missing sample_idx])]`` and ``keys`` the samples' cache keys.
+    Samples stored already (``cached`` counts them) and samples of a Batch API job submitted and
+    not yet stored (``in_batch``) are left out, so no run, live, Ray or batch, pays for a sample
+    twice. (A job not yet submitted is checked against the store again right before its upload.)"""
     if samples < 1:
         raise ValueError("--samples and --concurrency must be >= 1")
     p = load_prompt(prompt, dataset)
@@ -284,12 +287,17 @@ def plan(store: Store, model: str, dataset: str, samples: int, temperature: floa
     with registered(store.con, pd.DataFrame({"k": [k for ks in keys.values() for k in ks]})) as wanted:
         have = {r[0] for r in store.con.execute(
             f"SELECT gen_key FROM programs WHERE gen_key IN (SELECT k FROM {wanted})").fetchall()}
-    todo = [(pid, q, [i for i in range(samples) if keys[pid][i] not in have]) for pid, q in problems]
-    return p, [t for t in todo if t[2]], keys, len(have)
+        in_batch = {r[0] for r in store.con.execute(
+            f"SELECT k FROM (SELECT unnest(gen_keys) AS k FROM batch_requests WHERE job_id IN "
+            f"(SELECT job_id FROM batch_jobs WHERE ingested_at IS NULL AND status NOT IN ('new', 'uploaded'))) "
+            f"WHERE k IN (SELECT k FROM {wanted})").fetchall()}
+    skip = have | in_batch
+    todo = [(pid, q, [i for i in range(samples) if keys[pid][i] not in skip]) for pid, q in problems]
+    return p, [t for t in todo if t[2]], keys, len(have), len(in_batch)
 
 
-def new_stats(total: int, cached: int = 0) -> dict:
-    return {"requested_samples": total, "cached": cached, "added": 0, "failed": 0, "requests": 0,
+def new_stats(total: int, cached: int = 0, in_batch: int = 0) -> dict:
+    return {"requested_samples": total, "cached": cached, "in_batch": in_batch, "added": 0, "failed": 0, "requests": 0,
             "prompt_tokens": 0, "completion_tokens": 0, "journaled": 0, "recovered": 0}
 
 
