@@ -13,7 +13,11 @@ one per GSM8K train question when ``../shared/data`` is present. Figures are med
 - the same with 1% infinite loops and with 10% runtime errors;
 - every slower path, sandbox only (no store): the fast path alone, the same programs forced
   through the forked path (a child per program), and PoT's real zero-shot programs (numpy,
-  always forked) when ``../shared/data/pot`` is present.
+  always forked) when ``../shared/data/pot`` is present;
+- what each kind of program costs against the fast path in the same run: trivial programs that
+  import ``fractions`` (fast path) or define a class (forked), and PoT zero-shot programs, TabMWP
+  scripts and ``bench/realistic.py``'s mix, each as a ratio to an in-process loop over the same
+  programs (those that finish in it within 0.5 s: a loop would measure only the timeout).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from pad_data.store import Store, problem_id, program_id  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
 POT_ZS = SHARED.parents[1] / "pot" / "multiarith_zs.jsonl"
+TABMWP = SHARED.parents[1] / "pot" / "tabmwp.jsonl"
 LOOP = "def solution():\n    x = 0\n    while True:\n        x += 1\n    return x\n"
 
 
@@ -155,19 +160,79 @@ def pad_end_to_end(triples: list[tuple[str, float, str]], workers: int, timeout:
             return rate, r["labels"]
 
 
-def pool_rate(programs: list[str], workers: int, **kw) -> float:
-    """Programs/s through the sandbox pool alone (workers already started)."""
+def pool_rate(programs: list[str], workers: int, warm: bool = False, **kw) -> float:
+    """Programs/s through the sandbox pool alone (workers already started; ``warm``: after one
+    unmeasured pass over every program, so each worker has preloaded numpy and sympy)."""
     with SandboxPool(workers=workers, timeout=2.0, **kw) as pool:
-        list(pool.map(enumerate(programs[:workers])))
+        list(pool.map(enumerate(programs if warm else programs[:workers])))
         t = time.perf_counter()
         n = sum(1 for _ in pool.map(enumerate(programs)))
         return n / (time.perf_counter() - t)
 
 
-def pot_programs() -> list[str]:
-    if not POT_ZS.exists():
+def pot_programs(path: Path = POT_ZS, n: int | None = None) -> list[str]:
+    if not path.exists():
         return []
-    return [json.loads(line)["generated"] for line in POT_ZS.read_text().splitlines()]
+    return [json.loads(line)["generated"] for line in path.read_text().splitlines()[:n]]
+
+
+class _Late(BaseException):
+    pass
+
+
+def _late(*_):
+    raise _Late
+
+
+def finishing(programs: list[str], limit: float = 0.5) -> list[str]:
+    """The programs that end within ``limit`` seconds in-process (PoT has infinite loops)."""
+    import contextlib
+    import io
+    import signal
+
+    keep, old = [], signal.signal(signal.SIGALRM, _late)
+    with contextlib.redirect_stdout(io.StringIO()):
+        for src in programs:
+            signal.setitimer(signal.ITIMER_REAL, limit)
+            try:
+                exec(compile(src, "<program>", "exec"), {})
+                keep.append(src)
+            except _Late:
+                pass
+            except BaseException:  # noqa: BLE001 - a program's error is still a finished program
+                keep.append(src)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+    return keep
+
+
+def inprocess_any(programs: list[str]) -> float:
+    """An in-process exec loop over any programs (scripts or ``solution()``), stdout discarded."""
+    import contextlib
+    import io
+
+    import numpy  # noqa: F401 - imported once, as a warm sandbox worker has it
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        for src in programs:
+            g: dict = {}
+            try:
+                exec(compile(src, "<program>", "exec"), g)
+                if callable(g.get("solution")):
+                    g["solution"]()
+            except Exception:  # noqa: BLE001
+                pass
+    return len(programs) / (time.perf_counter() - t)
+
+
+def trivial(kind: str, n: int) -> list[str]:
+    if kind == "fractions":
+        return [f"from fractions import Fraction\n\ndef solution():\n    a = Fraction({i}, 7)\n"
+                "    return float((a * 3 + 1).limit_denominator())\n" for i in range(n)]
+    return [f"class Problem:\n    def __init__(self):\n        self.a = {i}\n        self.b = 3\n\n"
+            "    def answer(self):\n        return self.a * self.b + 1\n\n\n"
+            "def solution():\n    return Problem().answer()\n" for i in range(n)]
 
 
 def main() -> None:
@@ -217,9 +282,24 @@ def main() -> None:
     forked_n = min(len(progs), 2000)
     forked = med(lambda: pool_rate(progs[:forked_n], args.workers, fast_path=False),
                  "sandbox only: same programs, each forked", forked_n)
-    pot = pot_programs()
-    if pot:
-        med(lambda: pool_rate(pot, args.workers), "sandbox only: PoT zero-shot programs (numpy, forked)", len(pot))
+    kinds_n = min(len(progs), 3000)
+    for kind in ("fractions", "class"):
+        tp = trivial(kind, kinds_n)
+        med(lambda: pool_rate(tp, args.workers), f"sandbox only: trivial programs, {kind}", kinds_n,
+            vs_fast_path=None)
+        rows[-1]["vs_fast_path"] = round(rows[-1]["programs_per_s"] / fast["programs_per_s"], 3)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from realistic import generate
+
+    mixes = [("PoT zero-shot (numpy)", pot_programs()), ("TabMWP scripts", pot_programs(TABMWP, 3000)),
+             ("bench/realistic.py mix", [r["program"] for r in generate(3000, seed=0, injected=0)[1]])]
+    for label, mix in mixes:
+        mix = finishing(mix)
+        if not mix:
+            continue
+        base = med(lambda: inprocess_any(mix), f"in-process exec loop: {label}", len(mix))
+        med(lambda: pool_rate(mix, args.workers, warm=True), f"sandbox only: {label}", len(mix))
+        rows[-1]["vs_inprocess"] = round(rows[-1]["programs_per_s"] / base["programs_per_s"], 3)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
@@ -236,6 +316,10 @@ def main() -> None:
           f"pad / process-per-program: {summary['ratios']['pad_vs_process_per_program']:.1f}x   "
           f"peak parent RSS {peak_mb:.0f} MiB")
     print(f"1% loops: {summary['loop_model']}")
+    for row in rows:
+        for key in ("vs_fast_path", "vs_inprocess"):
+            if row.get(key) is not None:
+                print(f"{row['benchmark']}: {row[key]:.2f}x {key[3:].replace('_', ' ')}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(summary, indent=2))
     print(f"wrote {args.json}")

@@ -260,7 +260,7 @@ def test_a_match_pattern_cannot_smuggle_a_program_onto_the_fast_path():
     victim = "def solution():\n    return sum([1, 2, 3])\n"
     with SandboxPool(workers=1, timeout=1.0) as pool:
         res = dict(pool.map([(0, victim), (1, poison), (2, victim), (3, ORDINARY[2])]))
-        assert pool.stats["forked"] >= 2  # the match program did not run in the worker itself
+        assert pool.stats["forked"] == 1  # the match program did not run in the worker itself
     assert (res[0].value, res[2].value, res[3].value) == (6, 6, 6.0)
 
 
@@ -519,3 +519,83 @@ def test_the_workers_own_filter_refuses_sockets_and_keeps_pipes_and_fork():
     res = subprocess.run([sys.executable, "-c", WORKER_FILTER_PROBE], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == {"unix": "refused", "inet": "refused", "pair": "refused", "pipe": "x", "fork": 7}
+
+
+# ---------------------------------------------------------------- what the fast path admits
+# Fractions and an unused numpy import run in the zygote itself: each must get the label the
+# forked path gives, and nothing a program reaches through them may change a later program.
+FAST_ADMITTED = [
+    ORDINARY[2],
+    prog("""
+    from fractions import Fraction
+    def solution():
+        return float(Fraction('3/7').limit_denominator(5) + Fraction.from_float(0.5))
+    """),
+    prog("""
+    import fractions
+    def solution():
+        return fractions.Fraction(1, 3) * 3 + fractions.Fraction(1, 2) + 1.5
+    """),
+    prog("""
+    from fractions import Fraction
+    def solution():
+        return Fraction(1, 0)
+    """),
+    "from fractions import Fraction\nans = sorted([Fraction(1, 2), 0.25, 1])\n",
+    "import math\nimport numpy as np\n\ndef solver():\n    return math.sqrt(16) + 1\nans = solver()\n",
+    "import numpy\nans = 7\n",
+]
+FRACTION_VICTIM = prog("""
+    from fractions import Fraction
+    def solution():
+        return [isinstance(1.5, Fraction), Fraction(1, 2) + 1.5, str(Fraction(3, 6)), repr(Fraction(1, 3))]
+    """)
+FRACTION_SENDERS = [
+    "from fractions import Fraction\nFraction.register(float)\nans = 1\n",  # ABC registry
+    "import fractions\nfractions.numbers.Rational.register(float)\nans = 1\n",
+    "import fractions\nfractions.Decimal(1)\nans = 1\n",
+    "from fractions import Fraction\nFraction.limit_denominator = lambda self, m=0: 99\nans = 1\n",
+    "import fractions\nfractions.Fraction = int\nans = 1\n",
+    "from fractions import Fraction\nclass F(Fraction):\n    def __init_subclass__(cls):\n        pass\nans = 1\n",
+    "from fractions import Fraction\nFraction.__class_getitem__ = classmethod(lambda c, k: 0)\nans = 1\n",
+    "import numpy as np\nnp.seterr(all='raise')\nans = 1\n",
+    "import numpy as np\nx = [np]\nans = 1\n",  # a read of the binding: not "unused"
+]
+
+
+def test_fractions_and_unused_imports_run_in_the_zygote_with_the_forked_label():
+    items = list(enumerate(FAST_ADMITTED))
+    got = {}
+    for fast in (True, False):
+        with SandboxPool(workers=1, timeout=10.0, fast_path=fast) as pool:
+            got[fast] = {k: _label(r) for k, r in pool.map(items)}
+            forked = pool.stats["forked"]
+    assert got[True] == got[False]
+    assert got[True][0][:2] == ("ok", 6.0) and got[True][3][0] == "runtime_error"
+    with SandboxPool(workers=1, timeout=10.0) as pool:
+        list(pool.map(items))
+        assert pool.stats["forked"] <= 1  # the first numpy program preloads the packages in a fork
+    assert forked == len(items)
+
+
+def _label(r):
+    return (r.status, r.value, r.value_type, r.value_repr, r.error_type, r.error_message, r.stdout)
+
+
+def test_a_sender_through_fractions_or_numpy_changes_no_later_label():
+    victim_np = "import numpy as np\nans = float(np.float64(1.0) / np.float64(3.0))\n"
+    with SandboxPool(workers=1, timeout=10.0) as pool:
+        alone = dict(pool.map([(0, FRACTION_VICTIM), (1, victim_np), (2, FAST_ADMITTED[5])]))
+    items = []
+    for i, sender in enumerate(FRACTION_SENDERS):
+        items += [(("s", i), sender), (("v", i), FRACTION_VICTIM), (("n", i), victim_np),
+                  (("u", i), FAST_ADMITTED[5])]
+    with SandboxPool(workers=1, timeout=10.0) as pool:
+        res = dict(pool.map(items))
+        spawned = pool.stats["spawned"]
+    for i in range(len(FRACTION_SENDERS)):
+        assert _label(res[("v", i)]) == _label(alone[0]), FRACTION_SENDERS[i]
+        assert _label(res[("n", i)]) == _label(alone[1]), FRACTION_SENDERS[i]
+        assert (res[("u", i)].status, res[("u", i)].value) == ("ok", 5.0)
+    assert alone[0].value_repr.startswith("[False, 2.0, '1/2', 'Fraction(1, 3)']")
+    assert spawned == 1  # no sender harmed the worker

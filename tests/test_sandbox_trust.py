@@ -249,11 +249,11 @@ def test_a_value_is_decided_without_running_the_programs_hooks():
 CPU_HEAVY = "def solution():\n    t = 0\n    for i in range(9000000):\n        t += i % 7\n    return t\n"
 LOAD_PROGRAMS = {
     "heavy_fast": CPU_HEAVY,
-    "heavy_forked": "import fractions\n" + CPU_HEAVY,
+    "heavy_forked": "import decimal\n" + CPU_HEAVY,
     "heavy_fast_2": CPU_HEAVY.replace("% 7", "% 5"),
-    "heavy_forked_2": "import fractions\n" + CPU_HEAVY.replace("% 7", "% 3"),
+    "heavy_forked_2": "import decimal\n" + CPU_HEAVY.replace("% 7", "% 3"),
     "bomb_fast": "def solution():\n    xs = []\n    while True:\n        xs.append([0] * 100000)\n",
-    "bomb_forked": "import fractions\ndef solution():\n    xs = []\n    while True:\n        xs.append([0] * 100000)\n",
+    "bomb_forked": "import decimal\ndef solution():\n    xs = []\n    while True:\n        xs.append([0] * 100000)\n",
     "loop": "def solution():\n    while True:\n        pass\n",
     "nap": "import time\ndef solution():\n    time.sleep(0.2)\n    return 3\n",
 }
@@ -447,7 +447,7 @@ def solution():
 def test_a_codec_lookup_that_failed_for_lack_of_memory_fails_no_later_program():
     victims = {"idna": "def solution():\n    return len(str(b'abc', 'idna'))\n",
                "gbk": "def solution():\n    return len('\\u4e2d\\u6587'.encode('gbk'))\n",
-               "gbk_forked": "from fractions import Fraction\ndef solution():\n    return len('\\u4e2d\\u6587'.encode('gbk'))\n"}
+               "gbk_forked": "from decimal import Decimal\ndef solution():\n    return len('\\u4e2d\\u6587'.encode('gbk'))\n"}
     alone = {k: (r.status, r.value) for k, r in run_all(victims, timeout=2.0).items()}
     got = run_all({"attacker": CODEC_POISON, **victims}, timeout=2.0)
     assert alone == {"idna": ("ok", 3), "gbk": ("ok", 4), "gbk_forked": ("ok", 4)}
@@ -478,7 +478,7 @@ def test_ordinary_programs_get_the_value_cpython_gives():
 def test_whether_a_deep_program_compiles_does_not_depend_on_what_ran_before(terms):
     deep = "def solution():\n    return " + "+".join(["1"] * terms) + "\n"
     labels = []
-    for before in ([], ["ans = 1\n"], ["import fractions\nans = 1\n"]):
+    for before in ([], ["ans = 1\n"], ["import decimal\nans = 1\n"]):
         got = run_all({**{f"b{i}": src for i, src in enumerate(before)}, "deep": deep}, timeout=5.0)
         labels.append(got["deep"].status)
     assert len(set(labels)) == 1, labels

@@ -99,10 +99,16 @@ FAST_BUILTIN_NAMES = (
     "isinstance iter len list map max min next oct ord pow print range repr reversed round set "
     "slice sorted str sum tuple zip"
 ).split()
-FAST_MODULES = frozenset(("math",))
+FAST_MODULES = frozenset(("math", "fractions"))
+# What a fast-path program may name of a fast module (every other public name of the module's copy
+# sends it to the forked path): fractions' copy also holds numbers, operator, re and Decimal,
+# whose ABC registry, decimal context or caches are shared state; Fraction itself is immutable
+# (__slots__, no STORE_ATTR on the fast path) once its ABC ``register`` is denied.
+FAST_MODULE_NAMES = {"math": None, "fractions": frozenset(("Fraction", "math"))}  # None: all
 # Names whose presence sends a program to the forked path (besides any builtin that is not in
-# FAST_BUILTIN_NAMES and any name starting with "_").
-FAST_EXTRA_DENY = frozenset(("format", "format_map", "with_traceback", "mro", "obj"))
+# FAST_BUILTIN_NAMES and any name starting with "_"). ``register``: ABCMeta.register (on
+# Fraction) changes what isinstance() answers in every later program.
+FAST_EXTRA_DENY = frozenset(("format", "format_map", "with_traceback", "mro", "obj", "register"))
 
 
 class Forbidden(Exception):
@@ -218,6 +224,7 @@ def _sanitized(name):
 
 
 _LOADED_THIRD_PARTY = set()
+_THIRD_PARTY_MODULES = {}  # preloaded package name -> module, for the fast path's __import__
 
 
 # Modules a C function of an allowed module imports through the calling frame's __import__,
@@ -258,10 +265,13 @@ def _safe_import(name, globals=None, locals=None, fromlist=(), level=0):
 
 
 def _fast_import(name, globals=None, locals=None, fromlist=(), level=0):
-    """The fast path's ``__import__`` (is_pure() admits only FAST_MODULES, so any other name comes
-    from a C function importing for itself: :data:`_C_IMPORTS`, loaded before any program)."""
+    """The fast path's ``__import__`` (is_pure() admits FAST_MODULES and a preloaded package the
+    program never uses, so any other name comes from a C function importing for itself:
+    :data:`_C_IMPORTS`, loaded before any program)."""
     if level == 0 and name in _C_MODULES:
         return _C_MODULES[name]
+    if level == 0 and not fromlist and name in _THIRD_PARTY:  # bound, never used: is_pure()
+        return _THIRD_PARTY[name]
     if level != 0 or name not in FAST_MODULES:
         raise Forbidden(f"import of module {name!r} is not allowed")
     return _COPIES[name]
@@ -292,6 +302,8 @@ _IMPURE_OPS = _opcodes("STORE_ATTR", "DELETE_ATTR", "LOAD_BUILD_CLASS", "IMPORT_
                        "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "STORE_GLOBAL", "DELETE_GLOBAL",
                        "MATCH_CLASS", "MATCH_KEYS")  # match reads attributes named in co_consts
 _IMPORT_NAME = _opcodes("IMPORT_NAME")
+_STORE_NAME = next(iter(_opcodes("STORE_NAME")))
+_HAS_NAME = frozenset(__import__("dis").hasname)
 _EXTENDED_ARG = next(iter(_opcodes("EXTENDED_ARG")))
 _GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200  # GENERATOR COROUTINE ITERABLE_COROUTINE ASYNC_GENERATOR
 _FAST_DENY = FAST_EXTRA_DENY | FORBIDDEN_NAMES | frozenset(
@@ -317,6 +329,43 @@ def _imported_names(code):
     return out
 
 
+def _instructions(code):
+    """``(opcode, argument)`` pairs of ``code``, EXTENDED_ARG folded in."""
+    raw, ext = code.co_code, 0
+    for i in range(0, len(raw), 2):
+        op, arg = raw[i], raw[i + 1] | ext
+        ext = (arg << 8) if op == _EXTENDED_ARG else 0
+        yield op, arg
+
+
+def _unused_import(code, name):
+    """True when module-level ``code`` binds package ``name`` (``import numpy as np``) and nothing
+    ever reads the binding: no instruction but that STORE_NAME names it, in any code object
+    (PoT's zero-shot programs all import numpy and most never use it). The module object is
+    then unreachable: a fast-path program has no globals(), vars() or getattr()."""
+    ops = list(_instructions(code))
+    bound = None
+    for i, (op, arg) in enumerate(ops[:-1]):
+        if op in _IMPORT_NAME and code.co_names[arg] == name:
+            nxt, narg = ops[i + 1]
+            if nxt != _STORE_NAME or bound not in (None, narg):
+                return False
+            bound = narg
+    if bound is None:
+        return False
+    for op, arg in ops:  # LOAD_GLOBAL and (3.12) LOAD_ATTR/LOAD_SUPER_ATTR shift the name index
+        if op in _HAS_NAME and op != _STORE_NAME and bound in (arg, arg >> 1, arg >> 2) \
+                and not (op in _IMPORT_NAME and arg == bound):  # ``import numpy`` binds its own name
+            return False
+    target, stack = code.co_names[bound], [k for k in code.co_consts if isinstance(k, types.CodeType)]
+    while stack:
+        c = stack.pop()
+        if target in c.co_names:
+            return False
+        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    return True
+
+
 def is_pure(code):
     """True when running ``code`` can change nothing that outlives it (so nothing another
     program could see). Checked on every nested code object:
@@ -325,7 +374,8 @@ def is_pure(code):
       declared ``global``...), no generator or coroutine other than a generator expression;
     - every name (globals, attributes, methods) is public (no leading ``_``) and is not a
       builtin outside ``FAST_BUILTIN_NAMES`` (no ``getattr``, ``type``, ``vars``, ``open``...);
-    - imports only of ``FAST_MODULES``.
+    - imports only of ``FAST_MODULES``, naming nothing of them but ``FAST_MODULE_NAMES``, and of
+      preloaded packages the program never uses (:func:`_unused_import`).
 
     Reachable objects are then the program's own, immutable constants, builtin functions and
     types (whose attributes cannot be set), and a module copy no opcode can write to.
@@ -343,8 +393,10 @@ def is_pure(code):
             if name[:1] == "_" or name in _FAST_DENY:
                 return False
         if not _IMPORT_NAME.isdisjoint(ops):
-            if any(n not in FAST_MODULES for n in _imported_names(c)):
-                return False
+            for n in _imported_names(c):
+                if n not in FAST_MODULES and not (c is code and n in _THIRD_PARTY_MODULES
+                                                  and _unused_import(c, n)):
+                    return False
         for const in c.co_consts:
             if isinstance(const, types.CodeType):
                 stack.append(const)
@@ -771,14 +823,19 @@ _PROTOCOL_FDS = []
 
 
 def _vm_bytes():
+    """This process's address-space size (VmSize), from ``/proc/self/statm``: read in every forked
+    child, and an order of magnitude cheaper than ``/proc/self/status``."""
     try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+        try:
+            return int(os.read(fd, 64).split()[0]) * _PAGE
+        finally:
+            os.close(fd)
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _set_rlimits():
@@ -1056,6 +1113,7 @@ def _preload_all():
                 if pkg == "numpy":
                     sys.modules["numpy"].random.seed(0)
                 _LOADED_THIRD_PARTY.add(pkg)
+                _THIRD_PARTY_MODULES[pkg] = sys.modules[pkg]
             except Exception:  # not installed: a program importing it gets ImportError
                 pass
     finally:
@@ -1135,7 +1193,11 @@ def _load_allowed_modules():
     _FAST_BUILTINS["__import__"] = _isolated(
         _fast_import, FAST_MODULES=FAST_MODULES, Forbidden=Forbidden,
         _COPIES={n: _COPIES[n] for n in FAST_MODULES if n in _COPIES},
-        _C_MODULES={n: sys.modules[n] for n in _C_IMPORTS})
+        _C_MODULES={n: sys.modules[n] for n in _C_IMPORTS}, _THIRD_PARTY=_THIRD_PARTY_MODULES)
+    global _FAST_DENY
+    _FAST_DENY = _FAST_DENY | frozenset(
+        attr for mod, names in FAST_MODULE_NAMES.items() if names is not None and mod in _COPIES
+        for attr in vars(_COPIES[mod]) if attr not in names and not attr.startswith("_"))
 
 
 def _forked_builtins():
