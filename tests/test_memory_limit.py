@@ -1,19 +1,28 @@
-"""The memory budget (--memory-limit, $PAD_MEMORY_LIMIT): curate and export spill to disk beside
-the store under a budget smaller than their data, and give what an unconstrained run gives."""
+"""The memory budget (--memory-limit, $PAD_MEMORY_LIMIT): every command takes it and every store
+and scratch database a stage opens is capped at it; curate, export, execute and vote under a
+budget smaller than their data give what an unconstrained run gives."""
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
+import typer
 
-from pad_data.rules.options import MIN_MEMORY, OptionError, memory_limit
+from pad_data import review as rv
+from pad_data.cli import app as pad_app
+from pad_data.rules.options import MEMORY_ENV, MIN_MEMORY, OptionError, memory_limit, size_bytes
 from pad_data.store import Store
+from pad_data.store.render import MEMORY_HELP, answer_live
+from pad_data.store.writer import GroupCommitter
 
 from conftest import pad_cli
 
@@ -53,6 +62,19 @@ def _big_store(db: Path) -> None:
                 FROM programs p JOIN problems pr USING (problem_id)"""))
 
 
+def _under_each_budget(tmp_path: Path, build: Callable[[Path], None]) -> Iterator[tuple[str, str, Path, Path]]:
+    """A copy of the store ``build`` writes under the smallest budget, then under 60% of RAM:
+    ``(run, budget, its folder, the store)``."""
+    built = tmp_path / "built.duckdb"
+    build(built)
+    for run, limit in (("small", f"{MIN_MEMORY // 2**20}MiB"), ("large", "60%")):
+        folder = tmp_path / run
+        folder.mkdir()
+        db = folder / "pad.duckdb"
+        shutil.copy(built, db)
+        yield run, limit, folder, db
+
+
 def _spill_files(folder: Path) -> set[str]:
     """DuckDB's spill files anywhere under ``folder``."""
     return {str(f) for f in folder.rglob("duckdb_temp_*")}
@@ -80,14 +102,8 @@ def _run_watching(folder: Path, *args: object) -> tuple[subprocess.CompletedProc
 
 @pytest.mark.e2e
 def test_curate_and_export_spill_under_a_small_budget_and_equal_an_unlimited_run(tmp_path):
-    built = tmp_path / "built.duckdb"
-    _big_store(built)
     results = {}
-    for run, limit in (("small", f"{MIN_MEMORY // 2**20}MiB"), ("large", "60%")):
-        folder = tmp_path / run
-        folder.mkdir()
-        db = folder / "pad.duckdb"
-        shutil.copy(built, db)
+    for run, limit, folder, db in _under_each_budget(tmp_path, _big_store):
         curated, spilled = _run_watching(folder, "--db", db, "curate", "snap", "--memory-limit", limit)
         assert curated.returncode == 0, curated.stderr
         exported, _ = _run_watching(folder, "--db", db, "export", "snap", "--format", "parquet",
@@ -128,3 +144,180 @@ def test_memory_limit_option_and_env_are_checked_with_one_line_errors(tmp_path):
         with st.capped("2GB"):  # a cap never raises the budget
             assert st.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == "286.1 MiB"
         assert st.con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0] == f"{db}.tmp"
+
+
+BUDGET = "300MB"
+BAD = "error: --memory-limit must be a size such as 512MB, 2GB, 1.5GiB or 40% (of RAM), got 'lots'"
+# each command that opens the store, with the arguments it needs to get as far as opening it
+COMMANDS = {
+    "ingest": ["x.jsonl", "--dataset", "d"], "import-programs": ["x.jsonl", "--dataset", "d"],
+    "generate": ["--dataset", "d", "--model", "m", "--base-url", "http://127.0.0.1:9/v1"],
+    "synthesize": ["--from", "a", "--dataset", "b", "--model", "m", "--base-url", "http://127.0.0.1:9/v1"],
+    "execute": [], "vote": [], "check": [], "inject-errors": [], "curate": ["snap"],
+    "export": ["snap", "--out", "o"], "review": ["--port", "1"], "sql": ["SELECT 1"], "stats": [], "run": [],
+}
+
+
+def _shown(n: int | str) -> str:
+    """A budget as DuckDB's current_setting('memory_limit') shows it."""
+    with duckdb.connect() as con:
+        con.execute(f"SET memory_limit = '{n if isinstance(n, int) else size_bytes(n)}B'")
+        return con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+
+def test_every_command_that_opens_the_store_takes_the_memory_option(tmp_path):
+    group = typer.main.get_command(pad_app)
+    with_option = {name for name, cmd in group.commands.items()
+                   if any("--memory-limit" in p.opts for p in cmd.params)}
+    assert set(group.commands) - with_option == {"labels"}  # which opens nothing
+    for name in with_option:
+        option, = [p for p in group.commands[name].params if "--memory-limit" in p.opts]
+        assert option.help == MEMORY_HELP and option.envvar == MEMORY_ENV, name
+    db = tmp_path / "pad.duckdb"
+    for name, args in COMMANDS.items():
+        bad = pad_cli("--db", db, name, *args, "--memory-limit", "lots", cwd=tmp_path)
+        assert (bad.returncode, bad.stderr.strip().splitlines()) == (1, [BAD]), (name, bad.stderr)
+        low = pad_cli("--db", db, name, *args, cwd=tmp_path, env={MEMORY_ENV: "64MB"})
+        assert low.returncode == 1 and "must be at least 256MiB" in low.stderr, (name, low.stderr)
+        assert not db.exists(), name  # checked before the store is opened
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Every store opened meanwhile, as ``(its budget, DuckDB's memory_limit)``, and every other
+    DuckDB database connected to, as ``(path, its configured memory_limit)``."""
+    stores: list[tuple[int, str]] = []
+    others: list[tuple[str, str | None]] = []
+    store_open, connect = Store._open, duckdb.connect
+
+    def recording_open(self):
+        store_open(self)
+        stores.append((self.memory, self._con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]))
+
+    def recording_connect(database=":memory:", *args, config=None, **kw):
+        con = connect(database, *args, config=config or {}, **kw)
+        if not str(database).endswith("pad.duckdb"):  # the store: Store._open sets its cap
+            others.append((str(database), (config or {}).get("memory_limit")))
+        return con
+
+    monkeypatch.setattr(Store, "_open", recording_open)
+    monkeypatch.setattr(duckdb, "connect", recording_connect)
+    return stores, others
+
+
+def test_every_stage_opens_its_store_and_scratch_databases_within_the_budget(tmp_path, opened):
+    stores, others = opened
+    db = tmp_path / "pad.duckdb"
+    budget, shown, half = memory_limit(BUDGET), _shown(BUDGET), f"{memory_limit(BUDGET) // 2}B"
+    runs = {"run": ["run", "--samples", "1"], "execute": ["execute", "--rerun", "--limit", "40"],
+            "inject-errors": ["inject-errors", "--limit", "5"], "vote": ["vote"], "check": ["check"],
+            "curate": ["curate", "snap"], "export": ["export", "snap", "--out", tmp_path / "out"],
+            "sql": ["sql", "SELECT 1"], "stats": ["stats"]}
+    for name, args in runs.items():
+        stores.clear()
+        others.clear()
+        env = {MEMORY_ENV: BUDGET} if name == "vote" else {}  # the environment, or the option
+        res = pad_cli("--db", db, *args, *([] if env else ["--memory-limit", BUDGET]), env=env, cwd=tmp_path)
+        assert res.returncode == 0, (name, res.stderr)
+        assert stores, name
+        for memory, setting in stores:
+            # the stage's budget, or a cap below it (execute gives its scratch database half)
+            assert memory == budget and (setting == shown or size_bytes(setting.replace(" ", "")) < budget), \
+                (name, memory, setting)
+        for path, cap in others:
+            assert cap is not None and memory_limit_bytes(cap) <= budget, (name, path, cap)
+        if name in ("run", "execute", "inject-errors"):  # the programs to run, copied beside the store
+            assert [cap for path, cap in others if path.endswith("pending.duckdb")] == [half, half], (name, others)
+            assert any(setting == _shown(budget // 2) for _, setting in stores), name  # the store meanwhile
+
+
+def memory_limit_bytes(cap: str) -> int:
+    """A DuckDB memory_limit value pad sets (``123B``) in bytes."""
+    assert cap.endswith("B") and cap[:-1].isdigit(), cap
+    return int(cap[:-1])
+
+
+def test_the_review_app_and_a_stage_s_readers_keep_to_the_budget(tmp_path, monkeypatch):
+    db = tmp_path / "pad.duckdb"
+    pad_cli("--db", db, "run", "--samples", "1", check=True)
+    from pad_data.review import server
+
+    started = []
+
+    class Server:  # the Streamlit child `pad review` would start: what it is given
+        def __init__(self, command, env, **kw):
+            started.append(env)
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(server.subprocess, "Popen", Server)
+    with socket.socket() as sock:  # a port free now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert pad_cli("--db", db, "review", "--port", port, "--memory-limit", BUDGET).returncode == 0
+    assert started[0][MEMORY_ENV] == f"{memory_limit(BUDGET)}B"
+    monkeypatch.setenv(MEMORY_ENV, BUDGET)  # as `pad review --memory-limit` passes it to the app
+    with rv.reading(str(db)) as st:
+        assert st.memory == memory_limit(BUDGET)
+    assert rv.run_sql(str(db), "SELECT current_setting('memory_limit') AS m")["m"][0] == _shown(BUDGET)
+    monkeypatch.delenv(MEMORY_ENV)
+    assert rv.run_sql(str(db), "SELECT current_setting('memory_limit') AS m", memory="1GB")["m"][0] == _shown("1GB")
+
+    setting = "SELECT current_setting('memory_limit')"
+    with Store(db, memory="1GB") as store, GroupCommitter(store, lambda st, batch: None) as committer:
+        # the stage's own reads: its budget; another process's `pad sql`: half of it
+        assert committer.submit(lambda st: (st.memory, st.scalar(setting))).result() == (10**9, _shown("1GB"))
+        assert committer.read_for_client(lambda st: st.scalar(setting)) == _shown(10**9 // 2)
+
+    def read(fn):
+        with Store(db, read_only=True, memory="1GB") as st:
+            return fn(st)
+
+    def live(*args):
+        return answer_live({"command": "sql", "args": [f"{setting} AS m", "--format", "csv", *args]}, read)
+
+    assert live()["out"] == f"m\n{_shown('1GB')}\n"
+    # a budget of its own: the command runs the query itself (the stage's reader cannot be SET)
+    assert live("--memory-limit", BUDGET) == live("--memory-limit", "lots") == {"code": None}
+    sql = pad_cli("--db", db, "sql", f"{setting} AS m", "--format", "csv", "--memory-limit", BUDGET)
+    assert sql.stdout == f"m\n{_shown(BUDGET)}\n"
+
+
+VOTED_PROBLEMS = 5_000
+SAMPLES = 4
+
+
+def _unexecuted_store(db: Path) -> None:
+    """VOTED_PROBLEMS problems without gold x SAMPLES programs of ~10 KB (~200 MB of text: more
+    than the smallest budget), none executed; three samples of each problem agree, one does not."""
+    with Store(db) as st, st.transaction():
+        st.con.execute("""INSERT INTO problems (problem_id, dataset, split, question)
+            SELECT substr(sha256('p' || i), 1, 16), 'synth', 'train', 'Question ' || i || '?' FROM range(?) t(i)""",
+                       [VOTED_PROBLEMS])
+        st.con.execute(f"""INSERT INTO programs (program_id, problem_id, origin, teacher, sample_idx, program)
+            SELECT substr(sha256('g' || i), 1, 16), substr(sha256('p' || (i // {SAMPLES})), 1, 16), 'teacher', 't',
+                   (i % {SAMPLES})::INTEGER,
+                   'def solution():' || chr(10) || '    ' || $doc || repeat('Work it out step by step. ', 400) || $doc
+                   || chr(10) || '    return ' || ((i // {SAMPLES}) % 97) || ' + ' || (i % {SAMPLES} = 3)::INTEGER
+                   || chr(10)
+            FROM range($n) t(i)""", {"doc": '"""', "n": VOTED_PROBLEMS * SAMPLES})
+
+
+@pytest.mark.e2e
+def test_execute_and_vote_under_the_smallest_budget_equal_an_unlimited_run(tmp_path):
+    results = {}
+    for run, limit, folder, db in _under_each_budget(tmp_path, _unexecuted_store):
+        executed = pad_cli("--db", db, "execute", "--isolation", "process", "--memory-limit", limit, check=True)
+        voted = pad_cli("--db", db, "vote", "--memory-limit", limit, check=True)
+        with Store(db, read_only=True) as st:
+            labels = st.df("SELECT program_id, label, status, error_type, value, value_num FROM labeled_programs "
+                           "ORDER BY program_id")
+            consensus = st.df("SELECT problem_id, answer, votes, voters, agreement FROM consensus ORDER BY 1")
+        results[run] = (executed.stdout.splitlines()[1:], voted.stdout, labels, consensus)
+        assert not list(folder.glob(".pad-execute-*")) and not _spill_files(folder)  # scratch files are gone
+    small, large = results["small"], results["large"]
+    assert small[0] == large[0] and small[1] == large[1]  # the same label counts and vote summary
+    assert small[2].equals(large[2]) and small[3].equals(large[3])
+    assert len(small[2]) == VOTED_PROBLEMS * SAMPLES and set(small[2]["label"]) == {"correct", "wrong_answer"}
+    assert len(small[3]) == VOTED_PROBLEMS and (small[3]["votes"] == SAMPLES - 1).all()

@@ -25,8 +25,8 @@ from pad_data.rules import options as opt
 from pad_data.rules.labels import LABELS
 from pad_data.rules.options import check_numbers
 from pad_data.store import SCHEMA_VERSION, Store, StoreError, queries, resolve_path
-from pad_data.store.render import (add_row, check_sql_options, error_line, plain_table, print_rows, print_stats, say,
-                                   sql_params)
+from pad_data.store.render import (add_row, check_sql_options, error_line, memory_option, plain_table,
+                                   print_rows, print_stats, say, sql_params)
 from pad_data.teachers.base import TeacherError
 
 if TYPE_CHECKING:
@@ -83,10 +83,6 @@ def _warn(message: str) -> None:
     say(err_console, ("warning:", "yellow"), f" {message}", soft_wrap=True)
 
 
-MEMORY_HELP = ("DuckDB memory budget of this stage, e.g. 2GB, 512MiB or 40% (of RAM); beyond it, it spills to "
-               "disk beside the store [default: $PAD_MEMORY_LIMIT or 50% of RAM]")
-
-
 def _store(read_only: bool = False, memory: Optional[str] = None) -> Store:
     path = resolve_path(_state["db"])
     # a command that writes runs a stage: the API (and the stages) load here, not while the store is held
@@ -140,7 +136,7 @@ def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv 
            limit: Optional[int] = typer.Option(None, help="read at most N records"),
            update: bool = typer.Option(False, "--update", help="replace the gold answer of problems already "
                                        "stored when the file's differs, and relabel their programs"),
-           memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
+           memory_limit: Optional[str] = memory_option()) -> None:
     """Add problems (questions with gold answers) to the store."""
     with _cli_errors():
         check_numbers(("--limit", limit, opt.COUNT))
@@ -190,7 +186,7 @@ def import_programs(file: str = typer.Argument(..., help="records with a questio
                     update: bool = typer.Option(False, "--update", help="replace the gold answer of problems "
                                                 "already stored when the file's differs, and relabel their "
                                                 "programs"),
-                    memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
+                    memory_limit: Optional[str] = memory_option()) -> None:
     """Import programs generated elsewhere (fences and prose around the code are stripped)."""
     fields = [f.strip() for value in question_field or [] for f in value.split(",") if f.strip()]
     with _cli_errors():
@@ -229,7 +225,7 @@ def _interactive() -> bool:
 @app.command()
 def delete(dataset: str = typer.Option(..., "--dataset", help="the dataset to delete"),
            yes: bool = typer.Option(False, "--yes", help="delete without asking"),
-           memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
+           memory_limit: Optional[str] = memory_option()) -> None:
     """Delete a dataset: its problems, programs, executions, labels, reviews, consensus answers,
     generation failures and synthesis requests, in one transaction. Curated snapshots that used
     it are kept (they hold copies of their rows)."""
@@ -270,7 +266,8 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
                                                             "[default: beside the store, STORE.shards/]"),
             shard_size: int = typer.Option(5000, help="ray: programs per shard"),
             entry: Optional[str] = typer.Option(None, help="function to call or variable to read for the "
-                                                           "answer [default: solution(), else ans]")) -> None:
+                                                           "answer [default: solution(), else ans]"),
+            memory_limit: Optional[str] = memory_option()) -> None:
     """Run programs that have no execution yet in the sandbox, and label them."""
     from pad_data.sandbox.isolation import WEAK_WARNING, resolve
 
@@ -278,13 +275,14 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
         check_numbers(("--timeout", timeout, opt.TIMEOUT), ("--memory-mb", memory_mb, opt.MEMORY_MB),
                       ("--workers", workers, opt.WORKERS), ("--limit", limit, opt.COUNT),
                       ("--shard-size", shard_size, opt.COUNT))
+        opt.memory_limit(memory_limit)
         if origin is not None:
             opt.check_names("--origin", [origin], api.ORIGINS, "origin")
         level = resolve(isolation)
     warning = None if level == "bwrap" else WEAK_WARNING.format(level=level)
     if warning:
         _warn(warning)
-    with _cli_errors(), _store() as store:
+    with _cli_errors(), _store(memory=memory_limit) as store:
         if dataset is not None:
             opt.check_names("--dataset", [dataset], api.datasets(store), "dataset")
         with _progress("executing") as progress:
@@ -327,7 +325,8 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
              wait: bool = typer.Option(True, "--wait/--no-wait", help="--batch: poll until the batches finish, "
                                        "or submit and exit (a later --batch run collects them)"),
              max_batch_requests: int = typer.Option(50_000, help="--batch: requests per batch (the API's limit "
-                                                    "is 50,000)")) -> None:
+                                                    "is 50,000)"),
+             memory_limit: Optional[str] = memory_option()) -> None:
     """Ask a teacher LLM for programs (cached, resumable: a rerun only asks for what is missing).
 
     The API key comes from OPENAI_API_KEY.
@@ -339,16 +338,17 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
                       ("--limit", limit, opt.COUNT), ("--price-in", price_in, opt.PRICE),
                       ("--price-out", price_out, opt.PRICE), ("--shard-size", shard_size, opt.COUNT))
         opt.check_split(split)
+        opt.memory_limit(memory_limit)
         _check_api_key(backend, base_url)
     prices = (price_in or 0.0, price_out or 0.0) if (price_in is not None or price_out is not None) else None
     if batch:
         _generate_batch(dataset=dataset, model=model, base_url=base_url, backend=backend, samples=samples,
                         temperature=temperature, max_tokens=max_tokens, prompt=prompt, split=split, limit=limit,
                         prices=prices, poll_interval=poll_interval, wait=wait, max_batch_requests=max_batch_requests,
-                        max_retries=max_retries, timeout=timeout, engine=engine)
+                        max_retries=max_retries, timeout=timeout, engine=engine, memory=memory_limit)
         return
     teacher = api.TeacherSpec(backend, model, base_url=base_url, max_retries=max_retries, timeout=timeout)
-    with _cli_errors(), _store() as store, _progress("generating") as progress:
+    with _cli_errors(), _store(memory=memory_limit) as store, _progress("generating") as progress:
         r = api.generate(store, teacher, dataset, samples=samples, temperature=temperature, max_tokens=max_tokens,
                          concurrency=concurrency, prompt=prompt, split=split, limit=limit, prices=prices,
                          progress=progress, engine=engine, address=address, shards=shards, shard_size=shard_size)
@@ -434,7 +434,8 @@ def synthesize(seed_dataset: str = typer.Option(..., "--from", help="seed datase
                near_duplicate: float = typer.Option(0.8, help="reject when more than this share of the words is "
                                                     "covered by 8-grams of seed or already accepted problems"),
                max_retries: int = typer.Option(6, help="retries per request on 429/5xx/timeouts/bad responses"),
-               timeout: float = typer.Option(120.0, help="seconds per request")) -> None:
+               timeout: float = typer.Option(120.0, help="seconds per request"),
+               memory_limit: Optional[str] = memory_option()) -> None:
     """Have a teacher write new problems in the style of a seed dataset (cached: a rerun sends no request).
 
     Exact and near duplicates (of the seeds and of each other) and problems close to a --reference
@@ -442,7 +443,8 @@ def synthesize(seed_dataset: str = typer.Option(..., "--from", help="seed datase
     """
     with _cli_errors():
         check_numbers(("--max-retries", max_retries, opt.RETRIES), ("--timeout", timeout, opt.REQUEST_TIMEOUT))
-    with _cli_errors(), _store() as store, _progress("synthesizing") as progress:
+        opt.memory_limit(memory_limit)
+    with _cli_errors(), _store(memory=memory_limit) as store, _progress("synthesizing") as progress:
         teacher = api.make_teacher(backend, model, base_url=base_url, max_retries=max_retries, timeout=timeout)
         r = api.synthesize(store, teacher, seed_dataset, dataset, n=n, shots=shots, reference=reference,
                            temperature=temperature, max_tokens=max_tokens, concurrency=concurrency, prompt=prompt,
@@ -465,15 +467,15 @@ def synthesize(seed_dataset: str = typer.Option(..., "--from", help="seed datase
 def sql(**params: Any) -> None:
     with _cli_errors():
         check_sql_options(params["fmt"], params["max_rows"])
-        with _store(read_only=True) as store:
+        with _store(read_only=True, memory=params["memory_limit"]) as store:
             columns, rows = store.read_rows(params["query"], read_files=params["read_files"])
     print_rows(columns, rows, params["fmt"], params["max_rows"], console)
 
 
 @app.command()
-def stats() -> None:
+def stats(memory_limit: Optional[str] = memory_option()) -> None:
     """Counts of problems and programs per dataset, and labels."""
-    with _cli_errors(), _store(read_only=True) as store:
+    with _cli_errors(), _store(read_only=True, memory=memory_limit) as store:
         s = queries.stats(store)
     print_stats(s, str(resolve_path(_state["db"])), console)
 
@@ -485,9 +487,10 @@ def check(reference: Optional[str] = typer.Option(None, help="benchmark file who
           docs: Optional[str] = typer.Option(None, help="write Great Expectations Data Docs HTML here"),
           min_correct: float = typer.Option(0.05, help="warning when the share of correct programs is lower"),
           contamination: float = typer.Option(0.8, help="max share of a train question's words covered by "
-                                                        "reference 8-grams")) -> None:
+                                                        "reference 8-grams"),
+          memory_limit: Optional[str] = memory_option()) -> None:
     """Run the data quality suite (Great Expectations); exit 1 when a critical check fails."""
-    with _cli_errors(), _store() as store:
+    with _cli_errors(), _store(memory=memory_limit) as store:
         check_numbers(("--min-correct", min_correct, opt.FRACTION),
                       ("--contamination", contamination, opt.FRACTION_OPEN))
         r = api.run_checks(store, reference=reference, expectations_file=expectations, docs_dir=docs,
@@ -514,7 +517,8 @@ def inject_errors(per_program: int = typer.Option(2, help="variants per correct 
                   limit: Optional[int] = typer.Option(None, help="at most N source programs"),
                   timeout: float = typer.Option(2.0, help="seconds per program when executing the variants"),
                   workers: int = typer.Option(2, help="sandbox worker processes"),
-                  list_: bool = typer.Option(False, "--list", help="list the injection kinds")) -> None:
+                  list_: bool = typer.Option(False, "--list", help="list the injection kinds"),
+                  memory_limit: Optional[str] = memory_option()) -> None:
     """Make faulty variants of correct programs (AST edits), then execute and label them."""
     if list_:
         table = Table("kind", "what it does")
@@ -526,7 +530,7 @@ def inject_errors(per_program: int = typer.Option(2, help="variants per correct 
         check_numbers(("--per-program", per_program, opt.SAMPLES), ("--seed", seed, opt.SEED),
                       ("--limit", limit, opt.COUNT), ("--timeout", timeout, opt.TIMEOUT),
                       ("--workers", workers, opt.WORKERS))
-    with _cli_errors(), _store() as store:
+    with _cli_errors(), _store(memory=memory_limit) as store:
         if dataset is not None:
             opt.check_names("--dataset", [dataset], api.datasets(store), "dataset")
         with _progress("injecting") as progress:
@@ -570,7 +574,7 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
                                                          "answer (pad vote) only from problems whose agreement "
                                                          "share is at least this (0-1)"),
            list_: bool = typer.Option(False, "--list", help="list snapshots"),
-           memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
+           memory_limit: Optional[str] = memory_option()) -> None:
     """Build a named, immutable, reproducible snapshot of train/validation/test splits."""
     if datasets_old is not None:
         _warn("--datasets is deprecated: use --dataset (repeat it, or D1,D2, for several)")
@@ -623,7 +627,8 @@ def _list_snapshots(df: pd.DataFrame) -> None:
 def vote(dataset: Optional[str] = typer.Option(None, help="only this dataset [default: all]"),
          min_votes: int = typer.Option(3, help="votes the winning value needs to become the consensus"),
          partial: bool = typer.Option(False, "--partial", help="also vote on problems whose programs are not all "
-                                      "executed yet (by default they are skipped and counted)")) -> None:
+                                      "executed yet (by default they are skipped and counted)"),
+         memory_limit: Optional[str] = memory_option()) -> None:
     """Consensus answers for problems without gold: the majority of their programs' numeric results.
 
     Their programs are then labeled correct/wrong_answer against it in labeled_programs
@@ -631,7 +636,7 @@ def vote(dataset: Optional[str] = typer.Option(None, help="only this dataset [de
     """
     with _cli_errors():
         check_numbers(("--min-votes", min_votes, opt.COUNT))
-        with _store() as store:
+        with _store(memory=memory_limit) as store:
             r = api.vote(store, dataset=dataset, min_votes=min_votes, partial=partial)
             labels = api.label_counts(store, dataset)
     agreement = "" if r["agreement"] is None else f" (mean agreement {r['agreement']:.2f})"
@@ -665,7 +670,7 @@ def export(name: Optional[str] = typer.Argument(None, help="curated snapshot"),
            from_parquet: Optional[str] = typer.Option(None, help="instead of a snapshot: a folder of Parquet "
                                                       "shards (train*.parquet, validation*, test*) to stream "
                                                       "into a Hugging Face dataset"),
-           memory_limit: Optional[str] = typer.Option(None, "--memory-limit", envvar="PAD_MEMORY_LIMIT", help=MEMORY_HELP)) -> None:
+           memory_limit: Optional[str] = memory_option()) -> None:
     """Export a curated snapshot with a generated dataset card (or Parquet shards as an HF dataset)."""
     with _cli_errors():
         if from_parquet:
@@ -689,24 +694,26 @@ def review(port: int = typer.Option(8501, help="port to serve on"),
            host: str = typer.Option("127.0.0.1", help="address to bind (127.0.0.1: this machine only; any other "
                                                       "address needs a token)"),
            token: Optional[str] = typer.Option(None, help="access token the browser must give (?token=...); "
-                                                          "without it: none on loopback, else a new one, printed")) -> None:
+                                                          "without it: none on loopback, else a new one, printed"),
+           memory_limit: Optional[str] = memory_option()) -> None:
     """Open the review app (Streamlit) on the store: find, read, judge (one or in bulk) and fix programs."""
     from pad_data.review import server as srv
 
     with _cli_errors():
         check_numbers(("--port", port, opt.PORT))
+        memory = opt.memory_limit(memory_limit)
         srv.check_port(host, port)
         secret = srv.access_token(host, token)
         db = resolve_path(_state["db"]).resolve()
         if not db.exists():
             raise ValueError(f"{db}: no such store (run `pad run` first)")
-        with Store(db, read_only=True, migrate_to=0) as store:
+        with Store(db, read_only=True, migrate_to=0, memory=memory) as store:
             old = store.version < SCHEMA_VERSION
         if old:  # the app reads only: upgrade the store first
-            Store(db).close()
+            Store(db, memory=memory).close()
     url = f"http://{host}:{port}/" + (f"?token={secret}" if secret else "")
     say(console, f"pad review on {url} (store {db}); Ctrl-C to stop", soft_wrap=True)
-    raise typer.Exit(srv.serve(db, host, port, secret))
+    raise typer.Exit(srv.serve(db, host, port, secret, memory=memory))
 
 
 @app.command()
@@ -730,7 +737,8 @@ def run(source: Optional[str] = typer.Option(None, help="ingest this problem fil
         seed: int = typer.Option(0),
         timeout: float = typer.Option(2.0),
         memory_mb: int = typer.Option(512),
-        workers: int = typer.Option(2)) -> None:
+        workers: int = typer.Option(2),
+        memory_limit: Optional[str] = memory_option()) -> None:
     """The whole pipeline: problems -> programs -> sandboxed execution -> labels -> summary.
 
     With no options: pad's embedded problems and the offline template teacher (no network).
@@ -741,9 +749,10 @@ def run(source: Optional[str] = typer.Option(None, help="ingest this problem fil
         check_numbers(("--samples", samples, opt.SAMPLES), ("--seed", seed, opt.SEED),
                       ("--timeout", timeout, opt.TIMEOUT), ("--memory-mb", memory_mb, opt.MEMORY_MB),
                       ("--workers", workers, opt.WORKERS))
+        opt.memory_limit(memory_limit)
         if model:
             _check_api_key(backend, base_url)
-    with _cli_errors(), _store() as store, _progress("executing") as progress:
+    with _cli_errors(), _store(memory=memory_limit) as store, _progress("executing") as progress:
         steps = api.default_steps(source=source, dataset=dataset, programs=programs, samples=samples,
                                   seed=seed, timeout=timeout, memory_mb=memory_mb, workers=workers,
                                   progress=progress, model=model, base_url=base_url, backend=backend)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from pad_data.stages.results import result_row, results_frame
 from pad_data.sandbox.pool import SandboxPool, execute_programs
+from pad_data.rules.options import memory_limit
 from pad_data.store import Store, connect, program_id
 from pad_data.store.sqltools import any_of, read_only_statements
 
@@ -33,14 +34,17 @@ FILTER_COLUMNS = ("dataset", "label", "error_type", "origin", "teacher")
 
 
 @contextlib.contextmanager
-def reading(path: str) -> Iterator[Store]:
-    with Store(path, read_only=True) as store:
+def reading(path: str, memory: str | int | None = None) -> Iterator[Store]:
+    """The store read-only; ``memory``: its budget (:func:`pad_data.rules.options.memory_limit`:
+    None is ``$PAD_MEMORY_LIMIT``, which ``pad review --memory-limit`` sets for the app, or half the RAM)."""
+    with Store(path, read_only=True, memory=memory) as store:
         yield store
 
 
 @contextlib.contextmanager
-def writing(path: str) -> Iterator[Store]:
-    with Store(path) as store:
+def writing(path: str, memory: str | int | None = None) -> Iterator[Store]:
+    """The store to write, within ``memory`` (as :func:`reading`)."""
+    with Store(path, memory=memory) as store:
         yield store
 
 
@@ -205,15 +209,17 @@ def page(store: Store, f: Filters, offset: int, limit: int = 50) -> pd.DataFrame
 
 
 def add_verdicts(path: str, verdict: str, note: str | None, reviewer: str | None,
-                 filters: Filters | None = None, program_ids: list[str] | None = None) -> int:
+                 filters: Filters | None = None, program_ids: list[str] | None = None,
+                 memory: str | int | None = None) -> int:
     """Give ``verdict`` (and ``note``) of ``reviewer`` to every program ``filters`` match, or
-    to ``program_ids`` (each must exist), in one transaction; returns how many programs. The
-    history keeps every verdict; each reviewer has one current verdict per program."""
+    to ``program_ids`` (each must exist), in one transaction, within ``memory`` (as
+    :func:`reading`); returns how many programs. The history keeps every verdict; each reviewer
+    has one current verdict per program."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}")
     if (filters is None) == (program_ids is None):
         raise ValueError("give filters or program_ids")
-    with writing(path) as st, st.transaction():
+    with writing(path, memory) as st, st.transaction():
         if program_ids is not None:
             ids = list(dict.fromkeys(program_ids))
             missing = st.con.execute("SELECT id FROM unnest(?::VARCHAR[]) t(id) ANTI JOIN programs p "
@@ -250,9 +256,10 @@ def diff(parent: str, child: str) -> str:
     return "".join(difflib.unified_diff(parent.splitlines(True), child.splitlines(True), "parent", "this"))
 
 
-def add_review(path: str, pid: str, verdict: str, note: str | None, reviewer: str | None) -> int:
+def add_review(path: str, pid: str, verdict: str, note: str | None, reviewer: str | None,
+               memory: str | int | None = None) -> int:
     """One program's verdict (see :func:`add_verdicts`)."""
-    return add_verdicts(path, verdict, note, reviewer, program_ids=[pid])
+    return add_verdicts(path, verdict, note, reviewer, program_ids=[pid], memory=memory)
 
 
 def try_program(source: str, timeout: float = 2.0, memory_mb: int = 512):
@@ -261,9 +268,10 @@ def try_program(source: str, timeout: float = 2.0, memory_mb: int = 512):
 
 
 def save_fix(path: str, parent_id: str, source: str, reviewer: str, timeout: float = 2.0,
-             memory_mb: int = 512) -> dict:
-    """Store an edited program (origin ``human``, linked to its parent) with its own execution."""
-    with writing(path) as st:
+             memory_mb: int = 512, memory: str | int | None = None) -> dict:
+    """Store an edited program (origin ``human``, linked to its parent) with its own execution;
+    ``memory``: the store's budget (as :func:`reading`)."""
+    with writing(path, memory) as st:
         parent = st.df("SELECT p.problem_id, pr.answer, pr.answer_text FROM programs p "
                        "JOIN problems pr USING (problem_id) WHERE program_id = ?", [parent_id])
         if parent.empty:
@@ -286,11 +294,12 @@ def save_fix(path: str, parent_id: str, source: str, reviewer: str, timeout: flo
     return {"program_id": new_id, "label": row["label"], "added": bool(added), "result": res}
 
 
-def run_sql(path: str, query: str, limit: int = 1000) -> pd.DataFrame:
+def run_sql(path: str, query: str, limit: int = 1000, memory: str | int | None = None) -> pd.DataFrame:
     """A read-only query for the SQL tab: one SELECT (WITH, VALUES, FROM-first...) as DuckDB's
-    parser classifies it, with no file access, at most ``limit`` rows. Anything else is a
-    ValueError "only SELECT is allowed"."""
-    con = connect(path, read_only=True, config={"enable_external_access": False})
+    parser classifies it, with no file access, at most ``limit`` rows, within ``memory`` (as
+    :func:`reading`). Anything else is a ValueError "only SELECT is allowed"."""
+    con = connect(path, read_only=True, config={"enable_external_access": False,
+                                                "memory_limit": f"{memory_limit(memory)}B"})
     try:
         statements = read_only_statements(con, query, one_select=True)
         return con.execute(f"SELECT * FROM ({statements[0].query.strip().rstrip(';')}) LIMIT {int(limit)}").df()

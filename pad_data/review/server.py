@@ -5,6 +5,7 @@
 - A non-loopback address needs a token: given, or generated. The app reads it from
   ``$PAD_REVIEW_TOKEN`` (the environment, not the command line other users can list) and
   renders nothing until the URL's ``?token=`` matches.
+- ``--memory-limit`` reaches the app as ``$PAD_MEMORY_LIMIT``: every store it opens reads it.
 - SIGTERM and SIGINT are forwarded to the server, which is then waited for (SIGKILL after
   ``STOP_GRACE_S``); on Linux the server also gets SIGTERM if ``pad review`` itself dies.
 """
@@ -21,6 +22,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from pad_data.rules.options import MEMORY_ENV
 
 APP_FILE = Path(__file__).with_name("app.py")
 STOP_GRACE_S = 10.0
@@ -79,10 +82,13 @@ def _die_with_parent() -> None:  # runs in the child before exec
         pass
 
 
-def serve(db: Path, host: str, port: int, token: str | None) -> int:
+def serve(db: Path, host: str, port: int, token: str | None, memory: int | None = None) -> int:
     """Run the server until it exits or this process gets SIGTERM/SIGINT; its exit status
-    (0 after a forwarded signal)."""
+    (0 after a forwarded signal). ``memory``: the app's DuckDB memory budget in bytes (passed
+    on as ``$PAD_MEMORY_LIMIT``, which every store it opens reads) [default: the environment's]."""
     env = dict(os.environ, PAD_DB=str(db))
+    if memory is not None:
+        env[MEMORY_ENV] = f"{int(memory)}B"
     env.pop("PAD_REVIEW_TOKEN", None)
     if token:
         env["PAD_REVIEW_TOKEN"] = token

@@ -13,6 +13,12 @@ folder) against a frame pulled from the store with SQL:
 Users add expectations in a YAML/JSON file: a list of ``{table, expectation, kwargs,
 critical}`` items, ``expectation`` being any GX expectation in snake_case. Results are
 stored in ``check_runs``/``check_results``; ``docs_dir`` writes GX Data Docs HTML.
+
+Memory: the queries run within the store's budget (``--memory-limit``); the frames are pandas,
+outside it: one row per problem, per program, per executed program and per train question (ids
+and small columns). GX validates a frame whole (uniqueness needs every row), so they are not
+split; at 1M programs the peak (~0.9 GiB) is GX at work on the largest, the same whether the
+frames are read at once or one at a time.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The execute stage: run every program that has no execution yet, label it, store it.
 
-The programs to execute are copied once into a scratch DuckDB file
+The programs to execute are copied once into a scratch DuckDB file beside the store
 (:meth:`~pad_data.store.Store.pending_snapshot`: one pass over the store, read-only, whatever
-its size), read from there in batches, streamed through a
+its size; the scratch file and the store each with half the memory budget), read from there in batches, streamed through a
 :class:`~pad_data.sandbox.pool.SandboxPool`, labeled against their problem's gold
 answer (:func:`~pad_data.stages.results.result_row`), and stored by a
 :class:`~pad_data.store.writer.GroupCommitter`: about once a second it opens the store, stores
@@ -55,7 +55,10 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
     meta: dict[str, tuple] = {}
     handed = 0
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="pad-execute-", ignore_cleanup_errors=True) as scratch, \
+    # the scratch copy beside the store, and half the budget for it, half for the store's commits
+    with tempfile.TemporaryDirectory(prefix=".pad-execute-", dir=store.path.parent,
+                                     ignore_cleanup_errors=True) as scratch, \
+            store.capped(store.share(0.5)), \
             SandboxPool(workers=workers, timeout=timeout, memory_mb=memory_mb,
                         isolation_level=isolation_level, entry=entry) as pool, \
             GroupCommitter(store, Store.add_executions, interval=commit_interval, on_commit=labels.update,
@@ -66,7 +69,7 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
             nonlocal total
             # the committer's thread copies them while the sandbox starts (the store read-only)
             total = committer.submit(lambda st: st.pending_snapshot(path, dataset, origin, rerun, limit)).result()
-            con = duckdb.connect(path, read_only=True)
+            con = duckdb.connect(path, read_only=True, config={"memory_limit": store.share(0.5)})
             try:
                 for batch in con.sql("SELECT * FROM pending").to_arrow_reader(PAGE):
                     for pid, program, *context in zip(*(c.to_pylist() for c in batch.columns)):

@@ -13,7 +13,7 @@ import functools
 import io
 import json
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import duckdb
 import typer
@@ -31,13 +31,23 @@ if TYPE_CHECKING:
     import click
 
 
+MEMORY_HELP = ("DuckDB memory budget of this stage, e.g. 2GB, 512MiB or 40% (of RAM); beyond it, it spills to "
+               "disk beside the store [default: $PAD_MEMORY_LIMIT or 50% of RAM]")
+
+
+def memory_option() -> Any:
+    """Every command's ``--memory-limit`` (the budget of :func:`pad_data.rules.options.memory_limit`)."""
+    return typer.Option(None, "--memory-limit", envvar=opt.MEMORY_ENV, help=MEMORY_HELP)
+
+
 def sql_params(query: str = typer.Argument(..., help="SQL over problems, programs, executions, labeled_programs"),
                fmt: str = typer.Option("table", "--format", help="table|csv|json"),
                max_rows: int = typer.Option(200, help="rows shown in table format"),
                read_files: bool = typer.Option(False, "--read-files", help="let the query read files (read_csv, "
-                                               "read_parquet, 'file.csv'...); writing stays impossible")) -> dict:
+                                               "read_parquet, 'file.csv'...); writing stays impossible"),
+               memory_limit: Optional[str] = memory_option()) -> dict:
     """Run a read-only SQL query against the store (no writes anywhere; files only with --read-files)."""
-    return {"query": query, "fmt": fmt, "max_rows": max_rows, "read_files": read_files}
+    return {"query": query, "fmt": fmt, "max_rows": max_rows, "read_files": read_files, "memory_limit": memory_limit}
 
 
 def error_line(exc: BaseException) -> str:
@@ -93,8 +103,8 @@ def answer_live(request: dict, read: Callable[[Callable[[Store], Any]], Any]) ->
     ``fn(store)`` on the store opened read-only, between the stage's commits
     (:meth:`GroupCommitter.read_for_client`). ``{"code": None}`` tells the client to run the
     command itself: arguments only the full CLI handles (``--help``, bad options,
-    ``--read-files``), a query that took too long or a result too large for the stage to hold, an
-    error the CLI does not make one line of, a stage that stopped."""
+    ``--read-files``, ``--memory-limit``), a query that took too long or a result too large for
+    the stage to hold, an error the CLI does not make one line of, a stage that stopped."""
     args, width, db = request.get("args"), request.get("width"), request.get("db")
     if (not isinstance(args, list) or not all(isinstance(a, str) for a in args) or "--help" in args
             or not (width is None or isinstance(width, int) and 20 <= width <= 10_000)):
@@ -110,9 +120,13 @@ def answer_live(request: dict, read: Callable[[Callable[[Store], Any]], Any]) ->
         ctx = _sql_parser().make_context("sql", list(args))
         query, fmt, max_rows, read_files = (ctx.params[k] for k in ("query", "fmt", "max_rows", "read_files"))
         check_sql_options(fmt, max_rows)
+        # (the stage's $PAD_MEMORY_LIMIT, which the parser sees here, is not the client's)
+        own_budget = getattr(ctx.get_parameter_source("memory_limit"), "name", None) == "COMMANDLINE"
     except Exception:  # noqa: BLE001 - click's usage errors, bad options: the CLI's own messages
         return {"code": None}
-    if read_files:  # the stage's reader is locked away from files: such a query opens the store itself
+    # the stage's reader is locked away from files and from settings (its memory cap included):
+    # such a query, or one with a budget of its own, opens the store itself
+    if read_files or own_budget:
         return {"code": None}
 
     def rows(store: Store) -> tuple:

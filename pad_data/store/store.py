@@ -26,6 +26,7 @@ from pad_data.store.schema import (CONSENSUS_LABEL, EXEC_COLUMNS, FAILURE_COLUMN
 from pad_data.store.sqltools import any_of, copy_into, first_line, read_only_statements, registered, sql_literal
 
 PENDING_BATCH = 50_000  # rows per batch streamed by pending_snapshot()
+AS_WRITTEN = "join_order,build_side_probe_side"  # DuckDB's optimizers that choose which side of a join is built
 
 
 class Store:
@@ -121,7 +122,8 @@ class Store:
     @contextlib.contextmanager
     def capped(self, memory: str | None = None, ordered: bool = True) -> Iterator[None]:
         """DuckDB's memory capped at ``memory`` (never above :attr:`memory`, the budget; None: the
-        budget) meanwhile; afterwards the enclosing cap, or the budget. DuckDB caches the blocks
+        budget) meanwhile, also on every reopening of a released store (a stage's committer
+        reopens it); afterwards the enclosing cap, or the budget. DuckDB caches the blocks
         it reads and writes up to its cap, so a bulk copy's memory grows with the copy up to it;
         beyond it, joins, sorts and windows spill to disk (see :meth:`problem_ranges` for the
         queries that cannot). ``ordered=False``: results may come in any order (DuckDB then
@@ -130,7 +132,7 @@ class Store:
         memory = f"{min(size_bytes(memory), self.memory) if memory else self.memory}B"
         self._caps.append((memory, ordered))
         try:
-            self._settings(memory, ordered)
+            self._apply_caps()  # a released store takes them when it is next opened
             yield
         except BaseException:
             self._caps.pop()
@@ -140,6 +142,12 @@ class Store:
                 self._restore = True
             raise
         self._caps.pop()
+        self._apply_caps()
+
+    def lower_budget(self, memory: int) -> None:
+        """Lower :attr:`memory` to ``memory`` bytes (never raise it), for the rest of this store's
+        life: a connection kept open beside another that shares the same budget."""
+        self.memory = min(self.memory, int(memory))
         self._apply_caps()
 
     def problem_ranges(self, share: float = 1 / 8) -> list[str]:
@@ -312,16 +320,28 @@ class Store:
                          rerun: bool = False, limit: int | None = None) -> int:
         """Copy the programs to execute (:meth:`pending_query`'s rows; with ``limit``, the first
         ``limit`` by ``program_id``) into table ``pending`` of a new DuckDB file ``path``,
-        streamed, with this store's memory capped. A stage then reads them from there without
-        the store: one pass over the store whatever its size, where pages read from the store
-        would each join every program. Returns how many."""
+        streamed, in any order, the store and the new file each with half the budget
+        (:meth:`share`). A stage then reads them from there without the store: one pass over the
+        store whatever its size, where pages read from the store would each join every program.
+        Returns how many.
+
+        No program text is ever held in a hash table or a sort, which would need the text of
+        every pending program in memory at once (DuckDB fails, rather than spills, when such
+        rows outgrow the cap): the joins are run as written, programs probing problems and
+        labels (left to itself, DuckDB may build on the programs' side), and ``limit`` takes the
+        first ids alone before their rows."""
         query, params = self.pending_query(dataset, origin, rerun)
         if limit is not None:
-            query = f"SELECT * FROM ({query}) ORDER BY program_id LIMIT {int(limit)}"
-        con = duckdb.connect(str(path), config={"memory_limit": "256MB"})
+            query, params = (f"SELECT * FROM ({query}) SEMI JOIN (SELECT program_id FROM ({query}) "
+                             f"ORDER BY program_id LIMIT {int(limit)}) USING (program_id)", params + params)
+        con = duckdb.connect(str(path), config={"memory_limit": self.share(0.5)})
         try:
-            with self.capped("1GB", ordered=limit is not None):
-                copy_into(con, "pending", self.con.sql(query, params=params).to_arrow_reader(PENDING_BATCH))
+            with self.capped(self.share(0.5), ordered=False):
+                self.con.execute(f"SET disabled_optimizers = '{AS_WRITTEN}'")
+                try:
+                    copy_into(con, "pending", self.con.sql(query, params=params).to_arrow_reader(PENDING_BATCH))
+                finally:
+                    self.con.execute("RESET disabled_optimizers")
             return con.execute("SELECT count(*) FROM pending").fetchall()[0][0]
         finally:
             con.close()

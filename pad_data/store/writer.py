@@ -42,7 +42,7 @@ T = TypeVar("T")
 PATIENCE_S = 600.0  # a stage waits this long for a reader to let go before it gives up
 READER_AGE_S = 1.0  # a store kept open for other processes' queries is reopened after this long (see _client_call)
 CLIENT_READ_S = 5.0  # another process's query that has no answer by then is stopped and left to that process
-CLIENT_MEMORY = "256MB"  # DuckDB memory of the reader those queries run on (a larger result: left to the process)
+CLIENT_SHARE = 0.5  # of the stage's budget, the reader those queries run on (the stage's scratch may hold the rest)
 GAP = 2.0  # after a commit, the store stays free at least this many times as long as the commit held it
 
 Read = Callable[[Callable[[Store], Any]], Any]  # runs fn(store) on the store opened read-only
@@ -119,10 +119,10 @@ class GroupCommitter:
     def read_for_client(self, fn: Callable[[Store], T], timeout: float | None = None) -> T:
         """``fn(store)`` for another process's query (``pad sql``), on the committer's thread like
         :meth:`submit`, but on a read-only store kept open for up to ``READER_AGE_S`` between
-        commits (polls do not each open the store), capped at ``CLIENT_MEMORY``; its error is the
-        caller's, never the stage's. Not done within ``timeout`` seconds [``CLIENT_READ_S``] (waiting for a commit
-        included), it is cancelled or interrupted and TimeoutError raised: the stage's commits
-        never wait long on a query. RuntimeError once the committer stopped or failed."""
+        commits (polls do not each open the store), with ``CLIENT_SHARE`` of the stage's memory
+        budget; its error is the caller's, never the stage's. Not done within ``timeout`` seconds
+        [``CLIENT_READ_S``] (waiting for a commit included), it is cancelled or interrupted and
+        TimeoutError raised: the stage's commits never wait long on a query. RuntimeError once the committer stopped or failed."""
         if self._closed or self.error is not None or not self._thread.is_alive():
             raise RuntimeError("the stage is not serving reads")
         timeout = CLIENT_READ_S if timeout is None else timeout
@@ -226,7 +226,7 @@ class GroupCommitter:
 
     def _call(self, fn: Callable[[Store], Any], fut: Future) -> None:
         try:
-            with Store(self.store.path, read_only=True, wait=self.store.wait) as reader:
+            with Store(self.store.path, read_only=True, wait=self.store.wait, memory=self.store.memory) as reader:
                 fut.set_result(fn(reader))
         except BaseException as exc:
             fut.set_exception(exc)
@@ -240,8 +240,8 @@ class GroupCommitter:
             return  # its caller gave up waiting
         try:
             if self._reader is None:  # waits for the store no longer than the caller does
-                reader = Store(self._real_path, read_only=True, wait=CLIENT_READ_S)
-                reader.con.execute(f"SET memory_limit = '{CLIENT_MEMORY}'")
+                reader = Store(self._real_path, read_only=True, wait=CLIENT_READ_S, memory=self.store.memory)
+                reader.lower_budget(int(self.store.memory * CLIENT_SHARE))
                 self._reader = (reader, time.monotonic())
             fut.set_result(fn(self._reader[0]))
         except Exception as exc:  # noqa: BLE001 - the client's answer, not the stage's error
