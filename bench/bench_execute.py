@@ -15,8 +15,8 @@ one per GSM8K train question when ``../shared/data`` is present. Figures are med
   through the forked path (a child per program), and PoT's real zero-shot programs (numpy,
   always forked) when ``../shared/data/pot`` is present;
 - what each kind of program costs against the fast path in the same run: trivial programs that
-  import ``fractions`` (fast path) or define a class (forked), and PoT zero-shot programs, TabMWP
-  scripts and ``bench/realistic.py``'s mix, each as a ratio to an in-process loop over the same
+  import ``fractions`` (fast path) or define a class (forked), and PoT zero-shot programs and TabMWP
+  scripts, each as a ratio to an in-process loop over the same
   programs (those that finish in it within 0.5 s: a loop would measure only the timeout).
 """
 
@@ -288,11 +288,8 @@ def main() -> None:
         med(lambda: pool_rate(tp, args.workers), f"sandbox only: trivial programs, {kind}", kinds_n,
             vs_fast_path=None)
         rows[-1]["vs_fast_path"] = round(rows[-1]["programs_per_s"] / fast["programs_per_s"], 3)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from realistic import generate
-
-    mixes = [("PoT zero-shot (numpy)", pot_programs()), ("TabMWP scripts", pot_programs(TABMWP, 3000)),
-             ("bench/realistic.py mix", [r["program"] for r in generate(3000, seed=0, injected=0)[1]])]
+    # not bench/realistic.py's mix: its corrupted programs (os.system, exit...) must not run unsandboxed
+    mixes = [("PoT zero-shot (numpy)", pot_programs()), ("TabMWP scripts", pot_programs(TABMWP, 3000))]
     for label, mix in mixes:
         mix = finishing(mix)
         if not mix:
