@@ -260,7 +260,7 @@ def test_a_match_pattern_cannot_smuggle_a_program_onto_the_fast_path():
     victim = "def solution():\n    return sum([1, 2, 3])\n"
     with SandboxPool(workers=1, timeout=1.0) as pool:
         res = dict(pool.map([(0, victim), (1, poison), (2, victim), (3, ORDINARY[2])]))
-        assert pool.stats["forked"] == 1  # the match program did not run in the worker itself
+        assert pool.stats["forked"] >= 2  # the match program did not run in the worker itself
     assert (res[0].value, res[2].value, res[3].value) == (6, 6, 6.0)
 
 
@@ -522,8 +522,8 @@ def test_the_workers_own_filter_refuses_sockets_and_keeps_pipes_and_fork():
 
 
 # ---------------------------------------------------------------- what the fast path admits
-# Fractions and an unused numpy import run in the zygote itself: each must get the label the
-# forked path gives, and nothing a program reaches through them may change a later program.
+# An unused numpy import runs in the zygote itself (fractions programs are forked): each program
+# must get the label the forked path gives, and nothing a program reaches may change a later one.
 FAST_ADMITTED = [
     ORDINARY[2],
     prog("""
@@ -550,6 +550,9 @@ FRACTION_VICTIM = prog("""
     def solution():
         return [isinstance(1.5, Fraction), Fraction(1, 2) + 1.5, str(Fraction(3, 6)), repr(Fraction(1, 3))]
     """)
+# Senders that reach shared state through fractions; the last three were found by an attacker's
+# review of a fast path that admitted Fraction: the decimal context from_decimal creates, a sticky
+# decimal flag from a caught MemoryError, and the numbers ABCs' caches a forked program can read.
 FRACTION_SENDERS = [
     "from fractions import Fraction\nFraction.register(float)\nans = 1\n",  # ABC registry
     "import fractions\nfractions.numbers.Rational.register(float)\nans = 1\n",
@@ -560,10 +563,36 @@ FRACTION_SENDERS = [
     "from fractions import Fraction\nFraction.__class_getitem__ = classmethod(lambda c, k: 0)\nans = 1\n",
     "import numpy as np\nnp.seterr(all='raise')\nans = 1\n",
     "import numpy as np\nx = [np]\nans = 1\n",  # a read of the binding: not "unused"
+    "from fractions import Fraction\ndef solution():\n    return Fraction.from_decimal(1)\n",
+    prog("""
+    from fractions import Fraction
+    def solution():
+        try:
+            Fraction.from_decimal(1 << (8 * 300 * 10**6))
+        except MemoryError:
+            return 'caught'
+        return 'no error'
+    """),
+    "from fractions import Fraction\nans = [isinstance(1.5, Fraction), Fraction('1/2')]\n",
 ]
+# What those senders would change: a decimal context, its flags, the numbers ABCs' caches
+SHARED_STATE_VICTIM = prog("""
+    import decimal, numbers, re
+    class Sink:
+        text = ''
+        def write(self, s):
+            Sink.text += s
+    def solution():
+        decimal.DefaultContext.prec = 5  # a thread's context is made from it, unless one exists
+        third = str(decimal.Decimal(1) / 3)
+        flags = sorted(f.__name__ for f, on in decimal.getcontext().flags.items() if on)
+        numbers.Rational._dump_registry(file=Sink())
+        cache = [line for line in Sink.text.splitlines() if line.startswith('_abc_negative_cache:')]
+        return [third, flags, sorted(re.findall(r'[(](\\w+)[)]>', ''.join(cache)))]
+    """)
 
 
-def test_fractions_and_unused_imports_run_in_the_zygote_with_the_forked_label():
+def test_unused_imports_run_in_the_zygote_and_fractions_forked_with_the_same_labels():
     items = list(enumerate(FAST_ADMITTED))
     got = {}
     for fast in (True, False):
@@ -573,8 +602,11 @@ def test_fractions_and_unused_imports_run_in_the_zygote_with_the_forked_label():
     assert got[True] == got[False]
     assert got[True][0][:2] == ("ok", 6.0) and got[True][3][0] == "runtime_error"
     with SandboxPool(workers=1, timeout=10.0) as pool:
-        list(pool.map(items))
+        numpy_unused = [(k, FAST_ADMITTED[k]) for k in (5, 6, 5, 6)]
+        list(pool.map(numpy_unused))
         assert pool.stats["forked"] <= 1  # the first numpy program preloads the packages in a fork
+        list(pool.map(items[1:5]))
+        assert pool.stats["forked"] >= 5  # fractions programs are forked
     assert forked == len(items)
 
 
@@ -585,11 +617,11 @@ def _label(r):
 def test_a_sender_through_fractions_or_numpy_changes_no_later_label():
     victim_np = "import numpy as np\nans = float(np.float64(1.0) / np.float64(3.0))\n"
     with SandboxPool(workers=1, timeout=10.0) as pool:
-        alone = dict(pool.map([(0, FRACTION_VICTIM), (1, victim_np), (2, FAST_ADMITTED[5])]))
+        alone = dict(pool.map([(0, FRACTION_VICTIM), (1, victim_np), (2, FAST_ADMITTED[5]), (3, SHARED_STATE_VICTIM)]))
     items = []
     for i, sender in enumerate(FRACTION_SENDERS):
         items += [(("s", i), sender), (("v", i), FRACTION_VICTIM), (("n", i), victim_np),
-                  (("u", i), FAST_ADMITTED[5])]
+                  (("u", i), FAST_ADMITTED[5]), (("w", i), SHARED_STATE_VICTIM)]
     with SandboxPool(workers=1, timeout=10.0) as pool:
         res = dict(pool.map(items))
         spawned = pool.stats["spawned"]
@@ -597,5 +629,6 @@ def test_a_sender_through_fractions_or_numpy_changes_no_later_label():
         assert _label(res[("v", i)]) == _label(alone[0]), FRACTION_SENDERS[i]
         assert _label(res[("n", i)]) == _label(alone[1]), FRACTION_SENDERS[i]
         assert (res[("u", i)].status, res[("u", i)].value) == ("ok", 5.0)
+        assert _label(res[("w", i)]) == _label(alone[3]), FRACTION_SENDERS[i]
     assert alone[0].value_repr.startswith("[False, 2.0, '1/2', 'Fraction(1, 3)']")
     assert spawned == 1  # no sender harmed the worker

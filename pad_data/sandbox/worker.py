@@ -99,16 +99,13 @@ FAST_BUILTIN_NAMES = (
     "isinstance iter len list map max min next oct ord pow print range repr reversed round set "
     "slice sorted str sum tuple zip"
 ).split()
-FAST_MODULES = frozenset(("math", "fractions"))
-# What a fast-path program may name of a fast module (every other public name of the module's copy
-# sends it to the forked path): fractions' copy also holds numbers, operator, re and Decimal,
-# whose ABC registry, decimal context or caches are shared state; Fraction itself is immutable
-# (__slots__, no STORE_ATTR on the fast path) once its ABC ``register`` is denied.
-FAST_MODULE_NAMES = {"math": None, "fractions": frozenset(("Fraction", "math"))}  # None: all
+# Not fractions: Fraction reaches shared state no opcode check sees (from_decimal creates the
+# worker's decimal context; isinstance() and arithmetic fill the numbers ABCs' caches, which a
+# forked program can read), so programs importing it run forked.
+FAST_MODULES = frozenset(("math",))
 # Names whose presence sends a program to the forked path (besides any builtin that is not in
-# FAST_BUILTIN_NAMES and any name starting with "_"). ``register``: ABCMeta.register (on
-# Fraction) changes what isinstance() answers in every later program.
-FAST_EXTRA_DENY = frozenset(("format", "format_map", "with_traceback", "mro", "obj", "register"))
+# FAST_BUILTIN_NAMES and any name starting with "_").
+FAST_EXTRA_DENY = frozenset(("format", "format_map", "with_traceback", "mro", "obj"))
 
 
 class Forbidden(Exception):
@@ -374,8 +371,8 @@ def is_pure(code):
       declared ``global``...), no generator or coroutine other than a generator expression;
     - every name (globals, attributes, methods) is public (no leading ``_``) and is not a
       builtin outside ``FAST_BUILTIN_NAMES`` (no ``getattr``, ``type``, ``vars``, ``open``...);
-    - imports only of ``FAST_MODULES``, naming nothing of them but ``FAST_MODULE_NAMES``, and of
-      preloaded packages the program never uses (:func:`_unused_import`).
+    - imports only of ``FAST_MODULES``, and of preloaded packages the program never uses
+      (:func:`_unused_import`).
 
     Reachable objects are then the program's own, immutable constants, builtin functions and
     types (whose attributes cannot be set), and a module copy no opcode can write to.
@@ -1194,10 +1191,6 @@ def _load_allowed_modules():
         _fast_import, FAST_MODULES=FAST_MODULES, Forbidden=Forbidden,
         _COPIES={n: _COPIES[n] for n in FAST_MODULES if n in _COPIES},
         _C_MODULES={n: sys.modules[n] for n in _C_IMPORTS}, _THIRD_PARTY=_THIRD_PARTY_MODULES)
-    global _FAST_DENY
-    _FAST_DENY = _FAST_DENY | frozenset(
-        attr for mod, names in FAST_MODULE_NAMES.items() if names is not None and mod in _COPIES
-        for attr in vars(_COPIES[mod]) if attr not in names and not attr.startswith("_"))
 
 
 def _forked_builtins():
