@@ -204,7 +204,7 @@ def evaluate(store: Store, model_dir: str, dataset: str, split: str = "test", cf
     import torch
 
     cfg = cfg or EvalConfig()
-    rows = store.df("SELECT problem_id, question, answer, answer_text FROM problems WHERE dataset = ? AND split = ? "
+    rows = store.df("SELECT problem_id, question, answer, answer_text, choice FROM problems WHERE dataset = ? AND split = ? "
                     "ORDER BY problem_id" + (f" LIMIT {int(cfg.limit)}" if cfg.limit else ""), [dataset, split])
     if rows.empty:
         raise ValueError(f"no problems in {dataset}/{split}; ingest them first")
@@ -280,7 +280,8 @@ class _ProgramBatch:
             for prog_id, (pid, i, rnd, text, code, parent) in progs.items():
                 gold = problems[pid].answer
                 execution = result_row(prog_id, results[prog_id], None if pd.isna(gold) else float(gold),
-                                       problems[pid].answer_text, cfg.timeout, cfg.memory_mb, executor, now)
+                                       problems[pid].answer_text, cfg.timeout, cfg.memory_mb, executor, now,
+                                       gold_choice=problems[pid].choice)
                 chains[pid].setdefault(i, []).append({
                     "round": rnd, "execution": execution,
                     "program": {"program_id": prog_id, "problem_id": pid, "origin": "student", "teacher": model_dir,
@@ -331,7 +332,7 @@ class _CotBatch:
     def __call__(self, chunk: pd.DataFrame) -> tuple[list[dict], list[dict], list[dict]]:
         completions = generate_programs(self.model, self.tok, self.seq2seq, chunk.question.tolist(), self.cfg)
         items = []
-        for (pid, _, gold, gold_text), texts in zip(chunk.itertuples(index=False), completions):
+        for (pid, _, gold, gold_text, _choice), texts in zip(chunk.itertuples(index=False), completions):
             items.append({"problem_id": pid, "correct_by_round": json.dumps([_cot_correct(texts, gold, gold_text)]),
                           "labels": "[]", "programs": len(texts)})
         return items, [], []

@@ -272,18 +272,19 @@ def save_fix(path: str, parent_id: str, source: str, reviewer: str, timeout: flo
     """Store an edited program (origin ``human``, linked to its parent) with its own execution;
     ``memory``: the store's budget (as :func:`reading`)."""
     with writing(path, memory) as st:
-        parent = st.df("SELECT p.problem_id, pr.answer, pr.answer_text FROM programs p "
+        parent = st.df("SELECT p.problem_id, pr.answer, pr.answer_text, pr.choice FROM programs p "
                        "JOIN problems pr USING (problem_id) WHERE program_id = ?", [parent_id])
         if parent.empty:
             raise ValueError(f"no program {parent_id}")
-        problem, gold, gold_text = parent.iloc[0]
+        problem, gold, gold_text, choice = parent.iloc[0]
         gold = None if pd.isna(gold) else float(gold)
         st.release()  # not held while the program runs
         new_id = program_id(problem, source, reviewer or "human", 0, "human")
         with SandboxPool(workers=1, timeout=timeout, memory_mb=memory_mb) as pool:
             (_, res), = list(pool.map([(new_id, source)]))
             executor = pool.executor_version
-        row = result_row(new_id, res, gold, gold_text, timeout, memory_mb, executor, pd.Timestamp.now())
+        row = result_row(new_id, res, gold, gold_text, timeout, memory_mb, executor, pd.Timestamp.now(),
+                         gold_choice=choice)
         with st.transaction():
             added = st.insert_new("programs", pd.DataFrame([{
                 "program_id": new_id, "problem_id": problem, "origin": "human", "teacher": reviewer or "human",

@@ -297,7 +297,7 @@ def _fix_panel(db: str, d: dict, reviewer: str) -> None:
     if run_col.button("Run in sandbox", key="run_edit"):
         res = rv.try_program(edited)
         label, _ = label_for(res.status, res.value_type, res.value, d["gold"] if d["gold"] == d["gold"] else None,
-                             d["gold_text"])
+                             d["gold_text"], d.get("gold_choice"))
         st.info(f"Run result: {label} (status {res.status}, value {literal(repr(res.value))}"
                 f"{', ' + literal(f'{res.error_type}: {res.error_message}') if res.error_type else ''})")
     if save_col.button("Save as new program", key="save_fix"):

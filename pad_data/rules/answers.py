@@ -15,6 +15,12 @@ A raw gold answer becomes ``Gold(number, text, rationale)``:
 
 A value's number is a gold's number read the same way, without the GSM8K mark (a program's
 answer has no rationale): :func:`parse_answer` is :func:`parse_number` of the text after the mark.
+
+Multiple-choice golds (AQuA, MathQA): a gold that is a choice letter (``"C"``, ``"(c)"``,
+``"c)"``, :func:`choice_letter`) with options in the record (``["A)21", "B)21.5", ...]``,
+``"a ) 21 , b ) 21.5 , ..."``, a plain list lettered by position, or ``{"A": "21", ...}``:
+:func:`parse_options`) is :func:`choice_gold`: the gold option's value, read as any gold is
+(number when it is one), with the letter kept.
 """
 
 from __future__ import annotations
@@ -44,6 +50,13 @@ _COT_NUMBER = re.compile(r"-?[\d,]*\.?\d+")
 _COT_TEXT = re.compile(r"answer is\s*(.*)", re.IGNORECASE)
 
 
+# a choice letter as a gold or a program's answer: "C", "c", "(c)", "c)", "C." (one letter)
+_CHOICE_RE = re.compile(r"^\s*\(?\s*([A-Za-z])\s*\)?\s*\.?\s*$")
+# an option's letter before its text: "A)21", "(b) 21.5", "c ) 22", "D. 22.5", "E: 23"
+_OPTION_MARK = r"\(?\s*({letter})\s*[).:]\s*"
+WARN_LETTERS = "ABCDE"  # text golds that look like AQuA's choices when no options were read
+
+
 class AnswerError(ValueError):
     """A raw answer that cannot be a gold answer (wrong type, not finite)."""
 
@@ -53,6 +66,8 @@ class Gold:
     number: float | None
     text: str | None
     rationale: str | None = None
+    choice: str | None = None  # the gold's choice letter (upper case), when the gold was one
+    options: tuple[str, ...] | None = None  # the options' texts, lettered A, B, ... in order
 
 
 def _text_number(text: str) -> float | None:
@@ -154,3 +169,90 @@ def cot_answer_text(text: str) -> str | None:
         return None
     answer = m[-1].strip().rstrip(".").strip().strip("\"'").strip()
     return answer or None
+
+
+def choice_letter(value: Any) -> str | None:
+    """The choice letter a value names, upper case (``"(c)"``, ``"c)"``, ``"C"``: ``"C"``), else None."""
+    if not isinstance(value, str):
+        return None
+    m = _CHOICE_RE.match(value)
+    return m.group(1).upper() if m else None
+
+
+def parse_options(value: Any) -> tuple[str, ...] | None:
+    """The options' texts, in letter order A, B, ..., from a record's options field (None or an
+    empty one: None): a list of lettered options (``["A)21", "B)21.5"]``; a list none of whose
+    items carries its letter is lettered by position), one string of lettered options
+    (``"a ) 21 , b ) 21.5"``, each letter after a comma), or a mapping ``{"A": "21", ...}``.
+    An AnswerError when the letters are not A, B, C... in order, or the value is of another type."""
+    if value is None:
+        return None
+    if hasattr(value, "tolist") and not isinstance(value, str):  # a numpy array from Parquet
+        value = value.tolist()
+    if isinstance(value, dict):
+        letters = [choice_letter(str(k)) for k in value]
+        if letters != [chr(65 + i) for i in range(len(letters))]:
+            raise AnswerError(f"keys must be the letters A, B, C... in order, got {list(value)!r}")
+        items = [_option_text(v) for v in value.values()]
+    elif isinstance(value, (list, tuple)):
+        items = [_option_text(v) for v in value]
+        marks = [re.match(_OPTION_MARK.format(letter="[A-Za-z]"), t) for t in items]
+        if any(marks):
+            for i, (m, text) in enumerate(zip(marks, items)):
+                if not m or m.group(1).upper() != chr(65 + i):
+                    raise AnswerError(f"option {i + 1} must start with the letter {chr(65 + i)}, got {text!r}")
+            items = [text[m.end():] for m, text in zip(marks, items)]
+    elif isinstance(value, str):
+        items, pos = [], 0
+        while True:  # each letter in turn, after a comma (a value may hold commas: "1,200")
+            lead = r"^\s*" if not items else r",\s*"
+            m = re.compile(lead + _OPTION_MARK.format(letter=f"[{chr(65 + len(items))}{chr(97 + len(items))}]")
+                           ).search(value, pos)
+            if not m:
+                break
+            if items:
+                items[-1] = value[pos:m.start()]
+            items.append("")
+            pos = m.end()
+        if not items:
+            raise AnswerError("has no lettered options (\"a ) 21 , b ) 21.5 , ...\")")
+        items[-1] = value[pos:]
+    else:
+        raise AnswerError(f"must be a list of options or a string, got {type(value).__name__}")
+    items = [" ".join(t.split()) for t in items]
+    if not items:
+        return None
+    if any(not t for t in items):
+        raise AnswerError(f"option {chr(65 + items.index(''))} is empty")
+    return tuple(items)
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise AnswerError(f"options must be strings or numbers, got {type(value).__name__}")
+    return value if isinstance(value, str) else format_number(value)
+
+
+def choice_gold(gold: Gold, options: tuple[str, ...] | None) -> Gold:
+    """``gold`` read against a record's options: a text gold that is a choice letter becomes its
+    option's value (:func:`parse_number` of the option's text when it is a number, else the text)
+    with the letter and the options kept; any other gold keeps its value (and the options). An
+    AnswerError when the letter names no option."""
+    if not options:
+        return gold
+    letter = choice_letter(gold.text) if gold.number is None and gold.rationale is None else None
+    if letter is None or any(" ".join(gold.text.split()).lower() == o.lower() for o in options):
+        return Gold(gold.number, gold.text, gold.rationale, None, options)
+    index = ord(letter) - 65
+    if index >= len(options):
+        raise AnswerError(f"is choice {gold.text.strip()!r} but there are only {len(options)} options "
+                          f"(A-{chr(64 + len(options))})")
+    text = options[index]
+    return Gold(parse_number(text), text, gold.rationale, letter, options)
+
+
+def looks_like_choice(text: str | None) -> bool:
+    """Whether a text gold reads as a choice letter A-E (``"C"``, ``"(c)"``): warned about when a
+    file gives no options to map it to."""
+    letter = choice_letter(text)
+    return letter is not None and letter in WARN_LETTERS

@@ -20,14 +20,17 @@ in the README):
 - a ``bool`` returned for a numeric question is ``non_numeric`` (True == 1 would be luck);
 - NaN and infinities are ``non_numeric``; an int too large for a double is ``wrong_answer``;
 - text gold answers (coin flip "yes"/"no", last letters "ab") compare case-insensitively
-  after trimming whitespace; ``True``/``False`` count as "yes"/"no".
+  after trimming whitespace; ``True``/``False`` count as "yes"/"no";
+- a multiple-choice gold (``choice``, its letter; gold and gold text are its option's value) is
+  also met by a string naming that letter (``"C"``, ``"(c)"``, ``"c)"``); a string naming
+  another letter is ``wrong_answer``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pad_data.rules.answers import parse_number
+from pad_data.rules.answers import choice_letter, parse_number
 
 LABELS: dict[str, str] = {
     "correct": "ran and returned the gold answer",
@@ -67,11 +70,15 @@ def normalize_text(value: Any) -> str:
 
 
 def label_for(status: str, value_type: str | None, value: Any, gold: float | None,
-              gold_text: str | None) -> tuple[str, float | None]:
-    """``(label, numeric value or None)`` for one execution against its problem's gold answer."""
+              gold_text: str | None, choice: str | None = None) -> tuple[str, float | None]:
+    """``(label, numeric value or None)`` for one execution against its problem's gold answer
+    (``choice``: the gold's choice letter, when it is a multiple-choice gold)."""
     if status != "ok":
         return (status if status in ERROR_STATUSES else "crashed"), None
     num = None if value_type == "bool" else parse_number(value)
+    letter = choice_letter(value) if isinstance(choice, str) and choice else None
+    if letter is not None:
+        return ("correct" if letter == choice.upper() else "wrong_answer"), num
     if gold is not None:
         if value_type == "int" and value is None:  # an int too large for a float: a number, and wrong
             return "wrong_answer", None
@@ -86,19 +93,19 @@ def label_for(status: str, value_type: str | None, value: Any, gold: float | Non
 
 
 def stored_label(status: str, value_type: str | None, value: str | None, value_num: float | None,
-                 gold: float | None, gold_text: str | None) -> tuple[str, float | None]:
+                 gold: float | None, gold_text: str | None, choice: str | None = None) -> tuple[str, float | None]:
     """:func:`label_for` from a stored ``executions`` row, given what the worker gave it: the row's
     ``value`` is text (the value itself for a ``str``, ``repr`` of a number, ``True``/``False``
     for a bool, or the ``repr`` of anything else), and ``value_num`` is NULL exactly when the
     worker gave no number. So a non-string with no number was not a value :func:`label_for`
     compared (a list, ``inf``, a sympy symbol: ``non_numeric``), however its repr reads."""
     if status != "ok" or value_type == "str":
-        return label_for(status, value_type, value, gold, gold_text)
+        return label_for(status, value_type, value, gold, gold_text, choice)
     if value_num is not None and value_num == value_num:
-        return label_for(status, value_type, value, gold, gold_text)
+        return label_for(status, value_type, value, gold, gold_text, choice)
     if value in ("True", "False") and value_type in ("bool", "bool_", "ndarray"):  # numpy's bools too
-        return label_for(status, "bool", value == "True", gold, gold_text)
-    return label_for(status, value_type, None, gold, gold_text)  # (an int too large for a float too)
+        return label_for(status, "bool", value == "True", gold, gold_text, choice)
+    return label_for(status, value_type, None, gold, gold_text, choice)  # (an int too large for a float too)
 
 
 def relabel(store, problem_ids: list[str]) -> int:
@@ -111,12 +118,12 @@ def relabel(store, problem_ids: list[str]) -> int:
     if not problem_ids:
         return 0
     rows = store.con.execute(
-        "SELECT e.seq, e.status, e.value_type, e.value, e.label, e.value_num, pr.answer, pr.answer_text "
+        "SELECT e.seq, e.status, e.value_type, e.value, e.label, e.value_num, pr.answer, pr.answer_text, pr.choice "
         "FROM executions e JOIN programs p USING (program_id) JOIN problems pr USING (problem_id) "
         "WHERE pr.problem_id = ANY(?)", [list(problem_ids)]).fetchall()
     changed, labels_changed = [], 0
-    for seq, status, value_type, value, old_label, old_num, gold, gold_text in rows:
-        label, num = stored_label(status, value_type, value, old_num, gold, gold_text)
+    for seq, status, value_type, value, old_label, old_num, gold, gold_text, choice in rows:
+        label, num = stored_label(status, value_type, value, old_num, gold, gold_text, choice)
         if label != old_label or not _same_num(num, old_num):
             changed.append((seq, label, num))
             labels_changed += label != old_label

@@ -15,7 +15,10 @@ answer differently:
 - a gold answer the SQL parser does not cover exactly (text after ``####`` beyond ASCII and
   ``−€£¥₹``, JSON numbers of more than 15 digits...);
 - (per completion) code that needs fence or prose extraction: SQL extracts only completions
-  whose extraction is the same whether or not they parse (see :func:`plain_code_sql`).
+  whose extraction is the same whether or not they parse (see :func:`plain_code_sql`);
+- a record with multiple-choice options (the options field, or ``options``, not null): the
+  options and the choice gold are read by the one answer reader,
+  :func:`pad_data.rules.answers.choice_gold`.
 
 Python's notion of whitespace (``str.strip``, ``str.split``, ``re``'s ``\\s``) is taken from
 Python itself, so SQL trims and collapses exactly the same characters.
@@ -47,6 +50,7 @@ USE_SQL = True  # False: every JSONL line takes the Python path (the reference; 
 QUESTION_ALIASES = ("question", "input", "problem")
 ANSWER_ALIASES = ("answer", "target", "gold")
 PROGRAM_ALIASES = ("program", "code", "generation", "completion")
+OPTIONS_FIELD = "options"  # read as multiple-choice options when no options field is named
 
 
 # ---------------------------------------------------------------------- SQL text helpers
@@ -141,9 +145,10 @@ class Spec:
     program_field: str | None = None
     teacher: str | None = None
     no_gold: bool = False  # no gold answer, whatever the records hold
+    options_field: str | None = None  # multiple-choice options [default: OPTIONS_FIELD when a record has it]
 
     def keys(self) -> list[str]:
-        keys = list(self.question_field or QUESTION_ALIASES)
+        keys = list(self.question_field or QUESTION_ALIASES) + [self.options_field or OPTIONS_FIELD]
         if not self.no_gold:
             keys += [self.answer_field] if self.answer_field else list(ANSWER_ALIASES)
         if self.fmt in ("auto", "gsm8k", "pal"):
@@ -168,7 +173,7 @@ def records_sql(spec: Spec) -> str:
     paths = "[" + ", ".join(sql_literal(p) for p in pointers) + "]"
     raws, strs = _raw_fields(spec, v)
     question, q_ok = _question_sql(spec)
-    checks, out = ["_ok", q_ok, _answer_ok(spec), "g_sure"], ["ln"]
+    checks, out = ["_ok", q_ok, _answer_ok(spec), "g_sure", "_no_options"], ["ln"]
     if spec.programs:
         program_checks, program_out = _program_columns(spec)
         checks += program_checks
@@ -265,7 +270,9 @@ def _raw_fields(spec: Spec, v: dict[str, str]) -> tuple[list[str], list[str]]:
     else:
         araw = (f"CASE _fmt WHEN 'gsm8k' THEN {v.get('answer', 'NULL')} WHEN 'pal' THEN {v.get('target', 'NULL')} "
                 f"ELSE {_pick(v, ANSWER_ALIASES)} END")
-    raws = [f"{q} AS _q{i}" for i, q in enumerate(qraws)] + [f"{araw} AS _a"]
+    options = v[spec.options_field or OPTIONS_FIELD]
+    raws = [f"{q} AS _q{i}" for i, q in enumerate(qraws)] + [f"{araw} AS _a",
+                                                              f"coalesce(json_type({options}) = 'NULL', true) AS _no_options"]
     strs = [f"CASE WHEN {_is_str(f'_q{i}')} THEN _q{i}->>'$' END AS _qs{i}" for i in range(len(qraws))]
     strs.append(f"CASE WHEN {_is_str('_a')} THEN _a->>'$' END AS _as")
     if spec.programs:
@@ -381,7 +388,8 @@ def line_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[LineChun
 # ---------------------------------------------------------------------- a source, read
 REC_COLUMNS = {"ln": pa.int64(), "where_": pa.string(), "problem_id": pa.string(), "question": pa.string(),
                "answer": pa.float64(), "answer_text": pa.string(), "rationale": pa.string(),
-               "teacher": pa.string(), "samples": pa.list_(pa.string()), "programs": pa.list_(pa.string())}
+               "teacher": pa.string(), "samples": pa.list_(pa.string()), "programs": pa.list_(pa.string()),
+               "choice": pa.string(), "options": pa.list_(pa.string())}
 
 
 class SourceRead:
@@ -445,7 +453,7 @@ class SourceRead:
                 # every line, then the slow ones out (a WHERE on ``fast`` here would be pushed down
                 # and evaluate the checks twice)
                 self.con.execute(f"INSERT INTO rec SELECT ln, NULL, problem_id, question, answer, answer_text, "
-                                 f"rationale, {cols} FROM ({sql})")
+                                 f"rationale, {cols}, NULL, NULL FROM ({sql})")
             finally:
                 self.con.unregister("_pad_lines")
             slow = self.con.execute(f"SELECT ln FROM rec WHERE ln >= {chunk.first} AND problem_id IS NULL "
@@ -528,6 +536,16 @@ class SourceRead:
         with registered(self.con, pa.table({"problem_id": sorted(problem_ids)})) as drop:
             self.con.execute(f"DELETE FROM rec WHERE problem_id IN (SELECT problem_id FROM {drop})")
 
+    def options_read(self) -> int:
+        """How many records have multiple-choice options."""
+        return self.con.execute("SELECT count(*) FROM rec WHERE options IS NOT NULL").fetchall()[0][0]
+
+    def short_text_golds(self) -> dict[str, int]:
+        """``{gold text: records}`` of the text golds read with no options that are short enough to
+        be a choice letter (what :func:`pad_data.rules.answers.looks_like_choice` then judges)."""
+        return dict(self.con.execute("SELECT answer_text, count(*) FROM rec WHERE answer IS NULL AND options IS NULL "
+                                     "AND length(answer_text) <= 8 GROUP BY 1").fetchall())
+
     def gold_counts(self) -> tuple[int, int]:
         """(records, records without any gold answer)."""
         return self.con.execute("SELECT count(*), count(*) FILTER (WHERE answer IS NULL AND answer_text IS NULL) "
@@ -544,7 +562,7 @@ class SourceRead:
             self.con.execute(
                 f"""CREATE TABLE pad_out.prob AS
                     SELECT problem_id, {sql_literal(s.dataset)} AS dataset, {sql_literal(split)} AS split, question,
-                           answer, answer_text, rationale, {sql_literal(source)} AS source FROM rec
+                           answer, answer_text, rationale, {sql_literal(source)} AS source, choice, options FROM rec
                     QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY ln) = 1 ORDER BY ln""")
             n = self._programs(origin, "pad_out.prog") if origin is not None else 0
         finally:

@@ -83,11 +83,12 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
         first = 0.0  # when the first result in buf came
         for pid, res in pool.map(items()):
             executor = pool.executor_version  # known once a worker is ready (seccomp or not)
-            gold, gold_text, problem, ds, org, teacher, prev_seq = meta.pop(pid)
+            gold, gold_text, problem, ds, org, teacher, prev_seq, gold_choice = meta.pop(pid)
             if not buf:
                 first = time.monotonic()
             buf.append(result_row(pid, res, gold, gold_text, timeout, memory_mb, executor, now, problem_id=problem,
-                                  dataset=ds, origin=org, teacher=teacher, prev_seq=prev_seq))
+                                  dataset=ds, origin=org, teacher=teacher, prev_seq=prev_seq,
+                                  gold_choice=gold_choice))
             if len(buf) >= commit_every or time.monotonic() - first >= HANDOFF_S:
                 committer.put(buf)
                 handed += len(buf)

@@ -20,8 +20,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pad_data.rules.answers import AnswerError, Gold, parse_answer
-from pad_data.stages.bulk import ANSWER_ALIASES, PROGRAM_ALIASES, QUESTION_ALIASES, SCRATCH_MEMORY, SourceRead, Spec
+from pad_data.rules.answers import AnswerError, Gold, choice_gold, looks_like_choice, parse_answer, parse_options
+from pad_data.stages.bulk import (ANSWER_ALIASES, OPTIONS_FIELD, PROGRAM_ALIASES, QUESTION_ALIASES, SCRATCH_MEMORY,
+                                  SourceRead, Spec)
 from pad_data.rules.labels import relabel
 from pad_data.rules.options import did_you_mean
 from pad_data.stages.sources import IngestError, Record, field_names, lookup, read_records  # noqa: F401 - IngestError, read_records: public here too
@@ -114,13 +115,29 @@ def parse_gold(rec: Record, field: str, value: Any, require_number: bool = False
                           else f"{rec.where}: field '{field}': {exc}") from None
 
 
+def parse_choices(rec: Record, options_field: str | None, gold: Gold) -> tuple[str, tuple[str, ...] | None]:
+    """(the options field, the record's multiple-choice options or None), by the one answer reader
+    (:func:`pad_data.rules.answers.parse_options`); the field is ``options_field``, else ``options``
+    (whose value, when it is not options, is an error only for a gold that is a choice letter)."""
+    of = options_field or OPTIONS_FIELD
+    try:
+        return of, parse_options(lookup(rec.data, of)[1])
+    except AnswerError as exc:
+        if options_field is None and not looks_like_choice(gold.text):
+            return of, None
+        raise IngestError(f"{rec.where}: field '{of}' {exc}") from None
+
+
 def problem_row(rec: Record, fmt: str, dataset: str, split: str, source: str,
-                question_field: str | list[str] | None, answer_field: str | None, no_gold: bool = False) -> dict:
+                question_field: str | list[str] | None, answer_field: str | None, no_gold: bool = False,
+                options_field: str | None = None) -> dict:
     """One ``problems`` row from a record, or an IngestError naming what is wrong.
 
     ``question_field`` may name several fields: their trimmed values joined with one space.
     An ``answer_field`` named explicitly must be in the record (its value may be null).
-    ``no_gold``: the problem has no gold answer, whatever the record holds.
+    ``no_gold``: the problem has no gold answer, whatever the record holds. Options (field
+    ``options_field``, else ``options``) make a choice-letter gold its option's value
+    (:func:`pad_data.rules.answers.choice_gold`), the letter and the options kept.
     """
     if fmt == "auto":
         fmt = detect_format(rec)
@@ -135,9 +152,15 @@ def problem_row(rec: Record, fmt: str, dataset: str, split: str, source: str,
         gold = parse_gold(rec, af, _text_field(rec, af), require_number=True)
     else:
         gold = parse_gold(rec, af, _field(rec, af, required=fmt == "pal"))
+    of, options = parse_choices(rec, options_field, gold)
+    try:
+        gold = choice_gold(gold, options)
+    except AnswerError as exc:
+        raise IngestError(f"{rec.where}: field '{af}' {exc} in field '{of}'") from None
     return {"problem_id": problem_id(dataset, question), "dataset": dataset, "split": split,
             "question": question, "answer": gold.number, "answer_text": gold.text,
-            "rationale": gold.rationale, "source": source}
+            "rationale": gold.rationale, "source": source, "choice": gold.choice,
+            "options": list(gold.options) if gold.options else None}
 
 
 def check_fields_exist(source: str | os.PathLike, records: list[Record], fields: dict[str, Any],
@@ -166,9 +189,12 @@ def check_fields_exist(source: str | os.PathLike, records: list[Record], fields:
 
 
 def check_field_options(question_field: str | list[str] | None, answer_field: str | None,
-                        program_field: str | None = None, no_gold: bool = False) -> None:
+                        program_field: str | None = None, no_gold: bool = False,
+                        options_field: str | None = None) -> None:
     """Field names given must not be empty (an empty one would silently mean the default), and
     ``no_gold`` (problems without gold answers) takes no ``answer_field``."""
+    if options_field is not None and not options_field.strip():
+        raise IngestError("--options-field is empty: name the field holding the multiple-choice options")
     if answer_field is not None and not answer_field.strip():
         raise IngestError("--answer-field is empty: to read the problems without gold answers, pass --no-gold")
     if no_gold and answer_field is not None:
@@ -251,8 +277,29 @@ def _warn_no_gold(reading: SourceRead, dataset: str, source: str | os.PathLike, 
     return None
 
 
+def _warn_letters(reading: SourceRead, source: str | os.PathLike, options_field: str | None) -> str | None:
+    """A warning when text golds look like choice letters (``C``, ``(c)``) and no options were read
+    with them: they would be compared as text, and no program returns them."""
+    letters = {t: n for t, n in reading.short_text_golds().items() if looks_like_choice(t)}
+    if not letters:
+        return None
+    shown = ", ".join(repr(t) for t in sorted(letters)[:5]) + (", ..." if len(letters) > 5 else "")
+    n = sum(letters.values())
+    return (f"{source}: {n:,} gold answer{'s' if n != 1 else ''} ({shown}) look{'' if n != 1 else 's'} like choice "
+            f"letters but no options were read with {'them' if n != 1 else 'it'} (field "
+            f"{options_field or OPTIONS_FIELD!r}), so they are compared as text: pass --options-field F to map "
+            "each letter to its option's value")
+
+
 def _problem_cols(prob: dict) -> dict:
-    return {k: prob[k] for k in ("problem_id", "question", "answer", "answer_text", "rationale")}
+    return {k: prob[k] for k in ("problem_id", "question", "answer", "answer_text", "rationale", "choice", "options")}
+
+
+def _check_options_read(reading: SourceRead, source: str | os.PathLike, options_field: str | None) -> None:
+    """An ``options_field`` named explicitly must be in some record: the bulk path reads records
+    without it as sure, so :func:`check_fields_exist` may not have seen them."""
+    if options_field and reading.fast and not reading.options_read():
+        check_fields_exist(source, [reading.first] + [r for _, r in reading.slow], {"--options-field": options_field})
 
 
 def _check_conflicts(reading: SourceRead, skipped: list[str] | None) -> None:
@@ -281,35 +328,42 @@ def _scratch(store: Store) -> dict:
 
 def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | None = None,
            fmt: str = "auto", question_field: str | list[str] | None = None, answer_field: str | None = None,
-           limit: int | None = None, config: str | None = None, update: bool = False, no_gold: bool = False) -> dict:
+           limit: int | None = None, config: str | None = None, update: bool = False, no_gold: bool = False,
+           options_field: str | None = None) -> dict:
     """Add the problems in ``source`` to ``dataset``.
 
     Fields are keys, or dotted paths into nested objects (``a.b``: the key ``a.b`` when a record
     has one). ``no_gold``: the problems have no gold answer (``pad vote`` can give them one).
+    ``options_field`` (default ``options``, when a record has it): multiple-choice options; a
+    gold that is a choice letter becomes its option's value (the letter and options kept), and
+    a program returning the value or the letter is correct.
 
     With ``update``, problems already stored get the gold answer of the file (when it differs)
     and the executions of their programs are relabeled (no re-execution). A question that
     appears twice in the file with different gold answers is an IngestError.
 
     Returns ``read``, ``added``, ``updated``, ``relabeled``, ``differ`` (stored with another gold
-    answer, not updated: pass ``update``), ``split`` and ``warning`` (all gold NULL) or None.
+    answer, not updated: pass ``update``), ``split`` and ``warning`` (all gold NULL, or golds
+    that look like choice letters with no options) or None.
     """
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    check_field_options(question_field, answer_field, no_gold=no_gold)
-    spec = Spec(dataset, fmt, _fields(question_field), answer_field, no_gold=no_gold)
+    check_field_options(question_field, answer_field, no_gold=no_gold, options_field=options_field)
+    spec = Spec(dataset, fmt, _fields(question_field), answer_field, no_gold=no_gold, options_field=options_field)
     with SourceRead(source, spec, limit=limit, config=config, hf_split=split, **_scratch(store)) as reading:
         if not reading.fast:
             check_fields_exist(source, [r for _, r in reading.slow],
-                               {"--question-field": question_field, "--answer-field": answer_field})
+                               {"--question-field": question_field, "--answer-field": answer_field,
+                                "--options-field": options_field})
         split = split or reading.first.split or default_split(
             source, fmt if fmt != "auto" else detect_format(reading.first))
         reading.add_rows([{"ln": ln, "where_": rec.where, **_problem_cols(
-            problem_row(rec, fmt, dataset, split, str(source), question_field, answer_field, no_gold))}
+            problem_row(rec, fmt, dataset, split, str(source), question_field, answer_field, no_gold, options_field))}
             for ln, rec in reading.slow])
+        _check_options_read(reading, source, options_field)
         _check_conflicts(reading, None)
         read = reading.records()
-        warning = _warn_no_gold(reading, dataset, source, no_gold)
+        warning = _warn_no_gold(reading, dataset, source, no_gold) or _warn_letters(reading, source, options_field)
         reading.finish(split, str(source))
         with store.transaction(), reading.attached(store) as scratch:
             r = _write_problems(store, f"{scratch}.prob", update)
@@ -318,13 +372,13 @@ def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | N
 
 def _program_record(rec: Record, dataset: str, split: str, source: str, question_field: str | list[str] | None,
                     program_field: str | None, answer_field: str | None, teacher: str | None,
-                    no_gold: bool = False) -> tuple[dict, list[str]]:
+                    no_gold: bool = False, options_field: str | None = None) -> tuple[dict, list[str]]:
     """The row of one record for import-programs (``samples``: its raw completions) and the
     messages of the empty samples left out, or an IngestError naming what is wrong."""
     pf = _pick(rec, program_field, PROGRAM_ALIASES)
     samples, empty = _program_samples(rec, pf)
     qf = question_field or _pick(rec, None, QUESTION_ALIASES)
-    prob = problem_row(rec, "jsonl", dataset, split, source, qf, answer_field, no_gold)
+    prob = problem_row(rec, "jsonl", dataset, split, source, qf, answer_field, no_gold, options_field)
     t = str(teacher or rec.data.get("teacher") or rec.data.get("model") or "import")
     return {**_problem_cols(prob), "teacher": t, "samples": samples}, empty
 
@@ -333,7 +387,7 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
                     question_field: str | list[str] | None = None, program_field: str | None = None,
                     answer_field: str | None = None, teacher: str | None = None,
                     limit: int | None = None, skip_invalid: bool = False, update: bool = False,
-                    no_gold: bool = False) -> dict:
+                    no_gold: bool = False, options_field: str | None = None) -> dict:
     """Add programs made elsewhere (creating their problems).
 
     ``question_field``: a field name, or a list of them whose values are joined with a space
@@ -345,7 +399,8 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
     and nothing is written. With ``skip_invalid`` the valid records are imported and every bad
     one (including lines that are not JSON) is listed in ``skipped_records`` as
     ``"file:line: reason"``, in file order. Records of one question with different gold
-    answers are bad records (every one of them). ``update``, ``no_gold``: as for :func:`ingest`.
+    answers are bad records (every one of them). ``update``, ``no_gold``, ``options_field``: as for
+    :func:`ingest`.
     JSONL is read in bulk by DuckDB (:mod:`pad_data.stages.bulk`), with the same rules and messages.
 
     Returns ``read`` (programs), ``records`` (records imported), ``added`` (new programs),
@@ -353,33 +408,34 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
     ``skipped_records``, ``skipped_samples`` (``"file:line: ..."`` of each empty sample left out
     of a record imported), ``split`` and ``warning``.
     """
-    check_field_options(question_field, answer_field, program_field, no_gold)
+    check_field_options(question_field, answer_field, program_field, no_gold, options_field)
     skipped: list[str] | None = [] if skip_invalid else None
     spec = Spec(dataset, "jsonl", _fields(question_field), answer_field, programs=True,
-                program_field=program_field, teacher=teacher, no_gold=no_gold)
+                program_field=program_field, teacher=teacher, no_gold=no_gold, options_field=options_field)
     with SourceRead(source, spec, limit=limit, skipped=skipped, **_scratch(store)) as reading:
         if not reading.fast:
             check_fields_exist(source, [r for _, r in reading.slow],
                                {"--question-field": question_field, "--program-field": program_field,
-                                "--answer-field": answer_field}, programs=True)
+                                "--answer-field": answer_field, "--options-field": options_field}, programs=True)
         split = split or reading.first.split or default_split(source, detect_format(reading.first))
         rows, empty = [], {}
         for ln, rec in reading.slow:
             try:
                 row, empty[ln] = _program_record(rec, dataset, split, str(source), question_field, program_field,
-                                                 answer_field, teacher, no_gold)
+                                                 answer_field, teacher, no_gold, options_field)
                 rows.append({"ln": ln, "where_": rec.where, **row})
             except IngestError as exc:
                 if skipped is None:
                     raise
                 skipped.append(str(exc))
         reading.add_rows(rows)
+        _check_options_read(reading, source, options_field)
         _check_conflicts(reading, skipped)
         bad = sorted(skipped or [], key=_line_of)
         kept = reading.kept_lines([ln for ln, messages in empty.items() if messages])
         empty_samples = [m for ln in sorted(kept) for m in empty[ln]]
         records = reading.records()
-        warning = _warn_no_gold(reading, dataset, source, no_gold)
+        warning = _warn_no_gold(reading, dataset, source, no_gold) or _warn_letters(reading, source, options_field)
         read = reading.finish(split, str(source), origin="import")
         if not read:
             raise IngestError(f"{source}: no valid records ({len(bad)} skipped; first: {bad[0]})")

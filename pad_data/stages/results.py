@@ -30,13 +30,14 @@ def _missing(x: Any) -> bool:
 def result_row(program_id: str, res: ExecResult, gold: float | None, gold_text: str | None, timeout: float,
                memory_mb: int, executor: str, now: pd.Timestamp, problem_id: str | None = None,
                dataset: str | None = None, origin: str | None = None, teacher: str | None = None,
-               prev_seq: int | None = None) -> dict:
+               prev_seq: int | None = None, gold_choice: str | None = None) -> dict:
     """A result row (:data:`~pad_data.store.RESULT_COLUMNS`) for one program: its execution,
-    labeled against ``gold``/``gold_text``, and the program's context as the engine read it
+    labeled against ``gold``/``gold_text`` (and ``gold_choice``, a multiple-choice gold's letter), and the program's context as the engine read it
     (``prev_seq``: its current execution then; context left out is looked up when stored)."""
     gold = None if _missing(gold) else float(gold)
     gold_text = None if _missing(gold_text) else gold_text
-    label, num = label_for(res.status, res.value_type, res.value, gold, gold_text)
+    gold_choice = None if _missing(gold_choice) else gold_choice
+    label, num = label_for(res.status, res.value_type, res.value, gold, gold_text, gold_choice)
     if res.value is None:
         shown = res.value_repr
     elif isinstance(res.value, str):

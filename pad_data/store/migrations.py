@@ -407,6 +407,13 @@ MIGRATIONS: list[list[str]] = [
                 FROM problems pr LEFT JOIN consensus c USING (problem_id)
                 WHERE pr.problem_id = t.problem_id""")],
     ],
+    # v18: multiple-choice golds (AQuA): a problem keeps its options (texts, lettered A, B, ... in
+    # order) and, when its gold was a choice letter, that letter; answer/answer_text are then the
+    # gold option's value, and a program naming the letter is correct too (labels.label_for).
+    [
+        "ALTER TABLE problems ADD COLUMN choice VARCHAR",
+        "ALTER TABLE problems ADD COLUMN options VARCHAR[]",
+    ],
 ]
 
 

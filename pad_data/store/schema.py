@@ -41,7 +41,8 @@ SELECT p.program_id, p.problem_id, pr.dataset, pr.split, pr.question,
        l.status, e.value, e.value_num, e.value_type, l.error_type,
        e.error_message, e.error_line, e.stdout, l.duration_ms, e.timeout_s, e.memory_mb,
        e.executor, e.executed_at, p.injection_kind, p.refine_round, l.seq AS execution_seq,
-       g.gold_source, CASE WHEN g.gold_source = 'consensus' THEN g.agreement END AS agreement
+       g.gold_source, CASE WHEN g.gold_source = 'consensus' THEN g.agreement END AS agreement,
+       CASE WHEN g.gold_source = 'gold' THEN pr.choice END AS gold_choice
 FROM programs p
 JOIN problems pr USING (problem_id)
 JOIN gold g USING (problem_id)
@@ -80,4 +81,4 @@ LABEL_COLUMNS = ["program_id", "problem_id", "dataset", "origin", "teacher", "se
 FAILURE_COLUMNS = ["gen_key", "problem_id", "sample_idx", "model", "error", "attempts"]
 # a program to execute, as pending_snapshot() copies it
 PENDING_COLUMNS = ["program_id", "program", "gold", "gold_text", "problem_id", "dataset", "origin", "teacher",
-                   "prev_seq"]
+                   "prev_seq", "gold_choice"]

@@ -273,26 +273,33 @@ class Store:
 
     def update_gold(self, rows: pd.DataFrame | str, apply: bool = True) -> list[str]:
         """Problems of ``rows`` (rows of ``problems``: a DataFrame, or a table this connection
-        reads, as for :meth:`insert_rows`) already stored with another gold answer or answer
-        text; with ``apply``, their answer, answer_text (and rationale, when ``rows`` has one) are
+        reads, as for :meth:`insert_rows`) already stored with another gold answer, answer
+        text or choice letter (when ``rows`` has a ``choice`` column); with ``apply``, their
+        answer, answer_text (and rationale, choice and options, when ``rows`` has them) are
         replaced. A row with no gold at all never replaces a stored one. Returns the problem_ids
         that differ. The caller owns the transaction."""
-        if not isinstance(rows, str):
+        if isinstance(rows, str):
+            names = {r[0] for r in self.con.execute(f"DESCRIBE {rows}").fetchall()}
+        else:
             if rows.empty:
                 return []
-            rows = rows[["problem_id", "answer", "answer_text", "rationale"]]
+            rows = rows[[c for c in ("problem_id", "answer", "answer_text", "rationale", "choice", "options")
+                         if c in rows.columns]]
+            names = set(rows.columns)
+        differs = "(problems.answer IS DISTINCT FROM n.answer OR problems.answer_text IS DISTINCT FROM n.answer_text" \
+                  + (" OR problems.choice IS DISTINCT FROM n.choice)" if "choice" in names else ")")
+        sets = "answer = n.answer, answer_text = n.answer_text, rationale = coalesce(n.rationale, problems.rationale)" \
+            + (", choice = n.choice" if "choice" in names else "") \
+            + (", options = coalesce(n.options, problems.options)" if "options" in names else "")
         with self._source(rows) as source:
             ids = [r[0] for r in self.con.execute(
-                f"SELECT p.problem_id FROM problems p JOIN {source} n USING (problem_id) "
-                "WHERE (n.answer IS NOT NULL OR n.answer_text IS NOT NULL) "
-                "AND (p.answer IS DISTINCT FROM n.answer OR p.answer_text IS DISTINCT FROM n.answer_text) "
-                "ORDER BY 1").fetchall()]
+                f"SELECT problems.problem_id FROM problems JOIN {source} n USING (problem_id) "
+                f"WHERE (n.answer IS NOT NULL OR n.answer_text IS NOT NULL) AND {differs} ORDER BY 1").fetchall()]
             if apply and ids:
                 self.con.execute(
-                    "UPDATE problems SET answer = n.answer, answer_text = n.answer_text, "
-                    f"rationale = coalesce(n.rationale, problems.rationale) FROM {source} n "
+                    f"UPDATE problems SET {sets} FROM {source} n "
                     "WHERE problems.problem_id = n.problem_id AND (n.answer IS NOT NULL OR n.answer_text IS NOT NULL) "
-                    "AND (problems.answer IS DISTINCT FROM n.answer OR problems.answer_text IS DISTINCT FROM n.answer_text)")
+                    f"AND {differs}")
         return ids
 
     # ------------------------------------------------------------------ executions
@@ -312,7 +319,7 @@ class Store:
         if not rerun:
             where.append("l.seq IS NULL")
         return (f"SELECT p.program_id, p.program, pr.answer AS gold, pr.answer_text AS gold_text, p.problem_id, "
-                f"pr.dataset, p.origin, p.teacher, l.seq AS prev_seq FROM programs p "
+                f"pr.dataset, p.origin, p.teacher, l.seq AS prev_seq, pr.choice AS gold_choice FROM programs p "
                 f"JOIN problems pr USING (problem_id) LEFT JOIN program_labels l USING (program_id) "
                 f"WHERE {' AND '.join(where) or 'TRUE'}", params)
 
