@@ -45,6 +45,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pad_data.cli.commands import PlainProgress  # noqa: E402
 from pad_data.stages.curate import CurateParams, curate  # noqa: E402
 from pad_data.teachers.embedded import EmbeddedProblem, embedded_problems  # noqa: E402
 from pad_data.stages.execute import execute  # noqa: E402
@@ -161,14 +162,19 @@ def run_method(st: Store, base: Path, work: Path, task: str, method: str, exampl
                     max_length=args.positions, seed=args.seed, save_every=args.steps, log_every=25)
     out = work / f"{task}-{method}"
     t0 = time.perf_counter()
-    tr = train(str(base), examples, out, cfg)
+    # a line on stderr every PAD_PROGRESS_INTERVAL s (10): the training and evaluation loops take minutes
+    shown = PlainProgress(f"{task} {method} training")
+    tr = train(str(base), examples, out, cfg, progress=lambda s, t, rec: shown(s, t, f"loss {rec['loss']:.3f}"))
+    shown.finish()
     train_s = time.perf_counter() - t0
     # room for a target twice the longest training target: the OOD questions need ~1.5x
     ecfg = EvalConfig(cot=method == "cot", answer_only=method == "answer_only", batch_size=args.eval_batch_size,
                       max_new_tokens=min(2 * longest + 16, args.positions // 2))
     rows, evals, t0 = [], {}, time.perf_counter()
     for split, store_split in (("iid", "test"), ("ood", "ood")):
-        r = evaluate(st, str(out), data["dataset"], store_split, ecfg)
+        shown = PlainProgress(f"{task} {method} {split} evaluating")
+        r = evaluate(st, str(out), data["dataset"], store_split, ecfg, progress=shown)
+        shown.finish()
         rows.append({"task": task, "method": method, "split": split, "accuracy": r["accuracy"], "n": r["questions"]})
         evals[split] = {"correct": r["correct"], "labels": r["labels"], "run_id": r["run_id"]}
         print(f"  {task:8} {method:12} {split}: {r['accuracy']:.3f} ({r['correct']}/{r['questions']})"

@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 import duckdb  # noqa: E402
 
 from pad_data import review as rv  # noqa: E402
+from pad_data.cli.commands import PlainProgress  # noqa: E402
 from pad_data.stages.curate import CurateParams, curate  # noqa: E402
 from pad_data.stages.execute import execute  # noqa: E402
 from pad_data.stages.export import export  # noqa: E402
@@ -273,7 +274,9 @@ def run(n: int, work: Path, workers: int, timeout: float, data: str = "realistic
     # execute, and a plain exec loop on a sample
     peak.enter("execute")
     with Store(db) as st:
-        r, out["execute_s"] = timed(lambda: execute(st, workers=workers, timeout=timeout))
+        shown = PlainProgress("executing")  # a line on stderr every PAD_PROGRESS_INTERVAL s: 1M programs take minutes
+        r, out["execute_s"] = timed(lambda: execute(st, workers=workers, timeout=timeout, progress=shown))
+        shown.finish()
         sample = [p for (p,) in st.con.execute(f"SELECT program FROM programs USING SAMPLE {min(n, SAMPLE)} ROWS "
                                                "(reservoir, 1)").fetchall()]
     assert r["executed"] == n, r

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pad_data.rules.options import check_split
 from pad_data.store import Store, resolve_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pad-train: fine-tune a student on curated splits and evaluate it in the sandbox.")
-from pad_data.cli import _cli_errors, console, err_console as err  # noqa: E402  (one place for output and errors)
+from pad_data.cli import _cli_errors, _progress, console  # noqa: E402  (one place for output, progress and errors)
 from pad_data.store.render import add_row, plain_table, say  # noqa: E402
 _state: dict = {"db": None}
+REPORT_WIDTH = 100  # `pad-train report` fits a terminal of this width
 
 
 @app.callback()
@@ -24,11 +24,6 @@ def _global(db: Optional[str] = typer.Option(None, "--db", envvar="PAD_DB", help
 
 def _errors():
     return _cli_errors(interrupted="interrupted: checkpoints are kept; rerun with --resume")
-
-
-def _bar(desc: str):
-    return Progress(TextColumn(f"[bold]{desc}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeRemainingColumn(), console=err, transient=True, disable=not err.is_interactive)
 
 
 @app.command()
@@ -66,11 +61,10 @@ def sft(split: str = typer.Option(..., "--split", help="curated snapshot name, o
                 store.close()
         cfg = SFTConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, bf16=bf16, seed=seed,
                         save_every=save_every)
-        with _bar("training") as bar:
-            task = bar.add_task("train", total=None, info="")
+        with _progress("training") as progress:
             r = train(model, examples, out, cfg, resume=resume,
-                      progress=lambda s, t, rec: bar.update(task, completed=s, total=t,
-                                                            info=f"loss {rec['loss']:.3f} {rec['tokens_per_s']:,.0f} tok/s"))
+                      progress=lambda s, t, rec: progress(s, t, f"loss {rec['loss']:.3f}, "
+                                                                f"{rec['tokens_per_s']:,.0f} tok/s"))
     say(console, f"trained {r['steps']} steps on {len(examples)} examples: loss {r['first_loss']:.3f} -> "
                   f"{r['last_loss']:.3f}, {r['tokens_per_s']:,.0f} tokens/s; model in {r['out']}")
 
@@ -110,15 +104,14 @@ def eval_(model: str = typer.Option(..., "--model", help="trained model director
         check_split(split)
     with _cli_errors(interrupted="interrupted: the problems evaluated so far are stored; rerun the same command "
                                  "to evaluate the rest"), Store(resolve_path(_state["db"])) as store, \
-            _bar("evaluating") as bar:
-        task = bar.add_task("eval", total=None, info="")
+            _progress("evaluating") as progress:
         r = evaluate(store, model, dataset, split, EvalConfig(cot=cot, answer_only=answer_only, samples=samples,
                                                               temperature=temperature, batch_size=batch_size,
                                                               max_new_tokens=max_new_tokens, limit=limit, timeout=timeout,
                                                               decode=decode, beams=beams, candidates=candidates,
                                                               refine_rounds=refine_rounds,
                                                               verifier=verifier, verifier_weight=verifier_weight),
-                     progress=lambda d, t: bar.update(task, completed=d, total=t))
+                     progress=progress)
     rounds = r.get("accuracy_by_round") or []
     after = (" (after each refinement round: " + " -> ".join(f"{100 * a:.1f}%" for a in rounds) + ")"
              if len(rounds) > 1 else "")
@@ -159,10 +152,19 @@ def report():
     if df.empty:
         say(console, f"no evaluation runs in {store.path} yet (run `pad-train eval`)")
         return
-    table = plain_table(*map(str, df.columns))
-    for row in df.itertuples(index=False):
-        add_row(table, *row)
-    console.print(table)
+    table = plain_table("model", "data", "decoding", "accuracy", "prog/s", "run")
+    for column in table.columns[1:]:
+        column.no_wrap = True  # short cells kept whole: the model's path folds into what is left
+    for r in df.itertuples(index=False):
+        decoding = f"{r.decode}" + (f" x{r.samples}" if (r.samples or 1) > 1 else "")
+        if r.refine_rounds:
+            decoding += f"\n+{r.refine_rounds} refine"
+        accuracy = f"{r.accuracy_pct:.1f}% ({r.correct:,}/{r.questions:,})"
+        if r.accuracy_by_round:
+            accuracy += "\n" + r.accuracy_by_round.replace(" -> ", ">")
+        add_row(table, r.model, f"{r.dataset}/{r.split}", decoding, accuracy, f"{r.programs_per_s:,.1f}",
+                f"{r.run_id}\n{str(r.created_at)[:10]}")
+    console.print(table, width=min(console.width, REPORT_WIDTH))  # long model paths fold
 
 
 def main() -> None:

@@ -156,12 +156,14 @@ def train(model_name: str, examples: list[Example], out: str | Path, cfg: SFTCon
             step += 1
             losses.append(loss.item())
             tokens += int(batch["attention_mask"].sum())
-            if step % cfg.log_every == 0 or step == total:
+            logged = step % cfg.log_every == 0 or step == total
+            if logged or progress:  # every step to progress (it decides what to show), every log_every to the log
                 rate = tokens / (time.perf_counter() - t0)
                 rec = {"step": step, "loss": sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
                        "lr": sched.get_last_lr()[0], "tokens_per_s": rate, "epoch": step / steps_per_epoch}
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
+                if logged:
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
                 if progress:
                     progress(step, total, rec)
             at_epoch_end = step % steps_per_epoch == 0

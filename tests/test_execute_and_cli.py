@@ -254,8 +254,8 @@ def test_cli_output_reads_as_sentences(db, tmp_path, monkeypatch):
         assert time.monotonic() - t0 < 30  # said before any request: no retries waited for, even on a busy machine
     assert pad_cli("--db", db, "curate", "--list").stdout.startswith("no curated snapshots yet")
     a = pad_cli("--db", db, "curate", "a", "--dataset", "d")
-    assert re.fullmatch(r"snapshot a created: hash (\w+), 1 program over 1 problem; (train|validation|test) 1\n",
-                        a.stdout)
+    assert re.fullmatch(r"snapshot a created: hash (\w+), 1 program over 1 problem; (train|validation|test) 1\n"
+                        r"  of 1 program in d, each filter removed: --labels 0, --origins 0, --review 0[^\n]*\n", a.stdout)
     old = pad_cli("--db", db, "curate", "b", "--datasets", "d")  # the deprecated spelling still works
     assert old.returncode == 0 and old.stderr.startswith("warning: --datasets is deprecated: use --dataset")
     assert old.stdout.split("hash ")[1][:16] == a.stdout.split("hash ")[1][:16]

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import json
 import sys
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional
 
 import duckdb
 import typer
@@ -98,28 +98,130 @@ def _store(read_only: bool = False, memory: Optional[str] = None) -> Store:
     return store
 
 
+PROGRESS_ENV = "PAD_PROGRESS_INTERVAL"
+_PROGRESS_INTERVAL = opt.Range(0, 86400, unit="seconds")
+
+
+def progress_interval() -> float:
+    """Seconds between plain progress lines: ``PAD_PROGRESS_INTERVAL``, 10 by default."""
+    import os
+
+    text = os.environ.get(PROGRESS_ENV, "").strip()
+    if not text:
+        return 10.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = text  # reported as given
+    check_numbers((PROGRESS_ENV, value, _PROGRESS_INTERVAL))
+    return float(value)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class PlainProgress:
+    """Progress as plain lines for a log file or CI, where a live bar would print nothing: at most one line
+    every ``interval`` seconds (``executing: 12,000/100,000 (12%), 3,400/s, ~26 s left``), and a last one
+    from :meth:`finish`. Callable as a stage's ``progress(done, total)``; thread-safe."""
+
+    def __init__(self, description: str, interval: float | None = None, stream: Any = None,
+                 clock: Any = None) -> None:
+        import threading
+        import time
+
+        self.description = description
+        self.interval = progress_interval() if interval is None else interval
+        self.stream = stream
+        self.clock = clock or time.monotonic
+        self.started = self.clock()
+        self._lock = threading.Lock()
+        self._first: tuple[float, int] | None = None  # (time, done) of the first report: the rate's origin
+        self._last: tuple[int, int | None, str] | None = None
+        self._printed = float("-inf")
+
+    def _rate(self, now: float, done: int) -> float | None:
+        if self._first is None or now <= self._first[0] or done <= self._first[1]:
+            return None
+        return (done - self._first[1]) / (now - self._first[0])
+
+    def _line(self, now: float, done: int, total: int | None, info: str, final: bool) -> str:
+        parts = [f"{done:,}/{total:,} ({100 * done / total:.0f}%)" if total else f"{done:,}"]
+        rate = self._rate(now, done)
+        if rate:
+            parts.append(f"{rate:,.0f}/s" if rate >= 10 else f"{rate:.2g}/s")
+        if final:
+            parts.append(f"done in {_duration(now - self.started)}")
+        elif rate and total and total > done:
+            parts.append(f"~{_duration((total - done) / rate)} left")
+        if info:
+            parts.append(info)
+        return f"{self.description}: " + ", ".join(parts)
+
+    def _write(self, line: str) -> None:
+        stream = self.stream or sys.stderr
+        stream.write(line + "\n")
+        stream.flush()
+
+    def __call__(self, done: int, total: int | None = None, info: str = "") -> None:
+        with self._lock:
+            now = self.clock()
+            if self._first is None:
+                self._first = (now, done)
+            self._last = (done, total, info)
+            if now - self._printed >= self.interval:
+                self._printed = now
+                self._write(self._line(now, done, total, info, final=False))
+
+    def finish(self) -> None:
+        """The last line (if anything was reported): where the work ended, and how long it took."""
+        with self._lock:
+            if self._last is not None:
+                self._write(self._line(self.clock(), *self._last, final=True))
+                self._last = None
+
+
 @contextlib.contextmanager
-def _progress(description: str) -> Iterator:
+def _progress(description: str) -> Iterator[Callable[..., None]]:
+    """``progress(done, total, info="")`` for a long stage: a live bar on a terminal, plain lines
+    (:class:`PlainProgress`) when stderr is a file or a pipe."""
+    if not err_console.is_interactive:
+        plain = PlainProgress(description)
+        yield plain
+        plain.finish()
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                  console=err_console, transient=True, disable=not err_console.is_interactive) as prog:
+                  TextColumn("{task.fields[rate]}", markup=False), TimeRemainingColumn(),
+                  console=err_console, transient=True) as prog:
         task = prog.add_task(description, total=None, rate="")
         start = [None]
 
-        def update(done: int, total: int) -> None:
+        def update(done: int, total: int | None = None, info: str = "") -> None:
             import time
 
             now = time.perf_counter()
             start[0] = start[0] or now
             rate = done / (now - start[0]) if now > start[0] else 0
-            prog.update(task, completed=done, total=total, rate=f"{rate:,.0f}/s" if rate else "")
+            shown = ", ".join(x for x in (f"{rate:,.0f}/s" if rate else "", info) if x)
+            prog.update(task, completed=done, total=total, rate=shown)
 
         yield update
 
 
 # ---------------------------------------------------------------------- commands
+OPTIONS_HELP = ("field holding multiple-choice options ([\"A)21\", \"B)21.5\"] or \"a ) 21 , b ) 21.5\"): a gold "
+                "letter becomes its option's value [default: options]")
+
+
 @app.command()
 def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv file, a dataset "
                                                   "directory, or a Hugging Face dataset name"),
@@ -132,6 +234,7 @@ def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv 
                                                       "of object a)"),
            no_gold: bool = typer.Option(False, "--no-gold", help="the problems have no gold answer (pad vote "
                                         "can give them a consensus)"),
+           options_field: Optional[str] = typer.Option(None, help=OPTIONS_HELP),
            config: Optional[str] = typer.Option(None, help="Hugging Face dataset config (e.g. main)"),
            limit: Optional[int] = typer.Option(None, help="read at most N records"),
            update: bool = typer.Option(False, "--update", help="replace the gold answer of problems already "
@@ -143,7 +246,8 @@ def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv 
         opt.check_split(split)
         with _store(memory=memory_limit) as store:
             r = api.ingest(store, source, dataset, split=split, fmt=fmt, question_field=question_field,
-                           answer_field=answer_field, limit=limit, config=config, update=update, no_gold=no_gold)
+                           answer_field=answer_field, limit=limit, config=config, update=update, no_gold=no_gold,
+                           options_field=options_field)
     say(console, f"{dataset}/{r['split']}: read {plural(r['read'], 'problem')}, added {r['added']:,} "
                   f"({r['read'] - r['added']:,} already stored)" + _gold_changes(r))
     _warn_gold(r)
@@ -177,6 +281,7 @@ def import_programs(file: str = typer.Argument(..., help="records with a questio
                                    "each; an empty one is skipped) (default: program or code)"),
                     answer_field: Optional[str] = typer.Option(None, help="[default: answer or target]"),
                     no_gold: bool = typer.Option(False, "--no-gold", help="the problems have no gold answer"),
+                    options_field: Optional[str] = typer.Option(None, help=OPTIONS_HELP),
                     teacher: Optional[str] = typer.Option(None, help="teacher/model name to record"),
                     limit: Optional[int] = typer.Option(None),
                     skip_invalid: bool = typer.Option(False, "--skip-invalid",
@@ -196,7 +301,8 @@ def import_programs(file: str = typer.Argument(..., help="records with a questio
             r = api.import_programs(store, file, dataset, split=split,
                                     question_field=fields if question_field else None,
                                     program_field=program_field, answer_field=answer_field, no_gold=no_gold,
-                                    teacher=teacher, limit=limit, skip_invalid=skip_invalid, update=update)
+                                    teacher=teacher, limit=limit, skip_invalid=skip_invalid, update=update,
+                                    options_field=options_field)
     for message in r["skipped_records"] + r["skipped_samples"]:
         say(err_console, f"skipped {message}", soft_wrap=True)
     say(console, f"{dataset}: read {plural(r['read'], 'program')} from {plural(r['records'], 'record')}, "
@@ -563,6 +669,8 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
                                                       help="deprecated spelling of --dataset"),
            origins: Optional[str] = typer.Option(None, help="comma-separated origins [default: teacher,import,"
                                                   "human; for refine, all] (injected only when named)"),
+           teacher: Optional[List[str]] = typer.Option(None, "--teacher", help="only programs this teacher "
+                                                       "(model) wrote; repeat the option for several [default: any]"),
            dedup: str = typer.Option("ast", help="none | exact | ast"),
            max_per_problem: int = typer.Option(4, help="at most K programs per problem (shortest first)"),
            validation: float = typer.Option(0.05, help="share of train problems for validation"),
@@ -588,7 +696,7 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
         params = api.CurateParams(labels=_csv(labels_), datasets=names or None, origins=_csv(origins), dedup=dedup,
                                   max_per_problem=max_per_problem, validation_fraction=validation,
                                   test_fraction=test, seed=seed, task=task, siblings=siblings,
-                                  min_agreement=min_agreement, review=review)
+                                  min_agreement=min_agreement, review=review, teachers=teacher or None)
         r = api.curate(store, name, params)
     state = "created" if r["created"] else "unchanged (same parameters and data)"
     what = "refinement pair" if task == "refine" else "program"
@@ -596,6 +704,14 @@ def curate(name: Optional[str] = typer.Argument(None, help="snapshot name (immut
                   f"{plural(r['problems'], 'problem')}; {_splits(r['splits'])}"
                   + (f"; {plural(r['too_deep'], 'candidate')} too deeply nested to analyze (kept: deduplicated "
                      "by text, ranked last)" if r.get("too_deep") else ""))
+    if "removed" in r:
+        say(console, f"  of {plural(r['selected_from'], 'program')}" + (f" in {', '.join(names)}" if names else "")
+                     + ", each filter removed: " + ", ".join(f"{_FILTERS.get(k, k)} {n:,}" for k, n in r["removed"].items()))
+
+
+# how `pad curate` names what each filter removed: the option that asked for it
+_FILTERS = {"labels": "--labels", "origins": "--origins", "teachers": "--teacher", "review": "--review",
+            "min_agreement": "--min-agreement", "dedup": "--dedup", "max_per_problem": "--max-per-problem"}
 
 
 def _splits(counts: dict) -> str:

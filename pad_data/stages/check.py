@@ -82,6 +82,12 @@ def normalize_text(text: str) -> str:
     return " ".join(_PUNCT.sub(" ", str(text).lower()).split())
 
 
+def leak_key(question: str | None) -> str | None:
+    """What the leak check compares a question by, and ``pad curate`` keeps in one split: its
+    :func:`normalize_text`, or None when nothing is left (no letters or digits: no evidence)."""
+    return (normalize_text(question) or None) if isinstance(question, str) else None
+
+
 def ngrams(norm: str, n: int = NGRAM) -> list[str]:
     words = norm.split()
     return [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
@@ -177,9 +183,9 @@ def _frames(store: Store, reference: list[str] | None) -> dict[str, pd.DataFrame
         SELECT DISTINCT 'curation:' || name, problem_id, question FROM curated_examples WHERE split = 'train'""")
     train["norm"] = [normalize_text(q) for q in train["question"]]
     leak = store.df("SELECT DISTINCT name, question FROM curated_examples WHERE split = 'test'")
-    test_norms = {(n, normalize_text(q)) for n, q in zip(leak["name"], leak["question"])}
-    train["leaked_from_test"] = [
-        (src.removeprefix("curation:"), norm) in test_norms if src.startswith("curation:") else False
+    test_keys = {(n, leak_key(q)) for n, q in zip(leak["name"], leak["question"])}
+    train["leaked_from_test"] = [  # an empty norm is an empty leak_key: never a leak
+        src.startswith("curation:") and bool(norm) and (src.removeprefix("curation:"), norm) in test_keys
         for src, norm in zip(train["source"], train["norm"])]
     if reference:
         ref_norms = [normalize_text(q) for q in reference]
@@ -237,16 +243,41 @@ def builtin_checks(bounds: Bounds, reference: bool) -> list[Check]:
 
 
 # ---------------------------------------------------------------------- running
-def _observed(result: dict) -> str:
+SHOWN_ROWS = 3  # failing rows named in a check's observed text
+
+
+def _clip(text: object, width: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _row_name(table: str, row: pd.Series) -> str:
+    """A failing row as a reader finds it again: a question's start and its snapshot, or an id."""
+    if table == "train_questions":
+        src = str(row["source"])
+        where = f"snapshot {src.removeprefix('curation:')}" if src.startswith("curation:") else "store train split"
+        return f"{_clip(row['question'])!r} ({where})"
+    if table == "problems":
+        return f"problem {row['problem_id']} ({row['dataset']})"
+    if table == "executions":
+        return f"program {row['program_id']} ({row['label']})"
+    return f"program {row['program_id']}"
+
+
+def _observed(result: dict, table: str = "", frame: pd.DataFrame | None = None) -> str:
     if result.get("observed_value") is not None:
         v = result["observed_value"]
         return f"{v:.4g}" if isinstance(v, float) else str(v)
     n = result.get("unexpected_count")
     if n is None:
         return ""
-    examples = result.get("partial_unexpected_list") or []
-    shown = ", ".join(map(str, examples[:3]))
-    return f"{n} unexpected ({result.get('unexpected_percent', 0):.2f}%)" + (f": {shown}" if n else "")
+    index = result.get("partial_unexpected_index_list") or []
+    if frame is not None and index and all(i in frame.index for i in index[:SHOWN_ROWS]):
+        shown = "; ".join(_row_name(table, frame.loc[i]) for i in index[:SHOWN_ROWS])
+    else:
+        shown = ", ".join(map(str, (result.get("partial_unexpected_list") or [])[:SHOWN_ROWS]))
+    more = f"; and {n - SHOWN_ROWS:,} more" if n > SHOWN_ROWS and shown else ""
+    return f"{n:,} unexpected ({result.get('unexpected_percent', 0):.2f}%)" + (f": {shown}{more}" if n else "")
 
 
 def run_checks(store: Store, reference: str | os.PathLike | None = None,
@@ -295,7 +326,7 @@ def run_checks(store: Store, reference: str | os.PathLike | None = None,
         for vr in run.run_results.values():
             for r in vr.results:
                 c = mine[r.expectation_config.meta["pad_check"]]
-                results.append(CheckResult(c, bool(r.success), _observed(r.result or {})))
+                results.append(CheckResult(c, bool(r.success), _observed(r.result or {}, table, df)))
     critical_failures = sum(1 for r in results if r.check.critical and not r.success)
     run_id = uuid.uuid4().hex[:12]
     rows = [{"run_id": run_id, "table_name": r.check.table, "expectation": r.check.expectation,

@@ -1,6 +1,6 @@
 """Step 1 of a curation: the candidate programs its filters select, read within the memory budget.
 
-The filters: labels (default only ``correct``), datasets, origins; reviewers' verdicts
+The filters: labels (default only ``correct``), datasets, origins, teachers; reviewers' verdicts
 (``program_verdicts``: the strictest current verdict of a program's reviewers) by ``review``:
 ``exclude-rejected`` leaves out programs a reviewer rejects, ``accepted-only`` keeps only
 programs accepted with no reviewer rejecting them or asking for a fix, ``ignore`` disregards
@@ -31,20 +31,48 @@ REVIEW_RULES = {"exclude-rejected": "v.verdict IS DISTINCT FROM 'reject'", "acce
                 "ignore": None}
 
 
-def candidate_filter(p: CurateParams) -> tuple[str, list]:
-    """``(WHERE condition, params)`` over :data:`CANDIDATES`: the filters of the module docstring."""
-    where, params = [], []
-    for col, values in (("label", p.resolved_labels()), ("dataset", p.datasets), ("origin", p.resolved_origins())):
+def _filters(p: CurateParams) -> list[tuple[str, str, list]]:
+    """``(name, condition, params)`` of each filter ``p`` asks for, over :data:`CANDIDATES`, in the order
+    :func:`filter_counts` reports them (datasets first: the scope the others remove from)."""
+    out = []
+    for name, col, values in (("datasets", "dataset", p.datasets), ("labels", "label", p.resolved_labels()),
+                              ("origins", "origin", p.resolved_origins()), ("teachers", "teacher", p.teachers)):
         if values:
             condition, value = any_of(col, values)
-            where.append(condition)
-            params += value
+            out.append((name, condition, value))
     if REVIEW_RULES[p.review]:
-        where.append(REVIEW_RULES[p.review])
+        out.append(("review", REVIEW_RULES[p.review], []))
     if p.min_agreement is not None:
-        where.append("(gold_source IS DISTINCT FROM 'consensus' OR agreement >= ?)")
-        params.append(p.min_agreement)
-    return " AND ".join(where), params
+        out.append(("min_agreement", "(gold_source IS DISTINCT FROM 'consensus' OR agreement >= ?)", [p.min_agreement]))
+    return out
+
+
+def candidate_filter(p: CurateParams) -> tuple[str, list]:
+    """``(WHERE condition, params)`` over :data:`CANDIDATES`: the filters of the module docstring."""
+    filters = _filters(p)
+    return " AND ".join(c for _, c, _ in filters), [v for _, _, values in filters for v in values]
+
+
+def filter_counts(store: Store, p: CurateParams) -> dict:
+    """What each filter removed: ``{"programs": N, "removed": {"labels": n, "origins": n, ...}}``, N the
+    programs of the datasets named (all), each filter counted after those before it (the order of
+    :func:`_filters`); one scan of small columns, range by range."""
+    filters = _filters(p)
+    scope = [f for f in filters if f[0] == "datasets"]
+    steps = [f for f in filters if f[0] != "datasets"]
+    where, params = (scope[0][1], list(scope[0][2])) if scope else ("true", [])
+    sums, sum_params = [], []
+    for i in range(len(steps)):
+        sums.append("count_if(" + " AND ".join(c for _, c, _ in steps[:i + 1]) + ")::BIGINT")
+        sum_params += [v for _, _, values in steps[:i + 1] for v in values]
+    query = (f"SELECT count(*){''.join(', ' + s for s in sums)} FROM {CANDIDATES} WHERE {{range}} AND {where}")
+    totals = [0] * (len(steps) + 1)
+    for reader in ranged(store, query, sum_params + params):
+        for batch in reader:
+            for row in zip(*(c.to_pylist() for c in batch.columns)):
+                totals = [t + (v or 0) for t, v in zip(totals, row)]
+    return {"programs": totals[0],
+            "removed": {name: before - after for (name, _, _), before, after in zip(steps, totals, totals[1:])}}
 
 
 def candidates_query(p: CurateParams, columns: str) -> tuple[str, list]:
@@ -89,6 +117,8 @@ def nothing_selected(store: Store, p: CurateParams) -> CurateError:
     origins = p.resolved_origins()
     counts = label_counts_with_unexecuted(store, p.datasets)
     have = ", ".join(f"{label} {n}" for label, n in counts.items()) or "no programs"
+    teachers = f"; teachers {','.join(p.teachers)}" if p.teachers else ""
     return CurateError(f"the filters select no {what} (labels {','.join(p.resolved_labels())}; origins "
-                       f"{','.join(origins) if origins else 'all'}; datasets {','.join(p.datasets or []) or 'all'}); "
+                       f"{','.join(origins) if origins else 'all'}; datasets {','.join(p.datasets or []) or 'all'}"
+                       f"{teachers}); "
                        f"the store has: {have}; nothing was stored")

@@ -38,6 +38,7 @@ class CurateParams:
     task: str = "program"
     siblings: bool = False  # refine: also pair faulty programs with a correct sibling
     min_agreement: float | None = None  # consensus-labeled programs only from problems this unanimous
+    teachers: list[str] | None = None  # only programs these teachers (models) wrote [default: any]
 
     def resolved_labels(self) -> list[str]:
         return list(self.labels) if self.labels else (REFINE_LABELS if self.task == "refine" else ["correct"])
@@ -57,7 +58,7 @@ class CurateParams:
         d["exclude_rejected"] = d.pop("review") != "ignore"
         if self.review == "accepted-only":
             d["review"] = self.review
-        for key, default in (("task", "program"), ("siblings", False), ("min_agreement", None)):
+        for key, default in (("task", "program"), ("siblings", False), ("min_agreement", None), ("teachers", None)):
             if d[key] == default:
                 del d[key]
         return json.dumps(d, sort_keys=True)
@@ -81,9 +82,12 @@ def check(p: CurateParams) -> None:
 
 
 def check_against_store(store: Store, p: CurateParams) -> None:
-    """Every dataset named must be in the store, and every origin named must have programs there."""
+    """Every dataset named must be in the store, and every origin and teacher named must have programs there."""
     check_names("--dataset", p.datasets, [r[0] for r in store.con.execute(
         "SELECT DISTINCT dataset FROM problems").fetchall()], "dataset")
+    if p.teachers:
+        check_names("--teacher", p.teachers, [r[0] for r in store.con.execute(
+            "SELECT DISTINCT teacher FROM programs WHERE teacher IS NOT NULL").fetchall()], "teacher")
     if p.origins:
         held = [r[0] for r in store.con.execute("SELECT DISTINCT origin FROM programs").fetchall()]
         for origin in p.origins:
