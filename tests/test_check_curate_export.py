@@ -6,6 +6,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from pad_data.stages.check import leak_key
 from pad_data.stages.curate import CurateError, CurateParams, content_hash, curate, dedup_key
 from pad_data.stages.execute import execute
 from pad_data.stages.ingest import ingest, import_programs
@@ -92,11 +93,14 @@ def test_ast_dedup_collapses_renamed_and_reformatted_copies():
     assert dedup_key(a, "exact") == dedup_key(a + "\n\n", "exact")
 
 
-def _documented_split(problem_id: str, source_split: str, p: CurateParams) -> str:
-    """The split rule as documented in pad_data/stages/curate/split.py."""
+def _documented_split(problem_id: str, question: str, source_split: str, p: CurateParams) -> str:
+    """The split rule as documented in pad_data/stages/curate/split.py, for a problem with no
+    near-duplicate in the store (each question here is its own cluster)."""
     if source_split in ("test", "validation"):
         return source_split
-    u = int(hashlib.sha256(f"{p.seed}:{problem_id}".encode()).hexdigest()[:12], 16) / 16**12
+    key = leak_key(question)
+    cluster = hashlib.sha256(key.encode()).hexdigest()[:32] if key else problem_id
+    u = int(hashlib.sha256(f"{p.seed}:{cluster}".encode()).hexdigest()[:12], 16) / 16**12
     return "test" if u < p.test_fraction else "validation" if u < p.test_fraction + p.validation_fraction else "train"
 
 
@@ -137,8 +141,8 @@ def test_curate_filters_dedups_prefers_shortest_and_splits_by_problem(db, tmp_pa
             stored = st.df("SELECT c.* EXCLUDE (name), p.split AS source_split, p.answer AS gold FROM curated_examples c "
                            "JOIN problems p USING (problem_id) WHERE name = ? ORDER BY c.rowid", [name])
             assert stored[["split", "program_id"]].values.tolist() == sorted(stored[["split", "program_id"]].values.tolist())
-            assert stored.split.tolist() == [_documented_split(pid, src, p)
-                                             for pid, src in zip(stored.problem_id, stored.source_split)]
+            assert stored.split.tolist() == [_documented_split(pid, q, src, p) for pid, q, src
+                                             in zip(stored.problem_id, stored.question, stored.source_split)]
             assert stored.question.notna().all() and (stored.answer == stored.gold).all()
             rows = pa.Table.from_pandas(stored[["split", "program_id", "program", "verdict"]]).to_batches()
             assert content_hash(p, rows) == st.scalar("SELECT content_hash FROM curations WHERE name = ?", [name])
@@ -190,8 +194,10 @@ def test_export_formats_read_back_with_expected_counts(db, tmp_path, fmt):
     assert "license: apache-2.0" in card and "## Labels before and after filtering" in card
     assert "offline-template-v1" in card and "passed" in card
     assert "data_files: null" not in card and "example.invalid" not in card
-    # the card's configs name each split's files: the folder loads as it is (as it would from the Hub)
-    assert {k: len(v) for k, v in datasets.load_dataset(str(out)).items()} == counts
+    # the card's configs name each split's files: the folder loads as it is (as it would from the Hub);
+    # a cache of its own, since datasets keys a folder's cache by its name and file names, not content
+    loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))
+    assert {k: len(v) for k, v in loaded.items()} == counts
     again = pad_cli("--db", db, "export", "v1", "--out", out, "--format", fmt)
     assert again.returncode == 1 and "not empty" in again.stderr
 

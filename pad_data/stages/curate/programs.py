@@ -29,9 +29,10 @@ from pad_data.stages.curate.choose import choose
 from pad_data.stages.curate.dedup import TOO_DEEP, analyzer, size
 from pad_data.stages.curate.params import CurateParams
 from pad_data.stages.curate.snapshots import HASHED, TASK_COLUMNS, append_snapshot, content_hash
-from pad_data.store import Store, any_of, copy_into, registered
+from pad_data.stages.curate.split import copy_questions
+from pad_data.store import Store, copy_into, registered
 
-CANDIDATE_COLUMNS = ("program_id, problem_id, split AS source_split, label, program, dataset, gold AS answer, "
+CANDIDATE_COLUMNS = ("program_id, problem_id, label, program, dataset, gold AS answer, "
                      "gold_text AS answer_text, gold_source, agreement, teacher, origin, v.verdict")
 
 
@@ -42,7 +43,8 @@ def curate_programs(store: Store, name: str, p: CurateParams) -> dict:
         store.release()  # deduplication takes a while: other processes may use the store meanwhile
         scratch.execute(f"SET memory_limit = '{store.share(1)}'")
         _rank(scratch, p)
-        choose(scratch, "ranked", p, "program_id")
+        choose(scratch, "ranked", "q", p, "program_id")
+        removed = _removed(scratch, p)
         _assemble(scratch)
         counts = _counts(scratch)
         if not counts["programs"]:
@@ -50,7 +52,7 @@ def curate_programs(store: Store, name: str, p: CurateParams) -> dict:
         hashed = scratch.cursor().sql(f"SELECT {', '.join(HASHED['program'])} FROM snap")
         digest = content_hash(p, hashed.to_arrow_reader(SCAN_ROWS))
         scratch.close()
-        return append_snapshot(store, name, p, digest, counts, path)
+        return append_snapshot(store, name, p, digest, counts, path) | {"removed": removed}
 
 
 @contextlib.contextmanager
@@ -69,15 +71,12 @@ def _scratch(store: Store) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
 
 
 def _copy_candidates(store: Store, scratch: duckdb.DuckDBPyConnection, p: CurateParams) -> None:
-    """Tables ``cand`` (the candidates) and ``q`` (every question of the candidates' datasets: a
-    scan, with no join to hold in memory; the snapshot's join keeps those it needs)."""
+    """Tables ``cand`` (the candidates) and ``q`` (every problem of the candidates' datasets, as
+    the split rule reads them: :func:`~.split.copy_questions`; the snapshot's join keeps those it needs)."""
     query, params = candidates_query(p, CANDIDATE_COLUMNS)
     for i, reader in enumerate(ranged(store, query, params)):
         copy_into(scratch, "cand", reader, append=i > 0)
-    condition, params = any_of("dataset", p.datasets) if p.datasets else ("true", [])
-    question = f"SELECT problem_id, question FROM problems WHERE {{range}} AND {condition}"
-    for i, reader in enumerate(ranged(store, question, params)):
-        copy_into(scratch, "q", reader, append=i > 0)
+    copy_questions(store, scratch, p)
 
 
 def _rank(scratch: duckdb.DuckDBPyConnection, p: CurateParams) -> None:
@@ -99,8 +98,17 @@ def _rank(scratch: duckdb.DuckDBPyConnection, p: CurateParams) -> None:
                 "_order": pa.array([size(i) for i in info], pa.int64())})
             with registered(scratch, analyzed) as rows:
                 scratch.execute(f"INSERT INTO info SELECT * FROM {rows}")
-    scratch.execute("""CREATE TABLE ranked AS SELECT program_id, problem_id, source_split, _key, _order
+    scratch.execute("""CREATE TABLE ranked AS SELECT program_id, problem_id, _key, _order
                        FROM cand JOIN info USING (program_id)""")
+
+
+def _removed(scratch: duckdb.DuckDBPyConnection, p: CurateParams) -> dict:
+    """The candidates deduplication left out, and then the per-problem cap (after :func:`~.choose.choose`)."""
+    def n(table: str) -> int:
+        return scratch.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    candidates, chosen = n("ranked"), n("chosen")
+    kept = n("kept") if p.dedup != "none" else candidates
+    return {"dedup": candidates - kept, "max_per_problem": kept - chosen}
 
 
 def _assemble(scratch: duckdb.DuckDBPyConnection) -> None:

@@ -7,8 +7,9 @@ and, with ``siblings``, from a faulty program and the shortest correct program o
 each faulty program keeps one target, a linked one first. The selection (:mod:`.choose`)
 applies to the faulty side (labels default to every faulty label), with a seeded random
 order instead of shortest first, so every kind of error is represented (shortest first would
-always leave out programs that do not parse); splits are by problem as for program snapshots,
-so a problem is in the same split in both with the same seed.
+always leave out programs that do not parse); splits are by near-duplicate cluster of the
+question as for program snapshots (:mod:`.split`), so a problem is in the same split in both
+with the same datasets and seed.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from pad_data.stages.curate.choose import choose
 from pad_data.stages.curate.dedup import analyze_all, size, too_deep
 from pad_data.stages.curate.params import CurateParams
 from pad_data.stages.curate.snapshots import HASHED, TASK_COLUMNS, content_hash, store_snapshot
+from pad_data.stages.curate.split import copy_questions
 from pad_data.stages.feedback import feedback
 from pad_data.store import ORIGINS, Store, registered
 
-CANDIDATE_COLUMNS = ("program_id, problem_id, dataset, split AS source_split, question, program, gold AS answer, "
+CANDIDATE_COLUMNS = ("program_id, problem_id, dataset, question, program, gold AS answer, "
                      "gold_text AS answer_text, gold_source, agreement, label, teacher, origin, v.verdict, "
                      "parent_program_id")
 # the faulty side also needs what running it said
@@ -97,9 +99,10 @@ def _chosen(store: Store, pairs: pd.DataFrame, info: list, p: CurateParams) -> p
     ``split`` of the pairs kept."""
     ranked = pa.table({
         "faulty_program_id": pairs["faulty_program_id"], "problem_id": pairs["problem_id"],
-        "source_split": pairs["source_split"], "_key": pa.array([i[2] for i in info], pa.string()),
+        "_key": pa.array([i[2] for i in info], pa.string()),
         "_order": pa.array([int(hashlib.sha256(f"{p.seed}:{i}".encode()).hexdigest()[:15], 16)
                             for i in pairs["faulty_program_id"]], pa.int64())})
     with duckdb.connect(config={"memory_limit": store.share(0.5)}) as con, registered(con, ranked) as frame:
-        choose(con, frame, p, "faulty_program_id")
+        copy_questions(store, con, p)
+        choose(con, frame, "q", p, "faulty_program_id")
         return con.sql("SELECT * FROM chosen").df()
