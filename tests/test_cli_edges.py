@@ -1,5 +1,4 @@
 """Small edges a new user hit: `pad check` names failing rows; `pad-train report` fits a terminal."""
-import json
 
 from pad_data.store import Store
 

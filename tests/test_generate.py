@@ -93,8 +93,6 @@ def test_failed_requests_are_recorded_and_retried_next_run(db):
 
 @pytest.mark.e2e
 def test_killed_mid_run_then_rerun_completes_the_set(db, tmp_path):
-    from pad_data.stages.generate import COMMIT_INTERVAL_S
-
     _problems(db, 40)
     exe = Path(sys.executable).with_name("pad")
     with FakeTeacherServer(delay_s=0.1) as srv:
@@ -102,13 +100,10 @@ def test_killed_mid_run_then_rerun_completes_the_set(db, tmp_path):
                "--base-url", srv.base_url, "--samples", "2", "--concurrency", "2"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env=dict(os.environ, OPENAI_API_KEY="test"))
-        seen = []  # (time, requests the server had received)
         deadline = time.monotonic() + 60
         while srv.requests < 25 and time.monotonic() < deadline:
-            seen.append((time.monotonic(), srv.requests))
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
         proc.wait()
         first = srv.requests
         assert 25 <= first < 40

@@ -10,7 +10,6 @@ Each test reaches the layer it is about: the OS-layer tests switch the Python la
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
