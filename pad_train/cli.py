@@ -153,18 +153,21 @@ def report():
         say(console, f"no evaluation runs in {store.path} yet (run `pad-train eval`)")
         return
     table = plain_table("model", "data", "decoding", "accuracy", "prog/s", "run")
-    for column in table.columns[1:]:
-        column.no_wrap = True  # short cells kept whole: the model's path folds into what is left
+    model, *short = table.columns
+    model.overflow, model.max_width = "fold", 36  # a long path folds onto more lines: nothing is cut off
+    for column in short:
+        column.no_wrap = True  # short cells kept whole
     for r in df.itertuples(index=False):
         decoding = f"{r.decode}" + (f" x{r.samples}" if (r.samples or 1) > 1 else "")
         if r.refine_rounds:
             decoding += f"\n+{r.refine_rounds} refine"
         accuracy = f"{r.accuracy_pct:.1f}% ({r.correct:,}/{r.questions:,})"
         if r.accuracy_by_round:
-            accuracy += "\n" + r.accuracy_by_round.replace(" -> ", ">")
+            accuracy += "\n" + r.accuracy_by_round.replace(" -> ", "->")
         add_row(table, r.model, f"{r.dataset}/{r.split}", decoding, accuracy, f"{r.programs_per_s:,.1f}",
                 f"{r.run_id}\n{str(r.created_at)[:10]}")
-    console.print(table, width=min(console.width, REPORT_WIDTH))  # long model paths fold
+    # a terminal's width up to REPORT_WIDTH; a file or pipe gets REPORT_WIDTH (not rich's 80)
+    console.print(table, width=min(console.width, REPORT_WIDTH) if console.is_terminal else REPORT_WIDTH)
 
 
 def main() -> None:

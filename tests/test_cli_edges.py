@@ -47,7 +47,7 @@ def test_pad_train_report_fits_100_columns(db, monkeypatch):
     lines = res.stdout.splitlines()
     assert max(map(len, lines)) <= 100, res.stdout
     text = res.stdout
-    assert "sample x8" in text and "68.2%" in text and "(900/1,319)" in text and "60.7>66.1>68.2" in text
+    assert "sample x8" in text and "68.2%" in text and "(900/1,319)" in text and "60.7->66.1->68.2" in text and "stepwise" in text
     assert "2026-12-07" in text and "3f9a1c2b7d4e" in text and "+2 refine" in text
     assert "epoch3" in "".join(line.split("│")[1].strip() for line in lines if line.startswith("│")), text
 
