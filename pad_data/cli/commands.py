@@ -217,6 +217,22 @@ def _progress(description: str) -> Iterator[Callable[..., None]]:
         yield update
 
 
+def _engine_option() -> Any:
+    return typer.Option("local", help="local (this machine) | ray (Ray Data tasks over Parquet shards)")
+
+
+def _address_option() -> Any:
+    return typer.Option(None, help="ray: cluster address [default: start a local Ray]")
+
+
+def _shards_option() -> Any:
+    return typer.Option(None, help="ray: shard folder, shared by all nodes [default: beside the store, STORE.shards/]")
+
+
+def _shard_size_option(default: int, unit: str) -> Any:
+    return typer.Option(default, help=f"ray: {unit} per shard")
+
+
 # ---------------------------------------------------------------------- commands
 OPTIONS_HELP = ("field holding multiple-choice options ([\"A)21\", \"B)21.5\"] or \"a ) 21 , b ) 21.5\"): a gold "
                 "letter becomes its option's value [default: options]")
@@ -366,11 +382,8 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
             limit: Optional[int] = typer.Option(None, help="at most N programs"),
             isolation: str = typer.Option("auto", help="auto|bwrap|unshare|process"),
             origin: Optional[str] = typer.Option(None, help="only programs of this origin (teacher, injected, ...)"),
-            engine: str = typer.Option("local", help="local (this machine) | ray (Ray Data over Parquet shards)"),
-            address: Optional[str] = typer.Option(None, help="ray: cluster address [default: start a local Ray]"),
-            shards: Optional[str] = typer.Option(None, help="ray: shard folder, shared by all nodes "
-                                                            "[default: beside the store, STORE.shards/]"),
-            shard_size: int = typer.Option(5000, help="ray: programs per shard"),
+            engine: str = _engine_option(), address: Optional[str] = _address_option(),
+            shards: Optional[str] = _shards_option(), shard_size: int = _shard_size_option(5000, "programs"),
             entry: Optional[str] = typer.Option(None, help="function to call or variable to read for the "
                                                            "answer [default: solution(), else ans]"),
             memory_limit: Optional[str] = memory_option()) -> None:
@@ -420,11 +433,8 @@ def generate(dataset: str = typer.Option(..., "--dataset", help="problems to wri
              limit: Optional[int] = typer.Option(None, help="at most N questions"),
              price_in: Optional[float] = typer.Option(None, help="USD per 1M prompt tokens (cost estimate)"),
              price_out: Optional[float] = typer.Option(None, help="USD per 1M completion tokens"),
-             engine: str = typer.Option("local", help="local | ray (Ray Data tasks over Parquet shards)"),
-             address: Optional[str] = typer.Option(None, help="ray: cluster address [default: start a local Ray]"),
-             shards: Optional[str] = typer.Option(None, help="ray: shard folder shared by all nodes "
-                                                            "[default: STORE.shards/]"),
-             shard_size: int = typer.Option(500, help="ray: problems per shard"),
+             engine: str = _engine_option(), address: Optional[str] = _address_option(),
+             shards: Optional[str] = _shards_option(), shard_size: int = _shard_size_option(500, "problems"),
              batch: bool = typer.Option(False, "--batch", help="through the OpenAI Batch API (half the price, "
                                         "results within 24 h); batch ids are stored, so a rerun resumes polling"),
              poll_interval: float = typer.Option(30.0, help="--batch: seconds between polls"),
