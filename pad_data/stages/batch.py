@@ -270,16 +270,11 @@ def generate_batch(store: Store, model: str, dataset: str, base_url: str | None 
     ``wait=False`` submits and returns; a later run polls. Returns generate's counts plus ``batches``
     (jobs this run submitted or polled), ``resumed`` (of them, from an earlier run), ``closed`` (jobs
     of an earlier run whose samples were all stored since: closed unsent) and ``pending``."""
-    p, todo, keys, cached, _ = plan(store, model, dataset, samples, temperature, max_tokens, prompt, split, limit)
+    p, todo, keys, cached, _ = plan(store, model, dataset, samples, temperature, max_tokens, prompt, split, limit,
+                                    unsent=True)  # jobs not sent yet are resumed below, not doubled
     config = "model = ? AND dataset = ? AND prompt_id = ? AND temperature = ? AND max_tokens = ?"
     params = [model, dataset, p.prompt_id, float(temperature), max_tokens]
     pending = _jobs(store, f"ingested_at IS NULL AND {config}", params)
-    # plan leaves out what submitted jobs ask for; jobs not sent yet are resumed, not doubled
-    in_flight = {r[0] for r in store.con.execute(
-        f"SELECT unnest(gen_keys) FROM batch_requests WHERE job_id IN (SELECT job_id FROM batch_jobs "
-        f"WHERE ingested_at IS NULL AND {config})", params).fetchall()}
-    todo = [(pid, q, [i for i in idxs if keys[pid][i] not in in_flight]) for pid, q, idxs in todo]
-    todo = [t for t in todo if t[2]]
     stats = {"requested_samples": 0, "cached": cached, "added": 0, "failed": 0, "requests": 0,
              "prompt_tokens": 0, "completion_tokens": 0, "batches": 0, "resumed": 0, "closed": 0, "pending": 0,
              "teacher": model, "prompt": p.name}

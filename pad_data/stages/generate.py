@@ -259,13 +259,14 @@ def torn_journal_bytes(db: Path) -> int:
 
 
 def plan(store: Store, model: str, dataset: str, samples: int, temperature: float, max_tokens: int,
-         prompt: str | None = None, split: str | None = None, limit: int | None = None
+         prompt: str | None = None, split: str | None = None, limit: int | None = None, unsent: bool = False
          ) -> tuple[Prompt, list[tuple[str, str, list[int]]], dict[str, list[str]], int, int]:
     """What a generation run must ask for: ``(prompt, todo, keys, cached, in_batch)``, where ``todo`` is
     ``[(problem_id, question, [missing sample_idx])]`` and ``keys`` the samples' cache keys.
     Samples stored already (``cached`` counts them) and samples of a Batch API job submitted and
     not yet stored (``in_batch``) are left out, so no run, live, Ray or batch, pays for a sample
-    twice. (A job not yet submitted is checked against the store again right before its upload.)"""
+    twice. A job not yet submitted is checked against the store again right before its upload, so
+    only the Batch API path, which resumes such jobs, leaves their samples out too (``unsent``)."""
     if samples < 1:
         raise ValueError("--samples and --concurrency must be >= 1")
     p = load_prompt(prompt, dataset)
@@ -284,12 +285,13 @@ def plan(store: Store, model: str, dataset: str, samples: int, temperature: floa
                                                    "text": p.text}]), "prompt_id")
     keys = {pid: [gen_key(pid, p.prompt_id, model, temperature, max_tokens, i)
                   for i in range(samples)] for pid, _ in problems}
+    sent = "" if unsent else " AND status NOT IN ('new', 'uploaded')"
     with registered(store.con, pd.DataFrame({"k": [k for ks in keys.values() for k in ks]})) as wanted:
         have = {r[0] for r in store.con.execute(
             f"SELECT gen_key FROM programs WHERE gen_key IN (SELECT k FROM {wanted})").fetchall()}
         in_batch = {r[0] for r in store.con.execute(
             f"SELECT k FROM (SELECT unnest(gen_keys) AS k FROM batch_requests WHERE job_id IN "
-            f"(SELECT job_id FROM batch_jobs WHERE ingested_at IS NULL AND status NOT IN ('new', 'uploaded'))) "
+            f"(SELECT job_id FROM batch_jobs WHERE ingested_at IS NULL{sent})) "
             f"WHERE k IN (SELECT k FROM {wanted})").fetchall()}
     skip = have | in_batch
     todo = [(pid, q, [i for i in range(samples) if keys[pid][i] not in skip]) for pid, q in problems]
