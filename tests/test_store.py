@@ -53,7 +53,7 @@ def test_programs_keep_their_rows_and_order_without_the_key_and_stay_unique(db):
         before = st.df("SELECT * FROM programs ORDER BY rowid")
     with Store(db) as st:
         assert st.version >= 16
-        assert st.df("SELECT * FROM programs ORDER BY rowid").equals(before)
+        assert st.df("SELECT * FROM programs ORDER BY rowid")[list(before.columns)].equals(before)  # later columns added
         assert st.scalar("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'programs' "
                          "AND constraint_type = 'PRIMARY KEY'") == 0
         assert {r[0] for r in st.con.execute("SELECT index_name FROM duckdb_indexes() "

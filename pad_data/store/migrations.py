@@ -414,6 +414,13 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE problems ADD COLUMN choice VARCHAR",
         "ALTER TABLE problems ADD COLUMN options VARCHAR[]",
     ],
+    # v19: reinforcement-learning rollouts (origin 'rollout', written by pad_train.rewards): the
+    # training run that sampled the program, its step, and the reward the program earned there.
+    [
+        "ALTER TABLE programs ADD COLUMN train_run_id VARCHAR",
+        "ALTER TABLE programs ADD COLUMN train_step INTEGER",
+        "ALTER TABLE programs ADD COLUMN reward DOUBLE",
+    ],
 ]
 
 

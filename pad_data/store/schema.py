@@ -10,7 +10,7 @@ from pad_data.rules.labels import MATCH_SQL
 from pad_data.store.migrations import MIGRATIONS
 
 SCHEMA_VERSION = len(MIGRATIONS)
-ORIGINS = ("teacher", "import", "injected", "student", "human")
+ORIGINS = ("teacher", "import", "injected", "student", "human", "rollout")
 
 # A problem's gold: its real gold answer (number or text) when it has one, else the consensus
 # of `pad vote` (gold_source 'consensus', with its agreement share). An execution labeled
