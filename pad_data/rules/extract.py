@@ -46,9 +46,8 @@ def extract_program(text: str, entry: str = "solution") -> str:
               if m.group(1).lower() in ("", "python", "py", "python3")]
     if blocks:
         defines = [b for b in blocks if re.search(rf"^\s*def {entry}\s*\(", b, re.M)]
-        for candidates in (defines, [b for b in blocks if _parses(b)], blocks):
-            if candidates:
-                return candidates[0].strip("\n").rstrip() + "\n"
+        chosen = defines[0] if defines else next((b for b in blocks if _parses(b)), blocks[0])
+        return chosen.strip("\n").rstrip() + "\n"
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), None)
     if start is None:
