@@ -43,6 +43,7 @@ from pad_data.store.ids import student_program_id
 from pad_data.store.writer import GroupCommitter
 
 ORIGIN = "rollout"
+POOL_BATCH = 32  # programs sent to a worker at a time: a batch of completions is spread over every worker
 
 
 @dataclass(frozen=True)
@@ -126,8 +127,9 @@ class ExecutionReward:
         self.last: list[tuple[str, float]] = []
         self.last_results: list = []
         self._closed = True  # until the pool exists
-        self.pool = SandboxPool(workers=workers, timeout=timeout, memory_mb=memory_mb,
-                                isolation_level=isolation_level, entry=entry, **dict(pool_options or {}))
+        self.pool = SandboxPool(**{"workers": workers, "timeout": timeout, "memory_mb": memory_mb,
+                                   "isolation_level": isolation_level, "entry": entry,
+                                   "batch_size": POOL_BATCH, **dict(pool_options or {})})
         self._closed = False
         self._store: Store | None = None
         self._committer: GroupCommitter | None = None
@@ -147,8 +149,14 @@ class ExecutionReward:
         n = len(completions)
         golds = self._golds(columns, n)
         texts = [completion_text(c) for c in completions]
-        programs = [extract_program(t, self.entry or "solution") for t in texts]
-        results = dict(self.pool.map(enumerate(programs)))
+        programs: list[str] = []
+
+        def extracted():  # workers start on the first programs while the rest are extracted
+            for i, text in enumerate(texts):
+                programs.append(extract_program(text, self.entry or "solution"))
+                yield i, programs[-1]
+
+        results = dict(self.pool.map(extracted()))
         labels = [label_for(results[i].status, results[i].value_type, results[i].value, g.number, g.text, g.choice)[0]
                   for i, g in enumerate(golds)]
         rewards = [self.scheme.reward(label) for label in labels]

@@ -152,3 +152,21 @@ def test_rollouts_need_a_problem_id_column(tmp_path):
     with ExecutionReward(store=db, timeout=1.0) as r:
         with pytest.raises(ValueError, match="needs a 'problem_id' column"):
             r([RIGHT], answer=[7])
+
+
+@pytest.mark.e2e
+def test_bench_reward_scores_the_same_completions_three_ways(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import bench_reward
+
+    r = bench_reward.main(["--n", "512", "--batch", "128", "--subprocess-n", "16", "--repeats", "1",
+                           "--json", str(tmp_path / "reward.json")])
+    assert json.loads((tmp_path / "reward.json").read_text())["n"] == 512
+    assert 0.6 < r["accuracy_of_completions"] < 0.9  # a quarter scored against a wrong gold; methods agreed
+    rates = r["rewards_per_s"]
+    assert rates["pad"] > 5 * rates["subprocess_run"]  # ~90x on 2 cores; generous for a busy machine
+    assert r["goals"]["hostile"] and r["hostile"]["hostile_labels"][-2] == "timeout"
+    assert "rewards/s" in capsys.readouterr().out
