@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import typer
@@ -73,6 +74,65 @@ def _is_dir(path: str) -> bool:
     from pathlib import Path
 
     return Path(path).is_dir()
+
+
+@contextlib.contextmanager
+def _training(out: str, every: int):
+    """A training run's errors as one line; Ctrl-C says exactly what was saved in ``out``."""
+    from pad_train.runs import saved_note
+
+    with _errors():
+        try:
+            yield
+        except KeyboardInterrupt:
+            console.print(saved_note(out, every), soft_wrap=True)
+            raise typer.Exit(130) from None
+
+
+@app.command()
+def grpo(split: str = typer.Option(..., "--split", help="curated snapshot name (its train problems), or an exported "
+                                                        "dataset directory"),
+         model: str = typer.Option(..., "--model", help="policy to start from (a causal LM: local dir or Hub name), "
+                                                        "e.g. a `pad-train sft` output"),
+         out: str = typer.Option(..., "--out", help="output directory"),
+         num_generations: int = typer.Option(4, help="programs sampled per problem (the group GRPO compares)"),
+         temperature: float = typer.Option(1.0), max_completion_length: int = typer.Option(128),
+         beta: float = typer.Option(0.0, help="KL coefficient against the starting policy (0: none)"),
+         lr: float = typer.Option(1e-5), batch_size: int = typer.Option(8, help="completions per step"),
+         max_steps: int = typer.Option(100), save_steps: int = typer.Option(0, help="checkpoint every N steps "
+                                                                                    "(0: only the final model)"),
+         resume: bool = typer.Option(False, help="continue from the newest checkpoint in --out (none: an error)"),
+         limit: Optional[int] = typer.Option(None, help="at most N problems"), seed: int = typer.Option(0),
+         lora: bool = typer.Option(False, help="train LoRA adapters (peft), merged into the saved model"),
+         lora_r: int = typer.Option(16), lora_alpha: float = typer.Option(32.0),
+         lora_targets: Optional[str] = typer.Option(None, help="comma-separated module names [default: peft's]"),
+         timeout: float = typer.Option(2.0, help="each program's time limit in the sandbox (s)"),
+         correct_reward: float = typer.Option(1.0), format_reward: float = typer.Option(
+             0.0, help="added for a runnable program (it ran and returned a value)"),
+         error_penalty: float = typer.Option(0.0, help="subtracted for a program that did not compile, raised, "
+                                                       "timed out or returned nothing"),
+         report_to: str = typer.Option("none", help="none | tensorboard | wandb | ... (transformers' report_to)")):
+    """Reinforcement learning with pad's sandbox as the reward: GRPO (TRL) on the problems of a split.
+
+    Each sampled program is executed and rewarded by its label against the problem's gold answer;
+    every rollout is stored (origin rollout, train_run_id, train_step, reward) as training goes."""
+    from pad_train.grpo import GRPOSettings, train_grpo
+
+    cfg = GRPOSettings(num_generations=num_generations, temperature=temperature,
+                       max_completion_length=max_completion_length, beta=beta, lr=lr, batch_size=batch_size,
+                       max_steps=max_steps, save_steps=save_steps, seed=seed, limit=limit, lora=lora, lora_r=lora_r,
+                       lora_alpha=lora_alpha, lora_targets=lora_targets, timeout=timeout,
+                       correct_reward=correct_reward, format_reward=format_reward, error_penalty=error_penalty,
+                       report_to=report_to)
+    with _training(out, save_steps), _progress("GRPO") as progress:
+        r = train_grpo(model, split, resolve_path(_state["db"]), out, cfg, resume=resume,
+                       progress=lambda s, t, rec: progress(s, t, f"reward {rec['reward']:.2f}" if "reward" in rec
+                                                           else ""))
+    rewards = [rec["reward"] for rec in r["log"]]
+    trend = f", mean reward {rewards[0]:.2f} -> {rewards[-1]:.2f}" if rewards else ""
+    labels = ", ".join(f"{k} {v:,}" for k, v in sorted(r["labels"].items(), key=lambda kv: -kv[1]))
+    say(console, f"grpo: {r['steps']} steps on {r['problems']} problems{trend}; {r['rollouts']:,} rollouts "
+                  f"({labels}) stored as origin rollout, train_run_id {r['train_run_id']}; model in {r['out']}")
 
 
 @app.command("eval")

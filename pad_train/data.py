@@ -132,3 +132,21 @@ def load_refine_examples(split_name: str, part: str = "train", store: Store | No
             rng.sample(plain, want % len(plain))
         out += picks
     return out
+
+
+def load_problems(split_name: str, part: str = "train", store: Store | None = None,
+                  limit: int | None = None) -> list[dict]:
+    """The distinct problems of a snapshot (or an exported dataset directory) for ``part``, in id
+    order: ``problem_id``, ``question`` and the gold (or consensus) ``answer``/``answer_text``
+    the snapshot holds; at most ``limit``."""
+    seen: dict[str, dict] = {}
+    for r in _rows(split_name, part, store):
+        if r["problem_id"] not in seen:
+            answer = r.get("answer")
+            seen[r["problem_id"]] = {"problem_id": r["problem_id"], "question": r["question"],
+                                     "answer": None if answer is None or answer != answer else float(answer),
+                                     "answer_text": r.get("answer_text")}
+    if not seen:
+        raise ValueError(f"{split_name}: no problems in split {part!r}")
+    problems = [seen[k] for k in sorted(seen)]
+    return problems[:limit] if limit else problems
