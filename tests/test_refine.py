@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 
 from pad_data.stages.execute import execute  # noqa: E402
 from pad_data.stages.ingest import import_programs  # noqa: E402
-from pad_data.stages.inject import KINDS, inject, variants  # noqa: E402
+from pad_data.stages.inject import KINDS, inject, inject_errors, variants  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
 from conftest import pad_cli, tiny_gpt2  # noqa: E402
@@ -110,6 +110,26 @@ def test_inject_errors_stores_parents_kinds_and_labels_and_reruns_add_nothing(tm
         assert st.scalar("SELECT count(*) FROM programs") == total
     bad = pad_cli("--db", db, "inject-errors", "--kinds", "operator,typo")
     assert bad.returncode == 1 and "unknown injection kind 'typo'" in bad.stderr
+
+
+def test_inject_errors_limit_takes_the_first_sources_by_id_and_a_tight_budget_changes_nothing(tmp_path):
+    db = tmp_path / "pad.duckdb"
+    pad_cli("--db", db, "run", "--samples", "1", check=True)
+    tight = tmp_path / "tight.duckdb"
+    tight.write_bytes(db.read_bytes())
+    made = []
+    for path, memory in ((db, None), (tight, "256MiB")):
+        with Store(path, memory=memory) as st:
+            r = inject_errors(st, per_program=2, limit=7, run=False)
+            assert r["sources"] == 7 and r["added"] == r["variants"] == sum(r["by_kind"].values()) > 7
+            assert r["executed"] == 0 and st.scalar("SELECT count(*) FROM labeled_programs WHERE origin = 'injected' "
+                                                    "AND label IS NOT NULL") == 0
+            made.append(st.df("SELECT program_id, program, parent_program_id, injection_kind, sample_idx FROM programs "
+                              "WHERE origin = 'injected' ORDER BY program_id"))
+            first = st.df("SELECT program_id FROM labeled_programs WHERE label = 'correct' AND origin <> 'injected' "
+                          "ORDER BY program_id LIMIT 7").program_id.tolist()
+            assert sorted(set(made[-1].parent_program_id)) == first
+    assert made[0].equals(made[1])
 
 
 @pytest.mark.e2e

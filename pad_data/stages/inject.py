@@ -28,10 +28,12 @@ from collections import Counter
 from typing import Callable
 
 import pandas as pd
+import pyarrow as pa
 
-from pad_data.stages.curate import ranged
+from pad_data.stages.curate.candidates import SCAN_ROWS, ranged
 from pad_data.stages.execute import execute
-from pad_data.store import Store
+from pad_data.stages.parallel import mapper, repeat
+from pad_data.store import Store, attached, copy_into, registered, scratch_db
 from pad_data.store.ids import injected_program_id
 from pad_data.rules.syntax import TooDeep, tree_work
 
@@ -50,6 +52,10 @@ _SWAPS: dict[type, tuple[type, ...]] = {
     ast.Add: (ast.Sub,), ast.Sub: (ast.Add,), ast.Mult: (ast.Div, ast.Add), ast.Div: (ast.Mult, ast.FloorDiv),
     ast.FloorDiv: (ast.Div, ast.Mult), ast.Mod: (ast.FloorDiv,), ast.Pow: (ast.Mult,),
 }
+# an injected variant's row in ``programs``, in this order
+VARIANT_COLUMNS = {"program_id": "VARCHAR", "problem_id": "VARCHAR", "origin": "VARCHAR", "teacher": "VARCHAR",
+                   "sample_idx": "INTEGER", "program": "VARCHAR", "parent_program_id": "VARCHAR",
+                   "injection_kind": "VARCHAR"}
 _NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
 _BUILTINS = set(dir(builtins))
 
@@ -294,6 +300,14 @@ def variants(program: str, kinds: list[str], k: int, key: str, question: str | N
     return out
 
 
+def _variants_or_none(program: str, kinds: list[str], k: int, key: str, question: str | None) -> list | None:
+    """:func:`variants`, or None for a program too deep to edit (a worker process's task)."""
+    try:
+        return variants(program, kinds, k, key, question)
+    except TooDeep:
+        return None
+
+
 def inject_errors(store: Store, per_program: int = 2, kinds: list[str] | None = None, seed: int = 0,
                   dataset: str | None = None, limit: int | None = None, run: bool = True, timeout: float = 2.0,
                   workers: int = 2, progress: Callable[[int, int], None] | None = None) -> dict:
@@ -314,31 +328,44 @@ def inject_errors(store: Store, per_program: int = 2, kinds: list[str] | None = 
     if dataset:
         where.append("dataset = ?")
         params.append(dataset)
-    # read range by range (curate.ranged: within the memory budget), each range's first `limit`
+    order = f"ORDER BY program_id LIMIT {int(limit)}" if limit else ""  # the first `limit` by program_id
     query = (f"SELECT program_id, problem_id, question, program, teacher FROM labeled_programs "
-             f"WHERE {' AND '.join(where)} AND {{range}}" + (f" ORDER BY program_id LIMIT {int(limit)}" if limit else ""))
-    src = pd.concat([r.read_pandas() for r in ranged(store, query, params)], ignore_index=True)
-    src = src.sort_values("program_id", kind="stable").head(limit).reset_index(drop=True) if limit else \
-        src.sort_values("program_id", kind="stable").reset_index(drop=True)
-    store.release()  # not held while the variants are made
-    rows, by_kind, deep = [], Counter(), 0
-    for n, r in enumerate(src.itertuples(index=False), 1):
-        try:
-            made = variants(r.program, kinds, per_program, f"{seed}:{r.program_id}", r.question)
-        except TooDeep:
-            deep += 1
-            made = []
-        for i, (kind, text) in enumerate(made):
-            rows.append({"program_id": injected_program_id(r.problem_id, r.program_id, kind, text),
-                         "problem_id": r.problem_id, "origin": "injected", "teacher": r.teacher, "sample_idx": i,
-                         "program": text, "parent_program_id": r.program_id, "injection_kind": kind})
-            by_kind[kind] += 1
-        if progress and (n % 1000 == 0 or n == len(src)):
-            progress(n, len(src))
-    with store.transaction():
-        added = store.insert_new("programs", pd.DataFrame(rows), "program_id") if rows else 0
+             f"WHERE {' AND '.join(where)} AND {{range}} {order}")  # each range's first, then all ranges'
+    by_kind, deep, made_n = Counter(), 0, 0
+    # sources and variants stream through a scratch file, a batch at a time in memory: at 10M
+    # programs the sources' text alone is several GB
+    with scratch_db(store, "inject") as (db, path):
+        for i, reader in enumerate(ranged(store, query, params)):
+            copy_into(db, "src", reader, append=i > 0)
+        store.release()  # not held while the variants are made
+        db.execute(f"CREATE TABLE made ({', '.join(f'{c} {t}' for c, t in VARIANT_COLUMNS.items())})")
+        sources = db.execute(f"SELECT count(*) FROM (SELECT 1 FROM src {order})").fetchall()[0][0]
+        done = 0
+        with mapper(sources) as pmap:
+            for batch in db.cursor().sql(f"SELECT * FROM src {order}").to_arrow_reader(SCAN_ROWS):
+                pids, problems, questions, programs, teachers = (c.to_pylist() for c in batch.columns)
+                keys = [f"{seed}:{pid}" for pid in pids]
+                every = pmap(_variants_or_none, programs, repeat(kinds, len(pids)), repeat(per_program, len(pids)),
+                            keys, questions)
+                rows: dict[str, list] = {c: [] for c in VARIANT_COLUMNS}
+                for pid, problem, teacher, made in zip(pids, problems, teachers, every):
+                    deep += made is None
+                    for i, (kind, text) in enumerate(made or ()):
+                        for c, v in zip(VARIANT_COLUMNS, (injected_program_id(problem, pid, kind, text), problem,
+                                                          "injected", teacher, i, text, pid, kind)):
+                            rows[c].append(v)
+                        by_kind[kind] += 1
+                done += len(pids)
+                if progress:
+                    progress(done, sources)
+                made_n += len(rows["program_id"])
+                with registered(db, pa.table(rows)) as t:
+                    db.execute(f"INSERT INTO made SELECT * FROM {t}")
+        db.close()
+        with attached(store, path, "pad_inject"), store.transaction():
+            added = store.insert_rows("programs", "pad_inject.made", "program_id") if made_n else 0
     executed = execute(store, origin="injected", timeout=timeout, workers=workers)["executed"] if run else 0
-    return {"sources": len(src), "variants": len(rows), "added": added, "by_kind": dict(by_kind),
+    return {"sources": sources, "variants": made_n, "added": added, "by_kind": dict(by_kind),
             "too_deep": deep, "executed": executed, "outcomes": outcomes(store)}
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import ast
 import contextlib
 import hashlib
-import itertools
-import os
 from typing import Callable, Iterator
 
 from pad_data.rules.syntax import TooDeep, tree_work
+from pad_data.stages.parallel import mapper, repeat
 
 Info = tuple[int, int, str]  # (statements, characters, dedup key)
 
@@ -22,7 +21,6 @@ Info = tuple[int, int, str]  # (statements, characters, dedup key)
 # deep to analyze (syntax.TooDeep): both are keyed on their exact text and ranked after every other
 UNPARSED = 10**9
 TOO_DEEP = UNPARSED + 1
-PARALLEL_FROM = 20_000  # programs in all from which analysis runs in worker processes
 
 
 class _Canon(ast.NodeTransformer):
@@ -109,11 +107,6 @@ def analyze_all(programs: list[str], mode: str) -> list[Info]:
 @contextlib.contextmanager
 def analyzer(mode: str, n: int) -> Iterator[Callable[[list[str]], list[Info]]]:
     """A function that runs :func:`analyze` over a list of programs: in worker processes (started
-    once, for every list) when ``n`` programs in all make that worth it."""
-    if n < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
-        yield lambda programs: [analyze(p, mode) for p in programs]
-        return
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=os.cpu_count()) as ex:
-        yield lambda programs: list(ex.map(analyze, programs, itertools.repeat(mode), chunksize=2000))
+    once, for every list) when ``n`` programs in all make that worth it (:func:`~pad_data.stages.parallel.mapper`)."""
+    with mapper(n) as run:
+        yield lambda programs: run(analyze, programs, repeat(mode, len(programs)))

@@ -15,12 +15,6 @@ The store appends the snapshot by attaching the file (:func:`~.snapshots.append_
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from typing import Iterator
-
 import duckdb
 import pyarrow as pa
 
@@ -30,7 +24,7 @@ from pad_data.stages.curate.dedup import TOO_DEEP, analyzer, size
 from pad_data.stages.curate.params import CurateParams
 from pad_data.stages.curate.snapshots import HASHED, TASK_COLUMNS, append_snapshot, content_hash
 from pad_data.stages.curate.split import copy_questions
-from pad_data.store import Store, copy_into, registered
+from pad_data.store import Store, copy_into, registered, scratch_db
 
 CANDIDATE_COLUMNS = ("program_id, problem_id, label, program, dataset, gold AS answer, "
                      "gold_text AS answer_text, gold_source, agreement, teacher, origin, v.verdict")
@@ -38,7 +32,7 @@ CANDIDATE_COLUMNS = ("program_id, problem_id, label, program, dataset, gold AS a
 
 def curate_programs(store: Store, name: str, p: CurateParams) -> dict:
     """Create program snapshot ``name`` for ``p`` (checked); returns its counts and hash."""
-    with _scratch(store) as (scratch, path):
+    with scratch_db(store, "curate") as (scratch, path):
         _copy_candidates(store, scratch, p)
         store.release()  # deduplication takes a while: other processes may use the store meanwhile
         scratch.execute(f"SET memory_limit = '{store.share(1)}'")
@@ -53,21 +47,6 @@ def curate_programs(store: Store, name: str, p: CurateParams) -> dict:
         digest = content_hash(p, hashed.to_arrow_reader(SCAN_ROWS))
         scratch.close()
         return append_snapshot(store, name, p, digest, counts, path) | {"removed": removed}
-
-
-@contextlib.contextmanager
-def _scratch(store: Store) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
-    """A scratch DuckDB file in a new folder beside the store (where it spills), with half the
-    store's budget, and its path; the folder is deleted afterwards."""
-    tmp = tempfile.mkdtemp(prefix=".pad-curate-", dir=store.path.parent)
-    path = os.path.join(tmp, "snapshot.duckdb")
-    scratch = duckdb.connect(path, config={"memory_limit": store.share(0.5), "temp_directory": tmp,
-                                           "preserve_insertion_order": False})
-    try:
-        yield scratch, path
-    finally:
-        scratch.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _copy_candidates(store: Store, scratch: duckdb.DuckDBPyConnection, p: CurateParams) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pad_data.stages.curate.params import CurateError, CurateParams
-from pad_data.store import Store, content_id, sql_literal
+from pad_data.store import Store, attached, content_id
 
 TASK_TABLES = {"program": "curated_examples", "refine": "refine_examples"}
 TASK_COLUMNS = {
@@ -83,12 +83,8 @@ def append_snapshot(store: Store, name: str, p: CurateParams, digest: str, count
     one ``INSERT ... SELECT`` that DuckDB writes out as it goes, in the file's row order, with
     the store's memory capped (an append needs a few blocks at a time; batches appended through
     Python would sit in the store's memory until the commit)."""
-    store.con.execute(f"ATTACH {sql_literal(path)} AS pad_snapshot (READ_ONLY)")
-    try:
-        with store.capped("256MB"):  # or the budget, when lower
-            return store_snapshot(store, name, p, digest, counts, "SELECT * FROM pad_snapshot.snap")
-    finally:
-        store.con.execute("DETACH pad_snapshot")
+    with attached(store, path, "pad_snapshot"), store.capped("256MB"):  # or the budget, when lower
+        return store_snapshot(store, name, p, digest, counts, "SELECT * FROM pad_snapshot.snap")
 
 
 def store_snapshot(store: Store, name: str, p: CurateParams, digest: str, counts: dict, rows_sql: str) -> dict:

@@ -1,0 +1,30 @@
+"""CPU-bound work over many items (parsing, rewriting programs), in worker processes when there
+are enough items to pay for starting them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Callable, Iterable, Iterator
+
+PARALLEL_FROM = 20_000  # items in all from which the work runs in worker processes
+CHUNK = 2_000  # items per task sent to a worker
+
+
+@contextlib.contextmanager
+def mapper(n: int) -> Iterator[Callable[..., list]]:
+    """``map`` for ``n`` items in all (over one list or several): a list of ``fn(*args)`` in
+    order, in worker processes (started once, for every call) when ``n`` makes that worth it.
+    ``fn`` must be a module-level function (it is pickled by name)."""
+    if n < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+        yield lambda fn, *lists: list(map(fn, *lists))
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as ex:
+        yield lambda fn, *lists: list(ex.map(fn, *lists, chunksize=CHUNK))
+
+
+def repeat(value: object, n: int) -> Iterable:
+    """``value`` ``n`` times: a constant argument of a :func:`mapper` call."""
+    return [value] * n
