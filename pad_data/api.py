@@ -25,6 +25,7 @@ from pad_data.stages.datasets import delete_dataset
 from pad_data.stages.export import export, export_parquet_shards
 from pad_data.stages.generate import generate_offline, ingest_embedded, make_teacher, torn_journal_bytes
 from pad_data.stages.ingest import IngestError, import_programs, ingest
+from pad_data.stages.sources import read_preamble
 from pad_data.stages.inject import KINDS as INJECTION_KINDS, inject_errors
 from pad_data.stages.synthesize import synthesize
 from pad_data.stages.vote import vote
@@ -47,19 +48,25 @@ def default_steps(source: str | None = None, dataset: str | None = None, program
                   samples: int = 4, seed: int = 0, timeout: float = 2.0, memory_mb: int = 512,
                   workers: int = 2, progress: Callable[[int, int], None] | None = None,
                   model: str | None = None, base_url: str | None = None, backend: str = "openai",
-                  concurrency: int = 16, engine: str = "local", address: str | None = None) -> list[Step]:
+                  concurrency: int = 16, engine: str = "local", address: str | None = None,
+                  preamble: str | None = None) -> list[Step]:
     """The steps of ``pad run``.
 
     Problems: pad's embedded set, or ``source``. Programs: the offline template teacher
-    (embedded problems only), a real teacher (``model``), or a file (``programs``). The teacher
-    and the sandbox run on ``engine`` (``local`` or ``ray``, at ``address``).
+    (embedded problems only), a real teacher (``model``), or a file (``programs``, each run after
+    ``preamble``, a file, if given). The teacher and the sandbox run on ``engine`` (``local`` or
+    ``ray``, at ``address``).
     """
     steps: list[Step] = []
     if (source or programs) and not dataset:
         raise ValueError("--dataset is required with --source or --programs")
+    if preamble and not programs:
+        raise ValueError("--preamble goes with --programs (for programs a teacher writes: pad execute --preamble)")
+    if preamble:
+        read_preamble(preamble)  # a bad file fails before any step runs
     steps.append(Ingest(source, dataset) if source else IngestEmbedded(seed=seed))
     if programs:
-        steps.append(ImportPrograms(programs, dataset))
+        steps.append(ImportPrograms(programs, dataset, preamble=preamble))
     elif model:
         steps.append(Generate([dataset] if source else EMBEDDED_DATASETS, model, base_url=base_url,
                               backend=backend, samples=samples, concurrency=concurrency, engine=engine,

@@ -21,8 +21,8 @@ def count(db, table="problems"):
 def test_gsm8k_train_gives_7473_numeric_problems_and_rerun_adds_nothing(db, shared_data):
     with Store(db) as st:
         r = ingest(st, shared_data / "gsm8k" / "train.jsonl", "gsm8k")
-        assert r == {"read": 7473, "added": 7473, "split": "train", "updated": 0, "relabeled": 0, "differ": 0,
-                     "warning": None}
+        assert r == {"read": 7473, "repeated": 0, "added": 7473, "stored": 0, "split": "train", "updated": 0,
+                     "relabeled": 0, "differ": 0, "warning": None}
         assert st.scalar("SELECT count(*) FROM problems WHERE answer IS NOT NULL") == 7473
         assert st.scalar("SELECT answer FROM problems WHERE question LIKE 'Natalia sold clips%'") == 72.0
         assert st.scalar("SELECT count(*) FROM problems WHERE rationale LIKE '%<<%'") > 7000

@@ -236,6 +236,8 @@ def _shard_size_option(default: int, unit: str) -> Any:
 # ---------------------------------------------------------------------- commands
 OPTIONS_HELP = ("field holding multiple-choice options ([\"A)21\", \"B)21.5\"] or \"a ) 21 , b ) 21.5\"): a gold "
                 "letter becomes its option's value [default: options]")
+PREAMBLE_HELP = ("a Python file run before each program, in its namespace and sandbox (imports and helpers "
+                 "the programs' own runner gave them); stored with the programs, its hash in their ids")
 
 
 @app.command()
@@ -264,8 +266,9 @@ def ingest(source: str = typer.Argument(..., help="a .jsonl/.json/.parquet/.csv 
             r = api.ingest(store, source, dataset, split=split, fmt=fmt, question_field=question_field,
                            answer_field=answer_field, limit=limit, config=config, update=update, no_gold=no_gold,
                            options_field=options_field)
+    repeated = f", {r['repeated']:,} repeated within the file" if r["repeated"] else ""
     say(console, f"{dataset}/{r['split']}: read {plural(r['read'], 'problem')}, added {r['added']:,} "
-                  f"({r['read'] - r['added']:,} already stored)" + _gold_changes(r))
+                  f"({r['stored']:,} already stored{repeated})" + _gold_changes(r))
     _warn_gold(r)
 
 
@@ -307,6 +310,7 @@ def import_programs(file: str = typer.Argument(..., help="records with a questio
                     update: bool = typer.Option(False, "--update", help="replace the gold answer of problems "
                                                 "already stored when the file's differs, and relabel their "
                                                 "programs"),
+                    preamble: Optional[str] = typer.Option(None, help=PREAMBLE_HELP),
                     memory_limit: Optional[str] = memory_option()) -> None:
     """Import programs generated elsewhere (fences and prose around the code are stripped)."""
     fields = [f.strip() for value in question_field or [] for f in value.split(",") if f.strip()]
@@ -318,13 +322,14 @@ def import_programs(file: str = typer.Argument(..., help="records with a questio
                                     question_field=fields if question_field else None,
                                     program_field=program_field, answer_field=answer_field, no_gold=no_gold,
                                     teacher=teacher, limit=limit, skip_invalid=skip_invalid, update=update,
-                                    options_field=options_field)
+                                    options_field=options_field, preamble=preamble)
     for message in r["skipped_records"] + r["skipped_samples"]:
         say(err_console, f"skipped {message}", soft_wrap=True)
     say(console, f"{dataset}: read {plural(r['read'], 'program')} from {plural(r['records'], 'record')}, "
                   f"added {r['added']:,} (new problems: {r['problems_added']:,})"
                   + (f", skipped {plural(r['skipped'], 'invalid record')}" if skip_invalid else "")
                   + (f", skipped {plural(len(r['skipped_samples']), 'empty sample')}" if r["skipped_samples"] else "")
+                  + (f", preamble {r['preamble']} ({preamble})" if r["preamble"] else "")
                   + _gold_changes(r))
     _warn_gold(r)
 
@@ -386,6 +391,9 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
             shards: Optional[str] = _shards_option(), shard_size: int = _shard_size_option(5000, "programs"),
             entry: Optional[str] = typer.Option(None, help="function to call or variable to read for the "
                                                            "answer [default: solution(), else ans]"),
+            preamble: Optional[str] = typer.Option(None, help="a Python file run before each program imported "
+                                                   "without a preamble, in its namespace (recorded with each "
+                                                   "execution); a program imported with another one is an error"),
             memory_limit: Optional[str] = memory_option()) -> None:
     """Run programs that have no execution yet in the sandbox, and label them."""
     from pad_data.sandbox.isolation import WEAK_WARNING, resolve
@@ -408,7 +416,7 @@ def execute(dataset: Optional[str] = typer.Option(None, help="only this dataset"
             r = api.execute(store, dataset=dataset, timeout=timeout, memory_mb=memory_mb, workers=workers,
                             rerun=rerun, limit=limit, isolation_level=level, origin=origin, entry=entry,
                             progress=progress, engine=engine, address=address, shards=shards,
-                            shard_size=shard_size)
+                            shard_size=shard_size, preamble=preamble)
     how = ", ".join(x for x in (f"{r['programs_per_s']:,.0f}/s" if r["executed"] else "", r.get("executor")) if x)
     _print_labels(r["labels"], title=f"executed {plural(r['executed'], 'program')} in {r['seconds']:.2f} s"
                                      + (f" ({how})" if how else ""))
@@ -855,6 +863,7 @@ def labels() -> None:
 def run(source: Optional[str] = typer.Option(None, help="ingest this problem file instead of the embedded set"),
         dataset: Optional[str] = typer.Option(None, help="dataset name for --source"),
         programs: Optional[str] = typer.Option(None, help="import programs from this file"),
+        preamble: Optional[str] = typer.Option(None, help="with --programs: " + PREAMBLE_HELP),
         model: Optional[str] = typer.Option(None, help="a real teacher instead of the offline one "
                                                        "(see `pad generate`; key from OPENAI_API_KEY)"),
         base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for --model"),
@@ -881,7 +890,8 @@ def run(source: Optional[str] = typer.Option(None, help="ingest this problem fil
     with _cli_errors(), _store(memory=memory_limit) as store, _progress("executing") as progress:
         steps = api.default_steps(source=source, dataset=dataset, programs=programs, samples=samples,
                                   seed=seed, timeout=timeout, memory_mb=memory_mb, workers=workers,
-                                  progress=progress, model=model, base_url=base_url, backend=backend)
+                                  progress=progress, model=model, base_url=base_url, backend=backend,
+                                  preamble=preamble)
 
         def report(step, result, seconds):
             say(console, ("✓", "green"), f" {step.name} ({seconds:.2f} s): {_brief(result)}")

@@ -47,7 +47,7 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
             commit_every: int = 10_000, origin: str | None = None, entry: str | None = None,
             progress: Callable[[int, int], None] | None = None, commit_interval: float = 1.0,
             engine: str = "local", address: str | None = None, shards: str | os.PathLike | None = None,
-            shard_size: int = ray_engine.SHARD_SIZE) -> dict:
+            shard_size: int = ray_engine.SHARD_SIZE, preamble: str | os.PathLike | None = None) -> dict:
     """Execute and label pending programs (:func:`pad_data.stages.execute.execute`) on ``engine``.
 
     ``ray``: on the cluster at ``address`` [default: a local Ray], in shards of ``shard_size``
@@ -59,9 +59,12 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
         return execute_stage.execute(store, dataset=dataset, timeout=timeout, memory_mb=memory_mb,
                                      workers=workers, rerun=rerun, limit=limit, isolation_level=isolation_level,
                                      commit_every=commit_every, origin=origin, entry=entry, progress=progress,
-                                     commit_interval=commit_interval)
+                                     commit_interval=commit_interval, preamble=preamble)
     if rerun:
         raise ValueError("--rerun runs on --engine local only")
+    if preamble is not None:
+        raise ValueError("--preamble runs on --engine local only (programs imported with a preamble run with it "
+                         "on either engine)")
     return ray_engine.execute_ray(store, shards=shards, address=address, shard_size=shard_size, dataset=dataset,
                                   origin=origin, limit=limit, timeout=timeout, memory_mb=memory_mb,
                                   isolation_level=isolation_level, entry=entry, progress=progress)

@@ -52,10 +52,11 @@ class ImportPrograms:
     source: str
     dataset: str
     teacher: str | None = None
+    preamble: str | None = None  # a file run before each program
     name: str = "import programs"
 
     def run(self, store: Store) -> dict:
-        return ingest.import_programs(store, self.source, self.dataset, teacher=self.teacher)
+        return ingest.import_programs(store, self.source, self.dataset, teacher=self.teacher, preamble=self.preamble)
 
 
 @dataclass

@@ -89,10 +89,12 @@ def execute_shards(batch: dict[str, Any], timeout: float, memory_mb: int, isolat
             df = pd.read_parquet(inp)
             with SandboxPool(workers=workers, timeout=timeout, memory_mb=memory_mb,
                              isolation_level=isolation_level, entry=entry) as pool:
-                results = dict(pool.map(zip(df["program_id"], df["program"])))
+                preambles = [p if isinstance(p, str) else None for p in df.get("preamble", [None] * len(df))]
+                results = dict(pool.map(zip(df["program_id"], df["program"], preambles)))
                 executor = pool.executor_version
             now = pd.Timestamp.now()
-            context = [c for c in PENDING_COLUMNS[4:] if c in df.columns]  # shards planned by an older pad lack it
+            # shards planned by an older pad lack some (the preamble's text goes to the sandbox, its id to the row)
+            context = [c for c in PENDING_COLUMNS[4:] if c in df.columns and c != "preamble"]
             out = results_frame([result_row(r["program_id"], results[r["program_id"]], r["gold"], r["gold_text"],
                                             timeout, memory_mb, executor, now, **{c: r[c] for c in context})
                                  for r in df.to_dict("records")])

@@ -132,7 +132,7 @@ class _Worker:
     ready: bool = False
     retiring: bool = False
     since: float = 0.0  # when the program at pending[0] started (approximately)
-    pending: deque = field(default_factory=deque)  # (seq, source) sent, not yet reported
+    pending: deque = field(default_factory=deque)  # (seq, source[, preamble]) sent, not yet reported
     single: bool = False  # running one suspect on its own: if it dies or hangs, that program did it
     rbuf: bytes = b""
     wbuf: bytes = b""
@@ -245,7 +245,7 @@ class SandboxPool:
             pass
 
     # ------------------------------------------------------------------ I/O
-    def _send(self, w: _Worker, items: list[tuple[int, str]]) -> None:
+    def _send(self, w: _Worker, items: list[tuple]) -> None:
         w.pending.extend(items)
         w.wbuf += json.dumps({"batch": items}).encode() + b"\n"
         self._flush(w)
@@ -268,12 +268,16 @@ class SandboxPool:
             w.writing = want
 
     # ------------------------------------------------------------------ main loop
-    def map(self, items: Iterable[tuple[Hashable, str]]) -> Iterator[tuple[Hashable, ExecResult]]:
-        """Run each ``(key, source)``; yield ``(key, ExecResult)`` as programs finish (any order)."""
+    def map(self, items: Iterable[tuple[Hashable, str] | tuple[Hashable, str, str | None]]
+            ) -> Iterator[tuple[Hashable, ExecResult]]:
+        """Run each ``(key, source)``, or ``(key, source, preamble)``: the program after code run
+        before it in its namespace (imports, helpers), admitted and run as one program with it, its
+        error lines its own (see ``worker.compile_program``). Yields ``(key, ExecResult)`` as programs
+        finish (any order)."""
         source_iter = iter(items)
         keys: dict[int, Hashable] = {}
-        queue: deque[tuple[int, str]] = deque()
-        self._suspects: deque[tuple[int, str]] = deque()
+        queue: deque[tuple] = deque()
+        self._suspects: deque[tuple] = deque()
         seq = 0
         exhausted = False
         while len(self._workers) < self.n_workers:
@@ -283,12 +287,12 @@ class SandboxPool:
             # keep enough work queued to feed every worker two batches
             while not exhausted and len(queue) < 2 * self.batch_size * self.n_workers:
                 try:
-                    key, src = next(source_iter)
+                    key, src, *preamble = next(source_iter)
                 except StopIteration:
                     exhausted = True
                     break
                 keys[seq] = key
-                queue.append((seq, src))
+                queue.append((seq, src, preamble[0]) if preamble and preamble[0] else (seq, src))
                 seq += 1
             while len(self._workers) < self.n_workers:
                 self._spawn()
@@ -405,7 +409,7 @@ class SandboxPool:
         the culprit is one of them but not necessarily the first: each pending program is run
         again on its own, and only a program that kills or hangs a worker alone is labeled."""
         if w.single and len(w.pending) == 1:
-            s, _ = w.pending.popleft()
+            s = w.pending.popleft()[0]
             out.append((s, result()))
             self.stats[stat] += 1
         else:
@@ -417,7 +421,7 @@ class SandboxPool:
         self._kill(w)
         self.stats["crashes"] += 1
         if w.pending:
-            s, _ = w.pending.popleft()
+            s = w.pending.popleft()[0]
             out.append((s, ExecResult("crashed", error_type=etype, error_message=msg)))
         queue.extendleft(reversed(w.pending))
 
@@ -436,14 +440,15 @@ class SandboxPool:
 
 
 def execute_programs(sources: list[str], timeout: float = 2.0, memory_mb: int = 512,
-                     workers: int = 2, isolation_level: str = "auto") -> list[ExecResult]:
-    """Run each program in the sandbox; results in the same order as ``sources``.
+                     workers: int = 2, isolation_level: str = "auto", preamble: str | None = None) -> list[ExecResult]:
+    """Run each program in the sandbox (each after ``preamble``, if given); results in the same
+    order as ``sources``.
 
     No store needed: ``execute_programs(["def solution():\\n    return 6*7"])[0].value == 42``.
     """
     results: list[ExecResult | None] = [None] * len(sources)
     with SandboxPool(workers=workers, timeout=timeout, memory_mb=memory_mb,
                      isolation_level=isolation_level) as pool:
-        for i, res in pool.map(enumerate(sources)):
+        for i, res in pool.map((i, src, preamble) for i, src in enumerate(sources)):
             results[i] = res
     return results  # type: ignore[return-value]

@@ -5,7 +5,8 @@ This file is self-contained (standard library only) because it is started as
 where pad is not importable.
 
 Protocol (newline-delimited JSON):
-  parent -> worker, on fd 0: ``{"batch": [[key, source], ...]}``
+  parent -> worker, on fd 0: ``{"batch": [[key, source], ...]}`` (``[key, source, preamble]`` for a
+  program that runs after a preamble: see :func:`compile_program`)
   worker -> parent, on fd 1: ``{"ready": ...}`` once, then one result object per program,
   in order, sent in bursts (every ``FLUSH_S`` of work and at the end of each batch), and
   ``{"loading": package}`` before importing a package for the next program.
@@ -30,6 +31,7 @@ afterwards; turning a container's value into text happens under the same timer, 
 whether a value is a number runs none of the program's code (:func:`_describe_value`).
 """
 
+import ast
 import builtins
 import gc
 import json
@@ -117,7 +119,7 @@ class ProgramTimeout(BaseException):
 
 
 _state = {"running": False, "violation": None, "fired": False, "trusted_import": False, "cpu0": 0.0, "globals": None,
-          "overrun": None}  # set by main() for the fast path; a forked program's process just ends
+          "overrun": None, "layout": None}  # set by main() for the fast path; a forked program's process just ends
 
 
 def _exit_now():
@@ -662,13 +664,45 @@ def _mpf_to_float(mpf):
     return -value if sign else value
 
 
+def _where(line):
+    """``(in_preamble, line)``: a line of the compiled code as a line of the program, or of its
+    preamble (see :func:`compile_program` for the layout)."""
+    layout = _state["layout"]
+    if layout is None or line is None:
+        return False, line
+    head, size = layout
+    if line <= head:
+        return False, line
+    if line <= head + size:
+        return True, line - head
+    return False, line - size
+
+
 def _error_line(tb):
-    line = None
+    """``(line, preamble_line)``: the program's line of the innermost frame of its own code, or,
+    when no frame of the program's own lines is on the way (the preamble raised while it ran),
+    None and the preamble's line."""
+    line = pre = None
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == "<program>":
-            line = tb.tb_lineno
+            in_preamble, n = _where(tb.tb_lineno)
+            if in_preamble:
+                pre = n
+            else:
+                line = n
         tb = tb.tb_next
-    return line
+    return line, (pre if line is None else None)
+
+
+def _blame_preamble(res, line):
+    """Say that the error of ``res`` is the preamble's (at its ``line``), not the program's."""
+    where = f"preamble line {line}: " if line else "preamble: "
+    if res["status"] == "runtime_error":
+        res["error_message"] = _short(f"{where}{res['error_type']}: {res['error_message']}")
+        res["error_type"] = "PreambleError"
+    else:
+        res["error_message"] = _short(where + (res.get("error_message") or ""))
+    res["error_line"] = None
 
 
 def _short(exc):
@@ -698,9 +732,97 @@ def _recursion_budget():
     sys.setrecursionlimit(depth + RECURSION_BUDGET)
 
 
-def compile_program(source):
+def compile_program(source, preamble=None):
     """``(code, None)`` or ``(None, result)`` for a program that does not compile or names
-    something the policy forbids."""
+    something the policy forbids.
+
+    A ``preamble`` (code run before the program, in its namespace) is compiled with the program
+    as one code: ``preamble + "pass" + program``, so everything downstream (the name check, the
+    fast path's admission, the audit hook) sees preamble and program as one program, never the
+    program alone. ``pass`` ends any block the preamble's last line opened. A program whose
+    ``from __future__`` imports must come first gets the preamble right after them. Line numbers
+    go back to the program's own (or the preamble's, for an error of its own) through
+    ``_state["layout"]``: ``(head, size)``, the program's first ``head`` lines, then ``size``
+    lines of preamble. A program that does not compile is reported as compiled alone: its own
+    lines and message."""
+    _state["layout"] = None
+    if not preamble:
+        return _compile(source)
+    pre = _preamble(preamble)
+    if isinstance(pre, dict):
+        return None, dict(pre)
+    code, res = _compile_after(pre, source, 0)
+    if code is not None or res["status"] != "syntax_error":
+        return code, res
+    own, own_res = _compile(source)
+    if own is None:
+        return None, own_res
+    head = _future_head(source)
+    if head:
+        code, res = _compile_after(pre, source, head)
+        if code is not None or res["status"] != "syntax_error":
+            return code, res
+    _state["layout"] = None
+    return None, {"status": "syntax_error", "error_type": res["error_type"], "error_line": None,
+                  "error_message": _short(f"the program does not compile after its preamble: {res['error_message']}")}
+
+
+def _compile_after(pre, source, head):
+    """:func:`_compile` of ``pre`` put after the program's first ``head`` lines, the layout set
+    and a policy error's line placed (in the program, or the preamble's own)."""
+    if head:
+        lines = source.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        source = "\n".join(lines[:head]) + "\n" + pre + "\n".join(lines[head:])
+    else:
+        source = pre + source
+    _state["layout"] = (head, pre.count("\n"))
+    code, res = _compile(source)
+    if res is not None and res["status"] != "syntax_error":
+        in_preamble, res["error_line"] = _where(res.get("error_line"))
+        if in_preamble:
+            _blame_preamble(res, res["error_line"])
+    return code, res
+
+
+_PREAMBLES = {}  # preamble text -> the text as compiled before a program, or the result of one that does not compile
+
+
+def _preamble(text):
+    """The preamble as it goes before a program (line breaks as ``\\n``, ending with ``pass``), or,
+    for a preamble that does not compile alone, the result every program with it gets."""
+    if text in _PREAMBLES:
+        return _PREAMBLES[text]
+    if len(_PREAMBLES) >= 64:
+        _PREAMBLES.clear()
+    pre = text.replace("\r\n", "\n").replace("\r", "\n")
+    pre = pre + ("" if pre.endswith("\n") else "\n") + "pass\n"
+    _state["layout"] = None
+    code, res = _compile(pre)
+    if code is None:
+        _blame_preamble(res, res.get("error_line"))
+        pre = res
+    _PREAMBLES[text] = pre
+    return pre
+
+
+def _future_head(source):
+    """Lines of the program's leading docstring and ``from __future__`` imports (0 if none)."""
+    try:
+        body = ast.parse(source).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return 0
+    head = 0
+    for i, node in enumerate(body):
+        docstring = i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
+            and isinstance(node.value.value, str)
+        if not (docstring or isinstance(node, ast.ImportFrom) and node.module == "__future__"):
+            break
+        head = node.end_lineno
+    return head
+
+
+def _compile(source):
+    """:func:`compile_program` of one text."""
     try:
         _recursion_budget()
         code = compile(source, "<program>", "exec", dont_inherit=True)
@@ -780,7 +902,7 @@ def run_program(code, builtins_template, as_main=False):
             else:
                 res = {"status": "ok", "value_type": vtype, "value": vjson, "value_repr": vrepr}
     except BaseException as exc:  # noqa: BLE001 - everything a program raises is a result
-        line = _error_line(exc.__traceback__)
+        line, preamble_line = _error_line(exc.__traceback__)
         if isinstance(exc, MemoryError):
             # free the program's frames (and what they hold) before building the result
             exc.__traceback__ = None
@@ -797,6 +919,8 @@ def run_program(code, builtins_template, as_main=False):
             res = {"status": "runtime_error", "error_type": str(type(exc).__name__)[:100],
                    "error_message": _short(exc)}
         res["error_line"] = line
+        if preamble_line is not None:
+            _blame_preamble(res, preamble_line)
         exc = None
     finally:
         _state["running"] = False
@@ -1006,11 +1130,11 @@ def _encode(res):
         return _dumps(res).encode() + b"\n"
 
 
-def handle(source, policy_bt, notify):
-    """Compile, choose the path, run: (result dict, harmed)."""
+def handle(source, policy_bt, notify, preamble=None):
+    """Compile (after ``preamble``, if any), choose the path, run: (result dict, harmed)."""
     t0 = time.perf_counter()
     _state["fired"] = False
-    code, res = compile_program(source)
+    code, res = compile_program(source, preamble)
     harmed = res is not None and res["status"] == "memory_limit"
     path = None
     if code is not None:
@@ -1263,11 +1387,11 @@ class _Replies:
         os._exit(0)
 
 
-def _handle_guarded(source, bt, notify):
+def _handle_guarded(source, bt, notify, preamble=None):
     """:func:`handle`, with a failure of the worker itself turned into the program's result
     (and the worker retired): never let a program take the worker down silently."""
     try:
-        return handle(source, bt, notify)
+        return handle(source, bt, notify, preamble)
     except MemoryError:  # even our own bookkeeping ran out: no allocation until it is freed
         return dict(INTERNAL_ERROR_RESULT, status="memory_limit", error_type="MemoryError",
                     error_message="memory limit reached"), True
@@ -1284,11 +1408,11 @@ def _serve(proto_in, replies, bt):
     done, notify = 0, replies.notify
     for line in proto_in:
         msg = json.loads(line)
-        for key, source in msg["batch"]:
+        for key, source, *preamble in msg["batch"]:
             replies.key, replies.started = key, time.perf_counter()
             if replies.buf and time.perf_counter() - replies.flushed_at > FLUSH_S:
                 replies.flush()
-            res, harmed = _handle_guarded(source, bt, notify)
+            res, harmed = _handle_guarded(source, bt, notify, preamble[0] if preamble else None)
             res["key"] = key
             done += 1
             recycle = harmed or done >= MAX_PROGRAMS

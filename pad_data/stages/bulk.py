@@ -501,6 +501,10 @@ class SourceRead:
     def records(self) -> int:
         return self.con.execute("SELECT count(*) FROM rec").fetchall()[0][0]
 
+    def problems(self) -> int:
+        """How many distinct problems (questions) the records hold."""
+        return self.con.execute("SELECT count(DISTINCT problem_id) FROM rec").fetchall()[0][0]
+
     def where(self, ln: int, where: str | None) -> str:
         return where if where is not None else f"{self.prefix}{ln}"
 
@@ -551,11 +555,12 @@ class SourceRead:
         return self.con.execute("SELECT count(*), count(*) FILTER (WHERE answer IS NULL AND answer_text IS NULL) "
                                 "FROM rec").fetchall()[0]
 
-    def finish(self, split: str, source: str, origin: str | None = None) -> int:
+    def finish(self, split: str, source: str, origin: str | None = None, preamble: str | None = None) -> int:
         """Write what the store copies to the file ``path`` and free the scratch: ``prob``, one
         ``problems`` row per question (from its first record), and with ``origin`` ``prog``, the
-        ``programs`` rows (:meth:`_programs`). The scratch connection is closed, so its memory
-        (up to ``memory``) is given back before the store is taken. Returns how many programs."""
+        ``programs`` rows (:meth:`_programs`; ``preamble``: the id of the preamble they run after).
+        The scratch connection is closed, so its memory (up to ``memory``) is given back before
+        the store is taken. Returns how many programs."""
         s = self.spec
         self.con.execute(f"ATTACH {sql_literal(self.path)} AS pad_out")
         try:
@@ -564,17 +569,18 @@ class SourceRead:
                     SELECT problem_id, {sql_literal(s.dataset)} AS dataset, {sql_literal(split)} AS split, question,
                            answer, answer_text, rationale, {sql_literal(source)} AS source, choice, options FROM rec
                     QUALIFY row_number() OVER (PARTITION BY problem_id ORDER BY ln) = 1 ORDER BY ln""")
-            n = self._programs(origin, "pad_out.prog") if origin is not None else 0
+            n = self._programs(origin, "pad_out.prog", preamble) if origin is not None else 0
         finally:
             self.con.execute("DETACH pad_out")
         self.con.close()
         return n
 
-    def _programs(self, origin: str, table: str) -> int:
+    def _programs(self, origin: str, table: str, preamble: str | None = None) -> int:
         """Create ``table`` with the ``programs`` rows: every sample of every record, ``sample_idx``
         counting up per question in source order, the program extracted from its completion (in
-        SQL where that is sure, else by :func:`pad_data.rules.extract.extract_program`) and its content
-        id, in source order. Returns how many."""
+        SQL where that is sure, else by :func:`pad_data.rules.extract.extract_program`), its content
+        id (with ``preamble``, the id of its preamble) and that preamble, in source order. Returns
+        how many."""
         from pad_data.rules.extract import extract_program
 
         rest = self.con.execute("SELECT ln, k, s FROM (SELECT ln, unnest(samples) AS s, unnest(programs) AS p, "
@@ -585,13 +591,15 @@ class SourceRead:
                                  "program": [extract_program(r[2]) for r in rest]})
             with registered(self.con, programs) as new:
                 self.con.execute(f"INSERT INTO extracted SELECT * FROM {new}")
-        pid = program_id_sql("problem_id", sql_literal(origin), "teacher", "sample_idx", "program")
+        pid = program_id_sql("problem_id", sql_literal(origin), "teacher", "sample_idx", "program", preamble)
+        pre = f"{sql_literal(preamble)} AS preamble_id" if preamble else "NULL::VARCHAR AS preamble_id"
         # ``first``: the samples of the question's earlier records (a window over narrow rows)
         self.con.execute(
             f"""CREATE TABLE {table} AS
                 WITH firsts AS (SELECT ln, coalesce(sum(len(samples)) OVER (PARTITION BY problem_id ORDER BY ln
                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS first FROM rec)
-                SELECT {pid} AS program_id, problem_id, {sql_literal(origin)} AS origin, teacher, sample_idx, program, completion
+                SELECT {pid} AS program_id, problem_id, {sql_literal(origin)} AS origin, teacher, sample_idx, program,
+                       completion, {pre}
                 FROM (SELECT ln, problem_id, teacher, first + k AS sample_idx, coalesce(p, e.program) AS program,
                              s AS completion, k
                       FROM (SELECT ln, problem_id, teacher, first, unnest(samples) AS s, unnest(programs) AS p,

@@ -20,12 +20,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from pad_data.rules.answers import AnswerError, Gold, choice_gold, looks_like_choice, parse_answer, parse_options
 from pad_data.stages.bulk import (ANSWER_ALIASES, OPTIONS_FIELD, PROGRAM_ALIASES, QUESTION_ALIASES, SCRATCH_MEMORY,
                                   SourceRead, Spec)
 from pad_data.rules.labels import relabel
 from pad_data.rules.options import did_you_mean
-from pad_data.stages.sources import IngestError, Record, field_names, lookup, read_records  # noqa: F401 - IngestError, read_records: public here too
+from pad_data.stages.sources import IngestError, Record, field_names, lookup, read_preamble, read_records  # noqa: F401 - IngestError, read_records: public here too
 from pad_data.store import Store, problem_id
 
 FORMATS = ("auto", "gsm8k", "pal", "jsonl")
@@ -342,9 +344,10 @@ def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | N
     and the executions of their programs are relabeled (no re-execution). A question that
     appears twice in the file with different gold answers is an IngestError.
 
-    Returns ``read``, ``added``, ``updated``, ``relabeled``, ``differ`` (stored with another gold
-    answer, not updated: pass ``update``), ``split`` and ``warning`` (all gold NULL, or golds
-    that look like choice letters with no options) or None.
+    Returns ``read`` (records), ``repeated`` (records of a question an earlier record of the file
+    has), ``added``, ``stored`` (questions of the file already stored), ``updated``, ``relabeled``,
+    ``differ`` (stored with another gold answer, not updated: pass ``update``), ``split`` and
+    ``warning`` (all gold NULL, or golds that look like choice letters with no options) or None.
     """
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -362,12 +365,13 @@ def ingest(store: Store, source: str | os.PathLike, dataset: str, split: str | N
             for ln, rec in reading.slow])
         _check_options_read(reading, source, options_field)
         _check_conflicts(reading, None)
-        read = reading.records()
+        read, questions = reading.records(), reading.problems()
         warning = _warn_no_gold(reading, dataset, source, no_gold) or _warn_letters(reading, source, options_field)
         reading.finish(split, str(source))
         with store.transaction(), reading.attached(store) as scratch:
             r = _write_problems(store, f"{scratch}.prob", update)
-    return {"read": read, **r, "split": split, "warning": warning}
+    return {"read": read, "repeated": read - questions, **r, "stored": questions - r["added"], "split": split,
+            "warning": warning}
 
 
 def _program_record(rec: Record, dataset: str, split: str, source: str, question_field: str | list[str] | None,
@@ -387,7 +391,8 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
                     question_field: str | list[str] | None = None, program_field: str | None = None,
                     answer_field: str | None = None, teacher: str | None = None,
                     limit: int | None = None, skip_invalid: bool = False, update: bool = False,
-                    no_gold: bool = False, options_field: str | None = None) -> dict:
+                    no_gold: bool = False, options_field: str | None = None,
+                    preamble: str | os.PathLike | None = None) -> dict:
     """Add programs made elsewhere (creating their problems).
 
     ``question_field``: a field name, or a list of them whose values are joined with a space
@@ -400,15 +405,18 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
     one (including lines that are not JSON) is listed in ``skipped_records`` as
     ``"file:line: reason"``, in file order. Records of one question with different gold
     answers are bad records (every one of them). ``update``, ``no_gold``, ``options_field``: as for
-    :func:`ingest`.
+    :func:`ingest`. ``preamble``: a file of code each program runs after, in its namespace (the
+    imports and helpers of the pipeline that wrote them: :func:`~pad_data.stages.sources.read_preamble`),
+    stored once in ``preambles`` and named by every program; its id is part of the program ids.
     JSONL is read in bulk by DuckDB (:mod:`pad_data.stages.bulk`), with the same rules and messages.
 
     Returns ``read`` (programs), ``records`` (records imported), ``added`` (new programs),
     ``problems_added``, ``updated``, ``relabeled``, ``differ``, ``skipped`` (records skipped),
     ``skipped_records``, ``skipped_samples`` (``"file:line: ..."`` of each empty sample left out
-    of a record imported), ``split`` and ``warning``.
+    of a record imported), ``split``, ``warning`` and ``preamble`` (its id, or None).
     """
     check_field_options(question_field, answer_field, program_field, no_gold, options_field)
+    pre = read_preamble(preamble) if preamble is not None else None
     skipped: list[str] | None = [] if skip_invalid else None
     spec = Spec(dataset, "jsonl", _fields(question_field), answer_field, programs=True,
                 program_field=program_field, teacher=teacher, no_gold=no_gold, options_field=options_field)
@@ -436,16 +444,18 @@ def import_programs(store: Store, source: str | os.PathLike, dataset: str, split
         empty_samples = [m for ln in sorted(kept) for m in empty[ln]]
         records = reading.records()
         warning = _warn_no_gold(reading, dataset, source, no_gold) or _warn_letters(reading, source, options_field)
-        read = reading.finish(split, str(source), origin="import")
+        read = reading.finish(split, str(source), origin="import", preamble=pre and pre.preamble_id)
         if not read:
             raise IngestError(f"{source}: no valid records ({len(bad)} skipped; first: {bad[0]})")
         with store.transaction(), reading.attached(store) as scratch:
             r = _write_problems(store, f"{scratch}.prob", update)
+            if pre is not None:
+                store.insert_new("preambles", pd.DataFrame([pre.row()]), "preamble_id")
             added = store.insert_rows("programs", f"{scratch}.prog", "program_id")
     return {"read": read, "records": records, "added": added, "problems_added": r["added"],
             "updated": r["updated"], "relabeled": r["relabeled"], "differ": r["differ"],
             "skipped": len(bad), "skipped_records": bad, "skipped_samples": empty_samples, "split": split,
-            "warning": warning}
+            "warning": warning, "preamble": pre and pre.preamble_id}
 
 
 def _line_of(message: str) -> int:

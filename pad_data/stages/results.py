@@ -30,10 +30,11 @@ def _missing(x: Any) -> bool:
 def result_row(program_id: str, res: ExecResult, gold: float | None, gold_text: str | None, timeout: float,
                memory_mb: int, executor: str, now: pd.Timestamp, problem_id: str | None = None,
                dataset: str | None = None, origin: str | None = None, teacher: str | None = None,
-               prev_seq: int | None = None, gold_choice: str | None = None) -> dict:
-    """A result row (:data:`~pad_data.store.RESULT_COLUMNS`) for one program: its execution,
-    labeled against ``gold``/``gold_text`` (and ``gold_choice``, a multiple-choice gold's letter), and the program's context as the engine read it
-    (``prev_seq``: its current execution then; context left out is looked up when stored)."""
+               prev_seq: int | None = None, gold_choice: str | None = None, preamble_id: str | None = None) -> dict:
+    """A result row (:data:`~pad_data.store.RESULT_COLUMNS`) for one program: its execution (after
+    preamble ``preamble_id``, if any), labeled against ``gold``/``gold_text`` (and ``gold_choice``, a
+    multiple-choice gold's letter), and the program's context as the engine read it (``prev_seq``:
+    its current execution then; context left out is looked up when stored)."""
     gold = None if _missing(gold) else float(gold)
     gold_text = None if _missing(gold_text) else gold_text
     gold_choice = None if _missing(gold_choice) else gold_choice
@@ -49,6 +50,7 @@ def result_row(program_id: str, res: ExecResult, gold: float | None, gold_text: 
             "error_message": res.error_message, "error_line": res.error_line,
             "stdout": res.stdout, "duration_ms": res.duration_ms, "timeout_s": timeout,
             "memory_mb": memory_mb, "executor": executor, "executed_at": now,
+            "preamble_id": None if _missing(preamble_id) else preamble_id,
             "problem_id": problem_id, "dataset": dataset, "origin": origin,
             "teacher": None if _missing(teacher) else teacher,
             "prev_seq": None if _missing(prev_seq) else int(prev_seq)}

@@ -1,4 +1,5 @@
-"""Reading sources for ``pad ingest`` and ``pad import-programs``: records with their location.
+"""Reading sources for ``pad ingest`` and ``pad import-programs``: records with their location,
+and preamble files (``--preamble``).
 
 Local ``.jsonl``/``.json``/``.parquet``/``.csv`` files, a local Hugging Face dataset directory,
 or a Hub dataset name (``openai/gsm8k`` with ``config="main"``) via ``datasets.load_dataset``.
@@ -18,9 +19,49 @@ from typing import Any
 
 import pandas as pd
 
+from pad_data.store.ids import preamble_id
+
 
 class IngestError(ValueError):
     """Bad input; the message is one line naming file, line/row and field."""
+
+
+@dataclass(frozen=True)
+class Preamble:
+    """Code run before each program, in the program's namespace and sandbox (``--preamble FILE``):
+    the imports and helpers the pipeline that wrote the programs ran them with."""
+
+    name: str
+    text: str
+
+    @property
+    def preamble_id(self) -> str:
+        return preamble_id(self.text)
+
+    def row(self) -> dict:
+        """Its ``preambles`` row."""
+        return {"preamble_id": self.preamble_id, "name": self.name, "text": self.text}
+
+
+def read_preamble(path: str | os.PathLike) -> Preamble:
+    """The preamble in file ``path``: UTF-8 Python that compiles, else an IngestError naming the
+    file (and line)."""
+    p = Path(path)
+    if not p.is_file():
+        raise IngestError(f"{path}: no such preamble file")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise IngestError(f"{path}: the preamble is empty")
+    try:
+        compile(text, str(p), "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise IngestError(f"{path}:{exc.lineno}: the preamble does not compile: {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # a NUL byte, nesting too deep
+        raise IngestError(f"{path}: the preamble does not compile: {exc}") from None
+    return Preamble(p.stem, text)
 
 
 @dataclass

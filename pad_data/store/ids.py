@@ -26,9 +26,16 @@ def problem_id(dataset: str, question: str) -> str:
 
 
 def program_id(problem: str, program: str, teacher: str | None = None, sample_idx: int = 0,
-               origin: str = "import") -> str:
-    """A program's id: its problem, origin, teacher, sample and source text."""
-    return content_id("program", problem, origin, teacher, sample_idx, program)
+               origin: str = "import", preamble: str | None = None) -> str:
+    """A program's id: its problem, origin, teacher, sample and source text, and the id of the
+    preamble it was imported with, if any (the same text after another preamble is another
+    program; without one, the id is what it always was)."""
+    return content_id("program", problem, origin, teacher, sample_idx, program, *((preamble,) if preamble else ()))
+
+
+def preamble_id(text: str) -> str:
+    """A preamble's id: its text (as prompts are named)."""
+    return content_id("preamble", text)
 
 
 def teacher_program_id(problem: str, gen_key: str, program: str) -> str:
@@ -61,8 +68,10 @@ def problem_id_sql(dataset: str, question: str) -> str:
     return f"left(sha256({sql_literal('problem' + chr(31) + dataset + chr(31))} || {normalize_sql(question)}), 16)"
 
 
-def program_id_sql(problem: str, origin: str, teacher: str, sample_idx: str, program: str) -> str:
-    """:func:`program_id` in SQL (sample_idx an integer expression)."""
+def program_id_sql(problem: str, origin: str, teacher: str, sample_idx: str, program: str,
+                   preamble: str | None = None) -> str:
+    """:func:`program_id` in SQL (sample_idx an integer expression; ``preamble``: a preamble id)."""
     sep = sql_literal(chr(31))
+    tail = f" || {sep} || {sql_literal(preamble)}" if preamble else ""
     return (f"left(sha256('program' || {sep} || {problem} || {sep} || {origin} || {sep} || {teacher} || {sep} "
-            f"|| CAST({sample_idx} AS VARCHAR) || {sep} || {program}), 16)")
+            f"|| CAST({sample_idx} AS VARCHAR) || {sep} || {program}{tail}), 16)")

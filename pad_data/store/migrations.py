@@ -421,6 +421,19 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE programs ADD COLUMN train_step INTEGER",
         "ALTER TABLE programs ADD COLUMN reward DOUBLE",
     ],
+    # v20: preambles (`--preamble FILE`): code run before each program in its namespace (imports,
+    # helpers its source pipeline provided), stored once under its content hash like prompts. A
+    # program records the preamble it was imported with (part of its id), an execution the one
+    # it ran with, so a label says what it ran with.
+    [
+        """CREATE TABLE preambles (
+            preamble_id VARCHAR PRIMARY KEY,
+            name VARCHAR,
+            text VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        "ALTER TABLE programs ADD COLUMN preamble_id VARCHAR",
+        "ALTER TABLE executions ADD COLUMN preamble_id VARCHAR",
+    ],
 ]
 
 

@@ -42,7 +42,8 @@ SELECT p.program_id, p.problem_id, pr.dataset, pr.split, pr.question,
        e.error_message, e.error_line, e.stdout, l.duration_ms, e.timeout_s, e.memory_mb,
        e.executor, e.executed_at, p.injection_kind, p.refine_round, l.seq AS execution_seq,
        g.gold_source, CASE WHEN g.gold_source = 'consensus' THEN g.agreement END AS agreement,
-       CASE WHEN g.gold_source = 'gold' THEN pr.choice END AS gold_choice
+       CASE WHEN g.gold_source = 'gold' THEN pr.choice END AS gold_choice,
+       coalesce(e.preamble_id, p.preamble_id) AS preamble_id
 FROM programs p
 JOIN problems pr USING (problem_id)
 JOIN gold g USING (problem_id)
@@ -69,7 +70,7 @@ VIEWS = (LABELED_VIEW, INJECTION_VIEW, VERDICT_VIEW)
 RESULT_TYPES = {"program_id": "VARCHAR", "status": "VARCHAR", "label": "VARCHAR", "value": "VARCHAR",
                 "value_num": "DOUBLE", "value_type": "VARCHAR", "error_type": "VARCHAR", "error_message": "VARCHAR",
                 "error_line": "INTEGER", "stdout": "VARCHAR", "duration_ms": "DOUBLE", "timeout_s": "DOUBLE",
-                "memory_mb": "INTEGER", "executor": "VARCHAR", "executed_at": "TIMESTAMP",
+                "memory_mb": "INTEGER", "executor": "VARCHAR", "executed_at": "TIMESTAMP", "preamble_id": "VARCHAR",
                 "problem_id": "VARCHAR", "dataset": "VARCHAR", "origin": "VARCHAR", "teacher": "VARCHAR",
                 "prev_seq": "BIGINT"}
 RESULT_COLUMNS = list(RESULT_TYPES)
@@ -81,4 +82,4 @@ LABEL_COLUMNS = ["program_id", "problem_id", "dataset", "origin", "teacher", "se
 FAILURE_COLUMNS = ["gen_key", "problem_id", "sample_idx", "model", "error", "attempts"]
 # a program to execute, as pending_snapshot() copies it
 PENDING_COLUMNS = ["program_id", "program", "gold", "gold_text", "problem_id", "dataset", "origin", "teacher",
-                   "prev_seq", "gold_choice"]
+                   "prev_seq", "gold_choice", "preamble_id", "preamble"]

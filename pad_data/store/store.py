@@ -304,12 +304,13 @@ class Store:
 
     # ------------------------------------------------------------------ executions
     def pending_query(self, dataset: str | None = None, origin: str | None = None,
-                      rerun: bool = False) -> tuple[str, list]:
+                      rerun: bool = False, preamble_id: str | None = None) -> tuple[str, list]:
         """``(SELECT, params)`` of the programs to execute (of ``dataset``/``origin`` when given):
         those with no execution yet, or with ``rerun`` all of them; columns
         :data:`PENDING_COLUMNS` (``prev_seq``: the program's current execution, which a result
-        must still find to be stored, see :meth:`add_executions`)."""
-        where, params = [], []
+        must still find to be stored, see :meth:`add_executions`; ``preamble_id`` and ``preamble``:
+        what runs before it, the program's own preamble, else ``preamble_id``, a stored one)."""
+        where, params = [], [preamble_id, preamble_id]
         if dataset:
             where.append("pr.dataset = ?")
             params.append(dataset)
@@ -319,12 +320,14 @@ class Store:
         if not rerun:
             where.append("l.seq IS NULL")
         return (f"SELECT p.program_id, p.program, pr.answer AS gold, pr.answer_text AS gold_text, p.problem_id, "
-                f"pr.dataset, p.origin, p.teacher, l.seq AS prev_seq, pr.choice AS gold_choice FROM programs p "
+                f"pr.dataset, p.origin, p.teacher, l.seq AS prev_seq, pr.choice AS gold_choice, "
+                f"coalesce(p.preamble_id, ?::VARCHAR) AS preamble_id, pa.text AS preamble FROM programs p "
                 f"JOIN problems pr USING (problem_id) LEFT JOIN program_labels l USING (program_id) "
+                f"LEFT JOIN preambles pa ON pa.preamble_id = coalesce(p.preamble_id, ?::VARCHAR) "
                 f"WHERE {' AND '.join(where) or 'TRUE'}", params)
 
     def pending_snapshot(self, path: str | os.PathLike, dataset: str | None = None, origin: str | None = None,
-                         rerun: bool = False, limit: int | None = None) -> int:
+                         rerun: bool = False, limit: int | None = None, preamble_id: str | None = None) -> int:
         """Copy the programs to execute (:meth:`pending_query`'s rows; with ``limit``, the first
         ``limit`` by ``program_id``) into table ``pending`` of a new DuckDB file ``path``,
         streamed, in any order, the store and the new file each with half the budget
@@ -337,7 +340,7 @@ class Store:
         rows outgrow the cap): the joins are run as written, programs probing problems and
         labels (left to itself, DuckDB may build on the programs' side), and ``limit`` takes the
         first ids alone before their rows."""
-        query, params = self.pending_query(dataset, origin, rerun)
+        query, params = self.pending_query(dataset, origin, rerun, preamble_id)
         if limit is not None:
             query, params = (f"SELECT * FROM ({query}) SEMI JOIN (SELECT program_id FROM ({query}) "
                              f"ORDER BY program_id LIMIT {int(limit)}) USING (program_id)", params + params)
@@ -393,7 +396,7 @@ class Store:
         """Temporary table ``_pad_new``: of the results ``source`` reads, one per program (the one
         executed last) that :meth:`add_executions`'s rule keeps, each numbered with its ``seq``."""
         have = {r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-        missing = [c for c in EXEC_COLUMNS if c not in have and c != "error_line"]
+        missing = [c for c in EXEC_COLUMNS if c not in have and c not in ("error_line", "preamble_id")]
         if missing:
             raise ValueError(f"execution results lack column(s) {', '.join(missing)}")
         cols = ", ".join(f"CAST({'r.' + c if c in have else 'NULL'} AS {t}) AS {c}" for c, t in RESULT_TYPES.items())
