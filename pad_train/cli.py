@@ -46,7 +46,7 @@ def sft(split: str = typer.Option(..., "--split", help="curated snapshot name, o
     from pad_train.data import load_examples, load_refine_examples
     from pad_train.sft import SFTConfig, train
 
-    with _errors():
+    with _training(out, save_every, "one is written at the end of each epoch"):
         if task not in ("program", "refine"):
             raise ValueError(f"unknown --task {task!r}; choose program or refine")
         if (mix or mix_split) and task != "refine":
@@ -66,7 +66,9 @@ def sft(split: str = typer.Option(..., "--split", help="curated snapshot name, o
             r = train(model, examples, out, cfg, resume=resume,
                       progress=lambda s, t, rec: progress(s, t, f"loss {rec['loss']:.3f}, "
                                                                 f"{rec['tokens_per_s']:,.0f} tok/s"))
-    say(console, f"trained {r['steps']} steps on {len(examples)} examples: loss {r['first_loss']:.3f} -> "
+    cut = (f"; --max-length {max_length} cut {r['truncated']:,} of them (their ends are not learned)"
+           if r.get("truncated") else "")
+    say(console, f"trained {r['steps']} steps on {len(examples)} examples{cut}: loss {r['first_loss']:.3f} -> "
                   f"{r['last_loss']:.3f}, {r['tokens_per_s']:,.0f} tokens/s; model in {r['out']}")
 
 
@@ -77,7 +79,7 @@ def _is_dir(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def _training(out: str, every: int):
+def _training(out: str, every: int, otherwise: str = "none is written before the end"):
     """A training run's errors as one line; Ctrl-C says exactly what was saved in ``out``."""
     from pad_train.runs import saved_note
 
@@ -85,7 +87,7 @@ def _training(out: str, every: int):
         try:
             yield
         except KeyboardInterrupt:
-            console.print(saved_note(out, every), soft_wrap=True)
+            console.print(saved_note(out, every, otherwise), soft_wrap=True)
             raise typer.Exit(130) from None
 
 

@@ -76,11 +76,12 @@ def resume_point(out: str | Path, resume: bool) -> str | None:
     return str(found[-1])
 
 
-def saved_note(out: str | Path, every: int) -> str:
-    """What an interrupted run left in ``out``, for the Ctrl-C message."""
+def saved_note(out: str | Path, every: int, otherwise: str = "none is written before the end") -> str:
+    """What an interrupted run left in ``out``, for the Ctrl-C message (``every``: the checkpoint
+    interval in steps; 0: ``otherwise`` says when they are written)."""
     found = checkpoints(out)
     if not found:
-        when = f"one is written every {every} steps" if every else "none is written before the end"
+        when = f"one is written every {every} steps" if every else otherwise
         return f"interrupted: nothing saved (no checkpoint yet: {when}); rerun without --resume to start again"
     last = found[-1]
     return (f"interrupted: the last checkpoint is {last} (step {last.name.split('-')[-1]}); "

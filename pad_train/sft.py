@@ -7,8 +7,10 @@ batches of similar length, batches shuffled) so little compute goes to padding. 
 LMs (GPT-2, Qwen, ...) and seq2seq models (CodeT5, T5) work.
 
 Checkpoints: ``OUT/checkpoint-<step>`` (model, tokenizer, optimizer, scheduler, RNG state);
-``resume=True`` continues from the latest one. The final model is saved in ``OUT``. Logs
-(loss, lr, tokens/s) go to ``OUT/train_log.jsonl`` and the progress bar.
+``resume=True`` continues from the latest one (none is an error). The final model is saved in
+``OUT``. Logs (loss, lr, tokens/s) go to ``OUT/train_log.jsonl`` and the progress bar; the summary
+counts the examples ``max_length`` cut. A model name that is neither a local directory nor in
+the Hugging Face cache fails at once when the Hub is out of reach (:mod:`pad_train.runs`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from pad_train.data import Example
+from pad_train.runs import check_model_source, resume_point
 
 
 @dataclass
@@ -44,6 +47,7 @@ def load_model(name: str):
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # pad-train shows its own progress
+    check_model_source(name)
     try:
         config = AutoConfig.from_pretrained(name)
         tok = AutoTokenizer.from_pretrained(name)
@@ -56,18 +60,23 @@ def load_model(name: str):
     return model, tok, seq2seq
 
 
-def encode(examples: list[Example], tok, seq2seq: bool, max_length: int) -> list[dict]:
-    out = []
+def encode(examples: list[Example], tok, seq2seq: bool, max_length: int) -> tuple[list[dict], int]:
+    """Token ids and labels of each example, and how many examples ``max_length`` cut."""
+    out, cut = [], 0
     eos = tok.eos_token or ""
     for ex in examples:
         if seq2seq:
-            src = tok(ex.prompt, truncation=True, max_length=max_length)["input_ids"]
-            tgt = tok(ex.target, truncation=True, max_length=max_length)["input_ids"]
+            src, tgt = tok(ex.prompt)["input_ids"], tok(ex.target)["input_ids"]
+            if len(src) > max_length or len(tgt) > max_length:  # cut as the tokenizer cuts (its end token kept)
+                cut += 1
+                src = tok(ex.prompt, truncation=True, max_length=max_length)["input_ids"]
+                tgt = tok(ex.target, truncation=True, max_length=max_length)["input_ids"]
             out.append({"input_ids": src, "labels": tgt})
         else:
             p = tok(ex.prompt, add_special_tokens=False)["input_ids"]
             t = tok(ex.target + eos, add_special_tokens=False)["input_ids"]
             if len(p) + len(t) > max_length:
+                cut += 1
                 # too long: keep the end of the prompt (at most half the window) and cut the
                 # target, so every example still has something to learn (no all -100 labels)
                 t = t[:max_length - min(len(p), max_length // 2)]
@@ -75,7 +84,7 @@ def encode(examples: list[Example], tok, seq2seq: bool, max_length: int) -> list
             ids = p + t
             labels = [-100] * len(p) + t  # the prompt is context, not a target
             out.append({"input_ids": ids, "labels": labels})
-    return out
+    return out, cut
 
 
 def buckets(items: list[dict], batch_size: int, rng: random.Random) -> list[list[dict]]:
@@ -99,11 +108,6 @@ def collate(batch: list[dict], pad_id: int, seq2seq: bool):
     return {"input_ids": ids, "attention_mask": attn, "labels": labels}
 
 
-def _latest_checkpoint(out: Path) -> Path | None:
-    cps = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return cps[-1] if cps else None
-
-
 def train(model_name: str, examples: list[Example], out: str | Path, cfg: SFTConfig,
           resume: bool = False, progress: Callable[[int, int, dict], None] | None = None) -> dict:
     """Fine-tune ``model_name`` on ``examples``; returns a summary (steps, losses, tokens/s)."""
@@ -111,13 +115,14 @@ def train(model_name: str, examples: list[Example], out: str | Path, cfg: SFTCon
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    start_from = _latest_checkpoint(out) if resume else None
+    resumed = resume_point(out, resume)  # --resume with no checkpoint is an error, not a fresh start
+    start_from = Path(resumed) if resumed else None
     model, tok, seq2seq = load_model(str(start_from or model_name))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).train()
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
-    data = encode(examples, tok, seq2seq, cfg.max_length)
+    data, truncated = encode(examples, tok, seq2seq, cfg.max_length)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -174,7 +179,7 @@ def train(model_name: str, examples: list[Example], out: str | Path, cfg: SFTCon
     (out / "pad_train.json").write_text(json.dumps({"base_model": model_name, "config": asdict(cfg),
                                                    "examples": len(examples), "seq2seq": seq2seq}, indent=2))
     seconds = time.perf_counter() - t0
-    return {"steps": step, "first_loss": losses[0] if losses else None,
+    return {"steps": step, "truncated": truncated, "first_loss": losses[0] if losses else None,
             "last_loss": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None,
             "tokens_per_s": tokens / seconds if seconds else 0.0, "seconds": seconds, "out": str(out)}
 

@@ -235,3 +235,32 @@ def test_eval_killed_part_way_resumes_with_only_the_missing_problems(whatis_stor
     assert progs[key + ["program"]].sort_values(key).values.tolist() == ref.sort_values(key).values.tolist()
     same = ["questions", "correct", "accuracy", "accuracy_by_round", "labels", "programs", "settings"]
     assert {k: r[k] for k in same} == {k: whole[k] for k in same}
+
+
+def test_sft_resume_without_a_checkpoint_and_an_offline_hub_name_fail_at_once_in_one_line(whatis_store, tmp_path,
+                                                                                              monkeypatch):
+    import time
+
+    from typer.testing import CliRunner
+
+    from pad_train.cli import app
+
+    base = tiny_gpt2(tmp_path / "base")
+    runner = CliRunner()
+    r = runner.invoke(app, ["--db", str(whatis_store), "sft", "--split", "whatis-v1", "--model", str(base),
+                            "--out", str(tmp_path / "o"), "--resume"])
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+        f"error: --resume: no checkpoint in {tmp_path / 'o'} (nothing to resume; run without --resume to start)"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.monotonic()
+    r = runner.invoke(app, ["--db", str(whatis_store), "sft", "--split", "whatis-v1", "--model",
+                            "someone/not-cached-model", "--out", str(tmp_path / "o2")])
+    assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "cannot load model 'someone/not-cached-model': not a local directory nor in the Hugging Face cache" \
+        in r.stderr and time.monotonic() - t0 < 5
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: the Hub is unreachable
+    t0 = time.monotonic()
+    r = runner.invoke(app, ["--db", str(whatis_store), "sft", "--split", "whatis-v1", "--model",
+                            "someone/not-cached-model", "--out", str(tmp_path / "o3")])
+    assert r.exit_code == 1 and "the Hub (127.0.0.1) is unreachable" in r.stderr and time.monotonic() - t0 < 5
