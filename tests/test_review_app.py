@@ -2,6 +2,7 @@
 headless Chromium (Playwright): one server and one browser for the module's browser tests."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,14 +40,27 @@ def store(base_store, tmp_path, monkeypatch):
     return db
 
 
-def _app():
+def _app(tab=None):
     at = AppTest.from_file(APP, default_timeout=60)
+    if tab:
+        at.query_params["tab"] = tab
     at.run()
     assert not at.exception, at.exception
     return at
 
 
+def _settle():
+    """Wait for the app's read-ahead threads (AppTest runs the app in this process, and DuckDB
+    refuses a read-write connection here while one of them reads)."""
+    import threading
+
+    for t in threading.enumerate():
+        if t.name == "pad-review-read-ahead":
+            t.join(30)
+
+
 def _q(db, sql, params=()):
+    _settle()
     con = duckdb.connect(str(db), read_only=True)
     try:
         return con.execute(sql, list(params)).fetchall()
@@ -58,64 +72,91 @@ def _frame(at, column):
     return next(df.value for df in at.dataframe if column in df.value.columns)
 
 
+def _html(at):
+    """The HTML blocks the app rendered (st.html: all data is shown through these, escaped)."""
+    return [h.proto.body for h in at.get("html")]
+
+
+def _title(at):
+    return next(h for h in _html(at) if 'class="pad-title"' in h)
+
+
 def _opened(at):
     """The program id the app shows."""
-    return at.subheader[-1].value.split("`")[1]
+    return re.search(r"<code>([0-9a-f]+)</code>", _title(at))[1]
 
 
 def test_overview_shows_the_store(store):
-    at = _app()
-    assert [t.label for t in at.tabs] == ["Overview", "Programs", "SQL"]
+    at = _app("Overview")
+    assert [t.label for t in at.tabs] == ["Programs", "Patterns", "Reviewers", "Overview", "SQL"]
     labels = next(df.value for df in at.dataframe if list(df.value.columns) == ["label", "programs"])
     assert dict(zip(labels.label, labels.programs)) == dict(_q(store, "SELECT label, count(*) FROM labeled_programs GROUP BY 1"))
-    assert list(labels.programs) == sorted(labels.programs, reverse=True)  # the chart shows this order (sort=False)
+    assert list(labels.programs) == sorted(labels.programs, reverse=True)  # the chart shows this order (sort=None)
     errors = _frame(at, "error_type")
     assert errors.iloc[0].error_type == "NameError"
     assert [m.value for m in at.metric][:2] == [f"{_q(store, 'SELECT count(*) FROM problems')[0][0]:,}",
                                                f"{_q(store, 'SELECT count(*) FROM programs')[0][0]:,}"]
     assert not at.sidebar.children  # filters live in the Programs tab, where they act
+    assert not [h for h in _html(at) if 'class="pad-title"' in h]  # a closed tab renders nothing
 
 
-def test_filter_open_judge_jump_fix_and_rerun(store):
+def test_filter_open_judge_undo_jump_fix_and_rerun(store):
     at = _app()
-    at.multiselect(key="f_label").select("runtime_error").run()
+    at.multiselect(key="label").select("runtime_error").run()
     n = _q(store, "SELECT count(*) FROM labeled_programs WHERE label = 'runtime_error'")[0][0]
-    assert any(f"**{n}** programs match" in m.value for m in at.markdown)
+    assert any(f"<b>{n}</b> programs match" in h for h in _html(at))
     table = _frame(at, "program_id")
     assert set(table.label) == {"runtime_error"}
-    first = at.subheader[-1].value
-    assert "runtime_error" in first and _opened(at) == table.program_id.iloc[0]
-    assert at.error and "NameError" in at.error[0].value and at.error[0].value.startswith("line ")
+    assert "runtime_error" in _title(at) and _opened(at) == table.program_id.iloc[0]
+    error = next(h for h in _html(at) if 'class="pad-error"' in h)
+    assert "NameError" in error and ">line " in error
     at.button(key="next").click().run()
-    assert "Program 2 of" in at.subheader[-1].value and _opened(at) == table.program_id.iloc[1]
-    at.number_input(key="jump").set_value(5).run()
-    assert "Program 5 of" in at.subheader[-1].value and _opened(at) == table.program_id.iloc[4]
-    assert any("`j` next program" in c.value and "`x` reject" in c.value for c in at.caption)
+    assert "Program 2 of" in _title(at) and _opened(at) == table.program_id.iloc[1]
+    at.number_input(key="jump").set_value(5)
+    at.button(key="jump_go").click().run()
+    assert "Program 5 of" in _title(at) and _opened(at) == table.program_id.iloc[4]
+    assert any("j next program" in c.value and "x reject" in c.value for c in at.caption)
     teacher, origin = _q(store, "SELECT teacher, origin FROM programs WHERE program_id = ?", [_opened(at)])[0]
-    assert any(m.value.startswith(f"**Teacher** `{teacher}` · **Origin** `{origin}`") for m in at.markdown)
+    assert any(f"<b>Teacher</b> <code>{teacher}</code> · <b>Origin</b> <code>{origin}</code>" in h for h in _html(at))
 
     # a verdict with a note: saved, and the next program opens; a second verdict replaces the
-    # reviewer's current one and both stay in the history
+    # reviewer's current one and both stay in the history; undo takes the second one back
     pid = _opened(at)
-    at.text_area(key=f"note_{pid}").input("undefined variable").run()
+    at.text_input(key=f"note_{pid}").input("undefined variable").run()
     at.button(key="verdict_needs-fix").click().run()
-    assert not at.exception and "Program 6 of" in at.subheader[-1].value
+    assert "Program 6 of" in _title(at)
     assert _q(store, "SELECT verdict, note, reviewer FROM reviews WHERE program_id = ?", [pid]) == \
         [("needs-fix", "undefined variable", "tester")]
-    at.number_input(key="jump").set_value(5).run()
+    assert _frame(at, "program_id").set_index("program_id").verdict[pid] == "needs-fix"  # the list shows it at once
+    at.number_input(key="jump").set_value(5)
+    at.button(key="jump_go").click().run()
     at.button(key="verdict_reject").click().run()
     assert _q(store, "SELECT verdict FROM current_reviews WHERE program_id = ? AND reviewer = 'tester'", [pid]) == \
         [("reject",)]
     assert _q(store, "SELECT count(*) FROM reviews WHERE program_id = ?", [pid]) == [(2,)]
+    assert at.button(key="undo").label == f"Undo reject of {pid}"
+    at.button(key="undo").click().run()
+    assert _opened(at) == pid and any("Undone: reject of" in h for h in _html(at))
+    assert _q(store, "SELECT verdict FROM current_reviews WHERE program_id = ? AND reviewer = 'tester'", [pid]) == \
+        [("needs-fix",)]
+
+    # the reviewer's queue: programs they judged leave it, and a verdict keeps the position
+    at.toggle(key="queue").set_value(True).run()
+    assert any("<b>1</b> done · <b>" in h and f"remaining of {n}" in h for h in _html(at))
+    first = _opened(at)
+    at.button(key="verdict_accept").click().run()
+    assert any("<b>2</b> done" in h for h in _html(at)) and "Program 1 of" in _title(at) and _opened(at) != first
+    at.toggle(key="queue").set_value(False).run()
 
     # fix: return the gold answer; run it, then save it as a new program with its own execution
-    at.number_input(key="jump").set_value(5).run()
+    at.number_input(key="jump").set_value(5)
+    at.button(key="jump_go").click().run()
     assert _opened(at) == pid
     gold, gold_text = _q(store, "SELECT gold, gold_text FROM labeled_programs WHERE program_id = ?", [pid])[0]
     fixed = f"def solution():\n    return {gold!r}\n" if gold is not None else f"def solution():\n    return {gold_text!r}\n"
     at.text_area(key=f"edit_{pid}").input(fixed).run()
     at.button(key="run_edit").click().run()
-    assert any("Run result: correct" in i.value for i in at.info)
+    assert any("Run result: <b>correct</b>" in h for h in _html(at))
     at.button(key="save_fix").click().run()
     assert not at.exception
     rows = _q(store, "SELECT p.origin, p.parent_program_id, p.teacher, lp.label FROM programs p "
@@ -123,57 +164,97 @@ def test_filter_open_judge_jump_fix_and_rerun(store):
     assert rows == [("human", pid, "tester", "correct")]
 
 
-def test_data_is_shown_as_plain_text_never_as_markdown(store, tmp_path):
-    """A question, a teacher's name and an error message are data: no link, image, HTML or
-    styling comes from them (a Markdown image would be fetched by the reviewer's browser)."""
+EVIL_QUESTION = ("# Heading\n\nHow many? ![img](http://evil.example/x.png) [link](http://evil.example) <b>hi</b> "
+                 "<img src=http://evil.example/i.png> **bold** :red[x] $\\frac{1}{2}$ $$x^2$$ "
+                 "access\u202e \u2066# admin\u2069 \u2066 zero\u200bwidth")
+EVIL_PROGRAM = ("def solution():\n    raise ValueError('# Big\\n![i](http://evil.example/y.png) `tick` <b>x</b> "
+                ":red[x] $x^2$ \\u202e')\n")
+
+
+def _evil_store(store, tmp_path):
     import json
 
+    (tmp_path / "p.jsonl").write_text(json.dumps({"question": EVIL_QUESTION, "program": EVIL_PROGRAM, "answer": "2"}))
+    pad_cli("--db", store, "import-programs", tmp_path / "p.jsonl", "--dataset", "evil**[x](http://evil.example)**",
+            "--teacher", "t](http://evil.example) **x** $y$", check=True)
+    pad_cli("--db", store, "execute", "--isolation", "process", check=True)
+
+
+def _tags(markup):
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.append((tag, dict(attrs)))
+
+    Tags().feed(markup)
+    return found
+
+
+def test_data_is_shown_as_plain_text_never_as_markdown(store, tmp_path):
+    """A question, a dataset's name, a split, a teacher's name and an error message are data: no
+    heading, link, image, HTML, KaTeX or colour comes from them, and bidi controls and invisible
+    characters are written out (\\u202e) instead of reordering or hiding text."""
     from markdown_it import MarkdownIt
 
-    question = "How many? ![img](http://evil.example/x.png) [link](http://evil.example) <b>hi</b> **bold** :red[x]"
-    program = "def solution():\n    raise ValueError('![i](http://evil.example/y.png) `tick` <b>x</b> :red[x]')\n"
-    (tmp_path / "p.jsonl").write_text(json.dumps({"question": question, "program": program, "answer": "2"}))
-    pad_cli("--db", store, "import-programs", tmp_path / "p.jsonl", "--dataset", "evil", "--teacher",
-            "t](http://evil.example) **x**", check=True)
-    pad_cli("--db", store, "execute", "--isolation", "process", check=True)
+    _evil_store(store, tmp_path)
     at = _app()
-    at.multiselect(key="f_dataset").select("evil").run()
-    assert question in [t.value for t in at.text]
-    shown = [m.value for m in at.markdown] + [e.value for e in at.error]
-    assert any("ValueError" in v and "evil.example/y.png" in v for v in shown)
-    for value in shown:
+    at.multiselect(key="dataset").select("evil**[x](http://evil.example)**").run()
+    shown = _html(at)
+    assert any("![img](http://evil.example/x.png)" in h and "&lt;b&gt;hi&lt;/b&gt;" in h and "\\u202e" in h
+               and "\\u2066# admin\\u2069" in h and "zero\\u200bwidth" in h for h in shown)
+    assert any("ValueError" in h and "evil.example/y.png" in h for h in shown if 'class="pad-error"' in h)
+    for markup in shown:
+        for tag, attrs in _tags(markup):
+            assert tag in {"div", "span", "b", "i", "code", "h3", "pre", "a"} or tag == "br", (tag, markup)
+            assert not any("evil" in (v or "") for v in attrs.values()), markup
+            assert tag != "a" or attrs.get("href", "").startswith("?"), markup  # only pad's own view links
+        assert not any(ch in markup for ch in "\u202e\u2066\u2069\u200b"), markup
+    # what still goes through Markdown carries no data
+    for value in [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]:
+        assert "evil" not in value and "Heading" not in value, value
         tokens = [t for block in MarkdownIt("commonmark").parse(value) for t in (block.children or [block])]
         assert not {t.type for t in tokens} & {"image", "link_open", "html_inline", "html_block"}, value
-        assert not any("evil.example" in t.content or ":red[" in t.content for t in tokens if t.type == "text"), value
+    # table cells hold no bidi controls either
+    for df in at.dataframe:
+        for col in df.value.columns:
+            assert not df.value[col].astype(str).str.contains("[\u202e\u2066\u200b]").any(), col
 
 
 def test_diff_against_parent_for_edited_programs(store):
     at = _app()
-    at.multiselect(key="f_label").select("runtime_error").run()
+    at.multiselect(key="label").select("runtime_error").run()
     pid = _opened(at)
     gold = _q(store, "SELECT coalesce(gold_text, gold::VARCHAR) FROM labeled_programs WHERE program_id = ?", [pid])[0][0]
     from pad_data.review import save_fix
+    _settle()
     out = save_fix(str(store), pid, f"def solution():\n    return {gold!r}\n", "tester")
     at = _app()
-    at.multiselect(key="f_origin").select("human").run()
-    assert any(m.value.startswith("**1** program matches.") for m in at.markdown)
+    at.multiselect(key="origin").select("human").run()
+    assert any(h.startswith('<div class="pad-count"><b>1</b> program matches') for h in _html(at))
     assert any(c.language == "diff" and "+    return" in c.value for c in at.code)
     assert out["label"] in ("correct", "wrong_answer")
 
 
 def test_sql_tab_runs_one_select_only(store):
-    at = _app()
+    at = _app("SQL")
     at.text_area(key="sql_query").input("SELECT count(*) AS n FROM programs").run()
     at.button(key="run_sql").click().run()
     assert _frame(at, "n").n.iloc[0] == _q(store, "SELECT count(*) FROM programs")[0][0]
     before = _q(store, "SELECT count(*) FROM programs")[0][0]
+
+    def error():
+        return [h for h in _html(at) if 'class="pad-error"' in h][-1]
+
     for bad in ("DELETE FROM programs", "COPY programs TO '/tmp/pad-leak.csv'", "SELECT 1; DROP TABLE programs"):
         at.text_area(key="sql_query").input(bad).run()
         at.button(key="run_sql").click().run()
-        assert not at.exception and "only SELECT is allowed" in at.error[-1].value, bad
+        assert not at.exception and "only SELECT is allowed" in error(), bad
     at.text_area(key="sql_query").input("SELECT * FROM read_csv('/etc/passwd')").run()
     at.button(key="run_sql").click().run()
-    assert not at.exception and "disabled" in at.error[-1].value
+    assert not at.exception and "disabled" in error()
     assert _q(store, "SELECT count(*) FROM programs")[0][0] == before
     assert not Path("/tmp/pad-leak.csv").exists()
 
@@ -315,9 +396,20 @@ def browser():
 
 @pytest.fixture(scope="module")
 def served(base_store, tmp_path_factory):
-    """`pad review` on a copy of the store, on 127.0.0.1 (no token)."""
-    db = tmp_path_factory.mktemp("served") / "pad.duckdb"
+    """`pad review` on a copy of the store with two programs added, on 127.0.0.1 (no token): one
+    whose question, names and error carry Markdown, HTML, KaTeX, image URLs and bidi controls
+    (:data:`EVIL_QUESTION`), and one of 5,000 lines failing at line 2,500."""
+    import json
+
+    tmp = tmp_path_factory.mktemp("served")
+    db = tmp / "pad.duckdb"
     shutil.copy(base_store, db)
+    _evil_store(db, tmp)
+    long = "def solution():\n" + "".join(f"    x{i} = {i}\n" for i in range(2, 2500)) + "    y = long_missing\n" + \
+        "".join(f"    z{i} = {i}\n" for i in range(2501, 5000)) + "    return y\n"
+    (tmp / "long.jsonl").write_text(json.dumps({"question": "A long one", "program": long, "answer": "1"}))
+    pad_cli("--db", db, "import-programs", tmp / "long.jsonl", "--dataset", "long", check=True)
+    pad_cli("--db", db, "execute", "--isolation", "process", check=True)
     proc, port = _serve(db, env=dict(os.environ, PAD_REVIEWER="browser"))
     yield db, port
     _stop(proc)
@@ -343,8 +435,8 @@ def test_browser_overview_and_a_clicked_row_opens_its_program(served, browser):
     db, port = served
     artifacts = Path(os.environ.get("PAD_TEST_ARTIFACTS", ROOT / "test-artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    page.goto(f"http://127.0.0.1:{port}/")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"http://127.0.0.1:{port}/?tab=Overview")
     page.get_by_text("Label distribution").wait_for(timeout=60_000)
     page.get_by_text("Execution time").wait_for(timeout=30_000)
     assert page.locator("[data-testid='stAppDeployButton']").count() == 0  # toolbar: no Deploy
@@ -357,8 +449,11 @@ def test_browser_overview_and_a_clicked_row_opens_its_program(served, browser):
     assert ids[0] in page.locator("h3").filter(has_text="Program 1 of").inner_text()
     table = page.locator("[data-testid='stDataFrame']").filter(visible=True).first
     _grid_row(page, table, 3)
-    page.locator("h3").filter(has_text="Program 4 of").wait_for(timeout=30_000)
-    assert ids[3] in page.locator("h3").filter(has_text="Program 4 of").inner_text()
+    title = page.locator("h3").filter(has_text="Program 4 of")
+    title.wait_for(timeout=30_000)
+    assert ids[3] in title.inner_text()
+    box = title.bounding_box()  # the opened program is in view, beside the list, not below the fold
+    assert 0 <= box["y"] < 1000 - 200 and box["x"] > 400, box
     page.screenshot(path=str(artifacts / "review-program.png"), full_page=True)
     assert (artifacts / "review-overview.png").stat().st_size > 50_000
     page.close()
@@ -381,6 +476,7 @@ def test_browser_bulk_verdict_on_a_filter_then_curate_excludes_them(served, brow
     page.get_by_role("option", name="pad-arith", exact=True).click()
     page.keyboard.press("Escape")
     page.get_by_text(f"{expected} programs match").wait_for(timeout=30_000)
+    assert "dataset=pad-arith" in page.url  # the filter is in the address: the view can be shared
     page.get_by_text("Bulk verdict").click()
     bulk = page.locator("[data-testid='stExpander']").filter(has_text="Bulk verdict")
     bulk.get_by_label("Note").fill("bulk: arithmetic looks off")
@@ -388,6 +484,8 @@ def test_browser_bulk_verdict_on_a_filter_then_curate_excludes_them(served, brow
     page.get_by_role("button", name="Apply…").click()
     page.get_by_role("button", name=f"Confirm: {expected} programs").click()
     page.get_by_text(f"Saved reject for {expected} programs.").wait_for(timeout=30_000)
+    assert bulk.get_by_role("button", name="Apply…").is_visible()  # the panel stays open after a save
+    assert page.get_by_role("button", name=f"Undo reject of {expected} programs (bulk)").is_visible()
     page.close()
     assert _q(db, "SELECT count(*), count(DISTINCT program_id), min(note), min(reviewer) FROM current_reviews "
                   "WHERE verdict = 'reject'") == [(expected, expected, "bulk: arithmetic looks off", "browser")]
@@ -446,9 +544,9 @@ def test_installed_wheel_serves_the_app_needs_a_token_off_loopback_and_stops_on_
         page = browser.new_page()
         page.goto(f"http://127.0.0.1:{port}/?token=wrong-{token}")
         page.get_by_text("needs its access token").wait_for(timeout=60_000)
-        assert page.get_by_text("Label distribution").count() == 0 and page.get_by_text("store:").count() == 0
+        assert page.get_by_text("programs match").count() == 0 and page.get_by_text("store:").count() == 0
         page.goto(f"http://127.0.0.1:{port}/?token={token}")
-        page.get_by_text("Label distribution").wait_for(timeout=30_000)
+        page.get_by_text("programs match").wait_for(timeout=30_000)
         assert page.get_by_text("needs its access token").count() == 0
         page.close()
     finally:
@@ -458,3 +556,60 @@ def test_installed_wheel_serves_the_app_needs_a_token_off_loopback_and_stops_on_
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("0.0.0.0", port))  # the port is free
+
+
+@pytest.mark.e2e
+@needs_chromium
+def test_browser_plain_text_folding_and_a_key_burst_with_undo(served, browser):
+    """One page: the hostile program's view shows its text and nothing else (no heading, link,
+    image, KaTeX, nothing fetched from elsewhere, bidi controls written out); the 5,000-line
+    program is folded around its failing line; keys pressed faster than the app answers are all
+    applied, in order (10 j, then 5 a), and undo takes the last verdict back."""
+    db, port = served
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(f"http://127.0.0.1:{port}/")
+            and not r.url.startswith(("data:", "blob:")) else None)
+    page.goto(f"http://127.0.0.1:{port}/?dataset=evil**[x](http://evil.example)**")
+    page.get_by_text("keys ready").wait_for(timeout=60_000)
+    page.locator("h3").filter(has_text="Program 1 of 1:").wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
+    text = page.locator("body").inner_text()
+    assert "![img](http://evil.example/x.png)" in text and "# Heading" in text and "$\\frac{1}{2}$" in text
+    assert "\\u202e" in text and "\\u2066# admin\\u2069" in text and "\u202e" not in text and "\u200b" not in text
+    assert page.locator("h1, h2").filter(has_text="Heading").count() == 0
+    assert page.locator("h1, h2").filter(has_text="Big").count() == 0  # from the error message
+    assert page.locator(".katex, img[src*='evil'], a[href*='evil'], b:text-is('hi')").count() == 0
+    assert page.locator(".pad-error code").inner_text() == EVIL_PROGRAM.splitlines()[1].strip()  # the line as written
+
+    page.goto(f"http://127.0.0.1:{port}/?dataset=long")
+    page.get_by_text("keys ready").wait_for(timeout=60_000)
+    program = page.locator(".pad-program")
+    program.wait_for(timeout=30_000)
+    shown = program.inner_text()
+    assert "y = long_missing" in shown and "lines 9-2,487 folded (2,479 lines)" in shown
+    assert "lines 2,513-5,000 folded (2,488 lines)" in shown and shown.count("\n") < 80
+    assert "line 2,500: y = long_missing" in page.locator(".pad-error").inner_text()
+    assert not outside, outside
+
+    page.goto(f"http://127.0.0.1:{port}/?label=correct")
+    page.get_by_text("keys ready").wait_for(timeout=60_000)
+    ids = [r[0] for r in _q(db, "SELECT program_id FROM programs WHERE program_id IN (SELECT program_id FROM "
+                                "program_labels WHERE label = 'correct') ORDER BY rowid LIMIT 20")]
+    page.mouse.click(700, 5)  # the page, not a text field, has the focus
+    for _ in range(10):
+        page.keyboard.press("j")
+        page.wait_for_timeout(150)
+    page.locator("h3").filter(has_text="Program 11 of").wait_for(timeout=60_000)
+    for _ in range(5):
+        page.keyboard.press("a")
+        page.wait_for_timeout(300)
+    page.locator("h3").filter(has_text="Program 16 of").wait_for(timeout=60_000)
+    page.get_by_text("keys ready").wait_for(timeout=30_000)  # every press acknowledged
+    judged = "SELECT program_id FROM current_reviews WHERE reviewer = 'browser' AND verdict = 'accept' ORDER BY 1"
+    assert [r[0] for r in _q(db, judged)] == sorted(ids[10:15])
+    page.get_by_role("button", name=f"Undo accept of {ids[14]}").click()
+    page.locator("h3").filter(has_text="Program 15 of").wait_for(timeout=30_000)
+    assert [r[0] for r in _q(db, judged)] == sorted(ids[10:14])
+    assert not outside, outside
+    page.close()

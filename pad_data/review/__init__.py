@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
+import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -70,6 +73,10 @@ class Filters:
     teacher: list[str] = field(default_factory=list)
     verdict: list[str] = field(default_factory=list)  # VERDICTS and/or UNREVIEWED
     text: str = ""
+    unreviewed_by: str | None = None  # a reviewer's queue: programs without a current verdict of theirs
+    pattern: str | None = None  # a failure pattern's key (see PATTERNS), with pattern_by
+    pattern_by: str = "message"
+    conflicts: bool = False  # programs whose reviewers' current verdicts differ
 
     def listing(self) -> tuple[str, list]:
         """``SELECT program_id, problem_id, pos FROM programs WHERE ...`` for the programs these
@@ -103,10 +110,17 @@ class Filters:
             if UNREVIEWED in self.verdict:
                 either.append("program_id NOT IN (SELECT program_id FROM current_reviews)")
             clauses.append("(" + " OR ".join(either) + ")")
+        if self.unreviewed_by is not None:
+            add("program_id NOT IN (SELECT program_id FROM current_reviews WHERE reviewer = ?)", [self.unreviewed_by])
+        if self.conflicts:
+            clauses.append(f"program_id IN ({CONFLICTS})")
+        if self.pattern is not None:
+            add(f"program_id IN (SELECT program_id FROM ({pattern_rows(self.pattern_by)}) WHERE pattern = ?)",
+                [self.pattern])
         text = self.text.strip()
         if text:
-            add("(problem_id IN (SELECT problem_id FROM problems WHERE question ILIKE ?) OR program ILIKE ?)",
-                [f"%{text}%"] * 2)
+            add("(problem_id IN (SELECT problem_id FROM problems WHERE question ILIKE ? ESCAPE '\\') "
+                "OR program ILIKE ? ESCAPE '\\')", [like_pattern(text)] * 2)
         return (f"SELECT program_id, problem_id, rowid AS pos FROM programs WHERE {' AND '.join(clauses) or 'TRUE'}",
                 params)
 
@@ -122,7 +136,44 @@ class Filters:
 
     def labels_only(self) -> bool:
         """True when ``program_labels`` alone answers these filters (a label or error type asked for)."""
-        return bool(self.label or self.error_type) and not self.verdict and not self.text.strip()
+        return bool(self.label or self.error_type) and not (self.verdict or self.text.strip() or self.reviews()
+                                                             or self.pattern is not None)
+
+    def reviews(self) -> bool:
+        """True when what these filters match changes with verdicts (so a verdict changes the list)."""
+        return bool(self.verdict) or self.unreviewed_by is not None or self.conflicts
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` for ``LIKE``/``ILIKE ... ESCAPE '\\'``: ``%``, ``_`` and ``\\`` in ``text`` match
+    themselves, never a wildcard."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+# programs whose reviewers' current verdicts differ
+CONFLICTS = "SELECT program_id FROM current_reviews GROUP BY program_id HAVING count(DISTINCT verdict) > 1"
+
+# A failure pattern: the error message with quoted names, numbers and addresses masked ("message"),
+# or the failing line with numbers and string literals masked ("line"), so one mistake made in
+# many programs is one group.
+_MASK_NUMBERS = r"regexp_replace({x}, '(0x[0-9a-fA-F]+|[0-9]+(\.[0-9]+)?)', 'N', 'g')"
+_MASK_QUOTED = r"""regexp_replace({x}, '(''[^'']*''|"[^"]*")', '{to}', 'g')"""
+PATTERNS = {
+    "message": _MASK_NUMBERS.format(x=_MASK_QUOTED.format(x="coalesce(e.error_message, '')", to="''…''")),
+    "line": _MASK_NUMBERS.format(x=_MASK_QUOTED.format(
+        x="trim(coalesce(string_split(p.program, chr(10))[e.error_line], ''))", to="S")),
+}
+
+
+def pattern_rows(by: str) -> str:
+    """``SELECT program_id, error_type, pattern`` for every failing program (executed, not
+    correct), its pattern by ``by`` (a key of :data:`PATTERNS`)."""
+    if by not in PATTERNS:
+        raise ValueError(f"pattern_by must be one of {', '.join(PATTERNS)}")
+    programs = "JOIN programs p ON p.program_id = l.program_id " if by == "line" else ""
+    return (f"SELECT l.program_id, l.error_type, l.label, coalesce(l.error_type, l.label) || ': ' || {PATTERNS[by]} "
+            f"AS pattern FROM program_labels l JOIN executions e USING (seq) {programs}"
+            "WHERE l.label NOT IN ('correct', 'unverifiable')")
 
 
 def overview(store: Store) -> dict[str, pd.DataFrame]:
@@ -175,46 +226,83 @@ def choices(store: Store) -> dict[str, list[str]]:
     return out
 
 
-def count(store: Store, f: Filters) -> int:
+def count(store: Store, f: Filters, cap: int | None = None) -> int:
+    """How many programs ``f`` matches; with ``cap``, at most ``cap + 1`` are counted (a text
+    search then stops reading once it has found that many)."""
     if f.labels_only():
         where, params = f._label_where()
         return store.scalar(f"SELECT count(*) FROM program_labels WHERE {where}", params)
     query, params = f.listing()
-    return store.scalar(f"SELECT count(*) FROM ({query})", params)
+    limit = f" LIMIT {int(cap) + 1}" if cap is not None else ""
+    return store.scalar(f"SELECT count(*) FROM ({query}{limit})", params)
 
 
-def page(store: Store, f: Filters, offset: int, limit: int = 50) -> pd.DataFrame:
-    """Rows ``offset``.. of the filtered list: their ids first (one top-N over the list's
-    order), then what is shown of those few, looked up by id."""
+# server-side sorts: the column a list is ordered by (then the order programs were stored)
+SORTS = {"stored": None, "duration": "l.duration_ms", "error type": "l.error_type", "label": "l.label",
+         "teacher": "l.teacher", "dataset": "l.dataset", "agreement": "c.agreement"}
+
+
+def page_ids(store: Store, f: Filters, offset: int = 0, limit: int = 50, sort: str = "stored",
+             descending: bool = False) -> list[str]:
+    """The ids of rows ``offset``.. of the filtered list. In the stored order the scan stops once
+    it has the page (DuckDB keeps insertion order), so a search's first page does not read the
+    whole store; a sort orders every match (NULLs last)."""
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {', '.join(SORTS)}")
     query, params = f.listing()
-    rows = store.con.execute(f"SELECT program_id, problem_id FROM ({query}) ORDER BY pos "
-                             f"LIMIT {int(limit)} OFFSET {int(offset)}", params).fetchall()
-    ids = [r[0] for r in rows]
+    if SORTS[sort] is None:
+        sql = f"SELECT program_id FROM ({query}) LIMIT {int(limit)} OFFSET {int(offset)}"
+        if descending:
+            sql = f"SELECT program_id FROM ({query}) ORDER BY pos DESC LIMIT {int(limit)} OFFSET {int(offset)}"
+    else:
+        sql = (f"SELECT q.program_id FROM ({query}) q LEFT JOIN program_labels l USING (program_id) "
+               f"LEFT JOIN consensus c ON c.problem_id = q.problem_id "
+               f"ORDER BY {SORTS[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, q.pos "
+               f"LIMIT {int(limit)} OFFSET {int(offset)}")
+    return [r[0] for r in store.con.execute(sql, params).fetchall()]
+
+
+def page(store: Store, f: Filters, offset: int, limit: int = 50, sort: str = "stored",
+         descending: bool = False) -> pd.DataFrame:
+    """Rows ``offset``.. of the filtered list (:func:`page_ids`), with what the table shows."""
+    return rows(store, page_ids(store, f, offset, limit, sort, descending))
+
+
+def rows(store: Store, ids: list[str], verdicts: bool = True) -> pd.DataFrame:
+    """What the list shows of the programs ``ids``, in that order, each table filtered by the
+    ids before the joins; ``verdicts`` False leaves the verdict column empty (for a caller that
+    reads it apart, with :func:`verdicts_of`, as it changes more often than the rest)."""
     if not ids:
         return store.df("SELECT NULL::VARCHAR AS program_id, NULL::VARCHAR AS dataset, NULL::VARCHAR AS label, "
                         "NULL::VARCHAR AS error_type, NULL::VARCHAR AS verdict, NULL::VARCHAR AS origin, "
-                        "NULL::VARCHAR AS teacher, NULL::VARCHAR AS question LIMIT 0")
-    # each table filtered by the page's ids before the joins ($ids: the page's order)
+                        "NULL::VARCHAR AS teacher, NULL::DOUBLE AS duration_ms, NULL::VARCHAR AS question LIMIT 0")
     return store.df("""
-        WITH p AS (SELECT program_id, problem_id, origin, teacher FROM programs WHERE program_id = ANY($ids))
+        WITH p AS (SELECT program_id, problem_id, origin, teacher FROM programs WHERE program_id = ANY($ids)
+                   QUALIFY row_number() OVER (PARTITION BY program_id) = 1)  -- one row per id shown
         SELECT p.program_id, pr.dataset, l.label, l.error_type, v.verdict, p.origin, p.teacher,
-               left(pr.question, 120) AS question
-        FROM p JOIN (SELECT problem_id, dataset, question FROM problems WHERE problem_id = ANY($problems)) pr
-            USING (problem_id)
-        LEFT JOIN (SELECT program_id, label, error_type FROM program_labels WHERE program_id = ANY($ids)) l
+               round(l.duration_ms, 2) AS duration_ms, left(pr.question, 120) AS question
+        FROM p JOIN problems pr USING (problem_id)
+        LEFT JOIN (SELECT program_id, label, error_type, duration_ms FROM program_labels
+                   WHERE program_id = ANY($ids)) l USING (program_id)
+        LEFT JOIN (SELECT program_id, verdict FROM program_verdicts WHERE program_id = ANY($verdict_ids)) v
             USING (program_id)
-        LEFT JOIN (SELECT program_id, verdict FROM program_verdicts WHERE program_id = ANY($ids)) v
-            USING (program_id)
-        ORDER BY list_position($ids, p.program_id)""", {"ids": ids, "problems": sorted({r[1] for r in rows})})
+        ORDER BY list_position($ids, p.program_id)""", {"ids": ids, "verdict_ids": ids if verdicts else []})
+
+
+def verdicts_of(store: Store, ids: list[str]) -> dict[str, str]:
+    """The verdict (``program_verdicts``) of each of ``ids`` that has one."""
+    return dict(store.con.execute("SELECT program_id, verdict FROM program_verdicts WHERE program_id = ANY(?)",
+                                  [list(ids)]).fetchall())
 
 
 def add_verdicts(path: str, verdict: str, note: str | None, reviewer: str | None,
                  filters: Filters | None = None, program_ids: list[str] | None = None,
-                 memory: str | int | None = None) -> int:
+                 memory: str | int | None = None, batch: str | None = None) -> int:
     """Give ``verdict`` (and ``note``) of ``reviewer`` to every program ``filters`` match, or
     to ``program_ids`` (each must exist), in one transaction, within ``memory`` (as
-    :func:`reading`); returns how many programs. The history keeps every verdict; each reviewer
-    has one current verdict per program."""
+    :func:`reading`); returns how many programs. The history keeps every verdict, under
+    ``batch`` (:func:`new_batch`; what :func:`undo` takes back) or a new batch id; each
+    reviewer has one current verdict per program."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}")
     if (filters is None) == (program_ids is None):
@@ -229,10 +317,24 @@ def add_verdicts(path: str, verdict: str, note: str | None, reviewer: str | None
             query, params = "SELECT unnest(?::VARCHAR[]) AS program_id", [ids]
         else:
             query, params = filters.listing()
-        return st.add_verdicts(query, params, verdict, note or None, reviewer or None)
+        return st.add_verdicts(query, params, verdict, note or None, reviewer or None, batch=batch)
 
 
-def program_detail(store: Store, pid: str) -> dict | None:
+def new_batch() -> str:
+    """A batch id for :func:`add_verdicts`, kept by the caller to :func:`undo` the batch."""
+    return uuid.uuid4().hex[:16]
+
+
+def undo(path: str, batch: str, memory: str | int | None = None) -> int:
+    """Take back the verdicts of ``batch`` (one verdict, or a whole bulk verdict): each program
+    gets back its reviewer's verdict from before, or none. Returns how many programs."""
+    with writing(path, memory) as st, st.transaction():
+        return st.undo_verdicts(batch)
+
+
+def program_detail(store: Store, pid: str, reviews: bool = True) -> dict | None:
+    """Everything the app shows of one program; ``reviews`` False leaves out its verdict and
+    reviews (:func:`program_reviews`), which change more often than the rest."""
     rows = store.df("SELECT lp.*, p.completion, p.parent_program_id AS parent FROM labeled_programs lp "
                     "JOIN programs p USING (program_id) WHERE program_id = ?", [pid])
     if rows.empty:
@@ -241,19 +343,78 @@ def program_detail(store: Store, pid: str) -> dict | None:
     d["siblings"] = store.df("SELECT program_id, teacher, origin, sample_idx, label, error_type, value "
                              "FROM labeled_programs WHERE problem_id = ? ORDER BY teacher, sample_idx",
                              [d["problem_id"]])
-    d["verdict"] = store.scalar("SELECT verdict FROM program_verdicts WHERE program_id = ?", [pid])
-    d["reviews"] = store.df("SELECT r.verdict, r.note, r.reviewer, r.reviewed_at, "
-                            "c.review_id IS NOT NULL AS current FROM reviews r LEFT JOIN current_reviews c "
-                            "USING (review_id) WHERE r.program_id = ? ORDER BY r.reviewed_at DESC, r.rowid DESC",
-                            [pid])
+    if reviews:
+        d.update(program_reviews(store, pid))
     d["parent_program"] = None
     if d.get("parent"):
         d["parent_program"] = store.scalar("SELECT program FROM programs WHERE program_id = ?", [d["parent"]])
+    d["correct_sibling"] = None  # a correct program for the same problem, to show beside a faulty one
+    if d["label"] != "correct":
+        correct = d["siblings"][(d["siblings"].label == "correct") & (d["siblings"].program_id != pid)]
+        if len(correct):
+            sib = correct.iloc[0].program_id
+            d["correct_sibling"] = {"program_id": sib, "program": store.scalar(
+                "SELECT program FROM programs WHERE program_id = ?", [sib])}
     return d
 
 
-def diff(parent: str, child: str) -> str:
-    return "".join(difflib.unified_diff(parent.splitlines(True), child.splitlines(True), "parent", "this"))
+def program_reviews(store: Store, pid: str) -> dict:
+    """``{"verdict": ..., "reviews": DataFrame}`` of one program: its verdict now and its history."""
+    return {"verdict": store.scalar("SELECT verdict FROM program_verdicts WHERE program_id = ?", [pid]),
+            "reviews": store.df("SELECT r.verdict, r.note, r.reviewer, r.reviewed_at, "
+                                "c.review_id IS NOT NULL AS current FROM reviews r LEFT JOIN current_reviews c "
+                                "USING (review_id) WHERE r.program_id = ? "
+                                "ORDER BY r.reviewed_at DESC, r.rowid DESC", [pid])}
+
+
+def diff(before: str, after: str, names: tuple[str, str] = ("parent", "this")) -> str:
+    """A unified diff of two programs' lines. Lines are compared without their line ends, so a
+    last line with a newline and the same line without one are equal (a program rebuilt from
+    its AST ends in a newline its parent may lack)."""
+    return "\n".join(difflib.unified_diff(before.splitlines(), after.splitlines(), *names, lineterm=""))
+
+
+def fold(lines: int, focus: int | None, head: int = 8, context: int = 12, whole: int = 120) -> list[tuple[int, int]]:
+    """The 1-based line ranges ``(first, last)`` to show of a program of ``lines`` lines: all of
+    it up to ``whole`` lines; else its first ``head`` lines and ``context`` lines each side of
+    ``focus`` (the failing line), or the first ``whole`` lines when there is none. The lines
+    between ranges are folded."""
+    if lines <= whole:
+        return [(1, lines)] if lines else []
+    if not focus or not 1 <= focus <= lines:
+        return [(1, whole)]
+    lo, hi = max(1, focus - context), min(lines, focus + context)
+    return [(1, hi)] if lo <= head + 1 else [(1, head), (lo, hi)]
+
+
+def patterns(store: Store, f: Filters, by: str = "message", limit: int = 200) -> pd.DataFrame:
+    """Failing programs ``f`` matches, grouped by their pattern (:data:`PATTERNS`): pattern,
+    error type, label, programs, an example program id; the largest groups first."""
+    query, params = f.listing()
+    return store.df(f"""
+        SELECT g.pattern, any_value(g.error_type) AS error_type, any_value(g.label) AS label,
+               count(DISTINCT g.program_id) AS programs, min(g.program_id) AS example
+        FROM ({pattern_rows(by)}) g SEMI JOIN ({query}) q USING (program_id)
+        GROUP BY g.pattern ORDER BY programs DESC, g.pattern LIMIT {int(limit)}""", params)
+
+
+def reviewer_counts(store: Store) -> pd.DataFrame:
+    """Per reviewer: current verdicts of each kind, and programs where another reviewer differs."""
+    return store.df(f"""
+        SELECT nullif(reviewer, '') AS reviewer, count(*) AS programs,
+               count(*) FILTER (verdict = 'accept') AS accept, count(*) FILTER (verdict = 'reject') AS reject,
+               count(*) FILTER (verdict = 'needs-fix') AS "needs-fix",
+               count(*) FILTER (program_id IN ({CONFLICTS})) AS conflicts
+        FROM current_reviews GROUP BY reviewer ORDER BY programs DESC, reviewer""")
+
+
+def conflicts(store: Store, limit: int = 200) -> pd.DataFrame:
+    """Programs whose reviewers' current verdicts differ, with each reviewer's verdict."""
+    return store.df(f"""
+        SELECT program_id, string_agg(coalesce(nullif(reviewer, ''), '(none)') || ': ' || verdict, ', '
+                                      ORDER BY reviewer) AS verdicts, max(reviewed_at) AS latest
+        FROM current_reviews WHERE program_id IN ({CONFLICTS})
+        GROUP BY program_id ORDER BY latest DESC, program_id LIMIT {int(limit)}""")
 
 
 def add_review(path: str, pid: str, verdict: str, note: str | None, reviewer: str | None,
@@ -306,3 +467,35 @@ def run_sql(path: str, query: str, limit: int = 1000, memory: str | int | None =
         return con.execute(f"SELECT * FROM ({statements[0].query.strip().rstrip(';')}) LIMIT {int(limit)}").df()
     finally:
         con.close()
+
+
+def views_path(path: str) -> Path:
+    """Where the review app keeps named views of the store at ``path``: a JSON object beside it."""
+    return Path(f"{path}.views.json")
+
+
+def load_views(path: str) -> dict[str, str]:
+    """The named views of the store at ``path``: name -> query string (filters, sort, tab)."""
+    f = views_path(path)
+    if not f.exists():
+        return {}
+    try:
+        views = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{f}: not a views file ({exc})") from None
+    if not isinstance(views, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in views.items()):
+        raise ValueError(f"{f}: not a views file (an object of name: query string)")
+    return views
+
+
+def save_view(path: str, name: str, query: str) -> None:
+    """Keep ``query`` (a query string, without ``?``) as the view ``name`` (replacing one of that
+    name); the file is replaced whole, so a reader never sees half of it."""
+    if not name.strip():
+        raise ValueError("a view needs a name")
+    views = load_views(path)
+    views[name] = query
+    f = views_path(path)
+    tmp = f.with_name(f".{f.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(views, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, f)

@@ -463,14 +463,14 @@ class Store:
 
     # ------------------------------------------------------------------ reviews
     def add_verdicts(self, programs: str, params: list | None, verdict: str, note: str | None,
-                     reviewer: str | None) -> int:
+                     reviewer: str | None, batch: str | None = None) -> int:
         """Give every program ``programs`` selects (a query with a ``program_id`` column) the
         verdict and note of ``reviewer``, set-based: a ``reviews`` row each (the history; one
-        ``batch_id`` for the lot) and the reviewer's current verdict in ``current_reviews``
-        (replaced). The one way verdicts are stored. Returns the programs given a verdict. The
-        caller owns the transaction."""
+        ``batch_id`` for the lot, ``batch`` or a new one) and the reviewer's current verdict in
+        ``current_reviews`` (replaced). The one way verdicts are stored. Returns the programs
+        given a verdict. The caller owns the transaction."""
         con = self.con
-        values = {"batch": uuid.uuid4().hex[:16], "verdict": verdict, "note": note, "reviewer": reviewer,
+        values = {"batch": batch or uuid.uuid4().hex[:16], "verdict": verdict, "note": note, "reviewer": reviewer,
                   "when": con.execute("SELECT current_timestamp::TIMESTAMP").fetchall()[0][0]}
         con.execute(f"CREATE OR REPLACE TEMP TABLE _pad_verdicts AS SELECT DISTINCT program_id FROM ({programs})",
                     params or [])
@@ -488,6 +488,29 @@ class Store:
             return n
         finally:
             con.execute("DROP TABLE IF EXISTS _pad_verdicts")
+
+    def undo_verdicts(self, batch: str) -> int:
+        """Take back the verdicts of ``batch`` (one :meth:`add_verdicts` call): its ``reviews`` rows
+        go, and each of its reviewer's programs gets back the verdict it had before (the latest
+        left in the history), or none. Returns the programs whose verdict was taken back. The
+        caller owns the transaction."""
+        con = self.con
+        con.execute("CREATE OR REPLACE TEMP TABLE _pad_undo AS SELECT program_id, coalesce(reviewer, '') AS reviewer "
+                    "FROM reviews WHERE batch_id = ?", [batch])
+        try:
+            n = con.execute("SELECT count(*) FROM _pad_undo").fetchall()[0][0]
+            con.execute("DELETE FROM reviews WHERE batch_id = ?", [batch])
+            con.execute("DELETE FROM current_reviews c USING _pad_undo u "
+                        "WHERE c.program_id = u.program_id AND c.reviewer = u.reviewer")
+            con.execute("""INSERT INTO current_reviews (program_id, reviewer, verdict, note, review_id, reviewed_at)
+                           SELECT r.program_id, coalesce(r.reviewer, ''), r.verdict, r.note, r.review_id, r.reviewed_at
+                           FROM reviews r JOIN _pad_undo u
+                               ON r.program_id = u.program_id AND coalesce(r.reviewer, '') = u.reviewer
+                           QUALIFY row_number() OVER (PARTITION BY r.program_id, coalesce(r.reviewer, '')
+                                                      ORDER BY r.reviewed_at DESC, r.rowid DESC) = 1""")
+            return n
+        finally:
+            con.execute("DROP TABLE IF EXISTS _pad_undo")
 
     # ------------------------------------------------------------------ Ray shards
     def add_shards(self, stage: str, shards: list[tuple[str, str, str, int]], settings: str | None) -> None:
