@@ -434,6 +434,18 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE programs ADD COLUMN preamble_id VARCHAR",
         "ALTER TABLE executions ADD COLUMN preamble_id VARCHAR",
     ],
+    # v21: a snapshot row keeps the preamble its program's label ran after (a refinement pair's two
+    # programs share it), so an export can ship the code the program needs. Snapshots made before:
+    # the preamble of the program's current execution, else the one it was imported with.
+    [
+        *[stmt for table in ("curated_examples", "refine_examples") for stmt in (
+            f"ALTER TABLE {table} ADD COLUMN preamble_id VARCHAR",
+            f"""UPDATE {table} t SET preamble_id = s.preamble_id
+                FROM (SELECT p.program_id, coalesce(e.preamble_id, p.preamble_id) AS preamble_id
+                      FROM programs p LEFT JOIN program_labels l USING (program_id)
+                      LEFT JOIN executions e ON e.seq = l.seq) s
+                WHERE s.program_id = t.program_id AND s.preamble_id IS NOT NULL""")],
+    ],
 ]
 
 
