@@ -1,0 +1,56 @@
+"""The forked path's cost: what a forked program is made from, and what it no longer redoes.
+
+Once a worker has loaded numpy and sympy, programs that import neither are forked from a lean
+second zygote (pad_data/sandbox/worker.py, ``_LeanZygote``), and the packages are warmed in the
+zygote so a forked program does not redo their lazy imports. Checked at the OS layer (the
+Python policy off, so a program can read its own /proc), and by duration ratios measured in
+the same run (never absolute times: the machine may be busy).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from pad_data.sandbox.pool import SandboxPool
+
+pytestmark = pytest.mark.e2e
+
+VM_SIZE = "import json\nwith open('/proc/self/statm') as f:\n    vm = int(f.read().split()[0])\n"
+NUMPY_VM = "import numpy as np\n" + VM_SIZE + "print(json.dumps({'vm': vm, 'np': float(np.sum(np.arange(3)))}))\nans = 1\n"
+CLASS_VM = VM_SIZE + "class P:\n    pass\nprint(json.dumps({'vm': vm, 'p': type(P()).__name__}))\nans = 1\n"
+CLASS = ("class Problem:\n    def __init__(self):\n        self.a = {i}\n\n    def answer(self):\n"
+         "        return self.a * 2 + 1\n\n\ndef solution():\n    return Problem().answer()\n")
+FRACTION = "from fractions import Fraction\n\n\ndef solution():\n    return float(Fraction({i}, 4) + Fraction(1, 4))\n"
+SYMPY = ("from sympy import symbols, Eq, solve\n\n\ndef solution():\n    x = symbols('x')\n"
+         "    return float(solve(Eq(x, {i} * 3 + 2), x)[0])\n")
+
+
+def test_after_numpy_loads_a_program_that_does_not_use_it_is_forked_from_the_lean_zygote():
+    with SandboxPool(workers=1, timeout=10.0, python_policy=False) as pool:
+        res = dict(pool.map([("before", CLASS_VM), ("numpy", NUMPY_VM), ("after", CLASS_VM), ("numpy2", NUMPY_VM)]))
+    assert all(r.status == "ok" for r in res.values()), res
+    vm = {k: json.loads(r.stdout)["vm"] for k, r in res.items()}
+    # the numpy programs' process holds both packages; the class program's, before and after, neither
+    assert vm["after"] < 0.6 * vm["numpy"] and vm["after"] < 0.6 * vm["numpy2"], vm
+    assert vm["after"] < 1.5 * vm["before"], vm
+
+
+def _durations(pool: SandboxPool, template: str, n: int, tag: str) -> list[float]:
+    forked = pool.stats["forked"]
+    res = dict(pool.map([(f"{tag}{i}", template.format(i=i)) for i in range(n)]))
+    assert all(r.status == "ok" for r in res.values()), [r for r in res.values() if r.status != "ok"][:2]
+    assert pool.stats["forked"] - forked == n
+    return [r.duration_ms for r in res.values()]
+
+
+def test_forked_programs_pay_neither_for_packages_they_do_not_use_nor_for_warming_them():
+    with SandboxPool(workers=1, timeout=10.0) as pool:
+        lean = statistics.median(_durations(pool, CLASS, 150, "a") + _durations(pool, FRACTION, 150, "b"))
+        sympy = statistics.median(_durations(pool, SYMPY, 40, "s"))  # loads numpy and sympy in the worker
+        after = statistics.median(_durations(pool, CLASS, 150, "c") + _durations(pool, FRACTION, 150, "d"))
+    # forked from the big zygote a trivial program took ~2x as long; a cold sympy solve() ~10x
+    assert after < 1.6 * lean, (lean, after)
+    assert sympy < 6 * lean, (lean, sympy)
