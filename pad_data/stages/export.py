@@ -4,15 +4,18 @@ Rows never pass through Python lists: DuckDB ``COPY``s each split straight to pa
 and the ``hf`` format loads those parquet files with ``datasets`` (memory-mapped Arrow) and
 ``save_to_disk``s a ``DatasetDict`` (train/validation/test), a fraction of the heap of
 ``Dataset.from_pandas`` (bench/README.md), though not perfectly flat.
-Columns fit training directly: question, program, answer, answer_text, plus where the answer came
-from (``gold_source``: gold, or consensus with its ``agreement``), ids, labels and verdicts.
-The ``chat`` format is the ``hf`` layout with a ``messages`` column instead of question and
-program (system, user question, assistant program; a refinement pair is a two-turn fix
+Columns fit training directly: question, program, preamble (the code the program ran after, or
+null: ``preamble + "\n" + program`` is what was executed), answer, answer_text, plus where the
+answer came from (``gold_source``: gold, or consensus with its ``agreement``), ids, labels and
+verdicts. The ``chat`` format is the ``hf`` layout with a ``messages`` column instead of question
+and program (system, user question, assistant program; a refinement pair is a two-turn fix
 conversation), built in SQL as well, for TRL's ``SFTTrainer`` and other chat trainers; the system
-turn asks for the program's own style (:data:`STYLE_SQL`).
+turn asks for the program's own style (:data:`STYLE_SQL`) and shows its preamble, which the
+assistant's program uses without repeating it (:data:`CHAT_PREAMBLE`).
 A dataset card (README.md) describes the data as it is: provenance, teachers, gold vs consensus
-answers, program styles, label counts before/after filtering, the latest check results, the
-license, and for ``chat`` how to train on it. Folders and files get the modes the umask gives.
+answers, program styles, preambles, label counts before/after filtering, the latest check
+results, the license, and for ``chat`` how to train on it. Folders and files get the modes the
+umask gives.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -27,18 +31,19 @@ from pathlib import Path
 from typing import Iterator
 
 from pad_data.stages.curate import TASK_TABLES, label_counts_with_unexecuted, snapshot_task
+from pad_data.rules.display import visible
 from pad_data.rules.options import did_you_mean
 from pad_data.store import Store, sql_literal
 
 FORMATS = ("hf", "parquet", "jsonl", "chat")
 SPLITS = ("train", "validation", "test")
 COLUMNS = {
-    "program": ("question", "program", "answer", "answer_text", "gold_source", "agreement", "problem_id",
-                "program_id", "dataset", "label", "teacher", "origin", "verdict"),
-    # refinement pairs: input = question + faulty_program + feedback, target = program
-    "refine": ("question", "faulty_program", "feedback", "program", "answer", "answer_text", "gold_source",
-               "agreement", "problem_id", "faulty_program_id", "program_id", "dataset", "label", "injection_kind",
-               "teacher", "origin", "verdict"),
+    "program": ("question", "program", "preamble", "answer", "answer_text", "gold_source", "agreement",
+                "problem_id", "program_id", "dataset", "label", "teacher", "origin", "verdict"),
+    # refinement pairs: input = question + faulty_program + feedback, target = program (both ran after preamble)
+    "refine": ("question", "faulty_program", "feedback", "program", "preamble", "answer", "answer_text",
+               "gold_source", "agreement", "problem_id", "faulty_program_id", "program_id", "dataset", "label",
+               "injection_kind", "teacher", "origin", "verdict"),
 }
 # A program's style, read from its text ({p}): `function` (PAL: a top-level `def solution(`, which the
 # sandbox calls), `script` (PoT: top-level statements that set `ans`, which the sandbox reads), `other`.
@@ -57,29 +62,66 @@ CHAT_SYSTEMS = {
     "other": "Solve the problem by writing a Python program that computes the answer. Reply with the program only.",
 }
 CHAT_FIX = "Running your program gave: {feedback}\nFix the program."
+# after the system turn of a program that ran after a preamble: the preamble (the program uses its
+# names; the assistant turn is the program alone, as the student is to write it)
+CHAT_PREAMBLE = "\n\nThe program runs after this code, whose imports and helpers it may use without repeating them:\n"
 
 
-def _system_sql(program: str) -> str:
-    """The chat system turn for the style of ``program`` (a column), as a SQL expression."""
+def _system_sql(program: str, preambles: dict[str, str]) -> str:
+    """The chat system turn for the style of ``program`` (a column) and the row's preamble
+    (``preambles``: id -> text), as a SQL expression."""
     style = STYLE_SQL.format(p=program)
     cases = " ".join(f"WHEN {sql_literal(k)} THEN {sql_literal(v)}" for k, v in CHAT_SYSTEMS.items())
-    return f"CASE {style} {cases} END"
+    if not preambles:
+        return f"CASE {style} {cases} END"
+    shown = " ".join(f"WHEN {sql_literal(pid)} THEN {sql_literal(CHAT_PREAMBLE + fenced(text, 'python'))}"
+                     for pid, text in preambles.items())
+    return f"CASE {style} {cases} END || CASE preamble_id {shown} ELSE '' END"
 
 
-def _chat_columns(task: str) -> tuple[str, ...]:
-    """SELECT expressions of the chat format: ``messages`` (a list of {role, content} structs,
-    made by DuckDB) and the ids and labels (no question/program: they are in the messages)."""
+def _preamble_sql(preambles: dict[str, str]) -> str:
+    """A row's preamble text (``preambles``: id -> text), as a SQL expression over ``preamble_id``
+    (a CASE of literals: the scan stays one table's, in its stored order)."""
+    if not preambles:
+        return "NULL::VARCHAR AS preamble"
+    cases = " ".join(f"WHEN {sql_literal(pid)} THEN {sql_literal(text)}" for pid, text in preambles.items())
+    return f"CASE preamble_id {cases} END AS preamble"
+
+
+def _select(task: str, preambles: dict[str, str], chat: bool) -> list[str]:
+    """SELECT expressions of an export (``chat``: ``messages``, a list of {role, content} structs
+    made by DuckDB, instead of question and programs)."""
+    columns = [_preamble_sql(preambles) if c == "preamble" else c for c in COLUMNS[task]]
+    if not chat:
+        return columns
+
     def msg(role: str, content: str) -> str:
         return f"{{'role': '{role}', 'content': {content}}}"
 
-    turns = [msg("system", _system_sql("program")), msg("user", "question")]
+    turns = [msg("system", _system_sql("program", preambles)), msg("user", "question")]
     if task == "refine":
         before, after = CHAT_FIX.split("{feedback}")
         turns += [msg("assistant", "faulty_program"),
                   msg("user", f"{sql_literal(before)} || coalesce(feedback, '') || {sql_literal(after)}")]
     turns.append(msg("assistant", "program"))
-    keep = tuple(c for c in COLUMNS[task] if c not in ("question", "program", "faulty_program", "feedback"))
-    return (f"[{', '.join(turns)}] AS messages",) + keep
+    keep = [e for c, e in zip(COLUMNS[task], columns) if c not in ("question", "program", "faulty_program", "feedback")]
+    return [f"[{', '.join(turns)}] AS messages"] + keep
+
+
+def fenced(text: str, info: str = "") -> str:
+    """``text`` as a Markdown code block whose fence is longer than any run of backticks in it
+    (so no line of the text can close it), control characters written out."""
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{visible(text).rstrip(chr(10))}\n{fence}"
+
+
+def snapshot_preambles(store: Store, name: str, task: str) -> dict[str, str]:
+    """``{preamble_id: text}`` of the preambles snapshot ``name``'s rows ran after."""
+    return dict(store.con.execute(
+        f"SELECT preamble_id, text FROM preambles WHERE preamble_id IN "
+        f"(SELECT DISTINCT preamble_id FROM {TASK_TABLES[task]} WHERE name = ?) ORDER BY name, preamble_id",
+        [name]).fetchall())
 
 
 class ExportError(ValueError):
@@ -87,7 +129,7 @@ class ExportError(ValueError):
 
 
 def _copy(store: Store, name: str, split: str, path: Path, fmt: str, task: str = "program",
-          chat: bool = False) -> int:
+          chat: bool = False, preambles: dict[str, str] | None = None) -> int:
     """COPY one split to a file, streaming: memory stays flat however many rows there are.
 
     Runs under :func:`_bounded` (one thread: parallel writers buffer batches to keep the
@@ -98,7 +140,7 @@ def _copy(store: Store, name: str, split: str, path: Path, fmt: str, task: str =
     table = TASK_TABLES[task]
     n = store.scalar(f"SELECT count(*) FROM {table} WHERE name = ? AND split = ?", [name, split])
     opts = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 20000" if fmt == "parquet" else "FORMAT json"
-    columns = _chat_columns(task) if chat else COLUMNS[task]
+    columns = _select(task, preambles or {}, chat)
     store.con.execute(f"COPY (SELECT {', '.join(columns)} FROM {table} WHERE name = {sql_literal(name)} "
                       f"AND split = {sql_literal(split)}) TO {sql_literal(str(path))} ({opts})")
     return n
@@ -143,6 +185,8 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
         f"avg(agreement) FROM {table} WHERE name = ? GROUP BY 1 ORDER BY 1", [name]).fetchall()
     styles = dict(store.con.execute(f"SELECT {STYLE_SQL.format(p='program')}, count(*) FROM {table} "
                                     "WHERE name = ? GROUP BY 1", [name]).fetchall())
+    needs = dict(store.con.execute(f"SELECT preamble_id, count(*) FROM {table} WHERE name = ? "
+                                   "AND preamble_id IS NOT NULL GROUP BY 1", [name]).fetchall())
     lines = [
         "---", f"license: {license}", "task_categories:", "- text-generation", "tags:", "- pad",
         "- program-aided-distillation", "- synthetic", "- math-word-problems"]
@@ -160,6 +204,7 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
               + " curated with pad, a toolkit for Program-aided Distillation (PaD): every program was "
               "executed in pad's sandbox and labeled by its outcome against its problem's answer.", "",
               *_answers_section(sources), *_styles_section(styles),
+              *_preambles_section(store, needs, sum(counts.values()), fmt),
               "## Provenance", "",
               f"- snapshot `{name}`, content hash `{info[1]}`, created {str(info[2])[:19]}",
               f"- source datasets: {', '.join(datasets) or '-'}",
@@ -189,17 +234,21 @@ def dataset_card(store: Store, name: str, counts: dict[str, int], fmt: str, lice
               "`gold_source` (`gold`: the dataset's gold answer; `consensus`: the majority answer of the "
               "problem's programs (`pad vote`), not a verified fact; null: none), `agreement` (for a consensus: "
               "the share of the problem's numeric results that agreed with it)")
-    columns = (f"`question`, `program` (Python: {_styles_text(styles)}), {answer}, `problem_id`, `program_id`, "
+    preamble = ("`preamble` (the code the program ran after, or null: run `preamble + \"\\n\" + program`; see "
+                "Preambles)")
+    columns = (f"`question`, `program` (Python: {_styles_text(styles)}), {preamble}, {answer}, `problem_id`, "
+               "`program_id`, "
                "`dataset`, `label`, `teacher`, `origin`, `verdict` (reviewers' verdict when the snapshot was made: "
                "accept, reject, needs-fix, or null).")
     if task == "refine":
         columns = ("`question`, `faulty_program`, `feedback` (what executing it said: error type, message and "
-                   f"line, or `returned X`), `program` (the correct target; {_styles_text(styles)}), {answer}, "
+                   f"line, or `returned X`), `program` (the correct target; {_styles_text(styles)}), {preamble} "
+                   f"(both programs ran after it), {answer}, "
                    "`problem_id`, `faulty_program_id`, `program_id`, `dataset`, `label` (of the faulty program), "
                    "`injection_kind` (for injected errors), `teacher`, `origin`, `verdict` (reviewers' verdict when "
                    "the snapshot was made, or null) (of the faulty program).")
     if fmt == "chat":
-        columns = _chat_card(task, styles)
+        columns = _chat_card(task, styles, bool(needs))
     lines += ["", "## Columns", "", columns, "", "## License", "",
               f"`{license}`. Check the licenses of the source datasets and the teacher's terms of use.", ""]
     return "\n".join(lines)
@@ -229,6 +278,27 @@ def _styles_section(styles: dict[str, int]) -> list[str]:
     return lines + [""]
 
 
+def _preambles_section(store: Store, needs: dict[str, int], rows: int, fmt: str) -> list[str]:
+    """The card's account of the preambles (``needs``: rows per preamble id) the programs ran
+    after, each shown whole: a program that uses its names runs only after it."""
+    if not needs:
+        return ["## Preambles", "", f"None: every program runs as it is ({rows} rows).", ""]
+    texts = {pid: (n, text) for pid, n, text in store.con.execute(
+        "SELECT preamble_id, name, text FROM preambles WHERE preamble_id = ANY(?) ORDER BY name, preamble_id",
+        [list(needs)]).fetchall()}
+    where = ("the system turn shows it (the assistant turn is the program alone) and the `preamble` column holds "
+             "it" if fmt == "chat" else "the `preamble` column holds it")
+    lines = ["## Preambles", "",
+             f"{sum(needs.values())} of {rows} rows hold a program that ran after a preamble (code run before it "
+             "in its namespace: imports and helpers the programs' source pipeline provided) and needs it to run: "
+             f"execute `preamble + \"\\n\" + program`; {where}.", ""]
+    for pid in sorted(needs, key=lambda i: (texts.get(i, ("", ""))[0] or "", i)):
+        label, text = texts.get(pid, (None, None))
+        lines += [f"### `{visible(label or '')}` (`{pid}`): {needs[pid]} rows", ""]
+        lines += [fenced(text, "python") if text is not None else "(its text is not in the store)", ""]
+    return lines
+
+
 def _styles_text(styles: dict[str, int]) -> str:
     present = [k for k in STYLE_NAMES if styles.get(k)]
     if len(present) == 1:
@@ -238,7 +308,7 @@ def _styles_text(styles: dict[str, int]) -> str:
     return ", ".join(f"{styles[k]} {STYLE_NAMES[k]}" for k in present) or "none"
 
 
-def _chat_card(task: str, styles: dict[str, int]) -> str:
+def _chat_card(task: str, styles: dict[str, int], preamble: bool = False) -> str:
     """The chat format's columns, and how to train on them with TRL."""
     present = [k for k in CHAT_SYSTEMS if styles.get(k)] or ["function"]
     if len(present) == 1:
@@ -246,16 +316,21 @@ def _chat_card(task: str, styles: dict[str, int]) -> str:
     else:
         system = "The system turn asks for the style of the program in the last turn: " + "; ".join(
             f"for {STYLE_NAMES[k]} ({styles[k]}): \"{CHAT_SYSTEMS[k]}\"" for k in present)
+    if preamble:
+        system += (", and for a program that ran after a preamble (see Preambles) it goes on: "
+                   f"\"{CHAT_PREAMBLE.strip()}\" and the preamble's code. The assistant turn is the program "
+                   "alone, as written; to run it, or a student's answer to the same conversation, execute "
+                   "`preamble + \"\\n\" + program`.")
     if task == "refine":
         turns = ("`system`, `user` (the question), `assistant` (the faulty program), `user` (what running it "
                  "gave, as in `pad`'s feedback, then \"Fix the program.\"), `assistant` (the correct program)")
-        rest = ("`answer`, `answer_text`, `gold_source`, `agreement`, `problem_id`, `faulty_program_id`, "
+        rest = ("`preamble`, `answer`, `answer_text`, `gold_source`, `agreement`, `problem_id`, `faulty_program_id`, "
                 "`program_id`, `dataset`, `label` (of the faulty program), `injection_kind`, `teacher`, `origin`, "
                 "`verdict`")
     else:
         turns = f"`system`, `user` (the question), `assistant` ({_styles_text(styles)})"
-        rest = ("`answer`, `answer_text`, `gold_source`, `agreement`, `problem_id`, `program_id`, `dataset`, "
-                "`label`, `teacher`, `origin`, `verdict`")
+        rest = ("`preamble`, `answer`, `answer_text`, `gold_source`, `agreement`, `problem_id`, `program_id`, "
+                "`dataset`, `label`, `teacher`, `origin`, `verdict`")
     code = ['from datasets import load_from_disk', 'from trl import SFTConfig, SFTTrainer', '',
             'dd = load_from_disk("path/to/this/folder")  # from the Hub: datasets.load_dataset("USER/REPO")']
     if task == "refine":
@@ -353,9 +428,10 @@ def _write_splits(store: Store, name: str, out: Path, fmt: str) -> dict[str, int
     counts: dict[str, int] = {}
     task = snapshot_task(store, name)
     chat = fmt == "chat"
+    preambles = snapshot_preambles(store, name, task)
     if fmt in ("parquet", "jsonl"):
         for split in SPLITS:
-            counts[split] = _copy(store, name, split, out / f"{split}.{fmt}", fmt, task)
+            counts[split] = _copy(store, name, split, out / f"{split}.{fmt}", fmt, task, preambles=preambles)
     else:
         import datasets
 
@@ -364,7 +440,7 @@ def _write_splits(store: Store, name: str, out: Path, fmt: str) -> dict[str, int
             parts = {}
             for split in SPLITS:
                 path = Path(tmp) / f"{split}.parquet"
-                counts[split] = _copy(store, name, split, path, "parquet", task, chat=chat)
+                counts[split] = _copy(store, name, split, path, "parquet", task, chat=chat, preambles=preambles)
                 if counts[split] == 0:  # from_parquet fails on an empty file (and an empty split cannot
                     continue            # be loaded back from disk): the DatasetDict leaves it out
                 parts[split] = datasets.Dataset.from_parquet(str(path), cache_dir=str(Path(tmp) / "cache"),

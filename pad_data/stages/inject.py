@@ -11,8 +11,9 @@ A correct program whose syntax tree is too deep to edit (``return 1+1+...`` with
 :mod:`pad_data.rules.syntax`) is skipped as a source, and counted (``too_deep``).
 
 The variants are stored as programs (origin ``injected``, ``parent_program_id`` = the
-correct program, ``injection_kind``) and then executed and labeled like any other
-program. The ``injection_outcomes`` view says which were *loud* (raised, did not compile,
+correct program, ``injection_kind``, and the ``preamble_id`` the parent's correct label ran
+after: a variant fails or passes after the same code as its parent) and then executed and
+labeled like any other program. The ``injection_outcomes`` view says which were *loud* (raised, did not compile,
 timed out), *silent* (ran and gave a wrong or non-numeric answer) or *unchanged* (still
 ``correct``: kept and labeled, never dropped).
 """
@@ -55,7 +56,7 @@ _SWAPS: dict[type, tuple[type, ...]] = {
 # an injected variant's row in ``programs``, in this order
 VARIANT_COLUMNS = {"program_id": "VARCHAR", "problem_id": "VARCHAR", "origin": "VARCHAR", "teacher": "VARCHAR",
                    "sample_idx": "INTEGER", "program": "VARCHAR", "parent_program_id": "VARCHAR",
-                   "injection_kind": "VARCHAR"}
+                   "injection_kind": "VARCHAR", "preamble_id": "VARCHAR"}
 _NUMBER = re.compile(r"-?\d[\d,]*\.?\d*")
 _BUILTINS = set(dir(builtins))
 
@@ -329,7 +330,7 @@ def inject_errors(store: Store, per_program: int = 2, kinds: list[str] | None = 
         where.append("dataset = ?")
         params.append(dataset)
     order = f"ORDER BY program_id LIMIT {int(limit)}" if limit else ""  # the first `limit` by program_id
-    query = (f"SELECT program_id, problem_id, question, program, teacher FROM labeled_programs "
+    query = (f"SELECT program_id, problem_id, question, program, teacher, preamble_id FROM labeled_programs "
              f"WHERE {' AND '.join(where)} AND {{range}} {order}")  # each range's first, then all ranges'
     by_kind, deep, made_n = Counter(), 0, 0
     # sources and variants stream through a scratch file, a batch at a time in memory: at 10M
@@ -343,16 +344,16 @@ def inject_errors(store: Store, per_program: int = 2, kinds: list[str] | None = 
         done = 0
         with mapper(sources) as pmap:
             for batch in db.cursor().sql(f"SELECT * FROM src {order}").to_arrow_reader(SCAN_ROWS):
-                pids, problems, questions, programs, teachers = (c.to_pylist() for c in batch.columns)
+                pids, problems, questions, programs, teachers, preambles = (c.to_pylist() for c in batch.columns)
                 keys = [f"{seed}:{pid}" for pid in pids]
                 every = pmap(_variants_or_none, programs, repeat(kinds, len(pids)), repeat(per_program, len(pids)),
                             keys, questions)
                 rows: dict[str, list] = {c: [] for c in VARIANT_COLUMNS}
-                for pid, problem, teacher, made in zip(pids, problems, teachers, every):
+                for pid, problem, teacher, preamble, made in zip(pids, problems, teachers, preambles, every):
                     deep += made is None
                     for i, (kind, text) in enumerate(made or ()):
                         for c, v in zip(VARIANT_COLUMNS, (injected_program_id(problem, pid, kind, text), problem,
-                                                          "injected", teacher, i, text, pid, kind)):
+                                                          "injected", teacher, i, text, pid, kind, preamble)):
                             rows[c].append(v)
                         by_kind[kind] += 1
                 done += len(pids)

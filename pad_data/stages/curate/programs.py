@@ -27,7 +27,7 @@ from pad_data.stages.curate.split import copy_questions
 from pad_data.store import Store, copy_into, registered, scratch_db
 
 CANDIDATE_COLUMNS = ("program_id, problem_id, label, program, dataset, gold AS answer, "
-                     "gold_text AS answer_text, gold_source, agreement, teacher, origin, v.verdict")
+                     "gold_text AS answer_text, gold_source, agreement, teacher, origin, v.verdict, preamble_id")
 
 
 def curate_programs(store: Store, name: str, p: CurateParams) -> dict:

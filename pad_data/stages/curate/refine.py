@@ -32,7 +32,7 @@ from pad_data.store import ORIGINS, Store, registered
 
 CANDIDATE_COLUMNS = ("program_id, problem_id, dataset, question, program, gold AS answer, "
                      "gold_text AS answer_text, gold_source, agreement, label, teacher, origin, v.verdict, "
-                     "parent_program_id")
+                     "parent_program_id, preamble_id")
 # the faulty side also needs what running it said
 FAULTY_COLUMNS = CANDIDATE_COLUMNS + ", status, value, error_type, error_message, error_line, timeout_s, injection_kind"
 
@@ -76,8 +76,10 @@ def build_refine(store: Store, p: CurateParams) -> pd.DataFrame:
 
 def _pairs(faulty: pd.DataFrame, good: pd.DataFrame, siblings: bool) -> pd.DataFrame:
     """One pair per faulty program (``good`` has each correct program's ``_size``): a linked
-    correct program first, then the shortest correct program of its problem."""
-    good = good[["program_id", "problem_id", "program", "parent_program_id", "teacher", "_size"]]
+    correct program first, then the shortest correct program of its problem; both programs ran
+    after the same preamble, or none (the fix of a program is written for what it runs after)."""
+    good = good[["program_id", "problem_id", "program", "parent_program_id", "teacher", "_size", "preamble_id"]]
+    good = good.rename(columns={"preamble_id": "_good_preamble"})
     f = faulty.rename(columns={"program_id": "faulty_program_id", "program": "faulty_program"})
     f = f.drop(columns=["teacher"])
     parent = f.merge(good.drop(columns=["problem_id", "parent_program_id"]),
@@ -89,6 +91,7 @@ def _pairs(faulty: pd.DataFrame, good: pd.DataFrame, siblings: bool) -> pd.DataF
         sib = f.merge(good.drop(columns=["parent_program_id"]), on="problem_id")
         pairs.append(sib.assign(_rank=2))
     df = pd.concat(pairs, ignore_index=True)
+    df = df[df["preamble_id"].fillna("") == df["_good_preamble"].fillna("")].drop(columns=["_good_preamble"])
     df = df.sort_values(["faulty_program_id", "_rank", "_size", "program_id"], kind="stable")
     return df.drop_duplicates(subset=["faulty_program_id"], keep="first").reset_index(drop=True)
 

@@ -20,14 +20,15 @@ from pad_data.store import Store, attached, content_id
 TASK_TABLES = {"program": "curated_examples", "refine": "refine_examples"}
 TASK_COLUMNS = {
     "program": ["split", "problem_id", "program_id", "dataset", "question", "program", "answer", "answer_text",
-                "gold_source", "agreement", "label", "teacher", "origin", "verdict"],
+                "gold_source", "agreement", "label", "teacher", "origin", "verdict", "preamble_id"],
     "refine": ["split", "problem_id", "faulty_program_id", "program_id", "dataset", "question", "faulty_program",
                "feedback", "program", "answer", "answer_text", "gold_source", "agreement", "label", "injection_kind",
-               "teacher", "origin", "verdict"],
+               "teacher", "origin", "verdict", "preamble_id"],
 }
-# the columns of a snapshot's rows its content hash reads, per task
-HASHED = {"program": ["split", "program_id", "program", "verdict"],
-          "refine": ["split", "faulty_program_id", "program_id", "program", "verdict"]}
+# the columns of a snapshot's rows its content hash reads, per task (preamble_id: the preamble the
+# row's programs ran after, when any)
+HASHED = {"program": ["split", "program_id", "program", "verdict", "preamble_id"],
+          "refine": ["split", "faulty_program_id", "program_id", "program", "verdict", "preamble_id"]}
 
 
 def check_name(name: str) -> None:
@@ -38,23 +39,28 @@ def check_name(name: str) -> None:
 
 def content_hash(p: CurateParams, rows: Iterable[pa.RecordBatch]) -> str:
     """The content hash of a snapshot with parameters ``p`` and rows ``rows`` (in their stored
-    order, with the :data:`HASHED` columns of ``p.task``): 16 hex digits of a sha256 over the
-    parameters and each row's split, ids, program text and verdict."""
+    order, with the :data:`HASHED` columns of ``p.task``; a batch without ``preamble_id`` has
+    none): 16 hex digits of a sha256 over the parameters and each row's split, ids, program text,
+    verdict and preamble."""
     h = hashlib.sha256(p.to_json().encode())
     for batch in rows:
-        columns = [batch.column(c).to_pylist() for c in HASHED[p.task]]
+        columns = [batch.column(c).to_pylist() if c in batch.schema.names else [None] * batch.num_rows
+                   for c in HASHED[p.task]]
         if p.task == "program":
             columns.insert(1, [""] * batch.num_rows)
-        for split, faulty_id, pid, program, verdict in zip(*columns):
-            h.update(_hash_line(split, faulty_id, pid, program, verdict))
+        for split, faulty_id, pid, program, verdict, preamble in zip(*columns):
+            h.update(_hash_line(split, faulty_id, pid, program, verdict, preamble))
     return h.hexdigest()[:16]
 
 
-def _hash_line(split: str, faulty_id: str, pid: str, program: str, verdict: str | None) -> bytes:
-    """One row's part of a snapshot's content hash (an unreviewed row's has no verdict field, so
-    snapshots without verdicts keep their hash)."""
+def _hash_line(split: str, faulty_id: str, pid: str, program: str, verdict: str | None,
+               preamble: str | None = None) -> bytes:
+    """One row's part of a snapshot's content hash (a row without a verdict or a preamble has no
+    field for it, so snapshots without them keep their hash)."""
     judged = f"\x1f{verdict}" if isinstance(verdict, str) else ""
-    return f"{split}\x1f{faulty_id + chr(31) if faulty_id else ''}{pid}\x1f{content_id(program)}{judged}\n".encode()
+    after = f"\x1fpreamble:{preamble}" if isinstance(preamble, str) else ""
+    return (f"{split}\x1f{faulty_id + chr(31) if faulty_id else ''}{pid}\x1f{content_id(program)}{judged}{after}"
+            "\n").encode()
 
 
 def snapshot_task(store: Store, name: str) -> str:
