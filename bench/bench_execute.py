@@ -15,9 +15,11 @@ one per GSM8K train question when ``../shared/data`` is present. Figures are med
   through the forked path (a child per program), and PoT's real zero-shot programs (numpy,
   always forked) when ``../shared/data/pot`` is present;
 - what each kind of program costs against the fast path in the same run: trivial programs that
-  import ``fractions`` (fast path) or define a class (forked), and PoT zero-shot programs and TabMWP
-  scripts, each as a ratio to an in-process loop over the same
-  programs (those that finish in it within 0.5 s: a loop would measure only the timeout).
+  import ``fractions`` or define a class (both forked), and PoT zero-shot programs, TabMWP
+  scripts and the realistic mix (bench/realistic.py's program styles, its correct programs: PAL,
+  PoT scripts, helpers, ``math``, ``fractions``, numpy, sympy, classes), each as a ratio to an
+  in-process loop over the same programs (those that finish in it within 0.5 s: a loop would
+  measure only the timeout).
 """
 
 from __future__ import annotations
@@ -212,7 +214,8 @@ def inprocess_any(programs: list[str]) -> float:
     import contextlib
     import io
 
-    import numpy  # noqa: F401 - imported once, as a warm sandbox worker has it
+    import numpy  # noqa: F401 - imported once, as a warm sandbox worker has both
+    import sympy  # noqa: F401
     t = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         for src in programs:
@@ -233,6 +236,17 @@ def trivial(kind: str, n: int) -> list[str]:
     return [f"class Problem:\n    def __init__(self):\n        self.a = {i}\n        self.b = 3\n\n"
             "    def answer(self):\n        return self.a * self.b + 1\n\n\n"
             "def solution():\n    return Problem().answer()\n" for i in range(n)]
+
+
+def realistic_mix(n: int) -> list[str]:
+    """``n`` of bench/realistic.py's teacher programs that it made correct, in its mix of styles."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import realistic
+
+    out: list[str] = []
+    for _, programs, results in realistic.problems_stream(4 * n):
+        out += [p["program"] for p, r in zip(programs, results) if r["label"] == "correct"]
+    return out[:n]
 
 
 def main() -> None:
@@ -288,8 +302,9 @@ def main() -> None:
         med(lambda: pool_rate(tp, args.workers), f"sandbox only: trivial programs, {kind}", kinds_n,
             vs_fast_path=None)
         rows[-1]["vs_fast_path"] = round(rows[-1]["programs_per_s"] / fast["programs_per_s"], 3)
-    # not bench/realistic.py's mix: its corrupted programs (os.system, exit...) must not run unsandboxed
-    mixes = [("PoT zero-shot (numpy)", pot_programs()), ("TabMWP scripts", pot_programs(TABMWP, 3000))]
+    # bench/realistic.py's correct programs only: its corrupted ones (os.system, exit...) must not run unsandboxed
+    mixes = [("PoT zero-shot (numpy)", pot_programs()), ("TabMWP scripts", pot_programs(TABMWP, 3000)),
+             ("realistic mix", realistic_mix(kinds_n))]
     for label, mix in mixes:
         mix = finishing(mix)
         if not mix:

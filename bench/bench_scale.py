@@ -57,13 +57,17 @@ from pad_data import review as rv  # noqa: E402
 from pad_data.cli.commands import PlainProgress  # noqa: E402
 from pad_data.stages.curate import CurateParams, curate  # noqa: E402
 from pad_data.stages.execute import execute  # noqa: E402
+from pad_data.stages.inject import inject_errors  # noqa: E402
 from pad_data.stages.export import export  # noqa: E402
 from pad_data.stages.ingest import import_programs  # noqa: E402
 from pad_data.store import Store  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+import realistic  # noqa: E402
+
 
 SAMPLE = 20_000  # programs in the single-core baselines of execute and curate
-PIPELINE = ("import", "execute", "curate", "export", "review")  # the stages whose peak RSS is pad's
+PIPELINE = ("import", "execute", "inject", "curate", "export", "review")  # the stages whose peak RSS is pad's
 
 TEMPLATES = [
     ("{name} packs {a} boxes of {b} pencils for the school fair and then finds {c} loose pencils in a drawer. "
@@ -225,7 +229,7 @@ def run(n: int, work: Path, workers: int, timeout: float, data: str = "realistic
     def size() -> float:
         return db.stat().st_size / 2**20
 
-    if data == "realistic":
+    if data == "direct":
         # in a child process: the generator's Python lists would stay in this process's RSS
         _, out["build_s"] = timed(lambda: subprocess.run([sys.executable, str(ROOT / "bench" / "realistic.py"), str(db),
                                                           "--n", str(n), "--injected", str(round(n * 0.004))],
@@ -241,6 +245,8 @@ def run(n: int, work: Path, workers: int, timeout: float, data: str = "realistic
             sample = [p for (p,) in st.con.execute(f"SELECT program FROM programs USING SAMPLE {min(n, SAMPLE)} "
                                                    "ROWS (reservoir, 1)").fetchall()]
         return _curate_onwards(out, db, work, sample, peak, size)
+    if data == "realistic":
+        return _realistic(out, n, db, work, workers, timeout, peak, size)
     (info, out["generate_s"]) = timed(lambda: write_corpus(src, n))
     out["problems"] = info["problems"]
     out["jsonl_mb"] = src.stat().st_size / 2**20
@@ -288,6 +294,82 @@ def run(n: int, work: Path, workers: int, timeout: float, data: str = "realistic
     out["store_mb_execute"] = size()
     print(f"execute: {out['execute_programs_per_s']:,.0f} programs/s, plain exec loop (1 core) "
           f"{out['exec_loop_programs_per_s']:,.0f}/s; labels {r['labels']}", flush=True)
+    return _curate_onwards(out, db, work, sample, peak, size)
+
+
+def _read_json_baseline(paths: list[str]) -> tuple[int, float]:
+    """Rows and seconds of DuckDB's bare ``read_json`` of ``paths`` into one in-memory table."""
+    def bare():
+        con = duckdb.connect()
+        files = ", ".join(f"'{p}'" for p in paths)
+        con.execute(f"CREATE TABLE t AS SELECT * FROM read_json([{files}], format='newline_delimited')")
+        rows = con.execute("SELECT count(*) FROM t").fetchall()[0][0]
+        con.close()
+        return rows
+    return timed(bare)
+
+
+def _realistic(out: dict, n: int, db: Path, work: Path, workers: int, timeout: float, peak: Peak, size) -> dict:
+    """Every stage on realistic data (bench/realistic.py's JSONL files, one per dataset, split and
+    teacher): import, execute, inject-errors (2 variants of the first n/10 correct programs by
+    id, executed), then :func:`_curate_onwards`."""
+    files, out["generate_s"] = timed(lambda: realistic.write_files(work / "files", n))
+    out["jsonl_mb"] = sum(Path(f["path"]).stat().st_size for f in files) / 2**20
+    out["files"] = [{k: v for k, v in f.items() if k != "path"} for f in files]
+    print(f"wrote {n:,} programs in {len(files)} files ({out['jsonl_mb']:,.0f} MB) in {out['generate_s']:.1f} s",
+          flush=True)
+    peak.enter("read_json (baseline)")
+    records, out["read_json_s"] = _read_json_baseline([f["path"] for f in files])
+    peak.enter("import")
+    with TimedStore(db) as st:
+        def imports():
+            return [import_programs(st, f["path"], f["dataset"], split=f["split"], teacher=f["teacher"],
+                                    program_field="programs") for f in files]
+        rs, out["import_s"] = timed(imports)
+        out["import_write_s"] = st.write_s
+        out["problems"] = st.scalar("SELECT count(*) FROM problems")
+    assert sum(r["added"] for r in rs) == n, rs
+    out["import_rows_per_s"] = n / out["import_s"]
+    out["import_records_per_s"] = records / out["import_s"]
+    out["read_json_records_per_s"] = records / out["read_json_s"]
+    out["import_vs_read_json"] = out["import_records_per_s"] / out["read_json_records_per_s"]
+    out["store_mb_import"] = size()
+    print(f"import: {out['import_rows_per_s']:,.0f} programs/s ({out['import_records_per_s']:,.0f} records/s), "
+          f"read_json {out['read_json_records_per_s']:,.0f} records/s ({out['import_vs_read_json']:.1%})", flush=True)
+
+    peak.enter("execute")
+    with Store(db) as st:
+        shown = PlainProgress("executing")
+        r, out["execute_s"] = timed(lambda: execute(st, workers=workers, timeout=timeout, progress=shown))
+        shown.finish()
+        # the in-process baseline can run only what ends by itself and harms nothing
+        sample = [p for (p,) in st.con.execute(
+            "SELECT program FROM labeled_programs WHERE label NOT IN ('timeout', 'memory_limit', 'crashed', "
+            f"'forbidden') USING SAMPLE {min(n, SAMPLE)} ROWS (reservoir, 1)").fetchall()]
+        out["execute_timeouts"] = st.scalar("SELECT count(*) FROM program_labels WHERE label = 'timeout'")
+    assert r["executed"] == n, r
+    out["labels"] = r["labels"]
+    out["execute_programs_per_s"] = n / out["execute_s"]
+    # the loops alone cost (their timeout x their count) / workers, whatever runs them
+    out["execute_timeouts_model_s"] = out["execute_timeouts"] * timeout / workers
+    out["exec_loop_programs_per_s"] = exec_loop(sample)
+    out["sandbox_workers_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out["store_mb_execute"] = size()
+    print(f"execute: {out['execute_programs_per_s']:,.0f} programs/s ({out['execute_s']:.0f} s, of which "
+          f"{out['execute_timeouts']:,} timeouts x {timeout:g} s / {workers} workers = "
+          f"{out['execute_timeouts_model_s']:.0f} s), plain exec loop (1 core, programs that end) "
+          f"{out['exec_loop_programs_per_s']:,.0f}/s; labels {r['labels']}", flush=True)
+
+    peak.enter("inject")
+    with Store(db) as st:
+        shown = PlainProgress("injecting")
+        r, out["inject_s"] = timed(lambda: inject_errors(st, per_program=2, limit=max(1, n // 10), timeout=timeout,
+                                                         workers=workers, progress=shown))
+        shown.finish()
+    out["inject_sources"], out["inject_variants"], out["inject_executed"] = r["sources"], r["added"], r["executed"]
+    out["inject_sources_per_s"] = r["sources"] / out["inject_s"]
+    print(f"inject-errors: {r['sources']:,} sources -> {r['added']:,} variants, executed, in {out['inject_s']:.0f} s",
+          flush=True)
     return _curate_onwards(out, db, work, sample, peak, size)
 
 
@@ -363,7 +445,32 @@ def table(r: dict) -> str:
 
 
 def table_realistic(r: dict) -> str:
-    """:func:`table` for a realistic store (written directly: no import or execute rows)."""
+    """:func:`table` for realistic data through every stage."""
+    peak = r["peak_rss_mb"]
+    lines = ["| stage | pad | baseline (same run) | pad / baseline | peak RSS |", "|---|---|---|---|---|",
+             f"| import ({len(r['files'])} files) | {r['import_records_per_s']:,.0f} records/s "
+             f"({r['import_rows_per_s']:,.0f} programs/s, {r['import_s']:.0f} s) | read_json "
+             f"{r['read_json_records_per_s']:,.0f} records/s | {r['import_vs_read_json']:.1%} | {peak.get('import', 0):,.0f} MiB |",
+             f"| execute | {r['execute_programs_per_s']:,.0f} programs/s ({r['execute_s']:.0f} s; the "
+             f"{r['execute_timeouts']:,} timeouts alone {r['execute_timeouts_model_s']:.0f} s) | plain exec loop, 1 core, "
+             f"programs that end {r['exec_loop_programs_per_s']:,.0f}/s | "
+             f"{r['execute_programs_per_s'] / r['exec_loop_programs_per_s']:.2f}x | {peak.get('execute', 0):,.0f} MiB |",
+             f"| inject-errors (+ execute the variants) | {r['inject_sources']:,} sources -> {r['inject_variants']:,} "
+             f"variants, {r['inject_s']:.0f} s | | | {peak.get('inject', 0):,.0f} MiB |",
+             f"| curate (AST dedup) | {r['curate_programs_per_s']:,.0f} programs/s ({r['curate_s']:.0f} s) | plain AST "
+             f"loop, 1 core {r['ast_loop_programs_per_s']:,.0f}/s | "
+             f"{r['curate_programs_per_s'] / r['ast_loop_programs_per_s']:.2f}x | {peak.get('curate', 0):,.0f} MiB |",
+             f"| HF export | {r['export_rows_per_s']:,.0f} rows/s ({r['export_s']:.0f} s) | bare datasets write "
+             f"{r['datasets_write_rows_per_s']:,.0f} rows/s | {r['export_rows_per_s'] / r['datasets_write_rows_per_s']:.2f}x"
+             f" | {peak.get('export', 0):,.0f} MiB |",
+             f"\n{r['programs']:,} programs, {r['problems']:,} problems; JSONL {r['jsonl_mb']:,.0f} MB, store "
+             f"{r['store_mb']:,.0f} MB; peak RSS of pad's stages {r['peak_rss_mb_pipeline']:,.0f} MiB; labels "
+             f"{r['labels']}; curated {r['curated_rows']:,} of {r['curate_candidates']:,} correct programs"]
+    return "\n".join(lines)
+
+
+def table_direct(r: dict) -> str:
+    """:func:`table` for a realistic store written directly (no import or execute rows)."""
     lines = ["| stage | pad | baseline (same run) | pad / baseline | peak RSS |", "|---|---|---|---|---|",
              f"| store written directly (bench/realistic.py, a child process) | {r['build_s']:.0f} s | | | |",
              f"| curate (AST dedup) | {r['curate_programs_per_s']:,.0f} programs/s ({r['curate_s']:.0f} s) | plain AST "
@@ -383,12 +490,14 @@ def table_realistic(r: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000, help="programs (default 1M)")
-    ap.add_argument("--data", choices=("realistic", "uniform"), default="realistic",
-                    help="realistic: a store written by bench/realistic.py (curate, export, review measured); "
-                         "uniform: JSONL records through every stage from import on")
+    ap.add_argument("--data", choices=("realistic", "direct", "uniform"), default="realistic",
+                    help="realistic: bench/realistic.py's JSONL files through every stage; direct: its store "
+                         "written straight into DuckDB (curate, export, review measured); uniform: uniform JSONL "
+                         "records through every stage but inject-errors")
     ap.add_argument("--full", action="store_true", help="10M programs")
     ap.add_argument("--workers", type=int, default=2, help="sandbox workers for execute")
-    ap.add_argument("--timeout", type=float, default=2.0, help="seconds per program")
+    ap.add_argument("--timeout", type=float, help="seconds per program [default: 0.25 for realistic data, whose "
+                    "infinite loops would otherwise dominate; 2.0 for uniform]")
     ap.add_argument("--workdir", help="keep the corpus, store and export here (default: a temp folder, removed)")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "scale.json"))
     args = ap.parse_args(argv)
@@ -398,13 +507,14 @@ def main(argv: list[str] | None = None) -> dict:
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="pad-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        r = run(n, work, args.workers, args.timeout, args.data)
+        timeout = args.timeout or (0.25 if args.data == "realistic" else 2.0)
+        r = run(n, work, args.workers, timeout, args.data)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     r["machine"] = {"cores": os.cpu_count(), "python": platform.python_version(), "duckdb": duckdb.__version__,
                     "load_average_at_end": os.getloadavg()[0]}
-    print("\n" + (table_realistic(r) if args.data == "realistic" else table(r)))
+    print("\n" + {"realistic": table_realistic, "direct": table_direct, "uniform": table}[args.data](r))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(r, indent=2))
     print(f"wrote {args.json}")

@@ -30,6 +30,7 @@ about a minute. The same seed gives the same store.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import re
 import sys
@@ -37,6 +38,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -131,8 +133,8 @@ _SHORT = {"boxes": "n_boxes", "per_box": "k", "found": "extra", "borrowed": "len
 STYLES = ("pal_doc", "pal_comments", "pot", "helper", "math", "fractions", "numpy", "sympy", "class")
 STYLE_WEIGHTS = (30, 25, 18, 8, 6, 4, 4, 2, 3)
 # the labels of failing programs and their shares of all programs (~15% together)
-FAILS = (("wrong_answer", 0.060), ("runtime_error", 0.035), ("syntax_error", 0.012), ("no_answer", 0.010),
-         ("non_numeric", 0.010), ("timeout", 0.012), ("memory_limit", 0.004), ("forbidden", 0.004),
+FAILS = (("wrong_answer", 0.069), ("runtime_error", 0.035), ("syntax_error", 0.012), ("no_answer", 0.010),
+         ("non_numeric", 0.010), ("timeout", 0.003), ("memory_limit", 0.004), ("forbidden", 0.004),
          ("crashed", 0.001))
 STATUS = {"correct": "ok", "wrong_answer": "ok", "non_numeric": "ok", "unverifiable": "ok"}
 ERRORS = {"runtime_error": [("NameError", "name 'totl' is not defined"), ("ZeroDivisionError", "division by zero"),
@@ -275,15 +277,13 @@ def _result(pid: str, label: str, gold: float | None, rng: random.Random, when: 
             "timeout_s": 2.0, "memory_mb": 512, "executor": "bench-realistic", "executed_at": when}
 
 
-def generate(n: int, seed: int = 0, injected: int = 4000) -> tuple[list[dict], list[dict], list[dict]]:
-    """``(problems, programs, results)`` rows for about ``n`` teacher programs and ``injected``
-    variants (see the module docstring)."""
+def problems_stream(n: int, seed: int = 0) -> Iterator[tuple[dict, list[dict], list[dict]]]:
+    """``(problem, programs, results)`` rows, one problem at a time, for about ``n`` teacher
+    programs (see the module docstring)."""
     rng = random.Random(seed)
     when = datetime(2026, 12, 1)
     per_problem = len(TEACHERS) * SAMPLES
-    problems, programs, results = [], [], []
-    correct: list[tuple[str, str, str, str]] = []  # (program_id, problem_id, program, teacher) of correct ones
-    golds: dict[str, float] = {}
+    made_n = 0
     for q in range((n + per_problem - 1) // per_problem):
         t = TEMPLATES[rng.randrange(len(TEMPLATES))]
         params = {k: rng.randint(lo, hi) for k, (lo, hi) in t.params.items()}
@@ -299,15 +299,15 @@ def generate(n: int, seed: int = 0, injected: int = 4000) -> tuple[list[dict], l
         has_gold = rng.random() > 0.004
         split = "test" if t.dataset == "gsm8k" and rng.random() < 0.15 else "train"
         pid = problem_id(t.dataset, question)
-        golds[pid] = gold
-        problems.append({"problem_id": pid, "dataset": t.dataset, "split": split, "question": question,
-                         "answer": gold if has_gold else None,
-                         "answer_text": (str(int(gold)) if gold.is_integer() else str(gold)) if has_gold else None})
+        problem = {"problem_id": pid, "dataset": t.dataset, "split": split, "question": question,
+                   "answer": gold if has_gold else None,
+                   "answer_text": (str(int(gold)) if gold.is_integer() else str(gold)) if has_gold else None}
+        programs, results = [], []
         for ti, teacher in enumerate(TEACHERS):
             habit = ti if rng.random() < 0.7 else rng.randrange(3)
             made: list[tuple[str, str]] = []  # (program, label) of this teacher's samples so far
             for k in range(SAMPLES):
-                if len(programs) >= n:
+                if made_n >= n:
                     break
                 u = rng.random()
                 if made and u < 0.35:  # the same program again
@@ -323,12 +323,29 @@ def generate(n: int, seed: int = 0, injected: int = 4000) -> tuple[list[dict], l
                     if label in ("correct", "wrong_answer", "non_numeric") and not has_gold:
                         label = "unverifiable" if label != "non_numeric" else label
                 made.append((prog, label))
+                made_n += 1
                 prid = program_id(pid, prog, teacher, k, "teacher")
                 programs.append({"program_id": prid, "problem_id": pid, "origin": "teacher", "teacher": teacher,
                                  "sample_idx": k, "program": prog, "parent_program_id": None, "injection_kind": None})
                 results.append(_result(prid, label, gold if has_gold else None, rng, when))
-                if label == "correct":
-                    correct.append((prid, pid, prog, teacher))
+        yield problem, programs, results
+
+
+def generate(n: int, seed: int = 0, injected: int = 4000) -> tuple[list[dict], list[dict], list[dict]]:
+    """``(problems, programs, results)`` rows for about ``n`` teacher programs and ``injected``
+    variants (see the module docstring)."""
+    rng = random.Random(f"{seed}:injected")
+    when = datetime(2026, 12, 1)
+    problems, programs, results = [], [], []
+    correct: list[tuple[str, str, str, str]] = []  # (program_id, problem_id, program, teacher) of correct ones
+    golds: dict[str, float] = {}
+    for problem, progs, res in problems_stream(n, seed):
+        problems.append(problem)
+        programs += progs
+        results += res
+        golds[problem["problem_id"]] = problem["answer"]
+        correct += [(p["program_id"], p["problem_id"], p["program"], p["teacher"])
+                    for p, r in zip(progs, res) if r["label"] == "correct"]
     for i in range(min(injected, len(correct))):
         parent, pid, prog, teacher = correct[rng.randrange(len(correct))]
         kind = INJECTION_KINDS[i % len(INJECTION_KINDS)]
@@ -341,6 +358,36 @@ def generate(n: int, seed: int = 0, injected: int = 4000) -> tuple[list[dict], l
                          "sample_idx": i % 2, "program": text, "parent_program_id": parent, "injection_kind": kind})
         results.append(_result(prid, label, gold, rng, when))
     return problems, programs, results
+
+
+def write_files(folder: str | Path, n: int = 1_000_000, seed: int = 0) -> list[dict]:
+    """The teacher programs of :func:`problems_stream` as the JSONL files a user imports: one per
+    dataset, split and teacher, a record per problem (``question``, ``answer``: the gold text or
+    null, ``programs``: the teacher's samples), streamed (memory does not grow with ``n``).
+    Returns ``[{"path", "dataset", "split", "teacher", "records", "programs"}]``, one per file."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[tuple[str, str, str], dict] = {}
+    try:
+        for problem, programs, _ in problems_stream(n, seed):
+            for teacher in TEACHERS:
+                samples = [p["program"] for p in programs if p["teacher"] == teacher]
+                if not samples:
+                    continue
+                key = (problem["dataset"], problem["split"], teacher)
+                if key not in files:
+                    path = folder / f"{key[0]}-{key[1]}-{teacher.split('-')[0].lower()}.jsonl"
+                    files[key] = {"path": str(path), "dataset": key[0], "split": key[1], "teacher": teacher,
+                                  "records": 0, "programs": 0, "file": open(path, "w", encoding="utf-8")}
+                f = files[key]
+                f["file"].write(json.dumps({"question": problem["question"], "answer": problem["answer_text"],
+                                            "programs": samples}) + "\n")
+                f["records"] += 1
+                f["programs"] += len(samples)
+    finally:
+        for f in files.values():
+            f.pop("file").close()
+    return sorted(files.values(), key=lambda f: f["path"])
 
 
 def build_store(db: str | Path, n: int = 1_000_000, seed: int = 0, injected: int = 4000,

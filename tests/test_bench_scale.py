@@ -24,18 +24,36 @@ def test_bench_scale_runs_every_stage_beside_its_baseline(tmp_path, capsys):
     assert sum(r["labels"].values()) == 240 and {"correct", "runtime_error", "wrong_answer"} <= set(r["labels"])
     # AST dedup matters: a renamed and a commented copy of each question's first program are dropped
     assert r["curated_rows"] <= r["curate_candidates"] * 0.6
-    assert set(bench_scale.PIPELINE) <= set(r["peak_rss_mb"]) and r["peak_rss_mb_pipeline"] > 0
+    assert set(bench_scale.PIPELINE) - {"inject"} <= set(r["peak_rss_mb"]) and r["peak_rss_mb_pipeline"] > 0
     with duckdb.connect(str(tmp_path / "work" / "pad.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM programs WHERE program LIKE '%```%'").fetchall()[0][0] == 0
         assert con.execute("SELECT count(DISTINCT answer_text) > 1 FROM problems").fetchall()[0][0]
     assert "| import |" in capsys.readouterr().out
 
 
-def test_bench_scale_on_realistic_data_curates_exports_and_reviews(tmp_path, capsys):
+def test_bench_scale_on_realistic_data_runs_every_stage_from_its_files(tmp_path, capsys):
     r = bench_scale.main(["--n", "800", "--workdir", str(tmp_path / "work"), "--json", str(tmp_path / "s.json")])
-    assert r["data"] == "realistic" and r["programs"] == 800 + round(800 * 0.004)
+    assert r["data"] == "realistic" and r["programs"] == 800 and len(r["files"]) == 6
+    assert sum(f["programs"] for f in r["files"]) == 800
+    # what the generator made each program do is what pad's sandbox finds
+    assert {"correct", "wrong_answer", "runtime_error", "syntax_error"} <= set(r["labels"])
+    assert 0.75 < r["labels"]["correct"] / 800 < 0.95
+    for key in ("import_records_per_s", "read_json_records_per_s", "execute_programs_per_s",
+                "exec_loop_programs_per_s", "inject_sources_per_s", "curate_programs_per_s", "export_rows_per_s"):
+        assert r[key] > 0, key
+    assert r["inject_sources"] == 80 and r["inject_variants"] > 80 and r["inject_executed"] == r["inject_variants"]
+    assert 0 < r["curated_rows"] < r["curate_candidates"]  # duplicates and K per problem
+    assert set(bench_scale.PIPELINE) <= set(r["peak_rss_mb"])
+    out = capsys.readouterr().out
+    assert "| import (6 files) |" in out and "| inject-errors" in out
+
+
+def test_bench_scale_on_a_directly_written_realistic_store_curates_exports_and_reviews(tmp_path, capsys):
+    r = bench_scale.main(["--n", "800", "--data", "direct", "--workdir", str(tmp_path / "work"),
+                          "--json", str(tmp_path / "s.json")])
+    assert r["data"] == "direct" and r["programs"] == 800 + round(800 * 0.004)
     assert {"correct", "wrong_answer", "runtime_error"} <= set(r["labels"]) and r["labels"]["correct"] > 600
     for key in ("curate_programs_per_s", "ast_loop_programs_per_s", "export_rows_per_s", "review_first_load_s"):
         assert r[key] > 0, key
-    assert 0 < r["curated_rows"] < r["curate_candidates"]  # duplicates and K per problem
+    assert 0 < r["curated_rows"] < r["curate_candidates"]
     assert "| curate (AST dedup) |" in capsys.readouterr().out
