@@ -1,212 +1,278 @@
-"""Review-app benchmark: the app's data calls on a 1M-program store, against a baseline revision.
+"""Review-app benchmark: the served app in headless Chromium on a realistic 1M-program store, the
+app now against the app at a baseline revision, in the same run, plus the data calls alone.
 
-    .venv/bin/python bench/bench_review.py [--n 1000000] [--repeats 3] [--baseline-rev 0dcacc6]
+    .venv/bin/python bench/bench_review.py [--n 1000000] [--db STORE] [--baseline-rev REV] [--repeats 5]
 
-Builds a store of N programs in SQL (4 per problem, 3 datasets, 2 teachers, content-hash ids
-as pad makes them, GSM8K-length questions and programs), executes them as ``bench_labels.py``
-does (80% correct, 10% wrong, 10% NameError, through ``Store.add_executions``), then times, in
-the same run, what one page view of the review app reads:
+The store is bench/realistic.py's (two teachers, four samples each, ~15% failing in every label,
+injected variants, reviewers' verdicts), built unless ``--db`` names one. Each app (``pad review``
+of this tree, and of this tree with ``pad_data/review/`` as it was at ``--baseline-rev``, copied
+into a temporary folder put first on ``PYTHONPATH``) is started fresh and driven as a reviewer would:
 
-- **baseline**: ``pad_data/review/__init__.py`` as it was at ``--baseline-rev`` (loaded from git);
-- **pad**: ``pad_data/review/__init__.py`` now, uncached (the app caches these per store change, so a
-  cold start is what this measures);
+- **first load**: a new session (after one that warmed the server), from opening the page to the
+  first program's title shown (this app: also to its keys ready, when its key script has loaded);
+- **label filter**: choosing ``runtime_error``, to its count shown;
+- **text search**: a word typed + Enter, to the first page's count shown;
+- **verdict**: ``a`` pressed on a runtime error, to the next program's title shown (``--repeats``
+  verdicts in a row, median and max);
+- **key burst**: 10 ``j`` presses 150 ms apart, then how far the list moved once it settled.
 
-for a first load (filter choices, overview, count, a page, the current program's detail), a
-label filter, a dataset + teacher filter, a text search, and a jump deep into the list
-(position 700,000). Then a bulk verdict on every runtime_error (~100k programs), and the app
-as a reviewer sees it: ``pad review`` freshly started, in headless Chromium, the time from
-opening the page to the first program shown, and from choosing a label to its list shown.
-Medians of ``--repeats`` (the served app: one run); results to ``bench/results/review.json``.
+Then the data calls alone (uncached, this tree's ``pad_data.review``): what a first load, a label
+filter, a search and a verdict read and write. Results to ``bench/results/review.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_labels import RESULTS  # noqa: E402
 from pad_data import review as rv  # noqa: E402
-from pad_data.store import Store  # noqa: E402
 
-FILL_PROBLEMS = """INSERT INTO problems (problem_id, dataset, split, question, answer)
-    SELECT substr(sha256('problem' || i), 1, 16), ['gsm8k', 'svamp', 'asdiv'][i % 3 + 1],
-           CASE WHEN i % 20 = 0 THEN 'test' ELSE 'train' END,
-           'Natalia sold clips to ' || (i % 89 + 11) || ' of her friends in April, and then she sold half as many '
-           || 'clips in May. Each clip costs ' || (i % 7 + 2) || ' dollars and she kept the boxes for later. '
-           || 'How much money did Natalia make from the clips in April and May altogether (case ' || i || ')?',
-           (i % 89 + 11) * 1.5 * (i % 7 + 2) FROM range(?) t(i)"""
-FILL_PROGRAMS = """INSERT INTO programs (program_id, problem_id, origin, teacher, sample_idx, program)
-    SELECT substr(sha256('program' || i), 1, 16), substr(sha256('problem' || (i // 4)), 1, 16),
-           CASE WHEN i % 4 = 3 THEN 'import' ELSE 'teacher' END,
-           CASE WHEN i % 2 = 0 THEN 'gpt-4o-mini-2024-07-18' ELSE 'gpt-3.5-turbo-0125' END, (i % 4)::INTEGER,
-           'def solution():\n    # Natalia''s clips\n    april = ' || ((i // 4) % 89 + 11) || '\n'
-           || '    may = april / 2\n    price = ' || ((i // 4) % 7 + 2) || '\n    total = (april + may) * price\n'
-           || '    result = total\n    return result\n'
-    FROM range(?) t(i)"""
-DEEP = 700_000
+SEARCH = "Betty"  # a name in ~1 in 20 questions
 
 
-def build(db: Path, n: int) -> None:
-    with Store(db) as st:
-        with st.transaction():
-            st.con.execute(FILL_PROBLEMS, [n // 4])
-            st.con.execute(FILL_PROGRAMS, [n])
-        after = ""
-        while True:
-            results = st.df(RESULTS, [after])
-            if results.empty:
-                break
-            with st.transaction():
-                st.add_executions(results)
-            after = results.program_id.iloc[-1]
+def baseline_tree(rev: str) -> Path:
+    """This tree's ``pad_data`` with the review app (``pad_data/review/``) as it was at ``rev``, in a
+    temporary folder (for ``PYTHONPATH``): the old app on today's store schema."""
+    out = Path(tempfile.mkdtemp(prefix="pad-review-baseline-"))
+    shutil.copytree(ROOT / "pad_data", out / "pad_data", ignore=shutil.ignore_patterns("__pycache__"))
+    archive = subprocess.run(["git", "archive", rev, "pad_data/review"], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    shutil.rmtree(out / "pad_data" / "review")
+    tar = out / "review.tar"
+    tar.write_bytes(archive)
+    with tarfile.open(tar) as t:
+        t.extractall(out, filter="data")
+    tar.unlink()
+    return out
 
 
-def baseline_module(rev: str):
-    """``pad_data/review/__init__.py`` at ``rev``, importable beside today's."""
-    src = subprocess.run(["git", "show", f"{rev}:pad_data/review/__init__.py"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp(prefix="pad-bench-")) / "review_baseline.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("pad_data.review_baseline", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def view(mod, db: str, filters, first: bool, offset: int = 0) -> float:
-    """Seconds for what one page view reads, uncached (the app reads only what a change of store,
-    filter or page makes it read; the baseline revision's app read all of it on every interaction)."""
-    t = time.perf_counter()
-    with mod.reading(db) as store:
-        if first:
-            mod.choices(store)
-            mod.overview(store)
-        total = mod.count(store, filters)
-        table = mod.page(store, filters, (offset // 50) * 50, 50)
-        if mod is rv:  # the app opens the current row of the page it shows
-            current = table.iloc[offset % 50:offset % 50 + 1]
-        else:  # the baseline reads the current row again
-            current = mod.page(store, filters, offset, 1)
-        if len(current):
-            mod.program_detail(store, current.program_id.iloc[0])
-    assert total > offset or offset == 0, (total, offset)
-    return time.perf_counter() - t
-
-
-def median(fn, repeats: int) -> float:
-    return statistics.median(fn() for _ in range(repeats))
-
-
-def app_runs(db: str, expected_label_count: int) -> dict:
-    """The served app as a reviewer sees it: ``pad review`` (fresh server, empty caches) and
-    headless Chromium; seconds from opening the page to the first program shown, then from
-    choosing a label filter to its list shown."""
-    import shutil
-    import socket
-    import urllib.request
-
-    from playwright.sync_api import sync_playwright
-
+def serve(db: str, pythonpath: Path | None) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([str(Path(sys.executable).with_name("pad")), "--db", db, "review", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.2)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox", "--disable-gpu"])
-            for session in ("first", "second"):  # the server's first session pays its one-time start-up
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                t = time.perf_counter()
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.get_by_text("Program 1 of").wait_for(state="attached", timeout=120_000)
-                seconds = {session: time.perf_counter() - t}
-                if session == "first":
-                    first = seconds["first"]
-                    page.close()
-            second = seconds["second"]
-            page.get_by_role("tab", name="Programs").click()
-            page.locator("[data-testid='stMultiSelect']").filter(has_text="Label").first.click()
+    env = dict(os.environ, PAD_REVIEWER="bench")
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath)
+    proc = subprocess.Popen([sys.executable, "-m", "pad_data.cli", "--db", db, "review", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+            return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the review app did not start")
+
+
+def title(page, n: int):
+    """The open program's title, 'Program N of ...' (an h3 in both apps)."""
+    return page.locator("h3").filter(has_text=f"Program {n:,} of")
+
+
+def drive(browser, port: int, new: bool, counts: dict, repeats: int) -> dict:
+    """One app, as a reviewer: the timings described in the module's docstring."""
+    url = f"http://127.0.0.1:{port}/"
+    out: dict = {}
+    for session in ("warm-up", "first_load"):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        t = time.perf_counter()
+        page.goto(url)
+        title(page, 1).first.wait_for(state="attached", timeout=300_000)
+        out[f"{session}_s"] = time.perf_counter() - t
+        if new:
+            page.get_by_text("keys ready").wait_for(timeout=120_000)
+            out[f"{session}_keys_ready_s"] = time.perf_counter() - t
+        if session == "warm-up":
+            page.close()
+    if not new:
+        page.get_by_role("tab", name="Programs").click()
+    page.locator("[data-testid='stMultiSelect']").filter(has_text="Label").first.click()
+    t = time.perf_counter()
+    page.get_by_role("option", name="runtime_error", exact=True).click()
+    page.get_by_text(f"{counts['runtime_error']:,} programs match").first.wait_for(timeout=120_000)
+    out["label_filter_s"] = time.perf_counter() - t
+    page.keyboard.press("Escape")
+    title(page, 1).first.wait_for(timeout=120_000)
+    page.wait_for_timeout(1000)
+
+    # verdicts: a, then the next program's title
+    page.mouse.click(700, 5)
+    if new:
+        page.get_by_text("keys ready").wait_for(timeout=60_000)
+    times = []
+    for k in range(repeats):
+        t = time.perf_counter()
+        page.keyboard.press("a")
+        title(page, k + 2).first.wait_for(timeout=120_000)
+        times.append(time.perf_counter() - t)
+        page.wait_for_timeout(300)
+    out["verdict_s"] = times
+
+    # a burst of 10 j, 150 ms apart: where the list is once it settled
+    page.wait_for_timeout(1000)
+    start = repeats + 1
+    for _ in range(10):
+        page.keyboard.press("j")
+        page.wait_for_timeout(150)
+    end = start
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(1000)
+        text = page.locator("h3").filter(has_text="Program ").first.inner_text()
+        now = int(text.split("Program ")[1].split(" of")[0].replace(",", ""))
+        if now == end and (not new or page.get_by_text("keys ready").count()):
+            break
+        end = now
+    out["burst_moved"] = end - start
+
+    page.close()
+
+    # a text search over the whole store, to its first page's count (a new session)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    title(page, 1).first.wait_for(state="attached", timeout=300_000)
+    if not new:
+        page.get_by_role("tab", name="Programs").click()
+    page.wait_for_timeout(1000)
+    box = page.get_by_label("Search question or program", exact=False)
+    box.fill(SEARCH)
+    t = time.perf_counter()
+    box.press("Enter")
+    expected = f"{min(counts['search'], rv_cap()):,}+" if new and counts["search"] > rv_cap() \
+        else f"{counts['search']:,}"
+    page.get_by_text(f"{expected} programs match").first.wait_for(timeout=120_000)
+    out["text_search_s"] = time.perf_counter() - t
+    page.close()
+    return out
+
+
+def rv_cap() -> int:
+    from pad_data.review.app import SEARCH_CAP
+
+    return SEARCH_CAP
+
+
+def data_calls(db: str, repeats: int) -> dict:
+    """The data calls alone, uncached: what a first load, a filter, a search and a verdict read."""
+    def timed(fn) -> float:
+        runs = []
+        for _ in range(repeats):
             t = time.perf_counter()
-            page.get_by_role("option", name="runtime_error", exact=True).click()
-            page.get_by_text(f"{expected_label_count:,} programs match").wait_for(timeout=120_000)
-            filtered = time.perf_counter() - t
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait()
-    return {"app_first_load_s": first, "app_second_session_s": second, "app_label_filter_s": filtered}
+            fn()
+            runs.append(time.perf_counter() - t)
+        return statistics.median(runs)
+
+    def first():
+        with rv.reading(db) as st:
+            rv.choices(st)
+            f = rv.Filters()
+            rv.count(st, f)
+            ids = rv.page_ids(st, f, 0, 50)
+            rv.rows(st, ids, verdicts=False)
+            rv.verdicts_of(st, ids)
+            rv.program_detail(st, ids[0])
+
+    def label():
+        with rv.reading(db) as st:
+            f = rv.Filters(label=["runtime_error"])
+            rv.count(st, f)
+            rv.rows(st, rv.page_ids(st, f, 0, 50))
+
+    def search():
+        with rv.reading(db) as st:
+            f = rv.Filters(text=SEARCH)
+            rv.count(st, f, cap=rv_cap())
+            rv.rows(st, rv.page_ids(st, f, 0, 50))
+
+    with rv.reading(db) as st:
+        ids = rv.page_ids(st, rv.Filters(label=["timeout"]), 0, repeats)
+    it = iter(ids)
+
+    def verdict():
+        pid = next(it)
+        batch = rv.new_batch()
+        rv.add_verdicts(db, "accept", None, "bench-data", program_ids=[pid], batch=batch)
+        with rv.reading(db) as st:
+            rv.verdicts_of(st, [pid])
+            rv.program_reviews(st, pid)
+
+    return {"first_load_s": timed(first), "label_filter_s": timed(label), "text_search_s": timed(search),
+            "verdict_write_and_reread_s": timed(verdict)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--baseline-rev", default="0dcacc6", help="git revision of the baseline review.py")
-    ap.add_argument("--db", help="reuse this store (built by an earlier run) instead of building one")
+    ap.add_argument("--db", help="reuse this store instead of building one (it gets the bench's verdicts)")
+    ap.add_argument("--baseline-rev", default="5f82b2f~1", help="git revision of the baseline app")
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "review.json"))
     args = ap.parse_args()
-    out: dict = {"programs": args.n, "load_avg_at_start": os.getloadavg()}
-    work = Path(tempfile.mkdtemp(prefix="pad-review-"))
-    db = Path(args.db) if args.db else work / "review.duckdb"
-    if not args.db:
-        t = time.perf_counter()
-        build(db, args.n)
-        out["build_s"] = time.perf_counter() - t
-    base = baseline_module(args.baseline_rev)
-    cases = {"first_load": (lambda m: m.Filters(), True, 0),
-             "label_filter": (lambda m: m.Filters(label=["runtime_error"]), False, 0),
-             "dataset_teacher_filter": (lambda m: m.Filters(dataset=["svamp"], teacher=["gpt-3.5-turbo-0125"]),
-                                        False, 0),
-             "text_search": (lambda m: m.Filters(text="case 4242)"), False, 0),
-             "deep_jump": (lambda m: m.Filters(), False, DEEP)}
-    rows = []
-    for name, (make, first, offset) in cases.items():
-        for who, mod in (("baseline", base), ("pad", rv)):
-            out[f"{name}_{who}_s"] = median(lambda: view(mod, str(db), make(mod), first, offset), args.repeats)
-        rows.append(f"| {name.replace('_', ' ')} | {out[f'{name}_baseline_s']:.2f} | {out[f'{name}_pad_s']:.2f} | "
-                    f"{out[f'{name}_baseline_s'] / out[f'{name}_pad_s']:.1f}x |")
-        print(rows[-1], flush=True)
-    t = time.perf_counter()
-    out["bulk_verdicts"] = rv.add_verdicts(str(db), "reject", "bench", "bench", filters=rv.Filters(label=["runtime_error"]))
-    out["bulk_verdict_s"] = time.perf_counter() - t
-    print(f"bulk verdict: {out['bulk_verdicts']:,} programs in {out['bulk_verdict_s']:.2f} s", flush=True)
-    # the served app on this store and, as its baseline, on a store of 4,000 programs (what
-    # Streamlit and the browser take whatever the store's size)
-    small = work / "small.duckdb"
-    build(small, 4000)
-    app = []
-    for name, path in (("4,000 programs", small), (f"{args.n:,} programs", db)):
-        with rv.reading(str(path)) as store:
-            errors = rv.count(store, rv.Filters(label=["runtime_error"]))
-        r = app_runs(str(path), errors)
-        out[f"app_{'small' if path == small else 'store'}"] = r
-        app.append(f"| {name} | {r['app_first_load_s']:.2f} | {r['app_second_session_s']:.2f} | "
-                   f"{r['app_label_filter_s']:.2f} |")
-        print(app[-1], flush=True)
+    from playwright.sync_api import sync_playwright
+
+    out: dict = {"programs": args.n, "baseline_rev": args.baseline_rev, "load_avg_at_start": os.getloadavg()}
+    if args.db:
+        db = args.db
+    else:
+        import realistic
+
+        db = str(Path(tempfile.mkdtemp(prefix="pad-review-")) / "review.duckdb")
+        out["build"] = realistic.build_store(db, n=args.n)
+    with rv.reading(db) as st:
+        out["programs"] = st.scalar("SELECT count(*) FROM programs")
+        counts = {"runtime_error": rv.count(st, rv.Filters(label=["runtime_error"])),
+                  "search": rv.count(st, rv.Filters(text=SEARCH))}
+    baseline = baseline_tree(args.baseline_rev)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"),
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        for name, path, new in (("baseline", baseline, False), ("pad", None, True)):
+            proc, port = serve(db, path)
+            try:
+                out[name] = drive(browser, port, new, counts, args.repeats)
+            finally:
+                proc.terminate()
+                proc.wait()
+            print(name, json.dumps(out[name]), flush=True)
+        browser.close()
+    out["data_calls"] = data_calls(db, args.repeats)
     out["load_avg_at_end"] = os.getloadavg()
-    print("\n| page view | baseline (s) | pad (s) | speed-up |\n|---|---|---|---|\n" + "\n".join(rows))
-    print("\n| served app, headless Chromium | first session after start (s) | a new session (s) | label filter (s) |"
-          "\n|---|---|---|---|\n" + "\n".join(app))
+    b, p, d = out["baseline"], out["pad"], out["data_calls"]
+
+    def row(what: str, key: str, data: float | None = None) -> str:
+        return (f"| {what} | {b[key]:.2f} | **{p[key]:.2f}** | {b[key] / p[key]:.1f}x | "
+                f"{'' if data is None else f'{data:.2f}'} |")
+
+    for who in (b, p):
+        who["verdict_median_s"] = statistics.median(who["verdict_s"])
+        who["verdict_max_s"] = max(who["verdict_s"])
+    rows = [row("first load (a new session: table + program 1)", "first_load_s", d["first_load_s"]),
+            f"| first load to keys ready | | {p['first_load_keys_ready_s']:.2f} | | |",
+            row("label filter (runtime_error)", "label_filter_s", d["label_filter_s"]),
+            row(f"text search ('{SEARCH}')", "text_search_s", d["text_search_s"]),
+            row(f"a: save, next program shown (median of {args.repeats})", "verdict_median_s",
+                d["verdict_write_and_reread_s"]),
+            row("a: the slowest of those", "verdict_max_s"),
+            f"| 10 j presses 150 ms apart: programs moved | {b['burst_moved']} | **{p['burst_moved']}** | | |"]
+    print(f"\n| {out['programs']:,} programs, headless Chromium | baseline {args.baseline_rev} (s) | pad (s) | "
+          "speed-up | data calls alone (s) |\n|---|---|---|---|---|\n" + "\n".join(rows))
     print(f"load average at start {out['load_avg_at_start'][0]:.1f}, at end {out['load_avg_at_end'][0]:.1f}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))

@@ -154,6 +154,7 @@ def test_filter_open_judge_undo_jump_fix_and_rerun(store):
     assert _opened(at) == pid
     gold, gold_text = _q(store, "SELECT gold, gold_text FROM labeled_programs WHERE program_id = ?", [pid])[0]
     fixed = f"def solution():\n    return {gold!r}\n" if gold is not None else f"def solution():\n    return {gold_text!r}\n"
+    at.toggle(key="fix_open").set_value(True).run()
     at.text_area(key=f"edit_{pid}").input(fixed).run()
     at.button(key="run_edit").click().run()
     assert any("Run result: <b>correct</b>" in h for h in _html(at))
@@ -257,6 +258,56 @@ def test_sql_tab_runs_one_select_only(store):
     assert not at.exception and "disabled" in error()
     assert _q(store, "SELECT count(*) FROM programs")[0][0] == before
     assert not Path("/tmp/pad-leak.csv").exists()
+
+
+def test_patterns_reviewers_sort_views_and_a_correct_sibling_beside(store):
+    from pad_data import review as rv
+
+    at = _app("Patterns")
+    groups = _frame(at, "pattern")
+    failing = _q(store, "SELECT count(*) FROM program_labels WHERE label NOT IN ('correct', 'unverifiable')")[0][0]
+    assert groups.programs.sum() == failing
+    top = groups.iloc[0]
+    # a group opens in the Programs tab through its address (what "Open in Programs" sets)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(tab="Programs", pattern=top.pattern, pattern_by="message")
+    at.run()
+    assert any(f"<b>{top.programs}</b> program" in h for h in _html(at))
+    # a faulty program with a correct sibling: the sibling beside it, with a diff
+    faulty = _q(store, """SELECT l.program_id FROM program_labels l JOIN program_labels c
+                                   ON c.problem_id = l.problem_id AND c.label = 'correct' WHERE l.label = 'runtime_error'
+                                   GROUP BY 1 ORDER BY 1 LIMIT 1""")[0][0]
+    question = _q(store, "SELECT question FROM labeled_programs WHERE program_id = ?", [faulty])[0][0]
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(q=question, label="runtime_error")  # its problem's faulty programs
+    at.run()
+    assert "runtime_error" in _title(at)
+    assert at.toggle(key="sibling_open").label.startswith("Beside a correct sibling")
+    at.toggle(key="sibling_open").set_value(True).run()
+    sib_program = _q(store, "SELECT program FROM labeled_programs WHERE label = 'correct' AND problem_id = "
+                            "(SELECT problem_id FROM programs WHERE program_id = ?) ORDER BY teacher, sample_idx "
+                            "LIMIT 1", [_opened(at)])[0][0]
+    assert any(c.language == "python" and c.value.rstrip("\n") == sib_program.rstrip("\n") for c in at.code)
+    assert any(c.language == "diff" and "correct sibling" in c.value for c in at.code)
+    # sorted server-side, descending
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(sort="duration", desc="true", label="runtime_error")
+    at.run()
+    durations = list(_frame(at, "duration_ms").duration_ms)
+    assert durations == sorted(durations, reverse=True)
+    # reviewers: counts and conflicts
+    ids = [r[0] for r in _q(store, "SELECT program_id FROM program_labels WHERE label = 'correct' LIMIT 4")]
+    rv.add_verdicts(str(store), "accept", None, "ann", program_ids=ids)
+    rv.add_verdicts(str(store), "reject", None, "bob", program_ids=ids[:2])
+    at = _app("Reviewers")
+    counts = _frame(at, "conflicts").set_index("reviewer")
+    assert counts.loc["ann", "accept"] == 4 and counts.loc["ann", "conflicts"] == 2 and counts.loc["bob", "reject"] == 2
+    assert set(_frame(at, "verdicts").program_id) == set(ids[:2])
+    # a named view is kept beside the store and offered as a link
+    rv.save_view(str(store), "ann's **conflicts**", "conflicts=true")
+    at = _app()
+    at.selectbox(key="view_pick").select("ann's **conflicts**").run()
+    assert any('href="?conflicts=true"' in h and "ann&#x27;s **conflicts**" in h for h in _html(at))
 
 
 def test_busy_store_is_reported_not_crashed(store, monkeypatch):
@@ -455,7 +506,7 @@ def test_browser_overview_and_a_clicked_row_opens_its_program(served, browser):
     box = title.bounding_box()  # the opened program is in view, beside the list, not below the fold
     assert 0 <= box["y"] < 1000 - 200 and box["x"] > 400, box
     page.screenshot(path=str(artifacts / "review-program.png"), full_page=True)
-    assert (artifacts / "review-overview.png").stat().st_size > 50_000
+    assert (artifacts / "review-overview.png").stat().st_size > 30_000
     page.close()
 
 
@@ -478,13 +529,12 @@ def test_browser_bulk_verdict_on_a_filter_then_curate_excludes_them(served, brow
     page.get_by_text(f"{expected} programs match").wait_for(timeout=30_000)
     assert "dataset=pad-arith" in page.url  # the filter is in the address: the view can be shared
     page.get_by_text("Bulk verdict").click()
-    bulk = page.locator("[data-testid='stExpander']").filter(has_text="Bulk verdict")
-    bulk.get_by_label("Note").fill("bulk: arithmetic looks off")
-    bulk.get_by_text("reject", exact=True).click()
+    page.get_by_label("Note", exact=True).fill("bulk: arithmetic looks off")
+    page.locator("[data-testid='stRadio']").filter(has_text="Verdict").get_by_text("reject", exact=True).click()
     page.get_by_role("button", name="Apply…").click()
     page.get_by_role("button", name=f"Confirm: {expected} programs").click()
     page.get_by_text(f"Saved reject for {expected} programs.").wait_for(timeout=30_000)
-    assert bulk.get_by_role("button", name="Apply…").is_visible()  # the panel stays open after a save
+    assert page.get_by_role("button", name="Apply…").is_visible()  # the panel stays open after a save
     assert page.get_by_role("button", name=f"Undo reject of {expected} programs (bulk)").is_visible()
     page.close()
     assert _q(db, "SELECT count(*), count(DISTINCT program_id), min(note), min(reviewer) FROM current_reviews "

@@ -51,7 +51,7 @@ PAGE_SIZES = [25, 50, 100]
 SHORTCUTS = {"j": "next program", "k": "previous program", "a": "accept", "x": "reject", "f": "needs fix"}
 VERDICT_KEYS = {"a": "accept", "x": "reject", "f": "needs-fix"}
 BUSY_ICON = ":material/hourglass_top:"
-SEARCH_CAP = 10_000  # a text search counts this many matches at most ("10,000+")
+SEARCH_CAP = 1_000  # a text search counts this many matches at most ("1,000+")
 TABS = ["Programs", "Patterns", "Reviewers", "Overview", "SQL"]
 
 # Catches j/k/a/x/f anywhere on the page but in a text field, numbers each press and keeps it
@@ -406,7 +406,11 @@ def filter_bar(db: str, options: dict) -> tuple[rv.Filters, str, bool, int, str]
 
 def views_bar(db: str) -> None:
     """Named views (a view is the page's query string) kept beside the store."""
-    views = rv.load_views(db)
+    try:
+        views = rv.load_views(db)
+    except ValueError as exc:
+        show(f'<div class="pad-error">{plain(exc)}</div>')
+        views = {}
     cols = st.columns([2, 2, 1])
     if views:
         name = cols[0].selectbox("Saved views", [""] + sorted(views), key="view_pick", format_func=one_line)
@@ -422,9 +426,9 @@ def views_bar(db: str) -> None:
         query = "&".join(f"{k}={v}" for k, vals in _bound_params().items() for v in vals)
         try:
             rv.save_view(db, new.strip(), query)
-            st.toast(f"Saved view {one_line(new.strip())}")
+            show(f'<div class="pad-saved" style="color:#1b6b2f">Saved the view {plain(new.strip(), keep="")}.</div>')
         except (OSError, ValueError) as exc:
-            st.error(one_line(exc))
+            show(f'<div class="pad-error">{plain(exc)}</div>')
 
 
 def _bound_params() -> dict[str, list[str]]:
@@ -562,12 +566,14 @@ def review_area(ctx: Ctx) -> None:
             st.info("This program is gone from the store.")
             return
         d = {**d, **reviews}
-        read_ahead(ctx.db, data, [p for p in (ctx.pid_at(pos + 1) if pos + 1 < total else None,
-                                              ctx.pid_at(pos - 1) if pos else None) if p])
         _verdict_bar(ctx, d, pos, total, exact)
         _program_view(d)
-        with st.expander("Fix and re-run"):
-            _fix_panel(ctx, d)
+        if st.toggle("Fix and re-run", key="fix_open"):  # built only when on: the whole program in a text box
+            with st.container(border=True):
+                _fix_panel(ctx, d)
+    # after the page is out, so the read does not compete with it
+    read_ahead(ctx.db, data, [p for p in (ctx.pid_at(pos + 1) if pos + 1 < total else None,
+                                          ctx.pid_at(pos - 1) if pos else None) if p])
 
 
 def _progress(ctx: Ctx, total: int, exact: bool) -> None:
@@ -631,7 +637,9 @@ def bulk_panel(ctx: Ctx, total: int, exact: bool, selected: list[str]) -> None:
     the panel stays open (its state is kept under its key) and a saved bulk verdict can be undone."""
     if "bulk_done" in st.session_state:
         st.success(st.session_state.pop("bulk_done"))
-    with st.expander("Bulk verdict", key="bulk_open"):
+    if not st.toggle("Bulk verdict", key="bulk_open"):  # stays on after a save or a choice
+        return
+    with st.container(border=True):
         scope = st.radio(f"Programs: {total:,}{'' if exact else '+'} match the filter, {len(selected):,} rows are "
                          "selected", ["filter", "selected"], horizontal=True, key="bulk_scope",
                          format_func={"filter": "all matching the filter", "selected": "the selected rows"}.get)
@@ -741,8 +749,9 @@ def _program_view(d: dict) -> None:
         show("<b>Diff against the parent program</b>")
         st.code(reveal(rv.diff(d["parent_program"], d["program"])) or "(identical)", language="diff")
     sibling = d.get("correct_sibling")
-    if sibling:
-        with st.expander(f"Beside a correct sibling ({sibling['program_id']})", expanded=True):
+    # built only when on, and on from program to program once switched on
+    if sibling and st.toggle(f"Beside a correct sibling ({sibling['program_id']})", key="sibling_open"):
+        with st.container(border=True):
             a, b = st.columns(2)
             a.code(reveal(d["program"]), language="python")
             b.code(reveal(sibling["program"]), language="python")
