@@ -5,7 +5,7 @@ folder) against a frame pulled from the store with SQL:
 
 | frame | checks (critical ones fail the run) |
 |---|---|
-| problems | ids unique and non-null; dataset non-null; gold answer present in every dataset that has numeric gold answers |
+| problems | ids unique and non-null; dataset non-null; a gold answer (number or text: TabMWP's and AQuA's golds are text too) present in every dataset that has gold answers |
 | programs | ids unique and non-null; origin in the vocabulary; every program has a problem |
 | executions (latest per program) | label and status in the vocabulary; stdout and value sizes bounded; label shares within bounds (warnings) |
 | train_questions (store split 'train' + every curated train split) | no curated test question (normalized text) in the same snapshot's train split; no near-duplicate of a reference benchmark question: exact normalized match, or more than 80% of its words covered by word 8-grams that occur in the reference (the "dirty" rule of Llama 2's contamination analysis) |
@@ -165,9 +165,12 @@ def _gx_class(name: str, where: str = ""):
 def _frames(store: Store, reference: list[str] | None) -> dict[str, pd.DataFrame]:
     f: dict[str, pd.DataFrame] = {}
     f["problems"] = store.df("""
-        SELECT problem_id, dataset, split, answer, answer_text,
-               dataset IN (SELECT dataset FROM problems WHERE answer IS NOT NULL) AS numeric_dataset
-        FROM problems""")
+        WITH p AS (SELECT *, CASE WHEN answer IS NOT NULL THEN CAST(answer AS VARCHAR)
+                                  WHEN trim(coalesce(answer_text, '')) <> '' THEN answer_text END AS gold
+                   FROM problems)
+        SELECT problem_id, dataset, split, answer, answer_text, gold,
+               dataset IN (SELECT dataset FROM p WHERE gold IS NOT NULL) AS gold_dataset
+        FROM p""")
     f["programs"] = store.df("""
         SELECT p.program_id, p.origin, p.problem_id, pr.problem_id IS NOT NULL AS has_problem
         FROM programs p LEFT JOIN problems pr USING (problem_id)""")
@@ -228,8 +231,8 @@ def builtin_checks(bounds: Bounds, reference: bool) -> list[Check]:
               note="no curated test question in the same snapshot's train split"),
     ]
     c.append(Check("problems", "expect_column_values_to_not_be_null",
-                   {"column": "answer", "row_condition": "numeric_dataset == True", "condition_parser": "pandas"},
-                   note="gold answers numeric where the dataset has them"))
+                   {"column": "gold", "row_condition": "gold_dataset == True", "condition_parser": "pandas"},
+                   note="a gold answer (number or text) wherever the dataset has them"))
     if reference:
         c += [
             Check("train_questions", "expect_column_values_to_be_in_set",
