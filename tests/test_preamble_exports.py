@@ -178,3 +178,10 @@ def test_snapshots_made_before_v21_get_their_preamble(mixed):
                 st.con.execute(stmt)
         got = st.con.execute("SELECT program_id, preamble_id FROM curated_examples ORDER BY 1").fetchall()
     assert got == want and len({p for _, p in got}) == 3
+
+
+def test_a_snapshot_keeps_its_preambles_after_its_datasets_are_deleted(mixed, tmp_path):
+    pad_cli("--db", mixed, "delete", "--dataset", "pot", "--yes", check=True)
+    pad_cli("--db", mixed, "export", "snap", "--out", tmp_path / "out", "--format", "jsonl", check=True)
+    rows = pd.read_json(tmp_path / "out" / "train.jsonl", lines=True)
+    assert (rows[rows.dataset == "pot"].preamble == POT_AQUA.read_text()).sum() == 3
