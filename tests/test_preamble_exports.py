@@ -144,6 +144,11 @@ def test_injected_variants_run_after_their_parents_preamble(tmp_path, db):
     rows = [json.loads(line) for line in (tmp_path / "fix" / "train.jsonl").read_text().splitlines()]
     assert len(rows) == len(variants[variants.label != "correct"])
     assert {r["preamble"] for r in rows} == {PAL_MATH.read_text()}
+    pad_cli("--db", db, "export", "fix", "--out", tmp_path / "chat", "--format", "chat", check=True)
+    turns = datasets.load_from_disk(str(tmp_path / "chat"))["train"]["messages"]
+    assert len(turns) == len(rows) and {len(t) for t in turns} == {5}
+    assert {t[0]["content"] for t in turns} == {CHAT_SYSTEMS["function"] + CHAT_PREAMBLE + fenced(PAL_MATH.read_text(),
+                                                                                                 "python")}
 
 
 def test_refine_pairs_never_mix_preambles(tmp_path, db):
