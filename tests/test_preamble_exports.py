@@ -13,15 +13,15 @@ from test_preamble import PAL_AQUA, PAL_MATH, POT_AQUA, POT_AQUA_RECS, _jsonl
 from pad_data.sandbox.pool import SandboxPool
 from pad_data.stages.curate import CurateParams, content_hash, curate
 from pad_data.stages.execute import execute
-from pad_data.stages.export import CHAT_PREAMBLE, CHAT_SYSTEMS, export, fenced
+from pad_data.stages.export import CHAT_PREAMBLE, CHAT_SYSTEMS, fenced
 from pad_data.stages.ingest import import_programs
 from pad_data.stages.inject import inject_errors
 from pad_data.store import Store
 from pad_data.store.ids import preamble_id
 from pad_data.store.migrations import MIGRATIONS
 
-PLAIN = [{"question": f"What is {i} plus {i + 2}?", "answer": 2 * i + 2, "code": f"def solution():\n    return {i} + {i + 2}\n"}
-         for i in range(3)]
+PLAIN = [{"question": f"What is {i} plus {i + 2}?", "answer": 2 * i + 2,
+          "code": f"def solution():\n    return {i} + {i + 2}\n"} for i in range(3)]
 ALL = CurateParams(dedup="none", validation_fraction=0, test_fraction=0)
 PAL_ID, POT_ID = preamble_id(PAL_MATH.read_text()), preamble_id(POT_AQUA.read_text())
 
