@@ -54,3 +54,59 @@ def test_forked_programs_pay_neither_for_packages_they_do_not_use_nor_for_warmin
     # forked from the big zygote a trivial program took ~2x as long; a cold sympy solve() ~10x
     assert after < 1.6 * lean, (lean, after)
     assert sympy < 6 * lean, (lean, sympy)
+
+
+PREAMBLE = "from fractions import Fraction\nK = 3\n"
+# its error is on line 6 of the program, whatever the preamble's length
+AFTER_PREAMBLE = "class A:\n    pass\n\n\ndef solution():\n    return Fraction(K, 4) + 1 / 0\n"
+BAD_PREAMBLE = "from fractions import Fraction\nK = 1 / 0\n"
+# code objects nested deeper than marshal carries (and within what the compiler and the name
+# check accept): nothing to do with numpy, so it must run the same once numpy is loaded
+DEEP = "class A:\n    pass\n\n\nf = " + "lambda: " * 1000 + "41\nans = 2 * 21\n"
+# the order a loop over a set constant takes: marshal would rebuild the set in another one
+GREEDY = ("from fractions import Fraction\n\n\ndef solution():\n    left, used = 200, 0\n"
+          "    for coin in {25, 186, 18, 175}:\n        used += left // coin\n        left %= coin\n    return used\n")
+
+
+def test_programs_forked_from_the_lean_zygote_get_the_label_they_get_before_numpy_loads():
+    def labels(res):
+        return {k: (r.status, r.value, r.error_type, r.error_line, r.error_message)
+                for k, r in res.items() if k != "numpy"}
+
+    programs = [("pre", AFTER_PREAMBLE, PREAMBLE), ("bad_pre", "class A:\n    pass\nans = 1\n", BAD_PREAMBLE),
+                ("deep", DEEP), ("greedy", GREEDY)]
+    with SandboxPool(workers=1, timeout=10.0) as pool:
+        before = labels(dict(pool.map(programs)))
+        after = labels(dict(pool.map([("numpy", "import numpy as np\nans = int(np.sum(np.arange(3)))\n")]
+                                     + programs)))
+        recycled = pool.stats["recycled"]
+    assert before["pre"] == ("runtime_error", None, "ZeroDivisionError", 6, "division by zero"), before
+    assert before["bad_pre"][2:4] == ("PreambleError", None) and "preamble line 2" in before["bad_pre"][4], before
+    assert before["deep"][:2] == ("ok", 42), before
+    assert before["greedy"][:2] == ("ok", 8), before
+    assert after == before
+    assert recycled == 0
+
+
+def test_sympy_random_state_is_the_same_in_every_worker():
+    program = "from sympy import randprime\n\n\ndef solution():\n    return int(randprime(1, 10**9))\n"
+    with SandboxPool(workers=1, timeout=10.0, max_programs_per_worker=1) as pool:  # a fresh worker each
+        res = dict(pool.map([(i, program) for i in range(2)]))
+        spawned = pool.stats["spawned"]
+    assert spawned >= 2
+    assert all(r.status == "ok" for r in res.values()), res
+    assert len({r.value for r in res.values()}) == 1, res
+
+
+def test_when_a_program_s_finalizers_run_does_not_depend_on_what_its_zygote_ran_before():
+    # each Node is a cycle: its __del__ runs when the collector next runs, which the counts a
+    # child inherits decided (the worker's allocations for earlier programs, the lean zygote's)
+    program = ("class Node:\n    def __init__(self):\n        self.me = self\n\n    def __del__(self):\n"
+               "        log.append(1)\n\n\nlog = []\nfor i in range(1500):\n    Node()\nans = len(log)\n")
+    items = [(f"p{i}", program) for i in range(3)]
+    with SandboxPool(workers=1, timeout=10.0) as pool:
+        res = dict(pool.map(items))
+        res.update(dict(pool.map([("numpy", "import numpy as np\nans = 1\n")] + [(f"q{i}", program) for i in range(3)])))
+    values = {k: (r.status, r.value) for k, r in res.items() if k != "numpy"}
+    assert len(set(values.values())) == 1 and values["p0"][0] == "ok" and values["p0"][1] > 0, values
+

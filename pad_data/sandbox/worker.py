@@ -1008,6 +1008,10 @@ def _child(code, wfd, bt):
             os.close(fd)
         if "random" in _REAL:  # random reseeds itself from the OS after fork: undo that
             _REAL["random"].seed(0)
+        # the collector's counts, inherited, tell when it next runs, and so when a program's
+        # finalizers run: the same in every child whatever its zygote allocated before
+        gc.freeze()
+        gc.collect()
         import resource
 
         limit = _vm_bytes() + MEMORY_MB * 1024 * 1024  # the same headroom whatever ran before
@@ -1124,9 +1128,10 @@ class _LeanZygote:
     programs that import neither are forked from it from then on. A fork copies the page tables
     of the process it is made from, and with both packages loaded the worker's are several
     times larger (fork + exit + wait: ~16 ms against ~4 ms at load 6; 1.4 ms lean and quiet),
-    so a class or a Fraction program would pay for packages it never uses. It runs exactly what
-    :func:`run_forked` runs here, and its children get the same limits, filters and builtins;
-    it serves this worker alone over a pipe pair and ends when the worker does."""
+    so a class or a Fraction program would pay for packages it never uses. It gets the program's
+    text, compiles it as this worker did and runs it as :func:`run_forked` does here (same
+    limits, filters and builtins); it serves this worker alone over a pipe pair and ends when
+    the worker does."""
 
     def __init__(self):
         self.pid = 0
@@ -1161,17 +1166,23 @@ class _LeanZygote:
             head = requests.read(4)
             if len(head) < 4:
                 return
-            code = marshal.loads(requests.read(int.from_bytes(head, "little")))
-            res, _ = run_forked(code, policy_bt)
+            source, preamble = marshal.loads(requests.read(int.from_bytes(head, "little")))
+            # compiled here as in the worker, not sent as code: marshal rebuilds a set constant in
+            # another order (``for c in {25, 186, 18}`` iterates differently) and refuses deep
+            # nesting, and compile_program sets the layout that places a preamble's lines
+            code, res = compile_program(source, preamble)
+            if code is not None:
+                res, _ = run_forked(code, policy_bt)
             view = memoryview(_encode(res))
             while view:
                 view = view[os.write(reply_w, view):]
 
-    def run(self, code):
-        """:func:`run_forked` of ``code`` in the lean zygote: (result, harmed). A lean zygote that
-        is gone makes the result an internal error and retires this worker."""
+    def run(self, source, preamble):
+        """The program (``source`` after ``preamble``) compiled and run by :func:`run_forked` in the
+        lean zygote: (result, harmed). A lean zygote that is gone makes the result an internal
+        error and retires this worker."""
         try:
-            data = marshal.dumps(code)
+            data = marshal.dumps((source, preamble))
             view = memoryview(len(data).to_bytes(4, "little") + data)
             while view:
                 view = view[os.write(self.requests, view):]
@@ -1234,7 +1245,7 @@ def handle(source, policy_bt, notify, preamble=None):
                 _preload_all()
                 notify({"loaded": True})  # the program's clock starts now
             if _PRELOADED[0] and not third_party and _LEAN.pid:
-                res, harmed = _LEAN.run(code)
+                res, harmed = _LEAN.run(source, preamble)
             else:
                 _arm_cpu_limit()
                 res, harmed = run_forked(code, policy_bt)
@@ -1322,8 +1333,6 @@ def _preload_all():
                 importlib.import_module(pkg)
                 for sub in _PRELOAD_SUBMODULES.get(pkg, ()):
                     importlib.import_module(sub)
-                if pkg == "numpy":
-                    sys.modules["numpy"].random.seed(0)
                 _LOADED_THIRD_PARTY.add(pkg)
                 _THIRD_PARTY_MODULES[pkg] = sys.modules[pkg]
             except Exception:  # not installed: a program importing it gets ImportError
@@ -1333,12 +1342,25 @@ def _preload_all():
                 exec(_WARM_UP.get(pkg, ""), {})  # noqa: S102 - pad's own fixed code, not a program's
             except Exception:  # a package version without one of these names: it warms less
                 pass
+        _seed_packages()
     finally:
         _learn_libraries()
         _set_rlimits()
         _child_limits()
         _PEAK_SEEN[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         gc.freeze()  # children never scan (and so never copy) what the zygote holds
+
+
+def _seed_packages():
+    """Every program starts from the same random state in the packages too: numpy's global
+    generator, and sympy's own two (``sympy.core.random``: randprime, factoring, the order its
+    assumptions are tried in), which sympy seeds from the OS when imported, so a different state
+    in every worker. Set after the warm-up, so it cannot consume any."""
+    if "numpy" in _LOADED_THIRD_PARTY:
+        sys.modules["numpy"].random.seed(0)
+    rng = sys.modules.get("sympy.core.random") if "sympy" in _LOADED_THIRD_PARTY else None
+    if rng is not None and callable(getattr(rng, "seed", None)):
+        rng.seed(0)
 
 
 def _child_limits():
