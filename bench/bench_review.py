@@ -217,6 +217,24 @@ def data_calls(db: str, repeats: int) -> dict:
             "verdict_write_and_reread_s": timed(verdict)}
 
 
+def run_apps(out: dict, db: str, baseline: Path, counts: dict, repeats: int) -> None:
+    """Both apps, one after the other, in one browser: ``out["baseline"]``, ``out["pad"]``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"),
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        for name, path, new in (("baseline", baseline, False), ("pad", None, True)):
+            proc, port = serve(db, path)
+            try:
+                out[name] = drive(browser, port, new, counts, repeats)
+            finally:
+                proc.terminate()
+                proc.wait()
+            print(name, json.dumps(out[name]), flush=True)
+        browser.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -225,7 +243,6 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "review.json"))
     args = ap.parse_args()
-    from playwright.sync_api import sync_playwright
 
     out: dict = {"programs": args.n, "baseline_rev": args.baseline_rev, "load_avg_at_start": os.getloadavg()}
     if args.db:
@@ -240,18 +257,10 @@ def main() -> None:
         counts = {"runtime_error": rv.count(st, rv.Filters(label=["runtime_error"])),
                   "search": rv.count(st, rv.Filters(text=SEARCH))}
     baseline = baseline_tree(args.baseline_rev)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=shutil.which("chromium"),
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        for name, path, new in (("baseline", baseline, False), ("pad", None, True)):
-            proc, port = serve(db, path)
-            try:
-                out[name] = drive(browser, port, new, counts, args.repeats)
-            finally:
-                proc.terminate()
-                proc.wait()
-            print(name, json.dumps(out[name]), flush=True)
-        browser.close()
+    try:
+        run_apps(out, db, baseline, counts, args.repeats)
+    finally:
+        shutil.rmtree(baseline, ignore_errors=True)
     out["data_calls"] = data_calls(db, args.repeats)
     out["load_avg_at_end"] = os.getloadavg()
     b, p, d = out["baseline"], out["pad"], out["data_calls"]

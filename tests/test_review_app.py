@@ -209,7 +209,7 @@ def test_data_is_shown_as_plain_text_never_as_markdown(store, tmp_path):
     assert any("ValueError" in h and "evil.example/y.png" in h for h in shown if 'class="pad-error"' in h)
     for markup in shown:
         for tag, attrs in _tags(markup):
-            assert tag in {"div", "span", "b", "i", "code", "h3", "pre", "a"} or tag == "br", (tag, markup)
+            assert tag in {"div", "span", "b", "i", "code", "h3", "pre", "a", "style"}, (tag, markup)
             assert not any("evil" in (v or "") for v in attrs.values()), markup
             assert tag != "a" or attrs.get("href", "").startswith("?"), markup  # only pad's own view links
         assert not any(ch in markup for ch in "\u202e\u2066\u2069\u200b"), markup
@@ -656,6 +656,7 @@ def test_browser_plain_text_folding_and_a_key_burst_with_undo(served, browser):
         page.wait_for_timeout(300)
     page.locator("h3").filter(has_text="Program 16 of").wait_for(timeout=60_000)
     page.get_by_text("keys ready").wait_for(timeout=30_000)  # every press acknowledged
+    assert not page.get_by_text("keys starting").is_visible()  # shown only until the key script runs
     judged = "SELECT program_id FROM current_reviews WHERE reviewer = 'browser' AND verdict = 'accept' ORDER BY 1"
     assert [r[0] for r in _q(db, judged)] == sorted(ids[10:15])
     page.get_by_role("button", name=f"Undo accept of {ids[14]}").click()

@@ -308,16 +308,18 @@ def add_verdicts(path: str, verdict: str, note: str | None, reviewer: str | None
     if (filters is None) == (program_ids is None):
         raise ValueError("give filters or program_ids")
     with writing(path, memory) as st, st.transaction():
-        if program_ids is not None:
-            ids = list(dict.fromkeys(program_ids))
+        if program_ids is None:
+            query, params = filters.listing()
+            return st.add_verdicts(query, params, verdict, note or None, reviewer or None, batch=batch)
+        ids = list(dict.fromkeys(program_ids))
+        # the programs found are the ones judged: one scan checks and selects (raising rolls back)
+        n = st.add_verdicts("SELECT program_id FROM programs WHERE program_id = ANY(?)", [ids], verdict,
+                            note or None, reviewer or None, batch=batch)
+        if n < len(ids):
             missing = st.con.execute("SELECT id FROM unnest(?::VARCHAR[]) t(id) ANTI JOIN programs p "
                                      "ON p.program_id = t.id LIMIT 1", [ids]).fetchall()
-            if missing:
-                raise ValueError(f"no program {missing[0][0]}")
-            query, params = "SELECT unnest(?::VARCHAR[]) AS program_id", [ids]
-        else:
-            query, params = filters.listing()
-        return st.add_verdicts(query, params, verdict, note or None, reviewer or None, batch=batch)
+            raise ValueError(f"no program {missing[0][0]}")
+        return n
 
 
 def new_batch() -> str:

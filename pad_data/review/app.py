@@ -64,6 +64,7 @@ export default function(component) {
   const q = window.__padKeys || (window.__padKeys = { seq: 0, pending: [], listening: false });
   const ack = (data && data.ack) || 0;
   q.send = setStateValue;
+  document.body.classList.add('pad-keys-on');  // hides the "keys starting" note shown until now
   q.badge = parentElement.querySelector('.pad-keys');
   if (q.seq < ack) q.seq = ack;
   q.pending = q.pending.filter((k) => k.seq > ack);
@@ -540,6 +541,9 @@ def review_area(ctx: Ctx) -> None:
     if "store_error" in st.session_state:
         show(f'<div class="pad-busy">{plain(st.session_state.pop("store_error"))}</div>')
         st.warning("Not saved: the store is busy; try again in a moment.", icon=BUSY_ICON)
+    # the key script mounts a moment after the page shows: until then, say so
+    show('<style>body.pad-keys-on .pad-keys-wait{display:none}</style>'
+         '<span class="pad-keys-wait" style="color:#8a5a00">⌨ keys starting…</span>')
     keys_component()(key="pad_keys", data={"ack": st.session_state.get("keys_done", 0)},
                      default={"keys": []}, on_keys_change=lambda: None)
     _progress(ctx, total, exact)
@@ -855,7 +859,7 @@ def overview_tab(db: str) -> None:
     st.subheader("Label distribution")
     labels = ov["labels"]
     chart = alt.Chart(labels).encode(
-        x=alt.X("programs:Q", scale=alt.Scale(type="log"), title="programs (log scale)"),
+        x=alt.X("programs:Q", scale=alt.Scale(type="symlog"), title="programs (log scale)"),  # symlog: bars from 0
         y=alt.Y("label:N", sort=None, title=None), tooltip=["label", alt.Tooltip("programs:Q", format=",")])
     st.altair_chart(chart.mark_bar() + chart.mark_text(align="left", dx=3).encode(
         text=alt.Text("programs:Q", format=",")), width="stretch")
