@@ -63,6 +63,8 @@ def test_search_is_literal_and_the_list_keeps_the_stored_order(db):
                                                     "OFFSET 30", params).fetchall()]
             assert rv.page_ids(st, f, 30, 60) == ordered, f
             assert list(rv.page(st, f, 30, 60).program_id) == ordered
+            found = rv.page_positions(st, f, 30, 60)  # programs looked up by their row there
+            assert rv.rows(st, [i for i, _ in found], positions=[p for _, p in found]).equals(rv.rows(st, ordered))
 
 
 def test_sorts_order_every_match_server_side(db):

@@ -242,42 +242,53 @@ SORTS = {"stored": None, "duration": "l.duration_ms", "error type": "l.error_typ
          "teacher": "l.teacher", "dataset": "l.dataset", "agreement": "c.agreement"}
 
 
-def page_ids(store: Store, f: Filters, offset: int = 0, limit: int = 50, sort: str = "stored",
-             descending: bool = False) -> list[str]:
-    """The ids of rows ``offset``.. of the filtered list. In the stored order the scan stops once
-    it has the page (DuckDB keeps insertion order), so a search's first page does not read the
-    whole store; a sort orders every match (NULLs last)."""
+def page_positions(store: Store, f: Filters, offset: int = 0, limit: int = 50, sort: str = "stored",
+                   descending: bool = False) -> list[tuple[str, int]]:
+    """``(program_id, position)`` of rows ``offset``.. of the filtered list, the position being the
+    program's row in ``programs`` (what :func:`rows` looks programs up by: a lookup by id scans the
+    table). In the stored order the scan stops once it has the page (DuckDB keeps insertion
+    order), so a search's first page does not read the whole store; a sort orders every match
+    (NULLs last)."""
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}")
     query, params = f.listing()
     if SORTS[sort] is None:
-        sql = f"SELECT program_id FROM ({query}) LIMIT {int(limit)} OFFSET {int(offset)}"
+        sql = f"SELECT program_id, pos FROM ({query}) LIMIT {int(limit)} OFFSET {int(offset)}"
         if descending:
-            sql = f"SELECT program_id FROM ({query}) ORDER BY pos DESC LIMIT {int(limit)} OFFSET {int(offset)}"
+            sql = f"SELECT program_id, pos FROM ({query}) ORDER BY pos DESC LIMIT {int(limit)} OFFSET {int(offset)}"
     else:
-        sql = (f"SELECT q.program_id FROM ({query}) q LEFT JOIN program_labels l USING (program_id) "
+        sql = (f"SELECT q.program_id, q.pos FROM ({query}) q LEFT JOIN program_labels l USING (program_id) "
                f"LEFT JOIN consensus c ON c.problem_id = q.problem_id "
                f"ORDER BY {SORTS[sort]} {'DESC' if descending else 'ASC'} NULLS LAST, q.pos "
                f"LIMIT {int(limit)} OFFSET {int(offset)}")
-    return [r[0] for r in store.con.execute(sql, params).fetchall()]
+    return [(r[0], r[1]) for r in store.con.execute(sql, params).fetchall()]
+
+
+def page_ids(store: Store, f: Filters, offset: int = 0, limit: int = 50, sort: str = "stored",
+             descending: bool = False) -> list[str]:
+    """The ids of :func:`page_positions`."""
+    return [pid for pid, _ in page_positions(store, f, offset, limit, sort, descending)]
 
 
 def page(store: Store, f: Filters, offset: int, limit: int = 50, sort: str = "stored",
          descending: bool = False) -> pd.DataFrame:
-    """Rows ``offset``.. of the filtered list (:func:`page_ids`), with what the table shows."""
-    return rows(store, page_ids(store, f, offset, limit, sort, descending))
+    """Rows ``offset``.. of the filtered list (:func:`page_positions`), with what the table shows."""
+    found = page_positions(store, f, offset, limit, sort, descending)
+    return rows(store, [pid for pid, _ in found], positions=[pos for _, pos in found])
 
 
-def rows(store: Store, ids: list[str], verdicts: bool = True) -> pd.DataFrame:
+def rows(store: Store, ids: list[str], verdicts: bool = True, positions: list[int] | None = None) -> pd.DataFrame:
     """What the list shows of the programs ``ids``, in that order, each table filtered by the
-    ids before the joins; ``verdicts`` False leaves the verdict column empty (for a caller that
-    reads it apart, with :func:`verdicts_of`, as it changes more often than the rest)."""
+    ids before the joins (``programs`` by ``positions``, their rows there, when given);
+    ``verdicts`` False leaves the verdict column empty (for a caller that reads it apart, with
+    :func:`verdicts_of`, as it changes more often than the rest)."""
     if not ids:
         return store.df("SELECT NULL::VARCHAR AS program_id, NULL::VARCHAR AS dataset, NULL::VARCHAR AS label, "
                         "NULL::VARCHAR AS error_type, NULL::VARCHAR AS verdict, NULL::VARCHAR AS origin, "
                         "NULL::VARCHAR AS teacher, NULL::DOUBLE AS duration_ms, NULL::VARCHAR AS question LIMIT 0")
-    return store.df("""
-        WITH p AS (SELECT program_id, problem_id, origin, teacher FROM programs WHERE program_id = ANY($ids)
+    where = "program_id = ANY($ids)" if positions is None else "rowid = ANY($positions) AND program_id = ANY($ids)"
+    return store.df(f"""
+        WITH p AS (SELECT program_id, problem_id, origin, teacher FROM programs WHERE {where}
                    QUALIFY row_number() OVER (PARTITION BY program_id) = 1)  -- one row per id shown
         SELECT p.program_id, pr.dataset, l.label, l.error_type, v.verdict, p.origin, p.teacher,
                round(l.duration_ms, 2) AS duration_ms, left(pr.question, 120) AS question
@@ -286,7 +297,9 @@ def rows(store: Store, ids: list[str], verdicts: bool = True) -> pd.DataFrame:
                    WHERE program_id = ANY($ids)) l USING (program_id)
         LEFT JOIN (SELECT program_id, verdict FROM program_verdicts WHERE program_id = ANY($verdict_ids)) v
             USING (program_id)
-        ORDER BY list_position($ids, p.program_id)""", {"ids": ids, "verdict_ids": ids if verdicts else []})
+        ORDER BY list_position($ids, p.program_id)""",
+                    {"ids": ids, "verdict_ids": ids if verdicts else [],
+                     **({} if positions is None else {"positions": positions})})
 
 
 def verdicts_of(store: Store, ids: list[str]) -> dict[str, str]:

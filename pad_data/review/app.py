@@ -255,17 +255,17 @@ def cached_count(db: str, version: tuple, filters: rv.Filters, cap: int | None) 
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def cached_ids(db: str, version: tuple, filters: rv.Filters, offset: int, limit: int, sort: str,
-               descending: bool) -> list[str]:
+def cached_positions(db: str, version: tuple, filters: rv.Filters, offset: int, limit: int, sort: str,
+                     descending: bool) -> list[tuple[str, int]]:
     with reading(db) as store:
-        return rv.page_ids(store, filters, offset, limit, sort, descending)
+        return rv.page_positions(store, filters, offset, limit, sort, descending)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def cached_rows(db: str, version: int, ids: tuple) -> pd.DataFrame:
+def cached_rows(db: str, version: int, page: tuple) -> pd.DataFrame:
     """The page's rows but their verdicts (see :func:`cached_review_state`)."""
     with reading(db) as store:
-        return rv.rows(store, list(ids), verdicts=False)
+        return rv.rows(store, [pid for pid, _ in page], verdicts=False, positions=[pos for _, pos in page])
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -454,9 +454,13 @@ class Ctx:
         n = cached_count(self.db, list_version(self.db, self.filters), self.filters, cap)
         return (min(n, cap), False) if cap is not None and n > cap else (n, True)
 
+    def page(self, start: int) -> list[tuple[str, int]]:
+        """``(program_id, position)`` of the page from ``start``."""
+        return cached_positions(self.db, list_version(self.db, self.filters), self.filters, start,
+                                self.page_size, self.sort, self.descending)
+
     def ids(self, start: int) -> list[str]:
-        return cached_ids(self.db, list_version(self.db, self.filters), self.filters, start, self.page_size,
-                          self.sort, self.descending)
+        return [pid for pid, _ in self.page(start)]
 
     def pid_at(self, pos: int) -> str | None:
         ids = self.ids((pos // self.page_size) * self.page_size)
@@ -530,9 +534,10 @@ def review_area(ctx: Ctx) -> None:
         pos = min(st.session_state.get("pos", 0), max(total - 1, 0))
         st.session_state["pos"] = pos
         start = (pos // ctx.page_size) * ctx.page_size
-        ids = ctx.ids(start)
+        page = ctx.page(start)
+        ids = [pid for pid, _ in page]
         data, _ = versions(ctx.db)
-        table = cached_rows(ctx.db, data, tuple(ids)).copy()
+        table = cached_rows(ctx.db, data, tuple(page)).copy()
         pid = (ids[pos - start] if 0 <= pos - start < len(ids) else ctx.pid_at(pos)) if total else None
         page_verdicts, reviews = cached_review_state(ctx.db, versions(ctx.db), tuple(ids), pid)
         table["verdict"] = table.program_id.map(page_verdicts)
