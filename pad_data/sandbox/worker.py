@@ -882,6 +882,12 @@ def run_program(code, builtins_template, as_main=False):
     _recursion_budget()
     _state["violation"] = None
     _state["fired"] = False
+    if as_main:
+        # the collector's counts (inherited, and lowered by every object freed since) tell when
+        # it next runs, so when a program's finalizers run: the same in every child, whatever
+        # its zygote did before
+        gc.freeze()
+        gc.collect()
     _state["cpu0"] = time.process_time()
     old_stdout = sys.stdout
     sys.stdout = out
@@ -1008,10 +1014,6 @@ def _child(code, wfd, bt):
             os.close(fd)
         if "random" in _REAL:  # random reseeds itself from the OS after fork: undo that
             _REAL["random"].seed(0)
-        # the collector's counts, inherited, tell when it next runs, and so when a program's
-        # finalizers run: the same in every child whatever its zygote allocated before
-        gc.freeze()
-        gc.collect()
         import resource
 
         limit = _vm_bytes() + MEMORY_MB * 1024 * 1024  # the same headroom whatever ran before
