@@ -45,6 +45,32 @@ from pad_data import review as rv  # noqa: E402
 SEARCH = "Betty"  # a name in ~1 in 20 questions
 
 
+def replicate(db: str, times: int) -> None:
+    """Make the store ``db`` ``times`` as large, in place: every problem, program, execution and
+    label copied ``times - 1`` times under new ids (an md5 of the old id and the copy's number;
+    an injected program's parent is its copy's parent; seq + copy * 10^9), questions tagged with
+    the copy's number. bench/realistic.py builds a store in memory, which does not fit at 10M;
+    copies of its 1M do."""
+    from pad_data.store import Store
+
+    with Store(db) as st:
+        cols = {t: [r[0] for r in st.con.execute(f"DESCRIBE {t}").fetchall()]
+                for t in ("problems", "programs", "executions", "program_labels")}
+        originals = {"problems": f"rowid < {st.scalar('SELECT count(*) FROM problems')}",
+                     "programs": f"rowid < {st.scalar('SELECT count(*) FROM programs')}",
+                     "executions": "seq < 1000000000", "program_labels": "seq < 1000000000"}
+        for k in range(1, times):
+            new = {"problem_id": f"substr(md5(problem_id || '{k}'), 1, 16)",
+                   "program_id": f"substr(md5(program_id || '{k}'), 1, 16)",
+                   "parent_program_id": f"substr(md5(parent_program_id || '{k}'), 1, 16)",
+                   "seq": f"seq + {k}::BIGINT * 1000000000", "question": f"question || ' (copy {k})'"}
+            with st.transaction():
+                for table, where in originals.items():
+                    st.con.execute(f"INSERT INTO {table} SELECT {', '.join(new.get(c, c) for c in cols[table])} "
+                                   f"FROM {table} WHERE {where}")
+            print(f"copy {k} of {times - 1}", flush=True)
+
+
 def baseline_tree(rev: str) -> Path:
     """This tree's ``pad_data`` with the review app (``pad_data/review/``) as it was at ``rev``, in a
     temporary folder (for ``PYTHONPATH``): the old app on today's store schema."""
@@ -217,14 +243,14 @@ def data_calls(db: str, repeats: int) -> dict:
             "verdict_write_and_reread_s": timed(verdict)}
 
 
-def run_apps(out: dict, db: str, baseline: Path, counts: dict, repeats: int) -> None:
+def run_apps(out: dict, db: str, baseline: Path | None, counts: dict, repeats: int) -> None:
     """Both apps, one after the other, in one browser: ``out["baseline"]``, ``out["pad"]``."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=shutil.which("chromium"),
                                      args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        for name, path, new in (("baseline", baseline, False), ("pad", None, True)):
+        for name, path, new in ((("baseline", baseline, False),) if baseline else ()) + (("pad", None, True),):
             proc, port = serve(db, path)
             try:
                 out[name] = drive(browser, port, new, counts, repeats)
@@ -241,6 +267,10 @@ def main() -> None:
     ap.add_argument("--db", help="reuse this store instead of building one (it gets the bench's verdicts)")
     ap.add_argument("--baseline-rev", default="5f82b2f~1", help="git revision of the baseline app")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--skip-baseline", action="store_true",
+                    help="serve only this app (the data calls alone are then the baseline)")
+    ap.add_argument("--replicate", type=int, default=1, metavar="K",
+                    help="before measuring, make the store K times as large (copies under new ids): K=10 gives 10M")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "review.json"))
     args = ap.parse_args()
 
@@ -252,18 +282,24 @@ def main() -> None:
 
         db = str(Path(tempfile.mkdtemp(prefix="pad-review-")) / "review.duckdb")
         out["build"] = realistic.build_store(db, n=args.n)
+    if args.replicate > 1:
+        t = time.perf_counter()
+        replicate(db, args.replicate)
+        out["replicate_s"] = time.perf_counter() - t
     with rv.reading(db) as st:
         out["programs"] = st.scalar("SELECT count(*) FROM programs")
         counts = {"runtime_error": rv.count(st, rv.Filters(label=["runtime_error"])),
                   "search": rv.count(st, rv.Filters(text=SEARCH))}
-    baseline = baseline_tree(args.baseline_rev)
+    baseline = None if args.skip_baseline else baseline_tree(args.baseline_rev)
     try:
         run_apps(out, db, baseline, counts, args.repeats)
     finally:
-        shutil.rmtree(baseline, ignore_errors=True)
+        if baseline:
+            shutil.rmtree(baseline, ignore_errors=True)
     out["data_calls"] = data_calls(db, args.repeats)
     out["load_avg_at_end"] = os.getloadavg()
-    b, p, d = out["baseline"], out["pad"], out["data_calls"]
+    p, d = out["pad"], out["data_calls"]
+    b = out.get("baseline") or {k: float("nan") for k in p if not isinstance(p[k], list)} | {"verdict_s": [float("nan")]}
 
     def row(what: str, key: str, data: float | None = None) -> str:
         return (f"| {what} | {b[key]:.2f} | **{p[key]:.2f}** | {b[key] / p[key]:.1f}x | "

@@ -166,6 +166,11 @@ def test_injected_parent_diff_has_no_false_change_and_long_programs_fold(db):
         pid, parent_id = _q(db, "SELECT program_id, parent_program_id FROM programs WHERE origin = 'injected' "
                                 "LIMIT 1")[0]
         d = rv.program_detail(st, pid)
+        assert d["parent_program"] == _q(db, "SELECT program FROM programs WHERE program_id = ?", [parent_id])[0][0]
+        position = _q(db, "SELECT rowid FROM programs WHERE program_id = ?", [pid])[0][0]
+        by_row = rv.program_detail(st, pid, position=position)  # read by its row in programs: the same
+        assert by_row.keys() == d.keys() and by_row["siblings"].equals(d["siblings"])
+        assert all(by_row[k] == d[k] or by_row[k] != by_row[k] for k in d if k not in ("siblings", "reviews"))
         shown = rv.diff(d["parent_program"], d["program"])
         assert shown and all(line[1:] not in {a[1:] for a in shown.splitlines() if a.startswith("+")}
                              for line in shown.splitlines() if line.startswith("-") and not line.startswith("---"))

@@ -347,29 +347,38 @@ def undo(path: str, batch: str, memory: str | int | None = None) -> int:
         return st.undo_verdicts(batch)
 
 
-def program_detail(store: Store, pid: str, reviews: bool = True) -> dict | None:
+def program_detail(store: Store, pid: str, reviews: bool = True, position: int | None = None) -> dict | None:
     """Everything the app shows of one program; ``reviews`` False leaves out its verdict and
-    reviews (:func:`program_reviews`), which change more often than the rest."""
-    rows = store.df("SELECT lp.*, p.completion, p.parent_program_id AS parent FROM labeled_programs lp "
-                    "JOIN programs p USING (program_id) WHERE program_id = ?", [pid])
-    if rows.empty:
+    reviews (:func:`program_reviews`), which change more often than the rest. ``position``: its
+    row in ``programs`` (:func:`page_positions`), read instead of scanning for the id. The
+    program, its siblings, its parent (an injected or fixed program's is of the same problem)
+    and a correct sibling come from one read of its problem's programs (``problem_id`` is
+    indexed; a lookup by program id scans)."""
+    where, params = ("rowid = ? AND program_id = ?", [position, pid]) if position is not None else \
+        ("program_id = ?", [pid])
+    found = store.con.execute(f"SELECT problem_id, completion, parent_program_id FROM programs WHERE {where} "
+                              "LIMIT 1", params).fetchall()
+    if not found:
         return None
-    d = rows.iloc[0].to_dict()
-    d["siblings"] = store.df("SELECT program_id, teacher, origin, sample_idx, label, error_type, value "
-                             "FROM labeled_programs WHERE problem_id = ? ORDER BY teacher, sample_idx",
-                             [d["problem_id"]])
+    problem, completion, parent = found[0]
+    family = store.df("SELECT * FROM labeled_programs WHERE problem_id = ? ORDER BY teacher, sample_idx",
+                      [problem])
+    programs = dict(zip(family.program_id, family.program))
+    d = family[family.program_id == pid].iloc[0].to_dict()
+    d.update(completion=completion, parent=parent)
+    d["siblings"] = family[["program_id", "teacher", "origin", "sample_idx", "label", "error_type", "value"]] \
+        .reset_index(drop=True)
     if reviews:
         d.update(program_reviews(store, pid))
     d["parent_program"] = None
-    if d.get("parent"):
-        d["parent_program"] = store.scalar("SELECT program FROM programs WHERE program_id = ?", [d["parent"]])
+    if parent:
+        d["parent_program"] = programs.get(parent) or store.scalar("SELECT program FROM programs WHERE program_id = ?",
+                                                                   [parent])
     d["correct_sibling"] = None  # a correct program for the same problem, to show beside a faulty one
     if d["label"] != "correct":
-        correct = d["siblings"][(d["siblings"].label == "correct") & (d["siblings"].program_id != pid)]
+        correct = family[(family.label == "correct") & (family.program_id != pid)]
         if len(correct):
-            sib = correct.iloc[0].program_id
-            d["correct_sibling"] = {"program_id": sib, "program": store.scalar(
-                "SELECT program FROM programs WHERE program_id = ?", [sib])}
+            d["correct_sibling"] = {"program_id": correct.iloc[0].program_id, "program": correct.iloc[0].program}
     return d
 
 

@@ -279,7 +279,7 @@ def cached_review_state(db: str, version: tuple, ids: tuple, pid: str | None) ->
 DETAILS_KEPT = 256
 
 
-def static_detail(db: str, version: int, pid: str) -> dict | None:
+def static_detail(db: str, version: int, pid: str, position: int | None = None) -> dict | None:
     """A program's detail but its reviews, kept per data version (a verdict does not change it),
     so the programs read ahead by :func:`read_ahead` open at once."""
     shared = _shared()
@@ -288,7 +288,7 @@ def static_detail(db: str, version: int, pid: str) -> dict | None:
         if key in shared["details"]:
             return shared["details"][key]
     with reading(db) as store:
-        d = rv.program_detail(store, pid, reviews=False)
+        d = rv.program_detail(store, pid, reviews=False, position=position)
     with shared["lock"]:
         shared["details"][key] = d
         while len(shared["details"]) > DETAILS_KEPT:
@@ -296,13 +296,13 @@ def static_detail(db: str, version: int, pid: str) -> dict | None:
     return d
 
 
-def read_ahead(db: str, version: int, pids: list[str]) -> None:
+def read_ahead(db: str, version: int, pids: list[tuple[str, int]]) -> None:
     """Read the details of the programs a reviewer opens next, in the background (a thread the
     process waits for when it exits: DuckDB aborts a process that exits in the middle of a read)."""
     def work() -> None:
-        for pid in pids:
+        for pid, position in pids:
             try:
-                static_detail(db, version, pid)
+                static_detail(db, version, pid, position)
             except StoreError:
                 return
 
@@ -462,9 +462,14 @@ class Ctx:
     def ids(self, start: int) -> list[str]:
         return [pid for pid, _ in self.page(start)]
 
+    def at(self, pos: int) -> tuple[str, int] | None:
+        """``(program_id, row in programs)`` of the list's position ``pos``."""
+        page = self.page((pos // self.page_size) * self.page_size)
+        return page[pos % self.page_size] if pos % self.page_size < len(page) else None
+
     def pid_at(self, pos: int) -> str | None:
-        ids = self.ids((pos // self.page_size) * self.page_size)
-        return ids[pos % self.page_size] if pos % self.page_size < len(ids) else None
+        found = self.at(pos)
+        return found[0] if found else None
 
 
 def _filters_changed(ctx: Ctx) -> None:
@@ -538,7 +543,7 @@ def review_area(ctx: Ctx) -> None:
         ids = [pid for pid, _ in page]
         data, _ = versions(ctx.db)
         table = cached_rows(ctx.db, data, tuple(page)).copy()
-        pid = (ids[pos - start] if 0 <= pos - start < len(ids) else ctx.pid_at(pos)) if total else None
+        pid, position = (ctx.at(pos) or (None, None)) if total else (None, None)
         page_verdicts, reviews = cached_review_state(ctx.db, versions(ctx.db), tuple(ids), pid)
         table["verdict"] = table.program_id.map(page_verdicts)
     except StoreError as exc:
@@ -556,7 +561,7 @@ def review_area(ctx: Ctx) -> None:
     with left:
         clicked, selected = _program_table(ctx, table, total, exact, pos, start)
         if clicked != pos:  # a row just selected: its program opens
-            pos, pid = clicked, ctx.pid_at(clicked)
+            pos, (pid, position) = clicked, ctx.at(clicked) or (None, None)
             try:
                 reviews = cached_review_state(ctx.db, versions(ctx.db), (), pid)[1]
             except StoreError as exc:
@@ -568,7 +573,7 @@ def review_area(ctx: Ctx) -> None:
             st.info("No program matches these filters.")
             return
         try:
-            d = static_detail(ctx.db, data, pid) if pid else None
+            d = static_detail(ctx.db, data, pid, position) if pid else None
         except StoreError as exc:
             busy(exc)
         if d is None:
@@ -581,8 +586,8 @@ def review_area(ctx: Ctx) -> None:
             with st.container(border=True):
                 _fix_panel(ctx, d)
     # after the page is out, so the read does not compete with it
-    read_ahead(ctx.db, data, [p for p in (ctx.pid_at(pos + 1) if pos + 1 < total else None,
-                                          ctx.pid_at(pos - 1) if pos else None) if p])
+    read_ahead(ctx.db, data, [p for p in (ctx.at(pos + 1) if pos + 1 < total else None,
+                                          ctx.at(pos - 1) if pos else None) if p])
 
 
 def _progress(ctx: Ctx, total: int, exact: bool) -> None:
