@@ -148,8 +148,6 @@ def load(st: Store, split: str, method: str):
 def run_method(st: Store, base: Path, work: Path, task: str, method: str, examples: list, data: dict,
                args) -> tuple[dict, list]:
     """Train one student and evaluate it on both test sets; ``(summary, rows)``."""
-    import math
-
     from transformers import AutoTokenizer
 
     from pad_train.evaluate import EvalConfig, evaluate
@@ -157,9 +155,8 @@ def run_method(st: Store, base: Path, work: Path, task: str, method: str, exampl
 
     tok = AutoTokenizer.from_pretrained(base)
     longest = max(len(tok(e.target)["input_ids"]) for e in examples) + 1
-    per_epoch = math.ceil(len(examples) / args.batch_size)
-    cfg = SFTConfig(epochs=args.steps / per_epoch, lr=args.lr, batch_size=args.batch_size,
-                    max_length=args.positions, seed=args.seed, save_every=args.steps, log_every=25)
+    cfg = SFTConfig(max_steps=args.steps, lr=args.lr, batch_size=args.batch_size, max_length=args.positions,
+                    seed=args.seed, save_every=args.steps, log_every=25)
     out = work / f"{task}-{method}"
     t0 = time.perf_counter()
     # a line on stderr every PAD_PROGRESS_INTERVAL s (10): the training and evaluation loops take minutes
@@ -204,6 +201,25 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def provenance() -> dict:
+    """Where and when a table was measured: the commit, whether the code it ran differed from it,
+    the date and the machine's load average."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30).stdout.rstrip()
+        except OSError:
+            return ""
+
+    changed = git("status", "--porcelain", "--", "pad_data", "pad_train", "bench/bench_paper.py")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_code": changed.splitlines(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": list(os.getloadavg()),
+            "cpus": os.cpu_count()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help=f"smaller run, < 20 min on 2 cores: {QUICK}")
@@ -238,7 +254,8 @@ def main(argv: list[str] | None = None) -> dict:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         result: dict = {"rows": [], "methods": {}, "data": {}, "model": {},
-                        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+                        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                        "measured": provenance()}
         with Store(work / "pad.duckdb") as st:
             for task in tasks:
                 t0 = time.perf_counter()
@@ -258,9 +275,13 @@ def main(argv: list[str] | None = None) -> dict:
                     result["methods"][task][method] = summary
                     result["rows"] += rows
     result["seconds"] = round(time.perf_counter() - t_all, 1)
+    result["measured"]["load_average_end"] = list(os.getloadavg())
     print()
     print(table(result))
-    print(f"\ntotal {result['seconds']:.0f} s. Coin flip answers are yes/no: 50% is chance.")
+    m = result["measured"]
+    print(f"\ntotal {result['seconds']:.0f} s at {m['commit']}{' (with uncommitted changes)' if m['uncommitted_code'] else ''}"
+          f", {m['date']}, load average {m['load_average'][0]:.1f} -> {m['load_average_end'][0]:.1f} on {m['cpus']} "
+          "cores. Coin flip answers are yes/no: 50% is chance.")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

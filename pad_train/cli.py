@@ -12,7 +12,7 @@ from pad_data.store import Store, resolve_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="pad-train: fine-tune a student on curated splits and evaluate it in the sandbox.")
-from pad_data.cli import _cli_errors, _progress, console  # noqa: E402  (one place for output, progress and errors)
+from pad_data.cli import _cli_errors, _progress, console, err_console  # noqa: E402  (one place for output, progress and errors)
 from pad_data.store.render import add_row, plain_table, say  # noqa: E402
 _state: dict = {"db": None}
 REPORT_WIDTH = 100  # `pad-train report` fits a terminal of this width
@@ -40,13 +40,24 @@ def sft(split: str = typer.Option(..., "--split", help="curated snapshot name, o
         mix: float = typer.Option(0.0, help="refine: add MIX x (refinement examples) question -> program examples"),
         mix_split: Optional[str] = typer.Option(None, help="refine: take the --mix examples from this program "
                                                            "snapshot [default: the pairs' own targets]"),
-        resume: bool = typer.Option(False, help="continue from the latest checkpoint in --out"),
-        seed: int = typer.Option(0), save_every: int = typer.Option(0, help="checkpoint every N steps (0: each epoch)")):
+        resume: bool = typer.Option(False, help="continue from the newest checkpoint in --out (none: an error)"),
+        seed: int = typer.Option(0),
+        save_steps: int = typer.Option(0, "--save-steps", "--save-every",
+                                       help="checkpoint every N steps (0: at the end of each epoch)"),
+        grad_accum: int = typer.Option(1, help="gradient accumulation steps (batch = --batch-size x N)"),
+        max_steps: int = typer.Option(0, help="train N optimizer steps (0: --epochs decides)"),
+        limit: Optional[int] = typer.Option(None, help="at most N training examples"),
+        eval_steps: int = typer.Option(0, help="every N steps, score the split's validation problems by executing "
+                                               "a greedy program each in the sandbox (0: never)"),
+        lora: bool = typer.Option(False, help="train LoRA adapters (peft), merged into the saved model"),
+        lora_r: int = typer.Option(16), lora_alpha: float = typer.Option(32.0),
+        lora_targets: Optional[str] = typer.Option(None, help="comma-separated module names [default: peft's]"),
+        report_to: str = typer.Option("none", help="none | tensorboard | wandb | ... (transformers' report_to)")):
     """Fine-tune a student: question -> program (or -> rationale with --cot, or refinement with --task refine)."""
-    from pad_train.data import load_examples, load_refine_examples
+    from pad_train.data import load_examples, load_problems, load_refine_examples
     from pad_train.sft import SFTConfig, train
 
-    with _training(out, save_every, "one is written at the end of each epoch"):
+    with _training(out, save_steps, "one is written at the end of each epoch"):
         if task not in ("program", "refine"):
             raise ValueError(f"unknown --task {task!r}; choose program or refine")
         if (mix or mix_split) and task != "refine":
@@ -57,19 +68,28 @@ def sft(split: str = typer.Option(..., "--split", help="curated snapshot name, o
             examples = (load_refine_examples(split, "train", store, mix=mix, mix_split=mix_split, seed=seed)
                         if task == "refine" else
                         load_examples(split, "train", store, cot=cot, answer_only=answer_only))
+            if eval_steps and (task != "program" or cot or answer_only):
+                raise ValueError("--eval-steps scores programs by execution: it goes with --task program "
+                                 "(not --cot, --answer-only or refine)")
+            validation = load_problems(split, "validation", store) if eval_steps else None
         finally:
             if store:
                 store.close()
         cfg = SFTConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, bf16=bf16, seed=seed,
-                        save_every=save_every)
+                        save_every=save_steps, grad_accum=grad_accum, max_steps=max_steps, limit=limit,
+                        eval_steps=eval_steps, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha,
+                        lora_targets=lora_targets, report_to=report_to)
         with _progress("training") as progress:
-            r = train(model, examples, out, cfg, resume=resume,
+            r = train(model, examples, out, cfg, resume=resume, validation=validation,
                       progress=lambda s, t, rec: progress(s, t, f"loss {rec['loss']:.3f}, "
                                                                 f"{rec['tokens_per_s']:,.0f} tok/s"))
     cut = (f"; --max-length {max_length} cut {r['truncated']:,} of them (their ends are not learned)"
            if r.get("truncated") else "")
-    say(console, f"trained {r['steps']} steps on {len(examples)} examples{cut}: loss {r['first_loss']:.3f} -> "
-                  f"{r['last_loss']:.3f}, {r['tokens_per_s']:,.0f} tokens/s; model in {r['out']}")
+    accuracy = ("; validation accuracy by execution " + " -> ".join(
+        f"{100 * e['eval_accuracy']:.1f}%" for e in r["eval"]) + f" (steps {', '.join(str(e['step']) for e in r['eval'])};"
+        f" {r['eval'][-1]['eval_correct']}/{r['eval'][-1]['eval_problems']} at the end)") if r["eval"] else ""
+    say(console, f"trained {r['steps']} steps on {r['examples']} examples{cut}: loss {r['first_loss']:.3f} -> "
+                  f"{r['last_loss']:.3f}, {r['tokens_per_s']:,.0f} tokens/s{accuracy}; model in {r['out']}")
 
 
 def _is_dir(path: str) -> bool:
@@ -83,12 +103,15 @@ def _training(out: str, every: int, otherwise: str = "none is written before the
     """A training run's errors as one line; Ctrl-C says exactly what was saved in ``out``."""
     from pad_train.runs import saved_note
 
+    stopped = False
     with _errors():
         try:
             yield
         except KeyboardInterrupt:
-            console.print(saved_note(out, every, otherwise), soft_wrap=True)
-            raise typer.Exit(130) from None
+            err_console.print(saved_note(out, every, otherwise), soft_wrap=True)
+            stopped = True
+    if stopped:  # raised here, not inside _errors(), which would report typer's Exit as an error
+        raise typer.Exit(130)
 
 
 @app.command()

@@ -19,7 +19,7 @@ from typing import Callable
 
 from pad_train.data import load_problems, prompt_for
 from pad_train.rewards import ExecutionReward, RewardScheme
-from pad_train.runs import check_model_source, lora_config, resume_point
+from pad_train.runs import check_model_source, lora_config, quiet, resume_point
 
 
 @dataclass
@@ -112,6 +112,7 @@ def train_grpo(model_name: str, split: str, store_path: str | Path, out: str | P
         trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=reward, train_dataset=data, args=args,
                               peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_targets, "CAUSAL_LM")
                               if cfg.lora else None, callbacks=[Progress()])
+        quiet(trainer)
         result = trainer.train(resume_from_checkpoint=start_from)
         labels, rollouts = dict(reward.labels), reward.rollouts
     final = trainer.model.merge_and_unload() if cfg.lora else trainer.model

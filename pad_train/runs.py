@@ -6,6 +6,7 @@
 - :func:`lora_config`: a peft ``LoraConfig`` from ``--lora-r/--lora-alpha/--lora-targets``.
 - :func:`resume_point`: the newest ``OUT/checkpoint-N`` for ``--resume``; none is an error.
 - :func:`saved_note`: what an interrupted run left in ``OUT``, said exactly.
+- :func:`quiet`: no log dicts printed by the trainer itself.
 """
 
 from __future__ import annotations
@@ -59,9 +60,19 @@ def lora_config(r: int, alpha: float, targets: str | None, task_type: str):
     return LoraConfig(r=r, lora_alpha=alpha, target_modules=modules, lora_dropout=0.0, task_type=task_type)
 
 
+def quiet(trainer) -> None:
+    """Drop transformers' printer of every log dict (``disable_tqdm`` puts it on stdout): pad-train
+    reports progress and results itself."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+
+
 def checkpoints(out: str | Path) -> list[Path]:
-    """``OUT/checkpoint-N`` folders, oldest first."""
-    found = [p for p in Path(out).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    """Complete ``OUT/checkpoint-N`` folders, oldest first (the trainers write ``trainer_state.json``
+    last, so a folder without it was cut short and cannot be resumed from)."""
+    found = [p for p in Path(out).glob("checkpoint-*")
+             if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 

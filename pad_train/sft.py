@@ -1,30 +1,35 @@
-"""Supervised fine-tuning: question -> program (or -> rationale for the CoT baseline).
+"""Supervised fine-tuning on the ecosystem's trainers: question -> program (or -> rationale for the CoT baseline).
 
-A plain PyTorch loop rather than ``transformers.Trainer``: the data is small and the work
-simple, and a visible loop makes the two things that matter explicit: causal LMs learn only
-the target (prompt tokens get label -100), and batches are bucketed by length (sorted into
-batches of similar length, batches shuffled) so little compute goes to padding. Both causal
-LMs (GPT-2, Qwen, ...) and seq2seq models (CodeT5, T5) work.
+- Causal LMs (GPT-2, Qwen, ...): TRL's ``SFTTrainer`` on prompt-completion data with
+  completion-only loss. Each example reaches it as TRL's own prompt-completion preprocessing
+  leaves one (``input_ids`` + ``completion_mask``), tokenized by :func:`encode` so pad's cut rule
+  for long examples applies and is counted; TRL builds the labels (prompt tokens -100).
+- Seq2seq students (CodeT5, T5): transformers' ``Seq2SeqTrainer`` (source -> target).
 
-Checkpoints: ``OUT/checkpoint-<step>`` (model, tokenizer, optimizer, scheduler, RNG state);
-``resume=True`` continues from the latest one (none is an error). The final model is saved in
-``OUT``. Logs (loss, lr, tokens/s) go to ``OUT/train_log.jsonl`` and the progress bar; the summary
-counts the examples ``max_length`` cut. A model name that is neither a local directory nor in
-the Hugging Face cache fails at once when the Hub is out of reach (:mod:`pad_train.runs`).
+Both group batches by length (``train_sampling_strategy="group_by_length"``), so little compute
+goes to padding. Options: LoRA (peft, :func:`pad_train.runs.lora_config`, merged into the saved
+model), gradient accumulation, ``max_steps``, ``limit``, ``report_to`` and, every ``eval_steps``
+steps, the validation problems scored by *execution* (:class:`ExecutionEval`: greedy programs run
+in pad's sandbox and labelled against the gold answer), accuracy logged beside the loss.
+
+Checkpoints: the trainer's ``OUT/checkpoint-<step>`` (every ``save_every`` steps, else at the end of
+each epoch); ``resume=True`` continues from the newest one (none is an error). The final model is
+saved in ``OUT``. Logs (loss, lr, tokens/s, eval accuracy) go to ``OUT/train_log.jsonl`` and the
+progress callback; the summary counts the examples ``max_length`` cut. A model name that is
+neither a local directory nor in the Hugging Face cache fails at once when the Hub is out of
+reach (:mod:`pad_train.runs`).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from pad_train.data import Example
-from pad_train.runs import check_model_source, resume_point
+from pad_train.data import Example, prompt_for
+from pad_train.runs import check_model_source, lora_config, quiet, resume_point
 
 
 @dataclass
@@ -39,6 +44,30 @@ class SFTConfig:
     seed: int = 0
     save_every: int = 0  # steps; 0 = at the end of each epoch
     log_every: int = 10
+    grad_accum: int = 1
+    max_steps: int = 0  # > 0: train this many steps (epochs is ignored)
+    limit: int | None = None  # at most N examples
+    eval_steps: int = 0  # > 0: score the validation problems by execution every N steps (and at the end)
+    eval_timeout: float = 2.0
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    lora_targets: str | None = None
+    report_to: str = "none"
+
+    def check(self) -> None:
+        for name in ("batch_size", "grad_accum", "max_length", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        for name in ("max_steps", "save_every", "eval_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("--limit must be >= 1")
+        if not self.max_steps and not self.epochs > 0:
+            raise ValueError("--epochs must be > 0 (or give --max-steps)")
+        if not self.lr > 0:
+            raise ValueError("--lr must be > 0")
 
 
 def load_model(name: str):
@@ -61,7 +90,10 @@ def load_model(name: str):
 
 
 def encode(examples: list[Example], tok, seq2seq: bool, max_length: int) -> tuple[list[dict], int]:
-    """Token ids and labels of each example, and how many examples ``max_length`` cut."""
+    """Trainer-ready rows of each example, and how many examples ``max_length`` cut.
+
+    Causal: ``input_ids`` (prompt + target + end token) and ``completion_mask`` (1 on the target),
+    TRL's prompt-completion form. Seq2seq: ``input_ids`` and ``labels``."""
     out, cut = [], 0
     eos = tok.eos_token or ""
     for ex in examples:
@@ -71,7 +103,7 @@ def encode(examples: list[Example], tok, seq2seq: bool, max_length: int) -> tupl
                 cut += 1
                 src = tok(ex.prompt, truncation=True, max_length=max_length)["input_ids"]
                 tgt = tok(ex.target, truncation=True, max_length=max_length)["input_ids"]
-            out.append({"input_ids": src, "labels": tgt})
+            out.append({"input_ids": src, "labels": tgt, "length": len(src)})
         else:
             p = tok(ex.prompt, add_special_tokens=False)["input_ids"]
             t = tok(ex.target + eos, add_special_tokens=False)["input_ids"]
@@ -81,114 +113,194 @@ def encode(examples: list[Example], tok, seq2seq: bool, max_length: int) -> tupl
                 # target, so every example still has something to learn (no all -100 labels)
                 t = t[:max_length - min(len(p), max_length // 2)]
                 p = p[len(p) - (max_length - len(t)):]
-            ids = p + t
-            labels = [-100] * len(p) + t  # the prompt is context, not a target
-            out.append({"input_ids": ids, "labels": labels})
+            out.append({"input_ids": p + t, "completion_mask": [0] * len(p) + [1] * len(t), "length": len(p) + len(t)})
     return out, cut
 
 
-def buckets(items: list[dict], batch_size: int, rng: random.Random) -> list[list[dict]]:
-    """Batches of similar length, in shuffled order."""
-    order = sorted(range(len(items)), key=lambda i: (len(items[i]["input_ids"]), rng.random()))
-    batches = [[items[i] for i in order[k:k + batch_size]] for k in range(0, len(order), batch_size)]
-    rng.shuffle(batches)
-    return batches
+class ExecutionEval:
+    """Validation accuracy by execution: a greedy program per problem (the prompt ``eval`` uses),
+    run in one warm sandbox pool and rewarded 1 iff its label is ``correct``
+    (:class:`pad_train.rewards.ExecutionReward`, the reward GRPO trains on)."""
+
+    def __init__(self, problems: list[dict], tok, seq2seq: bool, max_new_tokens: int, timeout: float,
+                 batch_size: int = 16):
+        from pad_train.evaluate import EvalConfig
+        from pad_train.rewards import ExecutionReward
+
+        self.problems, self.tok, self.seq2seq = problems, tok, seq2seq
+        self.cfg = EvalConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, timeout=timeout)
+        self.reward = ExecutionReward(timeout=timeout)
+
+    def __call__(self, model) -> dict:
+        import torch
+
+        from pad_train.evaluate import generate_texts
+
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                texts = generate_texts(model, self.tok, self.seq2seq, [prompt_for(p["question"])
+                                                                       for p in self.problems], self.cfg)
+        finally:
+            model.train(was_training)
+        columns = {k: [p[k] for p in self.problems] for k in ("answer", "answer_text")}
+        rewards = self.reward([t[0] for t in texts], **columns)
+        correct = sum(1 for label, _ in self.reward.last if label == "correct")
+        return {"eval_accuracy": correct / len(rewards), "eval_correct": correct, "eval_problems": len(rewards)}
+
+    def close(self) -> None:
+        self.reward.close()
 
 
-def collate(batch: list[dict], pad_id: int, seq2seq: bool):
-    import torch
+class _Schedule:
+    """The trainers' linear warmup and decay, with the first step already at lr / warmup (transformers'
+    linear schedule spends the first step at lr 0, one step behind during the warmup)."""
 
-    def pad(seqs, value):
-        n = max(len(s) for s in seqs)
-        return torch.tensor([s + [value] * (n - len(s)) for s in seqs])
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        import torch
 
-    ids = pad([b["input_ids"] for b in batch], pad_id)
-    labels = pad([b["labels"] for b in batch], -100)
-    attn = pad([[1] * len(b["input_ids"]) for b in batch], 0)
-    return {"input_ids": ids, "attention_mask": attn, "labels": labels}
+        if self.lr_scheduler is None:
+            warmup = max(1, self.args.get_warmup_steps(num_training_steps))
+            total = num_training_steps
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer or self.optimizer,
+                lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+        return self.lr_scheduler
 
 
 def train(model_name: str, examples: list[Example], out: str | Path, cfg: SFTConfig,
-          resume: bool = False, progress: Callable[[int, int, dict], None] | None = None) -> dict:
-    """Fine-tune ``model_name`` on ``examples``; returns a summary (steps, losses, tokens/s)."""
-    import torch
+          resume: bool = False, progress: Callable[[int, int, dict], None] | None = None,
+          validation: list[dict] | None = None) -> dict:
+    """Fine-tune ``model_name`` on ``examples``; returns a summary (steps, losses, tokens/s, eval accuracy).
 
+    ``validation``: problems (:func:`pad_train.data.load_problems`) scored by execution every
+    ``cfg.eval_steps`` steps."""
+    import datasets
+    import torch
+    from transformers import TrainerCallback
+
+    cfg.check()
+    if cfg.eval_steps and not validation:
+        raise ValueError("--eval-steps needs validation problems (the split has none)")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     resumed = resume_point(out, resume)  # --resume with no checkpoint is an error, not a fresh start
-    start_from = Path(resumed) if resumed else None
-    model, tok, seq2seq = load_model(str(start_from or model_name))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device).train()
-    rng = random.Random(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    data, truncated = encode(examples, tok, seq2seq, cfg.max_length)
-    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
-    total = max(1, int(round(cfg.epochs * steps_per_epoch)))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = int(cfg.warmup_ratio * total)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * max(0.0, (total - s) / max(1, total - warmup))
-        if s >= warmup else (s + 1) / max(1, warmup))
-    step = 0
-    if start_from is not None:
-        state = torch.load(start_from / "trainer_state.pt", weights_only=False)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step = state["step"]
-        rng.setstate(state["rng"])
-    use_bf16 = cfg.bf16 and (device == "cuda" and torch.cuda.is_bf16_supported() or device == "cpu")
+    examples = examples[:cfg.limit] if cfg.limit else examples
+    if not examples:
+        raise ValueError("no training examples")
+    model, tok, seq2seq = load_model(model_name)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, truncated = encode(examples, tok, seq2seq, cfg.max_length)
+    data = datasets.Dataset.from_list(rows)
+    common = dict(
+        output_dir=str(out), per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1, learning_rate=cfg.lr,
+        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, max_grad_norm=1.0, lr_scheduler_type="linear",
+        seed=cfg.seed, data_seed=cfg.seed, logging_steps=1, save_strategy="steps" if cfg.save_every else "epoch",
+        save_steps=cfg.save_every or 500, report_to=[] if cfg.report_to == "none" else cfg.report_to.split(","),
+        disable_tqdm=True, use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16,
+        train_sampling_strategy="group_by_length", include_num_input_tokens_seen="non_padding",
+        dataloader_pin_memory=False)
+    peft = lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_targets, "SEQ_2_SEQ_LM" if seq2seq else "CAUSAL_LM") \
+        if cfg.lora else None
     log_path = out / "train_log.jsonl"
     losses: list[float] = []
-    tokens = 0
+    evals: list[dict] = []
+    scorer = ExecutionEval(validation, tok, seq2seq, _eval_tokens(examples, tok, model), cfg.eval_timeout) \
+        if cfg.eval_steps else None
     t0 = time.perf_counter()
-    epoch_batches: list = []
-    with open(log_path, "a") as log:
-        while step < total:
-            if not epoch_batches:
-                epoch_batches = buckets(data, cfg.batch_size, rng)
-                # when resuming mid-epoch, skip the batches already seen
-                epoch_batches = epoch_batches[step % steps_per_epoch:] if step % steps_per_epoch else epoch_batches
-            batch = collate(epoch_batches.pop(0), tok.pad_token_id, seq2seq)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            losses.append(loss.item())
-            tokens += int(batch["attention_mask"].sum())
-            logged = step % cfg.log_every == 0 or step == total
-            if logged or progress:  # every step to progress (it decides what to show), every log_every to the log
-                rate = tokens / (time.perf_counter() - t0)
-                rec = {"step": step, "loss": sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
-                       "lr": sched.get_last_lr()[0], "tokens_per_s": rate, "epoch": step / steps_per_epoch}
-                if logged:
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                if progress:
-                    progress(step, total, rec)
-            at_epoch_end = step % steps_per_epoch == 0
-            if (cfg.save_every and step % cfg.save_every == 0) or (not cfg.save_every and at_epoch_end):
-                _save_checkpoint(out / f"checkpoint-{step}", model, tok, opt, sched, step, rng)
-    model.save_pretrained(out)
+    state0: dict = {}
+
+    class Logs(TrainerCallback):
+        """Every step's loss to ``progress``, the mean of every ``log_every`` to the log file; execution
+        accuracy every ``eval_steps``, through the trainer's log (so ``report_to`` gets it too)."""
+
+        def on_train_begin(self, args, state, control, **kw):
+            state0.update(step=state.global_step, tokens=state.num_input_tokens_seen)
+
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if scorer and (state.global_step % cfg.eval_steps == 0 or state.global_step >= state.max_steps):
+                metrics = scorer(model)
+                evals.append({"step": state.global_step, **metrics})
+                trainer.log(metrics)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            step = state.global_step
+            if "eval_accuracy" in logs:
+                _append(log_path, {"step": step, **logs})
+                return
+            if "loss" not in logs:
+                return
+            losses.append(float(logs["loss"]))
+            seconds = time.perf_counter() - t0
+            recent = losses[-cfg.log_every:]
+            rec = {"step": step, "loss": sum(recent) / len(recent), "lr": logs.get("learning_rate", 0.0),
+                   "tokens_per_s": (state.num_input_tokens_seen - state0.get("tokens", 0)) / seconds if seconds else 0.0,
+                   "epoch": state.epoch}
+            if step % cfg.log_every == 0 or step >= state.max_steps:
+                _append(log_path, rec)
+            if progress:
+                progress(step, state.max_steps, rec)
+
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
+    bars = is_progress_bar_enabled()
+    disable_progress_bar()  # TRL's dataset preparation bars; pad-train shows its own progress
+    try:
+        if seq2seq:
+            from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+            class PadSeq2SeqTrainer(_Schedule, Seq2SeqTrainer):
+                pass
+
+            if peft is not None:
+                from peft import get_peft_model
+
+                model = get_peft_model(model, peft)
+            trainer = PadSeq2SeqTrainer(model=model, args=Seq2SeqTrainingArguments(**common), train_dataset=data,
+                                        processing_class=tok, callbacks=[Logs()],
+                                        data_collator=DataCollatorForSeq2Seq(tok, model=model, label_pad_token_id=-100))
+        else:
+            from trl import SFTConfig as TRLConfig, SFTTrainer
+
+            class PadSFTTrainer(_Schedule, SFTTrainer):
+                pass
+
+            trainer = PadSFTTrainer(model=model, processing_class=tok, train_dataset=data, peft_config=peft,
+                                    callbacks=[Logs()],
+                                    args=TRLConfig(**common, completion_only_loss=True, max_length=cfg.max_length,
+                                                   packing=False))
+        quiet(trainer)
+        result = trainer.train(resume_from_checkpoint=resumed)
+    finally:
+        if scorer:
+            scorer.close()
+        if bars:
+            enable_progress_bar()
+    final = trainer.model.merge_and_unload() if cfg.lora else trainer.model
+    final.save_pretrained(out)
     tok.save_pretrained(out)
     (out / "pad_train.json").write_text(json.dumps({"base_model": model_name, "config": asdict(cfg),
-                                                   "examples": len(examples), "seq2seq": seq2seq}, indent=2))
+                                                   "examples": len(examples), "seq2seq": seq2seq,
+                                                   "trainer": "Seq2SeqTrainer" if seq2seq else "trl.SFTTrainer"},
+                                                  indent=2))
     seconds = time.perf_counter() - t0
-    return {"steps": step, "truncated": truncated, "first_loss": losses[0] if losses else None,
+    tokens = trainer.state.num_input_tokens_seen - state0.get("tokens", 0)
+    return {"steps": result.global_step, "truncated": truncated, "examples": len(examples),
+            "first_loss": losses[0] if losses else None,
             "last_loss": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None,
-            "tokens_per_s": tokens / seconds if seconds else 0.0, "seconds": seconds, "out": str(out)}
+            "tokens_per_s": tokens / seconds if seconds else 0.0, "seconds": seconds, "eval": evals, "out": str(out)}
 
 
-def _save_checkpoint(path: Path, model, tok, opt, sched, step: int, rng: random.Random) -> None:
-    import torch
+def _eval_tokens(examples: list[Example], tok, model) -> int:
+    """Room to write a validation program: twice the longest training target plus a margin, within
+    half a causal model's window (the prompt needs the rest)."""
+    want = 2 * max(len(tok(e.target)["input_ids"]) for e in examples) + 16
+    window = None if model.config.is_encoder_decoder else getattr(model.config, "max_position_embeddings", None)
+    return min(want, window // 2) if window else want
 
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
-                "rng": rng.getstate()}, path / "trainer_state.pt")
+
+def _append(path: Path, rec: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
