@@ -14,7 +14,8 @@ into a temporary folder put first on ``PYTHONPATH``) is started fresh and driven
 - **text search**: a word typed + Enter, to the first page's count shown;
 - **verdict**: ``a`` pressed on a runtime error, to the next program's title shown (``--repeats``
   verdicts in a row, median and max);
-- **key burst**: 10 ``j`` presses 150 ms apart, then how far the list moved once it settled.
+- **key burst**: 10 ``j`` presses 150 ms apart, then how far the list moved (waiting up to 30 s
+  for the 10th), and when.
 
 Then the data calls alone (uncached, this tree's ``pad_data.review``): what a first load, a label
 filter, a search and a verdict read and write. Results to ``bench/results/review.json``.
@@ -154,18 +155,16 @@ def drive(browser, port: int, new: bool, counts: dict, repeats: int) -> dict:
     # a burst of 10 j, 150 ms apart: where the list is once it settled
     page.wait_for_timeout(1000)
     start = repeats + 1
+    t_burst = time.perf_counter()
     for _ in range(10):
         page.keyboard.press("j")
         page.wait_for_timeout(150)
-    end = start
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        page.wait_for_timeout(1000)
+    end, deadline = start, time.monotonic() + 30
+    while time.monotonic() < deadline and end < start + 10:  # until all 10 are applied, or 30 s
+        page.wait_for_timeout(500)
         text = page.locator("h3").filter(has_text="Program ").first.inner_text()
-        now = int(text.split("Program ")[1].split(" of")[0].replace(",", ""))
-        if now == end and (not new or page.get_by_text("keys ready").count()):
-            break
-        end = now
+        end = int(text.split("Program ")[1].split(" of")[0].replace(",", ""))
+    out["burst_s"] = time.perf_counter() - t_burst
     out["burst_moved"] = end - start
 
     page.close()
@@ -315,7 +314,8 @@ def main() -> None:
             row(f"a: save, next program shown (median of {args.repeats})", "verdict_median_s",
                 d["verdict_write_and_reread_s"]),
             row("a: the slowest of those", "verdict_max_s"),
-            f"| 10 j presses 150 ms apart: programs moved | {b['burst_moved']} | **{p['burst_moved']}** | | |"]
+            f"| 10 j presses 150 ms apart: programs moved (in 30 s) | {b['burst_moved']} | **{p['burst_moved']}** | | |",
+            row("10 j presses: from the first press to the last move seen", "burst_s")]
     print(f"\n| {out['programs']:,} programs, headless Chromium | baseline {args.baseline_rev} (s) | pad (s) | "
           "speed-up | data calls alone (s) |\n|---|---|---|---|---|\n" + "\n".join(rows))
     print(f"load average at start {out['load_avg_at_start'][0]:.1f}, at end {out['load_avg_at_end'][0]:.1f}")

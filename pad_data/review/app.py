@@ -39,6 +39,7 @@ import threading
 import urllib.parse
 from typing import Iterator, NoReturn
 
+import duckdb
 import pandas as pd
 import streamlit as st
 
@@ -191,7 +192,8 @@ class ReadWriteLock:
 def _shared() -> dict:
     """What every session of this server shares: the lock its store connections take, the data
     versions (under their own lock), and the programs' details read ahead."""
-    return {"store": ReadWriteLock(), "lock": threading.Lock(), "details": collections.OrderedDict()}
+    return {"store": ReadWriteLock(), "lock": threading.Lock(), "details": collections.OrderedDict(),
+            "ahead": set()}
 
 
 @contextlib.contextmanager
@@ -203,7 +205,11 @@ def reading(db: str) -> Iterator:
 def write(db: str, fn, *args, data: bool = False, **kwargs):
     """``fn(*args, **kwargs)``, a write to the store, with no other connection of this server
     open meanwhile; then the versions it changed move (:func:`wrote`)."""
-    with _shared()["store"].write():
+    shared = _shared()
+    with shared["lock"]:  # a read ahead gives way: a verdict does not wait for it
+        for con in shared["ahead"]:
+            con.interrupt()
+    with shared["store"].write():
         out = fn(*args, **kwargs)
         wrote(db, data)
     return out
@@ -279,16 +285,24 @@ def cached_review_state(db: str, version: tuple, ids: tuple, pid: str | None) ->
 DETAILS_KEPT = 256
 
 
-def static_detail(db: str, version: int, pid: str, position: int | None = None) -> dict | None:
+def static_detail(db: str, version: int, pid: str, position: int | None = None, ahead: bool = False) -> dict | None:
     """A program's detail but its reviews, kept per data version (a verdict does not change it),
-    so the programs read ahead by :func:`read_ahead` open at once."""
+    so the programs read ahead by :func:`read_ahead` open at once; ``ahead``: such a read, which
+    a write interrupts (:func:`write`)."""
     shared = _shared()
     key = (db, version, pid)
     with shared["lock"]:
         if key in shared["details"]:
             return shared["details"][key]
     with reading(db) as store:
-        d = rv.program_detail(store, pid, reviews=False, position=position)
+        if ahead:
+            with shared["lock"]:
+                shared["ahead"].add(store.con)
+        try:
+            d = rv.program_detail(store, pid, reviews=False, position=position)
+        finally:
+            with shared["lock"]:
+                shared["ahead"].discard(store.con)
     with shared["lock"]:
         shared["details"][key] = d
         while len(shared["details"]) > DETAILS_KEPT:
@@ -302,8 +316,8 @@ def read_ahead(db: str, version: int, pids: list[tuple[str, int]]) -> None:
     def work() -> None:
         for pid, position in pids:
             try:
-                static_detail(db, version, pid, position)
-            except StoreError:
+                static_detail(db, version, pid, position, ahead=True)
+            except (StoreError, duckdb.Error):  # busy, or interrupted by a write
                 return
 
     thread = threading.Thread(target=work, name="pad-review-read-ahead")
