@@ -198,7 +198,7 @@ def train(model_name: str, examples: list[Example], out: str | Path, cfg: SFTCon
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, max_grad_norm=1.0, lr_scheduler_type="linear",
         seed=cfg.seed, data_seed=cfg.seed, logging_steps=1, save_strategy="steps" if cfg.save_every else "epoch",
         save_steps=cfg.save_every or 500, report_to=[] if cfg.report_to == "none" else cfg.report_to.split(","),
-        disable_tqdm=True, use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16,
+        disable_tqdm=True, use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16, activation_checkpointing=False,
         train_sampling_strategy="group_by_length", include_num_input_tokens_seen="non_padding",
         dataloader_pin_memory=False)
     peft = lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_targets, "SEQ_2_SEQ_LM" if seq2seq else "CAUSAL_LM") \
