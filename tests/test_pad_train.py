@@ -57,7 +57,7 @@ def test_sft_then_eval_learns_the_trivial_split_and_writes_student_programs(what
     assert r.returncode == 0, r.stderr
     with Store(whatis_store, read_only=True) as st:
         run = st.df("SELECT * FROM eval_runs").iloc[0]
-        # the hand-written loop this trainer replaced reached 72-100% here over five seeds
+        # held-out accuracy on this task swings with the seed (0-100% over eight runs): a generous bound
         assert run.questions == 18 and run.accuracy >= 0.5, run
         held_out = st.df("SELECT question, answer, answer_text FROM problems WHERE split = 'test' ORDER BY problem_id")
     # --eval-steps' scorer gives the same accuracy as `pad-train eval` on the same problems and model
