@@ -47,7 +47,7 @@ from pad_data.store import Store, content_id
 from pad_data.store.ids import student_program_id
 
 from pad_train.data import answer_prompt_for, cot_prompt_for, prompt_for, refine_prompt_for
-from pad_train.sft import load_model
+from pad_train.runs import load_model
 
 DECODES = ("auto", "greedy", "sample", "stepwise")
 

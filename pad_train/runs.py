@@ -97,3 +97,22 @@ def saved_note(out: str | Path, every: int, otherwise: str = "none is written be
     last = found[-1]
     return (f"interrupted: the last checkpoint is {last} (step {last.name.split('-')[-1]}); "
             f"rerun with --resume to continue from it")
+
+
+def load_model(name: str):
+    """``(model, tokenizer, is_seq2seq)`` for a local directory or a Hub name."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # pad-train shows its own progress
+    check_model_source(name)
+    try:
+        config = AutoConfig.from_pretrained(name)
+        tok = AutoTokenizer.from_pretrained(name)
+        seq2seq = bool(config.is_encoder_decoder)
+        model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok, seq2seq

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from pad_train.data import Example, prompt_for
-from pad_train.runs import check_model_source, lora_config, quiet, resume_point
+from pad_train.runs import load_model, lora_config, quiet, resume_point  # noqa: F401 - load_model: public here too
 
 
 @dataclass
@@ -68,25 +68,6 @@ class SFTConfig:
             raise ValueError("--epochs must be > 0 (or give --max-steps)")
         if not self.lr > 0:
             raise ValueError("--lr must be > 0")
-
-
-def load_model(name: str):
-    """``(model, tokenizer, is_seq2seq)`` for a local directory or a Hub name."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # pad-train shows its own progress
-    check_model_source(name)
-    try:
-        config = AutoConfig.from_pretrained(name)
-        tok = AutoTokenizer.from_pretrained(name)
-        seq2seq = bool(config.is_encoder_decoder)
-        model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(name)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot load model {name!r}: {str(exc).splitlines()[0]}") from None
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return model, tok, seq2seq
 
 
 def encode(examples: list[Example], tok, seq2seq: bool, max_length: int) -> tuple[list[dict], int]:
