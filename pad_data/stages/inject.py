@@ -332,7 +332,7 @@ def inject_errors(store: Store, per_program: int = 2, kinds: list[str] | None = 
     order = f"ORDER BY program_id LIMIT {int(limit)}" if limit else ""  # the first `limit` by program_id
     query = (f"SELECT program_id, problem_id, question, program, teacher, preamble_id FROM labeled_programs "
              f"WHERE {' AND '.join(where)} AND {{range}} {order}")  # each range's first, then all ranges'
-    by_kind, deep, made_n = Counter(), 0, 0
+    by_kind, deep = Counter(), 0
     # sources and variants stream through a scratch file, a batch at a time in memory: at 10M
     # programs the sources' text alone is several GB
     with scratch_db(store, "inject") as (db, path):
@@ -359,14 +359,13 @@ def inject_errors(store: Store, per_program: int = 2, kinds: list[str] | None = 
                 done += len(pids)
                 if progress:
                     progress(done, sources)
-                made_n += len(rows["program_id"])
                 with registered(db, pa.table(rows)) as t:
                     db.execute(f"INSERT INTO made SELECT * FROM {t}")
         db.close()
         with attached(store, path, "pad_inject"), store.transaction():
-            added = store.insert_rows("programs", "pad_inject.made", "program_id") if made_n else 0
+            added = store.insert_rows("programs", "pad_inject.made", "program_id") if by_kind else 0
     executed = execute(store, origin="injected", timeout=timeout, workers=workers)["executed"] if run else 0
-    return {"sources": sources, "variants": made_n, "added": added, "by_kind": dict(by_kind),
+    return {"sources": sources, "variants": sum(by_kind.values()), "added": added, "by_kind": dict(by_kind),
             "too_deep": deep, "executed": executed, "outcomes": outcomes(store)}
 
 
