@@ -139,6 +139,8 @@ def test_filter_open_judge_undo_jump_fix_and_rerun(store):
     assert _opened(at) == pid and any("Undone: reject of" in h for h in _html(at))
     assert _q(store, "SELECT verdict FROM current_reviews WHERE program_id = ? AND reviewer = 'tester'", [pid]) == \
         [("needs-fix",)]
+    assert _q(store, "SELECT verdict, undone_at IS NOT NULL FROM reviews WHERE program_id = ? ORDER BY reviewed_at",
+              [pid]) == [("needs-fix", False), ("reject", True)]  # the undone verdict stays in the history
 
     # the reviewer's queue: programs they judged leave it, and a verdict keeps the position
     at.toggle(key="queue").set_value(True).run()

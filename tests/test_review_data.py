@@ -119,7 +119,13 @@ def test_queue_undo_conflicts_and_counts_per_reviewer(db):
         [("reject",)]
     assert rv.undo(db, batch) == 1
     assert _q(db, "SELECT count(*) FROM current_reviews WHERE program_id = ?", first[:1]) == [(0,)]
-    assert _q(db, "SELECT count(*) FROM reviews WHERE batch_id IN (?, ?)", [batch, again]) == [(0,)]
+    # nothing is lost: both undone verdicts stay in the history, marked, and undoing again does nothing
+    assert _q(db, "SELECT verdict, undone_at IS NOT NULL FROM reviews WHERE batch_id IN (?, ?) ORDER BY reviewed_at",
+              [batch, again]) == [("reject", True), ("accept", True)]
+    assert rv.undo(db, batch) == 0
+    with rv.reading(db) as st:
+        assert rv.count(st, dataclasses_replace(f, unreviewed_by="ann")) == total  # back in the queue
+        assert rv.program_reviews(st, first[0])["reviews"].undone_at.notna().all()
     # a bulk batch is undone whole, leaving other reviewers' verdicts as they were
     bulk = rv.new_batch()
     assert rv.add_verdicts(db, "accept", None, "ann", filters=f, batch=bulk) == total

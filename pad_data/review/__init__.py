@@ -342,7 +342,8 @@ def new_batch() -> str:
 
 def undo(path: str, batch: str, memory: str | int | None = None) -> int:
     """Take back the verdicts of ``batch`` (one verdict, or a whole bulk verdict): each program
-    gets back its reviewer's verdict from before, or none. Returns how many programs."""
+    gets back its reviewer's verdict from before, or none; the history keeps the batch's rows,
+    marked ``undone_at``. Returns how many programs."""
     with writing(path, memory) as st, st.transaction():
         return st.undo_verdicts(batch)
 
@@ -383,10 +384,12 @@ def program_detail(store: Store, pid: str, reviews: bool = True, position: int |
 
 
 def program_reviews(store: Store, pid: str) -> dict:
-    """``{"verdict": ..., "reviews": DataFrame}`` of one program: its verdict now and its history."""
+    """``{"verdict": ..., "reviews": DataFrame}`` of one program: its verdict now and its history
+    (undone verdicts too, with when they were undone)."""
     return {"verdict": store.scalar("SELECT verdict FROM program_verdicts WHERE program_id = ?", [pid]),
             "reviews": store.df("SELECT r.verdict, r.note, r.reviewer, r.reviewed_at, "
-                                "c.review_id IS NOT NULL AS current FROM reviews r LEFT JOIN current_reviews c "
+                                "c.review_id IS NOT NULL AS current, r.undone_at FROM reviews r "
+                                "LEFT JOIN current_reviews c "
                                 "USING (review_id) WHERE r.program_id = ? "
                                 "ORDER BY r.reviewed_at DESC, r.rowid DESC", [pid])}
 

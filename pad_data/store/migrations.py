@@ -446,6 +446,12 @@ MIGRATIONS: list[list[str]] = [
                       LEFT JOIN executions e ON e.seq = l.seq) s
                 WHERE s.program_id = t.program_id AND s.preamble_id IS NOT NULL""")],
     ],
+    # v22: an undone verdict stays in the history: undo (Store.undo_verdicts) marks its reviews
+    # rows with undone_at instead of deleting them, and current_reviews, which curation and the
+    # review queue read, holds only verdicts that are not undone.
+    [
+        "ALTER TABLE reviews ADD COLUMN undone_at TIMESTAMP",
+    ],
 ]
 
 

@@ -491,21 +491,26 @@ class Store:
 
     def undo_verdicts(self, batch: str) -> int:
         """Take back the verdicts of ``batch`` (one :meth:`add_verdicts` call): its ``reviews`` rows
-        go, and each of its reviewer's programs gets back the verdict it had before (the latest
-        left in the history), or none. Returns the programs whose verdict was taken back. The
-        caller owns the transaction."""
+        stay in the history, marked ``undone_at``, and each of its reviewer's programs gets back
+        the verdict it had before (the latest not undone), or none. Returns the programs whose
+        verdict was taken back (0 for a batch already undone). The caller owns the transaction."""
         con = self.con
-        con.execute("CREATE OR REPLACE TEMP TABLE _pad_undo AS SELECT program_id, coalesce(reviewer, '') AS reviewer "
-                    "FROM reviews WHERE batch_id = ?", [batch])
+        con.execute("CREATE OR REPLACE TEMP TABLE _pad_undo AS SELECT DISTINCT program_id, "
+                    "coalesce(reviewer, '') AS reviewer FROM reviews WHERE batch_id = ? AND undone_at IS NULL",
+                    [batch])
         try:
             n = con.execute("SELECT count(*) FROM _pad_undo").fetchall()[0][0]
-            con.execute("DELETE FROM reviews WHERE batch_id = ?", [batch])
+            if not n:
+                return 0
+            con.execute("UPDATE reviews SET undone_at = current_timestamp::TIMESTAMP "
+                        "WHERE batch_id = ? AND undone_at IS NULL", [batch])
             con.execute("DELETE FROM current_reviews c USING _pad_undo u "
                         "WHERE c.program_id = u.program_id AND c.reviewer = u.reviewer")
             con.execute("""INSERT INTO current_reviews (program_id, reviewer, verdict, note, review_id, reviewed_at)
                            SELECT r.program_id, coalesce(r.reviewer, ''), r.verdict, r.note, r.review_id, r.reviewed_at
                            FROM reviews r JOIN _pad_undo u
                                ON r.program_id = u.program_id AND coalesce(r.reviewer, '') = u.reviewer
+                           WHERE r.undone_at IS NULL
                            QUALIFY row_number() OVER (PARTITION BY r.program_id, coalesce(r.reviewer, '')
                                                       ORDER BY r.reviewed_at DESC, r.rowid DESC) = 1""")
             return n
