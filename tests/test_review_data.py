@@ -54,6 +54,8 @@ def test_search_is_literal_and_the_list_keeps_the_stored_order(db):
         assert rv.page_ids(st, rv.Filters(text="100%_done\\x")) == [pid]
         assert rv.count(st, rv.Filters(text="100%_done\\x")) == 1
         assert rv.count(st, rv.Filters(text="100_%done")) == 0  # "_" and "%" are not wildcards
+        assert rv.page_ids(st, rv.Filters(text="DONE\\X")) == [pid]  # no escape character; any case
+        assert rv.count(st, rv.Filters(text="done\\")) == 1 and rv.count(st, rv.Filters(text="100%_DONE")) == 1
         # a capped count stops at cap + 1
         assert rv.count(st, rv.Filters(text="def"), cap=10) == 11
         for f in (rv.Filters(), rv.Filters(label=["wrong_answer"]), rv.Filters(text="return"),
@@ -107,7 +109,16 @@ def test_queue_undo_conflicts_and_counts_per_reviewer(db):
         first = rv.page_ids(st, dataclasses_replace(f, unreviewed_by="ann"), 0, 3)
     assert total > 10
     batch = rv.new_batch()
-    assert rv.add_verdicts(db, "reject", None, "ann", program_ids=first[:1], batch=batch) == 1
+    with rv.reading(db) as st:
+        (_, row), (_, other) = rv.page_positions(st, f, 0, 2)
+    # found by its row in programs; a row that is not the program's: found by its id
+    assert rv.add_verdicts(db, "reject", None, "ann", program_ids=first[:1], positions=[row], batch=batch) == 1
+    zed = rv.new_batch()
+    assert rv.add_verdicts(db, "reject", None, "zed", program_ids=first[:1], positions=[other], batch=zed) == 1
+    assert _q(db, "SELECT program_id FROM current_reviews WHERE reviewer = 'zed'") == [(first[0],)]
+    assert rv.undo(db, zed) == 1
+    with pytest.raises(ValueError, match="no program nope"):
+        rv.add_verdicts(db, "reject", None, "zed", program_ids=["nope"], positions=[row])
     with rv.reading(db) as st:  # the queue moves on; the judged program leaves it
         queue = dataclasses_replace(f, unreviewed_by="ann")
         assert rv.count(st, queue) == total - 1 and rv.page_ids(st, queue, 0, 2) == first[1:3]
@@ -118,14 +129,16 @@ def test_queue_undo_conflicts_and_counts_per_reviewer(db):
     assert _q(db, "SELECT verdict FROM current_reviews WHERE program_id = ? AND reviewer = 'ann'", first[:1]) == \
         [("reject",)]
     assert rv.undo(db, batch) == 1
-    assert _q(db, "SELECT count(*) FROM current_reviews WHERE program_id = ?", first[:1]) == [(0,)]
+    assert _q(db, "SELECT count(*) FROM current_reviews WHERE program_id = ? AND reviewer = 'ann'", first[:1]) == \
+        [(0,)]
     # nothing is lost: both undone verdicts stay in the history, marked, and undoing again does nothing
     assert _q(db, "SELECT verdict, undone_at IS NOT NULL FROM reviews WHERE batch_id IN (?, ?) ORDER BY reviewed_at",
               [batch, again]) == [("reject", True), ("accept", True)]
     assert rv.undo(db, batch) == 0
     with rv.reading(db) as st:
         assert rv.count(st, dataclasses_replace(f, unreviewed_by="ann")) == total  # back in the queue
-        assert rv.program_reviews(st, first[0])["reviews"].undone_at.notna().all()
+        history = rv.program_reviews(st, first[0])["reviews"]
+        assert history[history.reviewer == "ann"].undone_at.notna().tolist() == [True, True]
     # a bulk batch is undone whole, leaving other reviewers' verdicts as they were
     bulk = rv.new_batch()
     assert rv.add_verdicts(db, "accept", None, "ann", filters=f, batch=bulk) == total

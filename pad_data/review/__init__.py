@@ -119,8 +119,10 @@ class Filters:
                 [self.pattern])
         text = self.text.strip()
         if text:
-            add("(problem_id IN (SELECT problem_id FROM problems WHERE question ILIKE ? ESCAPE '\\') "
-                "OR program ILIKE ? ESCAPE '\\')", [like_pattern(text)] * 2)
+            question, q_params = contains_text("question", text)
+            program, p_params = contains_text("program", text)
+            add(f"(problem_id IN (SELECT problem_id FROM problems WHERE {question}) OR {program})",
+                q_params + p_params)
         return (f"SELECT program_id, problem_id, rowid AS pos FROM programs WHERE {' AND '.join(clauses) or 'TRUE'}",
                 params)
 
@@ -144,10 +146,15 @@ class Filters:
         return bool(self.verdict) or self.unreviewed_by is not None or self.conflicts
 
 
-def like_pattern(text: str) -> str:
-    """``%text%`` for ``LIKE``/``ILIKE ... ESCAPE '\\'``: ``%``, ``_`` and ``\\`` in ``text`` match
-    themselves, never a wildcard."""
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def contains_text(column: str, text: str) -> tuple[str, list]:
+    """``(condition, params)``: ``column`` contains ``text`` literally, ignoring case. Without
+    ``%`` or ``_`` in ``text`` that is ``ILIKE '%text%'`` (no escape character: ``\\`` is
+    literal); with them ``contains(lower(..), lower(..))``, so they never act as wildcards.
+    ``ILIKE ... ESCAPE`` would be one rule for both, but DuckDB runs it several times slower
+    (bench/README.md, the review app)."""
+    if "%" in text or "_" in text:
+        return f"contains(lower({column}), lower(?))", [text]
+    return f"{column} ILIKE ?", [f"%{text}%"]
 
 
 # programs whose reviewers' current verdicts differ
@@ -310,12 +317,14 @@ def verdicts_of(store: Store, ids: list[str]) -> dict[str, str]:
 
 def add_verdicts(path: str, verdict: str, note: str | None, reviewer: str | None,
                  filters: Filters | None = None, program_ids: list[str] | None = None,
-                 memory: str | int | None = None, batch: str | None = None) -> int:
+                 memory: str | int | None = None, batch: str | None = None,
+                 positions: list[int] | None = None) -> int:
     """Give ``verdict`` (and ``note``) of ``reviewer`` to every program ``filters`` match, or
-    to ``program_ids`` (each must exist), in one transaction, within ``memory`` (as
-    :func:`reading`); returns how many programs. The history keeps every verdict, under
-    ``batch`` (:func:`new_batch`; what :func:`undo` takes back) or a new batch id; each
-    reviewer has one current verdict per program."""
+    to ``program_ids`` (each must exist; ``positions``: their rows in ``programs``, as
+    :func:`page_positions` gives them, found without scanning for the ids), in one
+    transaction, within ``memory`` (as :func:`reading`); returns how many programs. The
+    history keeps every verdict, under ``batch`` (:func:`new_batch`; what :func:`undo` takes
+    back) or a new batch id; each reviewer has one current verdict per program."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}")
     if (filters is None) == (program_ids is None):
@@ -326,8 +335,14 @@ def add_verdicts(path: str, verdict: str, note: str | None, reviewer: str | None
             return st.add_verdicts(query, params, verdict, note or None, reviewer or None, batch=batch)
         ids = list(dict.fromkeys(program_ids))
         # the programs found are the ones judged: one scan checks and selects (raising rolls back)
-        n = st.add_verdicts("SELECT program_id FROM programs WHERE program_id = ANY(?)", [ids], verdict,
-                            note or None, reviewer or None, batch=batch)
+        select, params = "SELECT program_id FROM programs WHERE program_id = ANY(?)", [ids]
+        if positions is not None:
+            by_row = ("SELECT program_id FROM programs WHERE rowid = ANY(?::BIGINT[]) AND program_id = ANY(?)",
+                      [list(positions), ids])
+            if st.con.execute(f"SELECT count(DISTINCT program_id) FROM ({by_row[0]})", by_row[1]).fetchall()[0][0] \
+                    == len(ids):  # else a row moved: found by id
+                select, params = by_row
+        n = st.add_verdicts(select, params, verdict, note or None, reviewer or None, batch=batch)
         if n < len(ids):
             missing = st.con.execute("SELECT id FROM unnest(?::VARCHAR[]) t(id) ANTI JOIN programs p "
                                      "ON p.program_id = t.id LIMIT 1", [ids]).fetchall()

@@ -58,11 +58,33 @@ TABS = ["Programs", "Patterns", "Reviewers", "Overview", "SQL"]
 # Catches j/k/a/x/f anywhere on the page but in a text field, numbers each press and keeps it
 # until Python acknowledges its number (data.ack): presses made while the app reruns are sent
 # again with the next ones, so none is lost, and the badge shows how many wait ("keys ready" once
-# it listens: the component's script loads a moment after the page shows).
-KEYS_JS = """
-export default function(component) {
+# it listens). The listener is installed first by a bare component at the top of the page, which
+# shows before any data is read, so presses made before the review area's component has loaded
+# wait in the same queue and are sent when it mounts.
+KEYS_LISTEN_JS = """
+  const q = window.__padKeys || (window.__padKeys = { seq: 0, pending: [], listening: false, unsent: false });
+  if (!q.listening) {
+    q.listening = true;
+    window.addEventListener('keydown', (e) => {
+      if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+      const t = e.composedPath ? e.composedPath()[0] : e.target;
+      if (t && t.closest && t.closest('input, textarea, select, [contenteditable="true"], [role="combobox"]')) return;
+      const key = (e.key || '').toLowerCase();
+      if (!['j', 'k', 'a', 'x', 'f'].includes(key)) return;
+      e.preventDefault();
+      q.seq += 1;
+      q.pending.push({ seq: q.seq, key });
+      if (q.show) q.show();
+      if (q.send) q.send('keys', q.pending.slice()); else q.unsent = true;
+    }, true);
+  }
+"""
+EARLY_KEYS_JS = "export default function() {" + KEYS_LISTEN_JS + """
+  document.body.classList.add('pad-keys-early');
+}
+"""
+KEYS_JS = "export default function(component) {" + KEYS_LISTEN_JS + """
   const { data, setStateValue, parentElement } = component;
-  const q = window.__padKeys || (window.__padKeys = { seq: 0, pending: [], listening: false });
   const ack = (data && data.ack) || 0;
   q.send = setStateValue;
   document.body.classList.add('pad-keys-on');  // hides the "keys starting" note shown until now
@@ -75,20 +97,9 @@ export default function(component) {
                                            : '⌨ keys ready';
   };
   q.show();
-  if (!q.listening) {
-    q.listening = true;
-    window.addEventListener('keydown', (e) => {
-      if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
-      const t = e.composedPath ? e.composedPath()[0] : e.target;
-      if (t && t.closest && t.closest('input, textarea, select, [contenteditable="true"], [role="combobox"]')) return;
-      const key = (e.key || '').toLowerCase();
-      if (!['j', 'k', 'a', 'x', 'f'].includes(key)) return;
-      e.preventDefault();
-      q.seq += 1;
-      q.pending.push({ seq: q.seq, key });
-      q.show();
-      q.send('keys', q.pending.slice());
-    }, true);
+  if (q.unsent) {  // pressed before this component could send them
+    q.unsent = false;
+    if (q.pending.length) q.send('keys', q.pending.slice());
   }
 }
 """
@@ -162,11 +173,12 @@ class ReadWriteLock:
         self._cond = threading.Condition()
         self._readers = 0
         self._writer = False
+        self._writers_waiting = 0  # a waiting writer goes before new readers (a verdict before a read ahead)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[None]:
         with self._cond:
-            self._cond.wait_for(lambda: not self._writer)
+            self._cond.wait_for(lambda: not self._writer and not self._writers_waiting)
             self._readers += 1
         try:
             yield
@@ -178,7 +190,9 @@ class ReadWriteLock:
     @contextlib.contextmanager
     def write(self) -> Iterator[None]:
         with self._cond:
+            self._writers_waiting += 1
             self._cond.wait_for(lambda: not self._writer and not self._readers)
+            self._writers_waiting -= 1
             self._writer = True
         try:
             yield
@@ -193,7 +207,7 @@ def _shared() -> dict:
     """What every session of this server shares: the lock its store connections take, the data
     versions (under their own lock), and the programs' details read ahead."""
     return {"store": ReadWriteLock(), "lock": threading.Lock(), "details": collections.OrderedDict(),
-            "ahead": set()}
+            "ahead": {}}
 
 
 @contextlib.contextmanager
@@ -202,13 +216,16 @@ def reading(db: str) -> Iterator:
         yield store
 
 
-def write(db: str, fn, *args, data: bool = False, **kwargs):
+def write(db: str, fn, *args, data: bool = False, keep: str | None = None, **kwargs):
     """``fn(*args, **kwargs)``, a write to the store, with no other connection of this server
-    open meanwhile; then the versions it changed move (:func:`wrote`)."""
+    open meanwhile; then the versions it changed move (:func:`wrote`). Reads ahead give way
+    (interrupted), but for the one of program ``keep``, the program the write opens next: the
+    write waits for it, as its rerun would read it anyway."""
     shared = _shared()
-    with shared["lock"]:  # a read ahead gives way: a verdict does not wait for it
-        for con in shared["ahead"]:
-            con.interrupt()
+    with shared["lock"]:
+        for con, pid in shared["ahead"].items():
+            if pid != keep:
+                con.interrupt()
     with shared["store"].write():
         out = fn(*args, **kwargs)
         wrote(db, data)
@@ -297,12 +314,12 @@ def static_detail(db: str, version: int, pid: str, position: int | None = None, 
     with reading(db) as store:
         if ahead:
             with shared["lock"]:
-                shared["ahead"].add(store.con)
+                shared["ahead"][store.con] = pid
         try:
             d = rv.program_detail(store, pid, reviews=False, position=position)
         finally:
             with shared["lock"]:
-                shared["ahead"].discard(store.con)
+                shared["ahead"].pop(store.con, None)
     with shared["lock"]:
         shared["details"][key] = d
         while len(shared["details"]) > DETAILS_KEPT:
@@ -463,13 +480,25 @@ class Ctx:
     reviewer: str
 
     def count(self) -> tuple[int, bool]:
-        """``(programs matching, exact)``: a text search counts up to :data:`SEARCH_CAP`."""
-        cap = SEARCH_CAP if self.filters.text.strip() else None
-        n = cached_count(self.db, list_version(self.db, self.filters), self.filters, cap)
-        return (min(n, cap), False) if cap is not None and n > cap else (n, True)
+        """``(programs matching, exact)``: a text search counts up to :data:`SEARCH_CAP`, from
+        the same scan as its first pages (:meth:`matches`)."""
+        if self.filters.text.strip():
+            n = len(self.matches())
+            return (SEARCH_CAP, False) if n > SEARCH_CAP else (n, True)
+        return cached_count(self.db, list_version(self.db, self.filters), self.filters, None), True
+
+    def matches(self) -> list[tuple[str, int]]:
+        """A text search's first :data:`SEARCH_CAP` + 1 matches in the stored order: one scan,
+        which stops there (a rare word still reads every program)."""
+        return cached_positions(self.db, list_version(self.db, self.filters), self.filters, 0, SEARCH_CAP + 1,
+                                "stored", False)
 
     def page(self, start: int) -> list[tuple[str, int]]:
         """``(program_id, position)`` of the page from ``start``."""
+        if self.filters.text.strip() and self.sort == "stored" and not self.descending:
+            found = self.matches()
+            if start + self.page_size <= len(found) or len(found) <= SEARCH_CAP:
+                return found[start:start + self.page_size]
         return cached_positions(self.db, list_version(self.db, self.filters), self.filters, start,
                                 self.page_size, self.sort, self.descending)
 
@@ -498,11 +527,13 @@ def _filters_changed(ctx: Ctx) -> None:
 def judge(ctx: Ctx, pos: int, verdict: str, note: str | None = None) -> None:
     """``verdict`` for the program at ``pos``; the next program opens (in the queue, the one that
     takes its place)."""
-    pid = ctx.pid_at(pos)
-    if pid is None:
+    found = ctx.at(pos)
+    if found is None:
         return
+    pid, position = found
     batch = rv.new_batch()
-    write(ctx.db, rv.add_verdicts, ctx.db, verdict, note, ctx.reviewer, program_ids=[pid], batch=batch)
+    write(ctx.db, rv.add_verdicts, ctx.db, verdict, note, ctx.reviewer, program_ids=[pid], positions=[position],
+          batch=batch, keep=ctx.pid_at(pos + 1))
     st.session_state.setdefault("undo_stack", []).append({"batch": batch, "what": f"{verdict} of {pid}", "pos": pos})
     st.session_state["saved"] = f"Saved {verdict} for {pid}."
     if ctx.filters.unreviewed_by is None:
@@ -535,6 +566,11 @@ def _keys_component():
 @st.cache_resource
 def keys_component():
     return _keys_component()
+
+
+@st.cache_resource
+def early_keys_component():
+    return st.components.v2.component("pad_review_keys_early", html="<span></span>", js=EARLY_KEYS_JS)
 
 
 def move(delta: int | None = None, to: int | None = None) -> None:
@@ -926,6 +962,7 @@ def main() -> None:
     st.set_page_config(page_title="pad review", layout="wide", menu_items={"Get help": None,
                                                                           "Report a bug": None, "About": None})
     check_token()
+    early_keys_component()(key="pad_keys_early")  # listens before the data is read (see KEYS_LISTEN_JS)
     db = db_path()
     show(f'<div style="display:flex;gap:1em;align-items:baseline"><span style="font-size:1.6em;font-weight:700">'
          f'pad review</span><span style="color:#666">store: <code>{plain(db, keep="")}</code></span></div>')
