@@ -21,9 +21,10 @@ pytestmark = pytest.mark.e2e
 VM_SIZE = "import json\nwith open('/proc/self/statm') as f:\n    vm = int(f.read().split()[0])\n"
 NUMPY_VM = "import numpy as np\n" + VM_SIZE + "print(json.dumps({'vm': vm, 'np': float(np.sum(np.arange(3)))}))\nans = 1\n"
 CLASS_VM = VM_SIZE + "class P:\n    pass\nprint(json.dumps({'vm': vm, 'p': type(P()).__name__}))\nans = 1\n"
-CLASS = ("class Problem:\n    def __init__(self):\n        self.a = {i}\n\n    def answer(self):\n"
-         "        return self.a * 2 + 1\n\n\ndef solution():\n    return Problem().answer()\n")
-FRACTION = "from fractions import Fraction\n\n\ndef solution():\n    return float(Fraction({i}, 4) + Fraction(1, 4))\n"
+# forked, not for numpy: super() (a class cell) and a module outside the fast path's
+CLASS = ("class Problem(dict):\n    def __init__(self):\n        super().__init__(a={i})\n\n    def answer(self):\n"
+         "        return self['a'] * 2 + 1\n\n\ndef solution():\n    return Problem().answer()\n")
+FRACTION = "import fractions\n\n\ndef solution():\n    return float(fractions.Fraction({i}, 4) + fractions.Fraction(1, 4))\n"
 SYMPY = ("from sympy import symbols, Eq, solve\n\n\ndef solution():\n    x = symbols('x')\n"
          "    return float(solve(Eq(x, {i} * 3 + 2), x)[0])\n")
 
@@ -62,9 +63,9 @@ AFTER_PREAMBLE = "class A:\n    pass\n\n\ndef solution():\n    return Fraction(K
 BAD_PREAMBLE = "from fractions import Fraction\nK = 1 / 0\n"
 # code objects nested deeper than marshal carries (and within what the compiler and the name
 # check accept): nothing to do with numpy, so it must run the same once numpy is loaded
-DEEP = "class A:\n    pass\n\n\nf = " + "lambda: " * 1000 + "41\nans = 2 * 21\n"
+DEEP = "import statistics\n\n\nf = " + "lambda: " * 1000 + "41\nans = 2 * 21\n"
 # the order a loop over a set constant takes: marshal would rebuild the set in another one
-GREEDY = ("from fractions import Fraction\n\n\ndef solution():\n    left, used = 200, 0\n"
+GREEDY = ("import statistics\n\n\ndef solution():\n    left, used = 200, 0\n"
           "    for coin in {25, 186, 18, 175}:\n        used += left // coin\n        left %= coin\n    return used\n")
 
 

@@ -190,11 +190,13 @@ def test_fast_path_admits_preamble_and_program_as_one_program():
         ("import numpy as np\n", "def solution():\n    return int(np.int64(3))\n"),  # read: forked
         ("np = 1\n", "import numpy as np\nans = 3\n"),
         ("from math import *\n", "ans = floor(3.5)\n"),  # a star import
-        ("import math\nmath.tau = 3\n", "ans = math.tau\n"),  # an attribute store
+        ("import math\nmath.tau = 3\n", "ans = math.tau\n"),  # a store into a read-only module copy
         ("f = getattr\n", "ans = 3\n"),
-        ("class A:\n    pass\n", "ans = 3\n"),
+        ("class A:\n    pass\n", "ans = 3\n"),  # a class, nothing imported: fast
         ("def g():\n    yield 1\n", "ans = 3\n"),
-        ("import fractions\n", "ans = 3\n"),
+        ("import fractions\n", "ans = 3\n"),  # the module bound: forked
+        ("from fractions import Fraction\n", "class A:\n    pass\nans = 3\n"),  # Fraction and a class
+        ("from fractions import Fraction\n", "ans = int(Fraction(6, 2))\n"),
         ("from math import gcd\nseen = []\n", "seen.append(1)\nans = len(seen) + gcd(4, 6)\n"),
     ]
 
@@ -211,8 +213,9 @@ def test_fast_path_admits_preamble_and_program_as_one_program():
     together = paths([(i, prog, pre) for i, (pre, prog) in enumerate(pairs)])
     alone = paths([(i, pre + "pass\n" + prog) for i, (pre, prog) in enumerate(pairs)])
     assert together == alone
-    assert [fast for fast, _, _ in together.values()] == [True, False, False, False, False, False, False, False,
-                                                         False, True]
+    assert [fast for fast, _, _ in together.values()] == [True, False, False, False, True, False, True, False,
+                                                         False, False, True, True]
+    assert together[4][1:] == ("forbidden", None) and together[10][1:] == ("ok", 3)
     with SandboxPool(workers=1, timeout=2.0, isolation_level="process") as pool:
         last = pairs[-1]
         assert {r.value for _, r in pool.map((i, last[1], last[0]) for i in range(20))} == {3}

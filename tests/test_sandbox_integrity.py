@@ -260,7 +260,7 @@ def test_a_match_pattern_cannot_smuggle_a_program_onto_the_fast_path():
     victim = "def solution():\n    return sum([1, 2, 3])\n"
     with SandboxPool(workers=1, timeout=1.0) as pool:
         res = dict(pool.map([(0, victim), (1, poison), (2, victim), (3, ORDINARY[2])]))
-        assert pool.stats["forked"] >= 2  # the match program did not run in the worker itself
+        assert pool.stats["forked"] == 1  # the match program did not run in the worker itself
     assert (res[0].value, res[2].value, res[3].value) == (6, 6, 6.0)
 
 
@@ -522,19 +522,15 @@ def test_the_workers_own_filter_refuses_sockets_and_keeps_pipes_and_fork():
 
 
 # ---------------------------------------------------------------- what the fast path admits
-# An unused numpy import runs in the zygote itself (fractions programs are forked): each program
-# must get the label the forked path gives, and nothing a program reaches may change a later one.
+# An unused numpy import, ``from fractions import Fraction``, and classes and attribute stores with
+# nothing imported but math run in the zygote itself: each program must get the label the
+# forked path gives, and nothing a program reaches may change a later one.
 FAST_ADMITTED = [
     ORDINARY[2],
     prog("""
     from fractions import Fraction
     def solution():
         return float(Fraction('3/7').limit_denominator(5) + Fraction.from_float(0.5))
-    """),
-    prog("""
-    import fractions
-    def solution():
-        return fractions.Fraction(1, 3) * 3 + fractions.Fraction(1, 2) + 1.5
     """),
     prog("""
     from fractions import Fraction
@@ -544,22 +540,76 @@ FAST_ADMITTED = [
     "from fractions import Fraction\nans = sorted([Fraction(1, 2), 0.25, 1])\n",
     "import math\nimport numpy as np\n\ndef solver():\n    return math.sqrt(16) + 1\nans = solver()\n",
     "import numpy\nans = 7\n",
+    prog('''
+    """A teacher's program: a docstring, classes, a main guard."""
+    import math
+    class Account(object):
+        """Money in and out."""
+        rate = 0.5
+        def __init__(self, balance):
+            self.balance = balance
+        @property
+        def doubled(self):
+            return self.balance * 2
+        @staticmethod
+        def fee():
+            return 3
+        @classmethod
+        def empty(cls):
+            return cls(0)
+        def __repr__(self):
+            return f"Account({self.balance})"
+        def __lt__(self, other):
+            return self.balance < other.balance
+        def __eq__(self, other):
+            return self.balance == other.balance
+        __hash__ = None
+    def solution():
+        accounts = sorted([Account(5), Account(2), Account.empty()])
+        accounts[0].note = "first"
+        del accounts[0].note
+        total = sum(a.doubled for a in accounts) + Account.fee() + math.floor(Account.rate)
+        print(accounts, __name__)
+        return total
+    if __name__ == "__main__":
+        print(solution())
+    '''),
+    prog("""
+    class Broke(Exception):
+        pass
+    def solution():
+        raise Broke('no money left')
+    """),
+    prog("""
+    class Counter(dict):
+        def __getitem__(self, key):
+            return self.get(key, 0)
+    def solution():
+        c = Counter()
+        return c['x'] + 1
+    """),
+    "import math\nmath.pi = 3\nans = math.pi\n",  # a store into the read-only module copy
+    "class P:\n    pass\np = P()\nans = p\n",
+    "ans = __name__\n",
 ]
 FRACTION_VICTIM = prog("""
     from fractions import Fraction
     def solution():
         return [isinstance(1.5, Fraction), Fraction(1, 2) + 1.5, str(Fraction(3, 6)), repr(Fraction(1, 3))]
     """)
-# Senders that reach shared state through fractions; the last three were found by an attacker's
-# review of a fast path that admitted Fraction: the decimal context from_decimal creates, a sticky
-# decimal flag from a caught MemoryError, and the numbers ABCs' caches a forked program can read.
-FRACTION_SENDERS = [
+# Senders that reach shared state through fractions (some found by an attacker's review of a fast
+# path that admitted Fraction: the decimal context from_decimal creates, a sticky decimal flag
+# from a caught MemoryError, the numbers ABCs' caches a forked program could read, now a
+# forbidden name), and through attribute stores and classes.
+SENDERS = [
     "from fractions import Fraction\nFraction.register(float)\nans = 1\n",  # ABC registry
     "import fractions\nfractions.numbers.Rational.register(float)\nans = 1\n",
     "import fractions\nfractions.Decimal(1)\nans = 1\n",
     "from fractions import Fraction\nFraction.limit_denominator = lambda self, m=0: 99\nans = 1\n",
+    "from fractions import Fraction\nFraction.extra = 1\nans = 1\n",
     "import fractions\nfractions.Fraction = int\nans = 1\n",
     "from fractions import Fraction\nclass F(Fraction):\n    def __init_subclass__(cls):\n        pass\nans = 1\n",
+    "from fractions import Fraction\nclass F(Fraction):\n    pass\nF.register(float)\nans = 1\n",
     "from fractions import Fraction\nFraction.__class_getitem__ = classmethod(lambda c, k: 0)\nans = 1\n",
     "import numpy as np\nnp.seterr(all='raise')\nans = 1\n",
     "import numpy as np\nx = [np]\nans = 1\n",  # a read of the binding: not "unused"
@@ -574,61 +624,108 @@ FRACTION_SENDERS = [
         return 'no error'
     """),
     "from fractions import Fraction\nans = [isinstance(1.5, Fraction), Fraction('1/2')]\n",
+    "import math\ntry:\n    math.pi = 3\nexcept Exception:\n    pass\nans = 1\n",
+    "import math\ntry:\n    del math.sqrt\nexcept Exception:\n    pass\nans = 1\n",
+    "import math\nclass A:\n    pass\ntry:\n    math.extra = A\nexcept Exception:\n    pass\nans = 1\n",
+    prog("""
+    def solution():
+        for target in (print, int, ValueError, len, object, property):
+            try:
+                target.extra = 1
+            except (AttributeError, TypeError):
+                pass
+        return 1
+    """),
+    prog("""
+    class Keep(Exception):
+        pass
+    def solution():
+        try:
+            raise Keep('x')
+        except Keep as e:
+            e.extra = 1
+        return 1
+    """),
+    "class A(int):\n    def __index__(self):\n        return 7\nans = [1, 2, 3][A(0)]\n",
+    "class A:\n    def __eq__(self, other):\n        return True\n    __hash__ = None\nans = [A() == 1, 1 == A()]\n",
+    "def solution():\n    solution.cache = [1]\n    return 1\n",
 ]
-# What those senders would change: a decimal context, its flags, the numbers ABCs' caches
+# What those senders would change: a decimal context and its flags, ABC answers, module copies,
+# builtins
 SHARED_STATE_VICTIM = prog("""
-    import decimal, numbers, re
-    class Sink:
-        text = ''
-        def write(self, s):
-            Sink.text += s
+    import decimal, numbers, math
     def solution():
         decimal.DefaultContext.prec = 5  # a thread's context is made from it, unless one exists
         third = str(decimal.Decimal(1) / 3)
         flags = sorted(f.__name__ for f, on in decimal.getcontext().flags.items() if on)
-        numbers.Rational._dump_registry(file=Sink())
-        cache = [line for line in Sink.text.splitlines() if line.startswith('_abc_negative_cache:')]
-        return [third, flags, sorted(re.findall(r'[(](\\w+)[)]>', ''.join(cache)))]
+        abcs = [isinstance(1.5, numbers.Rational), isinstance(1, numbers.Rational)]
+        seen = [hasattr(t, 'extra') for t in (print, int, ValueError, len, object, property, math)]
+        return [third, flags, abcs, seen, math.pi, len(dir(math)), math.sqrt(16)]
     """)
-
-
-def test_unused_imports_run_in_the_zygote_and_fractions_forked_with_the_same_labels():
-    items = list(enumerate(FAST_ADMITTED))
-    got = {}
-    for fast in (True, False):
-        with SandboxPool(workers=1, timeout=10.0, fast_path=fast) as pool:
-            got[fast] = {k: _label(r) for k, r in pool.map(items)}
-            forked = pool.stats["forked"]
-    assert got[True] == got[False]
-    assert got[True][0][:2] == ("ok", 6.0) and got[True][3][0] == "runtime_error"
-    with SandboxPool(workers=1, timeout=10.0) as pool:
-        numpy_unused = [(k, FAST_ADMITTED[k]) for k in (5, 6, 5, 6)]
-        list(pool.map(numpy_unused))
-        assert pool.stats["forked"] <= 1  # the first numpy program preloads the packages in a fork
-        list(pool.map(items[1:5]))
-        assert pool.stats["forked"] >= 5  # fractions programs are forked
-    assert forked == len(items)
+FAST_MATH_VICTIM = "import math\ndef solution():\n    return [math.pi, math.sqrt(16), [1, 2, 3][1]]\n"
+ABC_READERS = [
+    "import numbers\nnumbers.Rational._dump_registry()\nans = 1\n",
+    "import numbers\nans = getattr(numbers.Rational, '_dump' + '_registry')\n",
+    "import numbers\nans = numbers.Rational._abc_impl\n",
+]
 
 
 def _label(r):
     return (r.status, r.value, r.value_type, r.value_repr, r.error_type, r.error_message, r.stdout)
 
 
-def test_a_sender_through_fractions_or_numpy_changes_no_later_label():
-    victim_np = "import numpy as np\nans = float(np.float64(1.0) / np.float64(3.0))\n"
+def _paths(pool: SandboxPool, items: list) -> dict:
+    """Each program's label and whether it ran forked, one program at a time."""
+    out = {}
+    for key, src in items:
+        forked = pool.stats["forked"]
+        (_, r), = pool.map([(key, src)])
+        out[key] = (_label(r), pool.stats["forked"] > forked)
+    return out
+
+
+def test_what_the_fast_path_admits_gets_the_label_the_forked_path_gives():
+    items = list(enumerate(FAST_ADMITTED))
+    got = {}
+    for fast in (True, False):
+        with SandboxPool(workers=1, timeout=10.0, fast_path=fast) as pool:
+            list(pool.map([("warm", "import numpy as np\nans = int(np.int64(1))\n")]))  # preloaded
+            got[fast] = _paths(pool, items)
+    assert {k: v[0] for k, v in got[True].items()} == {k: v[0] for k, v in got[False].items()}
+    assert [k for k, (_, forked) in got[True].items() if forked] == []  # every one ran in the zygote
+    assert all(forked for _, forked in got[False].values())
+    labels = {k: v[0] for k, v in got[True].items()}
+    assert labels[0][:2] == ("ok", 6.0) and labels[2][0] == "runtime_error"
+    line = "[Account(0), Account(2), Account(5)] __main__\n"  # the main guard ran, then solution()
+    assert labels[6][:2] == ("ok", 17) and labels[6][6] == line + "17\n" + line
+    assert labels[7][0] == "runtime_error" and labels[7][4:6] == ("Broke", "no money left")
+    assert labels[8][:2] == ("ok", 1)
+    assert labels[9][0] == "forbidden" and labels[9][5] == "modules are read-only"
+    assert labels[10][:4] == ("ok", None, "P", "<P object>") and labels[11][:3] == ("ok", "__main__", "str")
+
+
+def test_the_abc_caches_a_fast_path_program_fills_cannot_be_read():
     with SandboxPool(workers=1, timeout=10.0) as pool:
-        alone = dict(pool.map([(0, FRACTION_VICTIM), (1, victim_np), (2, FAST_ADMITTED[5]), (3, SHARED_STATE_VICTIM)]))
+        res = dict(pool.map(list(enumerate(ABC_READERS))))
+    assert [(r.status, r.error_type) for r in res.values()] == [("forbidden", "Forbidden")] * 3, res
+
+
+def test_a_sender_changes_no_later_label():
+    victim_np = "import numpy as np\nans = float(np.float64(1.0) / np.float64(3.0))\n"
+    victims = [FRACTION_VICTIM, victim_np, FAST_ADMITTED[4], SHARED_STATE_VICTIM, FAST_MATH_VICTIM]
+    with SandboxPool(workers=1, timeout=10.0) as pool:
+        alone = dict(pool.map(list(enumerate(victims))))
+    assert all(r.status == "ok" for r in alone.values()), alone
     items = []
-    for i, sender in enumerate(FRACTION_SENDERS):
-        items += [(("s", i), sender), (("v", i), FRACTION_VICTIM), (("n", i), victim_np),
-                  (("u", i), FAST_ADMITTED[5]), (("w", i), SHARED_STATE_VICTIM)]
+    for i, sender in enumerate(SENDERS):
+        items += [(("s", i), sender)] + [((j, i), v) for j, v in enumerate(victims)]
     with SandboxPool(workers=1, timeout=10.0) as pool:
         res = dict(pool.map(items))
-        spawned = pool.stats["spawned"]
-    for i in range(len(FRACTION_SENDERS)):
-        assert _label(res[("v", i)]) == _label(alone[0]), FRACTION_SENDERS[i]
-        assert _label(res[("n", i)]) == _label(alone[1]), FRACTION_SENDERS[i]
-        assert (res[("u", i)].status, res[("u", i)].value) == ("ok", 5.0)
-        assert _label(res[("w", i)]) == _label(alone[3]), FRACTION_SENDERS[i]
+        spawned, fast = pool.stats["spawned"], pool.stats["fast"]
+    for i in range(len(SENDERS)):
+        for j in range(len(victims)):
+            assert _label(res[(j, i)]) == _label(alone[j]), (SENDERS[i], j)
     assert alone[0].value_repr.startswith("[False, 2.0, '1/2', 'Fraction(1, 3)']")
     assert spawned == 1  # no sender harmed the worker
+    # the fast victims and the senders that may run in the worker did
+    assert fast >= 3 * len(SENDERS) + 9, fast

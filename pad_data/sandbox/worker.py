@@ -14,9 +14,11 @@ Protocol (newline-delimited JSON):
 Every program takes one of two paths, and gets the same label on either:
 
 - **fast path, in this process**: programs whose compiled code is provably unable to change
-  anything another program can see (no attribute stores, no classes, no imports but
-  ``math``, no ``with``/generators/async, no name starting with ``_``, and only builtins that
-  cannot reach shared state: see :func:`is_pure`). GSM8K-style programs are almost all here.
+  anything another program can see (imports only of ``math`` and ``from fractions import
+  Fraction``; classes and attribute stores only with nothing imported but ``math``, whose copy
+  is read-only; no ``with``/generators/async; no name starting with ``_`` but the dunder
+  methods a class body defines; only builtins that cannot reach shared state: see
+  :func:`is_pure`). GSM8K-style programs are almost all here.
 - **forked path**: everything else runs in a child forked from this warm process, after the
   child closed the protocol pipes, set its own rlimits and installed a stricter seccomp
   filter (no processes, signals, sockets or file writes). Whatever the child does, even after
@@ -79,7 +81,12 @@ FORBIDDEN_NAMES = frozenset(
     "__base__ __mro__ __dict__ __getattribute__ __reduce__ __reduce_ex__ __self__ __func__ "
     "__wrapped__ __import__ __loader__ __spec__ __traceback__ __objclass__ __defaults__ "
     "__kwdefaults__ __class__ __frame__ __getstate__ __setstate__ __init_subclass__ "
-    "__set_name__ __class_getitem__ __weakref__".split()
+    "__set_name__ __class_getitem__ __weakref__ "
+    # an ABC's caches are memos of isinstance() filled by whatever ran in the zygote before
+    # (a fast-path Fraction program, a package preload): reading them would make one
+    # program's output depend on another's
+    "_dump_registry _abc_impl _abc_registry _abc_cache _abc_negative_cache "
+    "_abc_negative_cache_version _abc_registry_clear _abc_caches_clear".split()
 )
 # Module attributes removed from the copies programs see (they reach objects by name).
 REMOVED_ATTRS = {
@@ -100,15 +107,35 @@ SAFE_BUILTIN_NAMES = (
 FAST_BUILTIN_NAMES = (
     "abs all any ascii bin bool chr complex dict divmod enumerate filter float frozenset hex int "
     "isinstance iter len list map max min next oct ord pow print range repr reversed round set "
-    "slice sorted str sum tuple zip"
+    "slice sorted str sum tuple zip object property staticmethod classmethod"
 ).split()
-# Not fractions: Fraction reaches shared state no opcode check sees (from_decimal creates the
-# worker's decimal context; isinstance() and arithmetic fill the numbers ABCs' caches, which a
-# forked program can read), so programs importing it run forked.
-FAST_MODULES = frozenset(("math",))
+# ``fractions`` only as ``from fractions import Fraction``: the module's other names (Decimal and
+# its context, numbers and its ABC registry) are never bound, Fraction's own ways to shared
+# state (``register``, ``from_decimal``: the decimal context) are denied names, and the ABC
+# caches its isinstance() checks fill cannot be read (FORBIDDEN_NAMES).
+FAST_MODULES = frozenset(("math", "fractions"))
+# A program that stores attributes or defines classes may import only these: every object it
+# reaches that it did not make is then a builtin (immutable) or a read-only module copy, so an
+# attribute store can land only on its own objects. (Fraction is a Python class: its methods
+# and the class itself take attributes.)
+OWN_OBJECT_MODULES = frozenset(("math",))
+# Names starting with "_" a fast-path program may bind in its own namespaces (module and class
+# bodies: STORE_NAME only, never as an attribute): what a class body binds itself, and methods
+# that run only when the program's own code or a builtin called by it invokes them, under the
+# program's timer. Not ``__del__`` (runs at collection, after the program), ``__getattr__``,
+# ``__setattr__``, ``__new__``, descriptors' ``__get__``/``__set__``, or ``__classcell__`` (super()).
+FAST_DUNDER_BINDS = frozenset(
+    "__module__ __qualname__ __doc__ __init__ __repr__ __str__ __format__ __hash__ "
+    "__eq__ __ne__ __lt__ __le__ __gt__ __ge__ __bool__ __len__ __contains__ __getitem__ "
+    "__setitem__ __delitem__ __iter__ __next__ __call__ __neg__ __pos__ __abs__ __float__ "
+    "__int__ __index__ __round__ __add__ __radd__ __iadd__ __sub__ __rsub__ __isub__ __mul__ "
+    "__rmul__ __imul__ __truediv__ __rtruediv__ __itruediv__ __floordiv__ __rfloordiv__ "
+    "__ifloordiv__ __mod__ __rmod__ __imod__ __pow__ __rpow__ __ipow__".split()
+)
 # Names whose presence sends a program to the forked path (besides any builtin that is not in
 # FAST_BUILTIN_NAMES and any name starting with "_").
-FAST_EXTRA_DENY = frozenset(("format", "format_map", "with_traceback", "mro", "obj"))
+FAST_EXTRA_DENY = frozenset(("format", "format_map", "with_traceback", "mro", "obj", "register",
+                             "from_decimal"))
 
 
 class Forbidden(Exception):
@@ -200,14 +227,26 @@ _REAL = {}
 _COPIES = {}
 
 
+class _ReadOnlyModule(types.ModuleType):
+    """A module copy: one serves every program of a worker, so no program may rebind its names
+    (on the fast path an attribute store would reach the next program; forked, it behaves the
+    same)."""
+
+    __slots__ = ()
+
+
+def _read_only(self, name, value=None):
+    raise Forbidden("modules are read-only")
+
+
 def _sanitized(name):
-    """A copy of module ``name`` holding only public attributes that are not modules."""
+    """A read-only copy of module ``name`` holding only public attributes that are not modules."""
     if name in _COPIES:
         return _COPIES[name]
     real = __import__(name)
     for part in name.split(".")[1:]:
         real = getattr(real, part)
-    copy = types.ModuleType(name)
+    copy = _ReadOnlyModule(name)
     removed = REMOVED_ATTRS.get(name, set())
     for attr, value in vars(real).items():
         if attr.startswith("_") or attr in removed:
@@ -286,6 +325,9 @@ def _isolated(fn, **names):
     return types.FunctionType(fn.__code__, dict(names, __builtins__={}), fn.__name__, fn.__defaults__)
 
 
+_ReadOnlyModule.__setattr__ = _ReadOnlyModule.__delattr__ = _isolated(_read_only, Forbidden=Forbidden)
+
+
 # ---------------------------------------------------------------- the fast-path check
 def _opcodes(*names):
     import dis
@@ -293,14 +335,17 @@ def _opcodes(*names):
     return frozenset(dis.opmap[n] for n in names if n in dis.opmap)
 
 
-# Opcodes that store into objects a program did not create, define classes, or run code
-# later (context managers, generators, coroutines) are routed to the forked path.
-_IMPURE_OPS = _opcodes("STORE_ATTR", "DELETE_ATTR", "LOAD_BUILD_CLASS", "IMPORT_STAR",
+# Opcodes that store into shared namespaces or run code later (context managers, generators,
+# coroutines) are routed to the forked path.
+_IMPURE_OPS = _opcodes("IMPORT_STAR",
                        "BEFORE_WITH", "BEFORE_ASYNC_WITH", "SETUP_WITH", "SETUP_ASYNC_WITH",
                        "SETUP_ANNOTATIONS", "GET_AWAITABLE", "GET_AITER", "GET_ANEXT",
                        "ASYNC_GEN_WRAP", "SEND", "PRINT_EXPR", "YIELD_FROM", "LOAD_SUPER_ATTR",
                        "CALL_INTRINSIC_1", "CALL_INTRINSIC_2", "STORE_GLOBAL", "DELETE_GLOBAL",
                        "MATCH_CLASS", "MATCH_KEYS")  # match reads attributes named in co_consts
+# Opcodes that store attributes or define classes: on the fast path only with nothing imported
+# but OWN_OBJECT_MODULES, so the objects they can reach are the program's own.
+_OWN_OBJECT_OPS = _opcodes("STORE_ATTR", "DELETE_ATTR", "LOAD_BUILD_CLASS")
 _IMPORT_NAME = _opcodes("IMPORT_NAME")
 _STORE_NAME = next(iter(_opcodes("STORE_NAME")))
 _HAS_NAME = frozenset(__import__("dis").hasname)
@@ -315,6 +360,7 @@ _FAST_BUILTINS.update({n: getattr(builtins, n) for n in dir(builtins)
                        if isinstance(getattr(builtins, n), type)
                        and issubclass(getattr(builtins, n), BaseException)})
 _FAST_BUILTINS["__import__"] = None  # set in main(), once the math copy exists
+_FAST_BUILTINS["__build_class__"] = builtins.__build_class__  # LOAD_BUILD_CLASS reads it; no name can
 _FAST_DENY = _FAST_DENY - frozenset(n for n in _FAST_BUILTINS if not n.startswith("_"))
 
 
@@ -370,17 +416,22 @@ def is_pure(code):
     """True when running ``code`` can change nothing that outlives it (so nothing another
     program could see). Checked on every nested code object:
 
-    - no opcode in ``_IMPURE_OPS`` (attribute stores, classes, ``with``, star imports, globals
-      declared ``global``...), no generator or coroutine other than a generator expression;
-    - every name (globals, attributes, methods) is public (no leading ``_``) and is not a
-      builtin outside ``FAST_BUILTIN_NAMES`` (no ``getattr``, ``type``, ``vars``, ``open``...);
-    - imports only of ``FAST_MODULES``, and of preloaded packages the program never uses
-      (:func:`_unused_import`).
+    - no opcode in ``_IMPURE_OPS`` (``with``, star imports, globals declared ``global``...), no
+      generator or coroutine other than a generator expression;
+    - every name is public (no leading ``_``) and is not a builtin outside ``FAST_BUILTIN_NAMES``
+      (no ``getattr``, ``type``, ``vars``, ``open``...), except the names of
+      ``FAST_DUNDER_BINDS`` bound in the program's own namespaces and ``__name__`` read
+      (:func:`_binds_dunders_only`);
+    - imports only of ``FAST_MODULES`` (fractions only as ``from fractions import Fraction``),
+      and of preloaded packages the program never uses (:func:`_unused_import`);
+    - attribute stores and class definitions (``_OWN_OBJECT_OPS``) only when everything
+      imported is in ``OWN_OBJECT_MODULES``.
 
     Reachable objects are then the program's own, immutable constants, builtin functions and
-    types (whose attributes cannot be set), and a module copy no opcode can write to.
+    types (whose attributes cannot be set), read-only module copies and, with no attribute
+    store or class, the Fraction class.
     """
-    stack = [code]
+    stack, imported, own_objects = [code], set(), False
     while stack:
         c = stack.pop()
         raw = c.co_code
@@ -389,17 +440,60 @@ def is_pure(code):
             return False
         if c.co_flags & _GENERATOR_FLAGS and c.co_name != "<genexpr>":
             return False
+        own_objects = own_objects or not _OWN_OBJECT_OPS.isdisjoint(ops)
+        private = False
         for name in c.co_names:
-            if name[:1] == "_" or name in _FAST_DENY:
+            if name[:1] == "_":
+                private = True
+            elif name in _FAST_DENY:
                 return False
+        if private and not _binds_dunders_only(c):
+            return False
         if not _IMPORT_NAME.isdisjoint(ops):
             for n in _imported_names(c):
-                if n not in FAST_MODULES and not (c is code and n in _THIRD_PARTY_MODULES
-                                                  and _unused_import(c, n)):
+                if n in FAST_MODULES and (n != "fractions" or _imports_fraction_only(c)):
+                    imported.add(n)
+                elif not (c is code and n in _THIRD_PARTY_MODULES and _unused_import(c, n)):
                     return False
         for const in c.co_consts:
             if isinstance(const, types.CodeType):
                 stack.append(const)
+    return not own_objects or imported <= OWN_OBJECT_MODULES
+
+
+_DUNDER_READS = frozenset(("LOAD_NAME", "LOAD_GLOBAL"))
+
+
+def _binds_dunders_only(code):
+    """True when every name of ``code`` starting with ``_`` is one of ``FAST_DUNDER_BINDS`` bound
+    by STORE_NAME (a module or class body binding its own name: ``def __init__``) or
+    ``__name__`` read (a class body reads it for ``__module__``): never an attribute, a global
+    store or a builtin."""
+    import dis
+
+    for ins in dis.get_instructions(code):
+        name = ins.argval
+        if ins.opcode in _HAS_NAME and isinstance(name, str) and name[:1] == "_":
+            if not (ins.opname == "STORE_NAME" and name in FAST_DUNDER_BINDS
+                    or ins.opname in _DUNDER_READS and name == "__name__"):
+                return False
+    return True
+
+
+def _imports_fraction_only(code):
+    """True when each import of ``fractions`` in ``code`` is ``from fractions import Fraction``
+    (``as`` any name): the module object itself is never bound."""
+    import dis
+
+    ins = list(dis.get_instructions(code))
+    for i, x in enumerate(ins):
+        if x.opname == "IMPORT_NAME" and x.argval == "fractions":
+            if not (0 < i < len(ins) - 3 and ins[i - 1].opname == "LOAD_CONST"
+                    and ins[i - 1].argval == ("Fraction",)
+                    and ins[i + 1].opname == "IMPORT_FROM" and ins[i + 1].argval == "Fraction"
+                    and ins[i + 2].opname in ("STORE_NAME", "STORE_FAST", "STORE_DEREF")
+                    and ins[i + 3].opname == "POP_TOP"):
+                return False
     return True
 
 
@@ -868,7 +962,7 @@ def run_program(code, builtins_template, as_main=False):
     """Run compiled ``code`` in this process; returns (result dict, harmed: bool). ``as_main`` (a
     forked child only): the program runs as the script ``__main__``, as ``python program.py``
     would run it (``if __name__ == "__main__":`` blocks run, and dataclasses and typing find
-    the program's names through ``sys.modules``). Fast-path programs cannot name ``__name__``."""
+    the program's names through ``sys.modules``). On the fast path ``__name__`` is ``"__main__"`` too."""
     out = CappedWriter(STDOUT_LIMIT)
     harmed = False
     if as_main:
@@ -877,7 +971,7 @@ def run_program(code, builtins_template, as_main=False):
         g = main_module.__dict__
         g["__builtins__"] = dict(builtins_template)
     else:
-        g = {"__builtins__": dict(builtins_template), "__name__": "__program__"}
+        g = {"__builtins__": dict(builtins_template), "__name__": "__main__"}  # classes' __module__ too
     _state["globals"] = g
     _recursion_budget()
     _state["violation"] = None
