@@ -2,6 +2,7 @@
 and scratch database a stage opens is capped at it; curate, export, execute and vote under a
 budget smaller than their data give what an unconstrained run gives."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -80,8 +81,10 @@ def _spill_files(folder: Path) -> set[str]:
     return {str(f) for f in folder.rglob("duckdb_temp_*")}
 
 
-def _run_watching(folder: Path, *args: object) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """``pad *args`` in a subprocess, and every DuckDB spill file seen under ``folder`` meanwhile."""
+def _run_watching(folder: Path, *args: object, peak: list[int] | None = None
+                  ) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """``pad *args`` in a subprocess, and every DuckDB spill file seen under ``folder`` meanwhile;
+    ``peak`` gets the process's peak RSS in bytes (VmHWM, as last read while it ran)."""
     seen: set[str] = set()
     proc = subprocess.Popen([str(Path(sys.executable).with_name("pad")), *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -90,6 +93,11 @@ def _run_watching(folder: Path, *args: object) -> tuple[subprocess.CompletedProc
     def watch() -> None:
         while not done.is_set():
             seen.update(_spill_files(folder))
+            if peak is not None:
+                with contextlib.suppress(OSError):
+                    hwm = [line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                           if line.startswith("VmHWM:")]
+                    peak[:] = [max(peak + [int(hwm[0].split()[1]) * 1024])] if hwm else peak
             time.sleep(0.01)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -120,6 +128,48 @@ def test_curate_and_export_spill_under_a_small_budget_and_equal_an_unlimited_run
         assert small[1][split].equals(large[1][split]), split
     total = sum(t.num_rows for t in small[1].values())
     assert f"{total:,} programs over" in small[0] and 3 * PROBLEMS < total <= 4 * PROBLEMS  # K = 4 per problem
+
+
+def _refine_store(db: Path) -> None:
+    """:func:`_big_store`, with half its wrong programs (those with ``hash % 10 = 0``: half of them
+    ``% 20 = 0``) linked to a correct program of their problem as their parent (an injected
+    variant's link), so pairs come from links and siblings."""
+    _big_store(db)
+    with Store(db) as st, st.transaction():
+        st.con.execute("""UPDATE programs p SET parent_program_id = c.parent FROM (
+                              SELECT w.program_id, min(c.program_id) AS parent FROM program_labels w
+                              JOIN program_labels c ON c.problem_id = w.problem_id AND c.label = 'correct'
+                              WHERE w.label = 'wrong_answer' AND hash(w.program_id) % 20 = 0 GROUP BY 1) c
+                          WHERE p.program_id = c.program_id""")
+
+
+@pytest.mark.e2e
+def test_refine_curation_streams_under_a_small_budget_and_equals_an_unlimited_run(tmp_path):
+    """Refine pairs are built in a scratch database, not in memory: under the smallest budget the
+    process stays far below the ~200 MB of program text its candidates hold (reading them into
+    pandas took ~1.5 GB here), spills, and stores the rows an unlimited run stores."""
+    results = {}
+    for run, limit, folder, db in _under_each_budget(tmp_path, _refine_store):
+        peak: list[int] = []
+        curated, spilled = _run_watching(folder, "--db", db, "curate", "fix", "--task", "refine", "--siblings",
+                                         "--memory-limit", limit, peak=peak)
+        assert curated.returncode == 0, curated.stderr
+        with duckdb.connect(str(db), read_only=True) as con:
+            rows = con.sql("SELECT * FROM refine_examples WHERE name = 'fix' ORDER BY rowid").to_arrow_table()
+            linked = con.execute("SELECT count(*) FROM refine_examples r JOIN programs f "
+                                 "ON f.program_id = r.faulty_program_id AND f.parent_program_id = r.program_id"
+                                 ).fetchall()[0][0]
+        results[run] = (curated.stdout, rows, spilled, peak[0], linked)
+        assert not _spill_files(folder) and not list(folder.glob(".pad-refine-*"))
+    small, large = results["small"], results["large"]
+    assert small[0] == large[0] and small[1].equals(large[1])  # the same counts, hash and rows, in order
+    assert small[2], "the small budget should have made refine curation spill beside the store"
+    assert small[3] < 3 * MIN_MEMORY, f"peak RSS {small[3] / 2**20:.0f} MiB under a {MIN_MEMORY // 2**20} MiB budget"
+    wrong = small[1].num_rows
+    assert 0.08 * PROBLEMS * PER_PROBLEM < wrong <= 0.12 * PROBLEMS * PER_PROBLEM  # ~1 in 10 programs is wrong
+    assert 0.3 * wrong < small[4] < 0.7 * wrong  # half the pairs are linked ones: the parent comes first
+    assert set(small[1].column("label").to_pylist()) == {"wrong_answer"}
+    assert all(f.startswith("returned ") for f in small[1].column("feedback").to_pylist())
 
 
 def test_memory_limit_option_and_env_are_checked_with_one_line_errors(tmp_path):

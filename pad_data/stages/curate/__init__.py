@@ -25,12 +25,12 @@ from pad_data.stages.curate.dedup import TOO_DEEP, UNPARSED, analyze, dedup_key
 from pad_data.stages.curate.params import (DEDUP, DEFAULT_ORIGINS, REFINE_LABELS, REVIEW_MODES, TASKS, CurateError,
                                            CurateParams, check, check_against_store)
 from pad_data.stages.curate.programs import curate_programs
-from pad_data.stages.curate.refine import build_refine, curate_refine
+from pad_data.stages.curate.refine import curate_refine
 from pad_data.stages.curate.snapshots import TASK_COLUMNS, TASK_TABLES, check_name, content_hash, list_curations, \
     snapshot_task
 from pad_data.store import Store
 
-__all__ = ["CurateError", "CurateParams", "curate", "build_refine", "list_curations", "snapshot_task", "content_hash",
+__all__ = ["CurateError", "CurateParams", "curate", "list_curations", "snapshot_task", "content_hash",
            "label_counts_with_unexecuted", "ranged", "analyze", "dedup_key", "TOO_DEEP", "UNPARSED", "TASK_TABLES",
            "TASK_COLUMNS", "DEDUP", "TASKS", "REVIEW_MODES", "REFINE_LABELS", "DEFAULT_ORIGINS"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterator
 
-import pandas as pd
 import pyarrow as pa
 
 from pad_data.stages.curate.params import CurateError, CurateParams
@@ -88,15 +87,6 @@ def ranged(store: Store, query: str, params: list | None = None) -> Iterator[pa.
     with store.capped(store.share(0.5), ordered=False):
         for cond in store.problem_ranges(RANGE_SHARE):
             yield store.con.sql(query.format(range=f"({cond})"), params=params or None).to_arrow_reader(SCAN_ROWS)
-
-
-def read_candidates(store: Store, p: CurateParams, columns: str) -> pd.DataFrame:
-    """``columns`` of the candidates ``p`` selects, in one frame ordered by ``program_id``; the
-    store is let go after reading (what follows takes a while: other processes may use it)."""
-    query, params = candidates_query(p, columns)
-    df = pa.concat_tables([r.read_all() for r in ranged(store, query, params)]).to_pandas()
-    store.release()
-    return df.sort_values("program_id", kind="stable").reset_index(drop=True)
 
 
 def label_counts_with_unexecuted(store: Store, datasets: list[str] | None = None) -> dict[str, int]:

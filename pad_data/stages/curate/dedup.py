@@ -12,8 +12,13 @@ import contextlib
 import hashlib
 from typing import Callable, Iterator
 
+import duckdb
+import pyarrow as pa
+
 from pad_data.rules.syntax import TooDeep, tree_work
+from pad_data.stages.curate.candidates import SCAN_ROWS
 from pad_data.stages.parallel import mapper, repeat
+from pad_data.store import registered
 
 Info = tuple[int, int, str]  # (statements, characters, dedup key)
 
@@ -21,6 +26,9 @@ Info = tuple[int, int, str]  # (statements, characters, dedup key)
 # deep to analyze (syntax.TooDeep): both are keyed on their exact text and ranked after every other
 UNPARSED = 10**9
 TOO_DEEP = UNPARSED + 1
+# the program text analyzed at once, as a share of the budget: a batch sits in Python (Arrow,
+# str objects, the copies sent to worker processes) beside DuckDB's own memory
+BATCH_SHARE = 1 / 16
 
 
 class _Canon(ast.NodeTransformer):
@@ -98,15 +106,37 @@ def size(info: Info) -> int:
     return info[0] * 10**9 + min(info[1], 10**9 - 1)
 
 
-def analyze_all(programs: list[str], mode: str) -> list[Info]:
-    """:func:`analyze` over many programs; in worker processes when there are many."""
-    with analyzer(mode, len(programs)) as run:
-        return run(programs)
-
-
 @contextlib.contextmanager
 def analyzer(mode: str, n: int) -> Iterator[Callable[[list[str]], list[Info]]]:
     """A function that runs :func:`analyze` over a list of programs: in worker processes (started
     once, for every list) when ``n`` programs in all make that worth it (:func:`~pad_data.stages.parallel.mapper`)."""
     with mapper(n) as run:
         yield lambda programs: run(analyze, programs, repeat(mode, len(programs)))
+
+
+def analyze_into(con: duckdb.DuckDBPyConnection, table: str, query: str, mode: str,
+                 columns: tuple[str, str, str], memory: int) -> int:
+    """Create ``table`` in ``con`` with ``columns`` (an id, the dedup key, the :func:`size`) for each
+    row ``(id, program)`` of ``query``, in batches of at most :data:`BATCH_SHARE` of ``memory``
+    bytes of program text (and :data:`~.candidates.SCAN_ROWS` rows); returns how many were too
+    deep to analyze (:func:`too_deep`)."""
+    n, chars = con.execute(f"SELECT count(*), coalesce(sum(strlen(program)), 0) FROM ({query}) t(id, program)"
+                           ).fetchall()[0]
+    rows = max(1, min(SCAN_ROWS, int(memory * BATCH_SHARE) * n // max(1, chars)))
+    con.execute(f"CREATE TABLE {table} ({columns[0]} VARCHAR, {columns[1]} VARCHAR, {columns[2]} BIGINT)")
+    # sorted by text, so that a program sampled several times (teachers often repeat one) is
+    # analyzed once per batch (a sort spills; a GROUP BY on long strings would not)
+    reader = con.cursor().sql(f"SELECT * FROM ({query}) ORDER BY 2").to_arrow_reader(rows)
+    deep = 0
+    with analyzer(mode, n) as run:
+        for batch in reader:
+            programs = batch.column(1).to_pylist()
+            distinct = list(dict.fromkeys(programs))
+            found = dict(zip(distinct, run(distinct)))
+            info = [found[program] for program in programs]
+            deep += too_deep(info)
+            analyzed = pa.table({columns[0]: batch.column(0), columns[1]: pa.array([i[2] for i in info], pa.string()),
+                                 columns[2]: pa.array([size(i) for i in info], pa.int64())})
+            with registered(con, analyzed) as rows_in:
+                con.execute(f"INSERT INTO {table} SELECT * FROM {rows_in}")
+    return deep

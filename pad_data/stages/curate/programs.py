@@ -16,15 +16,14 @@ The store appends the snapshot by attaching the file (:func:`~.snapshots.append_
 from __future__ import annotations
 
 import duckdb
-import pyarrow as pa
 
 from pad_data.stages.curate.candidates import SCAN_ROWS, candidates_query, nothing_selected, ranged
 from pad_data.stages.curate.choose import choose
-from pad_data.stages.curate.dedup import TOO_DEEP, analyzer, size
+from pad_data.stages.curate.dedup import TOO_DEEP, analyze_into
 from pad_data.stages.curate.params import CurateParams
 from pad_data.stages.curate.snapshots import HASHED, TASK_COLUMNS, append_snapshot, content_hash
 from pad_data.stages.curate.split import copy_questions
-from pad_data.store import Store, copy_into, registered, scratch_db
+from pad_data.store import Store, copy_into, scratch_db
 
 CANDIDATE_COLUMNS = ("program_id, problem_id, label, program, dataset, gold AS answer, "
                      "gold_text AS answer_text, gold_source, agreement, teacher, origin, v.verdict, preamble_id")
@@ -36,7 +35,7 @@ def curate_programs(store: Store, name: str, p: CurateParams) -> dict:
         _copy_candidates(store, scratch, p)
         store.release()  # deduplication takes a while: other processes may use the store meanwhile
         scratch.execute(f"SET memory_limit = '{store.share(1)}'")
-        _rank(scratch, p)
+        _rank(scratch, p, store.memory)
         choose(scratch, "ranked", "q", p, "program_id")
         removed = _removed(scratch, p)
         _assemble(scratch)
@@ -58,25 +57,11 @@ def _copy_candidates(store: Store, scratch: duckdb.DuckDBPyConnection, p: Curate
     copy_questions(store, scratch, p)
 
 
-def _rank(scratch: duckdb.DuckDBPyConnection, p: CurateParams) -> None:
-    """Tables ``info`` (each candidate's dedup key and size) and ``ranked`` (the candidates as
-    :func:`~.choose.choose` reads them, shortest first)."""
-    n = scratch.execute("SELECT count(*) FROM cand").fetchall()[0][0]
-    scratch.execute("CREATE TABLE info (program_id VARCHAR, _key VARCHAR, _order BIGINT)")
-    # sorted by text, so that a program sampled several times (teachers often repeat one) is
-    # analyzed once per batch (a sort spills; a GROUP BY on long strings would not)
-    reader = scratch.cursor().sql("SELECT program_id, program FROM cand ORDER BY program").to_arrow_reader(SCAN_ROWS)
-    with analyzer(p.dedup, n) as run:
-        for batch in reader:
-            programs = batch.column("program").to_pylist()
-            distinct = list(dict.fromkeys(programs))
-            found = dict(zip(distinct, run(distinct)))
-            info = [found[program] for program in programs]
-            analyzed = pa.table({
-                "program_id": batch.column("program_id"), "_key": pa.array([i[2] for i in info], pa.string()),
-                "_order": pa.array([size(i) for i in info], pa.int64())})
-            with registered(scratch, analyzed) as rows:
-                scratch.execute(f"INSERT INTO info SELECT * FROM {rows}")
+def _rank(scratch: duckdb.DuckDBPyConnection, p: CurateParams, memory: int) -> None:
+    """Tables ``info`` (each candidate's dedup key and size, analyzed within ``memory``) and
+    ``ranked`` (the candidates as :func:`~.choose.choose` reads them, shortest first)."""
+    analyze_into(scratch, "info", "SELECT program_id, program FROM cand", p.dedup, ("program_id", "_key", "_order"),
+                 memory)
     scratch.execute("""CREATE TABLE ranked AS SELECT program_id, problem_id, _key, _order
                        FROM cand JOIN info USING (program_id)""")
 
