@@ -21,6 +21,7 @@ same run:
 | import | ``pad import-programs`` (JSONL to store) | DuckDB ``read_json`` of the same file into a table in memory |
 | execute | ``pad execute`` end to end | a plain ``exec`` loop, 1 core, no sandbox (bench_execute.py's ceiling), on a sample |
 | curate | ``pad curate --dedup ast`` | a plain ``ast.dump(ast.parse(p))`` loop, 1 core, on a sample |
+| refine pairs | ``pad curate --task refine --siblings`` (programs analyzed: correct + faulty) | the same AST loop |
 | export | ``pad export --format hf`` | ``datasets.Dataset(<the same rows as Arrow>).save_to_disk`` |
 | review | the data calls of the review app (``pad_data/review/app.py``): first load, a label filter, a text search | goal: 1 s |
 
@@ -55,19 +56,19 @@ import duckdb  # noqa: E402
 
 from pad_data import review as rv  # noqa: E402
 from pad_data.cli.commands import PlainProgress  # noqa: E402
-from pad_data.stages.curate import CurateParams, curate  # noqa: E402
+from pad_data.stages.curate import REFINE_LABELS, CurateParams, curate  # noqa: E402
 from pad_data.stages.execute import execute  # noqa: E402
 from pad_data.stages.inject import inject_errors  # noqa: E402
 from pad_data.stages.export import export  # noqa: E402
 from pad_data.stages.ingest import import_programs  # noqa: E402
-from pad_data.store import Store  # noqa: E402
+from pad_data.store import Store, any_of  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import realistic  # noqa: E402
 
 
 SAMPLE = 20_000  # programs in the single-core baselines of execute and curate
-PIPELINE = ("import", "execute", "inject", "curate", "export", "review")  # the stages whose peak RSS is pad's
+PIPELINE = ("import", "execute", "inject", "curate", "curate-refine", "export", "review")  # the stages whose peak RSS is pad's
 
 TEMPLATES = [
     ("{name} packs {a} boxes of {b} pencils for the school fair and then finds {c} loose pencils in a drawer. "
@@ -388,6 +389,18 @@ def _curate_onwards(out: dict, db: Path, work: Path, sample: list[str], peak: Pe
     print(f"curate: {candidates:,} candidates -> {r['programs']:,} rows, {out['curate_programs_per_s']:,.0f} "
           f"programs/s, plain AST loop (1 core) {out['ast_loop_programs_per_s']:,.0f}/s", flush=True)
 
+    # refinement pairs (every faulty label, linked and sibling targets): the correct programs are
+    # analyzed for their size, the faulty ones with AST dedup; the same AST loop is the baseline
+    peak.enter("curate-refine")
+    refine_labels = any_of("label", REFINE_LABELS)
+    with Store(db) as st:
+        r, out["refine_s"] = timed(lambda: curate(st, "scale-refine", CurateParams(task="refine", siblings=True)))
+        faulty = st.scalar(f"SELECT count(*) FROM labeled_programs WHERE {refine_labels[0]}", refine_labels[1])
+    out["refine_faulty"], out["refine_rows"] = faulty, r["programs"]
+    out["refine_programs_per_s"] = (candidates + faulty) / out["refine_s"]
+    print(f"curate --task refine --siblings: {faulty:,} faulty programs -> {r['programs']:,} pairs in "
+          f"{out['refine_s']:.0f} s ({out['refine_programs_per_s']:,.0f} programs analyzed/s)", flush=True)
+
     # HF export, and a bare datasets write of the same rows (in a child: it holds them all)
     peak.enter("export")
     with Store(db) as st:
@@ -460,6 +473,10 @@ def table_realistic(r: dict) -> str:
              f"| curate (AST dedup) | {r['curate_programs_per_s']:,.0f} programs/s ({r['curate_s']:.0f} s) | plain AST "
              f"loop, 1 core {r['ast_loop_programs_per_s']:,.0f}/s | "
              f"{r['curate_programs_per_s'] / r['ast_loop_programs_per_s']:.2f}x | {peak.get('curate', 0):,.0f} MiB |",
+             f"| curate --task refine --siblings | {r['refine_programs_per_s']:,.0f} programs/s ({r['refine_s']:.0f} s; "
+             f"{r['refine_faulty']:,} faulty -> {r['refine_rows']:,} pairs) | plain AST loop, 1 core "
+             f"{r['ast_loop_programs_per_s']:,.0f}/s | {r['refine_programs_per_s'] / r['ast_loop_programs_per_s']:.2f}x | "
+             f"{peak.get('curate-refine', 0):,.0f} MiB |",
              f"| HF export | {r['export_rows_per_s']:,.0f} rows/s ({r['export_s']:.0f} s) | bare datasets write "
              f"{r['datasets_write_rows_per_s']:,.0f} rows/s | {r['export_rows_per_s'] / r['datasets_write_rows_per_s']:.2f}x"
              f" | {peak.get('export', 0):,.0f} MiB |",
@@ -476,6 +493,10 @@ def table_direct(r: dict) -> str:
              f"| curate (AST dedup) | {r['curate_programs_per_s']:,.0f} programs/s ({r['curate_s']:.0f} s) | plain AST "
              f"loop, 1 core {r['ast_loop_programs_per_s']:,.0f}/s | "
              f"{r['curate_programs_per_s'] / r['ast_loop_programs_per_s']:.2f}x | {r['peak_rss_mb'].get('curate', 0):,.0f} MiB |",
+             f"| curate --task refine --siblings | {r['refine_programs_per_s']:,.0f} programs/s ({r['refine_s']:.0f} s; "
+             f"{r['refine_faulty']:,} faulty -> {r['refine_rows']:,} pairs) | plain AST loop, 1 core "
+             f"{r['ast_loop_programs_per_s']:,.0f}/s | {r['refine_programs_per_s'] / r['ast_loop_programs_per_s']:.2f}x | "
+             f"{r['peak_rss_mb'].get('curate-refine', 0):,.0f} MiB |",
              f"| HF export | {r['export_rows_per_s']:,.0f} rows/s | bare datasets write {r['datasets_write_rows_per_s']:,.0f}"
              f" rows/s | {r['export_rows_per_s'] / r['datasets_write_rows_per_s']:.2f}x | "
              f"{r['peak_rss_mb'].get('export', 0):,.0f} MiB |",

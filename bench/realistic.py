@@ -14,17 +14,19 @@ teachers sampling four programs per problem (what bench_scale's uniform corpus i
   ``sympy``, a class now and then; each teacher has its naming habits;
 - **realistic duplicates**: of a teacher's four samples, later ones repeat an earlier one
   exactly ~35% of the time, and ~20% of the time are the same program renamed or commented
-  differently (an AST duplicate);
+  differently (an AST duplicate); a repeat is another sample, with its own id (as pad's import
+  stores it), counted by :func:`repeats`;
 - **every label**: ~15% of programs fail (wrong answers, runtime errors, syntax errors,
   timeouts, memory limits, forbidden calls, crashes, no answer, non-numeric), each with a
   program that would fail that way; problems without a gold answer are ``unverifiable``;
 - **long outliers**: 1 program in 500 runs to hundreds of lines (a teacher that does not stop);
 - **injected variants** (``origin = 'injected'``, ``parent_program_id``, ``injection_kind``)
-  of correct programs, labeled, and a few thousand reviewers' verdicts.
+  of correct programs drawn without replacement (so no two share an id), labeled, and a few
+  thousand reviewers' verdicts.
 
 Executions are written through :meth:`Store.add_executions` (the one insert every engine
-uses), so ``program_labels`` and every view are as a real run leaves them. 1M programs take
-about a minute. The same seed gives the same store.
+uses), so ``program_labels`` and every view are as a real run leaves them, :data:`CHUNK`
+programs at a time. 1M programs take about a minute. The same seed gives the same store.
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ ERRORS = {"runtime_error": [("NameError", "name 'totl' is not defined"), ("ZeroD
           "forbidden": [("ImportError", "import of 'os' is not allowed")],
           "crashed": [("Crashed", "killed by signal 11 (SIGSEGV)")],
           "no_answer": [(None, None)]}
+CHUNK = 200_000  # programs written to the store at a time by build_store
 INJECTION_KINDS = ("operator", "constant_changed", "constant_dropped", "wrong_variable", "undefined_name",
                    "step_dropped", "steps_swapped", "wrong_return", "syntax_slip")
 
@@ -331,23 +334,29 @@ def problems_stream(n: int, seed: int = 0) -> Iterator[tuple[dict, list[dict], l
         yield problem, programs, results
 
 
-def generate(n: int, seed: int = 0, injected: int = 4000) -> tuple[list[dict], list[dict], list[dict]]:
-    """``(problems, programs, results)`` rows for about ``n`` teacher programs and ``injected``
-    variants (see the module docstring)."""
+def repeats(programs: list[dict]) -> int:
+    """How many of ``programs`` (one problem's rows, in sample order) repeat the text of an
+    earlier sample of the same teacher: a teacher repeating itself, which pad keeps as distinct
+    programs (another sample, another id) and curation's dedup removes."""
+    seen: set[tuple[str, str]] = set()
+    n = 0
+    for p in programs:
+        key = (p["teacher"], p["program"])
+        n += key in seen
+        seen.add(key)
+    return n
+
+
+def injected_variants(correct: list[tuple[str, str, str, str]], golds: dict[str, float | None], injected: int,
+                      seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """``(programs, results)`` of ``injected`` variants (at most one per program of ``correct``:
+    ``(program_id, problem_id, program, teacher)``); parents are drawn without replacement, so
+    no variant repeats another's id (the same parent and kind made the same text, and id, twice)."""
     rng = random.Random(f"{seed}:injected")
     when = datetime(2026, 12, 1)
-    problems, programs, results = [], [], []
-    correct: list[tuple[str, str, str, str]] = []  # (program_id, problem_id, program, teacher) of correct ones
-    golds: dict[str, float] = {}
-    for problem, progs, res in problems_stream(n, seed):
-        problems.append(problem)
-        programs += progs
-        results += res
-        golds[problem["problem_id"]] = problem["answer"]
-        correct += [(p["program_id"], p["problem_id"], p["program"], p["teacher"])
-                    for p, r in zip(progs, res) if r["label"] == "correct"]
-    for i in range(min(injected, len(correct))):
-        parent, pid, prog, teacher = correct[rng.randrange(len(correct))]
+    programs, results = [], []
+    for i, j in enumerate(rng.sample(range(len(correct)), min(injected, len(correct)))):
+        parent, pid, prog, teacher = correct[j]
         kind = INJECTION_KINDS[i % len(INJECTION_KINDS)]
         label = {"syntax_slip": "syntax_error", "undefined_name": "runtime_error", "steps_swapped": "runtime_error"
                  }.get(kind, "wrong_answer" if rng.random() < 0.85 else "correct")
@@ -357,7 +366,22 @@ def generate(n: int, seed: int = 0, injected: int = 4000) -> tuple[list[dict], l
         programs.append({"program_id": prid, "problem_id": pid, "origin": "injected", "teacher": teacher,
                          "sample_idx": i % 2, "program": text, "parent_program_id": parent, "injection_kind": kind})
         results.append(_result(prid, label, gold, rng, when))
-    return problems, programs, results
+    return programs, results
+
+
+def generate(n: int, seed: int = 0, injected: int = 4000) -> tuple[list[dict], list[dict], list[dict]]:
+    """``(problems, programs, results)`` rows for about ``n`` teacher programs and ``injected``
+    variants (see the module docstring)."""
+    problems, programs, results = [], [], []
+    for problem, progs, res in problems_stream(n, seed):
+        problems.append(problem)
+        programs += progs
+        results += res
+    golds = {p["problem_id"]: p["answer"] for p in problems}
+    correct = [(p["program_id"], p["problem_id"], p["program"], p["teacher"])
+               for p, r in zip(programs, results) if r["label"] == "correct"]
+    variants, outcomes = injected_variants(correct, golds, injected, seed)
+    return problems, programs + variants, results + outcomes
 
 
 def write_files(folder: str | Path, n: int = 1_000_000, seed: int = 0) -> list[dict]:
@@ -392,20 +416,43 @@ def write_files(folder: str | Path, n: int = 1_000_000, seed: int = 0) -> list[d
 
 def build_store(db: str | Path, n: int = 1_000_000, seed: int = 0, injected: int = 4000,
                 reviews: int = 3000) -> dict:
-    """Write a realistic store of ~``n`` teacher programs (+ ``injected``) to ``db`` (a new file)."""
+    """Write a realistic store of ~``n`` teacher programs (+ ``injected``) to ``db`` (a new file),
+    :data:`CHUNK` programs at a time (memory holds the correct programs' text for the injected
+    variants, not every row). ``repeats``: teacher programs repeating an earlier sample (:func:`repeats`)."""
     t0 = time.perf_counter()
-    problems, programs, results = generate(n, seed, injected)
-    gen_s = time.perf_counter() - t0
+    counts = {"problems": 0, "programs": 0, "repeats": 0}
+    correct: list[tuple[str, str, str, str]] = []
+    golds: dict[str, float | None] = {}
     with Store(db) as st:
-        with st.transaction():
-            for table, rows in (("problems", problems), ("programs", programs)):
-                st.con.register("_pad_rows", pa.Table.from_pylist(rows))
-                st.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _pad_rows")
-                st.con.unregister("_pad_rows")
-        step = 200_000
-        for i in range(0, len(results), step):
+        def write(problems: list[dict], programs: list[dict], results: list[dict]) -> None:
             with st.transaction():
-                st.add_executions(pa.Table.from_pylist(results[i:i + step]))
+                for table, rows in (("problems", problems), ("programs", programs)):
+                    if rows:
+                        st.con.register("_pad_rows", pa.Table.from_pylist(rows))
+                        st.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _pad_rows")
+                        st.con.unregister("_pad_rows")
+                st.add_executions(pa.Table.from_pylist(results))
+            counts["problems"] += len(problems)
+            counts["programs"] += len(programs)
+
+        chunk: tuple[list[dict], list[dict], list[dict]] = ([], [], [])
+        for problem, progs, res in problems_stream(n, seed):
+            golds[problem["problem_id"]] = problem["answer"]
+            correct += [(p["program_id"], p["problem_id"], p["program"], p["teacher"])
+                        for p, r in zip(progs, res) if r["label"] == "correct"]
+            counts["repeats"] += repeats(progs)
+            chunk[0].append(problem)
+            chunk[1].extend(progs)
+            chunk[2].extend(res)
+            if len(chunk[1]) >= CHUNK:
+                write(*chunk)
+                chunk = ([], [], [])
+        if chunk[1]:
+            write(*chunk)
+        gen_s = time.perf_counter() - t0
+        variants, outcomes = injected_variants(correct, golds, injected, seed)
+        if variants:
+            write([], variants, outcomes)
         if reviews:
             with st.transaction():
                 st.add_verdicts(f"SELECT program_id FROM program_labels WHERE label = 'correct' "
@@ -414,8 +461,8 @@ def build_store(db: str | Path, n: int = 1_000_000, seed: int = 0, injected: int
                 st.add_verdicts(f"SELECT program_id FROM program_labels WHERE label = 'correct' "
                                 f"AND hash(program_id) % 300 = 1 LIMIT {int(reviews) // 3}",
                                 None, "reject", "copies the question's numbers wrong", "reviewer-b")
-        counts = dict(st.con.execute("SELECT label, count(*) FROM program_labels GROUP BY 1 ORDER BY 2 DESC").fetchall())
-    return {"problems": len(problems), "programs": len(programs), "labels": counts, "generate_s": gen_s,
+        labels = dict(st.con.execute("SELECT label, count(*) FROM program_labels GROUP BY 1 ORDER BY 2 DESC").fetchall())
+    return {**counts, "injected": len(variants), "labels": labels, "generate_s": gen_s,
             "build_s": time.perf_counter() - t0}
 
 

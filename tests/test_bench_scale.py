@@ -39,7 +39,8 @@ def test_bench_scale_on_realistic_data_runs_every_stage_from_its_files(tmp_path,
     assert {"correct", "wrong_answer", "runtime_error", "syntax_error"} <= set(r["labels"])
     assert 0.75 < r["labels"]["correct"] / 800 < 0.95
     for key in ("import_records_per_s", "read_json_records_per_s", "execute_programs_per_s",
-                "exec_loop_programs_per_s", "inject_sources_per_s", "curate_programs_per_s", "export_rows_per_s"):
+                "exec_loop_programs_per_s", "inject_sources_per_s", "curate_programs_per_s", "refine_programs_per_s",
+                "export_rows_per_s"):
         assert r[key] > 0, key
     assert r["inject_sources"] == 80 and r["inject_variants"] > 80 and r["inject_executed"] == r["inject_variants"]
     assert 0 < r["curated_rows"] < r["curate_candidates"]  # duplicates and K per problem
@@ -53,7 +54,45 @@ def test_bench_scale_on_a_directly_written_realistic_store_curates_exports_and_r
                           "--json", str(tmp_path / "s.json")])
     assert r["data"] == "direct" and r["programs"] == 800 + round(800 * 0.004)
     assert {"correct", "wrong_answer", "runtime_error"} <= set(r["labels"]) and r["labels"]["correct"] > 600
-    for key in ("curate_programs_per_s", "ast_loop_programs_per_s", "export_rows_per_s", "review_first_load_s"):
+    for key in ("curate_programs_per_s", "refine_programs_per_s", "ast_loop_programs_per_s", "export_rows_per_s",
+                "review_first_load_s"):
         assert r[key] > 0, key
     assert 0 < r["curated_rows"] < r["curate_candidates"]
+    assert 0 < r["refine_rows"] <= r["refine_faulty"]  # one pair per faulty program at most
     assert "| curate (AST dedup) |" in capsys.readouterr().out
+
+
+def test_realistic_generator_ids_are_unique_and_its_repeats_are_deliberate_and_counted(tmp_path):
+    import realistic
+    from pad_data.stages.ingest import import_programs
+    from pad_data.store import Store
+
+    # more variants asked for than there are correct programs: each parent is drawn once
+    problems, programs, results = realistic.generate(2000, seed=0, injected=5000)
+    ids = [p["program_id"] for p in programs]
+    assert len(set(ids)) == len(ids) == len(results)
+    teacher = [p for p in programs if p["origin"] == "teacher"]
+    injected = [p for p in programs if p["origin"] == "injected"]
+    correct = [p["program_id"] for p, r in zip(programs, results) if p["origin"] == "teacher" and r["label"] == "correct"]
+    assert len(teacher) == 2000 and sorted(p["parent_program_id"] for p in injected) == sorted(correct)
+    assert realistic.generate(2000, seed=0, injected=5000) == (problems, programs, results)  # seeded
+    assert [p["program"] for p in realistic.generate(2000, seed=1, injected=0)[1]] != [p["program"] for p in teacher]
+
+    # a teacher repeats itself (~35% of later samples, and some fresh samples come out the same):
+    # each repeat is its own sample with its own id, and counted
+    by_problem: dict[str, list[dict]] = {}
+    for p in teacher:
+        by_problem.setdefault(p["problem_id"], []).append(p)
+    repeats = sum(realistic.repeats(rows) for rows in by_problem.values())
+    assert repeats == len(teacher) - len({(p["problem_id"], p["teacher"], p["program"]) for p in teacher})
+    assert 0.2 * len(teacher) < repeats < 0.4 * len(teacher)
+
+    built = realistic.build_store(tmp_path / "s.duckdb", 2000, 0, injected=5000, reviews=0)
+    assert (built["programs"], built["repeats"], built["injected"]) == (len(programs), repeats, len(injected))
+    # pad's import takes every repeat as another sample of the record (nothing fails or is merged)
+    files = realistic.write_files(tmp_path / "files", 2000)
+    with Store(tmp_path / "imported.duckdb") as st:
+        added = [import_programs(st, f["path"], f["dataset"], split=f["split"], teacher=f["teacher"],
+                                 program_field="programs")["added"] for f in files]
+        same = st.scalar("SELECT count(*) - count(DISTINCT (problem_id, teacher, program)) FROM programs")
+    assert sum(added) == len(teacher) and same == repeats
