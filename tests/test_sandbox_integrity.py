@@ -729,3 +729,44 @@ def test_a_sender_changes_no_later_label():
     assert spawned == 1  # no sender harmed the worker
     # the fast victims and the senders that may run in the worker did
     assert fast >= 3 * len(SENDERS) + 9, fast
+
+
+# Text a program hands the worker as its own str subclass (an exception's message, what print
+# writes, a repr): the worker slices and measures it and JSON-encodes the slice, so the
+# subclass's __getitem__/__len__ would pass the caps (500 characters of message, STDOUT_LIMIT)
+# and what __getitem__ returns (a list whose __iter__ never ends) would run in the encoder,
+# after the program's timer stopped. Found by an attacker's review of the fast path's classes.
+_TEXT_SUBCLASS = prog("""
+    class Loop(list):
+        def __iter__(self):
+            while True:
+                pass
+    class S(str):
+        def __str__(self):
+            return self
+        def __len__(self):
+            return 0
+        def __getitem__(self, k):
+            return S('x' * 3000000) if self == 'big' else Loop([1])
+    """)
+PLAIN_TEXT = [
+    _TEXT_SUBCLASS + "def solution():\n    raise ValueError(S('big'))\n",
+    _TEXT_SUBCLASS + "def solution():\n    raise ValueError(S('loop'))\n",
+    _TEXT_SUBCLASS + "def solution():\n    print(S('big'), S('loop'), sep=S('big'))\n    return 1\n",
+]
+
+
+def test_text_from_a_programs_str_subclass_is_plain_text_on_both_paths():
+    got = {}
+    for fast in (True, False):
+        with SandboxPool(workers=1, timeout=2.0, fast_path=fast) as pool:
+            items = [(i, p) for i, p in enumerate(PLAIN_TEXT)] + [("victim", FAST_MATH_VICTIM)]
+            got[fast] = {k: _label(r) for k, r in pool.map(items)}
+            assert pool.stats["spawned"] == 1, pool.stats  # no worker was killed or retired
+            assert pool.stats["fast" if fast else "forked"] >= len(PLAIN_TEXT)
+    assert got[True] == got[False]
+    labels = got[True]
+    assert labels[0][0] == labels[1][0] == "runtime_error"
+    assert labels[0][4:6] == ("ValueError", "big") and labels[1][4:6] == ("ValueError", "loop")
+    assert labels[2][:2] == ("ok", 1) and labels[2][6] == "bigbigloop\n"
+    assert labels["victim"][0] == "ok"

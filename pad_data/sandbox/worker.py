@@ -514,6 +514,18 @@ INTERNAL_ERROR_RESULT = {"status": "crashed", "error_type": "WorkerError",
                          "stdout": "", "duration_ms": 0.0}
 
 
+_STR_COPY = str.__str__  # a str subclass's characters as an exact str, calling none of its methods
+
+
+def _plain(text):
+    """``text`` (a str, maybe of a class the program defined) as an exact str. ``str()``,
+    ``repr()`` and ``print`` accept a subclass from the program's ``__str__``/``__repr__``; its
+    ``__getitem__``, ``__len__`` or ``__iter__`` would run in the worker's own bookkeeping (past
+    the caps on stdout and messages, and, for what they return, in the JSON encoder after the
+    program's timer stopped)."""
+    return text if type(text) is str else _STR_COPY(text)
+
+
 class CappedWriter:
     """Stands in for sys.stdout: keeps the first ``limit`` characters, counts the rest."""
 
@@ -526,6 +538,7 @@ class CappedWriter:
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError("write() argument must be str")
+        s = _plain(s)
         n = len(s)
         self.total += n
         room = self.limit - self.kept
@@ -650,7 +663,7 @@ def _describe_value(value):
         return "float", None, repr(value)
     if cls is str:
         return "str", value[:VALUE_STR_LIMIT], None
-    tname = _TYPE_NAME(cls)[:100]
+    tname = _plain(_TYPE_NAME(cls))[:100]
     if id(cls) not in _KNOWN_TYPES:  # defined by the program (or the class of its own subclass)
         return tname, None, f"<{tname} object>"
     convert = _NUMBERS.get(id(cls))
@@ -663,7 +676,7 @@ def _describe_value(value):
             _, vjson, vrepr = _describe_value(number)
             return tname, vjson, (text or vrepr or repr(number))[:VALUE_STR_LIMIT]
     try:
-        text = str(repr(value))  # a library type; a container may hold the program's objects
+        text = _plain(repr(value))  # a library type; a container may hold the program's objects
     except Exception:  # a timeout (BaseException) still ends the program
         text = f"<unrepresentable {tname}>"
     return tname, None, text[:VALUE_STR_LIMIT]
@@ -802,7 +815,7 @@ def _blame_preamble(res, line):
 
 def _short(exc):
     try:
-        text = str(exc)
+        text = _plain(str(exc))
     except BaseException:
         text = ""
     return text[:500]
@@ -1017,7 +1030,7 @@ def run_program(code, builtins_template, as_main=False):
                    "error_message": _short(exc) or f"memory limit ({MEMORY_MB} MiB) reached"}
             harmed = True
         else:
-            res = {"status": "runtime_error", "error_type": str(type(exc).__name__)[:100],
+            res = {"status": "runtime_error", "error_type": _plain(_TYPE_NAME(type(exc)))[:100],
                    "error_message": _short(exc)}
         res["error_line"] = line
         if preamble_line is not None:
