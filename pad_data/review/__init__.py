@@ -315,6 +315,12 @@ def verdicts_of(store: Store, ids: list[str]) -> dict[str, str]:
                                   [list(ids)]).fetchall())
 
 
+def review_state(store: Store, ids: list[str], pid: str | None) -> tuple[dict[str, str], dict]:
+    """What a verdict changes on screen: the verdicts of ``ids`` (a page), and the verdict and
+    reviews of ``pid`` (the open program, :func:`program_reviews`; {} for None)."""
+    return verdicts_of(store, ids), (program_reviews(store, pid) if pid else {})
+
+
 def add_verdicts(path: str, verdict: str, note: str | None, reviewer: str | None,
                  filters: Filters | None = None, program_ids: list[str] | None = None,
                  memory: str | int | None = None, batch: str | None = None,
@@ -325,29 +331,36 @@ def add_verdicts(path: str, verdict: str, note: str | None, reviewer: str | None
     transaction, within ``memory`` (as :func:`reading`); returns how many programs. The
     history keeps every verdict, under ``batch`` (:func:`new_batch`; what :func:`undo` takes
     back) or a new batch id; each reviewer has one current verdict per program."""
+    with writing(path, memory) as st, st.transaction():
+        return judge(st, verdict, note, reviewer, filters, program_ids, batch, positions)
+
+
+def judge(st: Store, verdict: str, note: str | None, reviewer: str | None, filters: Filters | None = None,
+          program_ids: list[str] | None = None, batch: str | None = None, positions: list[int] | None = None) -> int:
+    """:func:`add_verdicts` on a store open to write, in the caller's transaction (a caller that
+    reads afterwards, :func:`review_state`, needs no second connection)."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}")
     if (filters is None) == (program_ids is None):
         raise ValueError("give filters or program_ids")
-    with writing(path, memory) as st, st.transaction():
-        if program_ids is None:
-            query, params = filters.listing()
-            return st.add_verdicts(query, params, verdict, note or None, reviewer or None, batch=batch)
-        ids = list(dict.fromkeys(program_ids))
-        # the programs found are the ones judged: one scan checks and selects (raising rolls back)
-        select, params = "SELECT program_id FROM programs WHERE program_id = ANY(?)", [ids]
-        if positions is not None:
-            by_row = ("SELECT program_id FROM programs WHERE rowid = ANY(?::BIGINT[]) AND program_id = ANY(?)",
-                      [list(positions), ids])
-            if st.con.execute(f"SELECT count(DISTINCT program_id) FROM ({by_row[0]})", by_row[1]).fetchall()[0][0] \
-                    == len(ids):  # else a row moved: found by id
-                select, params = by_row
-        n = st.add_verdicts(select, params, verdict, note or None, reviewer or None, batch=batch)
-        if n < len(ids):
-            missing = st.con.execute("SELECT id FROM unnest(?::VARCHAR[]) t(id) ANTI JOIN programs p "
-                                     "ON p.program_id = t.id LIMIT 1", [ids]).fetchall()
-            raise ValueError(f"no program {missing[0][0]}")
-        return n
+    if program_ids is None:
+        query, params = filters.listing()
+        return st.add_verdicts(query, params, verdict, note or None, reviewer or None, batch=batch)
+    ids = list(dict.fromkeys(program_ids))
+    # the programs found are the ones judged: one scan checks and selects (raising rolls back)
+    select, params = "SELECT program_id FROM programs WHERE program_id = ANY(?)", [ids]
+    if positions is not None:
+        by_row = ("SELECT program_id FROM programs WHERE rowid = ANY(?::BIGINT[]) AND program_id = ANY(?)",
+                  [list(positions), ids])
+        if st.con.execute(f"SELECT count(DISTINCT program_id) FROM ({by_row[0]})", by_row[1]).fetchall()[0][0] \
+                == len(ids):  # else a row moved: found by id
+            select, params = by_row
+    n = st.add_verdicts(select, params, verdict, note or None, reviewer or None, batch=batch)
+    if n < len(ids):
+        missing = st.con.execute("SELECT id FROM unnest(?::VARCHAR[]) t(id) ANTI JOIN programs p "
+                                 "ON p.program_id = t.id LIMIT 1", [ids]).fetchall()
+        raise ValueError(f"no program {missing[0][0]}")
+    return n
 
 
 def new_batch() -> str:

@@ -207,7 +207,7 @@ def _shared() -> dict:
     """What every session of this server shares: the lock its store connections take, the data
     versions (under their own lock), and the programs' details read ahead."""
     return {"store": ReadWriteLock(), "lock": threading.Lock(), "details": collections.OrderedDict(),
-            "ahead": {}}
+            "ahead": {}, "states": collections.OrderedDict()}
 
 
 @contextlib.contextmanager
@@ -291,12 +291,30 @@ def cached_rows(db: str, version: int, page: tuple) -> pd.DataFrame:
         return rv.rows(store, [pid for pid, _ in page], verdicts=False, positions=[pos for _, pos in page])
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
+STATES_KEPT = 64
+
+
 def cached_review_state(db: str, version: tuple, ids: tuple, pid: str | None) -> tuple[dict, dict]:
-    """What a verdict changes on screen, in one read: the page's verdicts, and the open
-    program's verdict and reviews."""
+    """What a verdict changes on screen, in one read (:func:`pad_data.review.review_state`): the
+    page's verdicts, and the open program's verdict and reviews; kept per reviews version, where
+    a verdict of this app also puts what it read on its own connection (:func:`judge`)."""
+    shared = _shared()
+    key = (db, version, ids, pid)
+    with shared["lock"]:
+        if key in shared["states"]:
+            return shared["states"][key]
     with reading(db) as store:
-        return rv.verdicts_of(store, list(ids)), (rv.program_reviews(store, pid) if pid else {})
+        state = rv.review_state(store, list(ids), pid)
+    _keep_state(key, state)
+    return state
+
+
+def _keep_state(key: tuple, state: tuple[dict, dict]) -> None:
+    shared = _shared()
+    with shared["lock"]:
+        shared["states"][key] = state
+        while len(shared["states"]) > STATES_KEPT:
+            shared["states"].popitem(last=False)
 
 
 DETAILS_KEPT = 256
@@ -532,12 +550,29 @@ def judge(ctx: Ctx, pos: int, verdict: str, note: str | None = None) -> None:
         return
     pid, position = found
     batch = rv.new_batch()
-    write(ctx.db, rv.add_verdicts, ctx.db, verdict, note, ctx.reviewer, program_ids=[pid], positions=[position],
-          batch=batch, keep=ctx.pid_at(pos + 1))
+    following = ctx.pid_at(pos + 1)
+    # a list that does not read verdicts stays as it is: the rerun shows pos + 1 on that page, whose
+    # review state the write reads on its own connection (one connection saved per verdict)
+    shown = None if ctx.filters.reviews() or following is None else \
+        tuple(ctx.ids(((pos + 1) // ctx.page_size) * ctx.page_size))
+    state = write(ctx.db, _judge_and_read, ctx.db, verdict, note, ctx.reviewer, pid, position, batch, shown,
+                  following, keep=following)
+    if state is not None:
+        _keep_state((ctx.db, versions(ctx.db), shown, following), state)
     st.session_state.setdefault("undo_stack", []).append({"batch": batch, "what": f"{verdict} of {pid}", "pos": pos})
     st.session_state["saved"] = f"Saved {verdict} for {pid}."
     if ctx.filters.unreviewed_by is None:
         st.session_state["pos"] = pos + 1
+
+
+def _judge_and_read(db: str, verdict: str, note: str | None, reviewer: str, pid: str, position: int, batch: str,
+                    shown: tuple | None, following: str | None) -> tuple[dict, dict] | None:
+    """One program's verdict, then (with ``shown``, a page's ids) the review state of that page
+    and of ``following``, on the same connection."""
+    with rv.writing(db) as st:
+        with st.transaction():
+            rv.judge(st, verdict, note, reviewer, program_ids=[pid], batch=batch, positions=[position])
+        return rv.review_state(st, list(shown), following) if shown is not None else None
 
 
 def apply_keys(ctx: Ctx, total: int) -> None:
