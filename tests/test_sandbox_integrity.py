@@ -559,16 +559,14 @@ FAST_ADMITTED = [
             return cls(0)
         def __repr__(self):
             return f"Account({self.balance})"
-        def __lt__(self, other):
-            return self.balance < other.balance
-        def __eq__(self, other):
-            return self.balance == other.balance
-        __hash__ = None
+        def __add__(self, other):
+            return Account(self.balance + other.balance)
     def solution():
-        accounts = sorted([Account(5), Account(2), Account.empty()])
+        accounts = sorted([Account(5), Account(2), Account.empty()], key=lambda a: a.balance)
         accounts[0].note = "first"
         del accounts[0].note
         total = sum(a.doubled for a in accounts) + Account.fee() + math.floor(Account.rate)
+        total += (accounts[0] + accounts[1]).balance - 2
         print(accounts, __name__)
         return total
     if __name__ == "__main__":
@@ -582,11 +580,12 @@ FAST_ADMITTED = [
     """),
     prog("""
     class Counter(dict):
-        def __getitem__(self, key):
-            return self.get(key, 0)
+        def __str__(self):
+            return 'Counter' + repr(sorted(self.items()))
     def solution():
-        c = Counter()
-        return c['x'] + 1
+        c = Counter(a=1)
+        c['b'] = 2
+        return str(c)
     """),
     "import math\nmath.pi = 3\nans = math.pi\n",  # a store into the read-only module copy
     "class P:\n    pass\np = P()\nans = p\n",
@@ -649,6 +648,32 @@ SENDERS = [
     "class A(int):\n    def __index__(self):\n        return 7\nans = [1, 2, 3][A(0)]\n",
     "class A:\n    def __eq__(self, other):\n        return True\n    __hash__ = None\nans = [A() == 1, 1 == A()]\n",
     "def solution():\n    solution.cache = [1]\n    return 1\n",
+    # CPython 3.11 memory errors reached through C code calling the program back (an attacker's
+    # review of d67cdbe): an extended slice store whose generator shrinks the list writes past
+    # its end; comparing nested lists with an __eq__ that empties them reads freed memory. In
+    # the zygote either crashed the worker (SIGSEGV), and could have corrupted it instead.
+    prog("""
+    lst = list(range(100))
+    def shrink():
+        for _ in range(95):
+            lst.pop()
+        return 0
+    lst[::2] = (shrink() if i == 0 else i for i in range(50))
+    ans = len(lst)
+    """),
+    prog("""
+    class E:
+        calls = 0
+        def __eq__(self, other):
+            E.calls += 1
+            if E.calls == 2:
+                outer1.clear()
+                outer2.clear()
+            return False
+    outer1 = [[E()]]
+    outer2 = [[E()]]
+    ans = outer1 < outer2
+    """),
 ]
 # What those senders would change: a decimal context and its flags, ABC answers, module copies,
 # builtins
@@ -699,7 +724,7 @@ def test_what_the_fast_path_admits_gets_the_label_the_forked_path_gives():
     line = "[Account(0), Account(2), Account(5)] __main__\n"  # the main guard ran, then solution()
     assert labels[6][:2] == ("ok", 17) and labels[6][6] == line + "17\n" + line
     assert labels[7][0] == "runtime_error" and labels[7][4:6] == ("Broke", "no money left")
-    assert labels[8][:2] == ("ok", 1)
+    assert labels[8][:2] == ("ok", "Counter[('a', 1), ('b', 2)]")
     assert labels[9][0] == "forbidden" and labels[9][5] == "modules are read-only"
     assert labels[10][:4] == ("ok", None, "P", "<P object>") and labels[11][:3] == ("ok", "__main__", "str")
 
@@ -728,14 +753,15 @@ def test_a_sender_changes_no_later_label():
     assert alone[0].value_repr.startswith("[False, 2.0, '1/2', 'Fraction(1, 3)']")
     assert spawned == 1  # no sender harmed the worker
     # the fast victims and the senders that may run in the worker did
-    assert fast >= 3 * len(SENDERS) + 9, fast
+    assert fast >= 3 * len(SENDERS) + 7, fast
 
 
 # Text a program hands the worker as its own str subclass (an exception's message, what print
 # writes, a repr): the worker slices and measures it and JSON-encodes the slice, so the
 # subclass's __getitem__/__len__ would pass the caps (500 characters of message, STDOUT_LIMIT)
 # and what __getitem__ returns (a list whose __iter__ never ends) would run in the encoder,
-# after the program's timer stopped. Found by an attacker's review of the fast path's classes.
+# after the program's timer stopped. Found by an attacker's review of the fast path's classes;
+# such a class now runs forked (is_pure), where the worker's bookkeeping is the same code.
 _TEXT_SUBCLASS = prog("""
     class Loop(list):
         def __iter__(self):
@@ -763,10 +789,45 @@ def test_text_from_a_programs_str_subclass_is_plain_text_on_both_paths():
             items = [(i, p) for i, p in enumerate(PLAIN_TEXT)] + [("victim", FAST_MATH_VICTIM)]
             got[fast] = {k: _label(r) for k, r in pool.map(items)}
             assert pool.stats["spawned"] == 1, pool.stats  # no worker was killed or retired
-            assert pool.stats["fast" if fast else "forked"] >= len(PLAIN_TEXT)
     assert got[True] == got[False]
     labels = got[True]
     assert labels[0][0] == labels[1][0] == "runtime_error"
     assert labels[0][4:6] == ("ValueError", "big") and labels[1][4:6] == ("ValueError", "loop")
     assert labels[2][:2] == ("ok", 1) and labels[2][6] == "bigbigloop\n"
     assert labels["victim"][0] == "ok"
+
+
+# Programs whose methods C code calls back in the middle of its own work (comparisons, hashing,
+# iteration, item access, index conversion) or that store items with a slice built with a step
+# run forked (is_pure), with the label the forked path gives.
+CALLED_BACK = [
+    prog("""
+    class Account:
+        def __init__(self, balance):
+            self.balance = balance
+        def __lt__(self, other):
+            return self.balance < other.balance
+        def __eq__(self, other):
+            return self.balance == other.balance
+        __hash__ = None
+    ans = [a.balance for a in sorted([Account(5), Account(2)])] + [Account(1) == Account(1)]
+    """),
+    "class Counter(dict):\n    def __getitem__(self, key):\n        return self.get(key, 0)\nans = Counter()['x'] + 1\n",
+    "class Seq:\n    def __len__(self):\n        return 3\n    def __iter__(self):\n        return iter([1, 2, 3])\n"
+    "ans = [len(Seq()), sum(Seq())]\n",
+    "class I:\n    def __index__(self):\n        return 1\nans = [10, 20, 30][I()]\n",
+    "digits = list(str(1234))\ndigits[0] = '9'\nans = int(''.join(digits[::-1]))\n",
+    "ans = [1, 2, 3, 4][slice(None, None, 2)]\n",
+]
+
+
+def test_what_c_code_calls_back_runs_forked_with_the_same_label():
+    got = {}
+    for fast in (True, False):
+        with SandboxPool(workers=1, timeout=10.0, fast_path=fast) as pool:
+            got[fast] = _paths(pool, list(enumerate(CALLED_BACK)))
+    assert all(forked for _, forked in got[True].values()), got[True]
+    assert {k: v[0] for k, v in got[True].items()} == {k: v[0] for k, v in got[False].items()}
+    assert [v[0][:4] for v in got[True].values()] == [
+        ("ok", None, "list", "[2, 5, True]"), ("ok", 1, "int", None), ("ok", None, "list", "[3, 6]"),
+        ("ok", 20, "int", None), ("ok", 4329, "int", None), ("ok", None, "list", "[1, 3]")]

@@ -104,10 +104,12 @@ SAFE_BUILTIN_NAMES = (
 ).split()
 # The fast path's builtins: none of them reaches an object shared between programs, or
 # creates a class (a class can carry __del__), or looks an attribute up by a computed name.
+# Not ``slice``: an extended slice is the one way to an assignment CPython 3.11 gets wrong
+# (see :func:`is_pure`).
 FAST_BUILTIN_NAMES = (
     "abs all any ascii bin bool chr complex dict divmod enumerate filter float frozenset hex int "
     "isinstance iter len list map max min next oct ord pow print range repr reversed round set "
-    "slice sorted str sum tuple zip object property staticmethod classmethod"
+    "sorted str sum tuple zip object property staticmethod classmethod"
 ).split()
 # ``fractions`` only as ``from fractions import Fraction``: the module's other names (Decimal and
 # its context, numbers and its ABC registry) are never bound, Fraction's own ways to shared
@@ -122,15 +124,19 @@ OWN_OBJECT_MODULES = frozenset(("math",))
 # Names starting with "_" a fast-path program may bind in its own namespaces (module and class
 # bodies: STORE_NAME only, never as an attribute): what a class body binds itself, and methods
 # that run only when the program's own code or a builtin called by it invokes them, under the
-# program's timer. Not ``__del__`` (runs at collection, after the program), ``__getattr__``,
-# ``__setattr__``, ``__new__``, descriptors' ``__get__``/``__set__``, or ``__classcell__`` (super()).
+# program's timer, on objects their caller holds: construction, text, arithmetic. Not the
+# methods C code calls back in the middle of its own work on a container or an argument
+# (comparisons, ``__hash__``, ``__len__``, ``__iter__``, ``__getitem__``, ``__bool__``,
+# ``__index__``/``__int__``/``__float__``, ``__call__``): CPython 3.11 keeps borrowed pointers
+# across some of those calls (comparing nested lists with an ``__eq__`` that empties them reads
+# freed memory), and in the worker itself that would corrupt every later program. Not
+# ``__del__`` (runs at collection, after the program), ``__getattr__``, ``__setattr__``,
+# ``__new__``, descriptors' ``__get__``/``__set__``, or ``__classcell__`` (super()).
 FAST_DUNDER_BINDS = frozenset(
-    "__module__ __qualname__ __doc__ __init__ __repr__ __str__ __format__ __hash__ "
-    "__eq__ __ne__ __lt__ __le__ __gt__ __ge__ __bool__ __len__ __contains__ __getitem__ "
-    "__setitem__ __delitem__ __iter__ __next__ __call__ __neg__ __pos__ __abs__ __float__ "
-    "__int__ __index__ __round__ __add__ __radd__ __iadd__ __sub__ __rsub__ __isub__ __mul__ "
-    "__rmul__ __imul__ __truediv__ __rtruediv__ __itruediv__ __floordiv__ __rfloordiv__ "
-    "__ifloordiv__ __mod__ __rmod__ __imod__ __pow__ __rpow__ __ipow__".split()
+    "__module__ __qualname__ __doc__ __init__ __repr__ __str__ __format__ __neg__ __pos__ "
+    "__abs__ __round__ __add__ __radd__ __iadd__ __sub__ __rsub__ __isub__ __mul__ __rmul__ "
+    "__imul__ __truediv__ __rtruediv__ __itruediv__ __floordiv__ __rfloordiv__ __ifloordiv__ "
+    "__mod__ __rmod__ __imod__ __pow__ __rpow__ __ipow__".split()
 )
 # Names whose presence sends a program to the forked path (besides any builtin that is not in
 # FAST_BUILTIN_NAMES and any name starting with "_").
@@ -347,6 +353,8 @@ _IMPURE_OPS = _opcodes("IMPORT_STAR",
 # but OWN_OBJECT_MODULES, so the objects they can reach are the program's own.
 _OWN_OBJECT_OPS = _opcodes("STORE_ATTR", "DELETE_ATTR", "LOAD_BUILD_CLASS")
 _IMPORT_NAME = _opcodes("IMPORT_NAME")
+_BUILD_SLICE = next(iter(_opcodes("BUILD_SLICE")))
+_STORE_SUBSCR = next(iter(_opcodes("STORE_SUBSCR")))
 _STORE_NAME = next(iter(_opcodes("STORE_NAME")))
 _HAS_NAME = frozenset(__import__("dis").hasname)
 _EXTENDED_ARG = next(iter(_opcodes("EXTENDED_ARG")))
@@ -425,13 +433,16 @@ def is_pure(code):
     - imports only of ``FAST_MODULES`` (fractions only as ``from fractions import Fraction``),
       and of preloaded packages the program never uses (:func:`_unused_import`);
     - attribute stores and class definitions (``_OWN_OBJECT_OPS``) only when everything
-      imported is in ``OWN_OBJECT_MODULES``.
+      imported is in ``OWN_OBJECT_MODULES``;
+    - no item store in a program that builds a slice with a step: CPython 3.11 writes an
+      extended slice's items at positions it computed before iterating the new items, so a
+      generator expression that shrinks the list meanwhile writes past its end.
 
     Reachable objects are then the program's own, immutable constants, builtin functions and
     types (whose attributes cannot be set), read-only module copies and, with no attribute
     store or class, the Fraction class.
     """
-    stack, imported, own_objects = [code], set(), False
+    stack, imported, own_objects, step_slice, item_store = [code], set(), False, False, False
     while stack:
         c = stack.pop()
         raw = c.co_code
@@ -441,6 +452,9 @@ def is_pure(code):
         if c.co_flags & _GENERATOR_FLAGS and c.co_name != "<genexpr>":
             return False
         own_objects = own_objects or not _OWN_OBJECT_OPS.isdisjoint(ops)
+        item_store = item_store or _STORE_SUBSCR in ops
+        if _BUILD_SLICE in ops and not step_slice:
+            step_slice = any(op == _BUILD_SLICE and arg == 3 for op, arg in _instructions(c))
         private = False
         for name in c.co_names:
             if name[:1] == "_":
@@ -458,7 +472,7 @@ def is_pure(code):
         for const in c.co_consts:
             if isinstance(const, types.CodeType):
                 stack.append(const)
-    return not own_objects or imported <= OWN_OBJECT_MODULES
+    return not (step_slice and item_store) and (not own_objects or imported <= OWN_OBJECT_MODULES)
 
 
 _DUNDER_READS = frozenset(("LOAD_NAME", "LOAD_GLOBAL"))
