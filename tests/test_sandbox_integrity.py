@@ -579,12 +579,14 @@ FAST_ADMITTED = [
         raise Broke('no money left')
     """),
     prog("""
-    class Counter(dict):
+    class Shelf:
+        def __init__(self, **items):
+            self.items = dict(items)
         def __str__(self):
-            return 'Counter' + repr(sorted(self.items()))
+            return 'Shelf' + repr(sorted(self.items.items()))
     def solution():
-        c = Counter(a=1)
-        c['b'] = 2
+        c = Shelf(a=1)
+        c.items['b'] = 2
         return str(c)
     """),
     "import math\nmath.pi = 3\nans = math.pi\n",  # a store into the read-only module copy
@@ -674,6 +676,8 @@ SENDERS = [
     outer2 = [[E()]]
     ans = outer1 < outer2
     """),
+    # a builtin base whose own __init__ the subclass skips: calling it dereferences NULL
+    "class S(staticmethod):\n    def __init__(self, f):\n        pass\nans = S(len)()\n",
 ]
 # What those senders would change: a decimal context and its flags, ABC answers, module copies,
 # builtins
@@ -724,7 +728,7 @@ def test_what_the_fast_path_admits_gets_the_label_the_forked_path_gives():
     line = "[Account(0), Account(2), Account(5)] __main__\n"  # the main guard ran, then solution()
     assert labels[6][:2] == ("ok", 17) and labels[6][6] == line + "17\n" + line
     assert labels[7][0] == "runtime_error" and labels[7][4:6] == ("Broke", "no money left")
-    assert labels[8][:2] == ("ok", "Counter[('a', 1), ('b', 2)]")
+    assert labels[8][:2] == ("ok", "Shelf[('a', 1), ('b', 2)]")
     assert labels[9][0] == "forbidden" and labels[9][5] == "modules are read-only"
     assert labels[10][:4] == ("ok", None, "P", "<P object>") and labels[11][:3] == ("ok", "__main__", "str")
 
@@ -799,7 +803,8 @@ def test_text_from_a_programs_str_subclass_is_plain_text_on_both_paths():
 
 # Programs whose methods C code calls back in the middle of its own work (comparisons, hashing,
 # iteration, item access, index conversion) or that store items with a slice built with a step
-# run forked (is_pure), with the label the forked path gives.
+# run forked (is_pure), and so do classes the zygote refuses to build (_fast_build_class), with
+# the label the forked path gives.
 CALLED_BACK = [
     prog("""
     class Account:
@@ -818,6 +823,11 @@ CALLED_BACK = [
     "class I:\n    def __index__(self):\n        return 1\nans = [10, 20, 30][I()]\n",
     "digits = list(str(1234))\ndigits[0] = '9'\nans = int(''.join(digits[::-1]))\n",
     "ans = [1, 2, 3, 4][slice(None, None, 2)]\n",
+    # classes with a builtin base other than object and the exceptions, or a class keyword: the
+    # zygote refuses to build them and runs the program forked, even if it catches the refusal
+    "class S(str):\n    pass\nans = S('x') + 'y'\n",
+    "try:\n    class L(list):\n        pass\nexcept BaseException:\n    print('caught')\nprint('after')\nans = 3\n",
+    "class A(metaclass=print):\n    pass\nans = A\n",
 ]
 
 
@@ -830,4 +840,7 @@ def test_what_c_code_calls_back_runs_forked_with_the_same_label():
     assert {k: v[0] for k, v in got[True].items()} == {k: v[0] for k, v in got[False].items()}
     assert [v[0][:4] for v in got[True].values()] == [
         ("ok", None, "list", "[2, 5, True]"), ("ok", 1, "int", None), ("ok", None, "list", "[3, 6]"),
-        ("ok", 20, "int", None), ("ok", 4329, "int", None), ("ok", None, "list", "[1, 3]")]
+        ("ok", 20, "int", None), ("ok", 4329, "int", None), ("ok", None, "list", "[1, 3]"),
+        ("ok", "xy", "str", None), ("ok", 3, "int", None), ("no_answer", None, None, None)]
+    assert got[True][7][0][6] == "after\n"  # nothing of the refused fast run
+    assert got[True][8][0][6] == "A () {'__module__': '__main__', '__qualname__': 'A'}\n"

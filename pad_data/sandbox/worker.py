@@ -334,6 +334,26 @@ def _isolated(fn, **names):
 _ReadOnlyModule.__setattr__ = _ReadOnlyModule.__delattr__ = _isolated(_read_only, Forbidden=Forbidden)
 
 
+def _fast_build_class(func, name, *bases, **kwds):
+    """``__build_class__`` on the fast path: bases only ``object``, builtin exceptions and the
+    program's own classes, no ``metaclass=`` or other keyword. Any other base lends the class C
+    code whose invariants a subclass can break (a ``staticmethod`` subclass whose ``__init__``
+    skips the base's leaves a NULL that calling it dereferences; a ``str`` subclass reaches the
+    worker's own bookkeeping), so the program is refused here and runs forked instead
+    (:func:`handle`), whatever it does after catching the refusal."""
+    plain = not kwds
+    for base in bases:
+        plain = plain and type_of(base) is type_ and (
+            base is object_ or flags(base) & HEAP_TYPE or is_subclass(BaseException_, base))
+    if not plain:
+        refused.append(name)
+        raise Forbidden_("this class runs on the forked path")
+    return build(func, name, *bases)
+
+
+_REFUSED = []  # the classes _fast_build_class refused in the fast-path program now running
+
+
 # ---------------------------------------------------------------- the fast-path check
 def _opcodes(*names):
     import dis
@@ -368,7 +388,10 @@ _FAST_BUILTINS.update({n: getattr(builtins, n) for n in dir(builtins)
                        if isinstance(getattr(builtins, n), type)
                        and issubclass(getattr(builtins, n), BaseException)})
 _FAST_BUILTINS["__import__"] = None  # set in main(), once the math copy exists
-_FAST_BUILTINS["__build_class__"] = builtins.__build_class__  # LOAD_BUILD_CLASS reads it; no name can
+_FAST_BUILTINS["__build_class__"] = _isolated(  # LOAD_BUILD_CLASS reads it; no name can
+    _fast_build_class, type_of=type, type_=type, object_=object, flags=type.__dict__["__flags__"].__get__,
+    HEAP_TYPE=1 << 9, is_subclass=type.__subclasscheck__, BaseException_=BaseException, refused=_REFUSED,
+    Forbidden_=Forbidden, build=builtins.__build_class__)
 _FAST_DENY = _FAST_DENY - frozenset(n for n in _FAST_BUILTINS if not n.startswith("_"))
 
 
@@ -1345,6 +1368,7 @@ def handle(source, policy_bt, notify, preamble=None):
             path = "fast"
             _arm_cpu_limit()
             codecs_known = len(_CODEC_CACHE)
+            _REFUSED.clear()
             res, harmed = run_program(code, _FAST_BUILTINS)
             if len(_CODEC_CACHE) != codecs_known:
                 _forget_failed_codecs()
@@ -1352,12 +1376,13 @@ def handle(source, policy_bt, notify, preamble=None):
             # since the last collection are in generation 0 (nearly free when it is empty)
             counts = gc.get_count()
             gc.collect(2 if counts[1] or counts[2] else 0)
-            if res["status"] == "memory_limit":
-                # earlier programs may have fragmented this worker: the label comes from a child
-                # with the full headroom; the worker goes on unless the bomb left it larger
+            if res["status"] == "memory_limit" or _REFUSED:
+                # memory: earlier programs may have fragmented this worker, so the label comes
+                # from a child with the full headroom; the worker goes on unless the bomb left it
+                # larger. A refused class: the forked path's label, as if never admitted.
                 path = "fork"
+                harmed = harmed and res["status"] != "memory_limit"
                 res, _ = run_forked(code, policy_bt)
-                harmed = False
             harmed = harmed or _grown()
         else:
             path = "fork"
