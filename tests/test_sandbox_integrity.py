@@ -592,6 +592,18 @@ FAST_ADMITTED = [
     "import math\nmath.pi = 3\nans = math.pi\n",  # a store into the read-only module copy
     "class P:\n    pass\np = P()\nans = p\n",
     "ans = __name__\n",
+    # a class built at the deepest frame the budget allows: the zygote's __build_class__ must cost
+    # no frame the forked path's does not (a Python-level wrapper answered 994 against 996)
+    prog("""
+    def f(n):
+        try:
+            return f(n + 1)
+        except RecursionError:
+            class A(ValueError):
+                pass
+            return n
+    ans = f(0)
+    """),
 ]
 FRACTION_VICTIM = prog("""
     from fractions import Fraction
@@ -731,6 +743,7 @@ def test_what_the_fast_path_admits_gets_the_label_the_forked_path_gives():
     assert labels[8][:2] == ("ok", "Shelf[('a', 1), ('b', 2)]")
     assert labels[9][0] == "forbidden" and labels[9][5] == "modules are read-only"
     assert labels[10][:4] == ("ok", None, "P", "<P object>") and labels[11][:3] == ("ok", "__main__", "str")
+    assert labels[12][0] == "ok" and labels[12][1] > 900
 
 
 def test_the_abc_caches_a_fast_path_program_fills_cannot_be_read():
@@ -803,8 +816,8 @@ def test_text_from_a_programs_str_subclass_is_plain_text_on_both_paths():
 
 # Programs whose methods C code calls back in the middle of its own work (comparisons, hashing,
 # iteration, item access, index conversion) or that store items with a slice built with a step
-# run forked (is_pure), and so do classes the zygote refuses to build (_fast_build_class), with
-# the label the forked path gives.
+# run forked (is_pure), and so do classes on a base other than object, the builtin exceptions and
+# the program's own classes, with the label the forked path gives.
 CALLED_BACK = [
     prog("""
     class Account:
@@ -823,8 +836,7 @@ CALLED_BACK = [
     "class I:\n    def __index__(self):\n        return 1\nans = [10, 20, 30][I()]\n",
     "digits = list(str(1234))\ndigits[0] = '9'\nans = int(''.join(digits[::-1]))\n",
     "ans = [1, 2, 3, 4][slice(None, None, 2)]\n",
-    # classes with a builtin base other than object and the exceptions, or a class keyword: the
-    # zygote refuses to build them and runs the program forked, even if it catches the refusal
+    # classes with a builtin base other than object and the exceptions, or a class keyword
     "class S(str):\n    pass\nans = S('x') + 'y'\n",
     "try:\n    class L(list):\n        pass\nexcept BaseException:\n    print('caught')\nprint('after')\nans = 3\n",
     "class A(metaclass=print):\n    pass\nans = A\n",
@@ -842,5 +854,20 @@ def test_what_c_code_calls_back_runs_forked_with_the_same_label():
         ("ok", None, "list", "[2, 5, True]"), ("ok", 1, "int", None), ("ok", None, "list", "[3, 6]"),
         ("ok", 20, "int", None), ("ok", 4329, "int", None), ("ok", None, "list", "[1, 3]"),
         ("ok", "xy", "str", None), ("ok", 3, "int", None), ("no_answer", None, None, None)]
-    assert got[True][7][0][6] == "after\n"  # nothing of the refused fast run
+    assert got[True][7][0][6] == "after\n"
     assert got[True][8][0][6] == "A () {'__module__': '__main__', '__qualname__': 'A'}\n"
+
+
+def test_the_recursion_budget_does_not_depend_on_how_many_programs_ran_before():
+    # a plain call to a builtin (the worker's exec) cost one level until the worker's own code
+    # was specialized, after about eight programs: the ninth program on the fast path had one
+    # frame more than the first, and than the forked path (998 -> 999)
+    deepest = "def f(n):\n    try:\n        return f(n + 1)\n    except RecursionError:\n        return n\nans = f(0)\n"
+    got = {}
+    for fast in (True, False):
+        with SandboxPool(workers=1, timeout=10.0, fast_path=fast) as pool:
+            first = [r.value for _, r in pool.map([(0, deepest)])]
+            warm = dict(pool.map([(i, f"ans = {i}\n") for i in range(1, 13)]))
+            got[fast] = first + [r.value for _, r in pool.map([(13, deepest)])]
+            assert [r.value for r in warm.values()] == list(range(1, 13))
+    assert got[True] == got[False] and got[True][0] == got[True][1] > 900, got

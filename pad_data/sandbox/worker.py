@@ -16,9 +16,10 @@ Every program takes one of two paths, and gets the same label on either:
 - **fast path, in this process**: programs whose compiled code is provably unable to change
   anything another program can see (imports only of ``math`` and ``from fractions import
   Fraction``; classes and attribute stores only with nothing imported but ``math``, whose copy
-  is read-only; no ``with``/generators/async; no name starting with ``_`` but the dunder
-  methods a class body defines; only builtins that cannot reach shared state: see
-  :func:`is_pure`). GSM8K-style programs are almost all here.
+  is read-only, and classes only on ``object``, exceptions and the program's own classes; no
+  ``with``/generators/async; no name starting with ``_`` but the dunder methods a class body
+  defines, and none that C code calls back mid-operation; only builtins that cannot reach shared
+  state: see :func:`is_pure`). GSM8K-style programs are almost all here.
 - **forked path**: everything else runs in a child forked from this warm process, after the
   child closed the protocol pipes, set its own rlimits and installed a stricter seccomp
   filter (no processes, signals, sockets or file writes). Whatever the child does, even after
@@ -334,25 +335,6 @@ def _isolated(fn, **names):
 _ReadOnlyModule.__setattr__ = _ReadOnlyModule.__delattr__ = _isolated(_read_only, Forbidden=Forbidden)
 
 
-def _fast_build_class(func, name, *bases, **kwds):
-    """``__build_class__`` on the fast path: bases only ``object``, builtin exceptions and the
-    program's own classes, no ``metaclass=`` or other keyword. Any other base lends the class C
-    code whose invariants a subclass can break (a ``staticmethod`` subclass whose ``__init__``
-    skips the base's leaves a NULL that calling it dereferences; a ``str`` subclass reaches the
-    worker's own bookkeeping), so the program is refused here and runs forked instead
-    (:func:`handle`), whatever it does after catching the refusal."""
-    plain = not kwds
-    for base in bases:
-        plain = plain and type_of(base) is type_ and (
-            base is object_ or flags(base) & HEAP_TYPE or is_subclass(BaseException_, base))
-    if not plain:
-        refused.append(name)
-        raise Forbidden_("this class runs on the forked path")
-    return build(func, name, *bases)
-
-
-_REFUSED = []  # the classes _fast_build_class refused in the fast-path program now running
-
 
 # ---------------------------------------------------------------- the fast-path check
 def _opcodes(*names):
@@ -388,11 +370,12 @@ _FAST_BUILTINS.update({n: getattr(builtins, n) for n in dir(builtins)
                        if isinstance(getattr(builtins, n), type)
                        and issubclass(getattr(builtins, n), BaseException)})
 _FAST_BUILTINS["__import__"] = None  # set in main(), once the math copy exists
-_FAST_BUILTINS["__build_class__"] = _isolated(  # LOAD_BUILD_CLASS reads it; no name can
-    _fast_build_class, type_of=type, type_=type, object_=object, flags=type.__dict__["__flags__"].__get__,
-    HEAP_TYPE=1 << 9, is_subclass=type.__subclasscheck__, BaseException_=BaseException, refused=_REFUSED,
-    Forbidden_=Forbidden, build=builtins.__build_class__)
+_FAST_BUILTINS["__build_class__"] = builtins.__build_class__  # LOAD_BUILD_CLASS reads it; no name can
 _FAST_DENY = _FAST_DENY - frozenset(n for n in _FAST_BUILTINS if not n.startswith("_"))
+_BUILTIN_BASES = frozenset(n for n, v in _FAST_BUILTINS.items() if v is object or n in dir(builtins)
+                           and isinstance(v, type) and issubclass(v, BaseException))
+_BUILTIN_NAMES = frozenset(dir(builtins))
+_LOAD_BUILD_CLASS = next(iter(_opcodes("LOAD_BUILD_CLASS")))
 
 
 def _imported_names(code):
@@ -459,13 +442,18 @@ def is_pure(code):
       imported is in ``OWN_OBJECT_MODULES``;
     - no item store in a program that builds a slice with a step: CPython 3.11 writes an
       extended slice's items at positions it computed before iterating the new items, so a
-      generator expression that shrinks the list meanwhile writes past its end.
+      generator expression that shrinks the list meanwhile writes past its end;
+    - class statements only on ``object``, builtin exceptions and the program's own classes,
+      with no keyword (:func:`_plain_bases`): any other base lends a class C code whose
+      invariants a subclass can break (a ``staticmethod`` subclass whose ``__init__`` skips the
+      base's leaves a NULL that calling it dereferences; a ``str`` subclass reaches the worker's
+      own bookkeeping).
 
     Reachable objects are then the program's own, immutable constants, builtin functions and
     types (whose attributes cannot be set), read-only module copies and, with no attribute
     store or class, the Fraction class.
     """
-    stack, imported, own_objects, step_slice, item_store = [code], set(), False, False, False
+    stack, imported, own_objects, step_slice, item_store, classes = [code], set(), False, False, False, False
     while stack:
         c = stack.pop()
         raw = c.co_code
@@ -476,6 +464,7 @@ def is_pure(code):
             return False
         own_objects = own_objects or not _OWN_OBJECT_OPS.isdisjoint(ops)
         item_store = item_store or _STORE_SUBSCR in ops
+        classes = classes or _LOAD_BUILD_CLASS in ops
         if _BUILD_SLICE in ops and not step_slice:
             step_slice = any(op == _BUILD_SLICE and arg == 3 for op, arg in _instructions(c))
         private = False
@@ -495,7 +484,8 @@ def is_pure(code):
         for const in c.co_consts:
             if isinstance(const, types.CodeType):
                 stack.append(const)
-    return not (step_slice and item_store) and (not own_objects or imported <= OWN_OBJECT_MODULES)
+    return (not (step_slice and item_store) and (not own_objects or imported <= OWN_OBJECT_MODULES)
+            and not (classes and not _plain_bases(code)))
 
 
 _DUNDER_READS = frozenset(("LOAD_NAME", "LOAD_GLOBAL"))
@@ -515,6 +505,65 @@ def _binds_dunders_only(code):
                     or ins.opname in _DUNDER_READS and name == "__name__"):
                 return False
     return True
+
+
+_BINDS = _opcodes("STORE_NAME", "STORE_FAST", "STORE_DEREF", "STORE_GLOBAL", "DELETE_NAME", "DELETE_FAST",
+                  "DELETE_DEREF", "DELETE_GLOBAL")
+_NAME_LOADS = _opcodes("LOAD_NAME", "LOAD_GLOBAL", "LOAD_FAST", "LOAD_DEREF", "LOAD_CLASSDEREF")
+_CLASS_BODY = _opcodes("LOAD_CLOSURE", "BUILD_TUPLE", "MAKE_FUNCTION")
+_BY_CO_NAMES = _opcodes("STORE_NAME", "DELETE_NAME", "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_NAME")
+_LOAD_GLOBAL = next(iter(_opcodes("LOAD_GLOBAL")))
+_LOAD_CONST = next(iter(_opcodes("LOAD_CONST")))
+_CALL = next(iter(_opcodes("CALL")))
+_NOT_SEEN = _opcodes("CACHE", "PUSH_NULL", "PRECALL") | {_EXTENDED_ARG}
+
+
+def _name_of(code, op, arg):
+    """The name a name, global, local or cell instruction of ``code`` uses (3.11's encoding)."""
+    if op == _LOAD_GLOBAL:
+        return code.co_names[arg >> 1]
+    if op in _BY_CO_NAMES:
+        return code.co_names[arg]
+    return code._varname_from_oparg(arg)
+
+
+def _plain_bases(code):
+    """True when every class statement of ``code`` names its bases, with no keyword, and each
+    base is ``object`` or a builtin exception that nothing in the program rebinds, or a class of
+    the program's own whose name nothing but undecorated class statements binds (no argument,
+    assignment, loop, import or ``del`` of it, in any scope): then every base is one the
+    zygote's ``__build_class__`` builds."""
+    binds, classes, bases, stack = {}, {}, [], [code]
+    while stack:
+        c = stack.pop()
+        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        nargs = c.co_argcount + c.co_kwonlyargcount + bool(c.co_flags & 0x04) + bool(c.co_flags & 0x08)
+        for name in c.co_varnames[:nargs]:
+            binds[name] = binds.get(name, 0) + 1
+        ins = [(op, arg) for op, arg in _instructions(c) if op not in _NOT_SEEN]
+        for i, (op, arg) in enumerate(ins):
+            if op in _BINDS:
+                name = _name_of(c, op, arg)
+                binds[name] = binds.get(name, 0) + 1
+            if op != _LOAD_BUILD_CLASS:
+                continue
+            j = i + 1  # the class body's function, then the class's name, its bases, the call
+            while j < len(ins) and (ins[j][0] in _CLASS_BODY or ins[j][0] == _LOAD_CONST
+                                    and isinstance(c.co_consts[ins[j][1]], types.CodeType)):
+                j += 1
+            if j >= len(ins) or ins[j][0] != _LOAD_CONST or not isinstance(c.co_consts[ins[j][1]], str):
+                return False
+            name, j = c.co_consts[ins[j][1]], j + 1
+            while j < len(ins) and ins[j][0] in _NAME_LOADS:
+                bases.append(_name_of(c, *ins[j]))
+                j += 1
+            if j + 1 >= len(ins) or ins[j][0] != _CALL:
+                return False  # a keyword (KW_NAMES), or a base that is not a name
+            if ins[j + 1][0] in _BINDS and _name_of(c, *ins[j + 1]) == name:
+                classes[name] = classes.get(name, 0) + 1  # bound by the class statement itself
+    return all(base in _BUILTIN_BASES and base not in binds
+               or base not in _BUILTIN_NAMES and base in classes and binds[base] == classes[base]
+               for base in bases)
 
 
 def _imports_fraction_only(code):
@@ -870,7 +919,10 @@ def _line_of(source, word):
 def _recursion_budget():
     """RECURSION_BUDGET frames from the caller on, whoever calls: a program gets the same budget on
     either path, and so does its compilation (the compiler's depth limit is a multiple of it),
-    whatever ran in this worker before."""
+    whatever ran in this worker before. (The builtin calls that lead from here to the program,
+    ``exec`` and ``compile``, are made as ``f(*args)``: the interpreter counts a plain call to a
+    builtin as one level more until the caller's code is specialized, after about eight
+    programs, and then not, which gave later programs one frame more.)"""
     depth, frame = 0, sys._getframe()
     while frame is not None:
         depth, frame = depth + 1, frame.f_back
@@ -970,7 +1022,7 @@ def _compile(source):
     """:func:`compile_program` of one text."""
     try:
         _recursion_budget()
-        code = compile(source, "<program>", "exec", dont_inherit=True)
+        code = compile(*(source, "<program>", "exec"), dont_inherit=True)  # f(*args): _recursion_budget
         if POLICY:
             _check_names(code)
         return code, None
@@ -1038,7 +1090,7 @@ def run_program(code, builtins_template, as_main=False):
     _state["running"] = True
     _signal.setitimer(_signal.ITIMER_PROF, TIMEOUT, 0.05)  # CPU time: the machine's load does not count
     try:
-        exec(code, g)
+        exec(*(code, g))  # f(*args): never specialized, so the same depth for every program
         entry = _find_answer(g)
         if entry is None:
             res = {"status": "no_answer", "error_message": f"no {ENTRY}() or {ENTRY} variable defined" if ENTRY
@@ -1368,7 +1420,6 @@ def handle(source, policy_bt, notify, preamble=None):
             path = "fast"
             _arm_cpu_limit()
             codecs_known = len(_CODEC_CACHE)
-            _REFUSED.clear()
             res, harmed = run_program(code, _FAST_BUILTINS)
             if len(_CODEC_CACHE) != codecs_known:
                 _forget_failed_codecs()
@@ -1376,13 +1427,12 @@ def handle(source, policy_bt, notify, preamble=None):
             # since the last collection are in generation 0 (nearly free when it is empty)
             counts = gc.get_count()
             gc.collect(2 if counts[1] or counts[2] else 0)
-            if res["status"] == "memory_limit" or _REFUSED:
-                # memory: earlier programs may have fragmented this worker, so the label comes
-                # from a child with the full headroom; the worker goes on unless the bomb left it
-                # larger. A refused class: the forked path's label, as if never admitted.
+            if res["status"] == "memory_limit":
+                # earlier programs may have fragmented this worker: the label comes from a child
+                # with the full headroom; the worker goes on unless the bomb left it larger
                 path = "fork"
-                harmed = harmed and res["status"] != "memory_limit"
                 res, _ = run_forked(code, policy_bt)
+                harmed = False
             harmed = harmed or _grown()
         else:
             path = "fork"
