@@ -354,6 +354,9 @@ _IMPURE_OPS = _opcodes("IMPORT_STAR",
 # Opcodes that store attributes or define classes: on the fast path only with nothing imported
 # but OWN_OBJECT_MODULES, so the objects they can reach are the program's own.
 _OWN_OBJECT_OPS = _opcodes("STORE_ATTR", "DELETE_ATTR", "LOAD_BUILD_CLASS")
+_ATTR_STORES = _opcodes("STORE_ATTR", "DELETE_ATTR")
+# ``del name``, which the compiler also emits after every ``except ... as name`` block
+_NAME_DELETES = _opcodes("DELETE_NAME", "DELETE_FAST", "DELETE_DEREF")
 _IMPORT_NAME = _opcodes("IMPORT_NAME")
 _BUILD_SLICE = next(iter(_opcodes("BUILD_SLICE")))
 _STORE_SUBSCR = next(iter(_opcodes("STORE_SUBSCR")))
@@ -375,6 +378,13 @@ _FAST_DENY = _FAST_DENY - frozenset(n for n in _FAST_BUILTINS if not n.startswit
 _BUILTIN_BASES = frozenset(n for n, v in _FAST_BUILTINS.items() if v is object or n in dir(builtins)
                            and isinstance(v, type) and issubclass(v, BaseException))
 _BUILTIN_NAMES = frozenset(dir(builtins))
+# Builtin exceptions with fields of their own in C (OSError's filename, UnicodeDecodeError's
+# object...): an attribute store can put any object there, and their C code trusts the field's
+# type (a str as a UnicodeDecodeError's object is read as bytes) or holds it borrowed while it
+# calls the program (OSError's str() formats errno, whose __str__ may drop the filename, then
+# the freed filename).
+_FIELD_EXCEPTIONS = frozenset(n for n in _BUILTIN_BASES if getattr(builtins, n).__basicsize__
+                              > BaseException.__basicsize__)
 _LOAD_BUILD_CLASS = next(iter(_opcodes("LOAD_BUILD_CLASS")))
 
 
@@ -443,6 +453,9 @@ def is_pure(code):
     - no item store in a program that builds a slice with a step: CPython 3.11 writes an
       extended slice's items at positions it computed before iterating the new items, so a
       generator expression that shrinks the list meanwhile writes past its end;
+    - no attribute store in a program that names a builtin exception with fields of its own in
+      C (``_FIELD_EXCEPTIONS``) or binds a caught exception (``except ... as e``: a
+      UnicodeDecodeError is a ValueError), so a store never lands in such a field;
     - class statements only on ``object``, builtin exceptions and the program's own classes,
       with no keyword (:func:`_plain_bases`): any other base lends a class C code whose
       invariants a subclass can break (a ``staticmethod`` subclass whose ``__init__`` skips the
@@ -454,6 +467,7 @@ def is_pure(code):
     store or class, the Fraction class.
     """
     stack, imported, own_objects, step_slice, item_store, classes = [code], set(), False, False, False, False
+    attr_store = field_exceptions = False
     while stack:
         c = stack.pop()
         raw = c.co_code
@@ -465,6 +479,9 @@ def is_pure(code):
         own_objects = own_objects or not _OWN_OBJECT_OPS.isdisjoint(ops)
         item_store = item_store or _STORE_SUBSCR in ops
         classes = classes or _LOAD_BUILD_CLASS in ops
+        attr_store = attr_store or not _ATTR_STORES.isdisjoint(ops)
+        field_exceptions = (field_exceptions or not _NAME_DELETES.isdisjoint(ops)
+                            or not _FIELD_EXCEPTIONS.isdisjoint(c.co_names))
         if _BUILD_SLICE in ops and not step_slice:
             step_slice = any(op == _BUILD_SLICE and arg == 3 for op, arg in _instructions(c))
         private = False
@@ -485,7 +502,7 @@ def is_pure(code):
             if isinstance(const, types.CodeType):
                 stack.append(const)
     return (not (step_slice and item_store) and (not own_objects or imported <= OWN_OBJECT_MODULES)
-            and not (classes and not _plain_bases(code)))
+            and not (attr_store and field_exceptions) and not (classes and not _plain_bases(code)))
 
 
 _DUNDER_READS = frozenset(("LOAD_NAME", "LOAD_GLOBAL"))
