@@ -100,6 +100,35 @@ def test_overview_shows_the_store(store):
     assert not [h for h in _html(at) if 'class="pad-title"' in h]  # a closed tab renders nothing
 
 
+def test_a_search_answers_for_the_programs_read_in_its_time_and_searches_on(store, monkeypatch):
+    from pad_data.review import app
+
+    # no time at all: each round reads its first 100 rows, so the store (638 programs) takes 7
+    monkeypatch.setattr(app, "SEARCH_BUDGET_S", 0.0)
+    monkeypatch.setattr(app, "SEARCH_FIRST_ROWS", 100)
+    pid = _q(store, "SELECT program_id FROM programs WHERE rowid = 250")[0][0]
+    con = duckdb.connect(str(store))
+    con.execute("UPDATE programs SET program = program || chr(10) || '# zqx_marker' WHERE rowid = 250")
+    con.close()
+    n = _q(store, "SELECT count(*) FROM programs")[0][0]
+    at = _app()
+    at.text_input(key="q").input("zqx_marker").run()
+    assert any("No match in the first <b>100</b> programs." in h for h in _html(at))
+    assert not [h for h in _html(at) if 'class="pad-title"' in h]
+    at.button(key="search_on").click().run()
+    assert any("No match in the first <b>200</b> programs." in h for h in _html(at))
+    at.button(key="search_on").click().run()
+    assert any("<b>1</b> program matches in the first <b>300</b> programs." in h for h in _html(at))
+    assert _opened(at) == pid and list(_frame(at, "program_id").program_id) == [pid]
+    for _ in range(6):  # on to the end: the button goes
+        if not any(b.key == "search_on" for b in at.button):
+            break
+        at.button(key="search_on").click().run()
+    assert any("<b>1</b> program matches." in h for h in _html(at)) and n > 600  # read to the end: exact
+    at.text_input(key="q").input("zqxjv_nowhere").run()  # another search starts over
+    assert any("No match in the first <b>100</b> programs." in h for h in _html(at))
+
+
 def test_filter_open_judge_undo_jump_fix_and_rerun(store):
     at = _app()
     at.multiselect(key="label").select("runtime_error").run()
@@ -647,14 +676,18 @@ def test_browser_plain_text_folding_and_a_key_burst_with_undo(served, browser):
 
     ids = [r[0] for r in _q(db, "SELECT program_id FROM programs WHERE program_id IN (SELECT program_id FROM "
                                 "program_labels WHERE label = 'correct') ORDER BY rowid LIMIT 20")]
-    page.goto(f"http://127.0.0.1:{port}/?label=correct")
     # the first presses come before the review area's key script has loaded (the list is not
-    # even read yet): the page's early listener queues them
-    page.wait_for_function("document.body.classList.contains('pad-keys-early')", timeout=60_000, polling=10)
-    early = page.evaluate("!document.body.classList.contains('pad-keys-on')")
-    for _ in range(10):
-        page.keyboard.press("j")
-        page.wait_for_timeout(150)
+    # even read yet: the store is held, the app waits for it): the page's early listener queues them
+    held = duckdb.connect(str(db))
+    try:
+        page.goto(f"http://127.0.0.1:{port}/?label=correct")
+        page.wait_for_function("document.body.classList.contains('pad-keys-early')", timeout=60_000, polling=10)
+        early = page.evaluate("!document.body.classList.contains('pad-keys-on')")
+        for _ in range(10):
+            page.keyboard.press("j")
+            page.wait_for_timeout(150)
+    finally:
+        held.close()
     assert early
     page.locator("h3").filter(has_text="Program 11 of").wait_for(timeout=60_000)
     for _ in range(5):

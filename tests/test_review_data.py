@@ -69,6 +69,23 @@ def test_search_is_literal_and_the_list_keeps_the_stored_order(db):
             assert rv.rows(st, [i for i, _ in found], positions=[p for _, p in found]).equals(rv.rows(st, ordered))
 
 
+
+def test_a_search_reads_programs_a_range_of_rows_at_a_time_and_can_stop_early(db):
+    with rv.reading(db) as st:
+        n = st.scalar("SELECT count(*) FROM programs")
+        question = st.scalar("SELECT question FROM problems ORDER BY rowid LIMIT 1 OFFSET 40")[5:25]
+        for f in (rv.Filters(text="return"), rv.Filters(text=question), rv.Filters(text="_", label=["correct"]),
+                  rv.Filters(text=question, origin=["injected"])):
+            whole = rv.page_positions(st, f, 0, 2 * n)
+            assert whole, f
+            assert rv.search_positions(st, f, 2 * n, chunk=64) == (whole, None), f  # every range read
+            assert rv.search_positions(st, f, 5, chunk=64) == (whole[:5], None)
+            assert rv.search_positions(st, f, 2 * n, start=whole[-1][1], chunk=64)[0] == whole[-1:]
+        nowhere = rv.Filters(text="zqxjv")
+        assert rv.search_positions(st, nowhere, 10, budget_s=0.0, chunk=64) == ([], 64)  # stopped after one range
+        assert rv.search_positions(st, nowhere, 10, start=64, budget_s=0.0, chunk=64) == ([], 128)  # from where it stopped
+        assert rv.search_positions(st, nowhere, 10, start=64, chunk=64) == ([], None)
+
 def test_sorts_order_every_match_server_side(db):
     with rv.reading(db) as st:
         f = rv.Filters(label=["timeout", "runtime_error"])
@@ -203,6 +220,29 @@ def test_injected_parent_diff_has_no_false_change_and_long_programs_fold(db):
     assert rv.fold(5000, 2500) == [(1, 8), (2488, 2512)]
     assert rv.fold(5000, 12) == [(1, 24)] and rv.fold(5000, None) == [(1, 120)] and rv.fold(5000, 4999) == \
         [(1, 8), (4987, 5000)]
+
+
+def test_a_detail_reads_its_problems_labels_near_its_execution(db, monkeypatch):
+    # a faulty program with a correct sibling and an injected variant: labels both near and far
+    faulty, seq = _q(db, "SELECT l.program_id, l.seq FROM program_labels l WHERE l.label = 'runtime_error' AND "
+                         "EXISTS (SELECT 1 FROM program_labels c WHERE c.problem_id = l.problem_id AND "
+                         "c.label = 'correct') AND EXISTS (SELECT 1 FROM programs i WHERE i.origin = 'injected' "
+                         "AND i.problem_id = l.problem_id) LIMIT 1")[0]
+    position = _q(db, "SELECT rowid FROM programs WHERE program_id = ?", [faulty])[0][0]
+    with rv.reading(db) as st:
+        shown = rv.rows(st, [faulty], positions=[position])
+        assert shown.seq.tolist() == [seq]  # the list carries the execution the detail is read near
+        whole = rv.program_detail(st, faulty, reviews=False)  # every label of the problem, by id
+        assert len(whole["siblings"]) >= 3 and whole["correct_sibling"]
+        # near its own execution; a guess far from any (every label looked up by id); with the window
+        # shrunk to its own execution alone, its siblings' labels are looked up by id beside it
+        for guess, near in ((seq, rv.NEAR_SEQ), (seq + 100 * rv.NEAR_SEQ, rv.NEAR_SEQ), (seq, 0)):
+            monkeypatch.setattr(rv, "NEAR_SEQ", near)
+            d = rv.program_detail(st, faulty, reviews=False, position=position, seq=guess)
+            assert d["siblings"].equals(whole["siblings"]), (guess, near)
+            assert d["correct_sibling"] == whole["correct_sibling"] and d["label"] == "runtime_error"
+            assert all(d[k] == whole[k] or d[k] != d[k] for k in whole if k != "siblings")
+        assert rv.program_detail(st, faulty, position=position + 1, seq=seq) is None  # a moved row: not this one
 
 
 def test_reveal_shows_bidi_and_invisible_characters():

@@ -18,6 +18,7 @@ import contextlib
 import difflib
 import json
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,13 +79,18 @@ class Filters:
     pattern_by: str = "message"
     conflicts: bool = False  # programs whose reviewers' current verdicts differ
 
-    def listing(self) -> tuple[str, list]:
+    def listing(self, rows: tuple[int, int] | None = None, question_hits: str | None = None) -> tuple[str, list]:
         """``SELECT program_id, problem_id, pos FROM programs WHERE ...`` for the programs these
         filters match, ``pos`` giving the list's order (the order programs were stored: a
         problem's samples together). Filters on labels are a semi-join on ``program_labels``
         (which also carries dataset, origin and teacher), the others on small sides (the
-        problems of a dataset, programs with a verdict, problems whose question matches)."""
+        problems of a dataset, programs with a verdict, problems whose question matches).
+        ``rows``: only ``programs``' rows first..last (DuckDB skips the row groups outside);
+        ``question_hits``: a table of the ``problem_id`` whose question has the text, read
+        instead of searching the questions again (:func:`search_positions`)."""
         clauses, params = [], []
+        if rows is not None:
+            clauses.append(f"rowid BETWEEN {int(rows[0])} AND {int(rows[1])}")
 
         def add(clause: str, values: list) -> None:
             clauses.append(clause)
@@ -121,8 +127,11 @@ class Filters:
         if text:
             question, q_params = contains_text("question", text)
             program, p_params = contains_text("program", text)
-            add(f"(problem_id IN (SELECT problem_id FROM problems WHERE {question}) OR {program})",
-                q_params + p_params)
+            if question_hits is not None:
+                question, q_params = f"problem_id IN (SELECT problem_id FROM {question_hits})", []
+            else:
+                question = f"problem_id IN (SELECT problem_id FROM problems WHERE {question})"
+            add(f"({question} OR {program})", q_params + p_params)
         return (f"SELECT program_id, problem_id, rowid AS pos FROM programs WHERE {' AND '.join(clauses) or 'TRUE'}",
                 params)
 
@@ -271,6 +280,33 @@ def page_positions(store: Store, f: Filters, offset: int = 0, limit: int = 50, s
     return [(r[0], r[1]) for r in store.con.execute(sql, params).fetchall()]
 
 
+def search_positions(store: Store, f: Filters, limit: int, start: int = 0, budget_s: float | None = None,
+                     chunk: int = 1 << 18) -> tuple[list[tuple[str, int]], int | None]:
+    """A text search's first ``limit`` matches (``(program_id, position)``, as
+    :func:`page_positions`) in the stored order, from row ``start`` of ``programs``: the
+    questions are searched once, then the programs a range of rows at a time (from ``chunk``
+    rows, doubling), so a word found nowhere can stop once ``budget_s`` seconds are spent instead
+    of reading every program (a range is sized to fit what is left of it). Returns the matches
+    and the first row not read (None: read to the end, or ``limit`` found)."""
+    question, params = contains_text("question", f.text.strip())
+    store.con.execute(f"CREATE OR REPLACE TEMP TABLE _pad_question_hits AS SELECT problem_id FROM problems "
+                      f"WHERE {question}", params)
+    last = store.scalar("SELECT max(rowid) FROM programs")
+    found: list[tuple[str, int]] = []
+    row, started = int(start), time.perf_counter()
+    while last is not None and row <= last and len(found) < limit:
+        query, params = f.listing(rows=(row, row + chunk - 1), question_hits="_pad_question_hits")
+        found += [(r[0], r[1]) for r in store.con.execute(
+            f"SELECT program_id, pos FROM ({query}) LIMIT {int(limit) - len(found)}", params).fetchall()]
+        row, chunk, spent = row + chunk, min(chunk * 2, 1 << 22), time.perf_counter() - started
+        if budget_s is not None:
+            if spent >= budget_s:
+                break
+            # the next range sized to what is left of the budget, at the pace read so far
+            chunk = max(1 << 12, min(chunk, int((row - start) / max(spent, 1e-3) * (budget_s - spent))))
+    return found, (row if last is not None and row <= last and len(found) < limit else None)
+
+
 def page_ids(store: Store, f: Filters, offset: int = 0, limit: int = 50, sort: str = "stored",
              descending: bool = False) -> list[str]:
     """The ids of :func:`page_positions`."""
@@ -286,21 +322,23 @@ def page(store: Store, f: Filters, offset: int, limit: int = 50, sort: str = "st
 
 def rows(store: Store, ids: list[str], verdicts: bool = True, positions: list[int] | None = None) -> pd.DataFrame:
     """What the list shows of the programs ``ids``, in that order, each table filtered by the
-    ids before the joins (``programs`` by ``positions``, their rows there, when given);
+    ids before the joins (``programs`` by ``positions``, their rows there, when given), and
+    each one's execution ``seq`` (what :func:`program_detail` finds its labels near);
     ``verdicts`` False leaves the verdict column empty (for a caller that reads it apart, with
     :func:`verdicts_of`, as it changes more often than the rest)."""
     if not ids:
         return store.df("SELECT NULL::VARCHAR AS program_id, NULL::VARCHAR AS dataset, NULL::VARCHAR AS label, "
                         "NULL::VARCHAR AS error_type, NULL::VARCHAR AS verdict, NULL::VARCHAR AS origin, "
-                        "NULL::VARCHAR AS teacher, NULL::DOUBLE AS duration_ms, NULL::VARCHAR AS question LIMIT 0")
+                        "NULL::VARCHAR AS teacher, NULL::DOUBLE AS duration_ms, NULL::VARCHAR AS question, "
+                        "NULL::BIGINT AS seq LIMIT 0")
     where = "program_id = ANY($ids)" if positions is None else "rowid = ANY($positions) AND program_id = ANY($ids)"
     return store.df(f"""
         WITH p AS (SELECT program_id, problem_id, origin, teacher FROM programs WHERE {where}
                    QUALIFY row_number() OVER (PARTITION BY program_id) = 1)  -- one row per id shown
         SELECT p.program_id, pr.dataset, l.label, l.error_type, v.verdict, p.origin, p.teacher,
-               round(l.duration_ms, 2) AS duration_ms, left(pr.question, 120) AS question
+               round(l.duration_ms, 2) AS duration_ms, left(pr.question, 120) AS question, l.seq
         FROM p JOIN problems pr USING (problem_id)
-        LEFT JOIN (SELECT program_id, label, error_type, duration_ms FROM program_labels
+        LEFT JOIN (SELECT program_id, label, error_type, duration_ms, seq FROM program_labels
                    WHERE program_id = ANY($ids)) l USING (program_id)
         LEFT JOIN (SELECT program_id, verdict FROM program_verdicts WHERE program_id = ANY($verdict_ids)) v
             USING (program_id)
@@ -376,13 +414,14 @@ def undo(path: str, batch: str, memory: str | int | None = None) -> int:
         return st.undo_verdicts(batch)
 
 
-def program_detail(store: Store, pid: str, reviews: bool = True, position: int | None = None) -> dict | None:
+def program_detail(store: Store, pid: str, reviews: bool = True, position: int | None = None,
+                   seq: int | None = None) -> dict | None:
     """Everything the app shows of one program; ``reviews`` False leaves out its verdict and
     reviews (:func:`program_reviews`), which change more often than the rest. ``position``: its
-    row in ``programs`` (:func:`page_positions`), read instead of scanning for the id. The
-    program, its siblings, its parent (an injected or fixed program's is of the same problem)
-    and a correct sibling come from one read of its problem's programs (``problem_id`` is
-    indexed; a lookup by program id scans)."""
+    row in ``programs`` (:func:`page_positions`), read instead of scanning for the id; ``seq``:
+    its execution's (:func:`rows`), so its problem's labels are read near it (:func:`problem_family`).
+    The program, its siblings, its parent (an injected or fixed program's is of the same problem)
+    and a correct sibling come from one read of its problem's programs."""
     where, params = ("rowid = ? AND program_id = ?", [position, pid]) if position is not None else \
         ("program_id = ?", [pid])
     found = store.con.execute(f"SELECT problem_id, completion, parent_program_id FROM programs WHERE {where} "
@@ -390,8 +429,9 @@ def program_detail(store: Store, pid: str, reviews: bool = True, position: int |
     if not found:
         return None
     problem, completion, parent = found[0]
-    family = store.df("SELECT * FROM labeled_programs WHERE problem_id = ? ORDER BY teacher, sample_idx",
-                      [problem])
+    family = problem_family(store, problem, seq)
+    if not (family.program_id == pid).any():
+        return None
     programs = dict(zip(family.program_id, family.program))
     d = family[family.program_id == pid].iloc[0].to_dict()
     d.update(completion=completion, parent=parent)
@@ -409,6 +449,33 @@ def program_detail(store: Store, pid: str, reviews: bool = True, position: int |
         if len(correct):
             d["correct_sibling"] = {"program_id": correct.iloc[0].program_id, "program": correct.iloc[0].program}
     return d
+
+
+# How far apart (in executions.seq) a problem's programs' current executions usually lie: they
+# are executed together, so their program_labels rows sit in the few row groups whose seq
+# zonemaps overlap this window around one of them (bench/README.md, the review app).
+NEAR_SEQ = 250_000
+
+
+def problem_family(store: Store, problem: str, seq: int | None = None) -> pd.DataFrame:
+    """``labeled_programs`` rows of every program of ``problem``, by teacher and sample. The
+    programs come from ``programs``' problem index; ``program_labels`` has none, so their labels
+    are read where DuckDB can prune: executions within :data:`NEAR_SEQ` of ``seq`` (one of
+    theirs). Only programs not found there (executed far apart, or not at all) are looked up by
+    id, which reads all of ``program_labels``; so is every program without ``seq``."""
+    order = "ORDER BY teacher, sample_idx, program_id"
+    if seq is None:
+        return store.df(f"SELECT * FROM labeled_programs WHERE problem_id = ? {order}", [problem])
+    near = [int(seq) - NEAR_SEQ, int(seq) + NEAR_SEQ]
+    found = {r[0] for r in store.con.execute("SELECT program_id FROM program_labels WHERE problem_id = ? AND seq "
+                                             "BETWEEN ? AND ?", [problem, *near]).fetchall()}
+    ids = {r[0] for r in store.con.execute("SELECT program_id FROM programs WHERE problem_id = ?", [problem]).fetchall()}
+    query = "SELECT * FROM labeled_programs WHERE problem_id = ? AND execution_seq BETWEEN ? AND ?"
+    params = [problem, *near]
+    if ids - found:
+        query += " UNION ALL SELECT * FROM labeled_programs WHERE problem_id = ? AND program_id = ANY(?)"
+        params += [problem, sorted(ids - found)]
+    return store.df(f"SELECT * FROM ({query}) {order}", params)
 
 
 def program_reviews(store: Store, pid: str) -> dict:

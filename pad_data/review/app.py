@@ -53,6 +53,8 @@ SHORTCUTS = {"j": "next program", "k": "previous program", "a": "accept", "x": "
 VERDICT_KEYS = {"a": "accept", "x": "reject", "f": "needs-fix"}
 BUSY_ICON = ":material/hourglass_top:"
 SEARCH_CAP = 1_000  # a text search counts this many matches at most ("1,000+")
+SEARCH_BUDGET_S = 1.5  # a text search reads programs about this long, then answers for those read ("search on")
+SEARCH_FIRST_ROWS = 1 << 18  # the rows of programs a search reads first (then twice as many each time)
 TABS = ["Programs", "Patterns", "Reviewers", "Overview", "SQL"]
 
 # Catches j/k/a/x/f anywhere on the page but in a text field, numbers each press and keeps it
@@ -284,6 +286,12 @@ def cached_positions(db: str, version: tuple, filters: rv.Filters, offset: int, 
         return rv.page_positions(store, filters, offset, limit, sort, descending)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_search(db: str, version: tuple, filters: rv.Filters, start: int, limit: int) -> tuple[list, int | None]:
+    with reading(db) as store:
+        return rv.search_positions(store, filters, limit, start, SEARCH_BUDGET_S, SEARCH_FIRST_ROWS)
+
+
 @st.cache_data(max_entries=256, show_spinner=False)
 def cached_rows(db: str, version: int, page: tuple) -> pd.DataFrame:
     """The page's rows but their verdicts (see :func:`cached_review_state`)."""
@@ -320,10 +328,12 @@ def _keep_state(key: tuple, state: tuple[dict, dict]) -> None:
 DETAILS_KEPT = 256
 
 
-def static_detail(db: str, version: int, pid: str, position: int | None = None, ahead: bool = False) -> dict | None:
+def static_detail(db: str, version: int, pid: str, position: int | None = None, seq: int | None = None,
+                  ahead: bool = False) -> dict | None:
     """A program's detail but its reviews, kept per data version (a verdict does not change it),
-    so the programs read ahead by :func:`read_ahead` open at once; ``ahead``: such a read, which
-    a write interrupts (:func:`write`)."""
+    so the programs read ahead by :func:`read_ahead` open at once; ``position`` and ``seq``: its
+    row and execution as the list read them (:func:`pad_data.review.program_detail`); ``ahead``:
+    such a read, which a write interrupts (:func:`write`)."""
     shared = _shared()
     key = (db, version, pid)
     with shared["lock"]:
@@ -334,7 +344,7 @@ def static_detail(db: str, version: int, pid: str, position: int | None = None, 
             with shared["lock"]:
                 shared["ahead"][store.con] = pid
         try:
-            d = rv.program_detail(store, pid, reviews=False, position=position)
+            d = rv.program_detail(store, pid, reviews=False, position=position, seq=seq)
         finally:
             with shared["lock"]:
                 shared["ahead"].pop(store.con, None)
@@ -345,13 +355,13 @@ def static_detail(db: str, version: int, pid: str, position: int | None = None, 
     return d
 
 
-def read_ahead(db: str, version: int, pids: list[tuple[str, int]]) -> None:
+def read_ahead(db: str, version: int, pids: list[tuple[str, int, int | None]]) -> None:
     """Read the details of the programs a reviewer opens next, in the background (a thread the
     process waits for when it exits: DuckDB aborts a process that exits in the middle of a read)."""
     def work() -> None:
-        for pid, position in pids:
+        for pid, position, seq in pids:
             try:
-                static_detail(db, version, pid, position, ahead=True)
+                static_detail(db, version, pid, position, seq, ahead=True)
             except (StoreError, duckdb.Error):  # busy, or interrupted by a write
                 return
 
@@ -499,17 +509,29 @@ class Ctx:
 
     def count(self) -> tuple[int, bool]:
         """``(programs matching, exact)``: a text search counts up to :data:`SEARCH_CAP`, from
-        the same scan as its first pages (:meth:`matches`)."""
+        the same scan as its first pages (:meth:`matches`), and only among the programs read
+        when it stopped early (:meth:`search`: not exact)."""
         if self.filters.text.strip():
-            n = len(self.matches())
-            return (SEARCH_CAP, False) if n > SEARCH_CAP else (n, True)
+            found, unread = self.search()
+            return (SEARCH_CAP, False) if len(found) > SEARCH_CAP else (len(found), unread is None)
         return cached_count(self.db, list_version(self.db, self.filters), self.filters, None), True
 
+    def search(self) -> tuple[list[tuple[str, int]], int | None]:
+        """A text search's first :data:`SEARCH_CAP` + 1 matches in the stored order, and the first
+        row of ``programs`` not read (None: all read): one scan, which stops there or after
+        :data:`SEARCH_BUDGET_S` per round; each "Search on" adds a round from where the last stopped."""
+        rounds = st.session_state.get("search_rounds", {}).get(repr(self.filters), 1)
+        found, row = [], 0
+        for _ in range(rounds):
+            more, row = cached_search(self.db, list_version(self.db, self.filters), self.filters, row,
+                                      SEARCH_CAP + 1 - len(found))
+            found += more
+            if row is None:
+                break
+        return found, row
+
     def matches(self) -> list[tuple[str, int]]:
-        """A text search's first :data:`SEARCH_CAP` + 1 matches in the stored order: one scan,
-        which stops there (a rare word still reads every program)."""
-        return cached_positions(self.db, list_version(self.db, self.filters), self.filters, 0, SEARCH_CAP + 1,
-                                "stored", False)
+        return self.search()[0]
 
     def page(self, start: int) -> list[tuple[str, int]]:
         """``(program_id, position)`` of the page from ``start``."""
@@ -628,6 +650,7 @@ def review_area(ctx: Ctx) -> None:
         ids = [pid for pid, _ in page]
         data, _ = versions(ctx.db)
         table = cached_rows(ctx.db, data, tuple(page)).copy()
+        seqs = {p: None if pd.isna(s) else int(s) for p, s in zip(table.program_id, table.pop("seq"))}
         pid, position = (ctx.at(pos) or (None, None)) if total else (None, None)
         page_verdicts, reviews = cached_review_state(ctx.db, versions(ctx.db), tuple(ids), pid)
         table["verdict"] = table.program_id.map(page_verdicts)
@@ -655,10 +678,10 @@ def review_area(ctx: Ctx) -> None:
         bulk_panel(ctx, total, exact, selected)
     with right:
         if not total:
-            st.info("No program matches these filters.")
+            st.info("No program matches these filters." if exact else "No match yet: search on to read more.")
             return
         try:
-            d = static_detail(ctx.db, data, pid, position) if pid else None
+            d = static_detail(ctx.db, data, pid, position, seqs.get(pid)) if pid else None
         except StoreError as exc:
             busy(exc)
         if d is None:
@@ -671,8 +694,9 @@ def review_area(ctx: Ctx) -> None:
             with st.container(border=True):
                 _fix_panel(ctx, d)
     # after the page is out, so the read does not compete with it
-    read_ahead(ctx.db, data, [p for p in (ctx.at(pos + 1) if pos + 1 < total else None,
-                                          ctx.at(pos - 1) if pos else None) if p])
+    # a neighbour on another page: its labels are looked for near this program's (stored together)
+    read_ahead(ctx.db, data, [(*p, seqs.get(p[0], seqs.get(pid))) for p in (
+        ctx.at(pos + 1) if pos + 1 < total else None, ctx.at(pos - 1) if pos else None) if p])
 
 
 def _progress(ctx: Ctx, total: int, exact: bool) -> None:
@@ -686,7 +710,20 @@ def _progress(ctx: Ctx, total: int, exact: bool) -> None:
         line = (f"Queue of <b>{plain(ctx.reviewer or '(no name)')}</b>: <b>{done:,}</b> done · "
                 f"<b>{n}</b> remaining of {all_n:,}")
         st.progress(done / all_n if all_n else 1.0)
+    found, unread = ctx.search() if ctx.filters.text.strip() else ([], None)
+    unread = unread if len(found) <= SEARCH_CAP else None
+    if unread is not None:  # an honest partial answer: what the programs read so far hold
+        line = (f"No match in the first <b>{unread:,}</b> programs" if not total else
+                f"<b>{total:,}</b> {'program matches' if total == 1 else 'programs match'} in the first "
+                f"<b>{unread:,}</b> programs")
     show(f'<div class="pad-count">{line}.</div>')
+    if unread is not None:
+        st.button("Search on", key="search_on", on_click=_search_on, args=(ctx.filters,))
+
+
+def _search_on(filters: rv.Filters) -> None:
+    rounds = st.session_state.setdefault("search_rounds", {})
+    rounds[repr(filters)] = rounds.get(repr(filters), 1) + 1
 
 
 def _program_table(ctx: Ctx, table: pd.DataFrame, total: int, exact: bool, pos: int,
@@ -749,7 +786,8 @@ def bulk_panel(ctx: Ctx, total: int, exact: bool, selected: list[str]) -> None:
             st.session_state["bulk_pending"] = {"scope": scope, "verdict": verdict, "note": note, "n": n,
                                                 "ids": list(selected)}
         if scope == "filter" and not exact:
-            st.caption(f"A search matching more than {SEARCH_CAP:,} programs: narrow it for a bulk verdict.")
+            st.caption(f"A search matching more than {SEARCH_CAP:,} programs, or not read to the end: narrow it "
+                       "for a bulk verdict.")
         pending = st.session_state.get("bulk_pending")
         if pending:
             show(f'<div class="pad-confirm">Give the verdict <b>{pending["verdict"]}</b> to '
