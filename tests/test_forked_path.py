@@ -1,7 +1,8 @@
 """The forked path's cost: what a forked program is made from, and what it no longer redoes.
 
 Once a worker has loaded numpy and sympy, programs that import neither are forked from a lean
-second zygote (pad_data/sandbox/worker.py, ``_LeanZygote``), and the packages are warmed in the
+second zygote, and programs that import numpy alone from a numpy one (pad_data/sandbox/worker.py,
+``_Zygote``), and the packages are warmed in the
 zygote so a forked program does not redo their lazy imports. Checked at the OS layer (the
 Python policy off, so a program can read its own /proc), and by duration ratios measured in
 the same run (never absolute times: the machine may be busy).
@@ -37,6 +38,26 @@ def test_after_numpy_loads_a_program_that_does_not_use_it_is_forked_from_the_lea
     # the numpy programs' process holds both packages; the class program's, before and after, neither
     assert vm["after"] < 0.6 * vm["numpy"] and vm["after"] < 0.6 * vm["numpy2"], vm
     assert vm["after"] < 1.5 * vm["before"], vm
+
+
+SYMPY_VM = "import sympy\n" + VM_SIZE + "print(json.dumps({'vm': vm, 's': str(sympy.Integer(2))}))\nans = 1\n"
+RANDOM = "import numpy as np\nans = float(np.random.rand())\n"
+
+
+def test_after_sympy_loads_a_numpy_program_is_forked_from_the_numpy_zygote():
+    with SandboxPool(workers=1, timeout=10.0, python_policy=False) as pool:
+        res = dict(pool.map([("sympy", SYMPY_VM), ("numpy", NUMPY_VM), ("sympy2", SYMPY_VM), ("numpy2", NUMPY_VM)]))
+    assert all(r.status == "ok" for r in res.values()), res
+    vm = {k: json.loads(r.stdout)["vm"] for k, r in res.items()}
+    # a numpy program's process holds numpy, not sympy
+    assert max(vm["numpy"], vm["numpy2"]) < 0.85 * min(vm["sympy"], vm["sympy2"]), vm
+
+
+def test_numpy_s_random_state_is_the_same_in_the_numpy_zygote_and_the_full_one():
+    with_sympy = "import sympy\n" + RANDOM  # forked from the worker, which holds both packages
+    with SandboxPool(workers=1, timeout=10.0) as pool:
+        res = dict(pool.map([("first", RANDOM), ("both", with_sympy), ("again", RANDOM), ("both2", with_sympy)]))
+    assert {(r.status, r.value) for r in res.values()} == {("ok", 0.5488135039273248)}, res
 
 
 def _durations(pool: SandboxPool, template: str, n: int, tag: str) -> list[float]:

@@ -110,7 +110,7 @@ SAFE_BUILTIN_NAMES = (
 FAST_BUILTIN_NAMES = (
     "abs all any ascii bin bool chr complex dict divmod enumerate filter float frozenset hex int "
     "isinstance iter len list map max min next oct ord pow print range repr reversed round set "
-    "sorted str sum tuple zip object property staticmethod classmethod"
+    "sorted str sum tuple zip object property staticmethod classmethod format"
 ).split()
 # ``fractions`` only as ``from fractions import Fraction``: the module's other names (Decimal and
 # its context, numbers and its ABC registry) are never bound, Fraction's own ways to shared
@@ -141,8 +141,7 @@ FAST_DUNDER_BINDS = frozenset(
 )
 # Names whose presence sends a program to the forked path (besides any builtin that is not in
 # FAST_BUILTIN_NAMES and any name starting with "_").
-FAST_EXTRA_DENY = frozenset(("format", "format_map", "with_traceback", "mro", "obj", "register",
-                             "from_decimal"))
+FAST_EXTRA_DENY = frozenset(("format_map", "with_traceback", "mro", "obj", "register", "from_decimal"))
 
 
 class Forbidden(Exception):
@@ -492,6 +491,8 @@ def is_pure(code):
                 return False
         if private and not _binds_dunders_only(c):
             return False
+        if "format" in c.co_names and not _formats_constants_only(c):
+            return False
         if not _IMPORT_NAME.isdisjoint(ops):
             for n in _imported_names(c):
                 if n in FAST_MODULES and (n != "fractions" or _imports_fraction_only(c)):
@@ -581,6 +582,42 @@ def _plain_bases(code):
     return all(base in _BUILTIN_BASES and base not in binds
                or base not in _BUILTIN_NAMES and base in classes and binds[base] == classes[base]
                for base in bases)
+
+
+def _formats_constants_only(code):
+    """True when every ``.format`` in ``code`` is called on a string constant whose replacement
+    fields name no attribute or item (``"{:.2f}".format(x)``, ``"{0} {name!r}"``): a field such as
+    ``{0.__globals__}`` looks attributes up by a name no other check sees. The builtin
+    ``format(value, spec)`` formats by the value's own type and is admitted as a name."""
+    import dis
+
+    previous = None
+    for ins in dis.get_instructions(code):
+        if ins.argval == "format" and ins.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+            # a jump target could get its receiver from another branch than the constant before it
+            if ins.is_jump_target or previous is None or previous.opname != "LOAD_CONST" \
+                    or type(previous.argval) is not str or not _plain_fields(previous.argval):
+                return False
+        previous = ins
+    return True
+
+
+def _plain_fields(text):
+    """True when no replacement field of the format string ``text`` names an attribute or item, or
+    nests a field in its format spec."""
+    import string
+
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError:  # malformed: .format() raises on either path
+        return True
+    for _, name, spec, _ in fields:
+        if name is None:
+            continue
+        if not (name == "" or name.isdigit() or name.isidentifier()) or "{" in (spec or "") \
+                or "}" in (spec or ""):
+            return False
+    return True
 
 
 def _imports_fraction_only(code):
@@ -1338,15 +1375,16 @@ _RESULT_FIELDS = ("status", "value", "value_type", "value_repr", "error_type", "
                   "error_line", "stdout")
 
 
-class _LeanZygote:
-    """A second zygote, forked from this worker just before it loads numpy and sympy: forked
-    programs that import neither are forked from it from then on. A fork copies the page tables
-    of the process it is made from, and with both packages loaded the worker's are several
-    times larger (fork + exit + wait: ~16 ms against ~4 ms at load 6; 1.4 ms lean and quiet),
-    so a class or a Fraction program would pay for packages it never uses. It gets the program's
-    text, compiles it as this worker did and runs it as :func:`run_forked` does here (same
-    limits, filters and builtins); it serves this worker alone over a pipe pair and ends when
-    the worker does."""
+class _Zygote:
+    """A zygote forked from this worker while it loads the packages, serving the forked programs
+    that need less than the worker then holds: the lean one (before numpy and sympy) for programs
+    that import neither, the numpy one (numpy loaded and warmed, sympy not yet) for programs that
+    import numpy alone. A fork costs about in proportion to the memory of the process it is made
+    from (here: fork + exit + wait ~1.9 ms lean, ~5 ms with numpy, ~13 ms with numpy and sympy, at
+    load 13), so a program pays only for the packages it uses. It gets the program's text,
+    compiles it as this worker did and runs it as :func:`run_forked` does here (same limits,
+    filters and builtins); it serves this worker alone over a pipe pair and ends when the worker
+    does."""
 
     def __init__(self):
         self.pid = 0
@@ -1410,7 +1448,8 @@ class _LeanZygote:
             return dict(INTERNAL_ERROR_RESULT), True
 
 
-_LEAN = _LeanZygote()
+_LEAN = _Zygote()  # forked before any package loads
+_NUMPY = _Zygote()  # forked once numpy is loaded and warmed, before sympy
 
 
 # ---------------------------------------------------------------- main loop
@@ -1457,10 +1496,11 @@ def handle(source, policy_bt, notify, preamble=None):
             if not _PRELOADED[0] and third_party:
                 notify({"loading": True})  # the parent holds this program's clock meanwhile
                 _LEAN.start(policy_bt)  # while this process is still lean
-                _preload_all()
+                _preload_all(policy_bt)
                 notify({"loaded": True})  # the program's clock starts now
-            if _PRELOADED[0] and not third_party and _LEAN.pid:
-                res, harmed = _LEAN.run(source, preamble)
+            zygote = _LEAN if not third_party else _NUMPY if third_party == {"numpy"} else None
+            if _PRELOADED[0] and zygote is not None and zygote.pid:
+                res, harmed = zygote.run(source, preamble)
             else:
                 _arm_cpu_limit()
                 res, harmed = run_forked(code, policy_bt)
@@ -1531,11 +1571,12 @@ _WARM_UP = {
 }
 
 
-def _preload_all():
+def _preload_all(policy_bt):
     """Import every third-party package (numpy, then sympy) in the zygote, outside any program,
     the first time a program needs one of them: a worker then has none or all of them loaded,
     so what one library finds of another (sympy looks for numpy) never depends on which
-    programs ran before."""
+    programs ran before. Once numpy is loaded and warmed, the numpy zygote is forked
+    (:class:`_Zygote`): the programs it serves import numpy alone."""
     import importlib
 
     _PRELOADED[0] = True  # once: a package that is not installed is not looked for again
@@ -1551,19 +1592,29 @@ def _preload_all():
                 _LOADED_THIRD_PARTY.add(pkg)
                 _THIRD_PARTY_MODULES[pkg] = sys.modules[pkg]
             except Exception:  # not installed: a program importing it gets ImportError
-                pass
-        for pkg in _LOADED_THIRD_PARTY:
+                continue
             try:
                 exec(_WARM_UP.get(pkg, ""), {})  # noqa: S102 - pad's own fixed code, not a program's
             except Exception:  # a package version without one of these names: it warms less
                 pass
+            if pkg == "numpy" and pkg != THIRD_PARTY[-1]:
+                _settle_packages()
+                _NUMPY.start(policy_bt)
+                resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         _seed_packages()
     finally:
-        _learn_libraries()
-        _set_rlimits()
-        _child_limits()
-        _PEAK_SEEN[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        gc.freeze()  # children never scan (and so never copy) what the zygote holds
+        _settle_packages()
+
+
+def _settle_packages():
+    """After packages loaded: their random state seeded, their types and lazy imports learnt, the
+    zygote's limits and its children's set again for its new size, its heap frozen."""
+    _seed_packages()
+    _learn_libraries()
+    _set_rlimits()
+    _child_limits()
+    _PEAK_SEEN[0] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    gc.freeze()  # children never scan (and so never copy) what the zygote holds
 
 
 def _seed_packages():
