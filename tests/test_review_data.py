@@ -83,7 +83,8 @@ def test_a_search_reads_programs_a_range_of_rows_at_a_time_and_can_stop_early(db
             assert rv.search_positions(st, f, 2 * n, start=whole[-1][1], chunk=64)[0] == whole[-1:]
         nowhere = rv.Filters(text="zqxjv")
         assert rv.search_positions(st, nowhere, 10, budget_s=0.0, chunk=64) == ([], 64)  # stopped after one range
-        assert rv.search_positions(st, nowhere, 10, start=64, budget_s=0.0, chunk=64) == ([], 128)  # from where it stopped
+        # on from where it stopped
+        assert rv.search_positions(st, nowhere, 10, start=64, budget_s=0.0, chunk=64) == ([], 128)
         assert rv.search_positions(st, nowhere, 10, start=64, chunk=64) == ([], None)
 
 def test_sorts_order_every_match_server_side(db):

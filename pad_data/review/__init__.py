@@ -469,7 +469,8 @@ def problem_family(store: Store, problem: str, seq: int | None = None) -> pd.Dat
     near = [int(seq) - NEAR_SEQ, int(seq) + NEAR_SEQ]
     found = {r[0] for r in store.con.execute("SELECT program_id FROM program_labels WHERE problem_id = ? AND seq "
                                              "BETWEEN ? AND ?", [problem, *near]).fetchall()}
-    ids = {r[0] for r in store.con.execute("SELECT program_id FROM programs WHERE problem_id = ?", [problem]).fetchall()}
+    ids = {r[0] for r in store.con.execute("SELECT program_id FROM programs WHERE problem_id = ?",
+                                           [problem]).fetchall()}
     query = "SELECT * FROM labeled_programs WHERE problem_id = ? AND execution_seq BETWEEN ? AND ?"
     params = [problem, *near]
     if ids - found:
