@@ -150,6 +150,22 @@ class _Schedule:
         return self.lr_scheduler
 
 
+class _CPULoss:
+    """On CPU, the causal model's own loss instead of TRL's fused LM head: the same mean negative
+    log-likelihood of the target tokens, but off Triton devices the fused head scores every position
+    in tiles and adds entropy and top-1 metrics pad does not log, a large share of a small model's
+    step. On CUDA/XPU TRL's head is kept: there it never builds the full logits."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        from transformers import Trainer
+
+        if inputs["input_ids"].device.type == "cpu":
+            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
+
+
 def train(model_name: str, examples: list[Example], out: str | Path, cfg: SFTConfig,
           resume: bool = False, progress: Callable[[int, int, dict], None] | None = None,
           validation: list[dict] | None = None) -> dict:
@@ -197,7 +213,8 @@ def train(model_name: str, examples: list[Example], out: str | Path, cfg: SFTCon
         accuracy every ``eval_steps``, through the trainer's log (so ``report_to`` gets it too)."""
 
         def on_train_begin(self, args, state, control, **kw):
-            state0.update(step=state.global_step, tokens=state.num_input_tokens_seen)
+            # rates count from here: building the trainer and its dataset is not training speed
+            state0.update(step=state.global_step, tokens=state.num_input_tokens_seen, t=time.perf_counter())
 
         def on_step_end(self, args, state, control, model=None, **kw):
             if scorer and (state.global_step % cfg.eval_steps == 0 or state.global_step >= state.max_steps):
@@ -214,7 +231,7 @@ def train(model_name: str, examples: list[Example], out: str | Path, cfg: SFTCon
             if "loss" not in logs:
                 return
             losses.append(float(logs["loss"]))
-            seconds = time.perf_counter() - t0
+            seconds = time.perf_counter() - state0["t"]
             recent = losses[-cfg.log_every:]
             rec = {"step": step, "loss": sum(recent) / len(recent), "lr": logs.get("learning_rate", 0.0),
                    "tokens_per_s": (state.num_input_tokens_seen - state0.get("tokens", 0)) / seconds if seconds else 0.0,
@@ -245,7 +262,7 @@ def train(model_name: str, examples: list[Example], out: str | Path, cfg: SFTCon
         else:
             from trl import SFTConfig as TRLConfig, SFTTrainer
 
-            class PadSFTTrainer(_Schedule, SFTTrainer):
+            class PadSFTTrainer(_CPULoss, _Schedule, SFTTrainer):
                 pass
 
             trainer = PadSFTTrainer(model=model, processing_class=tok, train_dataset=data, peft_config=peft,
@@ -254,6 +271,7 @@ def train(model_name: str, examples: list[Example], out: str | Path, cfg: SFTCon
                                                    packing=False))
         quiet(trainer)
         result = trainer.train(resume_from_checkpoint=resumed)
+        trained_s = time.perf_counter() - state0["t"]
     finally:
         if scorer:
             scorer.close()
@@ -271,7 +289,8 @@ def train(model_name: str, examples: list[Example], out: str | Path, cfg: SFTCon
     return {"steps": result.global_step, "truncated": truncated, "examples": len(examples),
             "first_loss": losses[0] if losses else None,
             "last_loss": sum(losses[-10:]) / max(1, len(losses[-10:])) if losses else None,
-            "tokens_per_s": tokens / seconds if seconds else 0.0, "seconds": seconds, "eval": evals, "out": str(out)}
+            "tokens_per_s": tokens / trained_s if trained_s else 0.0, "seconds": seconds, "eval": evals,
+            "out": str(out)}
 
 
 def _eval_tokens(examples: list[Example], tok, model) -> int:

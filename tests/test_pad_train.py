@@ -49,7 +49,11 @@ def test_sft_then_eval_learns_the_trivial_split_and_writes_student_programs(what
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-    assert log[-1]["loss"] < log[0]["loss"] / 4 and log[-1]["loss"] < 0.3 and log[-1]["tokens_per_s"] > 0
+    # bounds: the worst of the loop the trainer replaced (e589e20) over seeds 0-27 of this run. A seed
+    # can also miss the copying step (loss stuck near 0.13, one number for every question): the old
+    # loop's steps on that seed's batches and dropout masks miss it too; the steps themselves are the
+    # same (test_sft_steps_are_the_steps_of_the_loop_it_replaced)
+    assert log[-1]["loss"] < 0.09 and log[-1]["tokens_per_s"] > 0
     assert json.loads((out / "pad_train.json").read_text())["trainer"] == "trl.SFTTrainer"
     assert (out / "config.json").exists() and list(out.glob("checkpoint-*"))
     r = subprocess.run([exe, "--db", str(whatis_store), "eval", "--model", str(out), "--dataset", "whatis",
@@ -57,8 +61,7 @@ def test_sft_then_eval_learns_the_trivial_split_and_writes_student_programs(what
     assert r.returncode == 0, r.stderr
     with Store(whatis_store, read_only=True) as st:
         run = st.df("SELECT * FROM eval_runs").iloc[0]
-        # held-out accuracy on this task swings with the seed (0-100% over eight runs): a generous bound
-        assert run.questions == 18 and run.accuracy >= 0.5, run
+        assert run.questions == 18 and run.accuracy >= 0.7, run  # the old loop's range (above)
         held_out = st.df("SELECT question, answer, answer_text FROM problems WHERE split = 'test' ORDER BY problem_id")
     # --eval-steps' scorer gives the same accuracy as `pad-train eval` on the same problems and model
     from pad_train.sft import ExecutionEval, load_model
@@ -402,3 +405,97 @@ def test_ctrl_c_says_what_was_saved_and_resume_continues_from_it(whatis_store, t
     assert f"trained {saved[-1] + 2} steps" in resumed.stdout
     steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert steps[-1] == saved[-1] + 2 and steps.count(saved[-1] + 2) == 1
+
+
+@pytest.mark.e2e
+def test_sft_steps_are_the_steps_of_the_loop_it_replaced(whatis_store, tmp_path):
+    """Every step `train` takes through TRL's SFTTrainer is the step of pad's own loop before it (e589e20):
+    AdamW without weight decay, gradients clipped at 1.0, linear warmup then decay with the first step at
+    lr / warmup, the loss averaged over the batch's target tokens (the end token in, the prompt out).
+    Full batches and no dropout, so nothing is random: the two agree to float rounding, while clipping at
+    0.5 instead of 1.0, or leaving the end token out, already fails the test."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config
+
+    from pad_train.data import load_examples
+    from pad_train.sft import SFTConfig, train
+
+    base = tiny_gpt2(tmp_path / "base")
+    config = GPT2Config.from_pretrained(base)
+    config.update({"attn_pdrop": 0.0, "resid_pdrop": 0.0, "embd_pdrop": 0.0})
+    AutoModelForCausalLM.from_pretrained(base, config=config).save_pretrained(base)
+    with Store(whatis_store, read_only=True) as st:
+        examples = load_examples("whatis-v1", "train", st)[:24]
+    steps, lr, warmup = 20, 3e-3, 2
+    out = tmp_path / "s"
+    train(str(base), examples, out, SFTConfig(max_steps=steps, lr=lr, batch_size=len(examples), warmup_ratio=0.1,
+                                               log_every=1, save_every=steps))
+    logged = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+    tok = AutoTokenizer.from_pretrained(base)
+    rows = [(tok(e.prompt, add_special_tokens=False)["input_ids"],
+             tok(e.target + tok.eos_token, add_special_tokens=False)["input_ids"]) for e in examples]
+    n = max(len(p) + len(t) for p, t in rows)
+    ids = torch.tensor([p + t + [tok.pad_token_id] * (n - len(p) - len(t)) for p, t in rows])
+    labels = torch.tensor([[-100] * len(p) + t + [-100] * (n - len(p) - len(t)) for p, t in rows])
+    mask = torch.tensor([[1] * (len(p) + len(t)) + [0] * (n - len(p) - len(t)) for p, t in rows])
+    model = AutoModelForCausalLM.from_pretrained(base).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warmup if s < warmup else (steps - s) / (steps - warmup))
+    reference = []
+    for _ in range(steps):
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        reference.append(loss.item())
+    assert logged == pytest.approx(reference, rel=1e-5) and reference[-1] < reference[0] / 2
+    trained = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert max((trained[k] - v).abs().max().item() for k, v in model.state_dict().items()) < 5e-5
+
+
+@pytest.mark.e2e
+def test_sft_lora_resume_continues_from_the_checkpoint_and_the_merged_model_evaluates(whatis_store, tmp_path):
+    """`pad-train sft --lora --resume` continues from the checkpoint's adapters, optimizer, schedule and
+    RNG state, not from the base model: a run stopped after checkpoint-2 and resumed trains steps 3-4
+    only and ends with the weights of the run that was never stopped; its merged model evaluates."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    base = tiny_gpt2(tmp_path / "base")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    args = ["--db", whatis_store, "sft", "--split", "whatis-v1", "--model", base, "--lora", "--lora-r", "4",
+            "--lora-targets", "c_attn", "--batch-size", "8", "--max-steps", "4", "--save-steps", "2", "--lr", "3e-3"]
+    r = _pad_train(*args, "--out", whole)
+    assert r.exit_code == 0, r.stderr
+    shutil.copytree(whole / "checkpoint-2", cut / "checkpoint-2")  # what a run stopped after step 2 leaves
+    assert (cut / "checkpoint-2" / "adapter_model.safetensors").exists()
+    r = _pad_train(*args, "--out", cut, "--resume")
+    assert r.exit_code == 0, r.stderr
+
+    def losses(out: Path) -> dict[int, float]:
+        state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+        return {h["step"]: h["loss"] for h in state["log_history"] if "loss" in h}
+
+    steps = losses(whole)
+    assert list(steps) == [1, 2, 3, 4] and losses(cut) == pytest.approx(steps, rel=1e-6)
+    log = [json.loads(line) for line in (cut / "train_log.jsonl").read_text().splitlines()]
+    # this run's own losses are steps 3 and 4 only (a fresh start would average steps 1-4)
+    assert [rec["step"] for rec in log] == [4] and log[0]["loss"] == pytest.approx((steps[3] + steps[4]) / 2)
+    assert "trained 4 steps on 72 examples" in r.stdout
+    assert not (cut / "adapter_config.json").exists()  # the saved model is whole: the adapters merged in
+    resumed, uncut, orig = (load_file(p / "model.safetensors") for p in (cut, whole, base))
+    assert all((resumed[k] == uncut[k]).all() for k in uncut)
+    key = "transformer.h.0.attn.c_attn.weight"
+    assert not (resumed[key] == orig[key]).all()
+    r = _pad_train("--db", whatis_store, "eval", "--model", cut, "--dataset", "whatis", "--split", "test",
+                   "--max-new-tokens", "40", "--limit", "4")
+    assert r.exit_code == 0, r.stderr
+    with Store(whatis_store, read_only=True) as st:
+        run = st.df("SELECT * FROM eval_runs").iloc[0]
+        assert run.questions == 4 and run.model == str(cut)
+        assert st.scalar("SELECT count(*) FROM programs WHERE eval_run_id = ?", [run.run_id]) == 4
