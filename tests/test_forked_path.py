@@ -60,6 +60,24 @@ def test_numpy_s_random_state_is_the_same_in_the_numpy_zygote_and_the_full_one()
     assert {(r.status, r.value) for r in res.values()} == {("ok", 0.5488135039273248)}, res
 
 
+# numpy alone by its import statements, yet it reaches sympy: typing evaluates the annotation's text with
+# the program's __import__, and the program catches whatever that raises
+SYMPY_BY_ANNOTATION = ("import numpy as np\nimport typing\n\n\ndef f(x: \"__import__('sympy').Integer(7)\"):\n"
+                       "    pass\n\n\ndef solution():\n    try:\n        x = int(typing.get_type_hints(f)['x'])\n"
+                       "    except BaseException:\n        x = -1\n    return x + int(np.int64(1))\n")
+
+
+def test_a_numpy_program_that_reaches_sympy_gets_the_label_of_the_worker_holding_both():
+    with SandboxPool(workers=1, timeout=10.0) as pool:
+        res = dict(pool.map([("numpy", SYMPY_BY_ANNOTATION), ("both", "import sympy\n" + SYMPY_BY_ANNOTATION),
+                             ("random", RANDOM), ("again", SYMPY_BY_ANNOTATION)]))
+        stats = dict(pool.stats)
+    # forked from the numpy zygote alone it got -1 (Forbidden: sympy is not loaded there)
+    assert {k: (r.status, r.value) for k, r in res.items()} == {
+        "numpy": ("ok", 8), "both": ("ok", 8), "random": ("ok", 0.5488135039273248), "again": ("ok", 8)}, res
+    assert (stats["spawned"], stats["crashes"], stats["recycled"]) == (1, 0, 0), stats
+
+
 def _durations(pool: SandboxPool, template: str, n: int, tag: str) -> list[float]:
     forked = pool.stats["forked"]
     res = dict(pool.map([(f"{tag}{i}", template.format(i=i)) for i in range(n)]))

@@ -908,6 +908,11 @@ FORMAT_FORKED = [
     "def solution(c=True):\n    return ('{0.real}' if c else '{}').format(5)\n",  # a constant from another branch
     "def solution():\n    return '{:{}}'.format(5, 3)\n",  # a field nested in a spec
     "def solution():\n    return str.format('{0.imag}', 5)\n",
+    # malformed after the field: str.format looks the field up before it raises, and on the fast path
+    # __main__ is the worker's own module
+    "def solution():\n    try:\n        '{0.__self__.__loader__.find_spec.__func__.__globals__[sys].modules"
+    "[__main__].FAST_PATH}{'.format(print)\n    except ValueError:\n        return 'the worker'\n"
+    "    except AttributeError:\n        return 'no such name'\n",
 ]
 
 
@@ -920,4 +925,4 @@ def test_str_format_runs_in_the_zygote_only_on_a_constant_with_plain_fields():
     assert {k: v[0] for k, v in got[True].items()} == {k: v[0] for k, v in got[False].items()}
     assert [k for k, (_, forked) in got[True].items() if not forked] == ["fast"]
     assert got[True]["fast"][0][:2] == ("ok", 3.142) and got[True]["fast"][0][6] == "3.14 and 2 and 'n'\n"
-    assert [v[0][1] for k, v in got[True].items() if k != "fast"] == ["5", "7", "4", "5", "  5", "0"]
+    assert [v[0][1] for k, v in got[True].items() if k != "fast"] == ["5", "7", "4", "5", "  5", "0", "no such name"]

@@ -153,7 +153,8 @@ class ProgramTimeout(BaseException):
 
 
 _state = {"running": False, "violation": None, "fired": False, "trusted_import": False, "cpu0": 0.0, "globals": None,
-          "overrun": None, "layout": None}  # set by main() for the fast path; a forked program's process just ends
+          "overrun": None, "layout": None,
+          "result_fd": None}  # set by main() for the fast path; a forked program's process just ends
 
 
 def _exit_now():
@@ -270,6 +271,20 @@ def _sanitized(name):
 
 _LOADED_THIRD_PARTY = set()
 _THIRD_PARTY_MODULES = {}  # preloaded package name -> module, for the fast path's __import__
+# In the numpy zygote: the packages its worker loads and it does not (sympy). A program reaching
+# one by a name no import statement shows (an annotation string that typing evaluates) or a
+# library importing what this zygote never loaded is run by the worker instead (_defer_to_worker).
+_DEFERRED = set()
+DEFERRED = "deferred"  # a numpy-zygote child's answer: the worker, which holds every package, runs it
+
+
+def _defer_to_worker():
+    """End a numpy-zygote child with the answer that the worker must run its program: at once,
+    so the program can neither catch the refusal nor do anything after it."""
+    view = memoryview(_encode({"status": DEFERRED}))
+    while view:
+        view = view[os.write(_state["result_fd"], view):]
+    os._exit(0)
 
 
 # Modules a C function of an allowed module imports through the calling frame's __import__,
@@ -290,6 +305,8 @@ def _safe_import(name, globals=None, locals=None, fromlist=(), level=0):
     if level != 0:
         raise Forbidden("relative imports are not allowed")
     top = name.split(".")[0]
+    if top in _DEFERRED:
+        _defer_to_worker()
     if top in _LOADED_THIRD_PARTY:
         _state["trusted_import"] = True  # a package's own lazy imports read its files
         try:
@@ -603,14 +620,14 @@ def _formats_constants_only(code):
 
 
 def _plain_fields(text):
-    """True when no replacement field of the format string ``text`` names an attribute or item, or
-    nests a field in its format spec."""
+    """True when ``text`` is a well-formed format string none of whose replacement fields names an
+    attribute or item, or nests a field in its format spec."""
     import string
 
     try:
         fields = list(string.Formatter().parse(text))
-    except ValueError:  # malformed: .format() raises on either path
-        return True
+    except ValueError:  # .format() looks up the fields before the malformed part, then raises
+        return False
     for _, name, spec, _ in fields:
         if name is None:
             continue
@@ -768,6 +785,8 @@ def _audit(event, args):
             top = str(args[0]).partition(".")[0]
             if _library_module(top):
                 return
+            if _DEFERRED:  # the worker may hold it: it decides, as for any program it forks
+                _defer_to_worker()
             # a library probing for an optional package (sympy's lambdify for scipy): absent,
             # as the library expects, and nothing the program did
             raise ModuleNotFoundError(f"No module named {top!r}", name=top)
@@ -1262,6 +1281,7 @@ def _child(code, wfd, bt):
     try:
         for fd in _PROTOCOL_FDS:
             os.close(fd)
+        _state["result_fd"] = wfd
         if "random" in _REAL:  # random reseeds itself from the OS after fork: undo that
             _REAL["random"].seed(0)
         import resource
@@ -1391,7 +1411,8 @@ class _Zygote:
         self.requests = -1
         self.replies = None
 
-    def start(self, policy_bt):
+    def start(self, policy_bt, defer=frozenset()):
+        """Fork the zygote; ``defer``: the packages it sends back to this worker (_DEFERRED)."""
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
         pid = os.fork()
@@ -1402,6 +1423,7 @@ class _Zygote:
                 for fd in _PROTOCOL_FDS:  # never the worker's protocol
                     os.close(fd)
                 _PROTOCOL_FDS[:] = [request_r, reply_w]  # what its children close
+                _DEFERRED.update(defer)
                 # its own CPU time grows with every fork: only its children are limited
                 resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
                 self._serve(request_r, reply_w, policy_bt)
@@ -1501,6 +1523,9 @@ def handle(source, policy_bt, notify, preamble=None):
             zygote = _LEAN if not third_party else _NUMPY if third_party == {"numpy"} else None
             if _PRELOADED[0] and zygote is not None and zygote.pid:
                 res, harmed = zygote.run(source, preamble)
+                if res["status"] == DEFERRED:
+                    _arm_cpu_limit()
+                    res, harmed = run_forked(code, policy_bt)
             else:
                 _arm_cpu_limit()
                 res, harmed = run_forked(code, policy_bt)
@@ -1599,7 +1624,7 @@ def _preload_all(policy_bt):
                 pass
             if pkg == "numpy" and pkg != THIRD_PARTY[-1]:
                 _settle_packages()
-                _NUMPY.start(policy_bt)
+                _NUMPY.start(policy_bt, defer=frozenset(THIRD_PARTY) - _LOADED_THIRD_PARTY)
                 resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         _seed_packages()
     finally:
