@@ -78,6 +78,24 @@ def test_a_numpy_program_that_reaches_sympy_gets_the_label_of_the_worker_holding
     assert (stats["spawned"], stats["crashes"], stats["recycled"]) == (1, 0, 0), stats
 
 
+# a class the worker learnt when sympy loaded (pathlib's, which sympy imports), reached from numpy alone
+PATH_FROM_NUMPY = ("import numpy as np\n\n\ndef solution():\n"
+                   "    return np.testing._private.utils.pathlib.PurePosixPath('a', 'b')\n")
+OWN_CLASS = "import numpy as np\n\n\nclass P:\n    pass\n\n\ndef solution():\n    return P()\n"
+
+
+def test_a_numpy_program_s_value_is_shown_as_the_worker_holding_both_shows_it():
+    items = [(k, src) for k, p in (("path", PATH_FROM_NUMPY), ("own", OWN_CLASS))
+             for k, src in ((k, p), (k + "+sympy", "import sympy\n" + p))]
+    with SandboxPool(workers=1, timeout=10.0) as pool:
+        res = dict(pool.map(items))
+    got = {k: (r.status, r.value_type, r.value_repr) for k, r in res.items()}
+    # from the numpy zygote alone: '<PurePosixPath object>', a class it never learnt taken for the program's
+    assert got == {"path": ("ok", "PurePosixPath", "PurePosixPath('a/b')"),
+                   "path+sympy": ("ok", "PurePosixPath", "PurePosixPath('a/b')"),
+                   "own": ("ok", "P", "<P object>"), "own+sympy": ("ok", "P", "<P object>")}, got
+
+
 def _durations(pool: SandboxPool, template: str, n: int, tag: str) -> list[float]:
     forked = pool.stats["forked"]
     res = dict(pool.map([(f"{tag}{i}", template.format(i=i)) for i in range(n)]))

@@ -272,8 +272,9 @@ def _sanitized(name):
 _LOADED_THIRD_PARTY = set()
 _THIRD_PARTY_MODULES = {}  # preloaded package name -> module, for the fast path's __import__
 # In the numpy zygote: the packages its worker loads and it does not (sympy). A program reaching
-# one by a name no import statement shows (an annotation string that typing evaluates) or a
-# library importing what this zygote never loaded is run by the worker instead (_defer_to_worker).
+# one by a name no import statement shows (an annotation string that typing evaluates), a library
+# importing what this zygote never loaded, or a value of a class this zygote never learnt is run
+# by the worker instead (_defer_to_worker).
 _DEFERRED = set()
 DEFERRED = "deferred"  # a numpy-zygote child's answer: the worker, which holds every package, runs it
 
@@ -824,6 +825,8 @@ def _describe_value(value):
         return "str", value[:VALUE_STR_LIMIT], None
     tname = _plain(_TYPE_NAME(cls))[:100]
     if id(cls) not in _KNOWN_TYPES:  # defined by the program (or the class of its own subclass)
+        if _DEFERRED:  # or a library's that the worker learnt with sympy (pathlib's) and this zygote did not
+            _defer_to_worker()
         return tname, None, f"<{tname} object>"
     convert = _NUMBERS.get(id(cls))
     if convert is not None:
