@@ -1,14 +1,17 @@
 """Scale benchmark: a TinyGSM-size pipeline, import -> execute -> curate -> HF export.
 
-    .venv/bin/python bench/bench_scale.py               # 1M realistic programs: curate, export, review
+    .venv/bin/python bench/bench_scale.py               # 1M realistic programs through every stage
+    .venv/bin/python bench/bench_scale.py --data direct --n 3000000  # a realistic store: curate, export, review
     .venv/bin/python bench/bench_scale.py --data uniform # 1M uniform records: every stage from import on
     .venv/bin/python bench/bench_scale.py --data uniform --full   # 10M
     .venv/bin/python bench/bench_scale.py --n 20000     # a quick run
 
-``--data realistic`` (the default) writes a store as ``bench/realistic.py`` makes it (GSM8K- and
+``--data realistic`` (the default) writes ``bench/realistic.py``'s programs (GSM8K- and
 SVAMP-style problems, two teachers x four samples, the styles teachers write, every label,
-long outliers, injected variants), straight into DuckDB: its import and execute are not
-measured (executing it would mostly measure its timeouts), curate, export and review are.
+long outliers) as JSONL files and runs every stage on them: import, execute (timeout 0.25 s),
+inject-errors, curate, refine pairs, export, review. ``--data direct`` writes its store
+straight into DuckDB (labels as a run leaves them, injected variants): import, execute and
+inject-errors are not run; curate, refine pairs, export and review are measured.
 
 ``--data uniform`` writes N synthetic GSM8K-style records (a question, a ``#### N`` gold answer, a
 ``def solution()`` program; 4 programs per question, of which one is a renamed copy and one a
