@@ -790,6 +790,26 @@ def test_a_sender_changes_no_later_label():
     assert fast >= 3 * len(SENDERS) + 5, fast
 
 
+# a fast-path program whose codec lookup makes the worker import encodings.cp1252, and a program reading
+# sys.modules through numpy's module globals (forked from the numpy zygote, or from the worker with sympy)
+CODEC_SENDER = "def solution():\n    return len('\\u00e9'.encode('cp1252'))\n"
+SYS_MODULES_READER = ("import numpy as np\n\n\ndef solution():\n"
+                      "    return 'encodings.cp1252' in np._pytesttester.sys.modules\n")
+
+
+def test_a_module_a_fast_path_program_makes_the_worker_import_shows_in_no_later_program():
+    readers = [("np", SYS_MODULES_READER), ("both", "import sympy\n" + SYS_MODULES_READER)]
+    items = [("sender", CODEC_SENDER)] + readers + [("sender2", CODEC_SENDER)] + [(k + "2", v) for k, v in readers]
+    with SandboxPool(workers=1, timeout=10.0) as pool:
+        res = dict(pool.map(items))
+        fast = pool.stats["fast"]
+    # before: True in every reader (the numpy zygote forked from a worker that held it, the worker itself)
+    assert {k: (r.status, r.value) for k, r in res.items()} == {
+        "sender": ("ok", 1), "np": ("ok", False), "both": ("ok", False),
+        "sender2": ("ok", 1), "np2": ("ok", False), "both2": ("ok", False)}, res
+    assert fast == 2
+
+
 # Text a program hands the worker as its own str subclass (an exception's message, what print
 # writes, a repr): the worker slices and measures it and JSON-encodes the slice, so the
 # subclass's __getitem__/__len__ would pass the caps (500 characters of message, STDOUT_LIMIT)

@@ -1500,7 +1500,7 @@ def handle(source, policy_bt, notify, preamble=None):
         if FAST_PATH and is_pure(code):
             path = "fast"
             _arm_cpu_limit()
-            codecs_known = len(_CODEC_CACHE)
+            codecs_known, modules_known = len(_CODEC_CACHE), len(sys.modules)
             res, harmed = run_program(code, _FAST_BUILTINS)
             if len(_CODEC_CACHE) != codecs_known:
                 _forget_failed_codecs()
@@ -1514,7 +1514,9 @@ def handle(source, policy_bt, notify, preamble=None):
                 path = "fork"
                 res, _ = run_forked(code, policy_bt)
                 harmed = False
-            harmed = harmed or _grown()
+            # a module it made this worker import (a codec's) would show in sys.modules, which a
+            # package's module hands any forked program (numpy._pytesttester.sys): the worker retires
+            harmed = harmed or _grown() or len(sys.modules) != modules_known
         else:
             path = "fork"
             third_party = _third_party_imports(code)
