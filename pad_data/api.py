@@ -2,7 +2,7 @@
 a stage.
 
     from pad_data import api
-    with api.Store("pad.duckdb", memory="2GB") as store:  # DuckDB budget [default: 50% of RAM]
+    with api.Store("pad.duckdb", memory="2GB") as store:  # DuckDB budget [default: 12.5% of RAM]
         api.ingest(store, "gsm8k/train.jsonl", dataset="gsm8k")
         api.import_programs(store, "programs.jsonl", dataset="gsm8k")
         api.execute(store)                      # or engine="ray", address=..., shards=...

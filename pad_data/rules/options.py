@@ -103,7 +103,10 @@ def check_names(option: str, values: Iterable[str] | None, known: Iterable[str],
 
 # ---------------------------------------------------------------------- memory
 MEMORY_ENV = "PAD_MEMORY_LIMIT"
-MEMORY_SHARE = 0.5  # the default budget: this share of the machine's RAM (DuckDB's own default is 80%)
+# The default budget: this share of the machine's RAM (DuckDB's own default is 80%). What a stage holds
+# beyond DuckDB's budget (Python, the sandbox pool, the analyzer processes) comes on top: an eighth (3 GiB on
+# 24 GiB) keeps every stage's peak under 4 GiB; queries past it spill to disk beside the store.
+MEMORY_SHARE = 0.125
 MIN_MEMORY = 256 * 2**20  # a stage halves it between two connections, and DuckDB cannot join on 2 threads in 64 MB
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,  # DuckDB's units: KB is 1000 bytes
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}

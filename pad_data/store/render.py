@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 
 MEMORY_HELP = ("DuckDB memory budget of this stage, e.g. 2GB, 512MiB or 40% (of RAM); beyond it, it spills to "
-               "disk beside the store [default: $PAD_MEMORY_LIMIT or 50% of RAM]")
+               "disk beside the store [default: $PAD_MEMORY_LIMIT or 12.5% of RAM]")
 
 
 def memory_option() -> Any:
