@@ -279,12 +279,17 @@ _DEFERRED = set()
 DEFERRED = "deferred"  # a numpy-zygote child's answer: the worker, which holds every package, runs it
 
 
+def _write_all(fd, data):
+    """Write all of ``data`` to the pipe ``fd`` (a write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _defer_to_worker():
     """End a numpy-zygote child with the answer that the worker must run its program: at once,
     so the program can neither catch the refusal nor do anything after it."""
-    view = memoryview(_encode({"status": DEFERRED}))
-    while view:
-        view = view[os.write(_state["result_fd"], view):]
+    _write_all(_state["result_fd"], _encode({"status": DEFERRED}))
     os._exit(0)
 
 
@@ -1302,9 +1307,7 @@ def _child(code, wfd, bt):
     except BaseException:  # noqa: BLE001
         data = b""
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(wfd, view):]
+        _write_all(wfd, data)
     finally:
         os._exit(0)
 
@@ -1451,19 +1454,15 @@ class _Zygote:
             code, res = compile_program(source, preamble)
             if code is not None:
                 res, _ = run_forked(code, policy_bt)
-            view = memoryview(_encode(res))
-            while view:
-                view = view[os.write(reply_w, view):]
+            _write_all(reply_w, _encode(res))
 
     def run(self, source, preamble):
         """The program (``source`` after ``preamble``) compiled and run by :func:`run_forked` in the
-        lean zygote: (result, harmed). A lean zygote that is gone makes the result an internal
-        error and retires this worker."""
+        zygote: (result, harmed). A zygote that is gone makes the result an internal error and
+        retires this worker."""
         try:
             data = marshal.dumps((source, preamble))
-            view = memoryview(len(data).to_bytes(4, "little") + data)
-            while view:
-                view = view[os.write(self.requests, view):]
+            _write_all(self.requests, len(data).to_bytes(4, "little") + data)
             res = json.loads(self.replies.readline())
             if not isinstance(res, dict) or not isinstance(res.get("status"), str):
                 raise ValueError("no result")
