@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import re
+import threading
 import time
 
 import duckdb
@@ -116,6 +117,26 @@ def test_busy_store_says_so_after_waiting(db, monkeypatch):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_connection_of_this_process_in_the_other_mode_is_waited_for(db):
+    """DuckDB opens a file read-only or read-write per process: a store reopened read-write (a
+    background writer's next commit) while a read-only one of the same process is open (an
+    in-process `pad sql`) waits for it, as for another process, instead of failing."""
+    with Store(db) as st:
+        _add_program(st, "a")
+    reader = Store(db, read_only=True)
+    threading.Timer(0.3, reader.close).start()
+    t = time.monotonic()
+    with Store(db, wait=10) as st:  # opened once the reader is gone
+        _add_program(st, "b")
+        assert time.monotonic() - t >= 0.25
+    reader = Store(db, read_only=True)
+    try:
+        with pytest.raises(StoreError, match="busy.*0.2 s"):
+            Store(db, wait=0.2)
+    finally:
+        reader.close()
 
 
 def test_a_store_held_briefly_is_waited_for(db):

@@ -26,21 +26,26 @@ def busy_timeout() -> float:
 def connect(path: str | os.PathLike, read_only: bool = False, wait: float | None = None,
             config: dict | None = None) -> duckdb.DuckDBPyConnection:
     """``duckdb.connect``, retrying every few milliseconds while another process holds the
-    file (a stage committing, or a reader), for up to ``wait`` seconds [default:
-    :func:`busy_timeout`]; then a StoreError "the store is busy"."""
+    file (a stage committing, or a reader), or another connection in this process holds it in the
+    other mode (DuckDB opens a file read-only or read-write per process: a `pad sql` run through
+    the Python API while a background writer reopens its store), for up to ``wait`` seconds
+    [default: :func:`busy_timeout`]; then a StoreError "the store is busy"."""
     wait = busy_timeout() if wait is None else wait
     deadline = time.monotonic() + wait
     pause = 0.005
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only, config=config or {})
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
             msg = str(exc).splitlines()[0]
-            if "lock" not in msg.lower():
+            if "lock" not in msg.lower() and "different configuration" not in msg:
+                if isinstance(exc, duckdb.ConnectionException):
+                    raise StoreError(f"{path}: not a pad store: {msg}") from None
                 raise StoreError(f"{path}: cannot open store: {msg}") from None
             left = deadline - time.monotonic()
             if left <= 0:
-                raise StoreError(f"{path}: the store is busy (another process held it for {wait:g} s); "
+                raise StoreError(f"{path}: the store is busy (another process, or another "
+                                 f"connection of this one in the other mode, held it for {wait:g} s); "
                                  "try again, or wait longer with PAD_BUSY_TIMEOUT=SECONDS") from None
             time.sleep(min(pause, left))
             pause = min(pause * 2, 0.02)

@@ -37,7 +37,7 @@ class Store:
     the same way) the next time ``con`` is used.
 
     ``memory``: the memory budget of this store's DuckDB work (:func:`pad_data.rules.options.memory_limit`:
-    ``--memory-limit``, ``$PAD_MEMORY_LIMIT``, or half the RAM), ``self.memory`` in bytes. The
+    ``--memory-limit``, ``$PAD_MEMORY_LIMIT``, or an eighth of the RAM), ``self.memory`` in bytes. The
     connection is capped at it and spills to ``<store>.tmp`` beside the store beyond it;
     :meth:`capped` caps lower, never higher, and a stage's scratch databases share it
     (:meth:`share`).
