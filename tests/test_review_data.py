@@ -237,13 +237,39 @@ def test_a_detail_reads_its_problems_labels_near_its_execution(db, monkeypatch):
         assert len(whole["siblings"]) >= 3 and whole["correct_sibling"]
         # near its own execution; a guess far from any (every label looked up by id); with the window
         # shrunk to its own execution alone, its siblings' labels are looked up by id beside it
-        for guess, near in ((seq, rv.NEAR_SEQ), (seq + 100 * rv.NEAR_SEQ, rv.NEAR_SEQ), (seq, 0)):
+        # and with no window near its rows either, every label but its own by id
+        for guess, near, rows in ((seq, rv.NEAR_SEQ, rv.NEAR_ROWS), (seq + 100 * rv.NEAR_SEQ, rv.NEAR_SEQ, rv.NEAR_ROWS),
+                                  (seq, 0, rv.NEAR_ROWS), (seq, 0, 0)):
             monkeypatch.setattr(rv, "NEAR_SEQ", near)
+            monkeypatch.setattr(rv, "NEAR_ROWS", rows)
             d = rv.program_detail(st, faulty, reviews=False, position=position, seq=guess)
             assert d["siblings"].equals(whole["siblings"]), (guess, near)
             assert d["correct_sibling"] == whole["correct_sibling"] and d["label"] == "runtime_error"
             assert all(d[k] == whole[k] or d[k] != d[k] for k in whole if k != "siblings")
         assert rv.program_detail(st, faulty, position=position + 1, seq=seq) is None  # a moved row: not this one
+
+
+def test_a_page_reads_its_labels_near_its_rows_and_looks_up_the_others(db, monkeypatch):
+    # 50 programs in the stored order: 10 re-executed since (their labels written last, far from
+    # their rows) and 5 whose labels are gone (not executed): every one shown as a lookup by id shows it
+    page = _q(db, "SELECT program_id, rowid FROM programs ORDER BY rowid LIMIT 50 OFFSET 1000")
+    ids, positions = [i for i, _ in page], [p for _, p in page]
+    con = duckdb.connect(db)
+    moved = con.execute("SELECT * FROM program_labels WHERE program_id = ANY(?)", [ids[:10]]).df()
+    con.execute("DELETE FROM program_labels WHERE program_id = ANY(?)", [ids[:15]])
+    # rows between, of no program shown
+    con.execute("INSERT INTO program_labels SELECT * REPLACE (program_id || '-other' AS program_id) "
+                "FROM program_labels LIMIT 3000")
+    con.register("moved", moved)
+    con.execute("INSERT INTO program_labels SELECT * FROM moved")
+    con.close()
+    with rv.reading(db) as st:
+        whole = rv.rows(st, ids)  # every label looked up by id
+        assert whole.label.isna().sum() == 5 and whole.label.notna().sum() == 45
+        for near in (rv.NEAR_ROWS, 40, 0):
+            monkeypatch.setattr(rv, "NEAR_ROWS", near)
+            shown = rv.rows(st, ids, positions=positions)
+            assert shown.equals(whole), near
 
 
 def test_reveal_shows_bidi_and_invisible_characters():

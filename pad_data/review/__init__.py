@@ -320,31 +320,71 @@ def page(store: Store, f: Filters, offset: int, limit: int = 50, sort: str = "st
     return rows(store, [pid for pid, _ in found], positions=[pos for _, pos in found])
 
 
+# How far apart a program's row in ``programs`` and its row in ``program_labels`` usually lie:
+# programs are executed about in the order they were stored, and their labels written as they
+# finish, so a page's labels sit in the few row groups within this window of its rows
+# (bench/README.md, the review app).
+NEAR_ROWS = 250_000
+
+
+def _within(column: str, centers: list[int], radius: int) -> str:
+    """``column`` within ``radius`` of any of ``centers``, as the few ranges DuckDB prunes row groups by."""
+    ranges: list[list[int]] = []
+    for c in sorted(int(x) for x in centers):
+        if ranges and c - radius <= ranges[-1][1]:
+            ranges[-1][1] = c + radius
+        else:
+            ranges.append([c - radius, c + radius])
+    return "(" + " OR ".join(f"{column} BETWEEN {lo} AND {hi}" for lo, hi in ranges) + ")"
+
+
+_SHOWN_LABELS = "program_id, label, error_type, duration_ms, seq"
+
+
+def _labels_near(positions: list[int]) -> str:
+    """``program_labels``' rows within :data:`NEAR_ROWS` rows of ``positions`` (rows of the
+    programs in ``programs``), where their labels usually are: ``WHERE`` them and the ids
+    ``$ids``; the caller looks up by id (reading all of ``program_labels``) only those not
+    found there (executed far apart, or not at all)."""
+    return (f"SELECT {_SHOWN_LABELS} FROM program_labels WHERE {_within('rowid', positions, NEAR_ROWS)} "
+            "AND program_id = ANY($ids)")
+
+
 def rows(store: Store, ids: list[str], verdicts: bool = True, positions: list[int] | None = None) -> pd.DataFrame:
-    """What the list shows of the programs ``ids``, in that order, each table filtered by the
-    ids before the joins (``programs`` by ``positions``, their rows there, when given), and
-    each one's execution ``seq`` (what :func:`program_detail` finds its labels near);
-    ``verdicts`` False leaves the verdict column empty (for a caller that reads it apart, with
-    :func:`verdicts_of`, as it changes more often than the rest)."""
+    """What the list shows of the programs ``ids``, in that order, and each one's execution
+    ``seq`` (what :func:`program_detail` finds its labels near); ``verdicts`` False leaves the
+    verdict column empty (for a caller that reads it apart, with :func:`verdicts_of`, as it
+    changes more often than the rest). Each table is read where DuckDB can prune, never whole:
+    ``programs`` at ``positions`` (their rows there, when given), ``problems`` by the page's
+    problem ids, ``program_labels`` near the programs' rows (:func:`_labels_near`)."""
     if not ids:
         return store.df("SELECT NULL::VARCHAR AS program_id, NULL::VARCHAR AS dataset, NULL::VARCHAR AS label, "
                         "NULL::VARCHAR AS error_type, NULL::VARCHAR AS verdict, NULL::VARCHAR AS origin, "
                         "NULL::VARCHAR AS teacher, NULL::DOUBLE AS duration_ms, NULL::VARCHAR AS question, "
                         "NULL::BIGINT AS seq LIMIT 0")
     where = "program_id = ANY($ids)" if positions is None else "rowid = ANY($positions) AND program_id = ANY($ids)"
+    params = {"ids": list(ids), **({} if positions is None else {"positions": list(positions)})}
+    shown = f"""SELECT program_id, problem_id, origin, teacher FROM programs WHERE {where}
+                QUALIFY row_number() OVER (PARTITION BY program_id) = 1"""  # one row per id shown
+    problems = sorted({r[0] for r in store.con.execute(f"SELECT problem_id FROM ({shown})", params).fetchall()})
+    labels, label_params = f"SELECT {_SHOWN_LABELS} FROM program_labels WHERE program_id = ANY($ids)", {}
+    if positions:
+        labels = _labels_near(positions)
+        found = {r[0] for r in store.con.execute(f"SELECT program_id FROM ({labels})", {"ids": list(ids)}).fetchall()}
+        if set(ids) - found:
+            labels += f" UNION ALL SELECT {_SHOWN_LABELS} FROM program_labels WHERE program_id = ANY($far_ids)"
+            label_params = {"far_ids": sorted(set(ids) - found)}
     return store.df(f"""
-        WITH p AS (SELECT program_id, problem_id, origin, teacher FROM programs WHERE {where}
-                   QUALIFY row_number() OVER (PARTITION BY program_id) = 1)  -- one row per id shown
+        WITH p AS ({shown})
         SELECT p.program_id, pr.dataset, l.label, l.error_type, v.verdict, p.origin, p.teacher,
                round(l.duration_ms, 2) AS duration_ms, left(pr.question, 120) AS question, l.seq
-        FROM p JOIN problems pr USING (problem_id)
-        LEFT JOIN (SELECT program_id, label, error_type, duration_ms, seq FROM program_labels
-                   WHERE program_id = ANY($ids)) l USING (program_id)
+        FROM p JOIN (SELECT problem_id, dataset, question FROM problems WHERE problem_id = ANY($problems)) pr
+            USING (problem_id)
+        LEFT JOIN ({labels}) l USING (program_id)
         LEFT JOIN (SELECT program_id, verdict FROM program_verdicts WHERE program_id = ANY($verdict_ids)) v
             USING (program_id)
         ORDER BY list_position($ids, p.program_id)""",
-                    {"ids": ids, "verdict_ids": ids if verdicts else [],
-                     **({} if positions is None else {"positions": positions})})
+                    {**params, **label_params, "problems": problems, "verdict_ids": list(ids) if verdicts else []})
 
 
 def verdicts_of(store: Store, ids: list[str]) -> dict[str, str]:
@@ -461,21 +501,31 @@ def problem_family(store: Store, problem: str, seq: int | None = None) -> pd.Dat
     """``labeled_programs`` rows of every program of ``problem``, by teacher and sample. The
     programs come from ``programs``' problem index; ``program_labels`` has none, so their labels
     are read where DuckDB can prune: executions within :data:`NEAR_SEQ` of ``seq`` (one of
-    theirs). Only programs not found there (executed far apart, or not at all) are looked up by
-    id, which reads all of ``program_labels``; so is every program without ``seq``."""
+    theirs), then, for programs executed apart from it (an injected variant, a fix), their
+    labels near their own rows (:func:`_labels_near`). Only programs found in neither (executed
+    far apart, or not at all) are looked up by id, which reads all of ``program_labels``; so is
+    every program without ``seq``."""
     order = "ORDER BY teacher, sample_idx, program_id"
     if seq is None:
         return store.df(f"SELECT * FROM labeled_programs WHERE problem_id = ? {order}", [problem])
     near = [int(seq) - NEAR_SEQ, int(seq) + NEAR_SEQ]
     found = {r[0] for r in store.con.execute("SELECT program_id FROM program_labels WHERE problem_id = ? AND seq "
                                              "BETWEEN ? AND ?", [problem, *near]).fetchall()}
-    ids = {r[0] for r in store.con.execute("SELECT program_id FROM programs WHERE problem_id = ?",
-                                           [problem]).fetchall()}
-    query = "SELECT * FROM labeled_programs WHERE problem_id = ? AND execution_seq BETWEEN ? AND ?"
-    params = [problem, *near]
-    if ids - found:
+    rows_of = dict(store.con.execute("SELECT program_id, rowid FROM programs WHERE problem_id = ?",
+                                     [problem]).fetchall())
+    apart = sorted(set(rows_of) - found)  # executed apart from it (an injected variant, a fix), or not at all
+    where = f"execution_seq BETWEEN {near[0]} AND {near[1]}"
+    if apart:
+        seqs = dict(store.con.execute(f"SELECT program_id, seq FROM ({_labels_near([rows_of[i] for i in apart])})",
+                                      {"ids": apart}).fetchall())
+        if seqs:
+            where = f"({where} OR {_within('execution_seq', list(seqs.values()), 0)})"
+        apart = sorted(set(apart) - set(seqs))
+    query = f"SELECT * FROM labeled_programs WHERE problem_id = ? AND {where}"
+    params = [problem]
+    if apart:  # not executed: their rows have no label to be near
         query += " UNION ALL SELECT * FROM labeled_programs WHERE problem_id = ? AND program_id = ANY(?)"
-        params += [problem, sorted(ids - found)]
+        params += [problem, apart]
     return store.df(f"SELECT * FROM ({query}) {order}", params)
 
 
