@@ -18,6 +18,8 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, pad_cli
 
+from pad_data.review.app import SEARCH_CAP
+
 APP = str(ROOT / "apps" / "review.py")
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(not CHROMIUM, reason="Debian chromium not installed (setup.sh installs it)")
@@ -127,6 +129,13 @@ def test_a_search_answers_for_the_programs_read_in_its_time_and_searches_on(stor
     assert any("<b>1</b> program matches." in h for h in _html(at)) and n > 600  # read to the end: exact
     at.text_input(key="q").input("zqxjv_nowhere").run()  # another search starts over
     assert any("No match in the first <b>100</b> programs." in h for h in _html(at))
+    # inside a reviewer's queue too: what the queue is "of" comes from the same scan within the
+    # budget, never from a count that reads every program
+    counted, count = [], app.rv.count
+    monkeypatch.setattr(app.rv, "count", lambda st, f, cap=None: counted.append(f.text) or count(st, f, cap))
+    at.toggle(key="queue").set_value(True).run()
+    assert any("No match in the first <b>100</b> programs." in h for h in _html(at)) and not at.exception
+    assert not [text for text in counted if text.strip()]
 
 
 def test_filter_open_judge_undo_jump_fix_and_rerun(store):
@@ -177,7 +186,19 @@ def test_filter_open_judge_undo_jump_fix_and_rerun(store):
     first = _opened(at)
     at.button(key="verdict_accept").click().run()
     assert any("<b>2</b> done" in h for h in _html(at)) and "Program 1 of" in _title(at) and _opened(at) != first
+    # a search inside the queue counts what it matches with the same capped scan as the queue's: its
+    # "of" is the search's count outside the queue, and the program just judged is among the done
+    word = max(_q(store, "SELECT question FROM problems JOIN programs USING (problem_id) WHERE program_id = ?",
+                  [first])[0][0].split(), key=len)
+    at.text_input(key="q").input(word).run()
+    queue = re.search(r"<b>([\d,]+)</b> done · <b>([\d,]+)</b> remaining of ([\d,]+)\.",
+                      next(h for h in _html(at) if "Queue of" in h))
     at.toggle(key="queue").set_value(False).run()
+    assert queue, [h for h in _html(at) if "pad-count" in h]
+    done, remaining, of = (int(g.replace(",", "")) for g in queue.groups())
+    assert done >= 1 and done + remaining == of and of <= SEARCH_CAP
+    assert any(f"<b>{of:,}</b> programs match" in h for h in _html(at))
+    at.text_input(key="q").input("").run()
 
     # fix: return the gold answer; run it, then save it as a new program with its own execution
     at.number_input(key="jump").set_value(5)

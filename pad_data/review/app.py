@@ -704,12 +704,17 @@ def _progress(ctx: Ctx, total: int, exact: bool) -> None:
     line = f"<b>{n}</b> {'program matches' if total == 1 and exact else 'programs match'}"
     if ctx.filters.unreviewed_by is not None:
         everything = dataclasses.replace(ctx.filters, unreviewed_by=None)
-        all_n = cached_count(ctx.db, list_version(ctx.db, everything), everything,
-                             SEARCH_CAP if ctx.filters.text.strip() else None)
-        done = max(all_n - total, 0)
-        line = (f"Queue of <b>{plain(ctx.reviewer or '(no name)')}</b>: <b>{done:,}</b> done · "
-                f"<b>{n}</b> remaining of {all_n:,}")
-        st.progress(done / all_n if all_n else 1.0)
+        if everything.text.strip():  # counted as the queue is: one capped scan within the search's budget
+            all_n, all_exact = dataclasses.replace(ctx, filters=everything).count()
+        else:
+            all_n, all_exact = cached_count(ctx.db, list_version(ctx.db, everything), everything, None), True
+        who, of = plain(ctx.reviewer or "(no name)"), f"{all_n:,}{'' if all_exact else '+'}"
+        if exact and all_exact:
+            done = max(all_n - total, 0)
+            line = f"Queue of <b>{who}</b>: <b>{done:,}</b> done · <b>{n}</b> remaining of {of}"
+            st.progress(done / all_n if all_n else 1.0)
+        else:  # a count of a search not read to the end: nothing to take the queue's from
+            line = f"Queue of <b>{who}</b>: <b>{n}</b> remaining of {of}"
     found, unread = ctx.search() if ctx.filters.text.strip() else ([], None)
     unread = unread if len(found) <= SEARCH_CAP else None
     if unread is not None:  # an honest partial answer: what the programs read so far hold
