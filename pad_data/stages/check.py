@@ -14,30 +14,49 @@ Users add expectations in a YAML/JSON file: a list of ``{table, expectation, kwa
 critical}`` items, ``expectation`` being any GX expectation in snake_case. Results are
 stored in ``check_runs``/``check_results``; ``docs_dir`` writes GX Data Docs HTML.
 
-Memory: the queries run within the store's budget (``--memory-limit``); the frames are pandas,
-outside it: one row per problem, per program, per executed program and per train question (ids
-and small columns). GX validates a frame whole (uniqueness needs every row), so they are not
-split; at 1M programs the peak (~0.9 GiB) is GX at work on the largest, the same whether the
-frames are read at once or one at a time.
+Memory: GX sees a frame a chunk at a time, never whole. A chunk holds at most
+:data:`CHUNK_SHARE` of the budget (``--memory-limit``) at :data:`ROW_BYTES` a row plus its text,
+and never more than :data:`MAX_CHUNK_ROWS` rows, so what pad holds beside DuckDB's budget is
+bounded whatever the store's size (GX itself, ~0.3 GiB, and one chunk). DuckDB reads the chunks
+(a range of ``_row`` each, in order), computes the columns and copies the train questions and
+the curated test keys into temporary tables, all within its budget. How a check is run:
+
+- a row-wise (map) expectation: on every chunk; its counts are summed, its first failing rows
+  kept in frame order, and ``mostly`` applied to the sums, as GX decides on one frame;
+- uniqueness (``expect_column_values_to_be_unique``, ``expect_compound_columns_to_be_unique``):
+  on hash parts of the key instead, so equal values meet in one part;
+- any other expectation (an aggregate: the label shares' mean, a user's max or median) reads
+  only the columns it names, whole; a user expectation naming no column (row count), with a
+  ``row_condition`` or on the rows' order (increasing) reads the whole frame. The shares take
+  one byte an execution each (30 MB at 10M programs).
+
+At 10M programs under the default budget (3 GiB) the run peaked at 1.8 GiB, where the whole
+frames took 5.2 GiB (bench/README.md, "One memory budget for execute, vote and check").
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import datetime
 import io
 import json
 import logging
 import os
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+import duckdb
 import pandas as pd
 
 from pad_data.rules.labels import LABELS
 from pad_data.sandbox.pool import STATUSES
 from pad_data.store import ORIGINS, Store
+from pad_data.store.sqltools import registered
 
 NGRAM = 8
 STDOUT_MAX = 8192 + 64
@@ -162,42 +181,129 @@ def _gx_class(name: str, where: str = ""):
 
 
 # ---------------------------------------------------------------------- frames
-def _frames(store: Store, reference: list[str] | None) -> dict[str, pd.DataFrame]:
-    f: dict[str, pd.DataFrame] = {}
-    f["problems"] = store.df("""
-        WITH p AS (SELECT *, CASE WHEN answer IS NOT NULL THEN CAST(answer AS VARCHAR)
-                                  WHEN trim(coalesce(answer_text, '')) <> '' THEN answer_text END AS gold
-                   FROM problems)
-        SELECT problem_id, dataset, split, answer, answer_text, gold,
-               dataset IN (SELECT dataset FROM p WHERE gold IS NOT NULL) AS gold_dataset
-        FROM p""")
-    f["programs"] = store.df("""
-        SELECT p.program_id, p.origin, p.problem_id, pr.problem_id IS NOT NULL AS has_problem
-        FROM programs p LEFT JOIN problems pr USING (problem_id)""")
-    f["executions"] = store.df("""
-        SELECT l.program_id, l.label, l.status, coalesce(length(e.stdout), 0) AS stdout_length,
-               coalesce(length(e.value), 0) AS value_length,
-               (l.label = 'correct')::INTEGER AS is_correct, (l.label = 'crashed')::INTEGER AS is_crashed,
-               (l.label = 'forbidden')::INTEGER AS is_forbidden
-        FROM program_labels l JOIN executions e USING (seq)""")
-    train = store.df("""
-        SELECT 'store' AS source, problem_id, question FROM problems WHERE split = 'train'
-        UNION ALL
-        SELECT DISTINCT 'curation:' || name, problem_id, question FROM curated_examples WHERE split = 'train'""")
-    train["norm"] = [normalize_text(q) for q in train["question"]]
-    leak = store.df("SELECT DISTINCT name, question FROM curated_examples WHERE split = 'test'")
-    test_keys = {(n, leak_key(q)) for n, q in zip(leak["name"], leak["question"])}
-    train["leaked_from_test"] = [  # an empty norm is an empty leak_key: never a leak
-        src.startswith("curation:") and bool(norm) and (src.removeprefix("curation:"), norm) in test_keys
-        for src, norm in zip(train["source"], train["norm"])]
+# A row of the id frames takes 64-86 bytes in pandas (chunks of each at 1M programs): twice that
+# leaves room for GX's masks over it. Text (a train question and its normalized form) comes on top.
+ROW_BYTES = 160
+CHUNK_SHARE = 1 / 32
+MAX_CHUNK_ROWS = 250_000
+_GOLD = ("CASE WHEN answer IS NOT NULL THEN CAST(answer AS VARCHAR) "
+         "WHEN trim(coalesce(answer_text, '')) <> '' THEN answer_text END")
+_TEMP = ("_pad_gold_datasets", "_pad_train", "_pad_test_keys")
+
+
+@dataclass
+class _Frame:
+    """A frame's rows as a query: ``_row`` orders them (the order failing rows are named in) and
+    is the index of every chunk read; ``text``: the mean bytes of text a row carries beside
+    :data:`ROW_BYTES`; ``post``: the columns pad computes on a chunk in Python."""
+
+    query: str
+    text: float = 0.0
+    post: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+
+def _frames(store: Store, reference: list[str] | None) -> dict[str, _Frame]:
+    """The four frames. The train questions (store and curated, in that order) and the curated
+    test keys they are checked against are first copied into temporary tables."""
+    con = store.con
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _pad_gold_datasets AS "
+                f"SELECT DISTINCT dataset FROM problems WHERE {_GOLD} IS NOT NULL")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _pad_train AS
+        SELECT (row_number() OVER (ORDER BY part, first) - 1)::BIGINT AS _row, source, problem_id, question
+        FROM (SELECT 0 AS part, rowid AS first, 'store' AS source, problem_id, question
+              FROM problems WHERE split = 'train'
+              UNION ALL
+              SELECT 1, min(rowid), 'curation:' || name, problem_id, question
+              FROM curated_examples WHERE split = 'train' GROUP BY name, problem_id, question)
+        ORDER BY _row""")
+    _test_keys(store)
+    ref = None
     if reference:
         ref_norms = [normalize_text(q) for q in reference]
-        ref_exact = set(ref_norms)
-        ref_grams = {g for r in ref_norms for g in ngrams(r)}
-        train["reference_exact"] = [n in ref_exact for n in train["norm"]]
-        train["reference_coverage"] = [coverage(n, ref_grams, ref_exact) for n in train["norm"]]
-    f["train_questions"] = train
-    return f
+        ref = (set(ref_norms), {g for r in ref_norms for g in ngrams(r)})
+
+    def train(df: pd.DataFrame) -> pd.DataFrame:
+        df["norm"] = [normalize_text(q) for q in df["question"]]
+        curated = df["source"].str.startswith("curation:") & (df["norm"] != "")  # an empty norm: never a leak
+        snaps = pd.DataFrame({"_row": df.index, "name": df["source"].str.removeprefix("curation:"),
+                              "norm": df["norm"]})[curated.to_numpy()]
+        with registered(store.con, snaps) as rows:
+            leaked = [r[0] for r in store.con.execute(
+                f"SELECT r._row FROM {rows} r SEMI JOIN _pad_test_keys k ON k.name = r.name AND k.key = r.norm"
+            ).fetchall()]
+        df["leaked_from_test"] = df.index.isin(leaked)
+        if ref:
+            df["reference_exact"] = [n in ref[0] for n in df["norm"]]
+            df["reference_coverage"] = [coverage(n, ref[1], ref[0]) for n in df["norm"]]
+        return df
+
+    return {
+        "problems": _Frame(f"""
+            SELECT rowid AS _row, problem_id, dataset, split, answer, answer_text, {_GOLD} AS gold,
+                   dataset IN (SELECT dataset FROM _pad_gold_datasets) AS gold_dataset
+            FROM problems"""),
+        "programs": _Frame("""
+            SELECT p.rowid AS _row, p.program_id, p.origin, p.problem_id, pr.problem_id IS NOT NULL AS has_problem
+            FROM programs p LEFT JOIN problems pr USING (problem_id)"""),
+        # the shares as one byte a row: the mean checks read these columns whole
+        "executions": _Frame("""
+            SELECT l.rowid AS _row, l.program_id, l.label, l.status, coalesce(length(e.stdout), 0) AS stdout_length,
+                   coalesce(length(e.value), 0) AS value_length,
+                   (l.label = 'correct')::UTINYINT AS is_correct, (l.label = 'crashed')::UTINYINT AS is_crashed,
+                   (l.label = 'forbidden')::UTINYINT AS is_forbidden
+            FROM program_labels l JOIN executions e USING (seq)"""),
+        "train_questions": _Frame("SELECT * FROM _pad_train", 2 * _mean_text(store, "_pad_train"), train),
+    }
+
+
+def _mean_text(store: Store, table: str, where: str = "TRUE") -> float:
+    """Mean bytes of a question in ``table``: a question and its normalized text ride in a row."""
+    return float(store.scalar(f"SELECT coalesce(avg(strlen(question)), 0) FROM {table} WHERE {where}"))
+
+
+def _test_keys(store: Store) -> None:
+    """``_pad_test_keys``: the :func:`leak_key` of every curated test question, by snapshot,
+    computed a chunk of rows at a time."""
+    con = store.con
+    con.execute("CREATE OR REPLACE TEMP TABLE _pad_test_keys (name VARCHAR, key VARCHAR)")
+    top = store.scalar("SELECT max(rowid) FROM curated_examples WHERE split = 'test'")
+    step = _chunk_rows(store, _Frame("", 2 * _mean_text(store, "curated_examples", "split = 'test'")))
+    for lo in range(0, -1 if top is None else top + 1, step):
+        rows = store.df("SELECT DISTINCT name, question FROM curated_examples "
+                        "WHERE split = 'test' AND rowid >= ? AND rowid < ?", [lo, lo + step])
+        keys = pd.DataFrame({"name": rows["name"], "key": [leak_key(q) for q in rows["question"]]}).dropna()
+        with registered(con, keys) as new:
+            con.execute(f"INSERT INTO _pad_test_keys SELECT name, key FROM {new}")
+
+
+def _chunk_rows(store: Store, frame: _Frame) -> int:
+    """Rows in a chunk: :data:`CHUNK_SHARE` of the budget, at most :data:`MAX_CHUNK_ROWS`."""
+    return int(max(1, min(MAX_CHUNK_ROWS, store.memory * CHUNK_SHARE // (ROW_BYTES + frame.text))))
+
+
+def _read(store: Store, frame: _Frame, where: str) -> pd.DataFrame:
+    """The rows of ``frame`` that ``where`` picks, in order, indexed by ``_row``."""
+    df = store.con.sql(f"SELECT * FROM ({frame.query}) WHERE {where} ORDER BY _row").to_arrow_table().to_pandas()
+    df = df.set_index("_row")
+    df.index.name = None  # GX reports the rows of a named index as dicts
+    return df if frame.post is None else frame.post(df)
+
+
+def _row_ranges(store: Store, frame: _Frame) -> list[str]:
+    """Conditions on ``_row``, in order, each picking at most a chunk of rows (none: no rows)."""
+    n, lo, hi = store.con.execute(f"SELECT count(*), min(_row), max(_row) FROM ({frame.query})").fetchall()[0]
+    step = _chunk_rows(store, frame)
+    return [f"_row >= {a} AND _row < {a + step}" for a in range(lo, hi + 1, step)] if n else []
+
+
+def _hash_parts(store: Store, frame: _Frame, columns: list[str]) -> list[str]:
+    """Conditions that split the rows by a hash of ``columns``, a chunk of rows each on average:
+    rows with equal values (what a uniqueness check looks for) always fall in the same part."""
+    n = store.scalar(f"SELECT count(*) FROM ({frame.query})")
+    k = max(1, -(-n // _chunk_rows(store, frame)))
+    cols = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+    return [f"hash({cols}) % {k} = {i}" for i in range(k)]
 
 
 FRAMES = ("problems", "programs", "executions", "train_questions")
@@ -247,6 +353,8 @@ def builtin_checks(bounds: Bounds, reference: bool) -> list[Check]:
 
 # ---------------------------------------------------------------------- running
 SHOWN_ROWS = 3  # failing rows named in a check's observed text
+PARTIAL = 20  # GX's partial_unexpected_count: the unexpected values (and rows) a result keeps
+_ACROSS_ROWS = ("expect_column_values_to_be_increasing", "expect_column_values_to_be_decreasing")
 
 
 def _clip(text: object, width: int = 40) -> str:
@@ -267,20 +375,185 @@ def _row_name(table: str, row: pd.Series) -> str:
     return f"program {row['program_id']}"
 
 
-def _observed(result: dict, table: str = "", frame: pd.DataFrame | None = None) -> str:
+def _names(table: str, frame: pd.DataFrame, index: list) -> list[str] | None:
+    """The names of the rows at ``index`` (None when the frame cannot name them all)."""
+    try:
+        return [_row_name(table, frame.loc[[i]].iloc[0]) for i in index]
+    except (KeyError, TypeError):
+        return None
+
+
+def _observed(result: dict, names: list[str] | None = None) -> str:
     if result.get("observed_value") is not None:
         v = result["observed_value"]
         return f"{v:.4g}" if isinstance(v, float) else str(v)
     n = result.get("unexpected_count")
     if n is None:
         return ""
-    index = result.get("partial_unexpected_index_list") or []
-    if frame is not None and index and all(i in frame.index for i in index[:SHOWN_ROWS]):
-        shown = "; ".join(_row_name(table, frame.loc[i]) for i in index[:SHOWN_ROWS])
+    if names:
+        shown = "; ".join(names[:SHOWN_ROWS])
     else:
         shown = ", ".join(map(str, (result.get("partial_unexpected_list") or [])[:SHOWN_ROWS]))
     more = f"; and {n - SHOWN_ROWS:,} more" if n > SHOWN_ROWS and shown else ""
     return f"{n:,} unexpected ({result.get('unexpected_percent', 0):.2f}%)" + (f": {shown}{more}" if n else "")
+
+
+def _raised(r) -> bool:
+    """Whether GX could not run the expectation (a missing column...): its exception, or one
+    per metric it could not compute."""
+    info = r.exception_info or {}
+    return bool(info.get("raised_exception") or any(isinstance(v, dict) and v.get("exception_message")
+                                                    for v in info.values()))
+
+
+def _gx_order(checks: list[Check], results: list) -> list[int]:
+    """The order GX reports a suite's results in: those it could not run first, then grouped by
+    column (those naming none as one group), the groups in order of first appearance."""
+    groups: dict[str | None, list[int]] = {}
+    for i, c in enumerate(checks):
+        column = c.kwargs.get("column")
+        groups.setdefault(column if isinstance(column, str) else None, []).append(i)
+    order = [i for group in groups.values() for i in group]
+    return [i for i in order if _raised(results[i])] + [i for i in order if not _raised(results[i])]
+
+
+def _plan(check: Check) -> tuple[str, tuple[str, ...]]:
+    """How a check reads its frame: ``("rows", ())`` a chunk of rows at a time (a row-wise map
+    expectation), ``("hash", key)`` a hash part of the key at a time (uniqueness), or
+    ``("whole", columns)`` whole, only ``columns`` (``()``: every column)."""
+    from great_expectations.expectations.expectation import (
+        ColumnMapExpectation, ColumnPairMapExpectation, MulticolumnMapExpectation)
+
+    kw = check.kwargs
+    if check.expectation == "expect_column_values_to_be_unique":
+        return "hash", (kw["column"],)
+    if check.expectation == "expect_compound_columns_to_be_unique":
+        return "hash", tuple(kw["column_list"])
+    if issubclass(_gx_class(check.expectation), (ColumnMapExpectation, ColumnPairMapExpectation,
+                                                 MulticolumnMapExpectation)):
+        return ("whole", ()) if check.expectation in _ACROSS_ROWS else ("rows", ())
+    named = [kw[k] for k in ("column", "column_A", "column_B") if k in kw] + list(kw.get("column_list") or [])
+    return "whole", (() if "row_condition" in kw or not named else tuple(dict.fromkeys(named)))
+
+
+class _Sum:
+    """One row-wise check over the chunks: GX's counts summed, its first unexpected rows kept in
+    frame order, and success decided as GX decides it on one frame (``mostly`` of the rows it
+    considers: the non-null ones where its result counts missing values, else every row)."""
+
+    def __init__(self, check: Check):
+        self.check, self.first, self.failed = check, None, None
+        self.element = self.unexpected = 0
+        self.missing: int | None = None
+        self.rows: list[tuple] = []  # (row, value, name or None) of the first unexpected rows
+
+    def add(self, r, table: str, frame: pd.DataFrame) -> None:
+        self.first = self.first or r
+        res = r.result or {}
+        if _raised(r) or res.get("unexpected_count") is None:
+            self.failed = self.failed or r
+            return
+        self.element += res["element_count"]
+        self.unexpected += res["unexpected_count"]
+        if "missing_count" in res:
+            self.missing = (self.missing or 0) + res["missing_count"]
+        index = list(res.get("partial_unexpected_index_list") or [])
+        values = list(res.get("partial_unexpected_list") or [])
+        names = _names(table, frame, index[:SHOWN_ROWS]) or []
+        self.rows += [(i, v, names[j] if j < len(names) else None) for j, (i, v) in enumerate(zip(index, values))]
+        self.rows = sorted(self.rows, key=lambda t: t[0])[:PARTIAL]
+
+    def result(self):
+        """The summed result, as GX shapes one (the first chunk's with its ``result`` replaced)."""
+        if self.failed is not None:
+            return self.failed
+        considered = self.element - (self.missing or 0)
+        success = considered == 0 or (considered - self.unexpected) / considered >= self.check.kwargs.get("mostly", 1.0)
+        res = {"element_count": self.element, "unexpected_count": self.unexpected,
+               "unexpected_percent": self.unexpected / considered * 100 if considered else None,
+               "partial_unexpected_list": [v for _, v, _ in self.rows],
+               "partial_unexpected_index_list": [i for i, _, _ in self.rows]}
+        if self.missing is not None:
+            res |= {"missing_count": self.missing,
+                    "missing_percent": self.missing / self.element * 100 if self.element else None,
+                    "unexpected_percent_total": self.unexpected / self.element * 100 if self.element else None,
+                    "unexpected_percent_nonmissing": res["unexpected_percent"]}
+        with contextlib.suppress(TypeError):  # counted as GX counts them (a multicolumn row is a dict)
+            counts = Counter(tuple(v.values()) if isinstance(v, dict) else v for v in res["partial_unexpected_list"])
+            res["partial_unexpected_counts"] = [{"value": v, "count": n} for v, n in
+                                                sorted(counts.most_common(PARTIAL), key=lambda x: (-x[1], x[0]))]
+        r = copy.copy(self.first)
+        r.success, r.result = success, res
+        return r
+
+    def names(self) -> list[str] | None:
+        names = [n for _, _, n in self.rows[:SHOWN_ROWS]]
+        return names if names and all(names) else None
+
+
+def _check_table(store: Store, table: str, frame: _Frame, rows: list[str], checks: list[Check],
+                 validate: Callable[[list[int], pd.DataFrame], object]) -> dict[int, tuple]:
+    """Every check of one frame, by its index in ``checks``: its GX result and the names of its
+    first failing rows. One pass over the chunks of rows validates the row-wise checks and
+    keeps the columns of the others; then one pass per uniqueness key over its hash parts."""
+    in_sql = set(store.con.sql(f"SELECT * FROM ({frame.query}) LIMIT 0").columns)
+    plans: dict[tuple[str, tuple], list[int]] = {}
+    for i, c in enumerate(checks):
+        how, columns = _plan(c)
+        if how == "hash" and not in_sql.issuperset(columns):  # a column pad computes, or none: GX says so
+            how, columns = "whole", ()
+        plans.setdefault((how, columns), []).append(i)
+    sums = {i: _Sum(checks[i]) for (how, _), idx in plans.items() if how != "whole" for i in idx}
+    whole: dict[tuple, list[pd.DataFrame]] = {plan: [] for plan in plans if plan[0] == "whole"}
+
+    def add(idx: list[int], df: pd.DataFrame) -> None:
+        for r in validate(idx, df).results:
+            sums[r.expectation_config.meta["pad_check"]].add(r, table, df)
+
+    if ("rows", ()) in plans or whole:
+        for where in rows:
+            df = _read(store, frame, where)
+            if ("rows", ()) in plans and not df.empty:
+                add(plans[("rows", ())], df)
+            for (_, columns), parts in whole.items():  # an aggregate names no row: no index kept
+                parts.append(df[[c for c in columns if c in df]].reset_index(drop=True) if columns else df)
+    done: dict[int, tuple] = {}
+    for (how, columns), idx in plans.items():
+        if how == "hash":
+            for where in _hash_parts(store, frame, list(columns)):
+                df = _read(store, frame, where)
+                if not df.empty:
+                    add(idx, df)
+        elif how == "whole":
+            df = pd.concat(whole.pop((how, columns)), ignore_index=bool(columns))
+            for r in validate(idx, df).results:
+                index = list((r.result or {}).get("partial_unexpected_index_list") or [])[:SHOWN_ROWS]
+                done[r.expectation_config.meta["pad_check"]] = (r, _names(table, df, index))
+    return done | {i: (s.result(), s.names()) for i, s in sums.items()}
+
+
+def _to_docs(ctx, table: str, checks: list[Check], validated: list, run) -> None:
+    """One frame's results, summed over its chunks, as one validation of its suite in Data Docs."""
+    import great_expectations as gx
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier, ValidationResultIdentifier)
+
+    suite = ctx.suites.add(gx.ExpectationSuite(name=f"pad.{table}", expectations=[
+        _gx_class(c.expectation)(**c.kwargs, meta={"critical": c.critical}) for c in checks]))
+    ok = sum(bool(r.success) for r in validated)
+    suite_id = ExpectationSuiteIdentifier(name=suite.name)
+    ctx.validation_results_store.store_validation_results(
+        suite_validation_result=ExpectationSuiteValidationResult(
+            success=ok == len(validated), results=validated, suite_name=suite.name,
+            statistics={"evaluated_expectations": len(validated), "successful_expectations": ok,
+                        "unsuccessful_expectations": len(validated) - ok,
+                        "success_percent": 100 * ok / len(validated)},
+            meta={"great_expectations_version": gx.__version__, "run_id": run, "validation_time": run.run_time,
+                  "active_batch_definition": {"datasource_name": "pad", "data_asset_name": table}}),
+        suite_validation_result_identifier=ValidationResultIdentifier(
+            expectation_suite_identifier=suite_id, run_id=run, batch_identifier=f"pad-{table}"),
+        expectation_suite_identifier=suite_id)
 
 
 def run_checks(store: Store, reference: str | os.PathLike | None = None,
@@ -290,14 +563,14 @@ def run_checks(store: Store, reference: str | os.PathLike | None = None,
     os.environ.setdefault("TQDM_DISABLE", "1")
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.validator.v1_validator import Validator
 
     bounds = bounds or Bounds()
     ref = load_reference(reference) if reference else None
     checks = builtin_checks(bounds, bool(ref))
     if expectations_file:
         checks += load_user_checks(expectations_file)
-    frames = _frames(store, ref)
-    store.release()  # not held while the expectations run
 
     ctx = gx.get_context(mode="ephemeral")
     if docs_dir:
@@ -308,28 +581,43 @@ def run_checks(store: Store, reference: str | os.PathLike | None = None,
                               "base_directory": str(Path(docs_dir).resolve())},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}})
     source = ctx.data_sources.add_pandas("pad")
+    gx_run = RunIdentifier(run_time=datetime.datetime.now(datetime.timezone.utc))
     results: list[CheckResult] = []
-    for table in FRAMES:
-        mine = [c for c in checks if c.table == table]
-        df = frames[table]
-        if not mine:
-            continue
-        if df.empty:
-            results += [CheckResult(c, True, "no rows") for c in mine]
-            continue
-        suite = ctx.suites.add(gx.ExpectationSuite(name=f"pad.{table}"))
-        for i, c in enumerate(mine):
-            suite.add_expectation(_gx_class(c.expectation)(**c.kwargs, meta={"critical": c.critical, "pad_check": i}))
-        batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("all")
-        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
-        actions = [gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["pad"])] if docs_dir else []
-        cp = ctx.checkpoints.add(gx.Checkpoint(name=f"pad.{table}", validation_definitions=[vd], actions=actions))
-        with contextlib.redirect_stderr(io.StringIO()):  # GX draws tqdm bars on stderr
-            run = cp.run(batch_parameters={"dataframe": df})
-        for vr in run.run_results.values():
-            for r in vr.results:
-                c = mine[r.expectation_config.meta["pad_check"]]
-                results.append(CheckResult(c, bool(r.success), _observed(r.result or {}, table, df)))
+    try:
+        frames = _frames(store, ref)
+        for table in FRAMES:
+            mine = [c for c in checks if c.table == table]
+            if not mine:
+                continue
+            rows = _row_ranges(store, frames[table])
+            if not rows:
+                results += [CheckResult(c, True, "no rows") for c in mine]
+                continue
+            batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("all")
+            suites: dict[tuple[int, ...], gx.ExpectationSuite] = {}
+
+            def validate(idx: list[int], df: pd.DataFrame):
+                suite = suites.get(tuple(idx))
+                if suite is None:
+                    suite = suites[tuple(idx)] = gx.ExpectationSuite(name=f"pad.{table}", expectations=[
+                        _gx_class(mine[i].expectation)(**mine[i].kwargs,
+                                                       meta={"critical": mine[i].critical, "pad_check": i})
+                        for i in idx])
+                with contextlib.redirect_stderr(io.StringIO()):  # GX draws tqdm bars on stderr
+                    return Validator(batch, batch_parameters={"dataframe": df}).validate_expectation_suite(suite)
+
+            done = _check_table(store, table, frames[table], rows, mine, validate)
+            order = _gx_order(mine, [done[i][0] for i in range(len(mine))])
+            results += [CheckResult(mine[i], bool(done[i][0].success), _observed(done[i][0].result or {}, done[i][1]))
+                        for i in order]
+            if docs_dir:
+                _to_docs(ctx, table, [mine[i] for i in order], [done[i][0] for i in order], gx_run)
+    finally:  # they would go with the connection; a caller may keep it open
+        with contextlib.suppress(duckdb.Error):  # not over the error that ended the run
+            for t in _TEMP:
+                store.con.execute(f"DROP TABLE IF EXISTS {t}")
+    if docs_dir:
+        ctx.build_data_docs(site_names=["pad"])
     critical_failures = sum(1 for r in results if r.check.critical and not r.success)
     run_id = uuid.uuid4().hex[:12]
     rows = [{"run_id": run_id, "table_name": r.check.table, "expectation": r.check.expectation,
