@@ -6,13 +6,20 @@ anything heavy is imported; everything else, and those two with no stage to answ
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from pad_data.store import live_reads
 from pad_data.store.paths import DEFAULT_DB
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt  # as Ctrl-C: committed work is kept, scratch files are removed
+
+
 def main() -> None:
+    # a scheduler's or `timeout`'s SIGTERM would otherwise end pad before any cleanup ran
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         reply = live_command(sys.argv[1:])
     except KeyboardInterrupt:

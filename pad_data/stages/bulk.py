@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -39,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 
 from pad_data.rules.answers_sql import chain, gold_layers, re2_class, strip_sql, ws_class
-from pad_data.store import sql_literal
+from pad_data.store import new_scratch_folder, sql_literal
 from pad_data.store.sqltools import registered
 from pad_data.store.ids import problem_id_sql, program_id_sql
 
@@ -413,7 +412,7 @@ class SourceRead:
         from pad_data.stages.sources import IngestError, read_records
 
         self.spec = spec
-        self._tmp = tempfile.mkdtemp(prefix=".pad-read-", dir=folder)
+        self._tmp = new_scratch_folder(folder, "read")
         # a scratch database that spills to disk beyond ``memory`` (a 10M-record file is GBs);
         # the programs built end up in a file (``path``) the store attaches (:meth:`attached`)
         self.path = os.path.join(self._tmp, "programs.duckdb")

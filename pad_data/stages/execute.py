@@ -21,7 +21,6 @@ part of what it is), before anything runs.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections import Counter
 from typing import Callable, Iterator
@@ -32,7 +31,7 @@ import pandas as pd
 from pad_data.stages.results import result_row, results_table
 from pad_data.stages.sources import IngestError, read_preamble
 from pad_data.sandbox.pool import SandboxPool
-from pad_data.store import Store
+from pad_data.store import Store, scratch_folder
 from pad_data.store.writer import GroupCommitter
 
 PAGE = 20_000
@@ -64,8 +63,7 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
     handed = 0
     t0 = time.perf_counter()
     # the scratch copy beside the store, and half the budget for it, half for the store's commits
-    with tempfile.TemporaryDirectory(prefix=".pad-execute-", dir=store.path.parent,
-                                     ignore_cleanup_errors=True) as scratch, \
+    with scratch_folder(store.path.parent, "execute") as scratch, \
             store.capped(store.share(0.5)), \
             SandboxPool(workers=workers, timeout=timeout, memory_mb=memory_mb,
                         isolation_level=isolation_level, entry=entry) as pool, \
