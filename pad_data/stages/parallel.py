@@ -19,9 +19,14 @@ def mapper(n: int) -> Iterator[Callable[..., list]]:
     if n < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
         yield lambda fn, *lists: list(map(fn, *lists))
         return
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=os.cpu_count()) as ex:
+    # Workers come from a fork server (a small process started once), not forked from this one:
+    # a fork of a stage holding DuckDB's buffers would keep every page of them alive in each
+    # worker for as long as it runs, whatever DuckDB frees meanwhile (and DuckDB's threads may
+    # hold locks at the fork).
+    with ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=multiprocessing.get_context("forkserver")) as ex:
         yield lambda fn, *lists: list(ex.map(fn, *lists, chunksize=CHUNK))
 
 
