@@ -371,3 +371,21 @@ def test_execute_and_vote_under_the_smallest_budget_equal_an_unlimited_run(tmp_p
     assert small[2].equals(large[2]) and small[3].equals(large[3])
     assert len(small[2]) == VOTED_PROBLEMS * SAMPLES and set(small[2]["label"]) == {"correct", "wrong_answer"}
     assert len(small[3]) == VOTED_PROBLEMS and (small[3]["votes"] == SAMPLES - 1).all()
+
+
+def _parent(_: int) -> int:
+    return os.getppid()
+
+
+def test_a_stage_s_worker_processes_are_not_forks_of_the_stage():
+    # a fork of a stage holding DuckDB's buffers keeps them alive in every worker (at 10M, 3 GB
+    # each): the workers come from a fork server, and give what the work done in order gives
+    from pad_data.stages.curate.dedup import analyze
+    from pad_data.stages.parallel import PARALLEL_FROM, mapper, repeat
+
+    programs = [f"def solution():\n    x{i % 7} = {i}\n    return x{i % 7} * 2\n" for i in range(PARALLEL_FROM)]
+    with mapper(len(programs)) as run:
+        parents = set(run(_parent, range(len(programs))))
+        analyzed = run(analyze, programs, repeat("ast", len(programs)))
+    assert os.getpid() not in parents and len(parents) == 1
+    assert analyzed == [analyze(p, "ast") for p in programs]
