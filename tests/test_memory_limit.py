@@ -389,3 +389,31 @@ def test_a_stage_s_worker_processes_are_not_forks_of_the_stage():
         analyzed = run(analyze, programs, repeat("ast", len(programs)))
     assert os.getpid() not in parents and len(parents) == 1
     assert analyzed == [analyze(p, "ast") for p in programs]
+
+
+UNGUARDED = """
+import sys
+from pad_data.stages.parallel import PARALLEL_FROM, mapper
+print("top level ran", flush=True)  # a script with no __main__ guard, as a user's may be
+with mapper(PARALLEL_FROM) as run:
+    out = run(len, ["ab"] * PARALLEL_FROM)
+print("mapped", sum(out), flush=True)
+"""
+
+
+def test_a_user_script_is_not_run_again_by_the_workers_and_a_long_tmpdir_maps_in_process(tmp_path):
+    from pad_data.stages.parallel import PARALLEL_FROM
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("top level ran") == 1 and f"mapped {2 * PARALLEL_FROM}" in res.stdout
+    # the fork server's socket path too long for AF_UNIX: the work runs in this process instead
+    deep = tmp_path / ("d" * 100) / ("e" * 60)
+    deep.mkdir(parents=True)
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         env=dict(env, TMPDIR=str(deep)))
+    assert res.returncode == 0 and f"mapped {2 * PARALLEL_FROM}" in res.stdout, res.stderr
