@@ -5,7 +5,6 @@ killer) are deleted by the next stage that makes one, on the real console script
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -52,25 +51,79 @@ def test_sigterm_ends_a_stage_like_ctrl_c_and_removes_its_scratch(tmp_path):
     con.close()
 
 
+HOLDER = """
+import sys, time
+from pad_data.store.scratch import new_scratch_folder
+print(new_scratch_folder(sys.argv[1], "curate"), flush=True)
+time.sleep(600)
+"""
+
+
+def _holder(folder: Path) -> tuple[subprocess.Popen, Path]:
+    """A process that made a scratch folder in ``folder`` and keeps using it."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True, env=env)
+    path = Path(proc.stdout.readline().strip())
+    (path / "curate.duckdb").write_bytes(b"x" * 1000)
+    return proc, path
+
+
 def test_a_killed_stages_scratch_is_deleted_by_the_next_one(tmp_path):
-    host = socket.gethostname()
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True)
-    dead_pid = int(gone.stdout)  # a process that has exited (its pid not reused within this test)
-    left = tmp_path / f".pad-curate@{dead_pid}@{host}@abc123"
-    (left / "sub").mkdir(parents=True)
-    (left / "sub" / "curate.duckdb").write_bytes(b"x" * 1000)
-    mine = tmp_path / f".pad-curate@{os.getpid()}@{host}@def456"  # a live process's: in use
-    elsewhere = tmp_path / f".pad-curate@{dead_pid}@not-{host}@ghi789"  # another host's on a shared disk
-    unrelated = tmp_path / ".pad-notes"
-    for d in (mine, elsewhere, unrelated):
-        d.mkdir()
-    with scratch_folder(tmp_path, "execute") as new:
-        assert Path(new).parent == tmp_path and Path(new).name.startswith(f".pad-execute@{os.getpid()}@{host}@")
-        assert not left.exists() and mine.exists() and elsewhere.exists() and unrelated.exists()
-    assert not Path(new).exists()
-    # through the console script: a real stage sweeps them too (here `pad execute`'s scratch)
+    killed, left = _holder(tmp_path)
+    killed.kill()  # SIGKILL: no cleanup ran, the kernel dropped its lock
+    killed.wait()
+    alive, in_use = _holder(tmp_path)  # another process's folder in use (whatever its pid namespace)
+    unrelated = tmp_path / ".pad-notes"  # no lock file: not a scratch folder
+    unrelated.mkdir()
+    (tmp_path / ".pad-link").symlink_to(unrelated)
+    try:
+        with scratch_folder(tmp_path, "execute") as new:
+            assert Path(new).parent == tmp_path and Path(new).name.startswith(".pad-execute-")
+            assert not left.exists() and in_use.exists() and unrelated.exists() and (tmp_path / ".pad-link").exists()
+            with scratch_folder(tmp_path, "refine") as other:  # this process's own, in use, is kept too
+                assert Path(new).exists() and Path(other).exists()
+        assert not Path(new).exists()
+    finally:
+        alive.kill()
+        alive.wait()
+    # through the console script: a real stage sweeps it once its user is gone
     db = _store_with_loops(tmp_path, 2)
-    left.mkdir()
     pad_process("--db", db, "execute", "--timeout", "0.1", check=True)
-    assert not left.exists() and mine.exists()
+    assert not in_use.exists() and unrelated.exists()
+
+
+ASYNC_RUN = """
+import asyncio, os, signal, threading, time
+from pad_data.cli.entry import _terminated
+signal.signal(signal.SIGTERM, _terminated)
+received = stored = 0
+
+async def main():
+    global received, stored
+    for _ in range(1000):
+        await asyncio.sleep(0.02)  # a paid request in flight
+        received += 1
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.03:  # its response parsed and handed on: Python code, no await
+            pass
+        stored += 1
+
+threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+try:
+    asyncio.run(main())
+except KeyboardInterrupt:
+    pass
+print(received, stored, signal.getsignal(signal.SIGTERM) == signal.SIG_IGN)
+"""
+
+
+def test_sigterm_in_an_event_loop_stops_at_an_await_as_ctrl_c_does():
+    # asyncio turns Ctrl-C into a cancellation at the next await: SIGTERM goes the same way, so a
+    # response received (paid for) is never dropped between its arrival and being stored
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    for _ in range(3):
+        res = subprocess.run([sys.executable, "-c", ASYNC_RUN], capture_output=True, text=True, env=env, timeout=60)
+        received, stored, ignored = res.stdout.split()
+        assert 0 < int(received) < 1000 and received == stored and ignored == "True", res.stdout + res.stderr

@@ -14,7 +14,13 @@ from pad_data.store.paths import DEFAULT_DB
 
 
 def _terminated(signum, frame) -> None:
-    raise KeyboardInterrupt  # as Ctrl-C: committed work is kept, scratch files are removed
+    """SIGTERM handled as Ctrl-C is, by whatever handles SIGINT then (asyncio cancels its task at
+    the next await, so no paid response is dropped half-stored): committed work is kept, scratch
+    files removed. A second SIGTERM does not cut that cleanup short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):  # e.g. started with `&`
+        raise KeyboardInterrupt
+    signal.raise_signal(signal.SIGINT)
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -38,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from pad_data.rules.answers_sql import chain, gold_layers, re2_class, strip_sql, ws_class
-from pad_data.store import new_scratch_folder, sql_literal
+from pad_data.store import new_scratch_folder, remove_scratch_folder, sql_literal
 from pad_data.store.sqltools import registered
 from pad_data.store.ids import problem_id_sql, program_id_sql
 
@@ -631,7 +630,7 @@ class SourceRead:
 
     def close(self) -> None:
         self.con.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        remove_scratch_folder(self._tmp)
 
     def __enter__(self) -> "SourceRead":
         return self

@@ -41,6 +41,7 @@ _HOMES = {
     "CONSENSUS_LABEL": "schema", "ORIGINS": "schema", "PENDING_COLUMNS": "schema", "RESULT_COLUMNS": "schema",
     "RESULT_TYPES": "schema", "SCHEMA_VERSION": "schema",
     "scratch_db": "scratch", "attached": "scratch", "scratch_folder": "scratch", "new_scratch_folder": "scratch",
+    "remove_scratch_folder": "scratch",
     "any_of": "sqltools", "copy_into": "sqltools", "registered": "sqltools", "sql_literal": "sqltools",
 }
 __all__ = sorted(_HOMES)

@@ -4,9 +4,9 @@ instead of Python's memory, and how the store reads them back."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
-import socket
 import tempfile
 from typing import TYPE_CHECKING, Iterator
 
@@ -18,31 +18,57 @@ if TYPE_CHECKING:
     from pad_data.store.store import Store
 
 
+LOCK = ".lock"  # in a scratch folder: locked (flock) by the process using the folder
+_HELD: dict[str, int] = {}  # this process's scratch folders -> their lock's descriptor
+
+
 def new_scratch_folder(parent: str | os.PathLike | None, prefix: str) -> str:
-    """A new folder ``.pad-PREFIX@PID@HOST@...`` in ``parent`` (None: the system's temp folder) for a
-    stage's scratch files, which the stage deletes when it ends. A stage killed outright (SIGKILL,
-    the OOM killer) cannot: so first the folders there of this host's processes that are gone are
-    deleted (a scratch copy of a 10M-program store is GBs). A folder of a live process, or of
-    another host sharing the disk, is left alone."""
+    """A new folder ``.pad-PREFIX-...`` in ``parent`` (None: the system's temp folder) for a stage's
+    scratch files, its :data:`LOCK` held by this process until :func:`remove_scratch_folder`.
+    A stage killed outright (SIGKILL, the OOM killer) cannot delete its folder, and the kernel
+    then drops its lock: so first the folders there whose lock nobody holds are deleted (a scratch
+    copy of a 10M-program store is GBs). A lock is the process's, whatever its pid namespace or
+    host (on a disk where locks reach them); a folder with no lock file is never deleted."""
     parent = tempfile.gettempdir() if parent is None else os.fspath(parent)
-    host = socket.gethostname()
+    _sweep(parent)
+    tmp = tempfile.mkdtemp(prefix=f".pad-{prefix}-", dir=parent)
+    fd = os.open(os.path.join(tmp, LOCK + "-new"), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # locked before it has the name a sweep looks for: never seen unlocked while in use
+        os.rename(os.path.join(tmp, LOCK + "-new"), os.path.join(tmp, LOCK))
+    except OSError:  # no locks on this file system: the folder goes unswept
+        os.close(fd)
+        return tmp
+    _HELD[tmp] = fd
+    return tmp
+
+
+def remove_scratch_folder(tmp: str) -> None:
+    """Delete a folder of :func:`new_scratch_folder`, then let its lock go."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    fd = _HELD.pop(tmp, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _sweep(parent: str) -> None:
+    """Delete the scratch folders in ``parent`` whose :data:`LOCK` nobody holds."""
     with contextlib.suppress(OSError), os.scandir(parent) as entries:
         for entry in entries:
-            parts = entry.name.split("@")
-            if len(parts) == 4 and parts[0].startswith(".pad-") and parts[2] == host and parts[1].isdigit() \
-                    and not _alive(int(parts[1])) and entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f".pad-{prefix}@{os.getpid()}@{host}@", dir=parent)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process
-        return True
-    return True
+            if not entry.name.startswith(".pad-") or entry.path in _HELD or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                fd = os.open(os.path.join(entry.path, LOCK), os.O_RDWR | os.O_NOFOLLOW)
+            except OSError:  # no lock file: not a scratch folder of this kind
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # held: in use
+                os.close(fd)
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -52,7 +78,7 @@ def scratch_folder(parent: str | os.PathLike | None, prefix: str) -> Iterator[st
     try:
         yield tmp
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_scratch_folder(tmp)
 
 
 @contextlib.contextmanager
