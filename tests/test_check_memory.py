@@ -104,3 +104,34 @@ def test_check_under_the_smallest_budget_validates_chunks_with_the_results_of_wh
     assert "(snapshot snap)" in failed[("train_questions", "leaked_from_test")]
     shares = {r["column_name"]: float(r["observed"]) for r in got[0] if r["expectation"].endswith("mean_to_be_between")}
     assert 0.85 < shares["is_correct"] < 0.92 and 0 < shares["is_crashed"] < 0.01
+
+
+def test_user_expectations_judging_rows_by_their_column_are_run_whole_and_bad_ones_named(db, tmp_path, monkeypatch):
+    # a z-score or outlier check judges a row against the whole column: in chunks of 300 rows it
+    # gives what one frame gives; a malformed user expectation is one line naming its item
+    from pad_data.stages import check
+
+    with Store(db) as st, st.transaction():
+        st.con.execute("""INSERT INTO problems (problem_id, dataset, split, question, answer)
+            SELECT 'p' || i, 'd', 'train', 'Q ' || i, CASE WHEN i % 10 = 0 THEN 500 + i ELSE i % 7 END
+            FROM range(3000) t(i)""")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- {table: problems, expectation: expect_column_value_z_scores_to_be_less_than,\n"
+                     "   kwargs: {column: answer, threshold: 2.5, double_sided: true, mostly: 0.95}}\n"
+                     "- {table: problems, expectation: expect_column_values_to_be_in_set,\n"
+                     "   kwargs: {column: dataset, value_set: [d]}}\n")
+    results = []
+    for rows in (300, check.MAX_CHUNK_ROWS):
+        monkeypatch.setattr(check, "MAX_CHUNK_ROWS", rows)
+        with Store(db) as st:
+            out = check.run_checks(st, expectations_file=rules)
+        results.append({(r.check.expectation, r.check.kwargs.get("column")): (r.success, r.observed)
+                        for r in out["results"] if r.check.note == "user"})
+    assert results[0] == results[1]
+    success, observed = results[0][("expect_column_value_z_scores_to_be_less_than", "answer")]
+    assert not success and int(observed.split()[0]) > 100  # the largest of the 300 outliers
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {table: programs, expectation: expect_column_values_to_be_unique, kwargs: {columns: program_id}}\n")
+    res = pad_cli("--db", db, "check", "--expectations", bad)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert f"{bad}: item 1: expect_column_values_to_be_unique" in res.stderr and "column" in res.stderr
