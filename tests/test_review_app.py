@@ -136,6 +136,12 @@ def test_a_search_answers_for_the_programs_read_in_its_time_and_searches_on(stor
     at.toggle(key="queue").set_value(True).run()
     assert any("No match in the first <b>100</b> programs." in h for h in _html(at)) and not at.exception
     assert not [text for text in counted if text.strip()]
+    for _ in range(8):  # searched on to the end, the queue and what it is "of" both read every program
+        if not any(b.key == "search_on" for b in at.button):
+            break
+        at.button(key="search_on").click().run()
+    assert any("<b>0</b> done · <b>0</b> remaining of 0." in h for h in _html(at)), \
+        [h for h in _html(at) if "pad-count" in h]
 
 
 def test_filter_open_judge_undo_jump_fix_and_rerun(store):

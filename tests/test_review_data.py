@@ -242,6 +242,7 @@ def test_a_detail_reads_its_problems_labels_near_its_execution(db, monkeypatch):
                                   (seq, 0, rv.NEAR_ROWS), (seq, 0, 0)):
             monkeypatch.setattr(rv, "NEAR_SEQ", near)
             monkeypatch.setattr(rv, "NEAR_ROWS", rows)
+            monkeypatch.setattr(rv, "MAX_RANGES", 0 if rows == 0 else 16)
             d = rv.program_detail(st, faulty, reviews=False, position=position, seq=guess)
             assert d["siblings"].equals(whole["siblings"]), (guess, near)
             assert d["correct_sibling"] == whole["correct_sibling"] and d["label"] == "runtime_error"
@@ -266,10 +267,11 @@ def test_a_page_reads_its_labels_near_its_rows_and_looks_up_the_others(db, monke
     with rv.reading(db) as st:
         whole = rv.rows(st, ids)  # every label looked up by id
         assert whole.label.isna().sum() == 5 and whole.label.notna().sum() == 45
-        for near in (rv.NEAR_ROWS, 40, 0):
+        for near, ranges in ((rv.NEAR_ROWS, rv.MAX_RANGES), (40, rv.MAX_RANGES), (0, 100), (40, 0)):
             monkeypatch.setattr(rv, "NEAR_ROWS", near)
+            monkeypatch.setattr(rv, "MAX_RANGES", ranges)  # 0: too many ranges, every label by id
             shown = rv.rows(st, ids, positions=positions)
-            assert shown.equals(whole), near
+            assert shown.equals(whole), (near, ranges)
 
 
 def test_reveal_shows_bidi_and_invisible_characters():

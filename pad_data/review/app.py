@@ -727,8 +727,10 @@ def _progress(ctx: Ctx, total: int, exact: bool) -> None:
 
 
 def _search_on(filters: rv.Filters) -> None:
+    """One more round for the search, and for a queue's count of what it is "of" with it."""
     rounds = st.session_state.setdefault("search_rounds", {})
-    rounds[repr(filters)] = rounds.get(repr(filters), 1) + 1
+    for key in {repr(filters), repr(dataclasses.replace(filters, unreviewed_by=None))}:
+        rounds[key] = rounds.get(key, 1) + 1
 
 
 def _program_table(ctx: Ctx, table: pd.DataFrame, total: int, exact: bool, pos: int,
