@@ -135,3 +135,34 @@ def test_user_expectations_judging_rows_by_their_column_are_run_whole_and_bad_on
     res = pad_cli("--db", db, "check", "--expectations", bad)
     assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
     assert f"{bad}: item 1: expect_column_values_to_be_unique" in res.stderr and "column" in res.stderr
+
+
+def test_the_store_is_let_go_while_the_expectations_run(db, monkeypatch):
+    # the frames are copied into a scratch file first: another process opens the store (and could
+    # write it) while Great Expectations validates, as it could while the whole frames were validated
+    import subprocess
+    import sys
+
+    from great_expectations.validator.v1_validator import Validator
+
+    from pad_data.stages import check
+
+    with Store(db) as st, st.transaction():
+        st.con.execute("INSERT INTO problems (problem_id, dataset, split, question, answer) "
+                       "SELECT 'p' || i, 'd', 'train', 'Q ' || i, i FROM range(500) t(i)")
+    opened: list[int] = []
+    init = Validator.__init__
+
+    def spy(self, *args, **kwargs):
+        if not opened:
+            opened.append(subprocess.run([sys.executable, "-c", "import duckdb, sys; "
+                                          "duckdb.connect(sys.argv[1]).execute('CHECKPOINT')", str(db)],
+                                         capture_output=True, timeout=60).returncode)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Validator, "__init__", spy)
+    with Store(db) as st:
+        out = check.run_checks(st)
+        assert st.scalar("SELECT count(*) FROM check_runs") == 1
+    assert opened == [0] and out["results"]
+    assert not [p for p in db.parent.iterdir() if p.name.startswith(".pad-")]  # the scratch copy is gone

@@ -17,9 +17,11 @@ stored in ``check_runs``/``check_results``; ``docs_dir`` writes GX Data Docs HTM
 Memory: GX sees a frame a chunk at a time, never whole. A chunk holds at most
 :data:`CHUNK_SHARE` of the budget (``--memory-limit``) at :data:`ROW_BYTES` a row plus its text,
 and never more than :data:`MAX_CHUNK_ROWS` rows, so what pad holds beside DuckDB's budget is
-bounded whatever the store's size (GX itself, ~0.3 GiB, and one chunk). DuckDB reads the chunks
-(a range of ``_row`` each, in order), computes the columns and copies the train questions and
-the curated test keys into temporary tables, all within its budget. How a check is run:
+bounded whatever the store's size (GX itself, ~0.3 GiB, and one chunk). The frames' rows (ids
+and small columns, the train questions' text) and the curated test keys are first copied, in
+``_row`` order, from the store into a scratch DuckDB file beside it, each database with half the
+budget; the store is then let go (other processes may use it while the expectations run), and
+the chunks are ranges of ``_row`` read from the copy. How a check is run:
 
 - a map expectation that judges each row alone (:data:`_ROW_BY_ROW`): on every chunk; its counts
   are summed, its first failing rows kept in frame order, and ``mostly`` applied to the sums, as
@@ -57,7 +59,7 @@ import pandas as pd
 
 from pad_data.rules.labels import LABELS
 from pad_data.sandbox.pool import STATUSES
-from pad_data.store import ORIGINS, Store
+from pad_data.store import ORIGINS, Store, copy_into, scratch_db
 from pad_data.store.sqltools import registered
 
 NGRAM = 8
@@ -198,7 +200,6 @@ CHUNK_SHARE = 1 / 32
 MAX_CHUNK_ROWS = 250_000
 _GOLD = ("CASE WHEN answer IS NOT NULL THEN CAST(answer AS VARCHAR) "
          "WHEN trim(coalesce(answer_text, '')) <> '' THEN answer_text END")
-_TEMP = ("_pad_gold_datasets", "_pad_train", "_pad_test_keys")
 
 
 @dataclass
@@ -212,22 +213,58 @@ class _Frame:
     post: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
 
-def _frames(store: Store, reference: list[str] | None) -> dict[str, _Frame]:
-    """The four frames. The train questions (store and curated, in that order) and the curated
-    test keys they are checked against are first copied into temporary tables."""
-    con = store.con
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _pad_gold_datasets AS "
-                f"SELECT DISTINCT dataset FROM problems WHERE {_GOLD} IS NOT NULL")
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE _pad_train AS
+@dataclass
+class _Source:
+    """Where the frames are read from (the scratch copy), and the budget their chunks are sized by."""
+
+    con: duckdb.DuckDBPyConnection
+    memory: int
+
+    def scalar(self, query: str):
+        return self.con.execute(query).fetchall()[0][0]
+
+
+# the frames' rows as pad reads them from the store, copied once into the scratch database
+_FRAME_QUERIES = {
+    "problems": f"""
+        SELECT rowid AS _row, problem_id, dataset, split, answer, answer_text, {_GOLD} AS gold,
+               dataset IN (SELECT dataset FROM _pad_gold_datasets) AS gold_dataset
+        FROM problems""",
+    "programs": """
+        SELECT p.rowid AS _row, p.program_id, p.origin, p.problem_id, pr.problem_id IS NOT NULL AS has_problem
+        FROM programs p LEFT JOIN problems pr USING (problem_id)""",
+    # the shares as one byte a row: the mean checks read these columns whole
+    "executions": """
+        SELECT l.rowid AS _row, l.program_id, l.label, l.status, coalesce(length(e.stdout), 0) AS stdout_length,
+               coalesce(length(e.value), 0) AS value_length,
+               (l.label = 'correct')::UTINYINT AS is_correct, (l.label = 'crashed')::UTINYINT AS is_crashed,
+               (l.label = 'forbidden')::UTINYINT AS is_forbidden
+        FROM program_labels l JOIN executions e USING (seq)""",
+    "train_questions": """
         SELECT (row_number() OVER (ORDER BY part, first) - 1)::BIGINT AS _row, source, problem_id, question
         FROM (SELECT 0 AS part, rowid AS first, 'store' AS source, problem_id, question
               FROM problems WHERE split = 'train'
               UNION ALL
               SELECT 1, min(rowid), 'curation:' || name, problem_id, question
-              FROM curated_examples WHERE split = 'train' GROUP BY name, problem_id, question)
-        ORDER BY _row""")
-    _test_keys(store)
+              FROM curated_examples WHERE split = 'train' GROUP BY name, problem_id, question)""",
+}
+COPY_BATCH = 50_000  # rows per Arrow batch copied from the store into the scratch database
+
+
+def _frames(store: Store, src: _Source, reference: list[str] | None) -> dict[str, _Frame]:
+    """The four frames, each copied from the store into the scratch database ``src`` (in
+    ``_row`` order) with the curated test keys the train questions are checked against: then
+    the store can be let go while the expectations run."""
+    store.con.execute(f"CREATE OR REPLACE TEMP TABLE _pad_gold_datasets AS "
+                      f"SELECT DISTINCT dataset FROM problems WHERE {_GOLD} IS NOT NULL")
+    try:
+        with store.capped(store.share(0.5)):  # the scratch database has the other half
+            for name, query in _FRAME_QUERIES.items():
+                reader = store.con.sql(f"SELECT * FROM ({query}) ORDER BY _row").to_arrow_reader(COPY_BATCH)
+                copy_into(src.con, f"frame_{name}", reader)
+            _test_keys(store, src)
+    finally:
+        store.con.execute("DROP TABLE IF EXISTS _pad_gold_datasets")
     ref = None
     if reference:
         ref_norms = [normalize_text(q) for q in reference]
@@ -238,9 +275,9 @@ def _frames(store: Store, reference: list[str] | None) -> dict[str, _Frame]:
         curated = df["source"].str.startswith("curation:") & (df["norm"] != "")  # an empty norm: never a leak
         snaps = pd.DataFrame({"_row": df.index, "name": df["source"].str.removeprefix("curation:"),
                               "norm": df["norm"]})[curated.to_numpy()]
-        with registered(store.con, snaps) as rows:
-            leaked = [r[0] for r in store.con.execute(
-                f"SELECT r._row FROM {rows} r SEMI JOIN _pad_test_keys k ON k.name = r.name AND k.key = r.norm"
+        with registered(src.con, snaps) as rows:
+            leaked = [r[0] for r in src.con.execute(
+                f"SELECT r._row FROM {rows} r SEMI JOIN test_keys k ON k.name = r.name AND k.key = r.norm"
             ).fetchall()]
         df["leaked_from_test"] = df.index.isin(leaked)
         if ref:
@@ -248,70 +285,56 @@ def _frames(store: Store, reference: list[str] | None) -> dict[str, _Frame]:
             df["reference_coverage"] = [coverage(n, ref[1], ref[0]) for n in df["norm"]]
         return df
 
-    return {
-        "problems": _Frame(f"""
-            SELECT rowid AS _row, problem_id, dataset, split, answer, answer_text, {_GOLD} AS gold,
-                   dataset IN (SELECT dataset FROM _pad_gold_datasets) AS gold_dataset
-            FROM problems"""),
-        "programs": _Frame("""
-            SELECT p.rowid AS _row, p.program_id, p.origin, p.problem_id, pr.problem_id IS NOT NULL AS has_problem
-            FROM programs p LEFT JOIN problems pr USING (problem_id)"""),
-        # the shares as one byte a row: the mean checks read these columns whole
-        "executions": _Frame("""
-            SELECT l.rowid AS _row, l.program_id, l.label, l.status, coalesce(length(e.stdout), 0) AS stdout_length,
-                   coalesce(length(e.value), 0) AS value_length,
-                   (l.label = 'correct')::UTINYINT AS is_correct, (l.label = 'crashed')::UTINYINT AS is_crashed,
-                   (l.label = 'forbidden')::UTINYINT AS is_forbidden
-            FROM program_labels l JOIN executions e USING (seq)"""),
-        "train_questions": _Frame("SELECT * FROM _pad_train", 2 * _mean_text(store, "_pad_train"), train),
-    }
+    frames = {name: _Frame(f"SELECT * FROM frame_{name}") for name in _FRAME_QUERIES}
+    frames["train_questions"].text = 2 * _mean_text(src, "frame_train_questions")
+    frames["train_questions"].post = train
+    return frames
 
 
-def _mean_text(store: Store, table: str, where: str = "TRUE") -> float:
+def _mean_text(src, table: str, where: str = "TRUE") -> float:
     """Mean bytes of a question in ``table``: a question and its normalized text ride in a row."""
-    return float(store.scalar(f"SELECT coalesce(avg(strlen(question)), 0) FROM {table} WHERE {where}"))
+    return float(src.scalar(f"SELECT coalesce(avg(strlen(question)), 0) FROM {table} WHERE {where}"))
 
 
-def _test_keys(store: Store) -> None:
-    """``_pad_test_keys``: the :func:`leak_key` of every curated test question, by snapshot,
-    computed a chunk of rows at a time."""
-    con = store.con
-    con.execute("CREATE OR REPLACE TEMP TABLE _pad_test_keys (name VARCHAR, key VARCHAR)")
+def _test_keys(store: Store, src: _Source) -> None:
+    """Table ``test_keys`` in ``src``: the :func:`leak_key` of every curated test question of the
+    store, by snapshot, computed a chunk of rows at a time."""
+    src.con.execute("CREATE TABLE test_keys (name VARCHAR, key VARCHAR)")
     top = store.scalar("SELECT max(rowid) FROM curated_examples WHERE split = 'test'")
-    step = _chunk_rows(store, _Frame("", 2 * _mean_text(store, "curated_examples", "split = 'test'")))
+    step = _chunk_rows(src, _Frame("", 2 * _mean_text(store, "curated_examples", "split = 'test'")))
     for lo in range(0, -1 if top is None else top + 1, step):
         rows = store.df("SELECT DISTINCT name, question FROM curated_examples "
                         "WHERE split = 'test' AND rowid >= ? AND rowid < ?", [lo, lo + step])
         keys = pd.DataFrame({"name": rows["name"], "key": [leak_key(q) for q in rows["question"]]}).dropna()
-        with registered(con, keys) as new:
-            con.execute(f"INSERT INTO _pad_test_keys SELECT name, key FROM {new}")
+        with registered(src.con, keys) as new:
+            src.con.execute(f"INSERT INTO test_keys SELECT name, key FROM {new}")
 
 
-def _chunk_rows(store: Store, frame: _Frame) -> int:
+def _chunk_rows(src: _Source, frame: _Frame) -> int:
     """Rows in a chunk: :data:`CHUNK_SHARE` of the budget, at most :data:`MAX_CHUNK_ROWS`."""
-    return int(max(1, min(MAX_CHUNK_ROWS, store.memory * CHUNK_SHARE // (ROW_BYTES + frame.text))))
+    return int(max(1, min(MAX_CHUNK_ROWS, src.memory * CHUNK_SHARE // (ROW_BYTES + frame.text))))
 
 
-def _read(store: Store, frame: _Frame, where: str) -> pd.DataFrame:
+def _read(src: _Source, frame: _Frame, where: str) -> pd.DataFrame:
     """The rows of ``frame`` that ``where`` picks, in order, indexed by ``_row``."""
-    df = store.con.sql(f"SELECT * FROM ({frame.query}) WHERE {where} ORDER BY _row").to_arrow_table().to_pandas()
+    df = src.con.sql(f"SELECT * FROM ({frame.query}) WHERE {where} ORDER BY _row").to_arrow_table().to_pandas()
     df = df.set_index("_row")
     df.index.name = None  # GX reports the rows of a named index as dicts
     return df if frame.post is None else frame.post(df)
 
 
-def _row_ranges(store: Store, frame: _Frame) -> list[str]:
+def _row_ranges(src: _Source, frame: _Frame) -> list[str]:
     """Conditions on ``_row``, in order, each picking at most a chunk of rows (none: no rows)."""
-    n, lo, hi = store.con.execute(f"SELECT count(*), min(_row), max(_row) FROM ({frame.query})").fetchall()[0]
-    step = _chunk_rows(store, frame)
+    n, lo, hi = src.con.execute(f"SELECT count(*), min(_row), max(_row) FROM ({frame.query})").fetchall()[0]
+    step = _chunk_rows(src, frame)
     return [f"_row >= {a} AND _row < {a + step}" for a in range(lo, hi + 1, step)] if n else []
 
 
-def _hash_parts(store: Store, frame: _Frame, columns: list[str]) -> list[str]:
+def _hash_parts(src: _Source, frame: _Frame, columns: list[str]) -> list[str]:
     """Conditions that split the rows by a hash of ``columns``, a chunk of rows each on average:
     rows with equal values (what a uniqueness check looks for) always fall in the same part."""
-    n = store.scalar(f"SELECT count(*) FROM ({frame.query})")
-    k = max(1, -(-n // _chunk_rows(store, frame)))
+    n = src.scalar(f"SELECT count(*) FROM ({frame.query})")
+    k = max(1, -(-n // _chunk_rows(src, frame)))
     cols = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
     return [f"hash({cols}) % {k} = {i}" for i in range(k)]
 
@@ -511,12 +534,12 @@ class _Sum:
         return names if names and all(names) else None
 
 
-def _check_table(store: Store, table: str, frame: _Frame, rows: list[str], checks: list[Check],
+def _check_table(src: _Source, table: str, frame: _Frame, rows: list[str], checks: list[Check],
                  validate: Callable[[list[int], pd.DataFrame], object]) -> dict[int, tuple]:
     """Every check of one frame, by its index in ``checks``: its GX result and the names of its
     first failing rows. One pass over the chunks of rows validates the row-wise checks and
     keeps the columns of the others; then one pass per uniqueness key over its hash parts."""
-    in_sql = set(store.con.sql(f"SELECT * FROM ({frame.query}) LIMIT 0").columns)
+    in_sql = set(src.con.sql(f"SELECT * FROM ({frame.query}) LIMIT 0").columns)
     plans: dict[tuple[str, tuple], list[int]] = {}
     for i, c in enumerate(checks):
         how, columns = _plan(c)
@@ -532,7 +555,7 @@ def _check_table(store: Store, table: str, frame: _Frame, rows: list[str], check
 
     if ("rows", ()) in plans or whole:
         for where in rows:
-            df = _read(store, frame, where)
+            df = _read(src, frame, where)
             if ("rows", ()) in plans and not df.empty:
                 add(plans[("rows", ())], df)
             for (_, columns), parts in whole.items():  # an aggregate names no row: no index kept
@@ -540,8 +563,8 @@ def _check_table(store: Store, table: str, frame: _Frame, rows: list[str], check
     done: dict[int, tuple] = {}
     for (how, columns), idx in plans.items():
         if how == "hash":
-            for where in _hash_parts(store, frame, list(columns)):
-                df = _read(store, frame, where)
+            for where in _hash_parts(src, frame, list(columns)):
+                df = _read(src, frame, where)
                 if not df.empty:
                     add(idx, df)
         elif how == "whole":
@@ -603,13 +626,16 @@ def run_checks(store: Store, reference: str | os.PathLike | None = None,
     source = ctx.data_sources.add_pandas("pad")
     gx_run = RunIdentifier(run_time=datetime.datetime.now(datetime.timezone.utc))
     results: list[CheckResult] = []
-    try:
-        frames = _frames(store, ref)
+    with scratch_db(store, "check") as (scratch, _):
+        src = _Source(scratch, store.memory)
+        frames = _frames(store, src, ref)
+        store.release()  # the expectations take a while: other processes may use the store meanwhile
+        scratch.execute(f"SET memory_limit = '{store.share(1)}'")
         for table in FRAMES:
             mine = [c for c in checks if c.table == table]
             if not mine:
                 continue
-            rows = _row_ranges(store, frames[table])
+            rows = _row_ranges(src, frames[table])
             if not rows:
                 results += [CheckResult(c, True, "no rows") for c in mine]
                 continue
@@ -626,16 +652,12 @@ def run_checks(store: Store, reference: str | os.PathLike | None = None,
                 with contextlib.redirect_stderr(io.StringIO()):  # GX draws tqdm bars on stderr
                     return Validator(batch, batch_parameters={"dataframe": df}).validate_expectation_suite(suite)
 
-            done = _check_table(store, table, frames[table], rows, mine, validate)
+            done = _check_table(src, table, frames[table], rows, mine, validate)
             order = _gx_order(mine, [done[i][0] for i in range(len(mine))])
             results += [CheckResult(mine[i], bool(done[i][0].success), _observed(done[i][0].result or {}, done[i][1]))
                         for i in order]
             if docs_dir:
                 _to_docs(ctx, table, [mine[i] for i in order], [done[i][0] for i in order], gx_run)
-    finally:  # they would go with the connection; a caller may keep it open
-        with contextlib.suppress(duckdb.Error):  # not over the error that ended the run
-            for t in _TEMP:
-                store.con.execute(f"DROP TABLE IF EXISTS {t}")
     if docs_dir:
         ctx.build_data_docs(site_names=["pad"])
     critical_failures = sum(1 for r in results if r.check.critical and not r.success)
