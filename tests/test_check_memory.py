@@ -111,23 +111,36 @@ def test_user_expectations_judging_rows_by_their_column_are_run_whole_and_bad_on
     # gives what one frame gives; a malformed user expectation is one line naming its item
     from pad_data.stages import check
 
-    with Store(db) as st, st.transaction():
-        st.con.execute("""INSERT INTO problems (problem_id, dataset, split, question, answer)
-            SELECT 'p' || i, 'd', 'train', 'Q ' || i, CASE WHEN i % 10 = 0 THEN 500 + i ELSE i % 7 END
+    from great_expectations.validator.v1_validator import Validator
+
+    with Store(db) as st, st.transaction():  # answer_text: empty but for 20 values, 8 of them twice
+        st.con.execute("""INSERT INTO problems (problem_id, dataset, split, question, answer, answer_text)
+            SELECT 'p' || i, 'd', 'train', 'Q ' || i, CASE WHEN i % 10 = 0 THEN 500 + i ELSE i % 7 END,
+                   CASE WHEN i % 150 = 7 THEN 'x' || (i % 1800) END
             FROM range(3000) t(i)""")
     rules = tmp_path / "rules.yaml"
     rules.write_text("- {table: problems, expectation: expect_column_value_z_scores_to_be_less_than,\n"
                      "   kwargs: {column: answer, threshold: 2.5, double_sided: true, mostly: 0.95}}\n"
                      "- {table: problems, expectation: expect_column_values_to_be_in_set,\n"
-                     "   kwargs: {column: dataset, value_set: [d]}}\n")
-    results = []
+                     "   kwargs: {column: dataset, value_set: [d]}}\n"
+                     "- {table: problems, expectation: expect_column_values_to_be_unique, kwargs: {column: answer_text}}\n")
+    results, seen, init = [], [], Validator.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(len((kwargs.get("batch_parameters") or {})["dataframe"]))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Validator, "__init__", spy)
     for rows in (300, check.MAX_CHUNK_ROWS):
         monkeypatch.setattr(check, "MAX_CHUNK_ROWS", rows)
         with Store(db) as st:
             out = check.run_checks(st, expectations_file=rules)
         results.append({(r.check.expectation, r.check.kwargs.get("column")): (r.success, r.observed)
                         for r in out["results"] if r.check.note == "user"})
+        if rows == 300:  # a mostly empty column's uniqueness: its empty rows a range at a time, not one part
+            assert sorted(seen)[-2] <= 2 * 300, sorted(seen)[-5:]  # the largest: the z-scores' one column, whole
     assert results[0] == results[1]
+    assert results[0][("expect_column_values_to_be_unique", "answer_text")][1].startswith("16 unexpected (80.00%)")
     success, observed = results[0][("expect_column_value_z_scores_to_be_less_than", "answer")]
     assert not success and int(observed.split()[0]) > 100  # the largest of the 300 outliers
     bad = tmp_path / "bad.yaml"
