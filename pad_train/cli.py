@@ -256,4 +256,7 @@ def report():
 
 
 def main() -> None:
+    from pad_data.cli.entry import sigterm_as_ctrl_c
+
+    sigterm_as_ctrl_c()  # a killed job says what was saved, as after Ctrl-C
     app()

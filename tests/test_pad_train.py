@@ -361,7 +361,8 @@ def test_a_seq2seq_student_trains_with_seq2seq_trainer(whatis_store, tmp_path):
 @pytest.mark.e2e
 def test_ctrl_c_says_what_was_saved_and_resume_continues_from_it(whatis_store, tmp_path):
     """A real SIGINT to `pad-train sft`: before any checkpoint it says nothing was saved (and
-    --resume is then an error); after one it names it, and --resume continues from its step."""
+    --resume is then an error); after one it names it (a SIGTERM, as a scheduler sends, does the
+    same), and --resume continues from its step."""
     import os
     import signal
     import subprocess
@@ -371,14 +372,14 @@ def test_ctrl_c_says_what_was_saved_and_resume_continues_from_it(whatis_store, t
     base = tiny_gpt2(tmp_path / "base")
     exe = str(Path(sys.executable).with_name("pad-train"))
 
-    def interrupted(out: Path, *args, when) -> subprocess.CompletedProcess:
+    def interrupted(out: Path, *args, when, sig=signal.SIGINT) -> subprocess.CompletedProcess:
         proc = subprocess.Popen([exe, "--db", str(whatis_store), "sft", "--split", "whatis-v1", "--model", str(base),
                                  "--out", str(out), "--lr", "3e-3", *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=dict(os.environ, PAD_PROGRESS_INTERVAL="0"))
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline and not when(proc):
             time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=60)
         return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
@@ -393,7 +394,7 @@ def test_ctrl_c_says_what_was_saved_and_resume_continues_from_it(whatis_store, t
 
     out = tmp_path / "later"
     later = interrupted(out, "--batch-size", "16", "--epochs", "1000", "--save-steps", "3",
-                        when=lambda p: (out / "checkpoint-3" / "trainer_state.json").exists())
+                        when=lambda p: (out / "checkpoint-3" / "trainer_state.json").exists(), sig=signal.SIGTERM)
     assert later.returncode == 130, later.stderr
     saved = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "trainer_state.json").exists())
     assert saved and saved[-1] % 3 == 0

@@ -23,9 +23,14 @@ def _terminated(signum, frame) -> None:
     signal.raise_signal(signal.SIGINT)
 
 
-def main() -> None:
-    # a scheduler's or `timeout`'s SIGTERM would otherwise end pad before any cleanup ran
+def sigterm_as_ctrl_c() -> None:
+    """A scheduler's or `timeout`'s SIGTERM would otherwise end the process before any cleanup ran:
+    the `pad` and `pad-train` commands take it as Ctrl-C (:func:`_terminated`)."""
     signal.signal(signal.SIGTERM, _terminated)
+
+
+def main() -> None:
+    sigterm_as_ctrl_c()
     try:
         reply = live_command(sys.argv[1:])
     except KeyboardInterrupt:
