@@ -447,7 +447,7 @@ def _observed(result: dict, names: list[str] | None = None) -> str:
     else:
         shown = ", ".join(map(str, (result.get("partial_unexpected_list") or [])[:SHOWN_ROWS]))
     more = f"; and {n - SHOWN_ROWS:,} more" if n > SHOWN_ROWS and shown else ""
-    return f"{n:,} unexpected ({result.get('unexpected_percent', 0):.2f}%)" + (f": {shown}{more}" if n else "")
+    return f"{n:,} unexpected ({result.get('unexpected_percent') or 0:.2f}%)" + (f": {shown}{more}" if n else "")
 
 
 def _raised(r) -> bool:
