@@ -525,7 +525,7 @@ def problem_family(store: Store, problem: str, seq: int | None = None) -> pd.Dat
                                      [problem]).fetchall())
     apart = sorted(set(rows_of) - found)  # executed apart from it (an injected variant, a fix), or not at all
     where = f"execution_seq BETWEEN {near[0]} AND {near[1]}"
-    if apart:
+    if apart and len(_ranges([rows_of[i] for i in apart], NEAR_ROWS)) <= MAX_RANGES:
         seqs = dict(store.con.execute(f"SELECT program_id, seq FROM ({_labels_near([rows_of[i] for i in apart])})",
                                       {"ids": apart}).fetchall())
         if len(_ranges(list(seqs.values()), 0, NEAR_SEQ)) > MAX_RANGES:
