@@ -5,6 +5,7 @@
     .venv/bin/python bench/bench_scale.py --data uniform # 1M uniform records: every stage from import on
     .venv/bin/python bench/bench_scale.py --data uniform --full   # 10M
     .venv/bin/python bench/bench_scale.py --n 20000     # a quick run
+    .venv/bin/python bench/bench_scale.py --full --workdir /tmp/bs10m --resume   # 10M, over several sittings
 
 ``--data realistic`` (the default) writes ``bench/realistic.py``'s programs (GSM8K- and
 SVAMP-style problems, two teachers x four samples, the styles teachers write, every label,
@@ -28,8 +29,12 @@ same run:
 | export | ``pad export --format hf`` | ``datasets.Dataset(<the same rows as Arrow>).save_to_disk`` |
 | review | the data calls of the review app (``pad_data/review/app.py``): first load, a label filter, a text search | goal: 1 s |
 
+With ``--workdir``, a realistic run keeps its results so far in ``bench-state.json`` there, and
+``--resume`` goes on from the first stage it did not finish (a stage's seconds summed over its
+attempts, its peaks the largest of any).
+
 Also: the peak RSS of this process in each stage (sampled every 20 ms; baselines are stages of
-their own), the largest child process's ru_maxrss (an upper bound: a forked child counts
+their own) and the peak summed PSS of its whole process tree (every second), the largest child process's ru_maxrss (an upper bound: a forked child counts
 the pages it inherits), store and JSONL sizes.
 Results go to ``bench/results/scale.json`` (``--json``).
 """
@@ -140,10 +145,15 @@ class TimedStore(Store):
 
 # ---------------------------------------------------------------------- memory
 class Peak:
-    """The peak RSS of this process per stage, sampled every 20 ms."""
+    """Per stage: the peak RSS of this process (sampled every 20 ms) and the peak summed PSS of
+    this process and every process below it (sandbox workers, stage workers; every second).
+    With a :class:`Checkpoint`, both and each stage's seconds so far are saved every 10 s."""
 
-    def __init__(self) -> None:
-        self.stage, self.peaks, self._stop = "setup", {}, False
+    def __init__(self, checkpoint: "Checkpoint | None" = None) -> None:
+        self.checkpoint = checkpoint
+        self.stage, self.peaks, self.tree, self._stop = "setup", {}, {}, False
+        if checkpoint:
+            self.peaks, self.tree = dict(checkpoint.state["peaks"]), dict(checkpoint.state["tree_pss"])
         threading.Thread(target=self._run, daemon=True).start()
 
     @staticmethod
@@ -154,14 +164,92 @@ class Peak:
                     return int(line.split()[1]) / 1024
         return 0.0
 
+    @staticmethod
+    def tree_pss_mb() -> float:
+        """Summed PSS of this process and its descendants (shared pages counted once in all)."""
+        total, todo = 0, [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as fh:
+                    total += next(int(line.split()[1]) for line in fh if line.startswith("Pss:"))
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children") as fh:
+                        todo.extend(int(c) for c in fh.read().split())
+            except (OSError, StopIteration, ValueError):  # a process that ended meanwhile
+                continue
+        return total / 1024
+
     def _run(self) -> None:
+        tick = 0
         while not self._stop:
             self.peaks[self.stage] = max(self.peaks.get(self.stage, 0.0), self.rss_mb())
+            if tick % 50 == 0:
+                self.tree[self.stage] = max(self.tree.get(self.stage, 0.0), self.tree_pss_mb())
+            if self.checkpoint and tick % 500 == 0:
+                self.checkpoint.save(self)
+            tick += 1
             time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop = True
 
     def enter(self, stage: str) -> None:
         self.stage = stage
-        self.peaks[stage] = self.rss_mb()
+        self.peaks[stage] = max(self.peaks.get(stage, 0.0), self.rss_mb())
+        self.tree[stage] = max(self.tree.get(stage, 0.0), self.tree_pss_mb())
+        if self.checkpoint:
+            self.checkpoint.start(stage)
+
+
+class Checkpoint:
+    """A run's results so far in ``WORK/bench-state.json``, saved after each stage and every 10 s
+    within one, so that ``--resume`` goes on from the first unfinished stage (a 10M run outlasts
+    a sitting; pad's stages resume where they stopped). A stage's seconds are summed over its
+    attempts, its peaks are the largest of any attempt."""
+
+    def __init__(self, work: Path, resume: bool) -> None:
+        self.path = work / "bench-state.json"
+        fresh = {"out": {}, "done": [], "spent": {}, "peaks": {}, "tree_pss": {}, "attempts": 0}
+        self.state = {**fresh, **json.loads(self.path.read_text())} if resume and self.path.exists() else fresh
+        self.state["attempts"] += 1
+        self.stage, self.since, self._lock = None, time.perf_counter(), threading.Lock()
+
+    def done(self, stage: str) -> bool:
+        return stage in self.state["done"]
+
+    def start(self, stage: str) -> None:
+        self.stage, self.since = stage, time.perf_counter()
+
+    def seconds(self) -> float:
+        """The current stage's seconds, this attempt's and those of earlier ones."""
+        return self.state["spent"].get(self.stage, 0.0) + time.perf_counter() - self.since
+
+    def save(self, peak: Peak | None = None, finished: dict | None = None) -> None:
+        with self._lock:  # the sampling thread saves too
+            self._save(peak, finished)
+
+    def _save(self, peak: Peak | None, finished: dict | None) -> None:
+        state = dict(self.state, spent=dict(self.state["spent"]))
+        if self.stage:
+            state["spent"][self.stage] = self.seconds()
+        if peak:
+            state["peaks"], state["tree_pss"] = dict(peak.peaks), dict(peak.tree)
+        if finished is not None:
+            state["out"] = {**state["out"], **finished}
+            state["done"] = state["done"] + [self.stage]
+            self.state, self.stage = state, None
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(self.path)
+
+    def finish(self, peak: Peak, out: dict, seconds_key: str | None = None, **results) -> None:
+        """Record the current stage as done with ``results`` (also put in ``out``), and its
+        seconds as ``seconds_key``."""
+        if seconds_key:
+            results[seconds_key] = self.seconds()
+        out.update(results)
+        self.save(peak, finished=results)
 
 
 def timed(fn):
@@ -225,8 +313,16 @@ def review_calls(db: str, filters: rv.Filters) -> float:
 
 
 # ---------------------------------------------------------------------- the run
-def run(n: int, work: Path, workers: int, timeout: float, data: str = "realistic") -> dict:
-    peak = Peak()
+def run(n: int, work: Path, workers: int, timeout: float, data: str = "realistic", resume: bool = False) -> dict:
+    peak = Peak(Checkpoint(work, resume))
+    try:
+        return _run(n, work, workers, timeout, data, peak)
+    finally:  # also when stopped (Ctrl-C): the stage's seconds so far count on --resume
+        peak.stop()
+        peak.checkpoint.save(peak)
+
+
+def _run(n: int, work: Path, workers: int, timeout: float, data: str, peak: Peak) -> dict:
     out: dict = {"programs": n, "data": data}
     src, db = work / "programs.jsonl", work / "pad.duckdb"
 
@@ -316,101 +412,131 @@ def _read_json_baseline(paths: list[str]) -> tuple[int, float]:
 def _realistic(out: dict, n: int, db: Path, work: Path, workers: int, timeout: float, peak: Peak, size) -> dict:
     """Every stage on realistic data (bench/realistic.py's JSONL files, one per dataset, split and
     teacher): import, execute, inject-errors (2 variants of the first n/10 correct programs by
-    id, executed), then :func:`_curate_onwards`."""
-    files, out["generate_s"] = timed(lambda: realistic.write_files(work / "files", n))
-    out["jsonl_mb"] = sum(Path(f["path"]).stat().st_size for f in files) / 2**20
-    out["files"] = [{k: v for k, v in f.items() if k != "path"} for f in files]
-    print(f"wrote {n:,} programs in {len(files)} files ({out['jsonl_mb']:,.0f} MB) in {out['generate_s']:.1f} s",
-          flush=True)
-    peak.enter("read_json (baseline)")
-    records, out["read_json_s"] = _read_json_baseline([f["path"] for f in files])
-    peak.enter("import")
-    with TimedStore(db) as st:
-        def imports():
-            return [import_programs(st, f["path"], f["dataset"], split=f["split"], teacher=f["teacher"],
-                                    program_field="programs") for f in files]
-        rs, out["import_s"] = timed(imports)
-        out["import_write_s"] = st.write_s
-        out["problems"] = st.scalar("SELECT count(*) FROM problems")
-    assert sum(r["added"] for r in rs) == n, rs
-    out["import_rows_per_s"] = n / out["import_s"]
-    out["import_records_per_s"] = records / out["import_s"]
-    out["read_json_records_per_s"] = records / out["read_json_s"]
-    out["import_vs_read_json"] = out["import_records_per_s"] / out["read_json_records_per_s"]
-    out["store_mb_import"] = size()
-    print(f"import: {out['import_rows_per_s']:,.0f} programs/s ({out['import_records_per_s']:,.0f} records/s), "
-          f"read_json {out['read_json_records_per_s']:,.0f} records/s ({out['import_vs_read_json']:.1%})", flush=True)
+    id, executed), then :func:`_curate_onwards`. Each stage is skipped if the checkpoint has it."""
+    ck = peak.checkpoint
+    out.update(ck.state["out"])
+    if not ck.done("generate"):
+        peak.enter("generate")
+        files = realistic.write_files(work / "files", n)
+        ck.finish(peak, out, "generate_s", files=files,
+                  jsonl_mb=sum(Path(f["path"]).stat().st_size for f in files) / 2**20)
+        print(f"wrote {n:,} programs in {len(files)} files ({out['jsonl_mb']:,.0f} MB) in {out['generate_s']:.1f} s",
+              flush=True)
+    files = out["files"]
+    if not ck.done("read_json (baseline)"):
+        peak.enter("read_json (baseline)")
+        records = _read_json_baseline([f["path"] for f in files])[0]
+        ck.finish(peak, out, "read_json_s", records=records)
 
-    peak.enter("execute")
-    with Store(db) as st:
-        shown = PlainProgress("executing")
-        r, out["execute_s"] = timed(lambda: execute(st, workers=workers, timeout=timeout, progress=shown))
-        shown.finish()
-        # the in-process baseline can run only what ends by itself and harms nothing
-        sample = [p for (p,) in st.con.execute(
-            "SELECT program FROM labeled_programs WHERE label NOT IN ('timeout', 'memory_limit', 'crashed', "
-            f"'forbidden') USING SAMPLE {min(n, SAMPLE)} ROWS (reservoir, 1)").fetchall()]
-        out["execute_timeouts"] = st.scalar("SELECT count(*) FROM program_labels WHERE label = 'timeout'")
-    assert r["executed"] == n, r
-    out["labels"] = r["labels"]
-    out["execute_programs_per_s"] = n / out["execute_s"]
-    # the loops alone cost (their timeout x their count) / workers, whatever runs them
-    out["execute_timeouts_model_s"] = out["execute_timeouts"] * timeout / workers
-    out["exec_loop_programs_per_s"] = exec_loop(sample)
-    out["sandbox_workers_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    out["store_mb_execute"] = size()
-    print(f"execute: {out['execute_programs_per_s']:,.0f} programs/s ({out['execute_s']:.0f} s, of which "
-          f"{out['execute_timeouts']:,} timeouts x {timeout:g} s / {workers} workers = "
-          f"{out['execute_timeouts_model_s']:.0f} s), plain exec loop (1 core, programs that end) "
-          f"{out['exec_loop_programs_per_s']:,.0f}/s; labels {r['labels']}", flush=True)
+    if not ck.done("import"):
+        peak.enter("import")
+        with TimedStore(db) as st:
+            for f in files:  # a resumed import adds what the stopped one did not
+                import_programs(st, f["path"], f["dataset"], split=f["split"], teacher=f["teacher"],
+                                program_field="programs")
+            import_s = ck.seconds()
+            stored, problems = st.con.execute("SELECT (SELECT count(*) FROM programs), "
+                                              "(SELECT count(*) FROM problems)").fetchone()
+            assert stored == n, (stored, n)
+            ck.finish(peak, out, import_s=import_s, import_write_s=st.write_s, problems=problems,
+                      import_rows_per_s=n / import_s, import_records_per_s=out["records"] / import_s,
+                      read_json_records_per_s=out["records"] / out["read_json_s"],
+                      import_vs_read_json=out["read_json_s"] / import_s, store_mb_import=size())
+        print(f"import: {out['import_rows_per_s']:,.0f} programs/s ({out['import_records_per_s']:,.0f} records/s), "
+              f"read_json {out['read_json_records_per_s']:,.0f} records/s ({out['import_vs_read_json']:.1%})",
+              flush=True)
 
-    peak.enter("inject")
-    with Store(db) as st:
-        shown = PlainProgress("injecting")
-        r, out["inject_s"] = timed(lambda: inject_errors(st, per_program=2, limit=max(1, n // 10), timeout=timeout,
-                                                         workers=workers, progress=shown))
-        shown.finish()
-    out["inject_sources"], out["inject_variants"], out["inject_executed"] = r["sources"], r["added"], r["executed"]
-    out["inject_sources_per_s"] = r["sources"] / out["inject_s"]
-    print(f"inject-errors: {r['sources']:,} sources -> {r['added']:,} variants, executed, in {out['inject_s']:.0f} s",
-          flush=True)
-    return _curate_onwards(out, db, work, sample, peak, size)
+    if not ck.done("execute"):
+        peak.enter("execute")
+        with Store(db) as st:
+            shown = PlainProgress("executing")
+            execute(st, workers=workers, timeout=timeout, progress=shown)
+            execute_s = ck.seconds()
+            shown.finish()
+            labels = dict(st.con.execute("SELECT label, count(*) FROM program_labels GROUP BY 1 "
+                                         "ORDER BY 2 DESC").fetchall())
+            assert sum(labels.values()) == n, labels
+            timeouts = labels.get("timeout", 0)
+        ck.finish(peak, out, execute_s=execute_s, labels=labels, execute_timeouts=timeouts,
+                  execute_programs_per_s=n / execute_s,
+                  # the loops alone cost (their timeout x their count) / workers, whatever runs them
+                  execute_timeouts_model_s=timeouts * timeout / workers,
+                  exec_loop_programs_per_s=exec_loop(_exec_sample(db, n)),
+                  sandbox_workers_peak_rss_mb=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                  store_mb_execute=size())
+        print(f"execute: {out['execute_programs_per_s']:,.0f} programs/s ({out['execute_s']:.0f} s, of which "
+              f"{out['execute_timeouts']:,} timeouts x {timeout:g} s / {workers} workers = "
+              f"{out['execute_timeouts_model_s']:.0f} s), plain exec loop (1 core, programs that end) "
+              f"{out['exec_loop_programs_per_s']:,.0f}/s; labels {out['labels']}", flush=True)
+
+    if not ck.done("inject"):
+        peak.enter("inject")
+        with Store(db) as st:
+            shown = PlainProgress("injecting")
+            inject_errors(st, per_program=2, limit=max(1, n // 10), timeout=timeout, workers=workers, progress=shown)
+            inject_s = ck.seconds()
+            shown.finish()
+            # counted in the store: a resumed run's own counts miss what an earlier attempt did
+            sources, variants, executed = st.con.execute(
+                "SELECT count(DISTINCT parent_program_id), count(*), count(l.program_id) FROM programs p "
+                "LEFT JOIN program_labels l USING (program_id) WHERE p.origin = 'injected'").fetchone()
+        ck.finish(peak, out, inject_s=inject_s, inject_sources=sources, inject_variants=variants,
+                  inject_executed=executed, inject_sources_per_s=sources / inject_s)
+        print(f"inject-errors: {sources:,} sources -> {variants:,} variants, executed, in {inject_s:.0f} s", flush=True)
+    return _curate_onwards(out, db, work, _exec_sample(db, n), peak, size)
+
+
+def _exec_sample(db: Path, n: int) -> list[str]:
+    """The in-process baselines' sample: programs that end by themselves and harm nothing."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        return [p for (p,) in con.execute(
+            "SELECT program FROM labeled_programs WHERE origin <> 'injected' AND label NOT IN ('timeout', "
+            f"'memory_limit', 'crashed', 'forbidden') USING SAMPLE {min(n, SAMPLE)} ROWS (reservoir, 1)").fetchall()]
 
 
 def _curate_onwards(out: dict, db: Path, work: Path, sample: list[str], peak: Peak, size) -> dict:
-    """The curate, export and review stages of :func:`run`, on the store ``db``."""
-    # curate with AST dedup, and a plain AST loop on a sample
-    peak.enter("curate")
-    with Store(db) as st:
-        r, out["curate_s"] = timed(lambda: curate(st, "scale", CurateParams(dedup="ast", max_per_problem=4)))
-        candidates = st.scalar("SELECT count(*) FROM labeled_programs WHERE label = 'correct'")
-    out["curate_candidates"] = candidates
-    out["curated_rows"] = r["programs"]
-    out["curate_programs_per_s"] = candidates / out["curate_s"]
-    out["ast_loop_programs_per_s"] = ast_loop(sample)
-    out["store_mb_curate"] = size()
-    print(f"curate: {candidates:,} candidates -> {r['programs']:,} rows, {out['curate_programs_per_s']:,.0f} "
-          f"programs/s, plain AST loop (1 core) {out['ast_loop_programs_per_s']:,.0f}/s", flush=True)
+    """The curate, export and review stages of :func:`run`, on the store ``db``; with a
+    checkpoint, a stage it has is skipped."""
+    ck = peak.checkpoint
+    if not ck.done("curate"):  # with AST dedup, and a plain AST loop on a sample
+        peak.enter("curate")
+        with Store(db) as st:
+            r = curate(st, "scale", CurateParams(dedup="ast", max_per_problem=4))
+            curate_s = ck.seconds()
+            candidates = st.scalar("SELECT count(*) FROM labeled_programs WHERE label = 'correct'")
+        ck.finish(peak, out, curate_s=curate_s, curate_candidates=candidates, curated_rows=r["programs"],
+                  curate_programs_per_s=candidates / curate_s, ast_loop_programs_per_s=ast_loop(sample),
+                  store_mb_curate=size())
+        print(f"curate: {candidates:,} candidates -> {out['curated_rows']:,} rows, {out['curate_programs_per_s']:,.0f} "
+              f"programs/s, plain AST loop (1 core) {out['ast_loop_programs_per_s']:,.0f}/s", flush=True)
 
     # refinement pairs (every faulty label, linked and sibling targets): the correct programs are
     # analyzed for their size, the faulty ones with AST dedup; the same AST loop is the baseline
-    peak.enter("curate-refine")
-    refine_labels = any_of("label", REFINE_LABELS)
-    with Store(db) as st:
-        r, out["refine_s"] = timed(lambda: curate(st, "scale-refine", CurateParams(task="refine", siblings=True)))
-        faulty = st.scalar(f"SELECT count(*) FROM labeled_programs WHERE {refine_labels[0]}", refine_labels[1])
-    out["refine_faulty"], out["refine_rows"] = faulty, r["programs"]
-    out["refine_programs_per_s"] = (candidates + faulty) / out["refine_s"]
-    print(f"curate --task refine --siblings: {faulty:,} faulty programs -> {r['programs']:,} pairs in "
-          f"{out['refine_s']:.0f} s ({out['refine_programs_per_s']:,.0f} programs analyzed/s)", flush=True)
+    if not ck.done("curate-refine"):
+        peak.enter("curate-refine")
+        refine_labels = any_of("label", REFINE_LABELS)
+        with Store(db) as st:
+            r = curate(st, "scale-refine", CurateParams(task="refine", siblings=True))
+            refine_s = ck.seconds()
+            faulty = st.scalar(f"SELECT count(*) FROM labeled_programs WHERE {refine_labels[0]}", refine_labels[1])
+        ck.finish(peak, out, refine_s=refine_s, refine_faulty=faulty, refine_rows=r["programs"],
+                  refine_programs_per_s=(out["curate_candidates"] + faulty) / refine_s)
+        print(f"curate --task refine --siblings: {faulty:,} faulty programs -> {out['refine_rows']:,} pairs in "
+              f"{refine_s:.0f} s ({out['refine_programs_per_s']:,.0f} programs analyzed/s)", flush=True)
 
     # HF export, and a bare datasets write of the same rows (in a child: it holds them all)
-    peak.enter("export")
-    with Store(db) as st:
-        _, out["export_s"] = timed(lambda: export(st, "scale", work / "export", fmt="hf", overwrite=True))
+    if not ck.done("export"):
+        peak.enter("export")
+        with Store(db) as st:
+            export(st, "scale", work / "export", fmt="hf", overwrite=True)
+        ck.finish(peak, out, "export_s")
+        out["export_rows_per_s"] = out["curated_rows"] / out["export_s"]
+    if not ck.done("datasets write (baseline)"):
+        peak.enter("datasets write (baseline)")
+        bare_datasets_write(db, work / "bare")
+        ck.finish(peak, out, "datasets_write_s")
     out["export_rows_per_s"] = out["curated_rows"] / out["export_s"]
-    peak.enter("datasets write (baseline)")
-    out["datasets_write_rows_per_s"] = out["curated_rows"] / timed(lambda: bare_datasets_write(db, work / "bare"))[1]
+    out["datasets_write_rows_per_s"] = out["curated_rows"] / out["datasets_write_s"]
     print(f"export: {out['export_rows_per_s']:,.0f} rows/s, bare datasets write {out['datasets_write_rows_per_s']:,.0f}"
           " rows/s", flush=True)
 
@@ -421,10 +547,16 @@ def _curate_onwards(out: dict, db: Path, work: Path, sample: list[str], peak: Pe
     out["review_filter_text_s"] = review_calls(str(db), rv.Filters(text="bicycle helmet"))
     print(f"review: first load {out['review_first_load_s']:.2f} s, label filter {out['review_filter_label_s']:.2f} s, "
           f"text search {out['review_filter_text_s']:.2f} s", flush=True)
-    peak._stop = True
+    peak.stop()
+    ck.finish(peak, out)
     out["peak_rss_mb"] = dict(peak.peaks)
+    out["peak_tree_pss_mb"] = dict(peak.tree)
     out["peak_rss_mb_pipeline"] = max(v for k, v in peak.peaks.items() if k in PIPELINE)
+    out["peak_tree_pss_mb_pipeline"] = max(v for k, v in peak.tree.items() if k in PIPELINE)
+    out["attempts"] = ck.state["attempts"]
     out["store_mb"] = size()
+    if "files" in out:
+        out["files"] = [{k: v for k, v in f.items() if k != "path"} for f in out["files"]]
     return out
 
 
@@ -462,29 +594,31 @@ def table(r: dict) -> str:
 
 def table_realistic(r: dict) -> str:
     """:func:`table` for realistic data through every stage."""
-    peak = r["peak_rss_mb"]
-    lines = ["| stage | pad | baseline (same run) | pad / baseline | peak RSS |", "|---|---|---|---|---|",
+    peak = {k: f"{v:,.0f} / {r['peak_tree_pss_mb'].get(k, 0):,.0f}" for k, v in r["peak_rss_mb"].items()}
+    lines = ["| stage | pad | baseline (same run) | pad / baseline | peak MiB: RSS / whole tree's PSS |",
+             "|---|---|---|---|---|",
              f"| import ({len(r['files'])} files) | {r['import_records_per_s']:,.0f} records/s "
              f"({r['import_rows_per_s']:,.0f} programs/s, {r['import_s']:.0f} s) | read_json "
-             f"{r['read_json_records_per_s']:,.0f} records/s | {r['import_vs_read_json']:.1%} | {peak.get('import', 0):,.0f} MiB |",
+             f"{r['read_json_records_per_s']:,.0f} records/s | {r['import_vs_read_json']:.1%} | {peak.get('import')} |",
              f"| execute | {r['execute_programs_per_s']:,.0f} programs/s ({r['execute_s']:.0f} s; the "
              f"{r['execute_timeouts']:,} timeouts alone {r['execute_timeouts_model_s']:.0f} s) | plain exec loop, 1 core, "
              f"programs that end {r['exec_loop_programs_per_s']:,.0f}/s | "
-             f"{r['execute_programs_per_s'] / r['exec_loop_programs_per_s']:.2f}x | {peak.get('execute', 0):,.0f} MiB |",
+             f"{r['execute_programs_per_s'] / r['exec_loop_programs_per_s']:.2f}x | {peak.get('execute')} |",
              f"| inject-errors (+ execute the variants) | {r['inject_sources']:,} sources -> {r['inject_variants']:,} "
-             f"variants, {r['inject_s']:.0f} s | | | {peak.get('inject', 0):,.0f} MiB |",
+             f"variants, {r['inject_s']:.0f} s | | | {peak.get('inject')} |",
              f"| curate (AST dedup) | {r['curate_programs_per_s']:,.0f} programs/s ({r['curate_s']:.0f} s) | plain AST "
              f"loop, 1 core {r['ast_loop_programs_per_s']:,.0f}/s | "
-             f"{r['curate_programs_per_s'] / r['ast_loop_programs_per_s']:.2f}x | {peak.get('curate', 0):,.0f} MiB |",
+             f"{r['curate_programs_per_s'] / r['ast_loop_programs_per_s']:.2f}x | {peak.get('curate')} |",
              f"| curate --task refine --siblings | {r['refine_programs_per_s']:,.0f} programs/s ({r['refine_s']:.0f} s; "
              f"{r['refine_faulty']:,} faulty -> {r['refine_rows']:,} pairs) | plain AST loop, 1 core "
              f"{r['ast_loop_programs_per_s']:,.0f}/s | {r['refine_programs_per_s'] / r['ast_loop_programs_per_s']:.2f}x | "
-             f"{peak.get('curate-refine', 0):,.0f} MiB |",
+             f"{peak.get('curate-refine')} |",
              f"| HF export | {r['export_rows_per_s']:,.0f} rows/s ({r['export_s']:.0f} s) | bare datasets write "
              f"{r['datasets_write_rows_per_s']:,.0f} rows/s | {r['export_rows_per_s'] / r['datasets_write_rows_per_s']:.2f}x"
-             f" | {peak.get('export', 0):,.0f} MiB |",
+             f" | {peak.get('export')} |",
              f"\n{r['programs']:,} programs, {r['problems']:,} problems; JSONL {r['jsonl_mb']:,.0f} MB, store "
-             f"{r['store_mb']:,.0f} MB; peak RSS of pad's stages {r['peak_rss_mb_pipeline']:,.0f} MiB; labels "
+             f"{r['store_mb']:,.0f} MB; peak RSS of pad's stages {r['peak_rss_mb_pipeline']:,.0f} MiB, of the whole "
+             f"process tree's PSS {r['peak_tree_pss_mb_pipeline']:,.0f} MiB; {r['attempts']} attempt(s); labels "
              f"{r['labels']}; curated {r['curated_rows']:,} of {r['curate_candidates']:,} correct programs"]
     return "\n".join(lines)
 
@@ -523,8 +657,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--timeout", type=float, help="seconds per program [default: 0.25 for realistic data, whose "
                     "infinite loops would otherwise dominate; 2.0 for uniform]")
     ap.add_argument("--workdir", help="keep the corpus, store and export here (default: a temp folder, removed)")
+    ap.add_argument("--resume", action="store_true", help="go on from the first stage the run in --workdir did not "
+                    "finish (realistic data)")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "scale.json"))
     args = ap.parse_args(argv)
+    if args.resume and (not args.workdir or args.data != "realistic"):
+        ap.error("--resume needs --workdir and --data realistic")
     n = 10_000_000 if args.full else args.n
     if n < 4:
         ap.error("--n must be at least 4")
@@ -532,7 +670,7 @@ def main(argv: list[str] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     try:
         timeout = args.timeout or (0.25 if args.data == "realistic" else 2.0)
-        r = run(n, work, args.workers, timeout, args.data)
+        r = run(n, work, args.workers, timeout, args.data, args.resume)
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -546,4 +684,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    from pad_data.cli.entry import sigterm_as_ctrl_c
+
+    sigterm_as_ctrl_c()  # a stopped run saves its checkpoint and leaves no sandbox or scratch folder
     main()

@@ -49,6 +49,33 @@ def test_bench_scale_on_realistic_data_runs_every_stage_from_its_files(tmp_path,
     assert "| import (6 files) |" in out and "| inject-errors" in out
 
 
+def test_a_realistic_run_stopped_in_execute_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+    work, real_execute = tmp_path / "work", bench_scale.execute
+
+    def stopped(store, **kw):  # a sitting that ends while the first programs are being labeled
+        def stop(done, total):
+            if done:
+                raise KeyboardInterrupt
+        return real_execute(store, **{**kw, "progress": stop})
+
+    monkeypatch.setattr(bench_scale, "execute", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        bench_scale.main(["--n", "800", "--workdir", str(work), "--json", str(tmp_path / "s.json")])
+    state = json.loads((work / "bench-state.json").read_text())
+    assert state["done"] == ["generate", "read_json (baseline)", "import"] and state["spent"]["execute"] > 0
+    with duckdb.connect(str(work / "pad.duckdb"), read_only=True) as con:
+        first = con.execute("SELECT count(*) FROM program_labels").fetchall()[0][0]
+    assert 0 < first < 800  # stopped part way, with what it labeled committed
+
+    monkeypatch.setattr(bench_scale, "execute", real_execute)
+    r = bench_scale.main(["--n", "800", "--workdir", str(work), "--json", str(tmp_path / "s.json"), "--resume"])
+    assert r["attempts"] == 2 and r["import_s"] == state["out"]["import_s"]  # import was not run again
+    assert sum(r["labels"].values()) == 800 and r["execute_s"] > state["spent"]["execute"]
+    assert r["inject_sources"] == 80 and r["inject_executed"] == r["inject_variants"] > 80
+    assert set(bench_scale.PIPELINE) <= set(r["peak_tree_pss_mb"]) and r["peak_tree_pss_mb"]["execute"] > 0
+    assert "2 attempt(s)" in capsys.readouterr().out
+
+
 def test_bench_scale_on_a_directly_written_realistic_store_curates_exports_and_reviews(tmp_path, capsys):
     r = bench_scale.main(["--n", "800", "--data", "direct", "--workdir", str(tmp_path / "work"),
                           "--json", str(tmp_path / "s.json")])
