@@ -124,6 +124,7 @@ def test_user_expectations_judging_rows_by_their_column_are_run_whole_and_bad_on
                      "- {table: problems, expectation: expect_column_values_to_be_in_set,\n"
                      "   kwargs: {column: dataset, value_set: [d]}}\n"
                      "- {table: problems, expectation: expect_column_values_to_be_unique, kwargs: {column: answer_text}}\n"
+                     "- {table: problems, expectation: expect_column_values_to_be_unique, kwargs: {column: split}}\n"
                      "- {table: problems, expectation: expect_column_values_to_match_regex,\n"  # a column with no value
                      "   kwargs: {column: split, regex: '^x', row_condition: 'dataset == \"none\"', condition_parser: pandas}}\n")
     results, seen, init = [], [], Validator.__init__
@@ -139,10 +140,12 @@ def test_user_expectations_judging_rows_by_their_column_are_run_whole_and_bad_on
             out = check.run_checks(st, expectations_file=rules)
         results.append({(r.check.expectation, r.check.kwargs.get("column")): (r.success, r.observed)
                         for r in out["results"] if r.check.note == "user"})
-        if rows == 300:  # a mostly empty column's uniqueness: its empty rows a range at a time, not one part
+        if rows == 300:  # a mostly empty column's uniqueness: its empty rows a range at a time, not one part;
+            # a column of one value ('train'): its rows in pieces, not one part
             assert sorted(seen)[-2] <= 2 * 300, sorted(seen)[-5:]  # the largest: the z-scores' one column, whole
     assert results[0] == results[1]
     assert results[0][("expect_column_values_to_be_unique", "answer_text")][1].startswith("16 unexpected (80.00%)")
+    assert results[0][("expect_column_values_to_be_unique", "split")][1].startswith("3,000 unexpected (100.00%): problem p0 ")
     assert results[0][("expect_column_values_to_match_regex", "split")] == (True, "0 unexpected (0.00%)")
     success, observed = results[0][("expect_column_value_z_scores_to_be_less_than", "answer")]
     assert not success and int(observed.split()[0]) > 100  # the largest of the 300 outliers

@@ -44,6 +44,7 @@ import contextlib
 import copy
 import datetime
 import io
+import itertools
 import json
 import logging
 import os
@@ -334,13 +335,36 @@ def _hash_parts(src: _Source, frame: _Frame, columns: list[str], nulls_apart: bo
     """Conditions that split the rows by a hash of ``columns``, a chunk of rows each on average:
     rows with equal values (what a uniqueness check looks for) always fall in the same part.
     ``nulls_apart`` (one column, whose missing values GX leaves out of uniqueness): the rows
-    without a value come a range of rows at a time instead, so a mostly empty column is not one part."""
+    without a value come a range of rows at a time instead, so a mostly empty column is not one
+    part; and so do the rows of a value on more than half a chunk of rows, in pieces of at least
+    two rows (each piece's rows all repeat one value, so GX counts every one of them, as it
+    would in the whole column)."""
     cols = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
     keyed = f"{cols} IS NOT NULL" if nulls_apart else "TRUE"
+    step = _chunk_rows(src, frame)
+    heavy: list[str] = []
+    if nulls_apart:
+        table = f"_pad_heavy_{next(_HEAVY)}"
+        src.con.execute(f"""CREATE TEMP TABLE {table} AS
+            SELECT dense_rank() OVER (ORDER BY v) AS vid, v, _row AS lo,
+                   lead(_row) OVER (PARTITION BY v ORDER BY _row) AS hi
+            FROM (SELECT {cols} AS v, _row, row_number() OVER (PARTITION BY {cols} ORDER BY _row) AS rn,
+                         count(*) OVER (PARTITION BY {cols}) AS n
+                  FROM ({frame.query}) WHERE {cols} IN (SELECT {cols} FROM ({frame.query}) WHERE {keyed}
+                                                       GROUP BY ALL HAVING count(*) > {step // 2}))
+            WHERE (rn - 1) % {max(2, step)} = 0 AND NOT (rn = n AND rn > 1)""")
+        heavy = [f"{cols} = (SELECT any_value(v) FROM {table} WHERE vid = {vid}) AND _row >= {lo}"
+                 + ("" if hi is None else f" AND _row < {hi}")
+                 for vid, lo, hi in src.con.execute(f"SELECT vid, lo, hi FROM {table} ORDER BY vid, lo").fetchall()]
+        if heavy:
+            keyed += f" AND {cols} NOT IN (SELECT v FROM {table})"
     n = src.scalar(f"SELECT count(*) FROM ({frame.query}) WHERE {keyed}")
-    k = max(1, -(-n // _chunk_rows(src, frame)))
+    k = max(1, -(-n // step))
     parts = [f"{keyed} AND hash({cols}) % {k} = {i}" for i in range(k)]
-    return parts + ([f"{cols} IS NULL AND {rows}" for rows in _row_ranges(src, frame)] if nulls_apart else [])
+    return parts + heavy + ([f"{cols} IS NULL AND {rows}" for rows in _row_ranges(src, frame)] if nulls_apart else [])
+
+
+_HEAVY = itertools.count()  # names of the scratch tables of frequent values
 
 
 FRAMES = ("problems", "programs", "executions", "train_questions")
