@@ -76,9 +76,13 @@ def test_user_expectations_file(db, tmp_path):
     pad_cli("--db", db, "run", "--samples", "1", check=True)
     f = tmp_path / "more.yaml"
     f.write_text("- table: executions\n  expectation: expect_column_max_to_be_between\n"
-                 "  kwargs: {column: stdout_length, max_value: -1}\n  critical: true\n")
+                 "  kwargs: {column: stdout_length, max_value: -1}\n  critical: true\n"
+                 "- table: executions\n  expectation: expect_column_values_to_be_of_type\n"
+                 "  kwargs: {column: is_correct, type_: int32}\n  critical: true\n")
     res = pad_cli("--db", db, "check", "--expectations", f)
     assert res.returncode == 1 and "column_max_to_be_between" in res.stdout
+    typed = [line for line in res.stdout.splitlines() if "values_to_be_of_type" in line]
+    assert len(typed) == 1 and "FAIL" not in typed[0], res.stdout  # the share columns keep their documented type
     f.write_text("- table: nowhere\n  expectation: expect_column_values_to_be_unique\n")
     res = pad_cli("--db", db, "check", "--expectations", f)
     assert res.returncode == 1 and "item 1: unknown table 'nowhere'" in res.stderr

@@ -234,12 +234,12 @@ _FRAME_QUERIES = {
     "programs": """
         SELECT p.rowid AS _row, p.program_id, p.origin, p.problem_id, pr.problem_id IS NOT NULL AS has_problem
         FROM programs p LEFT JOIN problems pr USING (problem_id)""",
-    # the shares as one byte a row: the mean checks read these columns whole
+    # the shares as 0/1 integers (the README's example checks their mean; a user may check their type)
     "executions": """
         SELECT l.rowid AS _row, l.program_id, l.label, l.status, coalesce(length(e.stdout), 0) AS stdout_length,
                coalesce(length(e.value), 0) AS value_length,
-               (l.label = 'correct')::UTINYINT AS is_correct, (l.label = 'crashed')::UTINYINT AS is_crashed,
-               (l.label = 'forbidden')::UTINYINT AS is_forbidden
+               (l.label = 'correct')::INTEGER AS is_correct, (l.label = 'crashed')::INTEGER AS is_crashed,
+               (l.label = 'forbidden')::INTEGER AS is_forbidden
         FROM program_labels l JOIN executions e USING (seq)""",
     "train_questions": """
         SELECT (row_number() OVER (ORDER BY part, first) - 1)::BIGINT AS _row, source, problem_id, question
