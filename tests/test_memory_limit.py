@@ -3,6 +3,7 @@ and scratch database a stage opens is capped at it; curate, export, execute and 
 budget smaller than their data give what an unconstrained run gives."""
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -170,6 +171,41 @@ def test_refine_curation_streams_under_a_small_budget_and_equals_an_unlimited_ru
     assert 0.3 * wrong < small[4] < 0.7 * wrong  # half the pairs are linked ones: the parent comes first
     assert set(small[1].column("label").to_pylist()) == {"wrong_answer"}
     assert all(f.startswith("returned ") for f in small[1].column("feedback").to_pylist())
+
+
+def _completions_file(path: Path, records: int) -> None:
+    """``records`` JSONL records of 4 long samples each: half bare programs (which DuckDB reads
+    itself), half a program fenced in prose (which Python extracts)."""
+    steps = "    # work it out one step at a time, writing each quantity down before using it\n" * 4
+    with open(path, "w") as f:
+        for i in range(records):
+            bodies = [f"def solution():\n{steps}    apples = {i}\n    pears = {k}\n    return apples + pears\n"
+                      for k in range(4)]
+            f.write(json.dumps({"question": f"Question {i}: " + "Sam sells apples and pears on Sunday. " * 8,
+                                "answer": f"#### {i}", "programs": [b if k % 2 == 0 else f"Here:\n```python\n{b}```\n"
+                                                                   f"It returns {i + k}." for k, b in enumerate(bodies)]})
+                    + "\n")
+
+
+@pytest.mark.e2e
+def test_import_programs_under_the_smallest_budget_equals_an_unlimited_run(tmp_path):
+    # a 120 MB file of long completions, half of them extracted in Python: its read took 64 MB
+    # chunks and sorted on 2 threads, out of memory under the smallest budget (and at 10M
+    # realistic programs under the default one)
+    src = tmp_path / "programs.jsonl"
+    _completions_file(src, 60_000)
+    got = {}
+    for run, limit in (("small", f"{MIN_MEMORY // 2**20}MiB"), ("large", "60%")):
+        (tmp_path / run).mkdir()
+        db = tmp_path / run / "pad.duckdb"
+        res, _ = _run_watching(tmp_path / run, "--db", db, "import-programs", src, "--dataset", "d",
+                               "--program-field", "programs", "--memory-limit", limit)
+        assert res.returncode == 0, res.stderr
+        with duckdb.connect(str(db), read_only=True) as con:
+            got[run] = con.sql("SELECT * EXCLUDE (created_at) FROM programs ORDER BY rowid").to_arrow_table()
+    assert got["small"].num_rows == 240_000 and got["small"].equals(got["large"])
+    fenced = got["small"].slice(1, 1).to_pylist()[0]  # the second sample: extracted from its prose
+    assert fenced["program"].startswith("def solution():") and fenced["completion"].startswith("Here:")
 
 
 def test_memory_limit_option_and_env_are_checked_with_one_line_errors(tmp_path):

@@ -37,11 +37,12 @@ import numpy as np
 import pyarrow as pa
 
 from pad_data.rules.answers_sql import chain, gold_layers, re2_class, strip_sql, ws_class
-from pad_data.store import new_scratch_folder, remove_scratch_folder, sql_literal
+from pad_data.rules.options import size_bytes
+from pad_data.store import duckdb_config, new_scratch_folder, remove_scratch_folder, sql_literal
 from pad_data.store.sqltools import registered
 from pad_data.store.ids import problem_id_sql, program_id_sql
 
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 64 << 20  # at most; a 32nd of the scratch's memory under a smaller budget
 SCRATCH_MEMORY = "2GB"  # DuckDB memory of a read at most (beyond it, it spills to a temp folder); see SourceRead
 SCAN_ROWS = 16_384  # lines per Arrow record batch handed to DuckDB: it scans one batch per thread
 USE_SQL = True  # False: every JSONL line takes the Python path (the reference; tests compare the two)
@@ -415,7 +416,7 @@ class SourceRead:
         # a scratch database that spills to disk beyond ``memory`` (a 10M-record file is GBs);
         # the programs built end up in a file (``path``) the store attaches (:meth:`attached`)
         self.path = os.path.join(self._tmp, "programs.duckdb")
-        self.con = duckdb.connect(config={"memory_limit": memory, "temp_directory": self._tmp})
+        self.con = duckdb.connect(config=duckdb_config(memory, temp_directory=self._tmp))
         self.con.execute("CREATE TABLE rec (" + ", ".join(
             f"{name} {_SQL_TYPES[str(t)]}" for name, t in REC_COLUMNS.items()) + ")")
         self.slow: list = []
@@ -425,6 +426,8 @@ class SourceRead:
         try:
             if USE_SQL and path.is_file() and path.suffix.lower() in (".jsonl", ".ndjson"):
                 self.prefix = f"{path}:"
+                # a chunk's lines and what DuckDB parses them into within the scratch's memory
+                chunk_bytes = min(chunk_bytes, max(1 << 20, size_bytes(memory) // 32))
                 objects = self._read_jsonl(path, limit, skipped, chunk_bytes)
                 if not objects:
                     if skipped:
@@ -576,35 +579,36 @@ class SourceRead:
     def _programs(self, origin: str, table: str, preamble: str | None = None) -> int:
         """Create ``table`` with the ``programs`` rows: every sample of every record, ``sample_idx``
         counting up per question in source order, the program extracted from its completion (in
-        SQL where that is sure, else by :func:`pad_data.rules.extract.extract_program`), its content
-        id (with ``preamble``, the id of its preamble) and that preamble, in source order. Returns
-        how many."""
+        SQL where that is sure, else by :func:`pad_data.rules.extract.extract_program`, a batch
+        at a time), its content id (with ``preamble``, the id of its preamble) and that preamble,
+        in source order. Returns how many."""
         from pad_data.rules.extract import extract_program
 
-        rest = self.con.execute("SELECT ln, k, s FROM (SELECT ln, unnest(samples) AS s, unnest(programs) AS p, "
-                                "unnest(range(len(samples))) AS k FROM rec) WHERE p IS NULL").fetchall()
-        self.con.execute("CREATE OR REPLACE TABLE extracted (ln BIGINT, k BIGINT, program VARCHAR)")
-        if rest:
-            programs = pa.table({"ln": [r[0] for r in rest], "k": [r[1] for r in rest],
-                                 "program": [extract_program(r[2]) for r in rest]})
-            with registered(self.con, programs) as new:
+        # ``first``: the samples of the question's earlier records (a window over narrow rows)
+        self.con.execute("""CREATE TABLE firsts AS SELECT ln, coalesce(sum(len(samples)) OVER (PARTITION BY problem_id
+                            ORDER BY ln ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS first FROM rec""")
+        samples = """SELECT ln, k, problem_id, teacher, first + k AS sample_idx, s AS completion, p AS program
+                     FROM (SELECT ln, problem_id, teacher, first, unnest(samples) AS s, unnest(programs) AS p,
+                                  unnest(range(len(samples))) AS k FROM rec JOIN firsts USING (ln))"""
+        # the samples SQL is not sure of, with their programs extracted in Python: whole rows, so
+        # that the table is one UNION ALL and one sort (a join of them held its hash table beside
+        # the sort: out of memory at 2.8M samples under 1.4 GiB)
+        self.con.execute(f"CREATE TABLE extracted AS SELECT * FROM ({samples}) LIMIT 0")
+        reader = self.con.cursor().sql(f"SELECT * FROM ({samples}) WHERE program IS NULL").to_arrow_reader(SCAN_ROWS)
+        for batch in reader:
+            programs = pa.array([extract_program(c) for c in batch.column("completion").to_pylist()], pa.string())
+            done = pa.Table.from_batches([batch]).set_column(6, "program", programs)
+            with registered(self.con, done) as new:
                 self.con.execute(f"INSERT INTO extracted SELECT * FROM {new}")
         pid = program_id_sql("problem_id", sql_literal(origin), "teacher", "sample_idx", "program", preamble)
         pre = f"{sql_literal(preamble)} AS preamble_id" if preamble else "NULL::VARCHAR AS preamble_id"
-        # ``first``: the samples of the question's earlier records (a window over narrow rows)
         self.con.execute(
             f"""CREATE TABLE {table} AS
-                WITH firsts AS (SELECT ln, coalesce(sum(len(samples)) OVER (PARTITION BY problem_id ORDER BY ln
-                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS first FROM rec)
                 SELECT {pid} AS program_id, problem_id, {sql_literal(origin)} AS origin, teacher, sample_idx, program,
                        completion, {pre}
-                FROM (SELECT ln, problem_id, teacher, first + k AS sample_idx, coalesce(p, e.program) AS program,
-                             s AS completion, k
-                      FROM (SELECT ln, problem_id, teacher, first, unnest(samples) AS s, unnest(programs) AS p,
-                                   unnest(range(len(samples))) AS k
-                            FROM rec JOIN firsts USING (ln))
-                      LEFT JOIN extracted e USING (ln, k))
+                FROM (SELECT * FROM ({samples}) WHERE program IS NOT NULL UNION ALL SELECT * FROM extracted)
                 ORDER BY ln, k""")
+        self.con.execute("DROP TABLE firsts")
         self.con.execute("DROP TABLE extracted")
         n, distinct = self.con.execute(f"SELECT count(*), count(DISTINCT program_id) FROM {table}").fetchall()[0]
         if distinct < n:  # two ids alike (a 64-bit hash collision): keep the first, as insert_new does

@@ -31,7 +31,7 @@ import pandas as pd
 from pad_data.stages.results import result_row, results_table
 from pad_data.stages.sources import IngestError, read_preamble
 from pad_data.sandbox.pool import SandboxPool
-from pad_data.store import Store, scratch_folder
+from pad_data.store import Store, duckdb_config, scratch_folder
 from pad_data.store.writer import GroupCommitter
 
 PAGE = 20_000
@@ -76,7 +76,7 @@ def execute(store: Store, dataset: str | None = None, timeout: float = 2.0, memo
             # the committer's thread copies them while the sandbox starts (the store read-only)
             total = committer.submit(lambda st: st.pending_snapshot(path, dataset, origin, rerun, limit,
                                                                      pre_id)).result()
-            con = duckdb.connect(path, read_only=True, config={"memory_limit": store.share(0.5)})
+            con = duckdb.connect(path, read_only=True, config=duckdb_config(store.share(0.5)))
             try:
                 for batch in con.sql("SELECT * FROM pending").to_arrow_reader(PAGE):
                     for pid, program, *context, pre, text in zip(*(c.to_pylist() for c in batch.columns)):

@@ -35,7 +35,7 @@ import importlib
 # live_reads and paths from here) start without loading DuckDB.
 _HOMES = {
     "Store": "store", "PENDING_BATCH": "store",
-    "StoreError": "connection", "connect": "connection", "busy_timeout": "connection",
+    "StoreError": "connection", "connect": "connection", "busy_timeout": "connection", "duckdb_config": "connection",
     "content_id": "ids", "normalize_question": "ids", "problem_id": "ids", "program_id": "ids",
     "DEFAULT_DB": "paths", "resolve_path": "paths",
     "CONSENSUS_LABEL": "schema", "ORIGINS": "schema", "PENDING_COLUMNS": "schema", "RESULT_COLUMNS": "schema",

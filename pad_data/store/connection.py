@@ -8,6 +8,9 @@ import time
 import duckdb
 
 BUSY_TIMEOUT_S = 10.0  # how long an open waits for another process to let go of the store
+# DuckDB needs 128 MiB a thread at the very least; a sort of 240k long programs still failed
+# on 2 threads in 192 MiB (and passed in 256)
+THREAD_MEMORY = 192 * 2**20
 
 
 class StoreError(Exception):
@@ -21,6 +24,21 @@ def busy_timeout() -> float:
         return max(0.0, float(raw)) if raw else BUSY_TIMEOUT_S
     except ValueError:
         raise StoreError(f"PAD_BUSY_TIMEOUT must be a number of seconds, got {raw!r}") from None
+
+
+def threads_for(memory: int | str) -> int:
+    """DuckDB threads for a connection capped at ``memory`` (bytes, or a size such as
+    ``'512MiB'``): one per :data:`THREAD_MEMORY`, at least one, at most the cores this process may use."""
+    from pad_data.rules.options import size_bytes
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, size_bytes(memory) // THREAD_MEMORY if isinstance(memory, str) else memory // THREAD_MEMORY))
+
+
+def duckdb_config(memory: int | str, **settings) -> dict:
+    """The config of a DuckDB connection capped at ``memory``: that cap and :func:`threads_for` it."""
+    return {"memory_limit": memory if isinstance(memory, str) else f"{memory}B", "threads": threads_for(memory),
+            **settings}
 
 
 def connect(path: str | os.PathLike, read_only: bool = False, wait: float | None = None,

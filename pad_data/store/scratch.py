@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import duckdb
 
+from pad_data.store.connection import duckdb_config
 from pad_data.store.sqltools import sql_literal
 
 if TYPE_CHECKING:
@@ -87,8 +88,8 @@ def scratch_db(store: "Store", prefix: str) -> Iterator[tuple[duckdb.DuckDBPyCon
     :func:`scratch_folder`), with half the store's budget, and its path; the folder is deleted afterwards."""
     with scratch_folder(store.path.parent, prefix) as tmp:
         path = os.path.join(tmp, f"{prefix}.duckdb")
-        con = duckdb.connect(path, config={"memory_limit": store.share(0.5), "temp_directory": tmp,
-                                           "preserve_insertion_order": False})
+        con = duckdb.connect(path, config=duckdb_config(store.share(0.5), temp_directory=tmp,
+                                                        preserve_insertion_order=False))
         try:
             yield con, path
         finally:

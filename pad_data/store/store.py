@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pandas is imported where a frame is made: `pad sql` and `pa
 
 from pad_data.rules.options import memory_limit, size_bytes
 from pad_data.store import journal
-from pad_data.store.connection import StoreError, busy_timeout, connect
+from pad_data.store.connection import StoreError, busy_timeout, connect, duckdb_config, threads_for
 from pad_data.store.migrations import apply_migrations, current_version
 from pad_data.store.paths import resolve_path
 from pad_data.store.schema import (CONSENSUS_LABEL, EXEC_COLUMNS, FAILURE_COLUMNS, LABEL_COLUMNS, RESULT_TYPES, SCHEMA_VERSION,
@@ -191,6 +191,7 @@ class Store:
         else:
             self.con.execute(f"SET memory_limit = {sql_literal(memory)}")
             self.con.execute(f"SET preserve_insertion_order = {str(ordered).lower()}")
+        self.con.execute(f"SET threads = {threads_for(self.memory if memory is None else memory)}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -344,7 +345,7 @@ class Store:
         if limit is not None:
             query, params = (f"SELECT * FROM ({query}) SEMI JOIN (SELECT program_id FROM ({query}) "
                              f"ORDER BY program_id LIMIT {int(limit)}) USING (program_id)", params + params)
-        con = duckdb.connect(str(path), config={"memory_limit": self.share(0.5)})
+        con = duckdb.connect(str(path), config=duckdb_config(self.share(0.5)))
         try:
             with self.capped(self.share(0.5), ordered=False):
                 self.con.execute(f"SET disabled_optimizers = '{AS_WRITTEN}'")
