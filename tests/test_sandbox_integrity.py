@@ -946,3 +946,16 @@ def test_str_format_runs_in_the_zygote_only_on_a_constant_with_plain_fields():
     assert [k for k, (_, forked) in got[True].items() if not forked] == ["fast"]
     assert got[True]["fast"][0][:2] == ("ok", 3.142) and got[True]["fast"][0][6] == "3.14 and 2 and 'n'\n"
     assert [v[0][1] for k, v in got[True].items() if k != "fast"] == ["5", "7", "4", "5", "  5", "0", "no such name"]
+
+
+def test_the_cpu_a_worker_spends_handing_programs_to_a_zygote_never_times_a_program_out():
+    # the worker's CPU limit was armed by a fast-path program only; compiling the numpy programs
+    # it handed to the numpy zygote (0.1 s each here) used that limit up, SIGXCPU killed the
+    # worker, and a program then running alone on it was labeled `timeout`
+    body = "".join(f"    x{i} = x{i - 1} * 3 + {i} if x{i - 1} < {i} else x{i - 1} - 1\n" for i in range(1, 6000))
+    numpy_program = f"import numpy as np\ndef unused():\n    x0 = 1\n{body}    return 0\nans = int(np.int64(7))\n"
+    with SandboxPool(workers=1, timeout=0.25) as pool:
+        res = dict(pool.map(enumerate([numpy_program, ORDINARY[0]] + [numpy_program] * 30)))
+        stats = pool.stats
+    assert [r.status for r in res.values()] == ["ok"] * 32 and res[2].value == 7
+    assert stats["spawned"] == 1 and stats["suspects"] == 0, stats  # no worker died

@@ -1492,13 +1492,15 @@ def handle(source, policy_bt, notify, preamble=None):
     """Compile (after ``preamble``, if any), choose the path, run: (result dict, harmed)."""
     t0 = time.perf_counter()
     _state["fired"] = False
+    # for every program, whichever path: the CPU this worker spends on programs it hands to a
+    # zygote (compiling, checking) must not use up the limit an earlier fast-path program armed
+    _arm_cpu_limit()
     code, res = compile_program(source, preamble)
     harmed = res is not None and res["status"] == "memory_limit"
     path = None
     if code is not None:
         if FAST_PATH and is_pure(code):
             path = "fast"
-            _arm_cpu_limit()
             codecs_known, modules_known = len(_CODEC_CACHE), len(sys.modules)
             res, harmed = run_program(code, _FAST_BUILTINS)
             if len(_CODEC_CACHE) != codecs_known:
@@ -1528,10 +1530,8 @@ def handle(source, policy_bt, notify, preamble=None):
             if _PRELOADED[0] and zygote is not None and zygote.pid:
                 res, harmed = zygote.run(source, preamble)
                 if res["status"] == DEFERRED:
-                    _arm_cpu_limit()
                     res, harmed = run_forked(code, policy_bt)
             else:
-                _arm_cpu_limit()
                 res, harmed = run_forked(code, policy_bt)
     res["duration_ms"] = (time.perf_counter() - t0) * 1000.0
     res["path"] = path
