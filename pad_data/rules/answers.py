@@ -9,6 +9,8 @@ A raw gold answer becomes ``Gold(number, text, rationale)``:
 - a number (int/float) is itself (NaN/inf: an error); a bool is the text ``yes``/``no``;
 - a string is read as a number when it is one: ``"1,234"``, ``"$12.50"``, ``"75%"``, ``"3/4"``,
   ``"-2.5"``, or a number followed by a unit (``"12 cm"``, ``"150 dollars"``, ``"5 apples"``);
+  a word that changes the number is no unit (:data:`SCALE_WORDS`: ``"7 hundred"``,
+  ``"2 and a half"``, ``"3 squared"`` are text);
 - GSM8K's ``"<rationale> #### <answer>"``: the text after the last ``####`` is the answer, the
   text before it the rationale;
 - any other string is a text gold (coin flip ``yes``, last letters ``ab``): number None.
@@ -41,8 +43,12 @@ _GOLD_RE = re.compile(
     rf"^\s*(?P<sign>[-+\u2212])?\s*[$€£¥₹]?\s*(?P<sign2>[-+\u2212])?"
     rf"(?:(?P<whole>\d+)\s+(?=\d+\s*/))?(?P<num>{_NUM})(?:\s*/\s*(?P<den>{_NUM}))?\s*[$€£¥₹]?"
     r"\s*(?P<unit>%|[^\W\d_°][^\d=+*^<>]*|°[^\d=+*^<>]*)?\s*\.?\s*$")
-# a "unit" that changes the number is not a unit: "1.2 million", "$2.5k", "5 dozen", "3π", "3½"
-SCALE_WORDS = r"(?:thousand|million|billion|trillion|dozen|k|bn)s?\b"
+# a "unit" that changes the number is not a unit: a scale ("1.2 million", "$2.5k", "5 dozen",
+# "7 hundred", "3 lakh", "2 crore", "5 thousandths"), a power ("3 squared"), more of the number
+# ("2 and a half"), or a sign ("3π", "3½", below); the words are matched at the unit's start
+# (lower case in SQL: answers_sql.py reads them too)
+SCALE_WORDS = (r"(?:(?:hundred|thousand|million|billion|trillion|lakh|lac|crore|dozen|k|bn)s?"
+               r"|tenths|hundredths|thousandths|squared|cubed|and)\b")
 _SCALE_RE = re.compile(SCALE_WORDS, re.IGNORECASE)
 # a rationale's final answer: "The answer is $1,250." (its number, else the last number written)
 _COT_ANSWER = re.compile(r"answer is\s*\$?\s*(-?[\d,]*\.?\d+)", re.IGNORECASE)

@@ -20,7 +20,12 @@ in the README):
 - a ``bool`` returned for a numeric question is ``non_numeric`` (True == 1 would be luck);
 - NaN and infinities are ``non_numeric``; an int too large for a double is ``wrong_answer``;
 - text gold answers (coin flip "yes"/"no", last letters "ab") compare case-insensitively
-  after trimming whitespace; ``True``/``False`` count as "yes"/"no";
+  after trimming whitespace and one final period (``"Yes."`` is "yes", as ``"12."`` is 12);
+  ``True``/``False``, as bools or as text (``"True"``, ``"false"``) on either side, count as
+  "yes"/"no";
+- against a text gold, a value that is neither a number nor text (a list, a tuple, ``inf``, an
+  object) is ``wrong_answer``: ``non_numeric`` says the gold is a number. It is not compared by
+  its ``repr``, which ``label_for`` is not given on a fresh run;
 - a multiple-choice gold (``choice``, its letter; gold and gold text are its option's value) is
   also met by a string naming that letter (``"C"``, ``"(c)"``, ``"c)"``); a string naming
   another letter is ``wrong_answer``.
@@ -62,11 +67,18 @@ def numbers_match(value: float, gold: float) -> bool:
     return abs(value - gold) < max(ZERO_TOL, min(ABS_TOL, REL_TOL * m), NOISE_TOL * m)
 
 
+_TRUTH_TEXTS = {"true": "yes", "false": "no"}  # a truth value written as text
+
+
 def normalize_text(value: Any) -> str:
-    """A text answer as compared: trimmed, whitespace collapsed, lower case (a bool is yes/no)."""
+    """A text answer as compared: trimmed, whitespace collapsed, lower case, one final period
+    dropped (``"Yes."``: ``"yes"``); a bool, and the text true/false, is yes/no."""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return " ".join(str(value).split()).lower()
+    text = " ".join(str(value).split()).lower()
+    if len(text) > 1 and text.endswith(".") and not text.endswith(".."):
+        text = text[:-1].rstrip()
+    return _TRUTH_TEXTS.get(text, text)
 
 
 def label_for(status: str, value_type: str | None, value: Any, gold: float | None,
@@ -86,8 +98,8 @@ def label_for(status: str, value_type: str | None, value: Any, gold: float | Non
             return "non_numeric", None
         return ("correct" if numbers_match(num, gold) else "wrong_answer"), num
     if gold_text is not None and gold_text.strip() != "":
-        if value is None:
-            return "non_numeric", num
+        if value is None:  # neither number nor text (a list, inf, an object): another answer
+            return "wrong_answer", num
         return ("correct" if normalize_text(value) == normalize_text(gold_text) else "wrong_answer"), num
     return "unverifiable", num
 
@@ -98,7 +110,8 @@ def stored_label(status: str, value_type: str | None, value: str | None, value_n
     ``value`` is text (the value itself for a ``str``, ``repr`` of a number, ``True``/``False``
     for a bool, or the ``repr`` of anything else), and ``value_num`` is NULL exactly when the
     worker gave no number. So a non-string with no number was not a value :func:`label_for`
-    compared (a list, ``inf``, a sympy symbol: ``non_numeric``), however its repr reads."""
+    compared (a list, ``inf``, a sympy symbol: ``non_numeric`` for a numeric gold,
+    ``wrong_answer`` for a text one), however its repr reads."""
     if status != "ok" or value_type == "str":
         return label_for(status, value_type, value, gold, gold_text, choice)
     if value_num is not None and value_num == value_num:
