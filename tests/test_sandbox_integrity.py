@@ -959,3 +959,97 @@ def test_the_cpu_a_worker_spends_handing_programs_to_a_zygote_never_times_a_prog
         stats = pool.stats
     assert [r.status for r in res.values()] == ["ok"] * 32 and res[2].value == 7
     assert stats["spawned"] == 1 and stats["suspects"] == 0, stats  # no worker died
+
+
+# Ways past the name check found by an attacker review: a name the program builds at run time
+# and hands to code that looks it up with the real getattr, or a string typing evaluates
+PAST_THE_NAME_CHECK = {
+    "a str subclass equal to a forbidden name only after the check": prog("""
+        class S(str):
+            n = [0]
+            def __hash__(self):
+                return str.__hash__(self)
+            def __eq__(self, other):
+                self.n[0] += 1
+                return self.n[0] > 1 and str.__eq__(self, other)
+        def f():
+            pass
+        def solution():
+            return len(getattr(f, S("__glo" + "bals__")))
+        """),
+    "functools.update_wrapper with a built name": prog("""
+        import functools, statistics
+        def w():
+            pass
+        g = "__glo"
+        functools.update_wrapper(w, statistics.mean, assigned=(), updated=(g + "bals__",))
+        def solution():
+            return 1
+        """),
+    "an annotation typing.get_type_hints evaluates": prog("""
+        import typing
+        def f(x: "[c for c in ().__class__.__base__.__subclasses__()][0]"):
+            pass
+        def solution():
+            return str(typing.get_type_hints(f)["x"])
+        """),
+    "an annotation functools.singledispatch evaluates": prog("""
+        import functools
+        @functools.singledispatch
+        def f(x):
+            return 0
+        @f.register
+        def _(x: "().__class__"):
+            return 1
+        def solution():
+            return f(3)
+        """),
+}
+# ... and the same libraries used as teachers use them
+THE_SAME_LIBRARIES_ORDINARILY = [
+    (prog("""
+        import functools
+        def twice(fn):
+            @functools.wraps(fn)
+            def inner(*a):
+                return fn(*a) * 2
+            return inner
+        @twice
+        def half(x):
+            return x / 2
+        def solution():
+            return half(42) + len(half.__name__)
+        """), 46),
+    (prog("""
+        import typing
+        from dataclasses import dataclass
+        @dataclass
+        class P:
+            n: "int"
+            m: typing.List["float"]
+        def solution():
+            return len(typing.get_type_hints(P)) + P(3, [1.0]).n + len(repr(P(1, [])))
+        """), 17),
+    (prog("""
+        import functools
+        @functools.singledispatch
+        def f(x):
+            return 0
+        @f.register
+        def _(x: int):
+            return 7
+        def solution():
+            return f(3) + f(2.0)
+        """), 7),
+]
+
+
+def test_names_a_program_builds_or_has_evaluated_are_checked_as_its_own():
+    programs = list(PAST_THE_NAME_CHECK.values()) + [p for p, _ in THE_SAME_LIBRARIES_ORDINARILY]
+    with SandboxPool(workers=1, timeout=5.0) as pool:
+        res = dict(pool.map(enumerate(programs)))
+    for i, what in enumerate(PAST_THE_NAME_CHECK):
+        assert res[i].status == "forbidden", (what, res[i])
+    n = len(PAST_THE_NAME_CHECK)
+    assert [(res[n + i].status, res[n + i].value) for i in range(len(THE_SAME_LIBRARIES_ORDINARILY))] == \
+        [("ok", value) for _, value in THE_SAME_LIBRARIES_ORDINARILY]

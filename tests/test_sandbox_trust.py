@@ -398,13 +398,15 @@ def solution():
 """)
 
 
-def test_a_program_holding_its_own_import_function_still_imports_only_its_allowlist():
-    """Both routes hand the program its ``__import__`` (an eval'd string annotation may use names the
-    program's code may not; the OS layer holds such a program): called directly, it imports no
-    module beyond the allowlist, even where a C function's own lazy import would be allowed."""
+def test_a_program_reaching_for_its_own_import_function_is_refused():
+    """Both routes once handed the program its ``__import__`` (an annotation typing evaluates, and
+    a name handed to ``functools.update_wrapper``), where only the allowlist of the import function
+    itself then held. The names they use are now checked as the program's own, so each is refused
+    before it holds the function."""
     got = run_all({"hints": TYPE_HINT_IMPORT, "wrapper": WRAPPER_IMPORT}, timeout=5.0)
-    for r in got.values():
-        assert (r.status, r.error_message) == ("forbidden", "import of module 'os' is not allowed"), got
+    assert (got["hints"].status, got["hints"].error_message) == ("forbidden", "use of name '__import__' is not allowed")
+    assert (got["wrapper"].status, got["wrapper"].error_message) == (
+        "forbidden", "attribute '__builtins__' is not allowed"), got
 
 
 SYMPY_LOOKS_FOR_NUMPY = prog("""

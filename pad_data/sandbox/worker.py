@@ -95,6 +95,9 @@ REMOVED_ATTRS = {
     "string": {"Formatter", "Template"},
     "functools": {"singledispatchmethod"},
 }
+# Module attributes replaced in the copies by versions that check the attribute names a program
+# hands them (set below, once the checks are defined).
+REPLACED_ATTRS = {"functools": {}}
 
 SAFE_BUILTIN_NAMES = (
     "abs all any ascii bin bool bytearray bytes callable chr complex dict dir divmod enumerate "
@@ -193,7 +196,12 @@ def _check_names(code):
 
 
 def _guard_attr_name(name):
-    if not isinstance(name, str) or not _allowed_name(name):
+    """``name`` as an exact ``str`` if a program may look it up: a str subclass could compare
+    unequal to a forbidden name in this check and equal in the lookup that follows."""
+    if not isinstance(name, str):
+        raise Forbidden(f"attribute {name!r} is not allowed")
+    name = str.__str__(name)  # str's own method: the characters, never the subclass's code
+    if not _allowed_name(name):
         raise Forbidden(f"attribute {name!r} is not allowed")
     return name
 
@@ -212,6 +220,36 @@ def _safe_delattr(obj, name):
     if isinstance(obj, types.ModuleType):
         raise Forbidden("modules are read-only")
     return delattr(obj, _guard_attr_name(name))
+
+
+def _wrapper_names(names):
+    """The attribute names given to ``functools.update_wrapper``/``wraps``: its defaults, or names
+    a program could look up itself (the library reads and writes them with the real getattr)."""
+    names = tuple(names)
+    for name in names:
+        if not (type(name) is str and name in _WRAPPER_DEFAULTS):
+            _guard_attr_name(name)
+    return tuple(str.__str__(name) for name in names)
+
+
+def _update_wrapper(wrapper, wrapped, assigned=None, updated=None):
+    import functools
+
+    return functools.update_wrapper(
+        wrapper, wrapped, _wrapper_names(functools.WRAPPER_ASSIGNMENTS if assigned is None else assigned),
+        _wrapper_names(functools.WRAPPER_UPDATES if updated is None else updated))
+
+
+def _wraps(wrapped, assigned=None, updated=None):
+    import functools
+
+    return functools.partial(_update_wrapper, wrapped=wrapped,
+                             assigned=_wrapper_names(functools.WRAPPER_ASSIGNMENTS if assigned is None else assigned),
+                             updated=_wrapper_names(functools.WRAPPER_UPDATES if updated is None else updated))
+
+
+_WRAPPER_DEFAULTS = frozenset(("__module__", "__name__", "__qualname__", "__annotations__", "__doc__", "__dict__"))
+REPLACED_ATTRS["functools"].update(update_wrapper=_update_wrapper, wraps=_wraps)
 
 
 def _exit(*args):
@@ -263,7 +301,7 @@ def _sanitized(name):
             if sub in ALLOWED_MODULES:
                 copy.__dict__[attr] = _sanitized(sub)
             continue
-        copy.__dict__[attr] = value
+        copy.__dict__[attr] = REPLACED_ATTRS.get(name, {}).get(attr, value)
     _REAL[name] = real
     _COPIES[name] = copy
     return copy
@@ -786,6 +824,15 @@ def _learn_libraries():
 
 
 def _audit(event, args):
+    if event == "exec" and _state["running"] and _evaluated_by_typing():
+        # an annotation string typing evaluates (get_type_hints, functools.singledispatch) is
+        # code the program wrote: the same names are forbidden in it as in the program
+        try:
+            _check_names(args[0])
+        except Forbidden as exc:
+            _state["violation"] = str(exc)[:200]
+            raise
+        return
     if _state["running"] and not _state["trusted_import"] and event.startswith(_BLOCKED_PREFIXES):
         if event == "import" and not _program_importing():
             top = str(args[0]).partition(".")[0]
@@ -801,6 +848,12 @@ def _audit(event, args):
         what = f"{event} {args[0]!r}" if args and isinstance(args[0], (str, bytes, int)) else event
         _state["violation"] = what[:200]
         raise Forbidden(f"blocked operation: {_state['violation']}")
+
+
+def _evaluated_by_typing():
+    """True when the code being evaluated is typing's evaluation of a forward reference."""
+    frame = sys._getframe(2)  # _audit's caller: the frame that called eval
+    return frame.f_code.co_name == "_evaluate" and frame.f_globals.get("__name__") == "typing"
 
 
 # ---------------------------------------------------------------- results
