@@ -1053,3 +1053,15 @@ def test_names_a_program_builds_or_has_evaluated_are_checked_as_its_own():
     n = len(PAST_THE_NAME_CHECK)
     assert [(res[n + i].status, res[n + i].value) for i in range(len(THE_SAME_LIBRARIES_ORDINARILY))] == \
         [("ok", value) for _, value in THE_SAME_LIBRARIES_ORDINARILY]
+
+
+def test_a_package_imported_and_never_used_takes_one_path_whatever_ran_before():
+    # the fast path admits `import numpy as np` left unused once numpy is loaded: a program first
+    # in its worker ran forked (its import made the worker load numpy), and after any numpy
+    # program on the fast path, where its time is counted differently near its timeout
+    unused = "import numpy as np\ndef solution():\n    return sum(range(1000))\n"
+    with SandboxPool(workers=1, timeout=5.0) as first:
+        alone = _paths(first, [("p", unused)])["p"]
+    with SandboxPool(workers=1, timeout=5.0) as later:
+        after = _paths(later, [("n", "import numpy as np\nans = int(np.int64(3))\n"), ("p", unused)])["p"]
+    assert alone == after and alone[0][:2] == ("ok", 499500) and not alone[1]  # the fast path, both times

@@ -200,7 +200,7 @@ def _guard_attr_name(name):
     unequal to a forbidden name in this check and equal in the lookup that follows."""
     if not isinstance(name, str):
         raise Forbidden(f"attribute {name!r} is not allowed")
-    name = str.__str__(name)  # str's own method: the characters, never the subclass's code
+    name = _STR_COPY(name)
     if not _allowed_name(name):
         raise Forbidden(f"attribute {name!r} is not allowed")
     return name
@@ -229,7 +229,7 @@ def _wrapper_names(names):
     for name in names:
         if not (type(name) is str and name in _WRAPPER_DEFAULTS):
             _guard_attr_name(name)
-    return tuple(str.__str__(name) for name in names)
+    return tuple(_STR_COPY(name) for name in names)
 
 
 def _update_wrapper(wrapper, wrapped, assigned=None, updated=None):
@@ -1552,6 +1552,14 @@ def handle(source, policy_bt, notify, preamble=None):
     harmed = res is not None and res["status"] == "memory_limit"
     path = None
     if code is not None:
+        if not _PRELOADED[0] and _third_party_imports(code):
+            # before the path is chosen: the fast path admits a preloaded package a program
+            # imports and never uses, and that must not depend on whether an earlier one loaded it
+            notify({"loading": True})  # the parent holds this program's clock meanwhile
+            _LEAN.start(policy_bt)  # while this process is still lean
+            _preload_all(policy_bt)
+            notify({"loaded": True})  # the program's clock starts now
+            _arm_cpu_limit()  # the preload lifted it
         if FAST_PATH and is_pure(code):
             path = "fast"
             codecs_known, modules_known = len(_CODEC_CACHE), len(sys.modules)
@@ -1574,11 +1582,6 @@ def handle(source, policy_bt, notify, preamble=None):
         else:
             path = "fork"
             third_party = _third_party_imports(code)
-            if not _PRELOADED[0] and third_party:
-                notify({"loading": True})  # the parent holds this program's clock meanwhile
-                _LEAN.start(policy_bt)  # while this process is still lean
-                _preload_all(policy_bt)
-                notify({"loaded": True})  # the program's clock starts now
             zygote = _LEAN if not third_party else _NUMPY if third_party == {"numpy"} else None
             if _PRELOADED[0] and zygote is not None and zygote.pid:
                 res, harmed = zygote.run(source, preamble)
