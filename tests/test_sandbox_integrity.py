@@ -1065,3 +1065,22 @@ def test_a_package_imported_and_never_used_takes_one_path_whatever_ran_before():
     with SandboxPool(workers=1, timeout=5.0) as later:
         after = _paths(later, [("n", "import numpy as np\nans = int(np.int64(3))\n"), ("p", unused)])["p"]
     assert alone == after and alone[0][:2] == ("ok", 499500) and not alone[1]  # the fast path, both times
+
+
+def test_memory_an_earlier_program_freed_is_no_room_for_a_later_one():
+    # glibc raised its thresholds after the first program's 30 MiB block and kept the 50 MB it
+    # then freed mapped: the next program (forked, its limit counted from the mapped size) had
+    # that much more room, and a program over its limit alone was `ok` after it
+    frees = ("def solution():\n    s = 'x' * (30 * 2**20)\n    s = None\n"
+             "    t = ['y' * 100000 for i in range(500)]\n    return len(t)\n")
+    over = "def solution():\n    x = [bytes(100000) for _ in range(2700)]\n    return len(x)\n"
+    # ... and the numpy zygote compiling programs with large literals kept their text's heap
+    literals = [f'import numpy as np\ns = "{c * (n << 20)}"\nans = int(np.int64(len(s)))\n' for c, n in (("x", 30), ("y", 20))]
+    over_numpy = ("import numpy as np\ndef solution():\n    x = [bytes(100000) for _ in range(2700)]\n"
+                  "    return int(np.int64(len(x)))\n")
+    got = {}
+    for name, programs in (("alone", [over, over_numpy]), ("after", [frees, over, *literals, over_numpy])):
+        with SandboxPool(workers=1, timeout=10.0, memory_mb=256) as pool:
+            got[name] = [r.status for _, r in sorted(pool.map(enumerate(programs)))]
+    assert got["alone"] == ["memory_limit", "memory_limit"]
+    assert got["after"] == ["ok", "memory_limit", "ok", "ok", "memory_limit"]

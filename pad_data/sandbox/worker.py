@@ -1299,6 +1299,9 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 def _set_rlimits():
     """The zygote's own limits: no file writes or core dumps, and a soft address-space budget
     for fast-path programs (raised only around trusted package imports)."""
+    if _LIBC[0] is not None:
+        _LIBC[0].malloc_trim(0)
+        _BRK_BASE[0] = _LIBC[0].sbrk(0)
     _VM_BASE[0] = _vm_bytes()
     limit = _VM_BASE[0] + MEMORY_MB * 1024 * 1024
     for res, soft, hard in ((resource.RLIMIT_FSIZE, 0, 0), (resource.RLIMIT_CORE, 0, 0),
@@ -1347,7 +1350,8 @@ def _child(code, wfd, bt):
             _REAL["random"].seed(0)
         import resource
 
-        limit = _vm_bytes() + MEMORY_MB * 1024 * 1024  # the same headroom whatever ran before
+        # the same headroom whatever ran before: the free heap it inherits is room it can use
+        limit = _vm_bytes() - _free_heap() + MEMORY_MB * 1024 * 1024
         for res, soft, hard in _CHILD_LIMITS:
             if res == resource.RLIMIT_AS:
                 soft = hard = limit
@@ -1505,6 +1509,7 @@ class _Zygote:
             # another order (``for c in {25, 186, 18}`` iterates differently) and refuses deep
             # nesting, and compile_program sets the layout that places a preamble's lines
             code, res = compile_program(source, preamble)
+            _trim_heap()  # a large program's text and code, freed: never room for the next one
             if code is not None:
                 res, _ = run_forked(code, policy_bt)
             _write_all(reply_w, _encode(res))
@@ -1570,6 +1575,7 @@ def handle(source, policy_bt, notify, preamble=None):
             # since the last collection are in generation 0 (nearly free when it is empty)
             counts = gc.get_count()
             gc.collect(2 if counts[1] or counts[2] else 0)
+            _trim_heap()
             if res["status"] == "memory_limit":
                 # earlier programs may have fragmented this worker: the label comes from a child
                 # with the full headroom; the worker goes on unless the bomb left it larger
@@ -1589,6 +1595,7 @@ def handle(source, policy_bt, notify, preamble=None):
                     res, harmed = run_forked(code, policy_bt)
             else:
                 res, harmed = run_forked(code, policy_bt)
+    _trim_heap()  # what compiling it left too
     res["duration_ms"] = (time.perf_counter() - t0) * 1000.0
     res["path"] = path
     return res, harmed
@@ -1756,9 +1763,59 @@ def _settle_process():
     _READ_ROOTS.extend(os.path.join(os.path.realpath(p), "") for p in  # what imports read
                        [os.path.dirname(os.__file__)] + sys.path)
     _die_with_parent()
+    _load_libc()
     os.environ.clear()
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"  # no threads: children are forked from this process
+
+
+def _load_libc():
+    """glibc, for :func:`_trim_heap` (None elsewhere: nothing to trim the same way)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.sbrk.restype = ctypes.c_void_p
+        libc.sbrk.argtypes = [ctypes.c_ssize_t]
+        libc.malloc_trim(0)
+        _LIBC[0] = libc
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in
+                        "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+        libc.mallinfo2.restype = MallInfo2
+        libc.mallinfo2()
+        _MALLINFO[0] = libc.mallinfo2
+    except Exception:
+        pass
+
+
+_MALLINFO = [None]
+
+
+def _free_heap():
+    """Bytes of heap malloc holds free (mapped, so counted in the address space, and reusable)."""
+    try:
+        return _MALLINFO[0]().fordblks if _MALLINFO[0] is not None else 0
+    except Exception:
+        return 0
+
+
+_LIBC = [None]
+_BRK_BASE = [0]  # the heap's end when the zygote's limits were last set
+TRIM_SLACK = 4 << 20
+
+
+def _trim_heap():
+    """Give back the freed heap a program (or compiling one) left: once a program has freed a
+    large block, glibc keeps up to twice as much freed heap mapped, room the next program (or a
+    child forked next, whose limit counts from the mapped size) could use beyond its memory
+    limit. One call per program; a trim only when the heap ended TRIM_SLACK past its base."""
+    libc = _LIBC[0]
+    if libc is not None and libc.sbrk(0) > _BRK_BASE[0] + TRIM_SLACK:
+        libc.malloc_trim(0)
+        _BRK_BASE[0] = max(_BRK_BASE[0], libc.sbrk(0) - TRIM_SLACK)  # what stays is the worker's own
 
 
 def _load_allowed_modules():
