@@ -993,6 +993,25 @@ PAST_THE_NAME_CHECK = {
         def solution():
             return str(typing.get_type_hints(f)["x"])
         """),
+    "operator.attrgetter with a built name": prog("""
+        import operator
+        def f():
+            pass
+        def solution():
+            return len(operator.attrgetter("__glo" + "bals__")(f))
+        """),
+    "operator.methodcaller with a built name": prog("""
+        from operator import methodcaller
+        def f():
+            pass
+        def solution():
+            return methodcaller("__redu" + "ce__")(f)
+        """),
+    "string.Template, refused with string.Formatter": prog("""
+        from string import Template
+        def solution():
+            return Template("$n apples").substitute(n=5)
+        """),
     "an annotation functools.singledispatch evaluates": prog("""
         import functools
         @functools.singledispatch
@@ -1041,6 +1060,15 @@ THE_SAME_LIBRARIES_ORDINARILY = [
         def solution():
             return f(3) + f(2.0)
         """), 7),
+    (prog("""
+        from operator import attrgetter, methodcaller
+        class Item:
+            def __init__(self, price):
+                self.price = price
+        def solution():
+            items = sorted([Item(3), Item(1), Item(2)], key=attrgetter("price"))
+            return items[-1].price + len(methodcaller("split", ",")("a,b,c"))
+        """), 6),
 ]
 
 

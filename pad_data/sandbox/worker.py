@@ -89,15 +89,11 @@ FORBIDDEN_NAMES = frozenset(
     "_dump_registry _abc_impl _abc_registry _abc_cache _abc_negative_cache "
     "_abc_negative_cache_version _abc_registry_clear _abc_caches_clear".split()
 )
-# Module attributes removed from the copies programs see (they reach objects by name).
-REMOVED_ATTRS = {
-    "operator": {"attrgetter", "methodcaller"},
-    "string": {"Formatter", "Template"},
-    "functools": {"singledispatchmethod"},
-}
-# Module attributes replaced in the copies by versions that check the attribute names a program
-# hands them (set below, once the checks are defined).
-REPLACED_ATTRS = {"functools": {}}
+# Module attributes replaced in the copies programs see: those that look attributes up by a name
+# the program gives, by versions that check the name (or, where that is not enough, by a stub
+# that refuses: a program using one is `forbidden`, not a program with an error). Set below,
+# once the checks are defined.
+REPLACED_ATTRS = {"operator": {}, "string": {}, "functools": {}}
 
 SAFE_BUILTIN_NAMES = (
     "abs all any ascii bin bool bytearray bytes callable chr complex dict dir divmod enumerate "
@@ -249,7 +245,6 @@ def _wraps(wrapped, assigned=None, updated=None):
 
 
 _WRAPPER_DEFAULTS = frozenset(("__module__", "__name__", "__qualname__", "__annotations__", "__doc__", "__dict__"))
-REPLACED_ATTRS["functools"].update(update_wrapper=_update_wrapper, wraps=_wraps)
 
 
 def _exit(*args):
@@ -265,6 +260,41 @@ def _blocked(name):
 
 
 BLOCKED_BUILTINS = "open input eval exec compile globals locals vars breakpoint help memoryview".split()
+
+
+def _attrgetter(*names):
+    """``operator.attrgetter`` through the checked getattr, each dotted part checked."""
+    parts = [[_guard_attr_name(p) for p in _guard_attr_name(name).split(".")] for name in names]
+
+    def get(obj):
+        values = []
+        for path in parts:
+            value = obj
+            for part in path:
+                value = getattr(value, part)
+            values.append(value)
+        return values[0] if len(values) == 1 else tuple(values)
+
+    if not names:
+        raise TypeError("attrgetter expected 1 argument, got 0")
+    return get
+
+
+def _methodcaller(name, *args, **kwargs):
+    """``operator.methodcaller`` through the checked getattr."""
+    name = _guard_attr_name(name)
+
+    def call(obj):
+        return getattr(obj, name)(*args, **kwargs)
+
+    return call
+
+
+REPLACED_ATTRS["functools"].update(update_wrapper=_update_wrapper, wraps=_wraps,
+                                   singledispatchmethod=_blocked("functools.singledispatchmethod"))
+REPLACED_ATTRS["operator"].update(attrgetter=_attrgetter, methodcaller=_methodcaller)
+# a Formatter looks fields up by names in its format string; Template is refused with it
+REPLACED_ATTRS["string"].update(Formatter=_blocked("string.Formatter"), Template=_blocked("string.Template"))
 
 
 # ---------------------------------------------------------------- modules
@@ -292,9 +322,8 @@ def _sanitized(name):
     for part in name.split(".")[1:]:
         real = getattr(real, part)
     copy = _ReadOnlyModule(name)
-    removed = REMOVED_ATTRS.get(name, set())
     for attr, value in vars(real).items():
-        if attr.startswith("_") or attr in removed:
+        if attr.startswith("_"):
             continue
         if isinstance(value, types.ModuleType):
             sub = value.__name__
