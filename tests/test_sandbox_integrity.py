@@ -1112,3 +1112,14 @@ def test_memory_an_earlier_program_freed_is_no_room_for_a_later_one():
             got[name] = [r.status for _, r in sorted(pool.map(enumerate(programs)))]
     assert got["alone"] == ["memory_limit", "memory_limit"]
     assert got["after"] == ["ok", "memory_limit", "ok", "ok", "memory_limit"]
+
+
+def test_a_script_that_exits_after_its_answer_has_that_answer():
+    # exit(), quit(0): the script ends as `python program.py` ends it (status 0), and was labeled
+    # runtime_error SystemExit; a non-zero status, or an exit inside solution(), is still an error
+    programs = ["ans = 42\nprint(ans)\nexit()\n", "def solution():\n    return 7\nprint(solution())\nquit(0)\n",
+                "ans = 1\nexit(3)\n", "def solution():\n    exit()\n"]
+    with SandboxPool(workers=1, timeout=5.0) as pool:
+        got = [(r.status, r.value, r.error_type) for _, r in sorted(pool.map(enumerate(programs)))]
+    assert got == [("ok", 42, None), ("ok", 7, None), ("runtime_error", None, "SystemExit"),
+                   ("runtime_error", None, "SystemExit")]

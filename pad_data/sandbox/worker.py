@@ -1253,7 +1253,13 @@ def run_program(code, builtins_template, as_main=False):
     _state["running"] = True
     _signal.setitimer(_signal.ITIMER_PROF, TIMEOUT, 0.05)  # CPU time: the machine's load does not count
     try:
-        exec(*(code, g))  # f(*args): never specialized, so the same depth for every program
+        try:
+            exec(*(code, g))  # f(*args): never specialized, so the same depth for every program
+        except SystemExit as exc:
+            if not (exc.code is None or (type(exc.code) is int and exc.code == 0)):
+                raise
+            # exit() or exit(0) ends the script as `python program.py` ends it: not an error,
+            # and its answer is looked up as after its last line
         entry = _find_answer(g)
         if entry is None:
             res = {"status": "no_answer", "error_message": f"no {ENTRY}() or {ENTRY} variable defined" if ENTRY
