@@ -195,6 +195,14 @@ class Peak:
         self._stop = True
 
     def enter(self, stage: str) -> None:
+        # what the stage before freed goes back first: glibc keeps freed memory mapped, and it
+        # would count as this stage's
+        import ctypes
+        import gc
+
+        gc.collect()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).malloc_trim(0)
         self.stage = stage
         self.peaks[stage] = max(self.peaks.get(stage, 0.0), self.rss_mb())
         self.tree[stage] = max(self.tree.get(stage, 0.0), self.tree_pss_mb())
