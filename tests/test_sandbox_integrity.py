@@ -754,8 +754,8 @@ def test_what_the_fast_path_admits_gets_the_label_the_forked_path_gives():
     assert all(forked for _, forked in got[False].values())
     labels = {k: v[0] for k, v in got[True].items()}
     assert labels[0][:2] == ("ok", 6.0) and labels[2][0] == "runtime_error"
-    line = "[Account(0), Account(2), Account(5)] __main__\n"  # the main guard ran, then solution()
-    assert labels[6][:2] == ("ok", 17) and labels[6][6] == line + "17\n" + line
+    line = "[Account(0), Account(2), Account(5)] __main__\n"  # the main guard ran solution(), once
+    assert labels[6][:2] == ("ok", 17) and labels[6][6] == line + "17\n"
     assert labels[7][0] == "runtime_error" and labels[7][4:6] == ("Broke", "no money left")
     assert labels[8][:2] == ("ok", "Shelf[('a', 1), ('b', 2)]")
     assert labels[9][0] == "forbidden" and labels[9][5] == "modules are read-only"
@@ -1123,3 +1123,31 @@ def test_a_script_that_exits_after_its_answer_has_that_answer():
         got = [(r.status, r.value, r.error_type) for _, r in sorted(pool.map(enumerate(programs)))]
     assert got == [("ok", 42, None), ("ok", 7, None), ("runtime_error", None, "SystemExit"),
                    ("runtime_error", None, "SystemExit")]
+
+
+def test_a_script_that_calls_its_solution_itself_has_the_value_of_that_call():
+    # print(solution()), a __main__ block, ans = solution(12): pad called solution() again after the
+    # module ran, so module state changed twice, a seeded draw came second, a function needing an
+    # argument failed, and the time doubled (a label audit of teacher-style programs)
+    programs = {
+        "items = []\ndef solution():\n    items.append(3)\n    items.append(4)\n    return sum(items)\n"
+        "if __name__ == '__main__':\n    print(solution())\n": ("ok", 7, "7\n"),
+        "import random\nrandom.seed(42)\ndef solution():\n    return random.randint(1, 100)\nprint(solution())\n":
+            ("ok", 82, "82\n"),
+        "def solution(n):\n    return n * 2\nans = solution(12)\n": ("ok", 24, ""),
+        "def solution(n=10):\n    return 1 if n == 0 else 1 + solution(n - 1)\nprint(solution())\n": ("ok", 11, "11\n"),
+        "def solution():\n    return 5\nfs = [solution]\nprint(fs[0]())\n": ("ok", 5, "5\n"),  # not a call by name
+        "print(solution())\ndef solution():\n    return 3\n": ("runtime_error", None, ""),
+    }
+    for fast in (True, False):
+        with SandboxPool(workers=1, timeout=5.0, fast_path=fast) as pool:
+            got = dict(pool.map(enumerate(programs)))
+        assert [(got[i].status, got[i].value, got[i].stdout) for i in range(len(programs))] == list(programs.values())
+    # CPU time: the script's own call is the only one (a loop of ~0.6 s timed out at 1 s when run twice)
+    loop = "def solution():\n    t = 0\n    for i in range(N):\n        t += i\n    return t\nprint(solution())\n"
+    with SandboxPool(workers=1, timeout=30.0) as pool:
+        (_, probe), = pool.map([(0, loop.replace("N", "3000000"))])
+    n = int(3000000 * 0.6 / (probe.duration_ms / 1000))  # about 0.6 s of this machine's CPU
+    with SandboxPool(workers=1, timeout=1.0) as pool:
+        (_, r), = pool.map([(0, loop.replace("N", str(n)))])
+    assert r.status == "ok", (n, r)
