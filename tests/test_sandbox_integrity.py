@@ -1007,10 +1007,10 @@ PAST_THE_NAME_CHECK = {
         def solution():
             return methodcaller("__redu" + "ce__")(f)
         """),
-    "string.Template, refused with string.Formatter": prog("""
-        from string import Template
+    "string.Formatter, which looks fields up by name": prog("""
+        from string import Formatter
         def solution():
-            return Template("$n apples").substitute(n=5)
+            return Formatter().format("{0.real}", 5)
         """),
     "an annotation functools.singledispatch evaluates": prog("""
         import functools
@@ -1069,6 +1069,11 @@ THE_SAME_LIBRARIES_ORDINARILY = [
             items = sorted([Item(3), Item(1), Item(2)], key=attrgetter("price"))
             return items[-1].price + len(methodcaller("split", ",")("a,b,c"))
         """), 6),
+    (prog("""
+        from string import Template
+        def solution():
+            return len(Template("$n apples").substitute(n=5))
+        """), 8),
 ]
 
 
@@ -1117,7 +1122,7 @@ def test_memory_an_earlier_program_freed_is_no_room_for_a_later_one():
 def test_a_script_that_exits_after_its_answer_has_that_answer():
     # exit(), quit(0): the script ends as `python program.py` ends it (status 0), and was labeled
     # runtime_error SystemExit; a non-zero status, or an exit inside solution(), is still an error
-    programs = ["ans = 42\nprint(ans)\nexit()\n", "def solution():\n    return 7\nprint(solution())\nquit(0)\n",
+    programs = ["ans = 42\nprint(ans)\nexit(False)\n", "def solution():\n    return 7\nprint(solution())\nquit(0)\n",
                 "ans = 1\nexit(3)\n", "def solution():\n    exit()\n"]
     with SandboxPool(workers=1, timeout=5.0) as pool:
         got = [(r.status, r.value, r.error_type) for _, r in sorted(pool.map(enumerate(programs)))]

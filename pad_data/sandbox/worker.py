@@ -264,6 +264,8 @@ BLOCKED_BUILTINS = "open input eval exec compile globals locals vars breakpoint 
 
 def _attrgetter(*names):
     """``operator.attrgetter`` through the checked getattr, each dotted part checked."""
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError("attribute name must be a string")
     parts = [[_guard_attr_name(p) for p in _guard_attr_name(name).split(".")] for name in names]
 
     def get(obj):
@@ -282,6 +284,8 @@ def _attrgetter(*names):
 
 def _methodcaller(name, *args, **kwargs):
     """``operator.methodcaller`` through the checked getattr."""
+    if not isinstance(name, str):
+        raise TypeError("method name must be a string")
     name = _guard_attr_name(name)
 
     def call(obj):
@@ -293,8 +297,8 @@ def _methodcaller(name, *args, **kwargs):
 REPLACED_ATTRS["functools"].update(update_wrapper=_update_wrapper, wraps=_wraps,
                                    singledispatchmethod=_blocked("functools.singledispatchmethod"))
 REPLACED_ATTRS["operator"].update(attrgetter=_attrgetter, methodcaller=_methodcaller)
-# a Formatter looks fields up by names in its format string; Template is refused with it
-REPLACED_ATTRS["string"].update(Formatter=_blocked("string.Formatter"), Template=_blocked("string.Template"))
+# a Formatter looks fields up by names in its format string (a Template only in its mapping)
+REPLACED_ATTRS["string"].update(Formatter=_blocked("string.Formatter"))
 
 
 # ---------------------------------------------------------------- modules
@@ -1292,7 +1296,7 @@ def run_program(code, builtins_template, as_main=False):
         try:
             exec(*(code, g))  # f(*args): never specialized, so the same depth for every program
         except SystemExit as exc:
-            if not (exc.code is None or (type(exc.code) is int and exc.code == 0)):
+            if not (exc.code is None or exc.code is False or (type(exc.code) is int and exc.code == 0)):
                 raise
             # exit() or exit(0) ends the script as `python program.py` ends it: not an error,
             # and its answer is looked up as after its last line
