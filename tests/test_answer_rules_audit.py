@@ -5,20 +5,16 @@ words that change a number in :data:`pad_data.rules.answers.SCALE_WORDS` (which 
 parser, :mod:`pad_data.rules.answers_sql`, reads too: the parity tests at the end).
 """
 
-import json
-import math
-
-import duckdb
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 from pad_data.rules.answers import AnswerError, parse_answer, parse_number
-from pad_data.rules.answers_sql import chain, gold_layers
 from pad_data.rules.labels import label_for, normalize_text, stored_label
 from pad_data.rules.majority import majority
 from pad_data.sandbox.pool import ExecResult
 from pad_data.stages.results import result_row
+
+from test_bulk_import import _assert_agree, _python_gold
 
 
 def _fresh_and_stored(vtype, vjson, vrepr, raw_gold) -> tuple[str, str]:
@@ -133,37 +129,7 @@ def test_gsm8k_golds_read_as_before():
         assert parse_answer(f"r\n#### {text}").number == number, text
 
 
-# the SQL gold parser (answers_sql.py) reads these as answers.py does: the parity check of
-# tests/test_bulk_import.py, over the audit's texts
-def _sql_golds(values: list, require: bool) -> list[tuple]:
-    raws = [json.dumps(v) for v in values]
-    con = duckdb.connect()
-    con.register("src", pa.table({"i": list(range(len(raws))), "a": raws}))
-    sql = chain([f"SELECT i, a::JSON AS _a, {str(require).lower()} AS req FROM src"] + gold_layers("_a", "req"))
-    return con.execute(f"SELECT g_number, g_text, g_rationale, g_sure FROM ({sql}) ORDER BY i").fetchall()
-
-
-def _python_gold(value, require: bool):
-    try:
-        gold = parse_answer(value, require_number=require)
-    except AnswerError:
-        return "error"
-    return gold.number, gold.text, gold.rationale
-
-
-def _unsure(values: list, require: bool) -> list:
-    """The values SQL is not sure of; where it is sure, its gold is answers.py's."""
-    unsure = []
-    for value, (number, text, rationale, sure) in zip(values, _sql_golds(values, require)):
-        if not sure:
-            unsure.append(value)
-            continue
-        assert _python_gold(value, require) == (number, text, rationale), (value, require)
-        if number is not None:
-            assert math.copysign(1, number) == math.copysign(1, _python_gold(value, require)[0]), value
-    return unsure
-
-
+# the SQL gold parser (answers_sql.py) reads these as answers.py does: tests/test_bulk_import.py's parity check
 AUDIT_GOLDS = CHANGED + [t for t, _ in UNITS] + [
     "True", "False", "true", " FALSE ", "Yes.", "yes .", "9:00 P.M.", "7hundred", "7 HUNDRED", "7 hundred.",
     "-7 hundred", "7 K", "7 kg", "2 and", "2 andes", "2 ands", "3 squares", "5 cubes", "1,200 lakh", "3/4 squared",
@@ -172,17 +138,7 @@ AUDIT_GOLDS = CHANGED + [t for t, _ in UNITS] + [
 
 def test_the_sql_gold_parser_reads_the_audits_texts_as_answers_py():
     marked = [f"r\n#### {v}" for v in AUDIT_GOLDS if isinstance(v, str)]
-    assert _unsure(AUDIT_GOLDS + marked, require=False) == []  # all in SQL's alphabet ("₹" too)
-    unsure = _unsure(AUDIT_GOLDS + marked, require=True)
+    assert _assert_agree(AUDIT_GOLDS + marked, require=False) == []  # all in SQL's alphabet ("₹" too)
+    unsure = _assert_agree(AUDIT_GOLDS + marked, require=True)
     assert all(_python_gold(v, True) == "error" for v in unsure)
     assert "r\n#### 7 hundred" in unsure and "r\n#### 3 times" not in unsure
-
-
-def test_the_sql_gold_parser_reads_every_real_gold_as_answers_py(shared_data):
-    values = []
-    for path in sorted(shared_data.glob("*/*.jsonl")):
-        for line in open(path, encoding="utf-8"):
-            rec = json.loads(line)
-            values += [rec[k] for k in ("answer", "target", "gold", "Answer") if k in rec]
-    assert len(values) > 20000
-    assert _unsure(values, require=False) == []
