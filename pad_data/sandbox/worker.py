@@ -1241,10 +1241,13 @@ def _record_entry_calls(code, g):
     names = code.co_names
     if name not in names or len(names) > 255:  # beyond one byte the rewrite would move jumps
         return code
-    idx, raw, found = names.index(name), bytearray(code.co_code), False
-    for i in range(2, len(raw), 2):
-        if raw[i] == _LOAD_NAME and raw[i + 1] == idx and raw[i - 2] == _PUSH_NULL:
-            raw[i + 1], found = len(names), True
+    raw = bytearray(code.co_code)
+    callee, found = bytes((_PUSH_NULL, 0, _LOAD_NAME, names.index(name))), False
+    at = raw.find(callee)
+    while at >= 0:
+        if at % 2 == 0:  # an instruction's start, not an argument byte
+            raw[at + 3], found = len(names), True
+        at = raw.find(callee, at + 1)
     if not found:
         return code
 
@@ -1653,7 +1656,6 @@ def handle(source, policy_bt, notify, preamble=None):
             # since the last collection are in generation 0 (nearly free when it is empty)
             counts = gc.get_count()
             gc.collect(2 if counts[1] or counts[2] else 0)
-            _trim_heap()
             if res["status"] == "memory_limit":
                 # earlier programs may have fragmented this worker: the label comes from a child
                 # with the full headroom; the worker goes on unless the bomb left it larger
@@ -1673,7 +1675,7 @@ def handle(source, policy_bt, notify, preamble=None):
                     res, harmed = run_forked(code, policy_bt)
             else:
                 res, harmed = run_forked(code, policy_bt)
-    _trim_heap()  # what compiling it left too
+    _trim_heap()  # what the program, or compiling it, left
     res["duration_ms"] = (time.perf_counter() - t0) * 1000.0
     res["path"] = path
     return res, harmed
