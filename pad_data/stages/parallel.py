@@ -4,9 +4,10 @@ are enough items to pay for starting them."""
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from typing import Callable, Iterable, Iterator
+
+from pad_data.rules.options import usable_cores
 
 PARALLEL_FROM = 20_000  # items in all from which the work runs in worker processes
 CHUNK = 2_000  # items per task sent to a worker
@@ -28,7 +29,7 @@ def mapper(n: int) -> Iterator[Callable[..., list]]:
     a fork of a stage holding DuckDB's buffers would keep every page of them alive in each worker
     for as long as it runs, whatever DuckDB frees meanwhile. Where the fork server cannot start
     (its socket's path too long), the work runs in this process."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     context = _fork_server() if n >= PARALLEL_FROM and cores >= 2 else None
     if context is None:
         yield lambda fn, *lists: list(map(fn, *lists))

@@ -29,10 +29,10 @@ def busy_timeout() -> float:
 def threads_for(memory: int | str) -> int:
     """DuckDB threads for a connection capped at ``memory`` (bytes, or a size such as
     ``'512MiB'``): one per :data:`THREAD_MEMORY`, at least one, at most the cores this process may use."""
-    from pad_data.rules.options import size_bytes
+    from pad_data.rules.options import size_bytes, usable_cores
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, size_bytes(memory) // THREAD_MEMORY if isinstance(memory, str) else memory // THREAD_MEMORY))
+    capped = size_bytes(memory) if isinstance(memory, str) else memory
+    return max(1, min(usable_cores(), capped // THREAD_MEMORY))
 
 
 def duckdb_config(memory: int | str, **settings) -> dict:
