@@ -239,9 +239,7 @@ def _update_wrapper(wrapper, wrapped, assigned=None, updated=None):
 def _wraps(wrapped, assigned=None, updated=None):
     import functools
 
-    return functools.partial(_update_wrapper, wrapped=wrapped,
-                             assigned=_wrapper_names(functools.WRAPPER_ASSIGNMENTS if assigned is None else assigned),
-                             updated=_wrapper_names(functools.WRAPPER_UPDATES if updated is None else updated))
+    return functools.partial(_update_wrapper, wrapped=wrapped, assigned=assigned, updated=updated)
 
 
 _WRAPPER_DEFAULTS = frozenset(("__module__", "__name__", "__qualname__", "__annotations__", "__doc__", "__dict__"))
@@ -264,6 +262,8 @@ BLOCKED_BUILTINS = "open input eval exec compile globals locals vars breakpoint 
 
 def _attrgetter(*names):
     """``operator.attrgetter`` through the checked getattr, each dotted part checked."""
+    if not names:
+        raise TypeError("attrgetter expected 1 argument, got 0")
     if not all(isinstance(name, str) for name in names):
         raise TypeError("attribute name must be a string")
     parts = [[_guard_attr_name(p) for p in _guard_attr_name(name).split(".")] for name in names]
@@ -277,8 +277,6 @@ def _attrgetter(*names):
             values.append(value)
         return values[0] if len(values) == 1 else tuple(values)
 
-    if not names:
-        raise TypeError("attrgetter expected 1 argument, got 0")
     return get
 
 
