@@ -1142,17 +1142,10 @@ def test_a_script_that_calls_its_solution_itself_has_the_value_of_that_call():
         "def solution(n):\n    return n * 2\nans = solution(12)\n": ("ok", 24, ""),
         "def solution(n=10):\n    return 1 if n == 0 else 1 + solution(n - 1)\nprint(solution())\n": ("ok", 11, "11\n"),
         "def solution():\n    return 5\nfs = [solution]\nprint(fs[0]())\n": ("ok", 5, "5\n"),  # not a call by name
+        "def solution():\n    print('working')\n    return 12\nsolution()\n": ("ok", 12, "working\n"),  # once
         "print(solution())\ndef solution():\n    return 3\n": ("runtime_error", None, ""),
     }
     for fast in (True, False):
         with SandboxPool(workers=1, timeout=5.0, fast_path=fast) as pool:
             got = dict(pool.map(enumerate(programs)))
         assert [(got[i].status, got[i].value, got[i].stdout) for i in range(len(programs))] == list(programs.values())
-    # CPU time: the script's own call is the only one (a loop of ~0.6 s timed out at 1 s when run twice)
-    loop = "def solution():\n    t = 0\n    for i in range(N):\n        t += i\n    return t\nprint(solution())\n"
-    with SandboxPool(workers=1, timeout=30.0) as pool:
-        (_, probe), = pool.map([(0, loop.replace("N", "3000000"))])
-    n = int(3000000 * 0.6 / (probe.duration_ms / 1000))  # about 0.6 s of this machine's CPU
-    with SandboxPool(workers=1, timeout=1.0) as pool:
-        (_, r), = pool.map([(0, loop.replace("N", str(n)))])
-    assert r.status == "ok", (n, r)
