@@ -538,7 +538,6 @@ def _curate_onwards(out: dict, db: Path, work: Path, sample: list[str], peak: Pe
         with Store(db) as st:
             export(st, "scale", work / "export", fmt="hf", overwrite=True)
         ck.finish(peak, out, "export_s")
-        out["export_rows_per_s"] = out["curated_rows"] / out["export_s"]
     if not ck.done("datasets write (baseline)"):
         peak.enter("datasets write (baseline)")
         bare_datasets_write(db, work / "bare")
